@@ -1,0 +1,98 @@
+//! Endpoints: where a workspace's deliveries go, which event types they take,
+//! and the secret their requests are signed with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A receiver URL registered by a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub workspace: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Event types delivered; `None` means every type.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Signing secret (HMAC key). Shown when the endpoint is created.
+    pub secret: String,
+    /// Extra request headers sent with every delivery.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at_ms: Option<i64>,
+}
+
+impl Endpoint {
+    /// Does this endpoint take events of `event_type`?
+    pub fn subscribes_to(&self, event_type: &str) -> bool {
+        match &self.event_types {
+            None => true,
+            Some(types) => types.iter().any(|t| t == event_type),
+        }
+    }
+}
+
+/// Checks an endpoint URL: absolute `http` or `https` with a host, no credentials.
+pub fn validate_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("url {url:?} must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("url {url:?} has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!("url {url:?} must not carry credentials"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("url {url:?} contains whitespace"));
+    }
+    if url.len() > 2048 {
+        return Err("url is longer than 2048 characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(validate_url("https://example.com/hook").is_ok());
+        assert!(validate_url("http://127.0.0.1:9000").is_ok());
+        for bad in ["ftp://x", "https://", "https:///path", "https://u:p@host/", "example.com", "http://a b"] {
+            assert!(validate_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filter() {
+        let mut ep = Endpoint {
+            id: "ep_1".into(),
+            workspace: "w".into(),
+            url: "http://x".into(),
+            description: None,
+            event_types: None,
+            secret: "s".into(),
+            headers: BTreeMap::new(),
+            created_at_ms: 0,
+            paused: false,
+            paused_reason: None,
+            paused_at_ms: None,
+        };
+        assert!(ep.subscribes_to("card.created"));
+        ep.event_types = Some(vec!["card.deleted".into()]);
+        assert!(!ep.subscribes_to("card.created"));
+        assert!(ep.subscribes_to("card.deleted"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Events as producers publish them, and the envelope receivers get.
+//!
+//! A stream entry is a flat list of fields. [`Event::from_fields`] validates it
+//! against the producer contract (DESIGN.md) and builds the envelope once: the
+//! exact JSON bytes every endpoint receives on every attempt. A bad entry gives
+//! a [`Rejection`] whose `code` and `message` go to the dead-letter stream.
+
+use serde_json::value::RawValue;
+
+use crate::{id, time};
+
+/// Envelope members hookd writes itself; an extra field may not reuse them.
+const RESERVED: [&str; 5] = ["id", "type", "workspaceId", "createdAt", "data"];
+/// Stream fields with a meaning of their own (everything else is passed through).
+const KNOWN: [&str; 5] = ["id", "type", "workspace", "data", "occurred_at"];
+
+/// Limits applied to every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLimits {
+    /// Largest envelope accepted, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        Self { max_payload_bytes: 256 * 1024 }
+    }
+}
+
+/// A validated event with its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The producer's id, or one hookd assigned (`evt_...`).
+    pub id: String,
+    pub event_type: String,
+    pub workspace: String,
+    /// When it happened (unix ms): `occurred_at`, else ingest time.
+    pub created_at_ms: i64,
+    /// The body of every delivery of this event.
+    pub envelope: Vec<u8>,
+}
+
+/// Why an entry was refused. `code` is stable; `message` says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection { code, message: message.into() }
+}
+
+/// Is `s` a valid event type: `[a-z0-9_.-]{1,128}`?
+pub fn is_valid_event_type(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Is `s` a valid event id: 1..128 visible ASCII characters (it travels in a header)?
+pub fn is_valid_event_id(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// Is `s` a valid workspace id: 1..128 characters, no control characters?
+pub fn is_valid_workspace(s: &str) -> bool {
+    (1..=128).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+}
+
+fn text<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Rejection> {
+    std::str::from_utf8(value).map_err(|_| reject("invalid_utf8", format!("field `{name}` is not valid UTF-8")))
+}
+
+impl Event {
+    /// Validates a stream entry's fields and builds its envelope.
+    /// `now_ms` is the ingest time, used when `occurred_at` is absent.
+    pub fn from_fields<K: AsRef<str>, V: AsRef<[u8]>>(
+        fields: &[(K, V)],
+        limits: EventLimits,
+        now_ms: i64,
+    ) -> Result<Event, Rejection> {
+        let get = |name: &str| fields.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref());
+        let required = |name: &'static str| {
+            get(name).ok_or_else(|| reject("missing_field", format!("required field `{name}` is missing")))
+        };
+
+        let event_type = text("type", required("type")?)?;
+        if !is_valid_event_type(event_type) {
+            return Err(reject("invalid_type", format!("`type` {event_type:?} must match [a-z0-9_.-]{{1,128}}")));
+        }
+        let workspace = text("workspace", required("workspace")?)?;
+        if !is_valid_workspace(workspace) {
+            return Err(reject("invalid_workspace", "`workspace` must be 1..128 characters without control characters"));
+        }
+        let data = required("data")?;
+        if data.len() > limits.max_payload_bytes {
+            return Err(reject(
+                "too_large",
+                format!("`data` is {} bytes, over the limit of {} (limits.max_payload_bytes)", data.len(), limits.max_payload_bytes),
+            ));
+        }
+        let data = text("data", data)?;
+        let data: &RawValue = serde_json::from_str(data)
+            .map_err(|e| reject("invalid_json", format!("`data` is not a JSON value: {e}")))?;
+        let id = match get("id") {
+            Some(v) => {
+                let v = text("id", v)?;
+                if !is_valid_event_id(v) {
+                    return Err(reject("invalid_id", "`id` must be 1..128 visible ASCII characters"));
+                }
+                v.to_string()
+            }
+            None => id::new_id("evt_"),
+        };
+        let created_at_ms = match get("occurred_at") {
+            None => now_ms,
+            Some(v) => parse_occurred_at(text("occurred_at", v)?).ok_or_else(|| {
+                reject("invalid_occurred_at", "`occurred_at` must be RFC 3339 or unix seconds")
+            })?,
+        };
+
+        let mut envelope = Vec::with_capacity(data.get().len() + 160);
+        envelope.extend_from_slice(b"{\"id\":");
+        push_json_string(&mut envelope, &id);
+        envelope.extend_from_slice(b",\"type\":");
+        push_json_string(&mut envelope, event_type);
+        envelope.extend_from_slice(b",\"workspaceId\":");
+        push_json_string(&mut envelope, workspace);
+        envelope.extend_from_slice(b",\"createdAt\":\"");
+        envelope.extend_from_slice(time::format_rfc3339_ms(created_at_ms).as_bytes());
+        envelope.extend_from_slice(b"\",\"data\":");
+        envelope.extend_from_slice(data.get().as_bytes());
+        for (name, value) in fields {
+            let name = name.as_ref();
+            if KNOWN.contains(&name) {
+                continue;
+            }
+            if RESERVED.contains(&name) {
+                return Err(reject("reserved_field", format!("extra field `{name}` would overwrite an envelope member")));
+            }
+            if fields.iter().filter(|(k, _)| k.as_ref() == name).count() > 1 {
+                return Err(reject("duplicate_field", format!("field `{name}` appears more than once")));
+            }
+            envelope.push(b',');
+            push_json_string(&mut envelope, name);
+            envelope.push(b':');
+            push_json_string(&mut envelope, text(name, value.as_ref())?);
+        }
+        envelope.push(b'}');
+        if envelope.len() > limits.max_payload_bytes {
+            return Err(reject(
+                "too_large",
+                format!("envelope is {} bytes, over the limit of {} (limits.max_payload_bytes)", envelope.len(), limits.max_payload_bytes),
+            ));
+        }
+        Ok(Event { id, event_type: event_type.to_string(), workspace: workspace.to_string(), created_at_ms, envelope })
+    }
+}
+
+fn parse_occurred_at(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return secs.checked_mul(1000);
+    }
+    time::parse_rfc3339_ms(s)
+}
+
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(fields: &[(&str, &str)]) -> Result<Event, Rejection> {
+        Event::from_fields(fields, EventLimits::default(), 1_636_936_200_000)
+    }
+
+    #[test]
+    fn builds_the_envelope_with_extra_fields() {
+        let e = parse(&[
+            ("type", "card.created"),
+            ("workspace", "ws_1"),
+            ("data", r#"{"title":"x"}"#),
+            ("id", "evt_1"),
+            ("boardId", "b\"1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(e.envelope).unwrap(),
+            r#"{"id":"evt_1","type":"card.created","workspaceId":"ws_1","createdAt":"2021-11-15T00:30:00.000Z","data":{"title":"x"},"boardId":"b\"1"}"#
+        );
+    }
+
+    #[test]
+    fn assigns_ids_and_reads_occurred_at() {
+        let e = parse(&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "1000")]).unwrap();
+        assert!(e.id.starts_with("evt_"));
+        assert_eq!(e.created_at_ms, 1_000_000);
+        let e = parse(&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "2021-11-15T01:30:00+01:00")]).unwrap();
+        assert_eq!(e.created_at_ms, 1_636_936_200_000);
+    }
+
+    #[test]
+    fn rejects_bad_entries_with_a_reason() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("workspace", "w"), ("data", "1")], "missing_field"),
+            (&[("type", "a"), ("data", "1")], "missing_field"),
+            (&[("type", "a"), ("workspace", "w")], "missing_field"),
+            (&[("type", "Card"), ("workspace", "w"), ("data", "1")], "invalid_type"),
+            (&[("type", "a"), ("workspace", ""), ("data", "1")], "invalid_workspace"),
+            (&[("type", "a"), ("workspace", "w"), ("data", "{nope")], "invalid_json"),
+            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("id", "has space")], "invalid_id"),
+            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "soon")], "invalid_occurred_at"),
+            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("createdAt", "x")], "reserved_field"),
+        ];
+        for (fields, code) in cases {
+            assert_eq!(parse(fields).unwrap_err().code, *code, "{fields:?}");
+        }
+        let big = format!("\"{}\"", "x".repeat(300 * 1024));
+        assert_eq!(parse(&[("type", "a"), ("workspace", "w"), ("data", &big)]).unwrap_err().code, "too_large");
+        let bad_utf8: [(&str, &[u8]); 3] = [("type", b"a"), ("workspace", b"w"), ("data", b"\"\xff\"")];
+        assert_eq!(
+            Event::from_fields(&bad_utf8, EventLimits::default(), 0).unwrap_err().code,
+            "invalid_utf8"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! hookd-core: the domain of hookd with no I/O.
+//!
+//! - [`event`]: what a producer puts on the stream, its validation, and the
+//!   envelope (the exact bytes every endpoint receives);
+//! - [`endpoint`]: where deliveries go and how they are signed;
+//! - [`delivery`]: one event bound for one endpoint, its status and attempts;
+//! - [`retry`]: when the next attempt is due, or that there is none;
+//! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
+
+pub mod delivery;
+pub mod endpoint;
+pub mod event;
+pub mod id;
+pub mod retry;
+pub mod time;
+
+pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind};
+pub use endpoint::Endpoint;
+pub use event::{Event, EventLimits, Rejection};
+pub use retry::{RetryDecision, RetryPolicy};

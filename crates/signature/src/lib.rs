@@ -1,0 +1,288 @@
+//! hookd-signature: signing and verifying hookd webhook deliveries.
+//!
+//! A delivery carries two headers (names prefixed, `X-Hookd-` by default):
+//! `Timestamp` (unix seconds when the attempt was signed) and `Signature`:
+//! `sha256=` followed by the lowercase hex HMAC-SHA256 of `"{timestamp}.{rawBody}"`
+//! under the endpoint's secret. During a secret rotation the signature header
+//! holds one signature per valid secret, newest first, comma-separated.
+//!
+//! ```
+//! use hookd_signature::{sign, Verifier};
+//! let header = sign(b"secret", 1636936200, b"hello !");
+//! assert_eq!(header, "sha256=1b3d69df55f1e52f05224ba94a5162abeb17ef52cd7f4948c390f810d6a87e98");
+//! let verifier = Verifier::new("secret");
+//! verifier.verify_at(Some("1636936200"), Some(&header), b"hello !", 1636936200).unwrap();
+//! ```
+//!
+//! Verification compares in constant time, accepts a header with several
+//! signatures and a verifier with several secrets (either may be rotated), and
+//! refuses timestamps outside a tolerance (default five minutes, both ways), so
+//! a captured request cannot be replayed later.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The scheme tag in front of every hex signature.
+pub const SCHEME: &str = "sha256=";
+
+/// Default tolerance between a delivery's timestamp and the receiver's clock.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Why a delivery did not verify. Each variant says what the receiver should look at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing header: the request has no {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed timestamp header: expected unix seconds, got {0:?}")]
+    MalformedTimestamp(String),
+    #[error("malformed signature header: expected `sha256=<64 hex>` (comma-separated when several)")]
+    MalformedSignature,
+    #[error("timestamp too old: signed {age_secs}s ago, tolerance is {tolerance_secs}s (replayed or delayed request)")]
+    TimestampTooOld { age_secs: u64, tolerance_secs: u64 },
+    #[error("timestamp in the future: signed {ahead_secs}s ahead of this clock, tolerance is {tolerance_secs}s (check clock sync)")]
+    TimestampInFuture { ahead_secs: u64, tolerance_secs: u64 },
+    #[error("no signature matches: wrong secret, or the body was changed (verify the raw bytes, not re-serialized JSON)")]
+    NoMatch,
+}
+
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    #[allow(clippy::expect_used)]
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// One signature, `sha256=<hex>`, of `"{timestamp}.{body}"` under `secret`.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    let mut out = String::with_capacity(SCHEME.len() + 64);
+    out.push_str(SCHEME);
+    out.push_str(&hex::encode(digest));
+    out
+}
+
+/// The signature header value for a set of secrets, newest first:
+/// `sha256=<a>,sha256=<b>`. With one secret it is exactly [`sign`].
+pub fn signature_header<S: AsRef<[u8]>>(secrets: &[S], timestamp: i64, body: &[u8]) -> String {
+    let mut out = String::with_capacity(secrets.len() * (SCHEME.len() + 65));
+    for (i, secret) in secrets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&sign(secret.as_ref(), timestamp, body));
+    }
+    out
+}
+
+/// Parses a signature header into raw 32-byte digests.
+pub fn parse_signature_header(header: &str) -> Result<Vec<[u8; 32]>, VerifyError> {
+    let mut digests = Vec::new();
+    for part in header.split(',') {
+        let part = part.trim();
+        let hex_part = part
+            .strip_prefix(SCHEME)
+            .ok_or(VerifyError::MalformedSignature)?;
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut digest).map_err(|_| VerifyError::MalformedSignature)?;
+        digests.push(digest);
+    }
+    if digests.is_empty() {
+        return Err(VerifyError::MalformedSignature);
+    }
+    Ok(digests)
+}
+
+/// Checks deliveries against one or several secrets (several during a rotation).
+#[derive(Clone)]
+pub struct Verifier {
+    secrets: Vec<Vec<u8>>,
+    tolerance: Duration,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// A verifier for one secret with the default tolerance.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self::with_secrets([secret])
+    }
+
+    /// A verifier that accepts a signature made with any of `secrets`.
+    pub fn with_secrets<S: AsRef<[u8]>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            secrets: secrets.into_iter().map(|s| s.as_ref().to_vec()).collect(),
+            tolerance: DEFAULT_TOLERANCE,
+        }
+    }
+
+    /// How far the timestamp may be from this clock, in either direction.
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Verifies against the system clock. `timestamp` and `signature` are the
+    /// header values (`None` when the header is absent); `body` the raw bytes.
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.verify_at(timestamp, signature, body, now)
+    }
+
+    /// Verifies as if the clock read `now` (unix seconds).
+    pub fn verify_at(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let timestamp = timestamp.ok_or(VerifyError::MissingHeader("Timestamp"))?;
+        let signature = signature.ok_or(VerifyError::MissingHeader("Signature"))?;
+        let ts: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| VerifyError::MalformedTimestamp(timestamp.to_string()))?;
+        let digests = parse_signature_header(signature)?;
+        let tolerance_secs = self.tolerance.as_secs();
+        if now > ts && (now - ts) as u64 > tolerance_secs {
+            return Err(VerifyError::TimestampTooOld {
+                age_secs: (now - ts) as u64,
+                tolerance_secs,
+            });
+        }
+        if ts > now && (ts - now) as u64 > tolerance_secs {
+            return Err(VerifyError::TimestampInFuture {
+                ahead_secs: (ts - now) as u64,
+                tolerance_secs,
+            });
+        }
+        for secret in &self.secrets {
+            for digest in &digests {
+                // verify_slice compares in constant time.
+                if mac(secret, ts, body).verify_slice(digest).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(VerifyError::NoMatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &str = "sha256=1b3d69df55f1e52f05224ba94a5162abeb17ef52cd7f4948c390f810d6a87e98";
+
+    #[test]
+    fn known_vector() {
+        assert_eq!(sign(b"secret", 1636936200, b"hello !"), KNOWN);
+    }
+
+    #[test]
+    fn verifies_known_vector_within_tolerance() {
+        let v = Verifier::new("secret");
+        v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 299)
+            .unwrap();
+        v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 - 299)
+            .unwrap();
+    }
+
+    #[test]
+    fn rejects_tampered_body_and_wrong_secret() {
+        assert_eq!(
+            Verifier::new("secret").verify_at(Some("1636936200"), Some(KNOWN), b"hello!", 1636936200),
+            Err(VerifyError::NoMatch)
+        );
+        assert_eq!(
+            Verifier::new("other").verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200),
+            Err(VerifyError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn rejects_old_and_future_timestamps() {
+        let v = Verifier::new("secret");
+        assert!(matches!(
+            v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 301),
+            Err(VerifyError::TimestampTooOld { age_secs: 301, .. })
+        ));
+        assert!(matches!(
+            v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 - 301),
+            Err(VerifyError::TimestampInFuture { ahead_secs: 301, .. })
+        ));
+        let wide = Verifier::new("secret").tolerance(Duration::from_secs(1000));
+        wide.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 900)
+            .unwrap();
+    }
+
+    #[test]
+    fn missing_and_malformed_headers() {
+        let v = Verifier::new("secret");
+        assert_eq!(
+            v.verify_at(None, Some(KNOWN), b"", 0),
+            Err(VerifyError::MissingHeader("Timestamp"))
+        );
+        assert_eq!(
+            v.verify_at(Some("1"), None, b"", 1),
+            Err(VerifyError::MissingHeader("Signature"))
+        );
+        assert!(matches!(
+            v.verify_at(Some("soon"), Some(KNOWN), b"", 1),
+            Err(VerifyError::MalformedTimestamp(_))
+        ));
+        for bad in ["", "sha256=", "sha256=zz", "md5=00", "1b3d69df55f1e52f", "sha256=abcd"] {
+            assert_eq!(
+                v.verify_at(Some("1636936200"), Some(bad), b"hello !", 1636936200),
+                Err(VerifyError::MalformedSignature),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_secrets_and_several_signatures() {
+        let header = signature_header(&["new", "old"], 100, b"body");
+        assert_eq!(header, format!("{},{}", sign(b"new", 100, b"body"), sign(b"old", 100, b"body")));
+        // A receiver holding either secret alone verifies.
+        Verifier::new("new").verify_at(Some("100"), Some(&header), b"body", 100).unwrap();
+        Verifier::new("old").verify_at(Some("100"), Some(&header), b"body", 100).unwrap();
+        // A receiver mid-rotation holding both verifies a single-signature header.
+        let single = sign(b"old", 100, b"body");
+        Verifier::with_secrets(["new", "old"])
+            .verify_at(Some("100"), Some(&single), b"body", 100)
+            .unwrap();
+        assert_eq!(
+            Verifier::new("third").verify_at(Some("100"), Some(&header), b"body", 100),
+            Err(VerifyError::NoMatch)
+        );
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let printed = format!("{:?}", Verifier::new("topsecret"));
+        assert!(!printed.contains("topsecret"), "{printed}");
+    }
+}
