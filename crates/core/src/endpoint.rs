@@ -70,7 +70,14 @@ mod tests {
     fn urls() {
         assert!(validate_url("https://example.com/hook").is_ok());
         assert!(validate_url("http://127.0.0.1:9000").is_ok());
-        for bad in ["ftp://x", "https://", "https:///path", "https://u:p@host/", "example.com", "http://a b"] {
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https:///path",
+            "https://u:p@host/",
+            "example.com",
+            "http://a b",
+        ] {
             assert!(validate_url(bad).is_err(), "{bad}");
         }
     }

@@ -23,7 +23,9 @@ pub struct EventLimits {
 
 impl Default for EventLimits {
     fn default() -> Self {
-        Self { max_payload_bytes: 256 * 1024 }
+        Self {
+            max_payload_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -49,14 +51,18 @@ pub struct Rejection {
 }
 
 fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
-    Rejection { code, message: message.into() }
+    Rejection {
+        code,
+        message: message.into(),
+    }
 }
 
 /// Is `s` a valid event type: `[a-z0-9_.-]{1,128}`?
 pub fn is_valid_event_type(s: &str) -> bool {
     (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
+        })
 }
 
 /// Is `s` a valid event id: 1..128 visible ASCII characters (it travels in a header)?
@@ -70,7 +76,8 @@ pub fn is_valid_workspace(s: &str) -> bool {
 }
 
 fn text<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Rejection> {
-    std::str::from_utf8(value).map_err(|_| reject("invalid_utf8", format!("field `{name}` is not valid UTF-8")))
+    std::str::from_utf8(value)
+        .map_err(|_| reject("invalid_utf8", format!("field `{name}` is not valid UTF-8")))
 }
 
 impl Event {
@@ -81,24 +88,44 @@ impl Event {
         limits: EventLimits,
         now_ms: i64,
     ) -> Result<Event, Rejection> {
-        let get = |name: &str| fields.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref());
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k.as_ref() == name)
+                .map(|(_, v)| v.as_ref())
+        };
         let required = |name: &'static str| {
-            get(name).ok_or_else(|| reject("missing_field", format!("required field `{name}` is missing")))
+            get(name).ok_or_else(|| {
+                reject(
+                    "missing_field",
+                    format!("required field `{name}` is missing"),
+                )
+            })
         };
 
         let event_type = text("type", required("type")?)?;
         if !is_valid_event_type(event_type) {
-            return Err(reject("invalid_type", format!("`type` {event_type:?} must match [a-z0-9_.-]{{1,128}}")));
+            return Err(reject(
+                "invalid_type",
+                format!("`type` {event_type:?} must match [a-z0-9_.-]{{1,128}}"),
+            ));
         }
         let workspace = text("workspace", required("workspace")?)?;
         if !is_valid_workspace(workspace) {
-            return Err(reject("invalid_workspace", "`workspace` must be 1..128 characters without control characters"));
+            return Err(reject(
+                "invalid_workspace",
+                "`workspace` must be 1..128 characters without control characters",
+            ));
         }
         let data = required("data")?;
         if data.len() > limits.max_payload_bytes {
             return Err(reject(
                 "too_large",
-                format!("`data` is {} bytes, over the limit of {} (limits.max_payload_bytes)", data.len(), limits.max_payload_bytes),
+                format!(
+                    "`data` is {} bytes, over the limit of {} (limits.max_payload_bytes)",
+                    data.len(),
+                    limits.max_payload_bytes
+                ),
             ));
         }
         let data = text("data", data)?;
@@ -108,7 +135,10 @@ impl Event {
             Some(v) => {
                 let v = text("id", v)?;
                 if !is_valid_event_id(v) {
-                    return Err(reject("invalid_id", "`id` must be 1..128 visible ASCII characters"));
+                    return Err(reject(
+                        "invalid_id",
+                        "`id` must be 1..128 visible ASCII characters",
+                    ));
                 }
                 v.to_string()
             }
@@ -117,7 +147,10 @@ impl Event {
         let created_at_ms = match get("occurred_at") {
             None => now_ms,
             Some(v) => parse_occurred_at(text("occurred_at", v)?).ok_or_else(|| {
-                reject("invalid_occurred_at", "`occurred_at` must be RFC 3339 or unix seconds")
+                reject(
+                    "invalid_occurred_at",
+                    "`occurred_at` must be RFC 3339 or unix seconds",
+                )
             })?,
         };
 
@@ -138,10 +171,16 @@ impl Event {
                 continue;
             }
             if RESERVED.contains(&name) {
-                return Err(reject("reserved_field", format!("extra field `{name}` would overwrite an envelope member")));
+                return Err(reject(
+                    "reserved_field",
+                    format!("extra field `{name}` would overwrite an envelope member"),
+                ));
             }
             if fields.iter().filter(|(k, _)| k.as_ref() == name).count() > 1 {
-                return Err(reject("duplicate_field", format!("field `{name}` appears more than once")));
+                return Err(reject(
+                    "duplicate_field",
+                    format!("field `{name}` appears more than once"),
+                ));
             }
             envelope.push(b',');
             push_json_string(&mut envelope, name);
@@ -152,10 +191,20 @@ impl Event {
         if envelope.len() > limits.max_payload_bytes {
             return Err(reject(
                 "too_large",
-                format!("envelope is {} bytes, over the limit of {} (limits.max_payload_bytes)", envelope.len(), limits.max_payload_bytes),
+                format!(
+                    "envelope is {} bytes, over the limit of {} (limits.max_payload_bytes)",
+                    envelope.len(),
+                    limits.max_payload_bytes
+                ),
             ));
         }
-        Ok(Event { id, event_type: event_type.to_string(), workspace: workspace.to_string(), created_at_ms, envelope })
+        Ok(Event {
+            id,
+            event_type: event_type.to_string(),
+            workspace: workspace.to_string(),
+            created_at_ms,
+            envelope,
+        })
     }
 }
 
@@ -197,10 +246,22 @@ mod tests {
 
     #[test]
     fn assigns_ids_and_reads_occurred_at() {
-        let e = parse(&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "1000")]).unwrap();
+        let e = parse(&[
+            ("type", "a"),
+            ("workspace", "w"),
+            ("data", "1"),
+            ("occurred_at", "1000"),
+        ])
+        .unwrap();
         assert!(e.id.starts_with("evt_"));
         assert_eq!(e.created_at_ms, 1_000_000);
-        let e = parse(&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "2021-11-15T01:30:00+01:00")]).unwrap();
+        let e = parse(&[
+            ("type", "a"),
+            ("workspace", "w"),
+            ("data", "1"),
+            ("occurred_at", "2021-11-15T01:30:00+01:00"),
+        ])
+        .unwrap();
         assert_eq!(e.created_at_ms, 1_636_936_200_000);
     }
 
@@ -210,21 +271,62 @@ mod tests {
             (&[("workspace", "w"), ("data", "1")], "missing_field"),
             (&[("type", "a"), ("data", "1")], "missing_field"),
             (&[("type", "a"), ("workspace", "w")], "missing_field"),
-            (&[("type", "Card"), ("workspace", "w"), ("data", "1")], "invalid_type"),
-            (&[("type", "a"), ("workspace", ""), ("data", "1")], "invalid_workspace"),
-            (&[("type", "a"), ("workspace", "w"), ("data", "{nope")], "invalid_json"),
-            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("id", "has space")], "invalid_id"),
-            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("occurred_at", "soon")], "invalid_occurred_at"),
-            (&[("type", "a"), ("workspace", "w"), ("data", "1"), ("createdAt", "x")], "reserved_field"),
+            (
+                &[("type", "Card"), ("workspace", "w"), ("data", "1")],
+                "invalid_type",
+            ),
+            (
+                &[("type", "a"), ("workspace", ""), ("data", "1")],
+                "invalid_workspace",
+            ),
+            (
+                &[("type", "a"), ("workspace", "w"), ("data", "{nope")],
+                "invalid_json",
+            ),
+            (
+                &[
+                    ("type", "a"),
+                    ("workspace", "w"),
+                    ("data", "1"),
+                    ("id", "has space"),
+                ],
+                "invalid_id",
+            ),
+            (
+                &[
+                    ("type", "a"),
+                    ("workspace", "w"),
+                    ("data", "1"),
+                    ("occurred_at", "soon"),
+                ],
+                "invalid_occurred_at",
+            ),
+            (
+                &[
+                    ("type", "a"),
+                    ("workspace", "w"),
+                    ("data", "1"),
+                    ("createdAt", "x"),
+                ],
+                "reserved_field",
+            ),
         ];
         for (fields, code) in cases {
             assert_eq!(parse(fields).unwrap_err().code, *code, "{fields:?}");
         }
         let big = format!("\"{}\"", "x".repeat(300 * 1024));
-        assert_eq!(parse(&[("type", "a"), ("workspace", "w"), ("data", &big)]).unwrap_err().code, "too_large");
-        let bad_utf8: [(&str, &[u8]); 3] = [("type", b"a"), ("workspace", b"w"), ("data", b"\"\xff\"")];
         assert_eq!(
-            Event::from_fields(&bad_utf8, EventLimits::default(), 0).unwrap_err().code,
+            parse(&[("type", "a"), ("workspace", "w"), ("data", &big)])
+                .unwrap_err()
+                .code,
+            "too_large"
+        );
+        let bad_utf8: [(&str, &[u8]); 3] =
+            [("type", b"a"), ("workspace", b"w"), ("data", b"\"\xff\"")];
+        assert_eq!(
+            Event::from_fields(&bad_utf8, EventLimits::default(), 0)
+                .unwrap_err()
+                .code,
             "invalid_utf8"
         );
     }

@@ -105,9 +105,14 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_bounds() {
-        let p = RetryPolicy { jitter: 0.2, ..policy() };
+        let p = RetryPolicy {
+            jitter: 0.2,
+            ..policy()
+        };
         for unit in [0.0, 0.25, 0.5, 0.999] {
-            let RetryDecision::RetryAt(at) = p.after_failure(3, 0, 0, None, unit) else { panic!() };
+            let RetryDecision::RetryAt(at) = p.after_failure(3, 0, 0, None, unit) else {
+                panic!()
+            };
             assert!((3200..=4800).contains(&at), "{at}");
         }
     }
@@ -115,9 +120,15 @@ mod tests {
     #[test]
     fn gives_up_after_max_attempts_and_max_age() {
         let p = policy();
-        assert_eq!(p.after_failure(4, 0, 0, None, 0.5), RetryDecision::RetryAt(8000));
+        assert_eq!(
+            p.after_failure(4, 0, 0, None, 0.5),
+            RetryDecision::RetryAt(8000)
+        );
         assert_eq!(p.after_failure(5, 0, 0, None, 0.5), RetryDecision::GiveUp);
-        assert_eq!(p.after_failure(1, 0, 3_599_500, None, 0.5), RetryDecision::GiveUp);
+        assert_eq!(
+            p.after_failure(1, 0, 3_599_500, None, 0.5),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]

@@ -64,10 +64,22 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         part.parse().ok()
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -104,18 +116,42 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for ms in [0, 1_636_936_200_123, 951_782_400_000 /* 2000-02-29 */, 4_102_444_799_999] {
+        for ms in [
+            0,
+            1_636_936_200_123,
+            951_782_400_000, /* 2000-02-29 */
+            4_102_444_799_999,
+        ] {
             assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
         }
-        assert_eq!(format_rfc3339_ms(1_636_936_200_000), "2021-11-15T00:30:00.000Z");
+        assert_eq!(
+            format_rfc3339_ms(1_636_936_200_000),
+            "2021-11-15T00:30:00.000Z"
+        );
     }
 
     #[test]
     fn parses_offsets_and_fractions() {
-        assert_eq!(parse_rfc3339_ms("2021-11-15T01:30:00+01:00"), Some(1_636_936_200_000));
-        assert_eq!(parse_rfc3339_ms("2021-11-15T00:30:00.5Z"), Some(1_636_936_200_500));
-        assert_eq!(parse_rfc3339_ms("2021-11-15T00:30:00.123456Z"), Some(1_636_936_200_123));
-        for bad in ["", "2021-11-15", "2021-13-15T00:30:00Z", "2021-11-15T00:30:00", "2021-11-15T00:30:00+0100", "yesterday"] {
+        assert_eq!(
+            parse_rfc3339_ms("2021-11-15T01:30:00+01:00"),
+            Some(1_636_936_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-11-15T00:30:00.5Z"),
+            Some(1_636_936_200_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2021-11-15T00:30:00.123456Z"),
+            Some(1_636_936_200_123)
+        );
+        for bad in [
+            "",
+            "2021-11-15",
+            "2021-13-15T00:30:00Z",
+            "2021-11-15T00:30:00",
+            "2021-11-15T00:30:00+0100",
+            "yesterday",
+        ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
     }

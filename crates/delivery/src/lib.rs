@@ -1,1 +1,132 @@
-//! placeholder
+//! hookd-delivery: the moving parts of the daemon.
+//!
+//! - [`ingest`]: stream entries in, deliveries persisted and acknowledged;
+//! - [`schedule`]: due deliveries claimed and attempted on a bounded pool;
+//! - [`attempt`]: one signed request and its record;
+//! - [`sender`]: the HTTP client and how failures are classified.
+//!
+//! [`run`] starts one ingest loop and one scheduler per stream partition,
+//! plus housekeeping (trimming the stream and history indexes), and returns
+//! when `shutdown` turns true and everything has stopped.
+
+pub mod attempt;
+mod backoff;
+pub mod ingest;
+pub mod schedule;
+pub mod sender;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookd_core::{RetryPolicy, time};
+use hookd_store::Store;
+use tokio::sync::{Notify, watch};
+
+pub use attempt::{AttemptContext, HeaderNames};
+pub use ingest::IngestSettings;
+pub use schedule::ScheduleSettings;
+pub use sender::{Sender, SenderSettings};
+
+/// Everything the daemon needs besides the store, typed.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub ingest: IngestSettings,
+    pub schedule: ScheduleSettings,
+    pub sender: SenderSettings,
+    pub retry: RetryPolicy,
+    /// `X-Hookd` by default.
+    pub header_prefix: String,
+    /// Stream entries older than this are trimmed.
+    pub stream_retention: Duration,
+    pub housekeeping_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Client(#[from] sender::BuildError),
+    #[error("invalid [signing] header_prefix: {0}")]
+    HeaderPrefix(String),
+}
+
+/// Runs the daemon until `shutdown` turns true.
+pub async fn run(
+    store: Store,
+    settings: DaemonSettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let sender = Sender::new(settings.sender.clone())?;
+    let headers = HeaderNames::new(&settings.header_prefix)
+        .map_err(|e| DaemonError::HeaderPrefix(e.to_string()))?;
+    let ctx = AttemptContext {
+        store: store.clone(),
+        sender,
+        headers,
+        retry: settings.retry,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for partition in store.keys().all_partitions() {
+        let wake = Arc::new(Notify::new());
+        let ingest = ingest::Ingest {
+            store: store.clone(),
+            partition: partition.clone(),
+            settings: settings.ingest.clone(),
+            persisted: wake.clone(),
+        };
+        let scheduler = schedule::Scheduler {
+            ctx: ctx.clone(),
+            partition,
+            settings: settings.schedule.clone(),
+            wake,
+        };
+        let (ingest_stop, schedule_stop) = (shutdown.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            ensure_group(&ingest, ingest_stop.clone()).await;
+            ingest.run(ingest_stop).await
+        });
+        tasks.spawn(scheduler.run(schedule_stop));
+    }
+    tasks.spawn(housekeeping(
+        store.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(partitions = store.keys().partitions(), consumer = %settings.ingest.consumer, "hookd running");
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("hookd stopped");
+    Ok(())
+}
+
+async fn ensure_group(ingest: &ingest::Ingest, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = backoff::Backoff::new();
+    while let Err(e) = ingest
+        .store
+        .ensure_group(&ingest.partition, &ingest.settings.group)
+        .await
+    {
+        let wait = backoff.next_delay();
+        tracing::warn!(error = %e, "cannot create the consumer group yet");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.housekeeping_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = time::now_ms();
+        for p in store.keys().all_partitions() {
+            if let Err(e) = store.trim_stream(&p, settings.stream_retention, now).await {
+                tracing::warn!(error = %e, "trimming the stream failed");
+            }
+        }
+        if let Err(e) = store.trim_history(now).await {
+            tracing::warn!(error = %e, "trimming history indexes failed");
+        }
+    }
+}

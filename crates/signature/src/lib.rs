@@ -39,13 +39,24 @@ pub enum VerifyError {
     MissingHeader(&'static str),
     #[error("malformed timestamp header: expected unix seconds, got {0:?}")]
     MalformedTimestamp(String),
-    #[error("malformed signature header: expected `sha256=<64 hex>` (comma-separated when several)")]
+    #[error(
+        "malformed signature header: expected `sha256=<64 hex>` (comma-separated when several)"
+    )]
     MalformedSignature,
-    #[error("timestamp too old: signed {age_secs}s ago, tolerance is {tolerance_secs}s (replayed or delayed request)")]
+    #[error(
+        "timestamp too old: signed {age_secs}s ago, tolerance is {tolerance_secs}s (replayed or delayed request)"
+    )]
     TimestampTooOld { age_secs: u64, tolerance_secs: u64 },
-    #[error("timestamp in the future: signed {ahead_secs}s ahead of this clock, tolerance is {tolerance_secs}s (check clock sync)")]
-    TimestampInFuture { ahead_secs: u64, tolerance_secs: u64 },
-    #[error("no signature matches: wrong secret, or the body was changed (verify the raw bytes, not re-serialized JSON)")]
+    #[error(
+        "timestamp in the future: signed {ahead_secs}s ahead of this clock, tolerance is {tolerance_secs}s (check clock sync)"
+    )]
+    TimestampInFuture {
+        ahead_secs: u64,
+        tolerance_secs: u64,
+    },
+    #[error(
+        "no signature matches: wrong secret, or the body was changed (verify the raw bytes, not re-serialized JSON)"
+    )]
     NoMatch,
 }
 
@@ -109,7 +120,10 @@ pub struct Verifier {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("tolerance", &self.tolerance)
             .finish()
     }
@@ -204,20 +218,40 @@ mod tests {
     #[test]
     fn verifies_known_vector_within_tolerance() {
         let v = Verifier::new("secret");
-        v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 299)
-            .unwrap();
-        v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 - 299)
-            .unwrap();
+        v.verify_at(
+            Some("1636936200"),
+            Some(KNOWN),
+            b"hello !",
+            1636936200 + 299,
+        )
+        .unwrap();
+        v.verify_at(
+            Some("1636936200"),
+            Some(KNOWN),
+            b"hello !",
+            1636936200 - 299,
+        )
+        .unwrap();
     }
 
     #[test]
     fn rejects_tampered_body_and_wrong_secret() {
         assert_eq!(
-            Verifier::new("secret").verify_at(Some("1636936200"), Some(KNOWN), b"hello!", 1636936200),
+            Verifier::new("secret").verify_at(
+                Some("1636936200"),
+                Some(KNOWN),
+                b"hello!",
+                1636936200
+            ),
             Err(VerifyError::NoMatch)
         );
         assert_eq!(
-            Verifier::new("other").verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200),
+            Verifier::new("other").verify_at(
+                Some("1636936200"),
+                Some(KNOWN),
+                b"hello !",
+                1636936200
+            ),
             Err(VerifyError::NoMatch)
         );
     }
@@ -226,16 +260,34 @@ mod tests {
     fn rejects_old_and_future_timestamps() {
         let v = Verifier::new("secret");
         assert!(matches!(
-            v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 301),
+            v.verify_at(
+                Some("1636936200"),
+                Some(KNOWN),
+                b"hello !",
+                1636936200 + 301
+            ),
             Err(VerifyError::TimestampTooOld { age_secs: 301, .. })
         ));
         assert!(matches!(
-            v.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 - 301),
-            Err(VerifyError::TimestampInFuture { ahead_secs: 301, .. })
+            v.verify_at(
+                Some("1636936200"),
+                Some(KNOWN),
+                b"hello !",
+                1636936200 - 301
+            ),
+            Err(VerifyError::TimestampInFuture {
+                ahead_secs: 301,
+                ..
+            })
         ));
         let wide = Verifier::new("secret").tolerance(Duration::from_secs(1000));
-        wide.verify_at(Some("1636936200"), Some(KNOWN), b"hello !", 1636936200 + 900)
-            .unwrap();
+        wide.verify_at(
+            Some("1636936200"),
+            Some(KNOWN),
+            b"hello !",
+            1636936200 + 900,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -253,7 +305,14 @@ mod tests {
             v.verify_at(Some("soon"), Some(KNOWN), b"", 1),
             Err(VerifyError::MalformedTimestamp(_))
         ));
-        for bad in ["", "sha256=", "sha256=zz", "md5=00", "1b3d69df55f1e52f", "sha256=abcd"] {
+        for bad in [
+            "",
+            "sha256=",
+            "sha256=zz",
+            "md5=00",
+            "1b3d69df55f1e52f",
+            "sha256=abcd",
+        ] {
             assert_eq!(
                 v.verify_at(Some("1636936200"), Some(bad), b"hello !", 1636936200),
                 Err(VerifyError::MalformedSignature),
@@ -265,10 +324,21 @@ mod tests {
     #[test]
     fn several_secrets_and_several_signatures() {
         let header = signature_header(&["new", "old"], 100, b"body");
-        assert_eq!(header, format!("{},{}", sign(b"new", 100, b"body"), sign(b"old", 100, b"body")));
+        assert_eq!(
+            header,
+            format!(
+                "{},{}",
+                sign(b"new", 100, b"body"),
+                sign(b"old", 100, b"body")
+            )
+        );
         // A receiver holding either secret alone verifies.
-        Verifier::new("new").verify_at(Some("100"), Some(&header), b"body", 100).unwrap();
-        Verifier::new("old").verify_at(Some("100"), Some(&header), b"body", 100).unwrap();
+        Verifier::new("new")
+            .verify_at(Some("100"), Some(&header), b"body", 100)
+            .unwrap();
+        Verifier::new("old")
+            .verify_at(Some("100"), Some(&header), b"body", 100)
+            .unwrap();
         // A receiver mid-rotation holding both verifies a single-signature header.
         let single = sign(b"old", 100, b"body");
         Verifier::with_secrets(["new", "old"])

@@ -1,1 +1,145 @@
-//! placeholder
+//! hookd-store: everything hookd keeps in Redis, behind typed functions.
+//!
+//! - [`keys`]: the key layout (the only place key names are built);
+//! - [`stream`]: the consumer group, reading and reclaiming entries, dead letters;
+//! - [`ingest`]: persisting events and their deliveries together with the ack;
+//! - [`endpoints`]: endpoint records and their subscription indexes;
+//! - [`schedule`]: claiming due deliveries and recording attempts;
+//! - [`history`]: reading deliveries and their attempts back.
+//!
+//! Two connections: one multiplexed [`ConnectionManager`] for ordinary
+//! commands, and one for blocking `XREADGROUP`, whose response timeout is
+//! longer than its block time. Both reconnect on their own.
+
+pub mod endpoints;
+pub mod history;
+pub mod ingest;
+pub mod keys;
+pub mod schedule;
+pub mod stream;
+mod value;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use keys::{Keys, PartitionKeys};
+
+/// Typed settings for the store (the binary reads them from configuration).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: String,
+    /// Stream producers write to.
+    pub stream: String,
+    /// Prefix of keys outside the partitions.
+    pub key_prefix: String,
+    pub partitions: u32,
+    /// How long delivery history and envelopes are kept. Also the window in
+    /// which a repeated (workspace, event id) is recognised as a duplicate.
+    pub history_retention: Duration,
+    /// Longest a blocking read waits for new entries.
+    pub read_block: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            stream: "hookd:events".into(),
+            key_prefix: "hookd".into(),
+            partitions: 1,
+            history_retention: Duration::from_secs(30 * 86_400),
+            read_block: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What went wrong talking to Redis, or with what it held.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+impl StoreError {
+    /// Is this a connection-level failure (Redis down, restarting, timed out)?
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle on hookd's Redis. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) blocking: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) settings: StoreSettings,
+    pub(crate) scripts: std::sync::Arc<schedule::Scripts>,
+}
+
+impl Store {
+    /// Connects (both connections). Fails when Redis is not reachable now;
+    /// once connected, both connections reconnect by themselves.
+    pub async fn connect(settings: StoreSettings) -> Result<Self> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let base = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(2);
+        let conn = client
+            .get_connection_manager_with_config(
+                base.clone()
+                    .set_response_timeout(Some(Duration::from_secs(5))),
+            )
+            .await?;
+        let blocking = client
+            .get_connection_manager_with_config(
+                base.set_response_timeout(Some(settings.read_block + Duration::from_secs(5))),
+            )
+            .await?;
+        let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions);
+        Ok(Self {
+            conn,
+            blocking,
+            keys,
+            settings,
+            scripts: Default::default(),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// `PING`: is Redis answering?
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    pub(crate) fn retention_secs(&self) -> u64 {
+        self.settings.history_retention.as_secs().max(1)
+    }
+}

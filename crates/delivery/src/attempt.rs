@@ -1,0 +1,147 @@
+//! One delivery attempt: sign, send, decide what follows, record it.
+
+use std::time::Duration;
+
+use hookd_core::{Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, time};
+use hookd_store::schedule::{Claimed, Outcome};
+use hookd_store::{PartitionKeys, Store, StoreError};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
+use tracing::Instrument;
+
+use crate::sender::{Sender, insert_header};
+
+/// The signed-request header names for a configured prefix (`X-Hookd` by default).
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    event_id: HeaderName,
+    delivery_id: HeaderName,
+    attempt: HeaderName,
+    timestamp: HeaderName,
+    signature: HeaderName,
+}
+
+impl HeaderNames {
+    pub fn new(prefix: &str) -> Result<Self, InvalidHeaderName> {
+        let name = |suffix: &str| HeaderName::from_bytes(format!("{prefix}-{suffix}").as_bytes());
+        Ok(Self {
+            event_id: name("Event-Id")?,
+            delivery_id: name("Delivery-Id")?,
+            attempt: name("Attempt")?,
+            timestamp: name("Timestamp")?,
+            signature: name("Signature")?,
+        })
+    }
+}
+
+/// What every attempt needs besides the delivery itself.
+#[derive(Clone)]
+pub struct AttemptContext {
+    pub store: Store,
+    pub sender: Sender,
+    pub headers: HeaderNames,
+    pub retry: RetryPolicy,
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+impl AttemptContext {
+    fn request_headers(&self, c: &Claimed, number: u32, timestamp: i64) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(8 + c.endpoint.headers.len());
+        for (name, value) in &c.endpoint.headers {
+            insert_header(&mut h, name, value);
+        }
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(self.headers.event_id.clone(), header_value(&c.event_id));
+        h.insert(
+            self.headers.delivery_id.clone(),
+            header_value(&c.delivery_id),
+        );
+        h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
+        h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
+        let signature = hookd_signature::sign(c.endpoint.secret.as_bytes(), timestamp, &c.envelope);
+        h.insert(self.headers.signature.clone(), header_value(&signature));
+        h
+    }
+
+    /// Makes one attempt of a claimed delivery and records it.
+    pub async fn run(
+        &self,
+        p: &PartitionKeys,
+        c: Claimed,
+        trigger: AttemptTrigger,
+    ) -> Result<Outcome, StoreError> {
+        let number = c.attempts_made + 1;
+        let span = tracing::info_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
+            event = %c.event_id, attempt = number, status = tracing::field::Empty);
+        async move {
+            let started_at_ms = time::now_ms();
+            let headers = self.request_headers(&c, number, started_at_ms / 1000);
+            let response = self.sender.send(&c.endpoint.url, headers, c.envelope.clone()).await;
+            let now_ms = time::now_ms();
+            let mut attempt = Attempt {
+                number,
+                started_at_ms,
+                duration_ms: response.duration.as_millis() as u64,
+                succeeded: false,
+                status_code: None,
+                error_kind: None,
+                error: None,
+                response_excerpt: None,
+                trigger,
+            };
+            let mut retry_after = None;
+            let mut pause_reason = None;
+            match response.result {
+                Ok(answer) => {
+                    attempt.status_code = Some(answer.status);
+                    attempt.response_excerpt = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
+                    if (200..300).contains(&answer.status) {
+                        attempt.succeeded = true;
+                    } else {
+                        attempt.error_kind = Some(ErrorKind::Status);
+                        attempt.error = Some(format!("receiver answered {}", answer.status));
+                        if matches!(answer.status, 429 | 503) {
+                            retry_after = answer.retry_after;
+                        }
+                        if answer.status == 410 {
+                            pause_reason = Some("receiver answered 410 Gone".to_string());
+                        }
+                    }
+                }
+                Err(failure) => {
+                    attempt.error_kind = Some(failure.kind);
+                    attempt.error = Some(failure.message);
+                }
+            }
+            let outcome = if attempt.succeeded {
+                Outcome::Succeeded
+            } else if pause_reason.is_some() {
+                // Due now: the next claim finds the endpoint paused and holds it.
+                Outcome::RetryAt(now_ms)
+            } else {
+                match self.retry.after_failure(number, c.created_at_ms, now_ms, retry_after, fastrand::f64()) {
+                    RetryDecision::RetryAt(at) => Outcome::RetryAt(at),
+                    RetryDecision::GiveUp => Outcome::Failed,
+                }
+            };
+            tracing::Span::current().record("status", tracing::field::debug(&attempt.status_code));
+            match (&outcome, &attempt.error) {
+                (Outcome::Succeeded, _) => tracing::debug!(duration_ms = attempt.duration_ms, "delivered"),
+                (Outcome::RetryAt(at), err) => tracing::info!(error = ?err, retry_in_ms = at - now_ms, "attempt failed; retry scheduled"),
+                (Outcome::Failed, err) => tracing::warn!(error = ?err, "attempt failed; no attempt left, delivery failed"),
+            }
+            self.store.record_attempt(p, &c.delivery_id, &attempt, &outcome, pause_reason.as_deref(), now_ms).await?;
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The lease a claim takes: long enough that the request (connect + total
+/// timeout) and recording it finish before anyone else may claim it again.
+pub fn lease_for(request_timeout: Duration, connect_timeout: Duration) -> Duration {
+    request_timeout + connect_timeout + Duration::from_secs(30)
+}

@@ -1,0 +1,147 @@
+//! The ingest loop of one partition: read entries with the consumer group,
+//! validate them, dead-letter the bad ones, persist the rest with their acks,
+//! and take over entries a dead consumer left pending.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookd_core::{Event, EventLimits, time};
+use hookd_store::stream::Entry;
+use hookd_store::{PartitionKeys, Store, StoreError};
+use tokio::sync::{Notify, watch};
+
+use crate::backoff::Backoff;
+
+/// Typed ingest settings.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    pub group: String,
+    /// This process's consumer name in the group (unique per process).
+    pub consumer: String,
+    /// Entries read per XREADGROUP.
+    pub batch: usize,
+    /// Entries pending this long in another consumer are taken over.
+    pub reclaim_idle: Duration,
+    pub limits: EventLimits,
+}
+
+pub(crate) struct Ingest {
+    pub store: Store,
+    pub partition: PartitionKeys,
+    pub settings: IngestSettings,
+    /// Woken when deliveries were persisted, so the scheduler claims them at once.
+    pub persisted: Arc<Notify>,
+}
+
+impl Ingest {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let reclaim_due = last_reclaim.elapsed() >= self.settings.reclaim_idle / 2;
+            let read = if reclaim_due {
+                last_reclaim = Instant::now();
+                self.store
+                    .reclaim(
+                        &self.partition,
+                        &self.settings.group,
+                        &self.settings.consumer,
+                        self.settings.reclaim_idle,
+                        self.settings.batch,
+                    )
+                    .await
+            } else {
+                tokio::select! {
+                    read = self.store.read_new(&self.partition, &self.settings.group, &self.settings.consumer, self.settings.batch) => read,
+                    _ = shutdown.changed() => continue,
+                }
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.pause_after_error("reading the stream", &e, &mut backoff, &mut shutdown)
+                        .await;
+                    continue;
+                }
+            };
+            if entries.is_empty() {
+                backoff.reset();
+                continue;
+            }
+            // Entries stay pending until this succeeds; keep trying (they are ours).
+            while let Err(e) = self.process(&entries).await {
+                self.pause_after_error("persisting events", &e, &mut backoff, &mut shutdown)
+                    .await;
+                if *shutdown.borrow() {
+                    // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
+                    return;
+                }
+            }
+            backoff.reset();
+        }
+    }
+
+    async fn pause_after_error(
+        &self,
+        what: &str,
+        e: &StoreError,
+        backoff: &mut Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let wait = backoff.next_delay();
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, stream = %self.partition.stream, "{what} failed");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    async fn process(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        let now_ms = time::now_ms();
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match Event::from_fields(
+                &entry.fields,
+                self.settings.limits,
+                entry_time_ms(&entry.id).unwrap_or(now_ms),
+            ) {
+                Ok(event) => events.push((entry.id.clone(), event)),
+                Err(rejection) => {
+                    tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
+                    self.store
+                        .dead_letter(
+                            &self.partition,
+                            &self.settings.group,
+                            entry,
+                            rejection.code,
+                            &rejection.message,
+                        )
+                        .await?;
+                }
+            }
+        }
+        let persisted = self
+            .store
+            .persist(&self.partition, &self.settings.group, &events, now_ms)
+            .await?;
+        tracing::debug!(
+            events = events.len(),
+            deliveries = persisted.deliveries,
+            duplicates = persisted.duplicates,
+            "ingested"
+        );
+        if persisted.deliveries > 0 {
+            self.persisted.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// The time Redis assigned to an auto-generated entry id (`<ms>-<seq>`):
+/// the publish time, used as `createdAt` when the producer gave no `occurred_at`.
+fn entry_time_ms(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
+}

@@ -1,0 +1,137 @@
+//! The scheduler of one partition: claims due deliveries and runs their
+//! attempts on a bounded pool of tasks; on shutdown, stops claiming, lets
+//! in-flight attempts finish within a grace time, and releases the rest.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookd_core::{AttemptTrigger, time};
+use hookd_store::PartitionKeys;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::attempt::AttemptContext;
+use crate::backoff::Backoff;
+
+/// Typed scheduling settings.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// Attempts in flight at once, per partition.
+    pub concurrency: usize,
+    /// Deliveries claimed per round trip.
+    pub claim_batch: usize,
+    /// How often to look for due deliveries when nothing woke the scheduler.
+    pub poll_interval: Duration,
+    /// How long a claim holds a delivery (longer than any request).
+    pub lease: Duration,
+    /// On shutdown, how long in-flight attempts may take before being released.
+    pub shutdown_grace: Duration,
+}
+
+pub(crate) struct Scheduler {
+    pub ctx: AttemptContext,
+    pub partition: PartitionKeys,
+    pub settings: ScheduleSettings,
+    pub wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let in_flight: Arc<Mutex<HashSet<String>>> = Default::default();
+        let mut tasks = JoinSet::new();
+        let mut backoff = Backoff::new();
+        let partition = Arc::new(self.partition.clone());
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = permits.acquire() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let claimed = self
+                .ctx
+                .store
+                .claim_due(
+                    &self.partition,
+                    time::now_ms(),
+                    self.settings.lease,
+                    free.min(self.settings.claim_batch),
+                )
+                .await;
+            match claimed {
+                Ok(claimed) if !claimed.is_empty() => {
+                    backoff.reset();
+                    for c in claimed {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let (ctx, partition, in_flight) =
+                            (self.ctx.clone(), partition.clone(), in_flight.clone());
+                        lock(&in_flight).insert(c.delivery_id.clone());
+                        tasks.spawn(async move {
+                            let id = c.delivery_id.clone();
+                            if let Err(e) = ctx.run(&partition, c, AttemptTrigger::Scheduled).await {
+                                // The lease expires and the delivery is attempted again.
+                                tracing::warn!(delivery = %id, error = %e, "could not record an attempt");
+                            }
+                            lock(&in_flight).remove(&id);
+                            drop(permit);
+                        });
+                    }
+                }
+                Ok(_) => {
+                    backoff.reset();
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "claiming due deliveries failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        self.drain(tasks, &in_flight).await;
+    }
+
+    async fn drain(&self, mut tasks: JoinSet<()>, in_flight: &Mutex<HashSet<String>>) {
+        let grace = self.settings.shutdown_grace;
+        let finished =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if finished.is_ok() {
+            return;
+        }
+        tasks.abort_all();
+        let ids: Vec<String> = lock(in_flight).drain().collect();
+        tracing::info!(
+            count = ids.len(),
+            "shutdown grace over; releasing in-flight deliveries"
+        );
+        if let Err(e) = self
+            .ctx
+            .store
+            .release(&self.partition, &ids, time::now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "could not release deliveries; they are retried when their lease ends");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

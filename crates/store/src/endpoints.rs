@@ -1,0 +1,199 @@
+//! Endpoint records and the subscription indexes ingest matches events with.
+
+use std::collections::HashMap;
+
+use hookd_core::Endpoint;
+
+use crate::keys::PartitionKeys;
+use crate::{Result, Store, StoreError};
+
+/// The stored part of an endpoint that is not pause state.
+fn doc(ep: &Endpoint) -> Result<String> {
+    let mut doc = ep.clone();
+    doc.paused = false;
+    doc.paused_reason = None;
+    doc.paused_at_ms = None;
+    serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Builds an endpoint from its hash fields.
+pub(crate) fn from_hash(id: &str, fields: &HashMap<String, String>) -> Result<Endpoint> {
+    let doc = fields
+        .get("doc")
+        .ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
+    let mut ep: Endpoint = serde_json::from_str(doc)
+        .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+    ep.paused = fields.get("paused").is_some_and(|p| p == "1");
+    ep.paused_reason = fields.get("paused_reason").cloned();
+    ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
+    Ok(ep)
+}
+
+fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
+    match &ep.event_types {
+        None => pipe.sadd(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
+        Some(types) => types.iter().fold(pipe, |pipe, t| {
+            pipe.sadd(p.type_subscribers(&ep.workspace, t), &ep.id)
+                .ignore()
+        }),
+    };
+}
+
+fn remove_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
+    match &ep.event_types {
+        None => pipe.srem(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
+        Some(types) => types.iter().fold(pipe, |pipe, t| {
+            pipe.srem(p.type_subscribers(&ep.workspace, t), &ep.id)
+                .ignore()
+        }),
+    };
+}
+
+impl Store {
+    /// Stores a new endpoint and subscribes it to its event types.
+    pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let p = self.keys.partition_of(&ep.workspace);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                p.endpoint(&ep.id),
+                &[
+                    ("doc", doc(ep)?.as_str()),
+                    ("paused", if ep.paused { "1" } else { "0" }),
+                ],
+            )
+            .ignore()
+            .sadd(p.workspace_endpoints(&ep.workspace), &ep.id)
+            .ignore();
+        add_subscriptions(&mut pipe, &p, ep);
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        // The global id index lives in another slot: written after the partition's keys.
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.keys.endpoint_index())
+            .arg(&ep.id)
+            .arg(&ep.workspace)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The partition an endpoint lives in, from the global index.
+    async fn endpoint_partition(&self, id: &str) -> Result<PartitionKeys> {
+        let mut conn = self.conn.clone();
+        let ws: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.endpoint_index())
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        let ws = ws.ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
+        Ok(self.keys.partition_of(&ws))
+    }
+
+    pub async fn endpoint(&self, id: &str) -> Result<Endpoint> {
+        let p = self.endpoint_partition(id).await?;
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(p.endpoint(id))
+            .query_async(&mut conn)
+            .await?;
+        from_hash(id, &fields)
+    }
+
+    /// Endpoints of one workspace, or of all workspaces; ordered by id (creation).
+    pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<(String, String)> = match workspace {
+            Some(ws) => {
+                let p = self.keys.partition_of(ws);
+                let ids: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(p.workspace_endpoints(ws))
+                    .query_async(&mut conn)
+                    .await?;
+                ids.into_iter().map(|id| (id, ws.to_string())).collect()
+            }
+            None => {
+                let all: HashMap<String, String> = redis::cmd("HGETALL")
+                    .arg(self.keys.endpoint_index())
+                    .query_async(&mut conn)
+                    .await?;
+                all.into_iter().collect()
+            }
+        };
+        ids.sort();
+        let mut pipe = redis::pipe();
+        for (id, ws) in &ids {
+            pipe.hgetall(self.keys.partition_of(ws).endpoint(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        ids.iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|((id, _), h)| from_hash(id, &h))
+            .collect()
+    }
+
+    /// Pauses an endpoint: its deliveries are held from now on.
+    pub async fn pause_endpoint(&self, id: &str, reason: &str, now_ms: i64) -> Result<Endpoint> {
+        let ep = self.endpoint(id).await?;
+        let p = self.keys.partition_of(&ep.workspace);
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(p.endpoint(id))
+            .arg("paused")
+            .arg("1")
+            .arg("paused_reason")
+            .arg(reason)
+            .arg("paused_at")
+            .arg(now_ms)
+            .query_async(&mut conn)
+            .await?;
+        self.endpoint(id).await
+    }
+
+    /// Resumes an endpoint and releases its held deliveries. Returns how many were released.
+    pub async fn resume_endpoint(&self, id: &str, now_ms: i64) -> Result<u64> {
+        let p = self.endpoint_partition(id).await?;
+        let mut conn = self.conn.clone();
+        let released: i64 = self
+            .scripts
+            .resume
+            .key(p.endpoint(id))
+            .key(p.held(id))
+            .key(p.due())
+            .arg(&p.tag)
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        if released < 0 {
+            return Err(StoreError::NotFound(format!("endpoint {id}")));
+        }
+        Ok(released as u64)
+    }
+
+    /// Deletes an endpoint. Its pending deliveries fail (reason `endpoint_deleted`);
+    /// its history stays until retention.
+    pub async fn delete_endpoint(&self, id: &str, now_ms: i64) -> Result<Endpoint> {
+        let ep = self.endpoint(id).await?;
+        let p = self.keys.partition_of(&ep.workspace);
+        // Held deliveries go back to the due queue, where a claim finds the endpoint gone and fails them.
+        self.resume_endpoint(id, now_ms).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(p.endpoint(id))
+            .ignore()
+            .srem(p.workspace_endpoints(&ep.workspace), id)
+            .ignore()
+            .expire(p.endpoint_deliveries(id), self.retention_secs() as i64)
+            .ignore();
+        remove_subscriptions(&mut pipe, &p, &ep);
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.keys.endpoint_index())
+            .arg(id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ep)
+    }
+}

@@ -1,0 +1,43 @@
+-- Persist a batch of validated events and acknowledge their stream entries,
+-- atomically: an entry is acknowledged only together with its deliveries.
+-- KEYS[1] = partition stream
+-- ARGV[1] = group, ARGV[2] = partition tag, ARGV[3] = now (ms), ARGV[4] = retention (s)
+-- then 9 per event: entry id, event key, type-subscribers key, all-subscribers key,
+--   event id, event type, workspace, envelope, delivery id base
+-- Returns {deliveries created, duplicates skipped}.
+local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
+local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+local created, duplicates = 0, 0
+local i = 5
+while i <= #ARGV do
+  local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local evid, evtype, ws, envelope, base = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  i = i + 9
+  if redis.call('SET', evkey, '', 'NX', 'EX', retention) then
+    local eps = redis.call('SUNION', typekey, allkey)
+    if #eps > 0 then
+      redis.call('SET', evkey, envelope, 'EX', retention)
+    end
+    for n, ep in ipairs(eps) do
+      local id = base .. string.format('%04x', n)
+      local dkey = tag .. ':dlv:' .. id
+      local status = 'pending'
+      if redis.call('HGET', tag .. ':ep:' .. ep, 'paused') == '1' then
+        status = 'held'
+        redis.call('SADD', tag .. ':held:' .. ep, id)
+      else
+        redis.call('ZADD', tag .. ':due', now, id)
+      end
+      redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
+        'type', evtype, 'status', status, 'attempts', 0, 'created', now)
+      redis.call('EXPIRE', dkey, retention)
+      redis.call('ZADD', tag .. ':ep:' .. ep .. ':dlvs', now, id)
+      redis.call('ZADD', tag .. ':dlvs', now, id)
+      created = created + 1
+    end
+  else
+    duplicates = duplicates + 1
+  end
+  redis.call('XACK', stream, group, entry)
+end
+return {created, duplicates}

@@ -1,0 +1,190 @@
+//! The due queue: claiming deliveries whose time has come (with a lease),
+//! recording each attempt and what follows it, releasing claims on shutdown.
+
+use std::time::Duration;
+
+use hookd_core::{Attempt, DeliveryStatus, Endpoint};
+use redis::{Script, Value};
+
+use crate::keys::PartitionKeys;
+use crate::value::{bytes, int, items, string};
+use crate::{Result, Store, StoreError};
+
+/// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
+pub(crate) struct Scripts {
+    pub(crate) ingest: Script,
+    pub(crate) claim: Script,
+    pub(crate) record: Script,
+    pub(crate) resume: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            ingest: Script::new(include_str!("lua/ingest.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            record: Script::new(include_str!("lua/record.lua")),
+            resume: Script::new(include_str!("lua/resume.lua")),
+        }
+    }
+}
+
+/// A delivery claimed for one attempt, with what is needed to make it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub endpoint: Endpoint,
+    pub attempts_made: u32,
+    pub created_at_ms: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub envelope: Vec<u8>,
+}
+
+/// The state an attempt leaves its delivery in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    RetryAt(i64),
+    Failed,
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries, leasing each for `lease`.
+    pub async fn claim_due(
+        &self,
+        p: &PartitionKeys,
+        now_ms: i64,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Claimed>> {
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .scripts
+            .claim
+            .key(p.due())
+            .arg(&p.tag)
+            .arg(now_ms)
+            .arg(lease.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await?;
+        let flat = items(&reply)?;
+        let mut out = Vec::with_capacity(flat.len() / 8);
+        for c in flat.chunks_exact(8) {
+            let endpoint_id = string(&c[1])?;
+            let endpoint: Endpoint = serde_json::from_slice(bytes(&c[2]).unwrap_or_default())
+                .map_err(|e| StoreError::Corrupt(format!("endpoint {endpoint_id}: {e}")))?;
+            out.push(Claimed {
+                delivery_id: string(&c[0])?,
+                endpoint,
+                attempts_made: int(&c[3])? as u32,
+                created_at_ms: int(&c[4])?,
+                event_id: string(&c[5])?,
+                event_type: string(&c[6])?,
+                envelope: bytes(&c[7]).map(<[u8]>::to_vec).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records an attempt and schedules what follows. `pause_reason` pauses the
+    /// endpoint too (a `410 Gone`). Returns false when the delivery has expired.
+    pub async fn record_attempt(
+        &self,
+        p: &PartitionKeys,
+        delivery_id: &str,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        pause_reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let (status, next) = match outcome {
+            Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),
+            Outcome::RetryAt(at) => (DeliveryStatus::Retrying, *at),
+            Outcome::Failed => (DeliveryStatus::Failed, 0),
+        };
+        let json =
+            serde_json::to_string(attempt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .scripts
+            .record
+            .key(p.due())
+            .arg(&p.tag)
+            .arg(delivery_id)
+            .arg(json)
+            .arg(attempt.number)
+            .arg(status.as_str())
+            .arg(next)
+            .arg(self.retention_secs())
+            .arg(pause_reason.unwrap_or(""))
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Gives claimed deliveries back to the queue, due now (on shutdown).
+    pub async fn release(
+        &self,
+        p: &PartitionKeys,
+        delivery_ids: &[String],
+        now_ms: i64,
+    ) -> Result<()> {
+        if delivery_ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(p.due()).arg("XX");
+        for id in delivery_ids {
+            cmd.arg(now_ms).arg(id);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// When the earliest delivery of the partition is due (unix ms), if any.
+    pub async fn next_due(&self, p: &PartitionKeys) -> Result<Option<i64>> {
+        let mut conn = self.conn.clone();
+        let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(p.due())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        Ok(first.first().map(|(_, score)| *score as i64))
+    }
+
+    /// Deliveries waiting in the due queue (including claimed ones).
+    pub async fn due_count(&self, p: &PartitionKeys) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("ZCARD")
+            .arg(p.due())
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Drops history index entries older than the retention (the records
+    /// themselves expire on their own TTL).
+    pub async fn trim_history(&self, now_ms: i64) -> Result<()> {
+        let cutoff = now_ms - self.settings.history_retention.as_millis() as i64;
+        let endpoints = self.endpoints(None).await?;
+        let mut conn = self.conn.clone();
+        for p in self.keys.all_partitions() {
+            let mut pipe = redis::pipe();
+            pipe.zrembyscore(p.deliveries(), "-inf", cutoff).ignore();
+            for ep in endpoints
+                .iter()
+                .filter(|ep| self.keys.partition_of(&ep.workspace).index == p.index)
+            {
+                pipe.zrembyscore(p.endpoint_deliveries(&ep.id), "-inf", cutoff)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(())
+    }
+}

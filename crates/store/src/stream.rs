@@ -1,0 +1,220 @@
+//! The event stream: consumer group, reading new and reclaiming abandoned
+//! entries, dead-lettering bad ones, trimming.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::keys::PartitionKeys;
+use crate::value::{bytes, items, string};
+use crate::{Result, Store};
+
+/// One stream entry as read: its id and its raw fields.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+fn parse_entries(v: &Value) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for entry in items(v)? {
+        let parts = items(entry)?;
+        let [id, fields] = parts else { continue };
+        // A reclaimed entry that was trimmed away has nil fields; it has nothing to deliver.
+        let Ok(flat) = items(fields) else { continue };
+        let mut pairs = Vec::with_capacity(flat.len() / 2);
+        for kv in flat.chunks_exact(2) {
+            pairs.push((
+                string(&kv[0])?,
+                bytes(&kv[1]).map(<[u8]>::to_vec).unwrap_or_default(),
+            ));
+        }
+        out.push(Entry {
+            id: string(id)?,
+            fields: pairs,
+        });
+    }
+    Ok(out)
+}
+
+/// A reply of XREADGROUP: streams -> entries (RESP2 arrays or RESP3 maps).
+fn parse_read_reply(v: &Value) -> Result<Vec<Entry>> {
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(streams) => {
+            let mut out = Vec::new();
+            for (_, entries) in streams {
+                out.extend(parse_entries(entries)?);
+            }
+            Ok(out)
+        }
+        _ => {
+            let mut out = Vec::new();
+            for stream in items(v)? {
+                if let [_, entries] = items(stream)? {
+                    out.extend(parse_entries(entries)?);
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+impl Store {
+    /// Creates the consumer group (and the stream) if missing. Idempotent.
+    pub async fn ensure_group(&self, p: &PartitionKeys, group: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&p.stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads up to `count` new entries for `consumer`, waiting up to the
+    /// configured block time. If the group vanished (Redis restarted empty),
+    /// it is recreated and the read returns nothing this time.
+    pub async fn read_new(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut conn = self.blocking.clone();
+        let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(self.settings.read_block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&p.stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(v) => parse_read_reply(&v),
+            Err(e) if is_nogroup(&e) => {
+                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
+                self.ensure_group(p, group).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes over entries another consumer left pending for longer than
+    /// `min_idle` (that consumer died before acknowledging them).
+    pub async fn reclaim(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut conn = self.conn.clone();
+        let reply: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
+            .arg(&p.stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await;
+        match reply {
+            Ok(v) => match items(&v)? {
+                [_, entries, ..] => parse_entries(entries),
+                _ => Ok(Vec::new()),
+            },
+            Err(e) if is_nogroup(&e) => {
+                self.ensure_group(p, group).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves a bad entry to the dead-letter stream with a reason, then acks it.
+    /// (Two commands, in this order: a crash in between dead-letters it twice, never zero times.)
+    pub async fn dead_letter(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        entry: &Entry,
+        code: &str,
+        message: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.keys.dead_letter())
+            .arg("*")
+            .arg("reason")
+            .arg(code)
+            .arg("message")
+            .arg(message)
+            .arg("entry_id")
+            .arg(&entry.id)
+            .arg("stream")
+            .arg(&p.stream);
+        for (k, v) in &entry.fields {
+            xadd.arg(format!("field.{k}")).arg(v.as_slice());
+        }
+        redis::pipe()
+            .add_command(xadd)
+            .ignore()
+            .cmd("XACK")
+            .arg(&p.stream)
+            .arg(group)
+            .arg(&entry.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops stream entries older than `keep` (approximate, O(1) amortised).
+    pub async fn trim_stream(&self, p: &PartitionKeys, keep: Duration, now_ms: i64) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let min_id = (now_ms - keep.as_millis() as i64).max(0);
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(&p.stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(min_id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Entries read by the group but not yet acknowledged.
+    pub async fn pending_count(&self, p: &PartitionKeys, group: &str) -> Result<i64> {
+        let mut conn = self.conn.clone();
+        let v: Value = redis::cmd("XPENDING")
+            .arg(&p.stream)
+            .arg(group)
+            .query_async(&mut conn)
+            .await?;
+        match items(&v)?.first() {
+            Some(n) => crate::value::int(n),
+            None => Ok(0),
+        }
+    }
+}
