@@ -1,1 +1,5 @@
-fn main() {}
+//! `hookd`: see `hookd --help`.
+
+fn main() -> std::process::ExitCode {
+    hookd::main()
+}

@@ -218,3 +218,18 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Appends an event to its workspace's partition stream, exactly as a
+    /// producer's `XADD` would. Returns the entry id.
+    pub async fn publish(&self, workspace: &str, fields: &[(String, String)]) -> Result<String> {
+        let p = self.keys.partition_of(workspace);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&p.stream).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+}

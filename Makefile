@@ -1,0 +1,29 @@
+# hookd: the commands a developer needs. `make run` and `make test` set up everything else.
+CARGO ?= cargo
+
+.PHONY: run test build lint fmt check-tools
+
+## run: start a local Redis when none answers, then hookd with config/default.toml
+run:
+	./scripts/ensure-redis.sh
+	$(CARGO) run --release -p hookd -- serve --config config/default.toml
+
+## test: the whole suite (unit + end-to-end against real redis-server processes)
+test: check-tools
+	$(CARGO) nextest run --workspace --no-fail-fast 2>/dev/null || $(CARGO) test --workspace --no-fail-fast
+
+## build: release build of the daemon
+build:
+	$(CARGO) build --release -p hookd
+
+## lint: formatting and clippy, as CI runs them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+check-tools:
+	@command -v redis-server >/dev/null 2>&1 || ./scripts/ensure-redis.sh

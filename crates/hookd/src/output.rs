@@ -1,0 +1,138 @@
+//! How the CLI prints records: aligned text for people, one JSON object with `--json`.
+
+use hookd_core::{Delivery, Endpoint, time};
+use serde_json::{Value, json};
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}
+
+fn endpoint_json(ep: &Endpoint) -> anyhow::Result<Value> {
+    let mut v = serde_json::to_value(ep)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("created_at".into(), time::format_rfc3339_ms(ep.created_at_ms).into());
+    }
+    Ok(v)
+}
+
+pub fn endpoint(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+    endpoint_with(ep, json, &[])
+}
+
+/// An endpoint plus a few extra members (`released`, `deleted`).
+pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyhow::Result<()> {
+    if json {
+        let mut v = endpoint_json(ep)?;
+        if let Some(obj) = v.as_object_mut() {
+            for (k, val) in extra {
+                obj.insert((*k).into(), val.clone());
+            }
+        }
+        return print_json(&v);
+    }
+    println!("id:          {}", ep.id);
+    println!("workspace:   {}", ep.workspace);
+    println!("url:         {}", ep.url);
+    println!("secret:      {}", ep.secret);
+    match &ep.event_types {
+        None => println!("event types: all"),
+        Some(t) => println!("event types: {}", t.join(", ")),
+    }
+    if let Some(d) = &ep.description {
+        println!("description: {d}");
+    }
+    for (k, v) in &ep.headers {
+        println!("header:      {k}: {v}");
+    }
+    if ep.paused {
+        println!(
+            "paused:      since {} ({})",
+            ep.paused_at_ms.map(time::format_rfc3339_ms).unwrap_or_default(),
+            ep.paused_reason.as_deref().unwrap_or("no reason given")
+        );
+    } else {
+        println!("paused:      no");
+    }
+    println!("created:     {}", time::format_rfc3339_ms(ep.created_at_ms));
+    for (k, v) in extra {
+        println!("{k}: {v}");
+    }
+    Ok(())
+}
+
+pub fn endpoints(list: &[Endpoint], json: bool) -> anyhow::Result<()> {
+    if json {
+        let items = list.iter().map(endpoint_json).collect::<anyhow::Result<Vec<_>>>()?;
+        return print_json(&json!({ "endpoints": items }));
+    }
+    println!("{:<36}  {:<16}  {:<6}  URL", "ID", "WORKSPACE", "PAUSED");
+    for ep in list {
+        println!("{:<36}  {:<16}  {:<6}  {}", ep.id, ep.workspace, if ep.paused { "yes" } else { "no" }, ep.url);
+    }
+    Ok(())
+}
+
+pub fn object(json: bool, members: &[(&str, Value)]) -> anyhow::Result<()> {
+    if json {
+        let obj: serde_json::Map<String, Value> = members.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+        return print_json(&Value::Object(obj));
+    }
+    for (k, v) in members {
+        println!("{k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    }
+    Ok(())
+}
+
+pub fn deliveries(list: &[Delivery], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({ "deliveries": list }));
+    }
+    println!("{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED", "ID", "ENDPOINT", "EVENT TYPE", "STATUS", "ATTEMPTS");
+    for d in list {
+        println!(
+            "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  {}",
+            d.id,
+            d.endpoint_id,
+            d.event_type,
+            d.status.as_str(),
+            d.attempts_made,
+            time::format_rfc3339_ms(d.created_at_ms)
+        );
+    }
+    Ok(())
+}
+
+pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(d)?);
+    }
+    println!("id:         {}", d.id);
+    println!("endpoint:   {}", d.endpoint_id);
+    println!("event:      {} ({})", d.event_id, d.event_type);
+    println!("workspace:  {}", d.workspace);
+    println!("status:     {}", d.status.as_str());
+    println!("created:    {}", time::format_rfc3339_ms(d.created_at_ms));
+    if let Some(next) = d.next_attempt_at_ms {
+        println!("next:       {}", time::format_rfc3339_ms(next));
+    }
+    println!("attempts:   {}", d.attempts.len());
+    for a in &d.attempts {
+        let result = match (a.succeeded, a.status_code, a.error_kind) {
+            (true, Some(code), _) => format!("ok {code}"),
+            (_, Some(code), _) => format!("status {code}"),
+            (_, None, Some(kind)) => format!("{kind:?}").to_lowercase(),
+            _ => "failed".into(),
+        };
+        println!(
+            "  #{:<3} {}  {:>6} ms  {:<12} {}{}",
+            a.number,
+            time::format_rfc3339_ms(a.started_at_ms),
+            a.duration_ms,
+            result,
+            a.error.as_deref().filter(|_| a.status_code.is_none()).unwrap_or(""),
+            a.response_excerpt.as_deref().map(|r| format!("  body: {}", r.chars().take(200).collect::<String>())).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Configuration: `config/default.toml` (or `--config FILE`) overlaid with
+//! `HOOKD__SECTION__KEY` environment variables, turned into the typed
+//! settings the libraries take. Only the binary reads configuration.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use hookd_core::{EventLimits, RetryPolicy};
+use hookd_delivery::{DaemonSettings, IngestSettings, ScheduleSettings, SenderSettings};
+use hookd_store::StoreSettings;
+use serde::{Deserialize, Deserializer};
+
+/// The file `hookd` reads when `--config` is not given and it exists.
+pub const DEFAULT_CONFIG: &str = "config/default.toml";
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"5m\": {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub redis: Redis,
+    pub ingest: Ingest,
+    pub delivery: Delivery,
+    pub retry: Retry,
+    pub signing: Signing,
+    pub history: History,
+    pub log: Log,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    pub stream: String,
+    pub group: String,
+    pub partitions: u32,
+    pub batch: usize,
+    #[serde(deserialize_with = "duration")]
+    pub reclaim_idle: Duration,
+    pub max_payload_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub stream_retention: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    pub concurrency: usize,
+    pub claim_batch: usize,
+    #[serde(deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    pub response_excerpt_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    #[serde(deserialize_with = "duration")]
+    pub initial_delay: Duration,
+    pub factor: f64,
+    #[serde(deserialize_with = "duration")]
+    pub max_delay: Duration,
+    pub max_attempts: u32,
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+    pub jitter: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Signing {
+    pub header_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter (`info`, `hookd=debug,info`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis: Redis { url: "redis://127.0.0.1:6379".into(), key_prefix: "hookd".into() },
+            ingest: Ingest {
+                stream: "hookd:events".into(),
+                group: "hookd".into(),
+                partitions: 1,
+                batch: 256,
+                reclaim_idle: Duration::from_secs(30),
+                max_payload_bytes: 256 * 1024,
+                stream_retention: Duration::from_secs(86_400),
+            },
+            delivery: Delivery {
+                concurrency: 256,
+                claim_batch: 128,
+                poll_interval: Duration::from_millis(100),
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(15),
+                response_excerpt_bytes: 4096,
+                shutdown_grace: Duration::from_secs(10),
+            },
+            retry: {
+                let r = RetryPolicy::default();
+                Retry {
+                    initial_delay: r.initial_delay,
+                    factor: r.factor,
+                    max_delay: r.max_delay,
+                    max_attempts: r.max_attempts,
+                    max_age: r.max_age,
+                    jitter: r.jitter,
+                }
+            },
+            signing: Signing { header_prefix: "X-Hookd".into() },
+            history: History { retention: Duration::from_secs(30 * 86_400) },
+            log: Log { format: "text".into(), level: "info".into() },
+        }
+    }
+}
+
+// Each section defaults to its part of `Config::default()`.
+impl Default for Redis { fn default() -> Self { Config::default().redis } }
+impl Default for Ingest { fn default() -> Self { Config::default().ingest } }
+impl Default for Delivery { fn default() -> Self { Config::default().delivery } }
+impl Default for Retry { fn default() -> Self { Config::default().retry } }
+impl Default for Signing { fn default() -> Self { Config::default().signing } }
+impl Default for History { fn default() -> Self { Config::default().history } }
+impl Default for Log { fn default() -> Self { Config::default().log } }
+
+impl Config {
+    /// Reads `path` (or the default file when present) and the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        match path {
+            Some(path) => {
+                builder = builder.add_source(config::File::from(path).required(true));
+            }
+            None if Path::new(DEFAULT_CONFIG).exists() => {
+                builder = builder.add_source(config::File::with_name(DEFAULT_CONFIG).required(true));
+            }
+            None => {}
+        }
+        let built = builder
+            .add_source(
+                config::Environment::with_prefix("HOOKD")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .context("reading configuration")?;
+        let config: Config = built.try_deserialize().context("invalid configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.ingest.partitions >= 1, "[ingest] partitions must be at least 1");
+        anyhow::ensure!(self.delivery.concurrency >= 1, "[delivery] concurrency must be at least 1");
+        anyhow::ensure!(self.retry.max_attempts >= 1, "[retry] max_attempts must be at least 1");
+        anyhow::ensure!(self.retry.factor >= 1.0, "[retry] factor must be at least 1.0");
+        anyhow::ensure!((0.0..=1.0).contains(&self.retry.jitter), "[retry] jitter must be between 0 and 1");
+        anyhow::ensure!(
+            matches!(self.log.format.as_str(), "text" | "json"),
+            "[log] format must be \"text\" or \"json\""
+        );
+        hookd_delivery::HeaderNames::new(&self.signing.header_prefix)
+            .map_err(|_| anyhow::anyhow!("[signing] header_prefix {:?} is not a valid header name", self.signing.header_prefix))?;
+        Ok(())
+    }
+
+    pub fn store(&self) -> StoreSettings {
+        StoreSettings {
+            url: self.redis.url.clone(),
+            stream: self.ingest.stream.clone(),
+            key_prefix: self.redis.key_prefix.clone(),
+            partitions: self.ingest.partitions,
+            history_retention: self.history.retention,
+            read_block: Duration::from_secs(1),
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial_delay: self.retry.initial_delay,
+            factor: self.retry.factor,
+            max_delay: self.retry.max_delay,
+            max_attempts: self.retry.max_attempts,
+            max_age: self.retry.max_age,
+            jitter: self.retry.jitter,
+        }
+    }
+
+    pub fn limits(&self) -> EventLimits {
+        EventLimits { max_payload_bytes: self.ingest.max_payload_bytes }
+    }
+
+    pub fn daemon(&self, consumer: String) -> DaemonSettings {
+        let d = &self.delivery;
+        DaemonSettings {
+            ingest: IngestSettings {
+                group: self.ingest.group.clone(),
+                consumer,
+                batch: self.ingest.batch,
+                reclaim_idle: self.ingest.reclaim_idle,
+                limits: self.limits(),
+            },
+            schedule: ScheduleSettings {
+                concurrency: d.concurrency,
+                claim_batch: d.claim_batch,
+                poll_interval: d.poll_interval,
+                lease: hookd_delivery::attempt::lease_for(d.request_timeout, d.connect_timeout),
+                shutdown_grace: d.shutdown_grace,
+            },
+            sender: SenderSettings {
+                connect_timeout: d.connect_timeout,
+                request_timeout: d.request_timeout,
+                response_excerpt_bytes: d.response_excerpt_bytes,
+                ..SenderSettings::default()
+            },
+            retry: self.retry_policy(),
+            header_prefix: self.signing.header_prefix.clone(),
+            stream_retention: self.ingest.stream_retention,
+            housekeeping_interval: Duration::from_secs(60),
+        }
+    }
+}
