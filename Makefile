@@ -10,7 +10,8 @@ run:
 
 ## test: the whole suite (unit + end-to-end against real redis-server processes)
 test: check-tools
-	$(CARGO) nextest run --workspace --no-fail-fast 2>/dev/null || $(CARGO) test --workspace --no-fail-fast
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
 
 ## build: release build of the daemon
 build:
@@ -26,4 +27,5 @@ fmt:
 	$(CARGO) fmt --all
 
 check-tools:
-	@command -v redis-server >/dev/null 2>&1 || ./scripts/ensure-redis.sh
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (the tests spawn their own)"; apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked

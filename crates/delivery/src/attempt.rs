@@ -140,8 +140,9 @@ impl AttemptContext {
     }
 }
 
-/// The lease a claim takes: long enough that the request (connect + total
-/// timeout) and recording it finish before anyone else may claim it again.
-pub fn lease_for(request_timeout: Duration, connect_timeout: Duration) -> Duration {
-    request_timeout + connect_timeout + Duration::from_secs(30)
+/// The lease a claim takes: long enough that the request (its total timeout
+/// includes connecting) and recording it finish before anyone else may claim
+/// it again, so a live worker's attempt is never sent twice (Svix PR #2181).
+pub fn lease_for(request_timeout: Duration) -> Duration {
+    request_timeout + Duration::from_secs(5)
 }

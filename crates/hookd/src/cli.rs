@@ -14,7 +14,11 @@ use crate::output;
 use crate::settings::Config;
 
 #[derive(Parser)]
-#[command(name = "hookd", version, about = "Webhook delivery daemon: Redis stream in, signed HTTP deliveries out.")]
+#[command(
+    name = "hookd",
+    version,
+    about = "Webhook delivery daemon: Redis stream in, signed HTTP deliveries out."
+)]
 pub struct Cli {
     /// Configuration file (default: config/default.toml when present). Every
     /// setting can be overridden by HOOKD__SECTION__KEY, e.g. HOOKD__REDIS__URL.
@@ -143,16 +147,26 @@ pub enum DeliveryCommand {
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(config.store())
-        .await
-        .with_context(|| format!("cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)", config.redis.url))
+    Store::connect(config.store()).await.with_context(|| {
+        format!(
+            "cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)",
+            config.redis.url
+        )
+    })
 }
 
 pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
     let store = connect(config).await?;
     let now = time::now_ms();
     match cmd {
-        EndpointCommand::Create { workspace, url, event_types, description, headers, out } => {
+        EndpointCommand::Create {
+            workspace,
+            url,
+            event_types,
+            description,
+            headers,
+            out,
+        } => {
             if !event::is_valid_workspace(&workspace) {
                 bail!("--workspace must be 1..128 characters without control characters");
             }
@@ -163,7 +177,9 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             let headers = headers
                 .iter()
                 .map(|h| {
-                    let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?} must be `Name: value`"))?;
+                    let (k, v) = h
+                        .split_once(':')
+                        .with_context(|| format!("--header {h:?} must be `Name: value`"))?;
                     Ok((k.trim().to_string(), v.trim().to_string()))
                 })
                 .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
@@ -173,7 +189,8 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 url,
                 description,
                 event_types: (!event_types.is_empty()).then_some(event_types),
-                secret: id::new_secret().map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
+                secret: id::new_secret()
+                    .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
                 headers,
                 created_at_ms: now,
                 paused: false,
@@ -183,9 +200,15 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             store.create_endpoint(&ep).await?;
             output::endpoint(&ep, out.json)
         }
-        EndpointCommand::List { workspace, out } => output::endpoints(&store.endpoints(workspace.as_deref()).await?, out.json),
-        EndpointCommand::Show { id, out } => output::endpoint(&store.endpoint(&id).await?, out.json),
-        EndpointCommand::Pause { id, reason, out } => output::endpoint(&store.pause_endpoint(&id, &reason, now).await?, out.json),
+        EndpointCommand::List { workspace, out } => {
+            output::endpoints(&store.endpoints(workspace.as_deref()).await?, out.json)
+        }
+        EndpointCommand::Show { id, out } => {
+            output::endpoint(&store.endpoint(&id).await?, out.json)
+        }
+        EndpointCommand::Pause { id, reason, out } => {
+            output::endpoint(&store.pause_endpoint(&id, &reason, now).await?, out.json)
+        }
         EndpointCommand::Resume { id, out } => {
             let released = store.resume_endpoint(&id, now).await?;
             let ep = store.endpoint(&id).await?;
@@ -210,29 +233,50 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
         ("id".to_string(), id.clone()),
     ];
     for f in &args.fields {
-        let (k, v) = f.split_once('=').with_context(|| format!("--field {f:?} must be `name=value`"))?;
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("--field {f:?} must be `name=value`"))?;
         fields.push((k.to_string(), v.to_string()));
     }
     // Refuse here what ingest would dead-letter, with the same reason.
-    Event::from_fields(&fields, config.limits(), time::now_ms()).map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.message))?;
+    Event::from_fields(&fields, config.limits(), time::now_ms())
+        .map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.message))?;
     let store = connect(config).await?;
     let entry = store.publish(&args.workspace, &fields).await?;
-    output::object(args.out.json, &[("event_id", id.into()), ("entry_id", entry.into())])
+    output::object(
+        args.out.json,
+        &[("event_id", id.into()), ("entry_id", entry.into())],
+    )
 }
 
 pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
     let store = connect(config).await?;
     match cmd {
-        DeliveryCommand::List { endpoint, status, limit, out } => {
+        DeliveryCommand::List {
+            endpoint,
+            status,
+            limit,
+            out,
+        } => {
             let status = match status {
                 None => None,
                 Some(s) => Some(DeliveryStatus::parse(&s).with_context(|| {
-                    format!("--status {s:?} must be one of pending, held, retrying, succeeded, failed")
+                    format!(
+                        "--status {s:?} must be one of pending, held, retrying, succeeded, failed"
+                    )
                 })?),
             };
-            let list = store.deliveries(&DeliveryFilter { endpoint, status, limit }).await?;
+            let list = store
+                .deliveries(&DeliveryFilter {
+                    endpoint,
+                    status,
+                    limit,
+                })
+                .await?;
             output::deliveries(&list, out.json)
         }
-        DeliveryCommand::Show { id, out } => output::delivery(&store.delivery(&id).await?, out.json),
+        DeliveryCommand::Show { id, out } => {
+            output::delivery(&store.delivery(&id).await?, out.json)
+        }
     }
 }

@@ -11,7 +11,10 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 fn endpoint_json(ep: &Endpoint) -> anyhow::Result<Value> {
     let mut v = serde_json::to_value(ep)?;
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("created_at".into(), time::format_rfc3339_ms(ep.created_at_ms).into());
+        obj.insert(
+            "created_at".into(),
+            time::format_rfc3339_ms(ep.created_at_ms).into(),
+        );
     }
     Ok(v)
 }
@@ -48,7 +51,9 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
     if ep.paused {
         println!(
             "paused:      since {} ({})",
-            ep.paused_at_ms.map(time::format_rfc3339_ms).unwrap_or_default(),
+            ep.paused_at_ms
+                .map(time::format_rfc3339_ms)
+                .unwrap_or_default(),
             ep.paused_reason.as_deref().unwrap_or("no reason given")
         );
     } else {
@@ -63,23 +68,40 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
 
 pub fn endpoints(list: &[Endpoint], json: bool) -> anyhow::Result<()> {
     if json {
-        let items = list.iter().map(endpoint_json).collect::<anyhow::Result<Vec<_>>>()?;
+        let items = list
+            .iter()
+            .map(endpoint_json)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         return print_json(&json!({ "endpoints": items }));
     }
     println!("{:<36}  {:<16}  {:<6}  URL", "ID", "WORKSPACE", "PAUSED");
     for ep in list {
-        println!("{:<36}  {:<16}  {:<6}  {}", ep.id, ep.workspace, if ep.paused { "yes" } else { "no" }, ep.url);
+        println!(
+            "{:<36}  {:<16}  {:<6}  {}",
+            ep.id,
+            ep.workspace,
+            if ep.paused { "yes" } else { "no" },
+            ep.url
+        );
     }
     Ok(())
 }
 
 pub fn object(json: bool, members: &[(&str, Value)]) -> anyhow::Result<()> {
     if json {
-        let obj: serde_json::Map<String, Value> = members.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+        let obj: serde_json::Map<String, Value> = members
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
         return print_json(&Value::Object(obj));
     }
     for (k, v) in members {
-        println!("{k}: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        println!(
+            "{k}: {}",
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        );
     }
     Ok(())
 }
@@ -88,7 +110,10 @@ pub fn deliveries(list: &[Delivery], json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&json!({ "deliveries": list }));
     }
-    println!("{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED", "ID", "ENDPOINT", "EVENT TYPE", "STATUS", "ATTEMPTS");
+    println!(
+        "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED",
+        "ID", "ENDPOINT", "EVENT TYPE", "STATUS", "ATTEMPTS"
+    );
     for d in list {
         println!(
             "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  {}",
@@ -130,8 +155,14 @@ pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
             time::format_rfc3339_ms(a.started_at_ms),
             a.duration_ms,
             result,
-            a.error.as_deref().filter(|_| a.status_code.is_none()).unwrap_or(""),
-            a.response_excerpt.as_deref().map(|r| format!("  body: {}", r.chars().take(200).collect::<String>())).unwrap_or_default()
+            a.error
+                .as_deref()
+                .filter(|_| a.status_code.is_none())
+                .unwrap_or(""),
+            a.response_excerpt
+                .as_deref()
+                .map(|r| format!("  body: {}", r.chars().take(200).collect::<String>()))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::Config;
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -63,7 +64,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 waited += Duration::from_secs(1);
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)", config.redis.url));
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)",
+                        config.redis.url
+                    )
+                });
             }
         }
     };

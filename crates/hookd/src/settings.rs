@@ -16,7 +16,11 @@ pub const DEFAULT_CONFIG: &str = "config/default.toml";
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"5m\": {e}")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"30s\" or \"5m\": {e}"
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +111,10 @@ pub struct Log {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            redis: Redis { url: "redis://127.0.0.1:6379".into(), key_prefix: "hookd".into() },
+            redis: Redis {
+                url: "redis://127.0.0.1:6379".into(),
+                key_prefix: "hookd".into(),
+            },
             ingest: Ingest {
                 stream: "hookd:events".into(),
                 group: "hookd".into(),
@@ -137,21 +144,56 @@ impl Default for Config {
                     jitter: r.jitter,
                 }
             },
-            signing: Signing { header_prefix: "X-Hookd".into() },
-            history: History { retention: Duration::from_secs(30 * 86_400) },
-            log: Log { format: "text".into(), level: "info".into() },
+            signing: Signing {
+                header_prefix: "X-Hookd".into(),
+            },
+            history: History {
+                retention: Duration::from_secs(30 * 86_400),
+            },
+            log: Log {
+                format: "text".into(),
+                level: "info".into(),
+            },
         }
     }
 }
 
 // Each section defaults to its part of `Config::default()`.
-impl Default for Redis { fn default() -> Self { Config::default().redis } }
-impl Default for Ingest { fn default() -> Self { Config::default().ingest } }
-impl Default for Delivery { fn default() -> Self { Config::default().delivery } }
-impl Default for Retry { fn default() -> Self { Config::default().retry } }
-impl Default for Signing { fn default() -> Self { Config::default().signing } }
-impl Default for History { fn default() -> Self { Config::default().history } }
-impl Default for Log { fn default() -> Self { Config::default().log } }
+impl Default for Redis {
+    fn default() -> Self {
+        Config::default().redis
+    }
+}
+impl Default for Ingest {
+    fn default() -> Self {
+        Config::default().ingest
+    }
+}
+impl Default for Delivery {
+    fn default() -> Self {
+        Config::default().delivery
+    }
+}
+impl Default for Retry {
+    fn default() -> Self {
+        Config::default().retry
+    }
+}
+impl Default for Signing {
+    fn default() -> Self {
+        Config::default().signing
+    }
+}
+impl Default for History {
+    fn default() -> Self {
+        Config::default().history
+    }
+}
+impl Default for Log {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
 
 impl Config {
     /// Reads `path` (or the default file when present) and the environment.
@@ -162,7 +204,8 @@ impl Config {
                 builder = builder.add_source(config::File::from(path).required(true));
             }
             None if Path::new(DEFAULT_CONFIG).exists() => {
-                builder = builder.add_source(config::File::with_name(DEFAULT_CONFIG).required(true));
+                builder =
+                    builder.add_source(config::File::with_name(DEFAULT_CONFIG).required(true));
             }
             None => {}
         }
@@ -181,17 +224,36 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.ingest.partitions >= 1, "[ingest] partitions must be at least 1");
-        anyhow::ensure!(self.delivery.concurrency >= 1, "[delivery] concurrency must be at least 1");
-        anyhow::ensure!(self.retry.max_attempts >= 1, "[retry] max_attempts must be at least 1");
-        anyhow::ensure!(self.retry.factor >= 1.0, "[retry] factor must be at least 1.0");
-        anyhow::ensure!((0.0..=1.0).contains(&self.retry.jitter), "[retry] jitter must be between 0 and 1");
+        anyhow::ensure!(
+            self.ingest.partitions >= 1,
+            "[ingest] partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.delivery.concurrency >= 1,
+            "[delivery] concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.max_attempts >= 1,
+            "[retry] max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.factor >= 1.0,
+            "[retry] factor must be at least 1.0"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.retry.jitter),
+            "[retry] jitter must be between 0 and 1"
+        );
         anyhow::ensure!(
             matches!(self.log.format.as_str(), "text" | "json"),
             "[log] format must be \"text\" or \"json\""
         );
-        hookd_delivery::HeaderNames::new(&self.signing.header_prefix)
-            .map_err(|_| anyhow::anyhow!("[signing] header_prefix {:?} is not a valid header name", self.signing.header_prefix))?;
+        hookd_delivery::HeaderNames::new(&self.signing.header_prefix).map_err(|_| {
+            anyhow::anyhow!(
+                "[signing] header_prefix {:?} is not a valid header name",
+                self.signing.header_prefix
+            )
+        })?;
         Ok(())
     }
 
@@ -218,7 +280,9 @@ impl Config {
     }
 
     pub fn limits(&self) -> EventLimits {
-        EventLimits { max_payload_bytes: self.ingest.max_payload_bytes }
+        EventLimits {
+            max_payload_bytes: self.ingest.max_payload_bytes,
+        }
     }
 
     pub fn daemon(&self, consumer: String) -> DaemonSettings {
@@ -235,7 +299,7 @@ impl Config {
                 concurrency: d.concurrency,
                 claim_batch: d.claim_batch,
                 poll_interval: d.poll_interval,
-                lease: hookd_delivery::attempt::lease_for(d.request_timeout, d.connect_timeout),
+                lease: hookd_delivery::attempt::lease_for(d.request_timeout),
                 shutdown_grace: d.shutdown_grace,
             },
             sender: SenderSettings {

@@ -1,0 +1,409 @@
+//! The end-to-end harness (a module of each test target): real `redis-server` processes on free loopback
+//! ports, real `hookd` processes (the `hookd-e2e` binary of this package, so
+//! they can be killed with SIGKILL), and real HTTP receivers.
+//!
+//! Everything a test starts is stopped when its handle drops, and each test
+//! has a Redis of its own, so tests never see each other's data.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A `redis-server` of the test's own. Killed on drop.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("hookd-test-redis-{port}-{}", std::process::id()));
+        let mut redis = Redis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("redis dir");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (make test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and starts a new, empty one on the same port.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+
+    /// `XADD hookd:events * field value ...`; returns the entry id.
+    pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("hookd:events").arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        cmd.query_async(&mut self.conn().await).await.expect("XADD")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Environment for a hookd process talking to `redis`, with fast test timings.
+pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
+    [
+        ("HOOKD__REDIS__URL", redis.url()),
+        ("HOOKD__RETRY__INITIAL_DELAY", "200ms".into()),
+        ("HOOKD__RETRY__MAX_DELAY", "1s".into()),
+        ("HOOKD__RETRY__JITTER", "0".into()),
+        ("HOOKD__INGEST__RECLAIM_IDLE", "2s".into()),
+        ("HOOKD__DELIVERY__POLL_INTERVAL", "20ms".into()),
+        ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
+        ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
+        ("HOOKD__LOG__LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn hookd_command(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd-e2e"));
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a `hookd` CLI command; panics unless it succeeds. Returns stdout.
+pub fn cli(env: &[(String, String)], args: &[&str]) -> String {
+    let out = hookd_command(env).args(args).output().expect("run hookd");
+    assert!(
+        out.status.success(),
+        "hookd {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a `hookd ... --json` command and parses its output.
+pub fn cli_json(env: &[(String, String)], args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = cli(env, &args);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("hookd {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// Creates an endpoint through the CLI; returns (id, secret).
+pub fn create_endpoint(
+    env: &[(String, String)],
+    workspace: &str,
+    url: &str,
+    types: &[&str],
+) -> (String, String) {
+    let mut args = vec![
+        "endpoints",
+        "create",
+        "--workspace",
+        workspace,
+        "--url",
+        url,
+    ];
+    for t in types {
+        args.extend(["--event-type", t]);
+    }
+    let v = cli_json(env, &args);
+    (
+        v["id"].as_str().expect("id").to_string(),
+        v["secret"].as_str().expect("secret").to_string(),
+    )
+}
+
+/// A `hookd serve` process. Killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start(env: &[(String, String)]) -> Self {
+        let child = hookd_command(env)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hookd serve");
+        Daemon { child: Some(child) }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One request a receiver got.
+/// A Redis reply value as text.
+pub fn text(v: &redis::Value) -> String {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        redis::Value::Int(i) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Entries read by the group `hookd` but not acknowledged.
+pub async fn pending(redis: &Redis) -> i64 {
+    let v: redis::Value = redis::cmd("XPENDING")
+        .arg("hookd:events")
+        .arg("hookd")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("XPENDING");
+    match v {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("XPENDING count: {other:?}"),
+        },
+        other => panic!("XPENDING: {other:?}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// What a receiver answers to its n-th request (0-based): status and headers.
+pub type Plan = Arc<dyn Fn(usize) -> (u16, Vec<(String, String)>) + Send + Sync>;
+
+/// An HTTP receiver on loopback that records every request.
+pub struct Receiver {
+    pub port: u16,
+    log: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::with_plan(Arc::new(|_| (200, vec![]))).await
+    }
+
+    /// Answers with `statuses` in turn, then 200.
+    pub async fn sequence(statuses: &[u16]) -> Self {
+        let statuses = statuses.to_vec();
+        Self::with_plan(Arc::new(move |n| {
+            (statuses.get(n).copied().unwrap_or(200), vec![])
+        }))
+        .await
+    }
+
+    pub async fn with_plan(plan: Plan) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let log: Arc<Mutex<Vec<Received>>> = Default::default();
+        let state = (log.clone(), plan);
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let (log, plan) = state.clone();
+            async move {
+                let n = {
+                    let mut log = log.lock().expect("log");
+                    log.push(Received {
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.as_str().to_string(),
+                                    v.to_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect(),
+                        body: body.to_vec(),
+                        at: Instant::now(),
+                    });
+                    log.len() - 1
+                };
+                let (status, extra) = plan(n);
+                let mut h = HeaderMap::new();
+                for (k, v) in extra {
+                    h.insert(
+                        axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                        v.parse().expect("value"),
+                    );
+                }
+                (StatusCode::from_u16(status).expect("status"), h, "received").into_response()
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { port, log, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.log.lock().expect("log").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.log.lock().expect("log").len()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them all.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        eventually(
+            timeout,
+            &format!("{n} requests at the receiver on {}", self.port),
+            || async {
+                let got = self.received();
+                (got.len() >= n).then_some(got)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
