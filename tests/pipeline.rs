@@ -496,3 +496,49 @@ async fn the_same_event_id_is_delivered_once() {
     );
     assert_eq!(receiver.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_left_pending_by_a_dead_consumer_are_reclaimed() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    // A consumer reads an entry and dies before acknowledging it.
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("hookd:events")
+        .arg("hookd")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    redis
+        .xadd(&[
+            ("type", "a.b"),
+            ("workspace", "ws"),
+            ("data", "1"),
+            ("id", "evt_orphan"),
+        ])
+        .await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("hookd")
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg("hookd:events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending(&redis).await, 1);
+
+    let _daemon = Daemon::start(&env);
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("X-Hookd-Event-Id"), Some("evt_orphan"));
+    eventually(WAIT, "the reclaimed entry acknowledged", || async {
+        (pending(&redis).await == 0).then_some(())
+    })
+    .await;
+}
