@@ -10,8 +10,8 @@ run:
 
 ## test: the whole suite (unit + end-to-end against real redis-server processes)
 test: check-tools
-	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
+	$(CARGO) nextest run --workspace --no-fail-fast
 
 ## build: release build of the daemon
 build:

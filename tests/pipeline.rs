@@ -542,3 +542,31 @@ async fn entries_left_pending_by_a_dead_consumer_are_reclaimed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_fails_after_its_last_attempt() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "3".into()));
+    let receiver = Receiver::with_plan(Arc::new(|_| (500, vec![]))).await;
+    let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
+        .await;
+    let failed = eventually(WAIT, "the delivery marked failed", || async {
+        let list = delivery_list(&env, &["--endpoint", &endpoint, "--status", "failed"]);
+        list.first().cloned()
+    })
+    .await;
+    let d = cli_json(
+        &env,
+        &["deliveries", "show", failed["id"].as_str().unwrap()],
+    );
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
+    assert!(
+        d.get("next_attempt_at_ms").is_none(),
+        "no attempt is scheduled after the last: {d}"
+    );
+    assert_eq!(receiver.count(), 3);
+}

@@ -67,14 +67,16 @@ impl Store {
             .ignore();
         add_subscriptions(&mut pipe, &p, ep);
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        // The global id index lives in another slot: written after the partition's keys.
+        // The global id index lives in another slot. Written first: a crash in
+        // between leaves an index entry that reads as "not found", never an
+        // endpoint that receives deliveries but cannot be listed.
         let _: i64 = redis::cmd("HSET")
             .arg(self.keys.endpoint_index())
             .arg(&ep.id)
             .arg(&ep.workspace)
             .query_async(&mut conn)
             .await?;
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 

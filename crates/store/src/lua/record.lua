@@ -13,7 +13,9 @@ if not ep then
 end
 local akey = dkey .. ':attempts'
 redis.call('RPUSH', akey, ARGV[3])
-redis.call('EXPIRE', akey, tonumber(ARGV[7]))
+-- The attempts expire with their delivery.
+local ttl = redis.call('TTL', dkey)
+redis.call('EXPIRE', akey, ttl > 0 and ttl or tonumber(ARGV[7]))
 redis.call('HSET', dkey, 'attempts', ARGV[4], 'status', ARGV[5])
 if ARGV[5] == 'retrying' then
   redis.call('ZADD', due, tonumber(ARGV[6]), id)
