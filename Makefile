@@ -1,7 +1,7 @@
 # hookd: the commands a developer needs. `make run` and `make test` set up everything else.
 CARGO ?= cargo
 
-.PHONY: run test build lint fmt check-tools
+.PHONY: run test bench build lint fmt check-tools
 
 ## run: start a local Redis when none answers, then hookd with config/default.toml
 run:
@@ -12,6 +12,10 @@ run:
 test: check-tools
 	$(CARGO) test --workspace --doc
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+## bench: the standard benchmark scenarios (release build); writes bench/results/<date>.json and .md
+bench:
+	./scripts/bench.sh
 
 ## build: release build of the daemon
 build:

@@ -1,0 +1,343 @@
+//! hookd-bench: runs one benchmark scenario end to end and prints one JSON document.
+//!
+//! It starts its own `redis-server` (free loopback port), HTTP receivers that
+//! answer 204 (or slowly) and record each event id with its arrival time,
+//! registers endpoints through the `hookd` CLI, starts `hookd serve`, publishes
+//! events with pipelined XADD (a burst, or a fixed rate), and waits until every
+//! expected delivery arrived or the time limit passed. It reports deliveries/s,
+//! publish-to-receive latency percentiles, missing and duplicate deliveries,
+//! hookd's peak RSS and CPU time, and Redis memory per retained delivery.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::http::HeaderMap;
+use clap::Parser;
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(about = "Run one hookd benchmark scenario; prints a JSON result.")]
+struct Args {
+    /// Scenario name, copied into the result.
+    #[arg(long, default_value = "burst")]
+    scenario: String,
+    /// The hookd binary to run (a release build).
+    #[arg(long, default_value = "target/release/hookd")]
+    hookd: PathBuf,
+    /// Events to publish.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
+    /// Fast endpoints each event fans out to.
+    #[arg(long, default_value_t = 1)]
+    endpoints: usize,
+    /// Extra endpoints that answer after `--slow-ms` (fairness scenario).
+    #[arg(long, default_value_t = 0)]
+    slow_endpoints: usize,
+    #[arg(long, default_value_t = 2000)]
+    slow_ms: u64,
+    /// Publish at this many events/s (0 = all at once, pipelined).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Size of each event's `data` in bytes (approximate).
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// Extra `HOOKD__...=value` settings for the daemon.
+    #[arg(long = "set")]
+    settings: Vec<String>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Arrivals at one receiver: event id -> times received (since the run's epoch).
+type Log = Arc<Mutex<Vec<(String, Duration)>>>;
+
+async fn receiver(epoch: Instant, delay: Duration) -> anyhow::Result<(u16, Log)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let log: Log = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+    let sink = log.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let sink = sink.clone();
+        async move {
+            let id = headers
+                .get("x-hookd-event-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if let Ok(mut log) = sink.lock() {
+                log.push((id, epoch.elapsed()));
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((port, log))
+}
+
+fn hookd(args: &Args, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(&args.hookd);
+    cmd.envs(env.iter().cloned());
+    cmd
+}
+
+fn proc_stat(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (hwm_kb, ticks as f64 / 100.0)
+}
+
+async fn redis_used_memory(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<i64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("INFO memory has no used_memory")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.hookd.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p hookd`",
+            args.hookd.display()
+        );
+    }
+    let epoch = Instant::now();
+
+    let redis_port = free_port()?;
+    let redis_dir = std::env::temp_dir().join(format!("hookd-bench-{redis_port}"));
+    std::fs::create_dir_all(&redis_dir)?;
+    let _redis = Killed(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&redis_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?,
+    );
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => break c,
+            Err(_) if epoch.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+
+    let mut env: Vec<(String, String)> = vec![
+        ("HOOKD__REDIS__URL".into(), url.clone()),
+        ("HOOKD__LOG__LEVEL".into(), "warn".into()),
+    ];
+    for s in &args.settings {
+        let (k, v) = s
+            .split_once('=')
+            .context("--set takes HOOKD__SECTION__KEY=value")?;
+        env.push((k.into(), v.into()));
+    }
+
+    let mut fast = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..args.endpoints + args.slow_endpoints {
+        let is_slow = i >= args.endpoints;
+        let delay = if is_slow {
+            Duration::from_millis(args.slow_ms)
+        } else {
+            Duration::ZERO
+        };
+        let (port, log) = receiver(epoch, delay).await?;
+        let out = hookd(&args, &env)
+            .args([
+                "endpoints",
+                "create",
+                "--workspace",
+                "bench",
+                "--url",
+                &format!("http://127.0.0.1:{port}/hook"),
+                "--json",
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "creating an endpoint failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if is_slow {
+            slow.push(log)
+        } else {
+            fast.push(log)
+        }
+    }
+    let used_before = redis_used_memory(&mut conn).await?;
+
+    let daemon = Killed(
+        hookd(&args, &env)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting hookd serve")?,
+    );
+    let pid = daemon.0.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let data = json!({ "pad": "x".repeat(args.payload_bytes.saturating_sub(10)) }).to_string();
+    let mut published = vec![Duration::ZERO; args.events];
+    let publish_start = epoch.elapsed();
+    let chunk = if args.rate == 0 {
+        1000
+    } else {
+        (args.rate / 100).max(1) as usize
+    };
+    let mut next_tick = Instant::now();
+    let mut sent = 0;
+    while sent < args.events {
+        let end = (sent + chunk).min(args.events);
+        let mut pipe = redis::pipe();
+        for i in sent..end {
+            pipe.cmd("XADD")
+                .arg("hookd:events")
+                .arg("*")
+                .arg("type")
+                .arg("bench.event")
+                .arg("workspace")
+                .arg("bench")
+                .arg("id")
+                .arg(i.to_string())
+                .arg("data")
+                .arg(&data)
+                .ignore();
+        }
+        let at = epoch.elapsed();
+        pipe.query_async::<()>(&mut conn).await?;
+        for p in &mut published[sent..end] {
+            *p = at;
+        }
+        sent = end;
+        if args.rate > 0 {
+            next_tick += Duration::from_secs_f64(chunk as f64 / args.rate as f64);
+            tokio::time::sleep_until(next_tick.into()).await;
+        }
+    }
+    let publish_secs = (epoch.elapsed() - publish_start).as_secs_f64();
+
+    let expected = args.events * fast.len();
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let count = |logs: &[Log]| {
+        logs.iter()
+            .map(|l| l.lock().map(|l| l.len()).unwrap_or(0))
+            .sum::<usize>()
+    };
+    while count(&fast) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (rss_kb, cpu_secs) = proc_stat(pid);
+    let used_after = redis_used_memory(&mut conn).await?;
+    drop(daemon);
+
+    let mut latencies = Vec::with_capacity(expected);
+    let mut last = Duration::ZERO;
+    let (mut missing, mut duplicates) = (0usize, 0usize);
+    for log in &fast {
+        let log = log
+            .lock()
+            .map_err(|_| anyhow::anyhow!("receiver log poisoned"))?;
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(log.len());
+        for (id, at) in log.iter() {
+            *seen.entry(id.as_str()).or_default() += 1;
+            if let Some(p) = id.parse::<usize>().ok().and_then(|i| published.get(i)) {
+                latencies.push((at.saturating_sub(*p)).as_secs_f64() * 1000.0);
+            }
+            last = last.max(*at);
+        }
+        missing += (0..args.events)
+            .filter(|i| !seen.contains_key(i.to_string().as_str()))
+            .count();
+        duplicates += seen.values().map(|n| n - 1).sum::<usize>();
+    }
+    latencies.sort_by(f64::total_cmp);
+    let received = latencies.len();
+    let elapsed = (last.saturating_sub(publish_start)).as_secs_f64();
+    let result = json!({
+        "scenario": args.scenario,
+        "events": args.events,
+        "endpoints": args.endpoints,
+        "slow_endpoints": args.slow_endpoints,
+        "rate": args.rate,
+        "payload_bytes": args.payload_bytes,
+        "expected_deliveries": expected,
+        "received": received,
+        "missing": missing,
+        "duplicates": duplicates,
+        "seconds": elapsed,
+        "publish_seconds": publish_secs,
+        "deliveries_per_sec": if elapsed > 0.0 { received as f64 / elapsed } else { 0.0 },
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": latencies.last().copied().unwrap_or(0.0),
+        },
+        "hookd_peak_rss_mb": rss_kb as f64 / 1024.0,
+        "hookd_cpu_seconds": cpu_secs,
+        "redis_bytes_per_delivery": if received > 0 { (used_after - used_before) as f64 / received as f64 } else { 0.0 },
+        "slow_received": count(&slow),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    let _ = std::fs::remove_dir_all(&redis_dir);
+    Ok(())
+}
