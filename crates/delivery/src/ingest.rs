@@ -134,7 +134,8 @@ impl Ingest {
             "ingested"
         );
         if persisted.deliveries > 0 {
-            self.persisted.notify_waiters();
+            // notify_one keeps a permit when the scheduler is busy claiming, so the wake-up is not lost.
+            self.persisted.notify_one();
         }
         Ok(())
     }
