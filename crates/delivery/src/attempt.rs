@@ -1,10 +1,10 @@
-//! One delivery attempt: sign, send, decide what follows, record it.
+//! One delivery attempt: sign, send, and decide what follows (the
+//! [`Record`] that the recorder then writes).
 
 use std::time::Duration;
 
 use hookd_core::{Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, time};
-use hookd_store::schedule::{Claimed, Outcome};
-use hookd_store::{PartitionKeys, Store, StoreError};
+use hookd_store::schedule::{Claimed, Outcome, Record};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use tracing::Instrument;
 
@@ -36,7 +36,6 @@ impl HeaderNames {
 /// What every attempt needs besides the delivery itself.
 #[derive(Clone)]
 pub struct AttemptContext {
-    pub store: Store,
     pub sender: Sender,
     pub headers: HeaderNames,
     pub retry: RetryPolicy,
@@ -65,13 +64,8 @@ impl AttemptContext {
         h
     }
 
-    /// Makes one attempt of a claimed delivery and records it.
-    pub async fn run(
-        &self,
-        p: &PartitionKeys,
-        c: Claimed,
-        trigger: AttemptTrigger,
-    ) -> Result<Outcome, StoreError> {
+    /// Makes one attempt of a claimed delivery; returns what to record.
+    pub async fn run(&self, c: Claimed, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
         let span = tracing::info_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
             event = %c.event_id, attempt = number, status = tracing::field::Empty);
@@ -132,8 +126,7 @@ impl AttemptContext {
                 (Outcome::RetryAt(at), err) => tracing::info!(error = ?err, retry_in_ms = at - now_ms, "attempt failed; retry scheduled"),
                 (Outcome::Failed, err) => tracing::warn!(error = ?err, "attempt failed; no attempt left, delivery failed"),
             }
-            self.store.record_attempt(p, &c.delivery_id, &attempt, &outcome, pause_reason.as_deref(), now_ms).await?;
-            Ok(outcome)
+            Record { delivery_id: c.delivery_id, attempt, outcome, pause_reason }
         }
         .instrument(span)
         .await

@@ -2,7 +2,8 @@
 //!
 //! - [`ingest`]: stream entries in, deliveries persisted and acknowledged;
 //! - [`schedule`]: due deliveries claimed and attempted on a bounded pool;
-//! - [`attempt`]: one signed request and its record;
+//! - [`attempt`]: one signed request and the record of it;
+//! - `recorder`: attempts written to Redis in batches;
 //! - [`sender`]: the HTTP client and how failures are classified.
 //!
 //! [`run`] starts one ingest loop and one scheduler per stream partition,
@@ -12,6 +13,7 @@
 pub mod attempt;
 mod backoff;
 pub mod ingest;
+mod recorder;
 pub mod schedule;
 pub mod sender;
 
@@ -59,7 +61,6 @@ pub async fn run(
     let headers = HeaderNames::new(&settings.header_prefix)
         .map_err(|e| DaemonError::HeaderPrefix(e.to_string()))?;
     let ctx = AttemptContext {
-        store: store.clone(),
         sender,
         headers,
         retry: settings.retry,
@@ -74,6 +75,7 @@ pub async fn run(
             persisted: wake.clone(),
         };
         let scheduler = schedule::Scheduler {
+            store: store.clone(),
             ctx: ctx.clone(),
             partition,
             settings: settings.schedule.clone(),

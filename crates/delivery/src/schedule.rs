@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookd_core::{AttemptTrigger, time};
-use hookd_store::PartitionKeys;
+use hookd_store::{PartitionKeys, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::attempt::AttemptContext;
 use crate::backoff::Backoff;
+use crate::recorder::Recorder;
 
 /// Typed scheduling settings.
 #[derive(Debug, Clone)]
@@ -30,6 +31,7 @@ pub struct ScheduleSettings {
 }
 
 pub(crate) struct Scheduler {
+    pub store: Store,
     pub ctx: AttemptContext,
     pub partition: PartitionKeys,
     pub settings: ScheduleSettings,
@@ -42,7 +44,7 @@ impl Scheduler {
         let in_flight: Arc<Mutex<HashSet<String>>> = Default::default();
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new();
-        let partition = Arc::new(self.partition.clone());
+        let recorder = Recorder::start(self.store.clone(), self.partition.clone());
         loop {
             while tasks.try_join_next().is_some() {}
             if *shutdown.borrow() {
@@ -57,7 +59,6 @@ impl Scheduler {
                 continue;
             }
             let claimed = self
-                .ctx
                 .store
                 .claim_due(
                     &self.partition,
@@ -73,12 +74,13 @@ impl Scheduler {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
-                        let (ctx, partition, in_flight) =
-                            (self.ctx.clone(), partition.clone(), in_flight.clone());
+                        let (ctx, recorder, in_flight) =
+                            (self.ctx.clone(), recorder.clone(), in_flight.clone());
                         lock(&in_flight).insert(c.delivery_id.clone());
                         tasks.spawn(async move {
                             let id = c.delivery_id.clone();
-                            if let Err(e) = ctx.run(&partition, c, AttemptTrigger::Scheduled).await {
+                            let record = ctx.run(c, AttemptTrigger::Scheduled).await;
+                            if let Err(e) = recorder.record(record).await {
                                 // The lease expires and the delivery is attempted again.
                                 tracing::warn!(delivery = %id, error = %e, "could not record an attempt");
                             }
@@ -122,7 +124,6 @@ impl Scheduler {
             "shutdown grace over; releasing in-flight deliveries"
         );
         if let Err(e) = self
-            .ctx
             .store
             .release(&self.partition, &ids, time::now_ms())
             .await

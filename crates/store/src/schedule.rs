@@ -29,6 +29,16 @@ impl Default for Scripts {
     }
 }
 
+/// One finished attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub delivery_id: String,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    /// Pauses the endpoint too (a `410 Gone`).
+    pub pause_reason: Option<String>,
+}
+
 /// A delivery claimed for one attempt, with what is needed to make it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -42,7 +52,7 @@ pub struct Claimed {
 }
 
 /// The state an attempt leaves its delivery in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
     Succeeded,
     RetryAt(i64),
@@ -88,41 +98,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Records an attempt and schedules what follows. `pause_reason` pauses the
-    /// endpoint too (a `410 Gone`). Returns false when the delivery has expired.
-    pub async fn record_attempt(
+    /// Records attempts and schedules what follows each, in one atomic step.
+    /// Returns, per attempt, false when its delivery had expired.
+    pub async fn record_attempts(
         &self,
         p: &PartitionKeys,
-        delivery_id: &str,
-        attempt: &Attempt,
-        outcome: &Outcome,
-        pause_reason: Option<&str>,
+        records: &[Record],
         now_ms: i64,
-    ) -> Result<bool> {
-        let (status, next) = match outcome {
-            Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),
-            Outcome::RetryAt(at) => (DeliveryStatus::Retrying, *at),
-            Outcome::Failed => (DeliveryStatus::Failed, 0),
-        };
-        let json =
-            serde_json::to_string(attempt).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    ) -> Result<Vec<bool>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn.clone();
-        let done: i64 = self
-            .scripts
-            .record
-            .key(p.due())
-            .arg(&p.tag)
-            .arg(delivery_id)
-            .arg(json)
-            .arg(attempt.number)
-            .arg(status.as_str())
-            .arg(next)
-            .arg(self.retention_secs())
-            .arg(pause_reason.unwrap_or(""))
-            .arg(now_ms)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(done == 1)
+        let mut call = self.scripts.record.key(p.due());
+        call.arg(&p.tag).arg(self.retention_secs()).arg(now_ms);
+        for r in records {
+            let (status, next) = match r.outcome {
+                Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),
+                Outcome::RetryAt(at) => (DeliveryStatus::Retrying, at),
+                Outcome::Failed => (DeliveryStatus::Failed, 0),
+            };
+            let json = serde_json::to_string(&r.attempt)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            call.arg(&r.delivery_id)
+                .arg(json)
+                .arg(r.attempt.number)
+                .arg(status.as_str())
+                .arg(next)
+                .arg(r.pause_reason.as_deref().unwrap_or(""));
+        }
+        let reply: Value = call.invoke_async(&mut conn).await?;
+        items(&reply)?.iter().map(|v| Ok(int(v)? == 1)).collect()
     }
 
     /// Gives claimed deliveries back to the queue, due now (on shutdown).
