@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -314,6 +315,8 @@ pub type Plan = Arc<dyn Fn(usize) -> (u16, Vec<(String, String)>) + Send + Sync>
 pub struct Receiver {
     pub port: u16,
     log: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrency: Arc<(AtomicUsize, AtomicUsize)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -333,15 +336,29 @@ impl Receiver {
     }
 
     pub async fn with_plan(plan: Plan) -> Self {
+        Self::with_plan_and_delay(plan, Duration::ZERO).await
+    }
+
+    /// Answers 200 after `delay`.
+    pub async fn slow(delay: Duration) -> Self {
+        Self::with_plan_and_delay(Arc::new(|_| (200, vec![])), delay).await
+    }
+
+    pub async fn with_plan_and_delay(plan: Plan, delay: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let port = listener.local_addr().expect("addr").port();
         let log: Arc<Mutex<Vec<Received>>> = Default::default();
-        let state = (log.clone(), plan);
+        let concurrency: Arc<(AtomicUsize, AtomicUsize)> = Default::default();
+        let state = (log.clone(), plan, concurrency.clone());
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let (log, plan) = state.clone();
+            let (log, plan, concurrency) = state.clone();
             async move {
+                let now = concurrency.0.fetch_add(1, Ordering::SeqCst) + 1;
+                concurrency.1.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                concurrency.0.fetch_sub(1, Ordering::SeqCst);
                 let n = {
                     let mut log = log.lock().expect("log");
                     log.push(Received {
@@ -373,7 +390,12 @@ impl Receiver {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver { port, log, task }
+        Receiver {
+            port,
+            log,
+            concurrency,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -382,6 +404,11 @@ impl Receiver {
 
     pub fn received(&self) -> Vec<Received> {
         self.log.lock().expect("log").clone()
+    }
+
+    /// The most requests this receiver was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.concurrency.1.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {

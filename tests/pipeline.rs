@@ -570,3 +570,58 @@ async fn a_delivery_fails_after_its_last_attempt() {
     );
     assert_eq!(receiver.count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_never_has_more_than_its_max_concurrency_in_flight() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::slow(Duration::from_millis(100)).await;
+    let v = cli_json(
+        &env,
+        &[
+            "endpoints",
+            "create",
+            "--workspace",
+            "ws",
+            "--url",
+            &receiver.url(),
+            "--max-concurrency",
+            "2",
+        ],
+    );
+    assert_eq!(v["max_concurrency"], 2);
+    // Two daemons: the limit holds across them.
+    let _a = Daemon::start(&env);
+    let _b = Daemon::start(&env);
+    publish_many(&redis, 20).await;
+    receiver.wait_for(20, WAIT).await;
+    assert!(
+        receiver.max_in_flight() <= 2,
+        "{} in flight at once",
+        receiver.max_in_flight()
+    );
+    assert_eq!(
+        receiver.max_in_flight(),
+        2,
+        "the limit is used, not undershot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_endpoint_does_not_hold_up_a_fast_one() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    // A small pool makes starvation certain if fairness fails.
+    env.push(("HOOKD__DELIVERY__CONCURRENCY".into(), "8".into()));
+    env.push(("HOOKD__DELIVERY__ENDPOINT_CONCURRENCY".into(), "4".into()));
+    let slow = Receiver::slow(Duration::from_secs(2)).await;
+    let fast = Receiver::ok().await;
+    create_endpoint(&env, "ws", &slow.url(), &[]);
+    create_endpoint(&env, "ws", &fast.url(), &[]);
+    let _daemon = Daemon::start(&env);
+    publish_many(&redis, 200).await;
+    fast.wait_for(200, WAIT).await;
+    // The slow endpoint has had at most 4 in flight at a time the whole while.
+    assert!(slow.count() < 200, "the slow endpoint was not served first");
+    assert!(slow.max_in_flight() <= 4);
+}

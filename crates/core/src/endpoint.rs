@@ -21,6 +21,10 @@ pub struct Endpoint {
     /// Extra request headers sent with every delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Most attempts in flight at once to this endpoint, across all daemons;
+    /// `None` takes the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     pub created_at_ms: i64,
     #[serde(default)]
     pub paused: bool,
@@ -92,6 +96,7 @@ mod tests {
             event_types: None,
             secret: "s".into(),
             headers: BTreeMap::new(),
+            max_concurrency: None,
             created_at_ms: 0,
             paused: false,
             paused_reason: None,

@@ -4,7 +4,9 @@
 use hookd_core::time;
 use hookd_store::schedule::Record;
 use hookd_store::{PartitionKeys, Store};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Most attempts written in one call.
 const BATCH: usize = 256;
@@ -19,9 +21,11 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(store: Store, partition: PartitionKeys) -> Self {
+    /// Starts the task; `freed` is woken after each write (slots were freed,
+    /// so the scheduler may claim again at once).
+    pub fn start(store: Store, partition: PartitionKeys, freed: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::channel(BATCH * 4);
-        tokio::spawn(write_batches(store, partition, rx));
+        tokio::spawn(write_batches(store, partition, rx, freed));
         Self { tx }
     }
 
@@ -40,6 +44,7 @@ async fn write_batches(
     store: Store,
     partition: PartitionKeys,
     mut rx: mpsc::Receiver<(Record, Reply)>,
+    freed: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -52,6 +57,7 @@ async fn write_batches(
                 for (reply, ok) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(ok));
                 }
+                freed.notify_one();
             }
             Err(e) => {
                 let message = e.to_string();

@@ -2,7 +2,7 @@
 //! attempts on a bounded pool of tasks; on shutdown, stops claiming, lets
 //! in-flight attempts finish within a grace time, and releases the rest.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub struct ScheduleSettings {
     pub poll_interval: Duration,
     /// How long a claim holds a delivery (longer than any request).
     pub lease: Duration,
+    /// Attempts in flight at once per endpoint, across all daemons, for
+    /// endpoints that set no `max_concurrency` of their own.
+    pub endpoint_concurrency: u32,
     /// On shutdown, how long in-flight attempts may take before being released.
     pub shutdown_grace: Duration,
 }
@@ -41,10 +44,14 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
-        let in_flight: Arc<Mutex<HashSet<String>>> = Default::default();
+        let in_flight: Arc<Mutex<HashMap<String, String>>> = Default::default();
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new();
-        let recorder = Recorder::start(self.store.clone(), self.partition.clone());
+        let recorder = Recorder::start(
+            self.store.clone(),
+            self.partition.clone(),
+            self.wake.clone(),
+        );
         loop {
             while tasks.try_join_next().is_some() {}
             if *shutdown.borrow() {
@@ -65,6 +72,7 @@ impl Scheduler {
                     time::now_ms(),
                     self.settings.lease,
                     free.min(self.settings.claim_batch),
+                    self.settings.endpoint_concurrency,
                 )
                 .await;
             match claimed {
@@ -76,7 +84,7 @@ impl Scheduler {
                         };
                         let (ctx, recorder, in_flight) =
                             (self.ctx.clone(), recorder.clone(), in_flight.clone());
-                        lock(&in_flight).insert(c.delivery_id.clone());
+                        lock(&in_flight).insert(c.delivery_id.clone(), c.endpoint.id.clone());
                         tasks.spawn(async move {
                             let id = c.delivery_id.clone();
                             let record = ctx.run(c, AttemptTrigger::Scheduled).await;
@@ -110,7 +118,7 @@ impl Scheduler {
         self.drain(tasks, &in_flight).await;
     }
 
-    async fn drain(&self, mut tasks: JoinSet<()>, in_flight: &Mutex<HashSet<String>>) {
+    async fn drain(&self, mut tasks: JoinSet<()>, in_flight: &Mutex<HashMap<String, String>>) {
         let grace = self.settings.shutdown_grace;
         let finished =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -118,7 +126,7 @@ impl Scheduler {
             return;
         }
         tasks.abort_all();
-        let ids: Vec<String> = lock(in_flight).drain().collect();
+        let ids: Vec<(String, String)> = lock(in_flight).drain().collect();
         tracing::info!(
             count = ids.len(),
             "shutdown grace over; releasing in-flight deliveries"

@@ -66,6 +66,10 @@ pub enum EndpointCommand {
         /// Extra request header, `Name: value` (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
+        /// Most attempts in flight at once to this endpoint, across all daemons
+        /// (default: [delivery] endpoint_concurrency).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrency: Option<u32>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -165,6 +169,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             event_types,
             description,
             headers,
+            max_concurrency,
             out,
         } => {
             if !event::is_valid_workspace(&workspace) {
@@ -192,6 +197,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 secret: id::new_secret()
                     .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
                 headers,
+                max_concurrency,
                 created_at_ms: now,
                 paused: false,
                 paused_reason: None,

@@ -48,6 +48,9 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
     for (k, v) in &ep.headers {
         println!("header:      {k}: {v}");
     }
+    if let Some(n) = ep.max_concurrency {
+        println!("concurrency: at most {n} in flight");
+    }
     if ep.paused {
         println!(
             "paused:      since {} ({})",

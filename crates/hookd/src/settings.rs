@@ -60,6 +60,7 @@ pub struct Ingest {
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
     pub concurrency: usize,
+    pub endpoint_concurrency: u32,
     pub claim_batch: usize,
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -126,6 +127,7 @@ impl Default for Config {
             },
             delivery: Delivery {
                 concurrency: 256,
+                endpoint_concurrency: 32,
                 claim_batch: 128,
                 poll_interval: Duration::from_millis(100),
                 connect_timeout: Duration::from_secs(5),
@@ -233,6 +235,10 @@ impl Config {
             "[delivery] concurrency must be at least 1"
         );
         anyhow::ensure!(
+            self.delivery.endpoint_concurrency >= 1,
+            "[delivery] endpoint_concurrency must be at least 1"
+        );
+        anyhow::ensure!(
             self.retry.max_attempts >= 1,
             "[retry] max_attempts must be at least 1"
         );
@@ -301,6 +307,7 @@ impl Config {
                 poll_interval: d.poll_interval,
                 lease: hookd_delivery::attempt::lease_for(d.request_timeout),
                 shutdown_grace: d.shutdown_grace,
+                endpoint_concurrency: d.endpoint_concurrency,
             },
             sender: SenderSettings {
                 connect_timeout: d.connect_timeout,

@@ -63,6 +63,14 @@ impl Store {
                 ],
             )
             .ignore()
+            .hset(
+                p.endpoint(&ep.id),
+                "max_concurrency",
+                ep.max_concurrency
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            )
+            .ignore()
             .sadd(p.workspace_endpoints(&ep.workspace), &ep.id)
             .ignore();
         add_subscriptions(&mut pipe, &p, ep);
@@ -162,9 +170,11 @@ impl Store {
             .resume
             .key(p.endpoint(id))
             .key(p.held(id))
-            .key(p.due())
+            .key(p.due(id))
+            .key(p.ready())
             .arg(&p.tag)
             .arg(now_ms)
+            .arg(id)
             .invoke_async(&mut conn)
             .await?;
         if released < 0 {

@@ -15,7 +15,9 @@
 //! | `P:evt:<ws>:<event id>` | string | the envelope (stored once per event); doubles as the idempotency marker |
 //! | `P:dlv:<delivery>` | hash | delivery state (see `lua/ingest.lua`) |
 //! | `P:dlv:<delivery>:attempts` | list | attempt records, JSON |
-//! | `P:due` | zset | deliveries to attempt, scored by due time (ms); a claim pushes the score forward as a lease |
+//! | `P:due:<endpoint>` | zset | the endpoint's deliveries to attempt, scored by due time (ms); a claim pushes the score forward by the lease |
+//! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons |
+//! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
 //! | `P:ep:<endpoint>:dlvs`, `P:dlvs` | zset | history indexes by creation time (ms) |
 //!
@@ -127,8 +129,14 @@ impl PartitionKeys {
     pub fn attempts(&self, delivery: &str) -> String {
         format!("{}:dlv:{delivery}:attempts", self.tag)
     }
-    pub fn due(&self) -> String {
-        format!("{}:due", self.tag)
+    pub fn due(&self, endpoint: &str) -> String {
+        format!("{}:due:{endpoint}", self.tag)
+    }
+    pub fn leases(&self, endpoint: &str) -> String {
+        format!("{}:lease:{endpoint}", self.tag)
+    }
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.tag)
     }
     pub fn held(&self, endpoint: &str) -> String {
         format!("{}:held:{endpoint}", self.tag)
@@ -147,7 +155,7 @@ mod tests {
         let keys = Keys::new("hookd:events", "hookd", 1);
         let p = keys.partition_of("ws_1");
         assert_eq!(p.stream, "hookd:events");
-        assert_eq!(p.due(), "{hookd:events}:due");
+        assert_eq!(p.due("ep_1"), "{hookd:events}:due:ep_1");
         assert_eq!(p.event("ws_1", "e1"), "{hookd:events}:evt:4:ws_1:e1");
         assert_eq!(keys.dead_letter(), "hookd:events:dead");
     }

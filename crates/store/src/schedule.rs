@@ -60,23 +60,27 @@ pub enum Outcome {
 }
 
 impl Store {
-    /// Claims up to `limit` due deliveries, leasing each for `lease`.
+    /// Claims up to `limit` due deliveries, leasing each for `lease`, with a
+    /// fair share per endpoint and at most its max concurrency in flight
+    /// (`default_max_concurrency` for endpoints without their own).
     pub async fn claim_due(
         &self,
         p: &PartitionKeys,
         now_ms: i64,
         lease: Duration,
         limit: usize,
+        default_max_concurrency: u32,
     ) -> Result<Vec<Claimed>> {
         let mut conn = self.conn.clone();
         let reply: Value = self
             .scripts
             .claim
-            .key(p.due())
+            .key(p.ready())
             .arg(&p.tag)
             .arg(now_ms)
             .arg(lease.as_millis() as u64)
             .arg(limit)
+            .arg(default_max_concurrency)
             .invoke_async(&mut conn)
             .await?;
         let flat = items(&reply)?;
@@ -110,7 +114,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let mut call = self.scripts.record.key(p.due());
+        let mut call = self.scripts.record.key(p.ready());
         call.arg(&p.tag).arg(self.retention_secs()).arg(now_ms);
         for r in records {
             let (status, next) = match r.outcome {
@@ -131,46 +135,37 @@ impl Store {
         items(&reply)?.iter().map(|v| Ok(int(v)? == 1)).collect()
     }
 
-    /// Gives claimed deliveries back to the queue, due now (on shutdown).
+    /// Gives claimed deliveries back, due now (on shutdown).
+    /// `claims` holds (delivery id, endpoint id) pairs.
     pub async fn release(
         &self,
         p: &PartitionKeys,
-        delivery_ids: &[String],
+        claims: &[(String, String)],
         now_ms: i64,
     ) -> Result<()> {
-        if delivery_ids.is_empty() {
+        if claims.is_empty() {
             return Ok(());
         }
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(p.due()).arg("XX");
-        for id in delivery_ids {
-            cmd.arg(now_ms).arg(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, endpoint) in claims {
+            pipe.cmd("ZADD")
+                .arg(p.due(endpoint))
+                .arg("XX")
+                .arg(now_ms)
+                .arg(id)
+                .ignore();
+            pipe.zrem(p.leases(endpoint), id).ignore();
+            pipe.cmd("ZADD")
+                .arg(p.ready())
+                .arg("LT")
+                .arg(now_ms)
+                .arg(endpoint)
+                .ignore();
         }
         let mut conn = self.conn.clone();
-        let _: i64 = cmd.query_async(&mut conn).await?;
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
-    }
-
-    /// When the earliest delivery of the partition is due (unix ms), if any.
-    pub async fn next_due(&self, p: &PartitionKeys) -> Result<Option<i64>> {
-        let mut conn = self.conn.clone();
-        let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(p.due())
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await?;
-        Ok(first.first().map(|(_, score)| *score as i64))
-    }
-
-    /// Deliveries waiting in the due queue (including claimed ones).
-    pub async fn due_count(&self, p: &PartitionKeys) -> Result<u64> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("ZCARD")
-            .arg(p.due())
-            .query_async(&mut conn)
-            .await?)
     }
 
     /// Drops history index entries older than the retention (the records

@@ -1,40 +1,89 @@
--- Claim due deliveries: push each one's due time forward by the lease, so no
--- other worker takes it while its request runs. Deliveries of a paused
--- endpoint move to its held set; those of a deleted endpoint, or whose event
--- expired, fail.
--- KEYS[1] = due zset
--- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit
+-- Claim due deliveries, endpoint by endpoint: each ready endpoint gets a fair
+-- share of the batch and never more in flight than its max_concurrency (counted
+-- across every daemon by its lease set). A claimed delivery's due time is pushed
+-- forward by the lease, so no other worker takes it while its request runs.
+-- Deliveries of a paused endpoint move to its held set; those of a deleted
+-- endpoint, or whose event expired, fail.
+-- KEYS[1] = ready zset
+-- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
+-- ARGV[5] = default max concurrency per endpoint
 -- Returns a flat list, 8 per claimed delivery:
 --   id, endpoint id, endpoint doc, attempts so far, created (ms), event id, event type, envelope
-local due, tag = KEYS[1], ARGV[1]
-local now, lease, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ready, tag = KEYS[1], ARGV[1]
+local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
-local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(ids) do
-  local dkey = tag .. ':dlv:' .. id
-  local d = redis.call('HMGET', dkey, 'endpoint', 'event_key', 'attempts', 'created', 'event_id', 'type')
-  if not d[1] then
-    redis.call('ZREM', due, id)
+local budget = limit
+
+-- When the endpoint next needs a look: its earliest due delivery, or never.
+local function refresh(ep)
+  local head = redis.call('ZRANGE', tag .. ':due:' .. ep, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', ready, ep)
   else
-    local ep = redis.call('HMGET', tag .. ':ep:' .. d[1], 'doc', 'paused')
-    local envelope = redis.call('GET', d[2])
-    if not ep[1] or not envelope then
-      redis.call('ZREM', due, id)
-      redis.call('HSET', dkey, 'status', 'failed', 'reason', not ep[1] and 'endpoint_deleted' or 'event_expired')
-    elseif ep[2] == '1' then
-      redis.call('ZREM', due, id)
-      redis.call('HSET', dkey, 'status', 'held')
-      redis.call('SADD', tag .. ':held:' .. d[1], id)
+    redis.call('ZADD', ready, head[2], ep)
+  end
+end
+
+local function fail(id, reason)
+  redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'failed', 'reason', reason)
+end
+
+local endpoints = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit)
+local share = math.max(1, math.ceil(limit / math.max(1, #endpoints)))
+for _, ep in ipairs(endpoints) do
+  if budget <= 0 then break end
+  local duekey, leasekey = tag .. ':due:' .. ep, tag .. ':lease:' .. ep
+  redis.call('ZREMRANGEBYSCORE', leasekey, '-inf', now)
+  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency')
+  if not e[1] then
+    for _, id in ipairs(redis.call('ZRANGE', duekey, 0, -1)) do
+      if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then fail(id, 'endpoint_deleted') end
+    end
+    redis.call('DEL', duekey, leasekey)
+    redis.call('ZREM', ready, ep)
+  elseif e[2] == '1' then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now)) do
+      redis.call('ZREM', duekey, id)
+      if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then
+        redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'held')
+        redis.call('SADD', tag .. ':held:' .. ep, id)
+      end
+    end
+    refresh(ep)
+  else
+    local cap = tonumber(e[3]) or default_cap
+    local take = math.min(cap - redis.call('ZCARD', leasekey), share, budget)
+    if take > 0 then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
+        local dkey = tag .. ':dlv:' .. id
+        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type')
+        local envelope = d[1] and redis.call('GET', d[1])
+        if not d[1] then
+          redis.call('ZREM', duekey, id)
+        elseif not envelope then
+          redis.call('ZREM', duekey, id)
+          fail(id, 'event_expired')
+        else
+          redis.call('ZADD', duekey, now + lease, id)
+          redis.call('ZADD', leasekey, now + lease, id)
+          budget = budget - 1
+          table.insert(out, id)
+          table.insert(out, ep)
+          table.insert(out, e[1])
+          table.insert(out, d[2])
+          table.insert(out, d[3])
+          table.insert(out, d[4])
+          table.insert(out, d[5])
+          table.insert(out, envelope)
+        end
+      end
+    end
+    if redis.call('ZCARD', leasekey) >= cap then
+      -- Full: back when an attempt is recorded (record refreshes it) or the first lease ends.
+      local first = redis.call('ZRANGE', leasekey, 0, 0, 'WITHSCORES')
+      redis.call('ZADD', ready, first[2], ep)
     else
-      redis.call('ZADD', due, now + lease, id)
-      table.insert(out, id)
-      table.insert(out, d[1])
-      table.insert(out, ep[1])
-      table.insert(out, d[3])
-      table.insert(out, d[4])
-      table.insert(out, d[5])
-      table.insert(out, d[6])
-      table.insert(out, envelope)
+      refresh(ep)
     end
   end
 end

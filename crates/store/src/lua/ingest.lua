@@ -26,7 +26,8 @@ while i <= #ARGV do
         status = 'held'
         redis.call('SADD', tag .. ':held:' .. ep, id)
       else
-        redis.call('ZADD', tag .. ':due', now, id)
+        redis.call('ZADD', tag .. ':due:' .. ep, now, id)
+        redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
       end
       redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
         'type', evtype, 'status', status, 'attempts', 0, 'created', now)
