@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ struct Args {
     /// Publish at this many events/s (0 = all at once, pipelined).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Fraction of requests the fast receivers answer with 500 (0..1); hookd retries them.
+    #[arg(long, default_value_t = 0.0)]
+    fail_fraction: f64,
     /// Size of each event's `data` in bytes (approximate).
     #[arg(long, default_value_t = 256)]
     payload_bytes: usize,
@@ -69,14 +73,28 @@ impl Drop for Killed {
 /// Arrivals at one receiver: event id -> times received (since the run's epoch).
 type Log = Arc<Mutex<Vec<(String, Duration)>>>;
 
-async fn receiver(epoch: Instant, delay: Duration) -> anyhow::Result<(u16, Log)> {
+/// A receiver answering 204 after `delay`, or 500 to `fail_fraction` of the
+/// requests (spread evenly); only successful answers are logged, failed ones
+/// are counted in `failed`.
+async fn receiver(
+    epoch: Instant,
+    delay: Duration,
+    fail_fraction: f64,
+    failed: Arc<AtomicUsize>,
+) -> anyhow::Result<(u16, Log)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let log: Log = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
     let sink = log.clone();
+    let seen = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().fallback(move |headers: HeaderMap| {
-        let sink = sink.clone();
+        let (sink, seen, failed) = (sink.clone(), seen.clone(), failed.clone());
         async move {
+            let n = seen.fetch_add(1, Ordering::Relaxed) as f64;
+            if ((n + 1.0) * fail_fraction).floor() > (n * fail_fraction).floor() {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
             let id = headers
                 .get("x-hookd-event-id")
                 .and_then(|v| v.to_str().ok())
@@ -190,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
         env.push((k.into(), v.into()));
     }
 
+    let failed_answers = Arc::new(AtomicUsize::new(0));
     let mut fast = Vec::new();
     let mut slow = Vec::new();
     for i in 0..args.endpoints + args.slow_endpoints {
@@ -199,7 +218,12 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Duration::ZERO
         };
-        let (port, log) = receiver(epoch, delay).await?;
+        let fail = if is_slow {
+            0.0
+        } else {
+            args.fail_fraction.clamp(0.0, 1.0)
+        };
+        let (port, log) = receiver(epoch, delay, fail, failed_answers.clone()).await?;
         let out = hookd(&args, &env)
             .args([
                 "endpoints",
@@ -336,6 +360,8 @@ async fn main() -> anyhow::Result<()> {
         "hookd_cpu_seconds": cpu_secs,
         "redis_bytes_per_delivery": if received > 0 { (used_after - used_before) as f64 / received as f64 } else { 0.0 },
         "slow_received": count(&slow),
+        "fail_fraction": args.fail_fraction,
+        "failed_answers": failed_answers.load(Ordering::Relaxed),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
     let _ = std::fs::remove_dir_all(&redis_dir);
