@@ -15,8 +15,8 @@ run() { echo "running $1 ..." >&2; "$bench" --scenario "$@"; }
   run burst --events 100000; echo ","
   run fanout --events 10000 --endpoints 10; echo ","
   run latency --events 30000 --rate 1000; echo ","
-  run slow-baseline --events 10000; echo ","
-  run slow-mixed --events 10000 --slow-endpoints 1 --slow-ms 2000
+  run slow-baseline --events 30000; echo ","
+  run slow-mixed --events 30000 --slow-endpoints 1 --slow-ms 2000
   echo "]"
 } > "$out.tmp"
 python3 - "$out.tmp" "$out" <<'PY'
