@@ -88,14 +88,20 @@ impl Store {
         Ok(())
     }
 
-    /// The partition an endpoint lives in, from the global index.
-    async fn endpoint_partition(&self, id: &str) -> Result<PartitionKeys> {
+    /// The workspace an endpoint belongs to, from the global id index
+    /// (`None` when no endpoint has this id, or it was deleted).
+    pub(crate) async fn endpoint_workspace(&self, id: &str) -> Result<Option<String>> {
         let mut conn = self.conn.clone();
-        let ws: Option<String> = redis::cmd("HGET")
+        Ok(redis::cmd("HGET")
             .arg(self.keys.endpoint_index())
             .arg(id)
             .query_async(&mut conn)
-            .await?;
+            .await?)
+    }
+
+    /// The partition an endpoint lives in.
+    async fn endpoint_partition(&self, id: &str) -> Result<PartitionKeys> {
+        let ws = self.endpoint_workspace(id).await?;
         let ws = ws.ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
         Ok(self.keys.partition_of(&ws))
     }

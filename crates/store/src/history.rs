@@ -68,7 +68,7 @@ impl Store {
         let mut conn = self.conn.clone();
         let mut out = Vec::new();
         let partitions: Vec<_> = match &filter.endpoint {
-            Some(ep) => vec![self.keys.partition_of(&self.endpoint_workspace(ep).await?)],
+            Some(ep) => vec![self.history_partition(ep).await?],
             None => self.keys.all_partitions().collect(),
         };
         for p in partitions {
@@ -110,17 +110,12 @@ impl Store {
         Ok(out)
     }
 
-    async fn endpoint_workspace(&self, endpoint: &str) -> Result<String> {
-        let mut conn = self.conn.clone();
-        let ws: Option<String> = redis::cmd("HGET")
-            .arg(self.keys.endpoint_index())
-            .arg(endpoint)
-            .query_async(&mut conn)
-            .await?;
-        match ws {
-            Some(ws) => Ok(ws),
-            // A deleted endpoint's history stays readable in the only partition there is.
-            None if self.keys.partitions() == 1 => Ok(String::new()),
+    /// The partition holding an endpoint's history. A deleted endpoint is no
+    /// longer in the id index; with one partition its history stays readable.
+    async fn history_partition(&self, endpoint: &str) -> Result<crate::PartitionKeys> {
+        match self.endpoint_workspace(endpoint).await? {
+            Some(ws) => Ok(self.keys.partition_of(&ws)),
+            None if self.keys.partitions() == 1 => Ok(self.keys.partition(0)),
             None => Err(StoreError::NotFound(format!("endpoint {endpoint}"))),
         }
     }
