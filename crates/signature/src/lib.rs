@@ -14,10 +14,14 @@
 //! verifier.verify_at(Some("1636936200"), Some(&header), b"hello !", 1636936200).unwrap();
 //! ```
 //!
+//! Endpoints may instead use the Standard Webhooks scheme: see [`standard`].
+//!
 //! Verification compares in constant time, accepts a header with several
 //! signatures and a verifier with several secrets (either may be rotated), and
 //! refuses timestamps outside a tolerance (default five minutes, both ways), so
 //! a captured request cannot be replayed later.
+
+pub mod standard;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +44,7 @@ pub enum VerifyError {
     #[error("malformed timestamp header: expected unix seconds, got {0:?}")]
     MalformedTimestamp(String),
     #[error(
-        "malformed signature header: expected `sha256=<64 hex>` (comma-separated when several)"
+        "malformed signature header: expected `sha256=<64 hex>` (comma-separated when several), or `v1,<base64>` (space-separated) for Standard Webhooks"
     )]
     MalformedSignature,
     #[error(
@@ -58,6 +62,8 @@ pub enum VerifyError {
         "no signature matches: wrong secret, or the body was changed (verify the raw bytes, not re-serialized JSON)"
     )]
     NoMatch,
+    #[error("malformed secret: a Standard Webhooks secret is `whsec_` followed by base64")]
+    MalformedSecret,
 }
 
 fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
@@ -108,6 +114,32 @@ pub fn parse_signature_header(header: &str) -> Result<Vec<[u8; 32]>, VerifyError
         return Err(VerifyError::MalformedSignature);
     }
     Ok(digests)
+}
+
+/// Parses a timestamp header and checks it is within `tolerance` of `now`.
+pub(crate) fn check_timestamp(
+    timestamp: &str,
+    now: i64,
+    tolerance: Duration,
+) -> Result<i64, VerifyError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::MalformedTimestamp(timestamp.to_string()))?;
+    let tolerance_secs = tolerance.as_secs();
+    if now > ts && now.abs_diff(ts) > tolerance_secs {
+        return Err(VerifyError::TimestampTooOld {
+            age_secs: now.abs_diff(ts),
+            tolerance_secs,
+        });
+    }
+    if ts > now && ts.abs_diff(now) > tolerance_secs {
+        return Err(VerifyError::TimestampInFuture {
+            ahead_secs: ts.abs_diff(now),
+            tolerance_secs,
+        });
+    }
+    Ok(ts)
 }
 
 /// Checks deliveries against one or several secrets (several during a rotation).
@@ -174,24 +206,8 @@ impl Verifier {
     ) -> Result<(), VerifyError> {
         let timestamp = timestamp.ok_or(VerifyError::MissingHeader("Timestamp"))?;
         let signature = signature.ok_or(VerifyError::MissingHeader("Signature"))?;
-        let ts: i64 = timestamp
-            .trim()
-            .parse()
-            .map_err(|_| VerifyError::MalformedTimestamp(timestamp.to_string()))?;
         let digests = parse_signature_header(signature)?;
-        let tolerance_secs = self.tolerance.as_secs();
-        if now > ts && (now - ts) as u64 > tolerance_secs {
-            return Err(VerifyError::TimestampTooOld {
-                age_secs: (now - ts) as u64,
-                tolerance_secs,
-            });
-        }
-        if ts > now && (ts - now) as u64 > tolerance_secs {
-            return Err(VerifyError::TimestampInFuture {
-                ahead_secs: (ts - now) as u64,
-                tolerance_secs,
-            });
-        }
+        let ts = check_timestamp(timestamp, now, self.tolerance)?;
         for secret in &self.secrets {
             for digest in &digests {
                 // verify_slice compares in constant time.
