@@ -33,3 +33,4 @@ fmt:
 check-tools:
 	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (the tests spawn their own)"; apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
+	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install -q 'standardwebhooks==1.1.0'

@@ -4,6 +4,7 @@
 //!
 //! Everything a test starts is stopped when its handle drops, and each test
 //! has a Redis of its own, so tests never see each other's data.
+#![allow(dead_code)] // each test target uses a different part of the harness
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -5,6 +5,28 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// How an endpoint's deliveries are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    /// `<P>-Timestamp` and `<P>-Signature: sha256=<hex>` over `{timestamp}.{body}` (DESIGN.md).
+    #[default]
+    Sha256,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over
+    /// `{id}.{timestamp}.{body}`, with a `whsec_` secret.
+    StandardWebhooks,
+}
+
+impl SignatureScheme {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sha256" => Some(Self::Sha256),
+            "standard-webhooks" => Some(Self::StandardWebhooks),
+            _ => None,
+        }
+    }
+}
+
 /// A receiver URL registered by a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -18,6 +40,8 @@ pub struct Endpoint {
     pub event_types: Option<Vec<String>>,
     /// Signing secret (HMAC key). Shown when the endpoint is created.
     pub secret: String,
+    #[serde(default)]
+    pub scheme: SignatureScheme,
     /// Extra request headers sent with every delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -95,6 +119,7 @@ mod tests {
             description: None,
             event_types: None,
             secret: "s".into(),
+            scheme: SignatureScheme::Sha256,
             headers: BTreeMap::new(),
             max_concurrency: None,
             created_at_ms: 0,

@@ -1,6 +1,8 @@
 //! Identifiers: a short type prefix and a UUIDv7 (time-ordered, so ids sort by
 //! creation), and random endpoint secrets.
 
+use crate::endpoint::SignatureScheme;
+
 /// `evt_`, `dlv_`, `ep_` ... followed by 32 hex digits of a UUIDv7.
 pub fn new_id(prefix: &str) -> String {
     let uuid = uuid::Uuid::now_v7();
@@ -10,11 +12,15 @@ pub fn new_id(prefix: &str) -> String {
     out
 }
 
-/// A new endpoint signing secret: `hks_` and 256 random bits in hex.
-pub fn new_secret() -> Result<String, getrandom::Error> {
+/// A new endpoint signing secret of 256 random bits: `hks_<hex>` for the
+/// default scheme, `whsec_<base64>` for Standard Webhooks.
+pub fn new_secret(scheme: SignatureScheme) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    Ok(format!("hks_{}", hex::encode(bytes)))
+    Ok(match scheme {
+        SignatureScheme::Sha256 => format!("hks_{}", hex::encode(bytes)),
+        SignatureScheme::StandardWebhooks => hookd_signature::standard::encode_secret(&bytes),
+    })
 }
 
 #[cfg(test)]
@@ -31,6 +37,13 @@ mod tests {
 
     #[test]
     fn secrets_differ() {
-        assert_ne!(new_secret().unwrap(), new_secret().unwrap());
+        let a = new_secret(SignatureScheme::Sha256).unwrap();
+        assert!(a.starts_with("hks_"));
+        assert_ne!(a, new_secret(SignatureScheme::Sha256).unwrap());
+        let w = new_secret(SignatureScheme::StandardWebhooks).unwrap();
+        assert_eq!(
+            hookd_signature::standard::decode_secret(&w).unwrap().len(),
+            32
+        );
     }
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use hookd_core::{Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, time};
+use hookd_core::{
+    Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, SignatureScheme, time,
+};
+use hookd_signature::standard;
 use hookd_store::schedule::{Claimed, Outcome, Record};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use tracing::Instrument;
@@ -58,9 +61,33 @@ impl AttemptContext {
             header_value(&c.delivery_id),
         );
         h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
-        h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
-        let signature = hookd_signature::sign(c.endpoint.secret.as_bytes(), timestamp, &c.envelope);
-        h.insert(self.headers.signature.clone(), header_value(&signature));
+        let secret = &c.endpoint.secret;
+        match c.endpoint.scheme {
+            SignatureScheme::Sha256 => {
+                h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
+                let signature = hookd_signature::sign(secret.as_bytes(), timestamp, &c.envelope);
+                h.insert(self.headers.signature.clone(), header_value(&signature));
+            }
+            SignatureScheme::StandardWebhooks => {
+                // Secrets of this scheme are made by hookd as whsec_<base64>; a
+                // corrupt one signs with its raw bytes, so receivers see no match.
+                let key =
+                    standard::decode_secret(secret).unwrap_or_else(|_| secret.as_bytes().to_vec());
+                let signature = standard::sign(&key, &c.event_id, timestamp, &c.envelope);
+                h.insert(
+                    HeaderName::from_static("webhook-id"),
+                    header_value(&c.event_id),
+                );
+                h.insert(
+                    HeaderName::from_static("webhook-timestamp"),
+                    HeaderValue::from(timestamp),
+                );
+                h.insert(
+                    HeaderName::from_static("webhook-signature"),
+                    header_value(&signature),
+                );
+            }
+        }
         h
     }
 

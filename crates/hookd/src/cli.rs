@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use hookd_core::{DeliveryStatus, Endpoint, Event, endpoint, event, id, time};
+use hookd_core::{DeliveryStatus, Endpoint, Event, SignatureScheme, endpoint, event, id, time};
 use hookd_store::Store;
 use hookd_store::history::DeliveryFilter;
 
@@ -70,6 +70,10 @@ pub enum EndpointCommand {
         /// (default: [delivery] endpoint_concurrency).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrency: Option<u32>,
+        /// How deliveries are signed: `sha256` (X-Hookd-Signature, the default)
+        /// or `standard-webhooks` (webhook-signature, whsec_ secret).
+        #[arg(long, default_value = "sha256", value_parser = ["sha256", "standard-webhooks"])]
+        scheme: String,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -170,12 +174,16 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             description,
             headers,
             max_concurrency,
+            scheme,
             out,
         } => {
             if !event::is_valid_workspace(&workspace) {
                 bail!("--workspace must be 1..128 characters without control characters");
             }
             endpoint::validate_url(&url).map_err(anyhow::Error::msg)?;
+            let scheme = SignatureScheme::parse(&scheme).with_context(|| {
+                format!("--scheme {scheme:?} must be sha256 or standard-webhooks")
+            })?;
             if let Some(bad) = event_types.iter().find(|t| !event::is_valid_event_type(t)) {
                 bail!("--event-type {bad:?} must match [a-z0-9_.-]{{1,128}}");
             }
@@ -194,8 +202,9 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 url,
                 description,
                 event_types: (!event_types.is_empty()).then_some(event_types),
-                secret: id::new_secret()
+                secret: id::new_secret(scheme)
                     .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
+                scheme,
                 headers,
                 max_concurrency,
                 created_at_ms: now,

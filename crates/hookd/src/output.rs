@@ -38,6 +38,9 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
     println!("workspace:   {}", ep.workspace);
     println!("url:         {}", ep.url);
     println!("secret:      {}", ep.secret);
+    if ep.scheme == hookd_core::SignatureScheme::StandardWebhooks {
+        println!("scheme:      standard-webhooks");
+    }
     match &ep.event_types {
         None => println!("event types: all"),
         Some(t) => println!("event types: {}", t.join(", ")),

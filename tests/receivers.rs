@@ -1,0 +1,100 @@
+//! What receivers see and verify: the Standard Webhooks scheme, checked by
+//! our crate and by the `standardwebhooks` package from PyPI (a verifier no
+//! one on this team wrote).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+use hookd_signature::standard;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Verifies with Python's `standardwebhooks` package; returns its verdict.
+fn python_verifies(secret: &str, r: &Received) -> Result<(), String> {
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+secret, headers = sys.argv[1], json.loads(sys.argv[2])
+Webhook(secret).verify(sys.stdin.buffer.read(), headers)
+"#;
+    let headers = serde_json::json!({
+        "webhook-id": r.header("webhook-id"),
+        "webhook-timestamp": r.header("webhook-timestamp"),
+        "webhook-signature": r.header("webhook-signature"),
+    });
+    let mut child = Command::new("python3")
+        .args(["-c", script, secret, &headers.to_string()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (make test installs standardwebhooks)");
+    child.stdin.take().unwrap().write_all(&r.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standard_webhooks_endpoint_is_verified_by_off_the_shelf_code() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let v = cli_json(
+        &env,
+        &[
+            "endpoints",
+            "create",
+            "--workspace",
+            "ws",
+            "--url",
+            &receiver.url(),
+            "--scheme",
+            "standard-webhooks",
+        ],
+    );
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(v["scheme"], "standard-webhooks");
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[
+            ("type", "card.created"),
+            ("workspace", "ws"),
+            ("data", r#"{"title":"é ✓"}"#),
+            ("id", "evt_sw"),
+        ])
+        .await;
+
+    let got = receiver.wait_for(1, WAIT).await;
+    let r = &got[0];
+    assert_eq!(r.header("webhook-id"), Some("evt_sw"));
+    assert!(
+        r.header("X-Hookd-Signature").is_none(),
+        "one scheme per endpoint"
+    );
+    standard::Verifier::new([&secret])
+        .unwrap()
+        .verify(
+            r.header("webhook-id"),
+            r.header("webhook-timestamp"),
+            r.header("webhook-signature"),
+            &r.body,
+        )
+        .unwrap();
+    python_verifies(&secret, r).unwrap();
+
+    // The same check refuses a tampered body and a wrong secret.
+    let mut tampered = r.clone();
+    tampered.body.push(b' ');
+    assert!(python_verifies(&secret, &tampered).is_err());
+    let other = standard::encode_secret(b"some other key of enough length");
+    assert!(python_verifies(&other, r).is_err());
+}
