@@ -98,3 +98,83 @@ async fn a_standard_webhooks_endpoint_is_verified_by_off_the_shelf_code() {
     let other = standard::encode_secret(b"some other key of enough length");
     assert!(python_verifies(&other, r).is_err());
 }
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn vectors() -> String {
+    repo("crates/signature/testdata/vectors.json")
+        .display()
+        .to_string()
+}
+
+fn run(program: &str, script: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    let mut child = Command::new(program)
+        .arg(repo(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_python_and_node_examples_pass_every_vector() {
+    for (program, script) in [
+        ("python3", "examples/receivers/python/check_vectors.py"),
+        ("node", "examples/receivers/node/check-vectors.js"),
+    ] {
+        let (ok, out) = run(program, script, &[&vectors()], b"");
+        assert!(ok, "{script}: {out}");
+        assert!(out.contains("25 passed, 0 failed"), "{script}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_and_node_examples_verify_a_live_delivery() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let (_, secret) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[
+            ("type", "card.created"),
+            ("workspace", "ws"),
+            ("data", r#"{"title":"naïve ✓"}"#),
+        ])
+        .await;
+    let got = receiver.wait_for(1, WAIT).await;
+    let r = &got[0];
+    let headers = serde_json::json!({
+        "X-Hookd-Timestamp": r.header("X-Hookd-Timestamp"),
+        "X-Hookd-Signature": r.header("X-Hookd-Signature"),
+    })
+    .to_string();
+    for (program, script) in [
+        ("python3", "examples/receivers/python/receiver.py"),
+        ("node", "examples/receivers/node/receiver.js"),
+    ] {
+        let (ok, out) = run(program, script, &["--check", &secret, &headers], &r.body);
+        assert!(ok && out.trim() == "valid", "{script}: {out}");
+        let (ok, out) = run(
+            program,
+            script,
+            &["--check", "hks_wrong", &headers],
+            &r.body,
+        );
+        assert!(
+            !ok && out.contains("no_match"),
+            "{script} accepted a wrong secret: {out}"
+        );
+    }
+}

@@ -116,6 +116,21 @@ pub fn parse_signature_header(header: &str) -> Result<Vec<[u8; 32]>, VerifyError
     Ok(digests)
 }
 
+impl VerifyError {
+    /// A stable code for the error, as used in `testdata/vectors.json`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) => "missing_header",
+            Self::MalformedTimestamp(_) => "malformed_timestamp",
+            Self::MalformedSignature => "malformed_signature",
+            Self::TimestampTooOld { .. } => "timestamp_too_old",
+            Self::TimestampInFuture { .. } => "timestamp_in_future",
+            Self::NoMatch => "no_match",
+            Self::MalformedSecret => "malformed_secret",
+        }
+    }
+}
+
 /// Parses a timestamp header and checks it is within `tolerance` of `now`.
 pub(crate) fn check_timestamp(
     timestamp: &str,
