@@ -160,7 +160,7 @@ pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
     .collect()
 }
 
-fn hookd_command(env: &[(String, String)]) -> Command {
+pub fn hookd_command(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd-e2e"));
     cmd.env_remove("RUST_LOG");
     for (k, v) in env {

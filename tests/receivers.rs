@@ -178,3 +178,170 @@ async fn the_python_and_node_examples_verify_a_live_delivery() {
         );
     }
 }
+
+/// Runs `hookd` with `args`; returns (exited 0, stdout).
+fn hookd_output(env: &[(String, String)], args: &[&str]) -> (bool, String) {
+    let out = hookd_command(env).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookd_verify_explains_a_captured_request() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let (_, secret) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", r#"{"n":1}"#)])
+        .await;
+    let r = receiver.wait_for(1, WAIT).await.remove(0);
+
+    let dir = std::env::temp_dir().join(format!("hookd-verify-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header_lines: String = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let (headers, body, request, tampered) = (
+        dir.join("headers.txt"),
+        dir.join("body.json"),
+        dir.join("request.http"),
+        dir.join("tampered.json"),
+    );
+    std::fs::write(&headers, &header_lines).unwrap();
+    std::fs::write(&body, &r.body).unwrap();
+    std::fs::write(
+        &request,
+        [
+            format!("POST /hook HTTP/1.1\r\n{header_lines}\r\n").as_bytes(),
+            &r.body,
+        ]
+        .concat(),
+    )
+    .unwrap();
+    std::fs::write(&tampered, [&r.body[..], b" "].concat()).unwrap();
+    let p = |path: &std::path::PathBuf| path.display().to_string();
+
+    let (ok, out) = hookd_output(
+        &env,
+        &[
+            "verify",
+            "--secret",
+            &secret,
+            "--headers",
+            &p(&headers),
+            "--body",
+            &p(&body),
+        ],
+    );
+    assert!(ok && out.starts_with("valid"), "{out}");
+    let (ok, out) = hookd_output(
+        &env,
+        &["verify", "--secret", &secret, "--request", &p(&request)],
+    );
+    assert!(ok && out.starts_with("valid"), "{out}");
+    let (ok, out) = hookd_output(
+        &env,
+        &[
+            "verify",
+            "--secret",
+            "hks_wrong",
+            "--secret",
+            &secret,
+            "--request",
+            &p(&request),
+        ],
+    );
+    assert!(ok, "either secret of a rotation is enough: {out}");
+    let (ok, out) = hookd_output(
+        &env,
+        &[
+            "verify",
+            "--secret",
+            &secret,
+            "--headers",
+            &p(&headers),
+            "--body",
+            &p(&tampered),
+        ],
+    );
+    assert!(!ok && out.contains("no_match"), "{out}");
+    let (ok, out) = hookd_output(
+        &env,
+        &["verify", "--secret", "hks_wrong", "--request", &p(&request)],
+    );
+    assert!(!ok && out.contains("no signature matches"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookd_listen_prints_real_deliveries_and_rehearses_retries() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let port = free_port();
+    let (_, secret) = create_endpoint(&env, "ws", &format!("http://127.0.0.1:{port}/"), &[]);
+    let mut listen = hookd_command(&env)
+        .args([
+            "listen",
+            "--port",
+            &port.to_string(),
+            "--secret",
+            &secret,
+            "--fail-first",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = listen.stdout.take().unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    eventually(WAIT, "listen to start", || async {
+        printed.lock().unwrap().contains("listening").then_some(())
+    })
+    .await;
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[
+            ("type", "card.created"),
+            ("workspace", "ws"),
+            ("data", r#"{"title":"x"}"#),
+            ("id", "evt_listen"),
+        ])
+        .await;
+
+    let out = eventually(WAIT, "the retried delivery printed", || async {
+        let s = printed.lock().unwrap().clone();
+        s.contains("answered 204").then_some(s)
+    })
+    .await;
+    let _ = listen.kill();
+    let _ = listen.wait();
+    assert!(out.contains("event evt_listen  type card.created"), "{out}");
+    assert!(
+        out.contains("attempt 1") && out.contains("attempt 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("answered 500"),
+        "--fail-first 1 fails the first: {out}"
+    );
+    assert!(out.contains("signature ok (sha256)"), "{out}");
+    assert!(out.contains("\"title\": \"x\""), "pretty body: {out}");
+}

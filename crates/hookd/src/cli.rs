@@ -40,6 +40,10 @@ pub enum Command {
     /// Read delivery history.
     #[command(subcommand)]
     Deliveries(DeliveryCommand),
+    /// Check the signature of one captured request; exit 0 when valid, 1 when not.
+    Verify(crate::receive::VerifyArgs),
+    /// Run a local receiver that prints each delivery (and can fail on purpose).
+    Listen(crate::receive::ListenArgs),
 }
 
 #[derive(Args)]

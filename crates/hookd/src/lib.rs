@@ -1,9 +1,11 @@
 //! The `hookd` binary as a library, so the end-to-end tests can build the
 //! same program: configuration ([`settings`]), the command line ([`cli`]),
-//! the daemon's wiring ([`serve`]) and printing ([`output`]).
+//! the daemon's wiring ([`serve`]), printing ([`output`]) and the
+//! receiver-side tools `verify` and `listen` ([`receive`]).
 
 pub mod cli;
 pub mod output;
+pub mod receive;
 pub mod serve;
 pub mod settings;
 
@@ -31,16 +33,30 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = runtime.block_on(async move {
         match cli.command {
-            cli::Command::Serve => serve::run(config).await,
-            cli::Command::Endpoints(cmd) => cli::endpoints(&config, cmd).await,
-            cli::Command::Publish(args) => cli::publish(&config, args).await,
-            cli::Command::Deliveries(cmd) => cli::deliveries(&config, cmd).await,
+            cli::Command::Serve => done(serve::run(config).await),
+            cli::Command::Endpoints(cmd) => done(cli::endpoints(&config, cmd).await),
+            cli::Command::Publish(args) => done(cli::publish(&config, args).await),
+            cli::Command::Deliveries(cmd) => done(cli::deliveries(&config, cmd).await),
+            // An invalid signature is an answer, not an error: exit 1 without "hookd:".
+            cli::Command::Verify(args) => {
+                receive::verify(args, &config.signing.header_prefix).map(|valid| {
+                    if valid {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                })
+            }
+            cli::Command::Listen(args) => {
+                done(receive::listen(args, &config.signing.header_prefix).await)
+            }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("hookd: {e:#}");
             ExitCode::FAILURE
