@@ -25,11 +25,8 @@ fn delivery_list(env: &[(String, String)], args: &[&str]) -> Vec<Value> {
 
 fn verify(secret: &str, r: &Received, prefix: &str) {
     Verifier::new(secret)
-        .verify(
-            r.header(&format!("{prefix}-Timestamp")),
-            r.header(&format!("{prefix}-Signature")),
-            &r.body,
-        )
+        .header_prefix(prefix)
+        .verify(&r.headers, &r.body)
         .unwrap_or_else(|e| panic!("signature does not verify: {e}"));
 }
 

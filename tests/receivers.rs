@@ -82,12 +82,7 @@ async fn a_standard_webhooks_endpoint_is_verified_by_off_the_shelf_code() {
     );
     standard::Verifier::new([&secret])
         .unwrap()
-        .verify(
-            r.header("webhook-id"),
-            r.header("webhook-timestamp"),
-            r.header("webhook-signature"),
-            &r.body,
-        )
+        .verify(&r.headers, &r.body)
         .unwrap();
     python_verifies(&secret, r).unwrap();
 
@@ -344,4 +339,89 @@ async fn hookd_listen_prints_real_deliveries_and_rehearses_retries() {
     );
     assert!(out.contains("signature ok (sha256)"), "{out}");
     assert!(out.contains("\"title\": \"x\""), "pretty body: {out}");
+}
+
+/// POSTs a raw request to `port`; returns the response's status line.
+async fn raw_post(port: u16, headers: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_built_on_the_axum_extractor_takes_real_deliveries_and_refuses_forgeries() {
+    use hookd_signature::Verifier;
+    use hookd_signature::axum::VerifiedWebhook;
+
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let port = free_port();
+    let (_, secret) = create_endpoint(&env, "ws", &format!("http://127.0.0.1:{port}/hook"), &[]);
+    let accepted: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let sink = accepted.clone();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(move |webhook: VerifiedWebhook| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock()
+                        .unwrap()
+                        .push(webhook.event_id.unwrap_or_default());
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        )
+        .with_state(Verifier::new(&secret));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let _daemon = Daemon::start(&env);
+    redis
+        .xadd(&[
+            ("type", "a.b"),
+            ("workspace", "ws"),
+            ("data", "{}"),
+            ("id", "evt_axum"),
+        ])
+        .await;
+    eventually(WAIT, "the extractor to accept the delivery", || async {
+        accepted
+            .lock()
+            .unwrap()
+            .contains(&"evt_axum".to_string())
+            .then_some(())
+    })
+    .await;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let forged = hookd_signature::sign(b"not the secret", now, b"{}");
+    let status = raw_post(
+        port,
+        &format!("X-Hookd-Timestamp: {now}\r\nX-Hookd-Signature: {forged}\r\n"),
+        "{}",
+    )
+    .await;
+    assert!(status.contains("401"), "{status}");
+    let status = raw_post(port, "", "{}").await;
+    assert!(status.contains("401"), "unsigned request: {status}");
+    assert_eq!(
+        accepted.lock().unwrap().len(),
+        1,
+        "forgeries never reach the handler"
+    );
 }

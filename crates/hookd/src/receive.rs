@@ -95,25 +95,16 @@ fn verify_request(
     prefix: &str,
     tolerance: Duration,
 ) -> Result<&'static str, VerifyError> {
-    let get = |name: &str| headers.get(&name.to_ascii_lowercase()).map(String::as_str);
-    if get("webhook-signature").is_some() {
+    if headers.contains_key("webhook-signature") {
         standard::Verifier::new(secrets)?
             .tolerance(tolerance)
-            .verify(
-                get("webhook-id"),
-                get("webhook-timestamp"),
-                get("webhook-signature"),
-                body,
-            )?;
+            .verify(headers, body)?;
         return Ok("standard-webhooks");
     }
     Verifier::with_secrets(secrets)
         .tolerance(tolerance)
-        .verify(
-            get(&format!("{prefix}-Timestamp")),
-            get(&format!("{prefix}-Signature")),
-            body,
-        )?;
+        .header_prefix(prefix)
+        .verify(headers, body)?;
     Ok("sha256")
 }
 

@@ -1,16 +1,16 @@
-//! A complete hookd receiver in Rust: axum, the raw body, `hookd-signature`,
-//! and deduplication by event id.
+//! A complete hookd receiver in Rust: axum, the `VerifiedWebhook` extractor
+//! of `hookd-signature` (feature `axum`), and deduplication by event id.
 //!
-//! `HOOKD_SECRET=hks_... cargo run -p hookd-signature --example receiver`
+//! `HOOKD_SECRET=hks_... cargo run -p hookd-signature --features axum --example receiver`
 //! listens on 127.0.0.1:9000.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::FromRef;
+use axum::http::StatusCode;
 use hookd_signature::Verifier;
+use hookd_signature::axum::VerifiedWebhook;
 
 #[derive(Clone)]
 struct App {
@@ -19,17 +19,18 @@ struct App {
     seen: Arc<Mutex<HashSet<String>>>,
 }
 
-async fn hook(State(app): State<App>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // Verify the raw bytes, before parsing anything.
-    if let Err(e) = app.verifier.verify(
-        header("x-hookd-timestamp"),
-        header("x-hookd-signature"),
-        &body,
-    ) {
-        return (StatusCode::UNAUTHORIZED, e.to_string());
+impl FromRef<App> for Verifier {
+    fn from_ref(app: &App) -> Verifier {
+        app.verifier.clone()
     }
-    let event_id = header("x-hookd-event-id").unwrap_or_default().to_string();
+}
+
+// The extractor has already answered 401 to anything that does not verify.
+async fn hook(
+    axum::extract::State(app): axum::extract::State<App>,
+    webhook: VerifiedWebhook,
+) -> StatusCode {
+    let event_id = webhook.event_id.unwrap_or_default();
     let first_time = app
         .seen
         .lock()
@@ -37,9 +38,12 @@ async fn hook(State(app): State<App>, headers: HeaderMap, body: Bytes) -> (Statu
         .unwrap_or(true);
     if first_time {
         // Delivery is at least once: do the work once per event id.
-        println!("event {event_id}: {}", String::from_utf8_lossy(&body));
+        println!(
+            "event {event_id}: {}",
+            String::from_utf8_lossy(&webhook.body)
+        );
     }
-    (StatusCode::NO_CONTENT, String::new())
+    StatusCode::NO_CONTENT
 }
 
 #[tokio::main]

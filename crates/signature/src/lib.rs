@@ -11,16 +11,20 @@
 //! let header = sign(b"secret", 1636936200, b"hello !");
 //! assert_eq!(header, "sha256=1b3d69df55f1e52f05224ba94a5162abeb17ef52cd7f4948c390f810d6a87e98");
 //! let verifier = Verifier::new("secret");
-//! verifier.verify_at(Some("1636936200"), Some(&header), b"hello !", 1636936200).unwrap();
+//! let headers = [("X-Hookd-Timestamp", "1636936200"), ("X-Hookd-Signature", header.as_str())];
+//! verifier.verify_at(&headers, b"hello !", 1636936200).unwrap();
 //! ```
 //!
 //! Endpoints may instead use the Standard Webhooks scheme: see [`standard`].
+//! With the `axum` feature, `axum::VerifiedWebhook` verifies in an extractor.
 //!
 //! Verification compares in constant time, accepts a header with several
 //! signatures and a verifier with several secrets (either may be rotated), and
 //! refuses timestamps outside a tolerance (default five minutes, both ways), so
 //! a captured request cannot be replayed later.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod standard;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +36,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The scheme tag in front of every hex signature.
 pub const SCHEME: &str = "sha256=";
+
+/// Default prefix of hookd's headers (`X-Hookd-Timestamp`, ...).
+pub const DEFAULT_PREFIX: &str = "X-Hookd";
 
 /// Default tolerance between a delivery's timestamp and the receiver's clock.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -131,6 +138,62 @@ impl VerifyError {
     }
 }
 
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A request's headers, looked up by name without regard to case.
+pub trait Headers {
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Headers for [(K, V)] {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> Headers for [(K, V); N] {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.as_slice().header(name)
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Headers for Vec<(K, V)> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.as_slice().header(name)
+    }
+}
+
+impl<S: std::hash::BuildHasher> Headers for std::collections::HashMap<String, String, S> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Headers for std::collections::BTreeMap<String, String> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `http::HeaderMap` (axum, hyper, reqwest): with the `http` feature.
+#[cfg(feature = "http")]
+impl Headers for http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
 /// Parses a timestamp header and checks it is within `tolerance` of `now`.
 pub(crate) fn check_timestamp(
     timestamp: &str,
@@ -162,6 +225,7 @@ pub(crate) fn check_timestamp(
 pub struct Verifier {
     secrets: Vec<Vec<u8>>,
     tolerance: Duration,
+    prefix: String,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -187,7 +251,14 @@ impl Verifier {
         Self {
             secrets: secrets.into_iter().map(|s| s.as_ref().to_vec()).collect(),
             tolerance: DEFAULT_TOLERANCE,
+            prefix: DEFAULT_PREFIX.to_string(),
         }
+    }
+
+    /// The header prefix the deployment uses (default `X-Hookd`).
+    pub fn header_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 
     /// How far the timestamp may be from this clock, in either direction.
@@ -196,23 +267,41 @@ impl Verifier {
         self
     }
 
-    /// Verifies against the system clock. `timestamp` and `signature` are the
-    /// header values (`None` when the header is absent); `body` the raw bytes.
+    /// Verifies a request's headers and raw body against the system clock.
+    /// Reads `<prefix>-Timestamp` and `<prefix>-Signature` (case-insensitive).
     pub fn verify(
+        &self,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
+        self.verify_at(headers, body, unix_now())
+    }
+
+    /// [`Verifier::verify`] as if the clock read `now` (unix seconds).
+    pub fn verify_at(
+        &self,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let timestamp = headers.header(&format!("{}-Timestamp", self.prefix));
+        let signature = headers.header(&format!("{}-Signature", self.prefix));
+        self.verify_parts_at(timestamp, signature, body, now)
+    }
+
+    /// Verifies against the system clock, given the two header values
+    /// (`None` when a header is absent) and the raw body.
+    pub fn verify_parts(
         &self,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<(), VerifyError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        self.verify_at(timestamp, signature, body, now)
+        self.verify_parts_at(timestamp, signature, body, unix_now())
     }
 
-    /// Verifies as if the clock read `now` (unix seconds).
-    pub fn verify_at(
+    /// [`Verifier::verify_parts`] as if the clock read `now` (unix seconds).
+    pub fn verify_parts_at(
         &self,
         timestamp: Option<&str>,
         signature: Option<&str>,
@@ -249,14 +338,14 @@ mod tests {
     #[test]
     fn verifies_known_vector_within_tolerance() {
         let v = Verifier::new("secret");
-        v.verify_at(
+        v.verify_parts_at(
             Some("1636936200"),
             Some(KNOWN),
             b"hello !",
             1636936200 + 299,
         )
         .unwrap();
-        v.verify_at(
+        v.verify_parts_at(
             Some("1636936200"),
             Some(KNOWN),
             b"hello !",
@@ -268,7 +357,7 @@ mod tests {
     #[test]
     fn rejects_tampered_body_and_wrong_secret() {
         assert_eq!(
-            Verifier::new("secret").verify_at(
+            Verifier::new("secret").verify_parts_at(
                 Some("1636936200"),
                 Some(KNOWN),
                 b"hello!",
@@ -277,7 +366,7 @@ mod tests {
             Err(VerifyError::NoMatch)
         );
         assert_eq!(
-            Verifier::new("other").verify_at(
+            Verifier::new("other").verify_parts_at(
                 Some("1636936200"),
                 Some(KNOWN),
                 b"hello !",
@@ -291,7 +380,7 @@ mod tests {
     fn rejects_old_and_future_timestamps() {
         let v = Verifier::new("secret");
         assert!(matches!(
-            v.verify_at(
+            v.verify_parts_at(
                 Some("1636936200"),
                 Some(KNOWN),
                 b"hello !",
@@ -300,7 +389,7 @@ mod tests {
             Err(VerifyError::TimestampTooOld { age_secs: 301, .. })
         ));
         assert!(matches!(
-            v.verify_at(
+            v.verify_parts_at(
                 Some("1636936200"),
                 Some(KNOWN),
                 b"hello !",
@@ -312,7 +401,7 @@ mod tests {
             })
         ));
         let wide = Verifier::new("secret").tolerance(Duration::from_secs(1000));
-        wide.verify_at(
+        wide.verify_parts_at(
             Some("1636936200"),
             Some(KNOWN),
             b"hello !",
@@ -325,15 +414,15 @@ mod tests {
     fn missing_and_malformed_headers() {
         let v = Verifier::new("secret");
         assert_eq!(
-            v.verify_at(None, Some(KNOWN), b"", 0),
+            v.verify_parts_at(None, Some(KNOWN), b"", 0),
             Err(VerifyError::MissingHeader("Timestamp"))
         );
         assert_eq!(
-            v.verify_at(Some("1"), None, b"", 1),
+            v.verify_parts_at(Some("1"), None, b"", 1),
             Err(VerifyError::MissingHeader("Signature"))
         );
         assert!(matches!(
-            v.verify_at(Some("soon"), Some(KNOWN), b"", 1),
+            v.verify_parts_at(Some("soon"), Some(KNOWN), b"", 1),
             Err(VerifyError::MalformedTimestamp(_))
         ));
         for bad in [
@@ -345,7 +434,7 @@ mod tests {
             "sha256=abcd",
         ] {
             assert_eq!(
-                v.verify_at(Some("1636936200"), Some(bad), b"hello !", 1636936200),
+                v.verify_parts_at(Some("1636936200"), Some(bad), b"hello !", 1636936200),
                 Err(VerifyError::MalformedSignature),
                 "{bad:?}"
             );
@@ -365,20 +454,43 @@ mod tests {
         );
         // A receiver holding either secret alone verifies.
         Verifier::new("new")
-            .verify_at(Some("100"), Some(&header), b"body", 100)
+            .verify_parts_at(Some("100"), Some(&header), b"body", 100)
             .unwrap();
         Verifier::new("old")
-            .verify_at(Some("100"), Some(&header), b"body", 100)
+            .verify_parts_at(Some("100"), Some(&header), b"body", 100)
             .unwrap();
         // A receiver mid-rotation holding both verifies a single-signature header.
         let single = sign(b"old", 100, b"body");
         Verifier::with_secrets(["new", "old"])
-            .verify_at(Some("100"), Some(&single), b"body", 100)
+            .verify_parts_at(Some("100"), Some(&single), b"body", 100)
             .unwrap();
         assert_eq!(
-            Verifier::new("third").verify_at(Some("100"), Some(&header), b"body", 100),
+            Verifier::new("third").verify_parts_at(Some("100"), Some(&header), b"body", 100),
             Err(VerifyError::NoMatch)
         );
+    }
+
+    #[test]
+    fn reads_headers_by_name_and_prefix() {
+        let headers = vec![
+            ("x-hookd-timestamp".to_string(), "1636936200".to_string()),
+            ("X-HOOKD-SIGNATURE".to_string(), KNOWN.to_string()),
+        ];
+        Verifier::new("secret")
+            .verify_at(&headers, b"hello !", 1636936200)
+            .unwrap();
+        let kanera = [
+            ("X-Kanera-Timestamp", "1636936200"),
+            ("X-Kanera-Signature", KNOWN),
+        ];
+        assert_eq!(
+            Verifier::new("secret").verify_at(&kanera, b"hello !", 1636936200),
+            Err(VerifyError::MissingHeader("Timestamp"))
+        );
+        Verifier::new("secret")
+            .header_prefix("X-Kanera")
+            .verify_at(&kanera, b"hello !", 1636936200)
+            .unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! v1,<base64>` (space-separated when several); the secret is `whsec_` +
 //! base64 of the key; the signed content is `{id}.{timestamp}.{body}`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -94,23 +94,46 @@ impl Verifier {
         self
     }
 
-    /// Verifies against the system clock; arguments are the three header values.
+    /// Verifies a request's headers (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`) and raw body against the system clock.
     pub fn verify(
+        &self,
+        headers: &(impl crate::Headers + ?Sized),
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
+        self.verify_at(headers, body, crate::unix_now())
+    }
+
+    /// [`Verifier::verify`] as if the clock read `now` (unix seconds).
+    pub fn verify_at(
+        &self,
+        headers: &(impl crate::Headers + ?Sized),
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let h = |name| headers.header(name);
+        self.verify_parts_at(
+            h("webhook-id"),
+            h("webhook-timestamp"),
+            h("webhook-signature"),
+            body,
+            now,
+        )
+    }
+
+    /// Verifies against the system clock, given the three header values.
+    pub fn verify_parts(
         &self,
         id: Option<&str>,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<(), VerifyError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        self.verify_at(id, timestamp, signature, body, now)
+        self.verify_parts_at(id, timestamp, signature, body, crate::unix_now())
     }
 
-    /// Verifies as if the clock read `now` (unix seconds).
-    pub fn verify_at(
+    /// [`Verifier::verify_parts`] as if the clock read `now` (unix seconds).
+    pub fn verify_parts_at(
         &self,
         id: Option<&str>,
         timestamp: Option<&str>,
@@ -162,7 +185,7 @@ mod tests {
         assert_eq!(sign(&key, ID, 1614265330, BODY), EXPECTED);
         Verifier::new([SECRET])
             .unwrap()
-            .verify_at(
+            .verify_parts_at(
                 Some(ID),
                 Some("1614265330"),
                 Some(EXPECTED),
@@ -173,12 +196,25 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_three_headers_from_a_map() {
+        let headers = [
+            ("Webhook-Id", ID),
+            ("webhook-timestamp", "1614265330"),
+            ("WEBHOOK-SIGNATURE", EXPECTED),
+        ];
+        Verifier::new([SECRET])
+            .unwrap()
+            .verify_at(&headers, BODY, 1614265330)
+            .unwrap();
+    }
+
+    #[test]
     fn rotation_and_failures() {
         let (old, new) = (decode_secret(SECRET).unwrap(), b"another key".to_vec());
         let header = signature_header(&[&new, &old], ID, 1614265330, BODY);
         assert_eq!(header.split(' ').count(), 2);
         let verify = |secret: &str, body: &[u8], now: i64| {
-            Verifier::new([secret]).unwrap().verify_at(
+            Verifier::new([secret]).unwrap().verify_parts_at(
                 Some(ID),
                 Some("1614265330"),
                 Some(&header),
@@ -199,7 +235,7 @@ mod tests {
         );
         let v = Verifier::new([SECRET]).unwrap();
         assert_eq!(
-            v.verify_at(
+            v.verify_parts_at(
                 Some(ID),
                 Some("1614265330"),
                 Some("v2,abc"),
@@ -209,7 +245,7 @@ mod tests {
             Err(VerifyError::MalformedSignature)
         );
         assert_eq!(
-            v.verify_at(None, Some("1"), Some(EXPECTED), BODY, 1),
+            v.verify_parts_at(None, Some("1"), Some(EXPECTED), BODY, 1),
             Err(VerifyError::MissingHeader("webhook-id"))
         );
     }

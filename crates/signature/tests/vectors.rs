@@ -312,26 +312,10 @@ fn to_json(cases: &[Case]) -> Value {
 }
 
 fn verify(c: &Case) -> Result<(), VerifyError> {
-    let h = |name: &str| {
-        c.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let body = c.body.as_bytes();
     match c.scheme {
-        "sha256" => Verifier::with_secrets(&c.secrets).verify_at(
-            h("X-Hookd-Timestamp"),
-            h("X-Hookd-Signature"),
-            c.body.as_bytes(),
-            c.now,
-        ),
-        _ => standard::Verifier::new(&c.secrets)?.verify_at(
-            h("webhook-id"),
-            h("webhook-timestamp"),
-            h("webhook-signature"),
-            c.body.as_bytes(),
-            c.now,
-        ),
+        "sha256" => Verifier::with_secrets(&c.secrets).verify_at(&c.headers, body, c.now),
+        _ => standard::Verifier::new(&c.secrets)?.verify_at(&c.headers, body, c.now),
     }
 }
 
