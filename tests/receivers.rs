@@ -425,3 +425,99 @@ async fn a_receiver_built_on_the_axum_extractor_takes_real_deliveries_and_refuse
         "forgeries never reach the handler"
     );
 }
+
+/// Does `secret` alone verify `r`, in Rust, Python and Node? (All three must agree.)
+fn verifies_everywhere(secret: &str, r: &Received) -> bool {
+    let rust = hookd_signature::Verifier::new(secret)
+        .verify(&r.headers, &r.body)
+        .is_ok();
+    let headers = serde_json::json!({
+        "X-Hookd-Timestamp": r.header("X-Hookd-Timestamp"),
+        "X-Hookd-Signature": r.header("X-Hookd-Signature"),
+    })
+    .to_string();
+    let (python, _) = run(
+        "python3",
+        "examples/receivers/python/receiver.py",
+        &["--check", secret, &headers],
+        &r.body,
+    );
+    let (node, _) = run(
+        "node",
+        "examples/receivers/node/receiver.js",
+        &["--check", secret, &headers],
+        &r.body,
+    );
+    assert!(
+        rust == python && python == node,
+        "languages disagree: rust {rust}, python {python}, node {node}"
+    );
+    rust
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn during_a_rotation_either_secret_verifies_in_every_language_and_after_it_only_the_new() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let (id, old) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let rotated = cli_json(&env, &["endpoints", "rotate-secret", &id, "--grace", "1h"]);
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    let _daemon = Daemon::start(&env);
+
+    redis
+        .xadd(&[
+            ("type", "a.b"),
+            ("workspace", "ws"),
+            ("data", "1"),
+            ("id", "during"),
+        ])
+        .await;
+    let r = receiver.wait_for(1, WAIT).await.remove(0);
+    let signature = r.header("X-Hookd-Signature").unwrap();
+    assert_eq!(
+        signature.split(',').count(),
+        2,
+        "both signatures during grace: {signature}"
+    );
+    assert!(
+        signature.starts_with(&hookd_signature::sign(
+            new.as_bytes(),
+            r.header("X-Hookd-Timestamp").unwrap().parse().unwrap(),
+            &r.body
+        )),
+        "newest first"
+    );
+    assert!(
+        verifies_everywhere(&old, &r),
+        "old secret alone, during grace"
+    );
+    assert!(
+        verifies_everywhere(&new, &r),
+        "new secret alone, during grace"
+    );
+
+    // A rotation with no grace: only the newest secret signs from now on.
+    let newest = cli_json(&env, &["endpoints", "rotate-secret", &id, "--grace", "0s"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    redis
+        .xadd(&[
+            ("type", "a.b"),
+            ("workspace", "ws"),
+            ("data", "2"),
+            ("id", "after"),
+        ])
+        .await;
+    let r = receiver.wait_for(2, WAIT).await.remove(1);
+    assert_eq!(r.header("X-Hookd-Event-Id"), Some("after"));
+    assert_eq!(r.header("X-Hookd-Signature").unwrap().split(',').count(), 1);
+    assert!(verifies_everywhere(&newest, &r));
+    assert!(
+        !verifies_everywhere(&new, &r),
+        "the replaced secret no longer verifies"
+    );
+    assert!(!verifies_everywhere(&old, &r));
+}

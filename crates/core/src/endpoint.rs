@@ -42,6 +42,9 @@ pub struct Endpoint {
     pub secret: String,
     #[serde(default)]
     pub scheme: SignatureScheme,
+    /// Secrets replaced by a rotation that still sign until their grace ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_secrets: Vec<PreviousSecret>,
     /// Extra request headers sent with every delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -58,7 +61,47 @@ pub struct Endpoint {
     pub paused_at_ms: Option<i64>,
 }
 
+/// A rotated-out secret, valid until `expires_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: String,
+    pub expires_at_ms: i64,
+}
+
 impl Endpoint {
+    /// The secrets a delivery is signed with at `now_ms`: the current one
+    /// first, then those still in their grace window, newest first.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        secrets.extend(
+            self.previous_secrets
+                .iter()
+                .filter(|p| p.expires_at_ms > now_ms)
+                .map(|p| p.secret.as_str()),
+        );
+        secrets
+    }
+
+    /// Replaces the secret; the old one keeps signing for `grace_ms`. Earlier
+    /// secrets stop by then too, so `grace_ms` 0 leaves only the new secret.
+    pub fn rotate_secret(&mut self, new_secret: String, grace_ms: i64, now_ms: i64) {
+        let old = std::mem::replace(&mut self.secret, new_secret);
+        let until = now_ms + grace_ms.max(0);
+        for p in &mut self.previous_secrets {
+            p.expires_at_ms = p.expires_at_ms.min(until);
+        }
+        self.previous_secrets.retain(|p| p.expires_at_ms > now_ms);
+        if grace_ms > 0 {
+            self.previous_secrets.insert(
+                0,
+                PreviousSecret {
+                    secret: old,
+                    expires_at_ms: now_ms + grace_ms,
+                },
+            );
+        }
+    }
+
     /// Does this endpoint take events of `event_type`?
     pub fn subscribes_to(&self, event_type: &str) -> bool {
         match &self.event_types {
@@ -111,6 +154,25 @@ mod tests {
     }
 
     #[test]
+    fn rotation_keeps_the_old_secret_for_its_grace() {
+        let mut ep: Endpoint = serde_json::from_str(
+            r#"{"id":"ep","workspace":"w","url":"http://x","secret":"s1","created_at_ms":0}"#,
+        )
+        .unwrap();
+        ep.rotate_secret("s2".into(), 1000, 0);
+        assert_eq!(ep.signing_secrets(0), ["s2", "s1"]);
+        assert_eq!(ep.signing_secrets(999), ["s2", "s1"]);
+        assert_eq!(ep.signing_secrets(1000), ["s2"]);
+        ep.rotate_secret("s3".into(), 500, 100);
+        assert_eq!(ep.signing_secrets(100), ["s3", "s2", "s1"]);
+        assert_eq!(ep.signing_secrets(599), ["s3", "s2", "s1"]);
+        assert_eq!(ep.signing_secrets(600), ["s3"], "a rotation caps the grace of earlier secrets");
+        ep.rotate_secret("s4".into(), 0, 2000);
+        assert_eq!(ep.signing_secrets(2000), ["s4"], "grace 0 switches at once");
+        assert!(ep.previous_secrets.is_empty());
+    }
+
+    #[test]
     fn filter() {
         let mut ep = Endpoint {
             id: "ep_1".into(),
@@ -120,6 +182,7 @@ mod tests {
             event_types: None,
             secret: "s".into(),
             scheme: SignatureScheme::Sha256,
+            previous_secrets: Vec::new(),
             headers: BTreeMap::new(),
             max_concurrency: None,
             created_at_ms: 0,

@@ -15,6 +15,6 @@ pub mod retry;
 pub mod time;
 
 pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind};
-pub use endpoint::{Endpoint, SignatureScheme};
+pub use endpoint::{Endpoint, PreviousSecret, SignatureScheme};
 pub use event::{Event, EventLimits, Rejection};
 pub use retry::{RetryDecision, RetryPolicy};

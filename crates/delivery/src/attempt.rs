@@ -61,19 +61,23 @@ impl AttemptContext {
             header_value(&c.delivery_id),
         );
         h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
-        let secret = &c.endpoint.secret;
+        // During a rotation's grace window: one signature per valid secret, newest first.
+        let secrets = c.endpoint.signing_secrets(timestamp * 1000);
         match c.endpoint.scheme {
             SignatureScheme::Sha256 => {
                 h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
-                let signature = hookd_signature::sign(secret.as_bytes(), timestamp, &c.envelope);
+                let signature = hookd_signature::signature_header(&secrets, timestamp, &c.envelope);
                 h.insert(self.headers.signature.clone(), header_value(&signature));
             }
             SignatureScheme::StandardWebhooks => {
                 // Secrets of this scheme are made by hookd as whsec_<base64>; a
                 // corrupt one signs with its raw bytes, so receivers see no match.
-                let key =
-                    standard::decode_secret(secret).unwrap_or_else(|_| secret.as_bytes().to_vec());
-                let signature = standard::sign(&key, &c.event_id, timestamp, &c.envelope);
+                let keys: Vec<Vec<u8>> = secrets
+                    .iter()
+                    .map(|s| standard::decode_secret(s).unwrap_or_else(|_| s.as_bytes().to_vec()))
+                    .collect();
+                let signature =
+                    standard::signature_header(&keys, &c.event_id, timestamp, &c.envelope);
                 h.insert(
                     HeaderName::from_static("webhook-id"),
                     header_value(&c.event_id),

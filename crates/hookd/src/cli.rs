@@ -108,6 +108,16 @@ pub enum EndpointCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Rotate the signing secret: prints the new one. During the grace window
+    /// deliveries carry both signatures (new first), so receivers can switch
+    /// at their own pace; `--grace 0` switches at once.
+    RotateSecret {
+        id: String,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Delete: pending deliveries fail; history stays until retention.
     Delete {
         id: String,
@@ -209,6 +219,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 secret: id::new_secret(scheme)
                     .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
                 scheme,
+                previous_secrets: Vec::new(),
                 headers,
                 max_concurrency,
                 created_at_ms: now,
@@ -235,6 +246,15 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 println!("released {released} held deliveries");
             }
             output::endpoint_with(&ep, out.json, &[("released", released.into())])
+        }
+        EndpointCommand::RotateSecret { id, grace, out } => {
+            let scheme = store.endpoint(&id).await?.scheme;
+            let secret = id::new_secret(scheme)
+                .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
+            output::endpoint(
+                &store.rotate_secret(&id, secret, grace, now).await?,
+                out.json,
+            )
         }
         EndpointCommand::Delete { id, out } => {
             let ep = store.delete_endpoint(&id, now).await?;

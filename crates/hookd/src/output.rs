@@ -38,6 +38,13 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
     println!("workspace:   {}", ep.workspace);
     println!("url:         {}", ep.url);
     println!("secret:      {}", ep.secret);
+    for p in &ep.previous_secrets {
+        println!(
+            "old secret:  {} (signs until {})",
+            p.secret,
+            time::format_rfc3339_ms(p.expires_at_ms)
+        );
+    }
     if ep.scheme == hookd_core::SignatureScheme::StandardWebhooks {
         println!("scheme:      standard-webhooks");
     }

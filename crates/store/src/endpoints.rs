@@ -167,6 +167,32 @@ impl Store {
         self.endpoint(id).await
     }
 
+    /// Gives an endpoint a new secret; the old one keeps signing for `grace`.
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        new_secret: String,
+        grace: std::time::Duration,
+        now_ms: i64,
+    ) -> Result<Endpoint> {
+        let mut ep = self.endpoint(id).await?;
+        ep.rotate_secret(new_secret, grace.as_millis() as i64, now_ms);
+        let p = self.keys.partition_of(&ep.workspace);
+        let mut conn = self.conn.clone();
+        // HSET XX-style: only while the endpoint still exists.
+        let written: i64 = redis::cmd("EVAL")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], 'doc', ARGV[1]) + 1 end return 0")
+            .arg(1)
+            .arg(p.endpoint(id))
+            .arg(doc(&ep)?)
+            .query_async(&mut conn)
+            .await?;
+        if written == 0 {
+            return Err(StoreError::NotFound(format!("endpoint {id}")));
+        }
+        Ok(ep)
+    }
+
     /// Resumes an endpoint and releases its held deliveries. Returns how many were released.
     pub async fn resume_endpoint(&self, id: &str, now_ms: i64) -> Result<u64> {
         let p = self.endpoint_partition(id).await?;
