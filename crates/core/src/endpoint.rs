@@ -166,7 +166,11 @@ mod tests {
         ep.rotate_secret("s3".into(), 500, 100);
         assert_eq!(ep.signing_secrets(100), ["s3", "s2", "s1"]);
         assert_eq!(ep.signing_secrets(599), ["s3", "s2", "s1"]);
-        assert_eq!(ep.signing_secrets(600), ["s3"], "a rotation caps the grace of earlier secrets");
+        assert_eq!(
+            ep.signing_secrets(600),
+            ["s3"],
+            "a rotation caps the grace of earlier secrets"
+        );
         ep.rotate_secret("s4".into(), 0, 2000);
         assert_eq!(ep.signing_secrets(2000), ["s4"], "grace 0 switches at once");
         assert!(ep.previous_secrets.is_empty());

@@ -15,8 +15,57 @@
 //! verifier.verify_at(&headers, b"hello !", 1636936200).unwrap();
 //! ```
 //!
+//! # A complete receiver
+//!
+//! Verify the raw bytes before parsing them, answer 401 when they do not
+//! verify, and handle each event id once (delivery is at least once):
+//!
+//! ```no_run
+//! use std::collections::HashSet;
+//! use std::io::{BufRead, BufReader, Read, Write};
+//! use std::net::TcpListener;
+//!
+//! use hookd_signature::Verifier;
+//!
+//! let verifier = Verifier::new(std::env::var("HOOKD_SECRET").unwrap_or_default());
+//! let mut seen = HashSet::new(); // a store with expiry in production
+//! for stream in TcpListener::bind("127.0.0.1:9000")?.incoming() {
+//!     let mut stream = stream?;
+//!     let mut reader = BufReader::new(stream.try_clone()?);
+//!     let mut headers = Vec::new();
+//!     let mut line = String::new();
+//!     reader.read_line(&mut line)?; // request line
+//!     loop {
+//!         line.clear();
+//!         reader.read_line(&mut line)?;
+//!         match line.trim_end().split_once(':') {
+//!             Some((name, value)) => headers.push((name.to_string(), value.trim().to_string())),
+//!             None => break,
+//!         }
+//!     }
+//!     let length = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+//!         .and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+//!     let mut body = vec![0; length];
+//!     reader.read_exact(&mut body)?;
+//!     let status = match verifier.verify(&headers, &body) {
+//!         Err(e) => { eprintln!("refused: {e}"); "401 Unauthorized" }
+//!         Ok(()) => {
+//!             let id = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("x-hookd-event-id"))
+//!                 .map(|(_, v)| v.clone()).unwrap_or_default();
+//!             if seen.insert(id.clone()) {
+//!                 println!("event {id}: {}", String::from_utf8_lossy(&body));
+//!             }
+//!             "204 No Content"
+//!         }
+//!     };
+//!     write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n")?;
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! With axum, the `axum` feature's `VerifiedWebhook` extractor does the
+//! verification before the handler runs (see `examples/receiver.rs`).
 //! Endpoints may instead use the Standard Webhooks scheme: see [`standard`].
-//! With the `axum` feature, `axum::VerifiedWebhook` verifies in an extractor.
 //!
 //! Verification compares in constant time, accepts a header with several
 //! signatures and a verifier with several secrets (either may be rotated), and
