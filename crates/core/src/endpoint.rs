@@ -101,14 +101,6 @@ impl Endpoint {
             );
         }
     }
-
-    /// Does this endpoint take events of `event_type`?
-    pub fn subscribes_to(&self, event_type: &str) -> bool {
-        match &self.event_types {
-            None => true,
-            Some(types) => types.iter().any(|t| t == event_type),
-        }
-    }
 }
 
 /// Checks an endpoint URL: absolute `http` or `https` with a host, no credentials.
@@ -174,29 +166,5 @@ mod tests {
         ep.rotate_secret("s4".into(), 0, 2000);
         assert_eq!(ep.signing_secrets(2000), ["s4"], "grace 0 switches at once");
         assert!(ep.previous_secrets.is_empty());
-    }
-
-    #[test]
-    fn filter() {
-        let mut ep = Endpoint {
-            id: "ep_1".into(),
-            workspace: "w".into(),
-            url: "http://x".into(),
-            description: None,
-            event_types: None,
-            secret: "s".into(),
-            scheme: SignatureScheme::Sha256,
-            previous_secrets: Vec::new(),
-            headers: BTreeMap::new(),
-            max_concurrency: None,
-            created_at_ms: 0,
-            paused: false,
-            paused_reason: None,
-            paused_at_ms: None,
-        };
-        assert!(ep.subscribes_to("card.created"));
-        ep.event_types = Some(vec!["card.deleted".into()]);
-        assert!(!ep.subscribes_to("card.created"));
-        assert!(ep.subscribes_to("card.deleted"));
     }
 }

@@ -67,21 +67,6 @@ pub enum StoreError {
     NotFound(String),
 }
 
-impl StoreError {
-    /// Is this a connection-level failure (Redis down, restarting, timed out)?
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-            }
-            _ => false,
-        }
-    }
-}
-
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// A handle on hookd's Redis. Cheap to clone.
@@ -130,13 +115,6 @@ impl Store {
 
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
-    }
-
-    /// `PING`: is Redis answering?
-    pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
     }
 
     pub(crate) fn retention_secs(&self) -> u64 {

@@ -203,20 +203,6 @@ impl Store {
             .await?;
         Ok(())
     }
-
-    /// Entries read by the group but not yet acknowledged.
-    pub async fn pending_count(&self, p: &PartitionKeys, group: &str) -> Result<i64> {
-        let mut conn = self.conn.clone();
-        let v: Value = redis::cmd("XPENDING")
-            .arg(&p.stream)
-            .arg(group)
-            .query_async(&mut conn)
-            .await?;
-        match items(&v)?.first() {
-            Some(n) => crate::value::int(n),
-            None => Ok(0),
-        }
-    }
 }
 
 impl Store {
