@@ -622,3 +622,67 @@ async fn a_slow_endpoint_does_not_hold_up_a_fast_one() {
     assert!(slow.count() < 200, "the slow endpoint was not served first");
     assert!(slow.max_in_flight() <= 4);
 }
+
+async fn consumer_names(redis: &Redis) -> Vec<String> {
+    let mut conn = redis.conn().await;
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("hookd:events")
+        .arg("hookd")
+        .query_async(&mut conn)
+        .await;
+    let Ok(redis::Value::Array(consumers)) = reply else {
+        return Vec::new();
+    };
+    consumers
+        .iter()
+        .filter_map(|c| match c {
+            redis::Value::Array(kv) => kv
+                .chunks_exact(2)
+                .find(|p| text(&p[0]) == "name")
+                .map(|p| text(&p[1])),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_of_stopped_daemons_are_forgotten() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push((
+        "HOOKD__INGEST__HOUSEKEEPING_INTERVAL".into(),
+        "500ms".into(),
+    ));
+    let mut first = Daemon::start(&env);
+    // Redis registers a consumer when it first reads an entry.
+    redis
+        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
+        .await;
+    let gone = eventually(WAIT, "the first daemon's consumer", || async {
+        let names = consumer_names(&redis).await;
+        (names.len() == 1).then(|| names[0].clone())
+    })
+    .await;
+    first.kill9();
+    let _second = Daemon::start(&env);
+    redis
+        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "2")])
+        .await;
+    eventually(
+        WAIT,
+        "the second daemon's consumer beside the first",
+        || async {
+            let names = consumer_names(&redis).await;
+            (names.len() == 2 && names.contains(&gone)).then_some(())
+        },
+    )
+    .await;
+    // Idle past 2 x reclaim_idle (2 s in tests) with nothing pending: removed.
+    let left = eventually(WAIT, "only the running daemon's consumer", || async {
+        let names = consumer_names(&redis).await;
+        (names.len() == 1).then_some(names)
+    })
+    .await;
+    assert_ne!(left[0], gone);
+}

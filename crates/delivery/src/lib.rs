@@ -130,5 +130,18 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
         if let Err(e) = store.trim_history(now).await {
             tracing::warn!(error = %e, "trimming history indexes failed");
         }
+        // Daemons that stopped leave their consumer names in the group; once
+        // their entries were reclaimed (nothing pending), forget them.
+        let (group, me) = (&settings.ingest.group, &settings.ingest.consumer);
+        for p in store.keys().all_partitions() {
+            match store
+                .prune_consumers(&p, group, me, settings.ingest.reclaim_idle * 2)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed consumers of stopped daemons"),
+                Err(e) => tracing::warn!(error = %e, "pruning consumers failed"),
+            }
+        }
     }
 }

@@ -54,6 +54,9 @@ pub struct Ingest {
     pub max_payload_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub stream_retention: Duration,
+    /// How often to trim the stream and history indexes and forget stopped consumers.
+    #[serde(deserialize_with = "duration")]
+    pub housekeeping_interval: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +127,7 @@ impl Default for Config {
                 reclaim_idle: Duration::from_secs(30),
                 max_payload_bytes: 256 * 1024,
                 stream_retention: Duration::from_secs(86_400),
+                housekeeping_interval: Duration::from_secs(60),
             },
             delivery: Delivery {
                 concurrency: 256,
@@ -318,7 +322,7 @@ impl Config {
             retry: self.retry_policy(),
             header_prefix: self.signing.header_prefix.clone(),
             stream_retention: self.ingest.stream_retention,
-            housekeeping_interval: Duration::from_secs(60),
+            housekeeping_interval: self.ingest.housekeeping_interval,
         }
     }
 }

@@ -137,6 +137,10 @@ impl Store {
             }
         };
         ids.sort();
+        if ids.is_empty() {
+            // An empty pipeline is an error in redis-rs.
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for (id, ws) in &ids {
             pipe.hgetall(self.keys.partition_of(ws).endpoint(id));

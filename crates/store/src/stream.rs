@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::keys::PartitionKeys;
-use crate::value::{bytes, items, string};
+use crate::value::{bytes, int, items, string};
 use crate::{Result, Store};
 
 /// One stream entry as read: its id and its raw fields.
@@ -217,5 +217,65 @@ impl Store {
         }
         let mut conn = self.conn.clone();
         Ok(cmd.query_async(&mut conn).await?)
+    }
+}
+
+impl Store {
+    /// Removes consumers of the group other than `keep` that have nothing
+    /// pending and have been idle longer than `idle` (daemons that stopped;
+    /// their pending entries were reclaimed before). Returns how many went.
+    /// Removing a live but quiet consumer is harmless: it has nothing pending,
+    /// and Redis registers it again on its next read.
+    pub async fn prune_consumers(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        keep: &str,
+        idle: Duration,
+    ) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&p.stream)
+            .arg(group)
+            .query_async(&mut conn)
+            .await;
+        let reply = match reply {
+            Ok(v) => v,
+            Err(e) if is_nogroup(&e) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut removed = 0;
+        for consumer in items(&reply)? {
+            // Each consumer is a flat list of name/value pairs (or a map in RESP3).
+            let fields: Vec<(String, &Value)> = match consumer {
+                Value::Map(pairs) => pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((string(k).ok()?, v)))
+                    .collect(),
+                other => items(other)?
+                    .chunks_exact(2)
+                    .filter_map(|kv| Some((string(&kv[0]).ok()?, &kv[1])))
+                    .collect(),
+            };
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            let (Some(name), Some(pending), Some(idle_ms)) =
+                (field("name"), field("pending"), field("idle"))
+            else {
+                continue;
+            };
+            let name = string(name)?;
+            if name != keep && int(pending)? == 0 && int(idle_ms)? as u128 > idle.as_millis() {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&p.stream)
+                    .arg(group)
+                    .arg(&name)
+                    .query_async(&mut conn)
+                    .await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
