@@ -13,10 +13,12 @@ while i <= #ARGV do
   local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local evid, evtype, ws, envelope, base = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   i = i + 9
-  if redis.call('SET', evkey, '', 'NX', 'EX', retention) then
+  -- The envelope key is also the (workspace, id) marker: NX makes publishing idempotent.
+  if redis.call('SET', evkey, envelope, 'NX', 'EX', retention) then
     local eps = redis.call('SUNION', typekey, allkey)
-    if #eps > 0 then
-      redis.call('SET', evkey, envelope, 'EX', retention)
+    if #eps == 0 then
+      -- Nothing to deliver: keep only the marker, not the payload.
+      redis.call('SET', evkey, '', 'KEEPTTL')
     end
     for n, ep in ipairs(eps) do
       local id = base .. string.format('%04x', n)
