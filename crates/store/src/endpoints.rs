@@ -155,7 +155,7 @@ impl Store {
 
     /// Pauses an endpoint: its deliveries are held from now on.
     pub async fn pause_endpoint(&self, id: &str, reason: &str, now_ms: i64) -> Result<Endpoint> {
-        let ep = self.endpoint(id).await?;
+        let mut ep = self.endpoint(id).await?;
         let p = self.keys.partition_of(&ep.workspace);
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("HSET")
@@ -168,7 +168,10 @@ impl Store {
             .arg(now_ms)
             .query_async(&mut conn)
             .await?;
-        self.endpoint(id).await
+        ep.paused = true;
+        ep.paused_reason = Some(reason.to_string());
+        ep.paused_at_ms = Some(now_ms);
+        Ok(ep)
     }
 
     /// Gives an endpoint a new secret; the old one keeps signing for `grace`.
