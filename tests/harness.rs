@@ -189,13 +189,14 @@ pub fn cli_json(env: &[(String, String)], args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("hookd {args:?} printed no JSON ({e}): {out}"))
 }
 
-/// Creates an endpoint through the CLI; returns (id, secret).
-pub fn create_endpoint(
+/// Creates an endpoint through the CLI with extra `endpoints create` flags;
+/// returns the printed endpoint.
+pub fn create_endpoint_with(
     env: &[(String, String)],
     workspace: &str,
     url: &str,
-    types: &[&str],
-) -> (String, String) {
+    extra: &[&str],
+) -> Value {
     let mut args = vec![
         "endpoints",
         "create",
@@ -204,10 +205,19 @@ pub fn create_endpoint(
         "--url",
         url,
     ];
-    for t in types {
-        args.extend(["--event-type", t]);
-    }
-    let v = cli_json(env, &args);
+    args.extend(extra);
+    cli_json(env, &args)
+}
+
+/// Creates an endpoint through the CLI; returns (id, secret).
+pub fn create_endpoint(
+    env: &[(String, String)],
+    workspace: &str,
+    url: &str,
+    types: &[&str],
+) -> (String, String) {
+    let extra: Vec<&str> = types.iter().flat_map(|t| ["--event-type", t]).collect();
+    let v = create_endpoint_with(env, workspace, url, &extra);
     (
         v["id"].as_str().expect("id").to_string(),
         v["secret"].as_str().expect("secret").to_string(),

@@ -573,19 +573,7 @@ async fn an_endpoint_never_has_more_than_its_max_concurrency_in_flight() {
     let redis = Redis::start();
     let env = test_env(&redis);
     let receiver = Receiver::slow(Duration::from_millis(100)).await;
-    let v = cli_json(
-        &env,
-        &[
-            "endpoints",
-            "create",
-            "--workspace",
-            "ws",
-            "--url",
-            &receiver.url(),
-            "--max-concurrency",
-            "2",
-        ],
-    );
+    let v = create_endpoint_with(&env, "ws", &receiver.url(), &["--max-concurrency", "2"]);
     assert_eq!(v["max_concurrency"], 2);
     // Two daemons: the limit holds across them.
     let _a = Daemon::start(&env);

@@ -47,18 +47,11 @@ async fn a_standard_webhooks_endpoint_is_verified_by_off_the_shelf_code() {
     let redis = Redis::start();
     let env = test_env(&redis);
     let receiver = Receiver::ok().await;
-    let v = cli_json(
+    let v = create_endpoint_with(
         &env,
-        &[
-            "endpoints",
-            "create",
-            "--workspace",
-            "ws",
-            "--url",
-            &receiver.url(),
-            "--scheme",
-            "standard-webhooks",
-        ],
+        "ws",
+        &receiver.url(),
+        &["--scheme", "standard-webhooks"],
     );
     let secret = v["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"), "{secret}");
