@@ -52,6 +52,12 @@ pub struct Endpoint {
     /// `None` takes the configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Most attempts per second to this endpoint, across all daemons; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Free-form labels kept for the workspace (never sent to the receiver).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
     pub created_at_ms: i64,
     #[serde(default)]
     pub paused: bool,
@@ -69,6 +75,34 @@ pub struct PreviousSecret {
 }
 
 impl Endpoint {
+    /// A new endpoint with a fresh id and secret, subscribed to every type;
+    /// callers set the optional parts.
+    pub fn new(
+        workspace: String,
+        url: String,
+        scheme: SignatureScheme,
+        created_at_ms: i64,
+    ) -> Result<Self, getrandom::Error> {
+        Ok(Self {
+            id: crate::id::new_id("ep_"),
+            workspace,
+            url,
+            description: None,
+            event_types: None,
+            secret: crate::id::new_secret(scheme)?,
+            scheme,
+            previous_secrets: Vec::new(),
+            headers: BTreeMap::new(),
+            max_concurrency: None,
+            rate_limit: None,
+            metadata: BTreeMap::new(),
+            created_at_ms,
+            paused: false,
+            paused_reason: None,
+            paused_at_ms: None,
+        })
+    }
+
     /// The secrets a delivery is signed with at `now_ms`: the current one
     /// first, then those still in their grace window, newest first.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
@@ -100,6 +134,90 @@ impl Endpoint {
                 },
             );
         }
+    }
+}
+
+/// Headers an endpoint may not set: hookd or HTTP itself decides them.
+const RESERVED_HEADERS: [&str; 6] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "webhook-signature",
+];
+
+impl Endpoint {
+    /// Everything wrong with an endpoint's settings, as (field, message)
+    /// pairs; empty when it is valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |field: &str, message: String| out.push((field.to_string(), message));
+        if !crate::event::is_valid_workspace(&self.workspace) {
+            add(
+                "workspace",
+                "must be 1..128 characters without control characters".into(),
+            );
+        }
+        if let Err(e) = validate_url(&self.url) {
+            add("url", e);
+        }
+        if self.description.as_ref().is_some_and(|d| d.len() > 1024) {
+            add("description", "must be at most 1024 bytes".into());
+        }
+        for (i, t) in self.event_types.iter().flatten().enumerate() {
+            if !crate::event::is_valid_event_type(t) {
+                add(
+                    &format!("event_types/{i}"),
+                    format!("{t:?} must match [a-z0-9_.-]{{1,128}}"),
+                );
+            }
+        }
+        if self.event_types.as_ref().is_some_and(|t| t.is_empty()) {
+            add(
+                "event_types",
+                "must name at least one type (or be null for every type)".into(),
+            );
+        }
+        for (name, value) in &self.headers {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                add(
+                    &format!("headers/{name}"),
+                    "is not a valid header name".into(),
+                );
+            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                add(
+                    &format!("headers/{name}"),
+                    "is set by hookd and cannot be overridden".into(),
+                );
+            }
+            if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                add(
+                    &format!("headers/{name}"),
+                    "value contains control characters".into(),
+                );
+            }
+        }
+        if self.max_concurrency == Some(0) {
+            add("max_concurrency", "must be at least 1".into());
+        }
+        if self.rate_limit == Some(0) {
+            add(
+                "rate_limit",
+                "must be at least 1 (or null for no limit)".into(),
+            );
+        }
+        if self.metadata.len() > 64 || self.metadata.iter().any(|(k, v)| k.len() + v.len() > 1024) {
+            add(
+                "metadata",
+                "at most 64 entries of at most 1024 bytes each".into(),
+            );
+        }
+        out
     }
 }
 

@@ -1,5 +1,6 @@
 //! hookd-core: the domain of hookd with no I/O.
 //!
+//! - [`api_key`]: admin API keys, their scopes and hashes;
 //! - [`event`]: what a producer puts on the stream, its validation, and the
 //!   envelope (the exact bytes every endpoint receives);
 //! - [`endpoint`]: where deliveries go and how they are signed;
@@ -7,6 +8,7 @@
 //! - [`retry`]: when the next attempt is due, or that there is none;
 //! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
 
+pub mod api_key;
 pub mod delivery;
 pub mod endpoint;
 pub mod event;
@@ -14,6 +16,7 @@ pub mod id;
 pub mod retry;
 pub mod time;
 
+pub use api_key::{ApiKey, Scope};
 pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind};
 pub use endpoint::{Endpoint, PreviousSecret, SignatureScheme};
 pub use event::{Event, EventLimits, Rejection};

@@ -87,7 +87,8 @@ impl Scheduler {
                         lock(&in_flight).insert(c.delivery_id.clone(), c.endpoint.id.clone());
                         tasks.spawn(async move {
                             let id = c.delivery_id.clone();
-                            let record = ctx.run(c, AttemptTrigger::Scheduled).await;
+                            let trigger = if c.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };
+                            let record = ctx.run(c, trigger).await;
                             if let Err(e) = recorder.record(record).await {
                                 // The lease expires and the delivery is attempted again.
                                 tracing::warn!(delivery = %id, error = %e, "could not record an attempt");

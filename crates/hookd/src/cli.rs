@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use hookd_core::{DeliveryStatus, Endpoint, Event, SignatureScheme, endpoint, event, id, time};
+use hookd_core::{DeliveryStatus, Endpoint, Event, SignatureScheme, id, time};
 use hookd_store::Store;
-use hookd_store::history::DeliveryFilter;
+use hookd_store::history::{Cursor, DeliveryFilter};
 
 use crate::output;
 use crate::settings::Config;
@@ -74,6 +74,9 @@ pub enum EndpointCommand {
         /// (default: [delivery] endpoint_concurrency).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrency: Option<u32>,
+        /// Most attempts per second to this endpoint, across all daemons (default: no limit).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
         /// How deliveries are signed: `sha256` (X-Hookd-Signature, the default)
         /// or `standard-webhooks` (webhook-signature, whsec_ secret).
         #[arg(long, default_value = "sha256", value_parser = ["sha256", "standard-webhooks"])]
@@ -151,12 +154,23 @@ pub enum DeliveryCommand {
     /// List deliveries, newest first.
     List {
         #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
         endpoint: Option<String>,
         /// pending, held, retrying, succeeded or failed.
         #[arg(long)]
         status: Option<String>,
+        /// Only deliveries of this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only deliveries of this event id.
+        #[arg(long)]
+        event_id: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Continue after this cursor (printed as `next` by the previous page).
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -188,19 +202,13 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             description,
             headers,
             max_concurrency,
+            rate_limit,
             scheme,
             out,
         } => {
-            if !event::is_valid_workspace(&workspace) {
-                bail!("--workspace must be 1..128 characters without control characters");
-            }
-            endpoint::validate_url(&url).map_err(anyhow::Error::msg)?;
             let scheme = SignatureScheme::parse(&scheme).with_context(|| {
                 format!("--scheme {scheme:?} must be sha256 or standard-webhooks")
             })?;
-            if let Some(bad) = event_types.iter().find(|t| !event::is_valid_event_type(t)) {
-                bail!("--event-type {bad:?} must match [a-z0-9_.-]{{1,128}}");
-            }
             let headers = headers
                 .iter()
                 .map(|h| {
@@ -210,23 +218,16 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                     Ok((k.trim().to_string(), v.trim().to_string()))
                 })
                 .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-            let ep = Endpoint {
-                id: id::new_id("ep_"),
-                workspace,
-                url,
-                description,
-                event_types: (!event_types.is_empty()).then_some(event_types),
-                secret: id::new_secret(scheme)
-                    .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?,
-                scheme,
-                previous_secrets: Vec::new(),
-                headers,
-                max_concurrency,
-                created_at_ms: now,
-                paused: false,
-                paused_reason: None,
-                paused_at_ms: None,
-            };
+            let mut ep = Endpoint::new(workspace, url, scheme, now)
+                .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
+            ep.description = description;
+            ep.event_types = (!event_types.is_empty()).then_some(event_types);
+            ep.headers = headers;
+            ep.max_concurrency = max_concurrency;
+            ep.rate_limit = rate_limit;
+            if let Some((field, message)) = ep.problems().into_iter().next() {
+                bail!("{field}: {message}");
+            }
             store.create_endpoint(&ep).await?;
             output::endpoint(&ep, out.json)
         }
@@ -292,11 +293,21 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
     let store = connect(config).await?;
     match cmd {
         DeliveryCommand::List {
+            workspace,
             endpoint,
             status,
+            event_type,
+            event_id,
             limit,
+            before,
             out,
         } => {
+            let before = match before {
+                None => None,
+                Some(c) => Some(Cursor::parse(&c).with_context(|| {
+                    format!("--before {c:?} is not a cursor printed by an earlier page")
+                })?),
+            };
             let status = match status {
                 None => None,
                 Some(s) => Some(DeliveryStatus::parse(&s).with_context(|| {
@@ -307,12 +318,17 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
             };
             let list = store
                 .deliveries(&DeliveryFilter {
+                    workspace,
                     endpoint,
                     status,
+                    event_type,
+                    event_id,
+                    before,
                     limit,
+                    ..Default::default()
                 })
                 .await?;
-            output::deliveries(&list, out.json)
+            output::deliveries(&list.deliveries, list.next.as_ref(), out.json)
         }
         DeliveryCommand::Show { id, out } => {
             output::delivery(&store.delivery(&id).await?, out.json)

@@ -119,9 +119,14 @@ pub fn object(json: bool, members: &[(&str, Value)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn deliveries(list: &[Delivery], json: bool) -> anyhow::Result<()> {
+pub fn deliveries(
+    list: &[Delivery],
+    next: Option<&hookd_store::history::Cursor>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let next = next.map(ToString::to_string);
     if json {
-        return print_json(&json!({ "deliveries": list }));
+        return print_json(&json!({ "deliveries": list, "next": next }));
     }
     println!(
         "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED",
@@ -137,6 +142,9 @@ pub fn deliveries(list: &[Delivery], json: bool) -> anyhow::Result<()> {
             d.attempts_made,
             time::format_rfc3339_ms(d.created_at_ms)
         );
+    }
+    if let Some(next) = next {
+        println!("more: --before {next}");
     }
     Ok(())
 }

@@ -29,6 +29,15 @@ pub(crate) fn from_hash(id: &str, fields: &HashMap<String, String>) -> Result<En
     Ok(ep)
 }
 
+/// The limits the claim script reads from the endpoint hash ('' = none).
+fn limits(ep: &Endpoint) -> [(&'static str, String); 2] {
+    let text = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    [
+        ("max_concurrency", text(ep.max_concurrency)),
+        ("rate_limit", text(ep.rate_limit)),
+    ]
+}
+
 fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
     match &ep.event_types {
         None => pipe.sadd(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
@@ -63,13 +72,7 @@ impl Store {
                 ],
             )
             .ignore()
-            .hset(
-                p.endpoint(&ep.id),
-                "max_concurrency",
-                ep.max_concurrency
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-            )
+            .hset_multiple(p.endpoint(&ep.id), &limits(ep))
             .ignore()
             .sadd(p.workspace_endpoints(&ep.workspace), &ep.id)
             .ignore();
@@ -198,6 +201,33 @@ impl Store {
             return Err(StoreError::NotFound(format!("endpoint {id}")));
         }
         Ok(ep)
+    }
+
+    /// Replaces an endpoint's settings (not its pause state or secrets) and
+    /// moves its subscriptions to the new event types.
+    pub async fn update_endpoint(&self, before: &Endpoint, after: &Endpoint) -> Result<()> {
+        let p = self.keys.partition_of(&after.workspace);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        remove_subscriptions(&mut pipe, &p, before);
+        add_subscriptions(&mut pipe, &p, after);
+        pipe.hset(p.endpoint(&after.id), "doc", doc(after)?)
+            .ignore()
+            .hset_multiple(p.endpoint(&after.id), &limits(after))
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// How many deliveries a paused endpoint holds.
+    pub async fn held_count(&self, ep: &Endpoint) -> Result<u64> {
+        let p = self.keys.partition_of(&ep.workspace);
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("SCARD")
+            .arg(p.held(&ep.id))
+            .query_async(&mut conn)
+            .await?)
     }
 
     /// Resumes an endpoint and releases its held deliveries. Returns how many were released.

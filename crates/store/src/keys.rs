@@ -9,7 +9,7 @@
 //! Inside a partition (`P` = `{<stream>}`):
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at` |
+//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, and `max_concurrency`, `rate_limit` for the claim script |
 //! | `P:ws:<ws>:eps` | set | the workspace's endpoint ids |
 //! | `P:ws:<ws>:type:<type>` / `P:ws:<ws>:all` | set | endpoints subscribed to a type / to every type |
 //! | `P:evt:<ws>:<event id>` | string | the envelope (stored once per event); doubles as the idempotency marker |
@@ -19,15 +19,24 @@
 //! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
-//! | `P:ep:<endpoint>:dlvs`, `P:dlvs` | zset | history indexes by creation time (ms) |
+//! | `P:ep:<endpoint>:dlvs`, `P:ws:<ws>:dlvs`, `P:dlvs` | zset | history indexes (endpoint, workspace, all) by creation time (ms) |
+//! | `P:ws:<ws>:types` | hash | event types seen: `n:<type>` count, `t:<type>` last seen (ms) |
+//! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
+//! | `P:rl:<endpoint>:<second>` | string | attempts claimed in that second, for the endpoint's rate limit (expires after 2 s) |
+//! | `P:job:<job>` | hash | a recovery job's progress (`matched`, `queued`, `done`, ...) |
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
 //! id can run together into another pair's key. The Lua scripts in `lua/`
 //! build per-delivery keys from the partition prefix and these same suffixes.
 //!
 //! Global (outside any partition, never in an atomic step):
-//! `<prefix>:endpoints`, a hash from endpoint id to workspace, to find an
-//! endpoint's partition from its id alone.
+//! - `<prefix>:endpoints`, a hash from endpoint id to workspace, to find an
+//!   endpoint's partition from its id alone;
+//! - `<prefix>:apikeys`, a hash from an API key's SHA-256 to its record (JSON),
+//!   and `<prefix>:apikeys:ids`, from key id to that hash;
+//! - `<prefix>:jobs`, a hash from recovery job id to workspace;
+//! - `<prefix>:rate:<key id>:<window>`, a counter of one API key's requests in
+//!   one rate-limit window (expires with it).
 
 /// Key names for one deployment (stream name, key prefix, partition count).
 #[derive(Debug, Clone)]
@@ -68,6 +77,26 @@ impl Keys {
     /// Endpoint id -> workspace.
     pub fn endpoint_index(&self) -> String {
         format!("{}:endpoints", self.prefix)
+    }
+
+    /// API key hash -> key record.
+    pub fn api_keys(&self) -> String {
+        format!("{}:apikeys", self.prefix)
+    }
+
+    /// API key id -> key hash.
+    pub fn api_key_ids(&self) -> String {
+        format!("{}:apikeys:ids", self.prefix)
+    }
+
+    /// Recovery job id -> workspace.
+    pub fn job_index(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    /// Requests of one API key in one rate-limit window.
+    pub fn rate_window(&self, key_id: &str, window: i64) -> String {
+        format!("{}:rate:{key_id}:{window}", self.prefix)
     }
 
     pub fn partition(&self, index: u32) -> PartitionKeys {
@@ -143,6 +172,18 @@ impl PartitionKeys {
     }
     pub fn deliveries(&self) -> String {
         format!("{}:dlvs", self.tag)
+    }
+    pub fn workspace_deliveries(&self, workspace: &str) -> String {
+        format!("{}:ws:{}:dlvs", self.tag, ws(workspace))
+    }
+    pub fn types_seen(&self, workspace: &str) -> String {
+        format!("{}:ws:{}:types", self.tag, ws(workspace))
+    }
+    pub fn catalog(&self, workspace: &str) -> String {
+        format!("{}:ws:{}:catalog", self.tag, ws(workspace))
+    }
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.tag)
     }
 }
 

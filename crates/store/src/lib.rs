@@ -5,17 +5,25 @@
 //! - [`ingest`]: persisting events and their deliveries together with the ack;
 //! - [`endpoints`]: endpoint records and their subscription indexes;
 //! - [`schedule`]: claiming due deliveries and recording attempts;
-//! - [`history`]: reading deliveries and their attempts back.
+//! - [`history`]: reading deliveries and their attempts back, a page at a time;
+//! - [`recovery`]: redelivering one delivery, recovery jobs for many;
+//! - [`api_keys`]: admin API keys (by hash) and their request counters;
+//! - [`event_types`]: types seen per workspace and the workspace catalog;
+//! - [`stats`]: queue depths and stream lag, for metrics and readiness.
 //!
 //! Two connections: one multiplexed [`ConnectionManager`] for ordinary
 //! commands, and one for blocking `XREADGROUP`, whose response timeout is
 //! longer than its block time. Both reconnect on their own.
 
+pub mod api_keys;
 pub mod endpoints;
+pub mod event_types;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod recovery;
 pub mod schedule;
+pub mod stats;
 pub mod stream;
 mod value;
 

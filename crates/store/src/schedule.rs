@@ -16,6 +16,7 @@ pub(crate) struct Scripts {
     pub(crate) claim: Script,
     pub(crate) record: Script,
     pub(crate) resume: Script,
+    pub(crate) requeue: Script,
 }
 
 impl Default for Scripts {
@@ -25,6 +26,7 @@ impl Default for Scripts {
             claim: Script::new(include_str!("lua/claim.lua")),
             record: Script::new(include_str!("lua/record.lua")),
             resume: Script::new(include_str!("lua/resume.lua")),
+            requeue: Script::new(include_str!("lua/requeue.lua")),
         }
     }
 }
@@ -49,6 +51,8 @@ pub struct Claimed {
     pub event_id: String,
     pub event_type: String,
     pub envelope: Vec<u8>,
+    /// An operator asked for this attempt (redeliver or recover).
+    pub manual: bool,
 }
 
 /// The state an attempt leaves its delivery in.
@@ -84,8 +88,8 @@ impl Store {
             .invoke_async(&mut conn)
             .await?;
         let flat = items(&reply)?;
-        let mut out = Vec::with_capacity(flat.len() / 8);
-        for c in flat.chunks_exact(8) {
+        let mut out = Vec::with_capacity(flat.len() / 9);
+        for c in flat.chunks_exact(9) {
             let endpoint_id = string(&c[1])?;
             let endpoint: Endpoint = serde_json::from_slice(bytes(&c[2]).unwrap_or_default())
                 .map_err(|e| StoreError::Corrupt(format!("endpoint {endpoint_id}: {e}")))?;
@@ -97,6 +101,7 @@ impl Store {
                 event_id: string(&c[5])?,
                 event_type: string(&c[6])?,
                 envelope: bytes(&c[7]).map(<[u8]>::to_vec).unwrap_or_default(),
+                manual: bytes(&c[8]).is_some_and(|b| b == b"1"),
             });
         }
         Ok(out)
@@ -182,6 +187,8 @@ impl Store {
                 .filter(|ep| self.keys.partition_of(&ep.workspace).index == p.index)
             {
                 pipe.zrembyscore(p.endpoint_deliveries(&ep.id), "-inf", cutoff)
+                    .ignore()
+                    .zrembyscore(p.workspace_deliveries(&ep.workspace), "-inf", cutoff)
                     .ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;

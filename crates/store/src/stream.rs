@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::keys::PartitionKeys;
-use crate::value::{bytes, int, items, string};
+use crate::value::{bytes, int, items, pairs, string};
 use crate::{Result, Store};
 
 /// One stream entry as read: its id and its raw fields.
@@ -247,17 +247,7 @@ impl Store {
         };
         let mut removed = 0;
         for consumer in items(&reply)? {
-            // Each consumer is a flat list of name/value pairs (or a map in RESP3).
-            let fields: Vec<(String, &Value)> = match consumer {
-                Value::Map(pairs) => pairs
-                    .iter()
-                    .filter_map(|(k, v)| Some((string(k).ok()?, v)))
-                    .collect(),
-                other => items(other)?
-                    .chunks_exact(2)
-                    .filter_map(|kv| Some((string(&kv[0]).ok()?, &kv[1])))
-                    .collect(),
-            };
+            let fields = pairs(consumer)?;
             let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
             let (Some(name), Some(pending), Some(idle_ms)) =
                 (field("name"), field("pending"), field("idle"))

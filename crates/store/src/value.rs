@@ -37,3 +37,18 @@ pub(crate) fn int(v: &Value) -> Result<i64> {
             .map_err(|_| StoreError::Reply(format!("expected an integer, got {v:?}"))),
     }
 }
+
+/// The name/value pairs of a reply that is a map (RESP3) or a flat list of
+/// alternating names and values (RESP2), as XINFO replies are.
+pub(crate) fn pairs(v: &Value) -> Result<Vec<(String, &Value)>> {
+    Ok(match v {
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((string(k).ok()?, v)))
+            .collect(),
+        other => items(other)?
+            .chunks_exact(2)
+            .filter_map(|kv| Some((string(&kv[0]).ok()?, &kv[1])))
+            .collect(),
+    })
+}

@@ -1,14 +1,15 @@
 -- Claim due deliveries, endpoint by endpoint: each ready endpoint gets a fair
 -- share of the batch and never more in flight than its max_concurrency (counted
--- across every daemon by its lease set). A claimed delivery's due time is pushed
+-- across every daemon by its lease set) nor more per second than its rate_limit. A claimed delivery's due time is pushed
 -- forward by the lease, so no other worker takes it while its request runs.
 -- Deliveries of a paused endpoint move to its held set; those of a deleted
 -- endpoint, or whose event expired, fail.
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
 -- ARGV[5] = default max concurrency per endpoint
--- Returns a flat list, 8 per claimed delivery:
---   id, endpoint id, endpoint doc, attempts so far, created (ms), event id, event type, envelope
+-- Returns a flat list, 9 per claimed delivery:
+--   id, endpoint id, endpoint doc, attempts so far, created (ms), event id, event type, envelope,
+--   manual ('1' when an operator asked for this attempt)
 local ready, tag = KEYS[1], ARGV[1]
 local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
@@ -34,7 +35,7 @@ for _, ep in ipairs(endpoints) do
   if budget <= 0 then break end
   local duekey, leasekey = tag .. ':due:' .. ep, tag .. ':lease:' .. ep
   redis.call('ZREMRANGEBYSCORE', leasekey, '-inf', now)
-  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency')
+  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency', 'rate_limit')
   if not e[1] then
     for _, id in ipairs(redis.call('ZRANGE', duekey, 0, -1)) do
       if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then fail(id, 'endpoint_deleted') end
@@ -53,10 +54,18 @@ for _, ep in ipairs(endpoints) do
   else
     local cap = tonumber(e[3]) or default_cap
     local take = math.min(cap - redis.call('ZCARD', leasekey), share, budget)
+    -- Rate limit: at most `rate` attempts per second (fixed one-second windows).
+    local rate, rlkey, used = tonumber(e[4]), nil, 0
+    if rate then
+      rlkey = tag .. ':rl:' .. ep .. ':' .. math.floor(now / 1000)
+      used = tonumber(redis.call('GET', rlkey) or '0')
+      take = math.min(take, rate - used)
+    end
+    local claimed = 0
     if take > 0 then
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
         local dkey = tag .. ':dlv:' .. id
-        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type')
+        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual')
         local envelope = d[1] and redis.call('GET', d[1])
         if not d[1] then
           redis.call('ZREM', duekey, id)
@@ -67,6 +76,7 @@ for _, ep in ipairs(endpoints) do
           redis.call('ZADD', duekey, now + lease, id)
           redis.call('ZADD', leasekey, now + lease, id)
           budget = budget - 1
+          claimed = claimed + 1
           table.insert(out, id)
           table.insert(out, ep)
           table.insert(out, e[1])
@@ -75,13 +85,26 @@ for _, ep in ipairs(endpoints) do
           table.insert(out, d[4])
           table.insert(out, d[5])
           table.insert(out, envelope)
+          table.insert(out, d[6] or '')
         end
       end
+    end
+    if rate and claimed > 0 then
+      redis.call('INCRBY', rlkey, claimed)
+      redis.call('PEXPIRE', rlkey, 2000)
     end
     if redis.call('ZCARD', leasekey) >= cap then
       -- Full: back when an attempt is recorded (record refreshes it) or the first lease ends.
       local first = redis.call('ZRANGE', leasekey, 0, 0, 'WITHSCORES')
       redis.call('ZADD', ready, first[2], ep)
+    elseif rate and used + claimed >= rate then
+      -- This second's budget is spent: back at the next second, or when the next delivery is due.
+      local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')
+      if #head == 0 then
+        redis.call('ZREM', ready, ep)
+      else
+        redis.call('ZADD', ready, math.max(tonumber(head[2]), (math.floor(now / 1000) + 1) * 1000), ep)
+      end
     else
       refresh(ep)
     end

@@ -15,6 +15,10 @@ while i <= #ARGV do
   i = i + 9
   -- The envelope key is also the (workspace, id) marker: NX makes publishing idempotent.
   if redis.call('SET', evkey, envelope, 'NX', 'EX', retention) then
+    local wskey = tag .. ':ws:' .. #ws .. ':' .. ws
+    -- Event-type discovery: how often each type was seen, and when last.
+    redis.call('HINCRBY', wskey .. ':types', 'n:' .. evtype, 1)
+    redis.call('HSET', wskey .. ':types', 't:' .. evtype, now)
     local eps = redis.call('SUNION', typekey, allkey)
     if #eps == 0 then
       -- Nothing to deliver: keep only the marker, not the payload.
@@ -35,6 +39,7 @@ while i <= #ARGV do
         'type', evtype, 'status', status, 'attempts', 0, 'created', now)
       redis.call('EXPIRE', dkey, retention)
       redis.call('ZADD', tag .. ':ep:' .. ep .. ':dlvs', now, id)
+      redis.call('ZADD', wskey .. ':dlvs', now, id)
       redis.call('ZADD', tag .. ':dlvs', now, id)
       created = created + 1
     end

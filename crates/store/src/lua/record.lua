@@ -30,6 +30,15 @@ for i = 4, #ARGV, 6 do
       redis.call('HSET', dkey, 'attempts', number, 'status', status)
       redis.call('HDEL', dkey, 'next_at')
     end
+    -- An operator's attempt (redeliver, recover) is done: count it for its job.
+    local manual = redis.call('HMGET', dkey, 'manual', 'job')
+    if manual[1] then
+      redis.call('HDEL', dkey, 'manual', 'job')
+      if manual[2] then
+        redis.call('HINCRBY', tag .. ':job:' .. manual[2], 'done', 1)
+        if status == 'succeeded' then redis.call('HINCRBY', tag .. ':job:' .. manual[2], 'succeeded', 1) end
+      end
+    end
     if pause ~= '' then
       redis.call('HSET', tag .. ':ep:' .. ep, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
     end

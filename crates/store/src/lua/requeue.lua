@@ -1,0 +1,33 @@
+-- Queue deliveries for one operator-requested attempt each (redeliver, recover).
+-- ARGV[1] = partition tag, ARGV[2] = job id ('' for none)
+-- then 2 per delivery: delivery id, due (ms)
+-- Returns one integer per delivery: 1 queued (held, when its endpoint is
+-- paused), 0 skipped (expired, endpoint deleted, or an attempt in flight).
+local tag, job = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 2 do
+  local id, due = ARGV[i], tonumber(ARGV[i + 1])
+  local dkey = tag .. ':dlv:' .. id
+  local ep = redis.call('HGET', dkey, 'endpoint')
+  local state = ep and redis.call('HGET', tag .. ':ep:' .. ep, 'paused')
+  if not state or redis.call('ZSCORE', tag .. ':lease:' .. ep, id) then
+    table.insert(out, 0)
+  else
+    redis.call('HSET', dkey, 'manual', '1')
+    if job ~= '' then redis.call('HSET', dkey, 'job', job) end
+    if state == '1' then
+      redis.call('ZREM', tag .. ':due:' .. ep, id)
+      redis.call('SADD', tag .. ':held:' .. ep, id)
+      redis.call('HSET', dkey, 'status', 'held')
+      redis.call('HDEL', dkey, 'next_at')
+    else
+      redis.call('SREM', tag .. ':held:' .. ep, id)
+      redis.call('ZADD', tag .. ':due:' .. ep, due, id)
+      redis.call('ZADD', tag .. ':ready', 'LT', due, ep)
+      local attempts = tonumber(redis.call('HGET', dkey, 'attempts') or '0')
+      redis.call('HSET', dkey, 'status', attempts > 0 and 'retrying' or 'pending', 'next_at', due)
+    end
+    table.insert(out, 1)
+  end
+end
+return out

@@ -1,0 +1,87 @@
+//! What the queues hold right now, for `/metrics` and `/readyz`: stream
+//! length, consumer-group lag and pending entries, due and held deliveries,
+//! paused endpoints.
+
+use redis::Value;
+
+use crate::value::{int, items, pairs};
+use crate::{Result, Store};
+
+/// Queue figures summed over every partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Entries in the stream(s).
+    pub stream_length: u64,
+    /// Entries not yet read by the consumer group.
+    pub lag: u64,
+    /// Entries read but not yet acknowledged.
+    pub pending: u64,
+    /// Deliveries waiting in due queues (including those in flight).
+    pub due: u64,
+    /// Deliveries held by paused endpoints.
+    pub held: u64,
+    pub endpoints: u64,
+    pub paused_endpoints: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
+}
+
+impl Store {
+    /// Round trip to Redis.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    pub async fn queue_stats(&self, group: &str) -> Result<QueueStats> {
+        let mut stats = QueueStats::default();
+        let mut conn = self.conn.clone();
+        for p in self.keys.all_partitions() {
+            stats.stream_length += redis::cmd("XLEN")
+                .arg(&p.stream)
+                .query_async::<u64>(&mut conn)
+                .await?;
+            // No group yet (no daemon has started) is not an error here.
+            let groups: Value = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&p.stream)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(Value::Nil);
+            for g in items(&groups).unwrap_or_default() {
+                let fields = pairs(g)?;
+                let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+                if field("name")
+                    .and_then(|n| crate::value::string(n).ok())
+                    .as_deref()
+                    != Some(group)
+                {
+                    continue;
+                }
+                stats.pending += field("pending").and_then(|v| int(v).ok()).unwrap_or(0) as u64;
+                stats.lag += field("lag").and_then(|v| int(v).ok()).unwrap_or(0).max(0) as u64;
+            }
+        }
+        stats.dead_letters = redis::cmd("XLEN")
+            .arg(self.keys.dead_letter())
+            .query_async(&mut conn)
+            .await?;
+        let endpoints = self.endpoints(None).await?;
+        stats.endpoints = endpoints.len() as u64;
+        stats.paused_endpoints = endpoints.iter().filter(|e| e.paused).count() as u64;
+        if !endpoints.is_empty() {
+            let mut pipe = redis::pipe();
+            for ep in &endpoints {
+                let p = self.keys.partition_of(&ep.workspace);
+                pipe.zcard(p.due(&ep.id)).scard(p.held(&ep.id));
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+            for pair in counts.chunks_exact(2) {
+                stats.due += pair[0];
+                stats.held += pair[1];
+            }
+        }
+        Ok(stats)
+    }
+}
