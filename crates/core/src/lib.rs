@@ -12,6 +12,7 @@ pub mod api_key;
 pub mod delivery;
 pub mod endpoint;
 pub mod event;
+pub mod heartbeat;
 pub mod id;
 pub mod retry;
 pub mod time;

@@ -42,6 +42,7 @@ pub struct AttemptContext {
     pub sender: Sender,
     pub headers: HeaderNames,
     pub retry: RetryPolicy,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -151,6 +152,12 @@ impl AttemptContext {
                     RetryDecision::GiveUp => Outcome::Failed,
                 }
             };
+            let label = match outcome {
+                Outcome::Succeeded => "succeeded",
+                Outcome::RetryAt(_) => "retrying",
+                Outcome::Failed => "failed",
+            };
+            self.metrics.attempt(label, response.duration.as_secs_f64());
             tracing::Span::current().record("status", tracing::field::debug(&attempt.status_code));
             match (&outcome, &attempt.error) {
                 (Outcome::Succeeded, _) => tracing::debug!(duration_ms = attempt.duration_ms, "delivered"),

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{Event, EventLimits, time};
 use hookd_store::stream::Entry;
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, watch};
 
 use crate::backoff::Backoff;
+use crate::metrics::Metrics;
 
 /// Typed ingest settings.
 #[derive(Debug, Clone)]
@@ -31,6 +33,9 @@ pub(crate) struct Ingest {
     pub settings: IngestSettings,
     /// Woken when deliveries were persisted, so the scheduler claims them at once.
     pub persisted: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    /// Beaten on every turn of the loop that reached Redis (for `/readyz`).
+    pub heartbeat: Heartbeat,
 }
 
 impl Ingest {
@@ -67,6 +72,7 @@ impl Ingest {
                     continue;
                 }
             };
+            self.heartbeat.beat(time::now_ms());
             if entries.is_empty() {
                 backoff.reset();
                 continue;
@@ -110,6 +116,7 @@ impl Ingest {
             ) {
                 Ok(event) => events.push((entry.id.clone(), event)),
                 Err(rejection) => {
+                    self.metrics.dead_letter(rejection.code);
                     tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
                     self.store
                         .dead_letter(
@@ -127,6 +134,10 @@ impl Ingest {
             .store
             .persist(&self.partition, &self.settings.group, &events, now_ms)
             .await?;
+        self.metrics.ingested(
+            events.len() as u64 - persisted.duplicates,
+            persisted.duplicates,
+        );
         tracing::debug!(
             events = events.len(),
             deliveries = persisted.deliveries,

@@ -13,6 +13,7 @@
 pub mod attempt;
 mod backoff;
 pub mod ingest;
+pub mod metrics;
 mod recorder;
 pub mod schedule;
 pub mod sender;
@@ -20,12 +21,14 @@ pub mod sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{RetryPolicy, time};
 use hookd_store::Store;
 use tokio::sync::{Notify, watch};
 
 pub use attempt::{AttemptContext, HeaderNames};
 pub use ingest::IngestSettings;
+pub use metrics::Metrics;
 pub use schedule::ScheduleSettings;
 pub use sender::{Sender, SenderSettings};
 
@@ -51,10 +54,19 @@ pub enum DaemonError {
     HeaderPrefix(String),
 }
 
+/// What the daemon reports while it runs, for the admin API.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    /// Beaten by every ingest loop turn that reached Redis.
+    pub heartbeat: Heartbeat,
+}
+
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(
     store: Store,
     settings: DaemonSettings,
+    telemetry: Telemetry,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let sender = Sender::new(settings.sender.clone())?;
@@ -64,6 +76,7 @@ pub async fn run(
         sender,
         headers,
         retry: settings.retry,
+        metrics: telemetry.metrics.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for partition in store.keys().all_partitions() {
@@ -73,6 +86,8 @@ pub async fn run(
             partition: partition.clone(),
             settings: settings.ingest.clone(),
             persisted: wake.clone(),
+            metrics: telemetry.metrics.clone(),
+            heartbeat: telemetry.heartbeat.clone(),
         };
         let scheduler = schedule::Scheduler {
             store: store.clone(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use hookd_core::{DeliveryStatus, Endpoint, Event, SignatureScheme, id, time};
+use hookd_core::{DeliveryStatus, Endpoint, Event, Scope, SignatureScheme, id, time};
 use hookd_store::Store;
 use hookd_store::history::{Cursor, DeliveryFilter};
 
@@ -40,6 +40,13 @@ pub enum Command {
     /// Read delivery history.
     #[command(subcommand)]
     Deliveries(DeliveryCommand),
+    /// Manage admin API keys (straight in Redis, so the first key can be made
+    /// before any key exists).
+    #[command(subcommand)]
+    Keys(KeyCommand),
+    /// Re-queue an endpoint's deliveries (failed ones by default) created in a
+    /// window, one manual attempt each, and show progress until they are done.
+    Recover(RecoverArgs),
     /// Check the signature of one captured request; exit 0 when valid, 1 when not.
     Verify(crate::receive::VerifyArgs),
     /// Run a local receiver that prints each delivery (and can fail on purpose).
@@ -129,6 +136,58 @@ pub enum EndpointCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a key; prints it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        workspace: String,
+        /// read, write or admin (each includes the ones before it).
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        scope: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The <env> in hookd_<env>_<secret>.
+        #[arg(long, default_value = "live", value_parser = ["live", "stg", "dev", "test"])]
+        env: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List keys (of one workspace, or all), revoked ones included.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Revoke a key by id: it gets 401 from now on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    #[arg(long)]
+    endpoint: String,
+    /// Start of the window: a duration back from now (`2h`, `30m`) or an RFC 3339 time.
+    #[arg(long)]
+    since: String,
+    /// End of the window (same forms); default now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Which deliveries to re-queue.
+    #[arg(long, default_value = "failed", value_parser = ["pending", "held", "retrying", "succeeded", "failed"])]
+    status: String,
+    /// Start the job and return without waiting for its attempts.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
 #[derive(Args)]
 pub struct PublishArgs {
     #[arg(long)]
@@ -176,6 +235,12 @@ pub enum DeliveryCommand {
     },
     /// Show a delivery and every attempt.
     Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Make a fresh attempt now (recorded as manual in the delivery's history).
+    Redeliver {
         id: String,
         #[command(flatten)]
         out: JsonFlag,
@@ -333,5 +398,96 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
         DeliveryCommand::Show { id, out } => {
             output::delivery(&store.delivery(&id).await?, out.json)
         }
+        DeliveryCommand::Redeliver { id, out } => {
+            let d = store.delivery(&id).await?;
+            if !store.redeliver(&d.workspace, &id, time::now_ms()).await? {
+                bail!(
+                    "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"
+                );
+            }
+            output::delivery(&store.delivery(&id).await?, out.json)
+        }
+    }
+}
+
+fn api_error(e: hookd_admin::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message)
+}
+
+pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match cmd {
+        KeyCommand::Create {
+            workspace,
+            scope,
+            name,
+            env,
+            out,
+        } => {
+            if !hookd_core::event::is_valid_workspace(&workspace) {
+                bail!("--workspace must be 1..128 characters without control characters");
+            }
+            let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
+            let (key, text) = hookd_admin::keys::mint(&store, workspace, scope, &env, name)
+                .await
+                .map_err(api_error)?;
+            if !out.json {
+                eprintln!("Store this key now: it is not shown again.");
+            }
+            output::api_key(&key, Some(&text), out.json)
+        }
+        KeyCommand::List { workspace, out } => {
+            output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
+        }
+        KeyCommand::Revoke { id, out } => output::api_key(
+            &store.revoke_api_key(&id, time::now_ms()).await?,
+            None,
+            out.json,
+        ),
+    }
+}
+
+/// `2h` back from now, or an RFC 3339 time.
+fn parse_when(flag: &str, value: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(d) = humantime::parse_duration(value) {
+        return Ok(now - d.as_millis() as i64);
+    }
+    time::parse_rfc3339_ms(value).with_context(|| {
+        format!("{flag} {value:?} must be a duration back from now (2h) or an RFC 3339 time")
+    })
+}
+
+pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let now = time::now_ms();
+    let since = parse_when("--since", &args.since, now)?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|u| parse_when("--until", u, now))
+        .transpose()?;
+    let status = DeliveryStatus::parse(&args.status).context("--status")?;
+    let endpoint = store.endpoint(&args.endpoint).await?;
+    let job = hookd_admin::endpoints::start_recovery(&store, endpoint, since, until, status)
+        .await
+        .map_err(api_error)?;
+    let mut shown = String::new();
+    loop {
+        let job = store.job(&job.id).await?;
+        let finished = job.scanned && (args.no_wait || job.done >= job.queued);
+        if !args.out.json {
+            let line = output::progress(&job);
+            if line != shown {
+                eprint!("\r{line}");
+                shown = line;
+            }
+        }
+        if finished {
+            if !args.out.json {
+                eprintln!();
+            }
+            return output::job(&job, args.out.json);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -40,6 +40,8 @@ pub fn main() -> ExitCode {
             cli::Command::Endpoints(cmd) => done(cli::endpoints(&config, cmd).await),
             cli::Command::Publish(args) => done(cli::publish(&config, args).await),
             cli::Command::Deliveries(cmd) => done(cli::deliveries(&config, cmd).await),
+            cli::Command::Keys(cmd) => done(cli::keys(&config, cmd).await),
+            cli::Command::Recover(args) => done(cli::recover(&config, args).await),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {
                 receive::verify(args, &config.signing.header_prefix).map(|valid| {

@@ -188,3 +188,83 @@ pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn api_key(key: &hookd_core::ApiKey, text: Option<&str>, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(key)?;
+        if let (Some(obj), Some(text)) = (v.as_object_mut(), text) {
+            obj.insert("key".into(), text.into());
+        }
+        return print_json(&v);
+    }
+    if let Some(text) = text {
+        println!("key:        {text}");
+    }
+    println!("id:         {}", key.id);
+    println!("workspace:  {}", key.workspace);
+    println!("scope:      {}", key.scope.as_str());
+    if let Some(at) = key.revoked_at_ms {
+        println!("revoked:    {}", time::format_rfc3339_ms(at));
+    }
+    Ok(())
+}
+
+pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({ "keys": keys }));
+    }
+    println!(
+        "{:<36}  {:<20}  {:<6}  {:<20}  STATE",
+        "ID", "WORKSPACE", "SCOPE", "PREFIX"
+    );
+    for k in keys {
+        let state = if k.revoked_at_ms.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<36}  {:<20}  {:<6}  {:<20}  {state}",
+            k.id,
+            k.workspace,
+            k.scope.as_str(),
+            k.prefix
+        );
+    }
+    Ok(())
+}
+
+/// One line of a recovery job's progress bar.
+pub fn progress(job: &hookd_store::recovery::Job) -> String {
+    const WIDTH: u64 = 30;
+    let filled = if job.queued == 0 {
+        if job.scanned { WIDTH } else { 0 }
+    } else {
+        WIDTH * job.done.min(job.queued) / job.queued
+    };
+    format!(
+        "[{}{}] {}/{} attempted, {} succeeded ({} matched, {})",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize),
+        job.done,
+        job.queued,
+        job.succeeded,
+        job.matched,
+        job.state()
+    )
+}
+
+pub fn job(job: &hookd_store::recovery::Job, json: bool) -> anyhow::Result<()> {
+    object(
+        json,
+        &[
+            ("id", job.id.clone().into()),
+            ("endpoint_id", job.endpoint_id.clone().into()),
+            ("state", job.state().into()),
+            ("matched", job.matched.into()),
+            ("queued", job.queued.into()),
+            ("done", job.done.into()),
+            ("succeeded", job.succeeded.into()),
+        ],
+    )
+}

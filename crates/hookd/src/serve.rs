@@ -73,6 +73,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
-    hookd_delivery::run(store, config.daemon(consumer_name()), rx).await?;
+    let telemetry = hookd_delivery::Telemetry {
+        metrics: std::sync::Arc::new(hookd_delivery::Metrics::new()?),
+        heartbeat: Default::default(),
+    };
+    let admin = if config.admin.enabled {
+        let settings = config.admin()?;
+        let listener = tokio::net::TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("cannot listen on [admin] bind {}", settings.bind))?;
+        tracing::info!(address = %settings.bind, "admin API listening");
+        let state = hookd_admin::AppState {
+            store: store.clone(),
+            settings: std::sync::Arc::new(settings),
+            heartbeat: telemetry.heartbeat.clone(),
+            registry: telemetry.metrics.registry.clone(),
+        };
+        Some(tokio::spawn(hookd_admin::serve(
+            listener,
+            state,
+            rx.clone(),
+        )))
+    } else {
+        None
+    };
+    hookd_delivery::run(store, config.daemon(consumer_name()), telemetry, rx).await?;
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin API stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "admin API task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     Ok(())
 }

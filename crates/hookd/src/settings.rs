@@ -33,6 +33,7 @@ pub struct Config {
     pub signing: Signing,
     pub history: History,
     pub log: Log,
+    pub admin: Admin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +106,21 @@ pub struct History {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+    pub bind: String,
+    /// Requests per API key per `rate_window`, shared by every daemon.
+    pub rate_limit: u32,
+    #[serde(deserialize_with = "duration")]
+    pub rate_window: Duration,
+    pub max_body_bytes: usize,
+    /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
+    pub event_types: Vec<hookd_admin::CatalogEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `text` or `json`.
     pub format: String,
@@ -160,11 +176,25 @@ impl Default for Config {
                 format: "text".into(),
                 level: "info".into(),
             },
+            admin: Admin {
+                enabled: true,
+                bind: "127.0.0.1:8080".into(),
+                rate_limit: 1200,
+                rate_window: Duration::from_secs(60),
+                max_body_bytes: 1024 * 1024,
+                event_types: Vec::new(),
+            },
         }
     }
 }
 
 // Each section defaults to its part of `Config::default()`.
+impl Default for Admin {
+    fn default() -> Self {
+        Config::default().admin
+    }
+}
+
 impl Default for Redis {
     fn default() -> Self {
         Config::default().redis
@@ -258,6 +288,22 @@ impl Config {
             matches!(self.log.format.as_str(), "text" | "json"),
             "[log] format must be \"text\" or \"json\""
         );
+        self.admin_bind()?;
+        anyhow::ensure!(
+            self.admin.rate_limit >= 1,
+            "[admin] rate_limit must be at least 1"
+        );
+        anyhow::ensure!(
+            self.admin.rate_window >= Duration::from_secs(1),
+            "[admin] rate_window must be at least 1s"
+        );
+        for t in &self.admin.event_types {
+            anyhow::ensure!(
+                hookd_core::event::is_valid_event_type(&t.name),
+                "[[admin.event_types]] name {:?} must match [a-z0-9_.-]{{1,128}}",
+                t.name
+            );
+        }
         hookd_delivery::HeaderNames::new(&self.signing.header_prefix).map_err(|_| {
             anyhow::anyhow!(
                 "[signing] header_prefix {:?} is not a valid header name",
@@ -276,6 +322,29 @@ impl Config {
             history_retention: self.history.retention,
             read_block: Duration::from_secs(1),
         }
+    }
+
+    fn admin_bind(&self) -> anyhow::Result<std::net::SocketAddr> {
+        self.admin.bind.parse().with_context(|| {
+            format!(
+                "[admin] bind {:?} must be an address like 127.0.0.1:8080",
+                self.admin.bind
+            )
+        })
+    }
+
+    pub fn admin(&self) -> anyhow::Result<hookd_admin::AdminSettings> {
+        Ok(hookd_admin::AdminSettings {
+            bind: self.admin_bind()?,
+            rate_limit: self.admin.rate_limit,
+            rate_window: self.admin.rate_window,
+            max_body_bytes: self.admin.max_body_bytes,
+            catalog: self.admin.event_types.clone(),
+            group: self.ingest.group.clone(),
+            event_limits: self.limits(),
+            // The ingest loop turns at least once per read block (1 s) while Redis answers.
+            ready_within: Duration::from_secs(15),
+        })
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {

@@ -1,0 +1,292 @@
+//! `/api/v1/workspaces/{ws}/deliveries`: history with filters and cursor
+//! pagination, one delivery with its attempts, redeliver; and recovery jobs'
+//! progress.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hookd_core::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind, Scope, time};
+use hookd_store::history::{Cursor, DeliveryFilter};
+use hookd_store::recovery::Job;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::QueryParams;
+
+/// Reads a time given as RFC 3339 or unix milliseconds.
+pub(crate) fn parse_time(field: &str, value: &str) -> ApiResult<i64> {
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| time::parse_rfc3339_ms(value))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{value:?} is not an RFC 3339 time (or unix ms)"),
+            )
+        })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub number: u32,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub succeeded: bool,
+    pub status_code: Option<u16>,
+    /// timeout, connect, dns, tls, status, blocked.
+    #[schema(value_type = Option<String>)]
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    /// `scheduled` or `manual` (redeliver, recover).
+    #[schema(value_type = String)]
+    pub trigger: AttemptTrigger,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            number: a.number,
+            started_at: time::format_rfc3339_ms(a.started_at_ms),
+            duration_ms: a.duration_ms,
+            succeeded: a.succeeded,
+            status_code: a.status_code,
+            error_kind: a.error_kind,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
+            trigger: a.trigger,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// pending, held, retrying, succeeded, failed.
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
+    pub attempts_made: u32,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    /// Every attempt, oldest first (only when reading one delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+impl DeliveryView {
+    fn new(d: Delivery, with_attempts: bool) -> Self {
+        Self {
+            attempts: with_attempts
+                .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),
+            id: d.id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts_made: d.attempts_made,
+            created_at: time::format_rfc3339_ms(d.created_at_ms),
+            next_attempt_at: d.next_attempt_at_ms.map(time::format_rfc3339_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub data: Vec<DeliveryView>,
+    /// Pass as `before` for the next page; `null` at the end of the history.
+    /// A page may hold fewer than `limit` deliveries and still have a next one.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    pub endpoint_id: Option<String>,
+    /// pending, held, retrying, succeeded or failed.
+    #[param(value_type = Option<String>)]
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    /// Created at or after (RFC 3339 or unix ms).
+    pub since: Option<String>,
+    /// Created at or before (RFC 3339 or unix ms).
+    pub until: Option<String>,
+    /// Page size, 1..500 (default 50).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub before: Option<String>,
+}
+
+/// Delivery history, newest first.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/deliveries", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), DeliveryQuery),
+    responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<DeliveryPage>> {
+    caller.require(&ws, Scope::Read)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+    }
+    let before =
+        match &q.before {
+            None => None,
+            Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
+                ApiError::invalid("before", "is not a cursor from an earlier page")
+            })?),
+        };
+    if let Some(ep) = &q.endpoint_id {
+        crate::endpoints::owned(&state, &ws, ep).await?;
+    }
+    let page = state
+        .store
+        .deliveries(&DeliveryFilter {
+            workspace: Some(ws),
+            endpoint: q.endpoint_id,
+            status: q.status,
+            event_type: q.event_type,
+            event_id: q.event_id,
+            since_ms: q
+                .since
+                .as_deref()
+                .map(|s| parse_time("since", s))
+                .transpose()?,
+            until_ms: q
+                .until
+                .as_deref()
+                .map(|s| parse_time("until", s))
+                .transpose()?,
+            before,
+            limit,
+        })
+        .await?;
+    Ok(Json(DeliveryPage {
+        data: page
+            .deliveries
+            .into_iter()
+            .map(|d| DeliveryView::new(d, false))
+            .collect(),
+        next: page.next.map(|c| c.to_string()),
+    }))
+}
+
+async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Delivery> {
+    match state.store.delivery(id).await {
+        Ok(d) if d.workspace == ws => Ok(d),
+        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
+            Err(ApiError::not_found(format!("delivery {id}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One delivery with every attempt.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/deliveries/{id}", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<DeliveryView>> {
+    caller.require(&ws, Scope::Read)?;
+    Ok(Json(DeliveryView::new(
+        owned(&state, &ws, &id).await?,
+        true,
+    )))
+}
+
+/// Make a fresh attempt now (recorded in this delivery's history as `manual`).
+/// The attempt is made by the scheduler; poll the delivery for its result.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
+    responses((status = 202, body = DeliveryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
+    caller.require(&ws, Scope::Write)?;
+    owned(&state, &ws, &id).await?;
+    if !state.store.redeliver(&ws, &id, time::now_ms()).await? {
+        return Err(ApiError::conflict(
+            "this delivery cannot be attempted now: an attempt is in flight, or its endpoint was deleted",
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeliveryView::new(owned(&state, &ws, &id).await?, false)),
+    ))
+}
+
+/// A recovery job's progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub endpoint_id: String,
+    pub since: String,
+    pub until: Option<String>,
+    /// The status re-queued.
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
+    /// `scanning`, `delivering` or `completed`.
+    pub state: String,
+    /// Deliveries in the window with that status.
+    pub matched: u64,
+    /// Of those, re-queued (the rest had an attempt in flight or had expired).
+    pub queued: u64,
+    /// Re-queued deliveries whose attempt has been made.
+    pub done: u64,
+    /// Of those, succeeded.
+    pub succeeded: u64,
+    pub created_at: String,
+}
+
+impl From<Job> for JobView {
+    fn from(j: Job) -> Self {
+        Self {
+            state: j.state().to_string(),
+            id: j.id,
+            endpoint_id: j.endpoint_id,
+            since: time::format_rfc3339_ms(j.since_ms),
+            until: j.until_ms.map(time::format_rfc3339_ms),
+            status: j.status,
+            matched: j.matched,
+            queued: j.queued,
+            done: j.done,
+            succeeded: j.succeeded,
+            created_at: time::format_rfc3339_ms(j.created_at_ms),
+        }
+    }
+}
+
+/// A recovery job's progress.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/jobs/{id}", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<JobView>> {
+    caller.require(&ws, Scope::Read)?;
+    match state.store.job(&id).await {
+        Ok(job) if job.workspace == ws => Ok(Json(JobView::from(job))),
+        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
+            Err(ApiError::not_found(format!("job {id}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

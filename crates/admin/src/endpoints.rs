@@ -1,0 +1,462 @@
+//! `/api/v1/workspaces/{ws}/endpoints`: create, list, read, update, delete,
+//! pause and resume, secret rotation, and recovery jobs.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hookd_core::{DeliveryStatus, Endpoint, Scope, SignatureScheme, id, time};
+use hookd_store::recovery::{Job, RecoveryRequest};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::deliveries::{JobView, parse_time};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+
+/// An endpoint as the API shows it. `secret` appears only in the responses
+/// of create and rotate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: String,
+    pub workspace: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// `null`: every event type.
+    pub event_types: Option<Vec<String>>,
+    /// `sha256` or `standard-webhooks`.
+    #[schema(value_type = String, example = "sha256")]
+    pub scheme: SignatureScheme,
+    pub headers: BTreeMap<String, String>,
+    pub max_concurrency: Option<u32>,
+    /// Attempts per second.
+    pub rate_limit: Option<u32>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub paused: bool,
+    pub paused_reason: Option<String>,
+    pub paused_at: Option<String>,
+    /// Deliveries held while paused.
+    pub held: u64,
+    /// Until when the previous secret still signs (during a rotation's grace window).
+    pub previous_secret_expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl EndpointView {
+    fn new(ep: Endpoint, held: u64, with_secret: bool) -> Self {
+        let now = time::now_ms();
+        Self {
+            previous_secret_expires_at: ep
+                .previous_secrets
+                .iter()
+                .map(|p| p.expires_at_ms)
+                .filter(|t| *t > now)
+                .max()
+                .map(time::format_rfc3339_ms),
+            secret: with_secret.then(|| ep.secret.clone()),
+            id: ep.id,
+            workspace: ep.workspace,
+            url: ep.url,
+            description: ep.description,
+            event_types: ep.event_types,
+            scheme: ep.scheme,
+            headers: ep.headers,
+            max_concurrency: ep.max_concurrency,
+            rate_limit: ep.rate_limit,
+            metadata: ep.metadata,
+            created_at: time::format_rfc3339_ms(ep.created_at_ms),
+            paused: ep.paused,
+            paused_reason: ep.paused_reason,
+            paused_at: ep.paused_at_ms.map(time::format_rfc3339_ms),
+            held,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// http or https.
+    pub url: String,
+    pub description: Option<String>,
+    /// Absent or `null`: every event type.
+    pub event_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub max_concurrency: Option<u32>,
+    pub rate_limit: Option<u32>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// `sha256` (default) or `standard-webhooks`.
+    #[schema(value_type = Option<String>, example = "sha256")]
+    pub scheme: Option<SignatureScheme>,
+}
+
+/// Absent fields stay as they are; `null` clears the optional ones
+/// (`event_types: null` subscribes to every type).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub event_types: Option<Option<Vec<String>>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub max_concurrency: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit: Option<Option<u32>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointList {
+    pub data: Vec<EndpointView>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resumed {
+    /// Held deliveries released to the due queue.
+    pub released: u64,
+    pub endpoint: EndpointView,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old secret keeps signing (default 86400; 0 switches at once).
+    pub grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// RFC 3339 (or unix ms): deliveries created at or after.
+    pub since: String,
+    /// RFC 3339 (or unix ms): created at or before; default now.
+    pub until: Option<String>,
+    /// Which deliveries to re-queue (default `failed`).
+    #[schema(value_type = Option<String>, example = "failed")]
+    pub status: Option<DeliveryStatus>,
+}
+
+fn invalid(ep: &Endpoint) -> ApiResult<()> {
+    let problems = ep.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+/// The endpoint, if it belongs to `ws` (another workspace's id reads as not found).
+pub(crate) async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Endpoint> {
+    match state.store.endpoint(id).await {
+        Ok(ep) if ep.workspace == ws => Ok(ep),
+        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
+            Err(ApiError::not_found(format!("endpoint {id}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn view(state: &AppState, ep: Endpoint, with_secret: bool) -> ApiResult<EndpointView> {
+    let held = if ep.paused {
+        state.store.held_count(&ep).await?
+    } else {
+        0
+    };
+    Ok(EndpointView::new(ep, held, with_secret))
+}
+
+/// Register an endpoint. The response carries its signing secret, once.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id")),
+    request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    JsonBody(req): JsonBody<CreateEndpoint>,
+) -> ApiResult<(StatusCode, Json<EndpointView>)> {
+    caller.require(&ws, Scope::Write)?;
+    let mut ep = Endpoint::new(ws, req.url, req.scheme.unwrap_or_default(), time::now_ms())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("no randomness: {e}"),
+            )
+        })?;
+    ep.description = req.description;
+    ep.event_types = req.event_types;
+    ep.headers = req.headers;
+    ep.max_concurrency = req.max_concurrency;
+    ep.rate_limit = req.rate_limit;
+    ep.metadata = req.metadata;
+    invalid(&ep)?;
+    state.store.create_endpoint(&ep).await?;
+    Ok((StatusCode::CREATED, Json(EndpointView::new(ep, 0, true))))
+}
+
+/// The workspace's endpoints, oldest first.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, body = EndpointList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<EndpointList>> {
+    caller.require(&ws, Scope::Read)?;
+    let mut data = Vec::new();
+    for ep in state.store.endpoints(Some(&ws)).await? {
+        data.push(view(&state, ep, false).await?);
+    }
+    Ok(Json(EndpointList { data }))
+}
+
+/// One endpoint.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require(&ws, Scope::Read)?;
+    let ep = owned(&state, &ws, &id).await?;
+    Ok(Json(view(&state, ep, false).await?))
+}
+
+/// Change an endpoint's settings (not its secret or pause state).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    request_body = UpdateEndpoint,
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<UpdateEndpoint>,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require(&ws, Scope::Write)?;
+    let before = owned(&state, &ws, &id).await?;
+    let mut ep = before.clone();
+    if let Some(url) = req.url {
+        ep.url = url;
+    }
+    if let Some(d) = req.description {
+        ep.description = d;
+    }
+    if let Some(t) = req.event_types {
+        ep.event_types = t;
+    }
+    if let Some(h) = req.headers {
+        ep.headers = h;
+    }
+    if let Some(m) = req.max_concurrency {
+        ep.max_concurrency = m;
+    }
+    if let Some(r) = req.rate_limit {
+        ep.rate_limit = r;
+    }
+    if let Some(m) = req.metadata {
+        ep.metadata = m;
+    }
+    invalid(&ep)?;
+    state.store.update_endpoint(&before, &ep).await?;
+    Ok(Json(view(&state, ep, false).await?))
+}
+
+/// Delete an endpoint: its pending deliveries fail; its history stays until retention.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(&ws, Scope::Write)?;
+    owned(&state, &ws, &id).await?;
+    state.store.delete_endpoint(&id, time::now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause: new and due deliveries are held until resume.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/pause", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    request_body(content = Option<PauseRequest>),
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<PauseRequest>,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require(&ws, Scope::Write)?;
+    owned(&state, &ws, &id).await?;
+    let reason = req
+        .reason
+        .unwrap_or_else(|| "paused through the API".into());
+    let ep = state
+        .store
+        .pause_endpoint(&id, &reason, time::now_ms())
+        .await?;
+    Ok(Json(view(&state, ep, false).await?))
+}
+
+/// Resume: held deliveries go out.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/resume", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, body = Resumed), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<Resumed>> {
+    caller.require(&ws, Scope::Write)?;
+    owned(&state, &ws, &id).await?;
+    let released = state.store.resume_endpoint(&id, time::now_ms()).await?;
+    let ep = state.store.endpoint(&id).await?;
+    Ok(Json(Resumed {
+        released,
+        endpoint: view(&state, ep, false).await?,
+    }))
+}
+
+/// Rotate the signing secret; the response carries the new one, once. During
+/// the grace window deliveries carry both signatures, newest first.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/secret/rotate", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    request_body(content = Option<RotateRequest>),
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require(&ws, Scope::Write)?;
+    let ep = owned(&state, &ws, &id).await?;
+    let grace = req.grace_seconds.unwrap_or(86_400);
+    if grace > 30 * 86_400 {
+        return Err(ApiError::invalid(
+            "grace_seconds",
+            "must be at most 2592000 (30 days)",
+        ));
+    }
+    let secret = id::new_secret(ep.scheme).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("no randomness: {e}"),
+        )
+    })?;
+    let ep = state
+        .store
+        .rotate_secret(
+            &id,
+            secret,
+            std::time::Duration::from_secs(grace),
+            time::now_ms(),
+        )
+        .await?;
+    Ok(Json(view(&state, ep, true).await?))
+}
+
+/// Start a job that re-queues the endpoint's deliveries created in a window
+/// with a status (default `failed`), paced by the endpoint's rate limit.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/recover", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    request_body = RecoverRequest,
+    responses((status = 202, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<RecoverRequest>,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    caller.require(&ws, Scope::Write)?;
+    let endpoint = owned(&state, &ws, &id).await?;
+    let since_ms = parse_time("since", &req.since)?;
+    let until_ms = req
+        .until
+        .as_deref()
+        .map(|u| parse_time("until", u))
+        .transpose()?;
+    let job = start_recovery(
+        &state.store,
+        endpoint,
+        since_ms,
+        until_ms,
+        req.status.unwrap_or(DeliveryStatus::Failed),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(JobView::from(job))))
+}
+
+/// Records a recovery job and runs its scan in the background.
+pub async fn start_recovery(
+    store: &hookd_store::Store,
+    endpoint: Endpoint,
+    since_ms: i64,
+    until_ms: Option<i64>,
+    status: DeliveryStatus,
+) -> ApiResult<Job> {
+    let now = time::now_ms();
+    let job = Job {
+        id: id::new_id("job_"),
+        workspace: endpoint.workspace.clone(),
+        endpoint_id: endpoint.id.clone(),
+        since_ms,
+        until_ms,
+        status,
+        created_at_ms: now,
+        matched: 0,
+        queued: 0,
+        done: 0,
+        succeeded: 0,
+        scanned: false,
+    };
+    store.create_job(&job).await?;
+    let request = RecoveryRequest {
+        endpoint,
+        since_ms,
+        until_ms: Some(until_ms.unwrap_or(now)),
+        status,
+    };
+    let (store, job_id) = (store.clone(), job.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.run_recovery(&job_id, &request, time::now_ms()).await {
+            tracing::error!(job = %job_id, error = %e, "recovery job failed");
+        }
+    });
+    Ok(job)
+}

@@ -1,0 +1,156 @@
+//! The one error shape of the API: `{"code", "message", "issues"}` with a
+//! stable `code`, and the mapping of store failures onto it.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hookd_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with a request, located by a JSON-pointer-like path
+/// (`url`, `event_types/0`, `query.limit`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`,
+    /// `route_not_found`, `validation_failed`, `invalid_json`,
+    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`,
+    /// `conflict`, `store_unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    pub issues: Vec<Issue>,
+}
+
+/// An error a handler returns; renders as [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub issues: Vec<Issue>,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            issues: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422 with one issue per (path, message).
+    pub fn validation(issues: Vec<(String, String)>) -> Self {
+        let message = match issues.as_slice() {
+            [(path, message)] => format!("{path}: {message}"),
+            _ => format!("{} fields are invalid", issues.len()),
+        };
+        Self {
+            issues: issues
+                .into_iter()
+                .map(|(path, message)| Issue { path, message })
+                .collect(),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+        }
+    }
+
+    pub fn invalid(path: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![(path.to_string(), message.into())])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Redis(e) => {
+                tracing::warn!(error = %e, "admin request failed on Redis");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "Redis is not answering; retry shortly",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "admin request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.to_string(),
+            message: self.message,
+            issues: self.issues,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// The fallback for paths no route serves.
+pub async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+/// For a path served with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

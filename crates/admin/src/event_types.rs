@@ -1,0 +1,144 @@
+//! Event-type discovery: the catalog (from configuration, plus entries a
+//! workspace's admin keys add) merged with the types actually seen on the
+//! stream, with counts and last-seen times.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use hookd_core::{Scope, event, time};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntryBody {
+    pub description: Option<String>,
+    /// JSON Schema of the event's `data`.
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeView {
+    pub name: String,
+    pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<serde_json::Value>,
+    /// Declared in configuration or through the API.
+    pub in_catalog: bool,
+    /// Events of this type ingested for the workspace (within retention of the counter).
+    pub count: u64,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeList {
+    pub data: Vec<EventTypeView>,
+}
+
+async fn merged(state: &AppState, ws: &str) -> ApiResult<EventTypeList> {
+    let mut types: BTreeMap<String, EventTypeView> = BTreeMap::new();
+    let mut add = |name: &str, entry: CatalogEntryBody| {
+        types.insert(
+            name.to_string(),
+            EventTypeView {
+                name: name.to_string(),
+                description: entry.description,
+                schema: entry.schema,
+                in_catalog: true,
+                count: 0,
+                last_seen: None,
+            },
+        );
+    };
+    for c in &state.settings.catalog {
+        add(
+            &c.name,
+            CatalogEntryBody {
+                description: c.description.clone(),
+                schema: c.schema.clone(),
+            },
+        );
+    }
+    for (name, json) in state.store.catalog(ws).await? {
+        add(&name, serde_json::from_str(&json).unwrap_or_default());
+    }
+    for (name, seen) in state.store.types_seen(ws).await? {
+        let t = types.entry(name.clone()).or_insert_with(|| EventTypeView {
+            name,
+            description: None,
+            schema: None,
+            in_catalog: false,
+            count: 0,
+            last_seen: None,
+        });
+        t.count = seen.count;
+        t.last_seen = Some(time::format_rfc3339_ms(seen.last_seen_ms));
+    }
+    Ok(EventTypeList {
+        data: types.into_values().collect(),
+    })
+}
+
+/// Event types of the calling key's workspace: catalog plus types seen.
+#[utoipa::path(get, path = "/api/v1/event-types", tag = "event types",
+    responses((status = 200, body = EventTypeList), (status = 401, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<EventTypeList>> {
+    Ok(Json(merged(&state, &caller.0.workspace).await?))
+}
+
+/// Event types of a workspace: catalog plus types seen.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/event-types", tag = "event types",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, body = EventTypeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_in_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<EventTypeList>> {
+    caller.require(&ws, Scope::Read)?;
+    Ok(Json(merged(&state, &ws).await?))
+}
+
+/// Add or replace a catalog entry for the calling key's workspace (admin scope).
+#[utoipa::path(put, path = "/api/v1/event-types/{name}", tag = "event types",
+    params(("name" = String, Path, description = "Event type, [a-z0-9_.-]{1,128}")),
+    request_body = CatalogEntryBody,
+    responses((status = 200, body = EventTypeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(entry): JsonBody<CatalogEntryBody>,
+) -> ApiResult<Json<EventTypeView>> {
+    let ws = caller.0.workspace.clone();
+    caller.require(&ws, Scope::Admin)?;
+    if !event::is_valid_event_type(&name) {
+        return Err(ApiError::invalid("name", "must match [a-z0-9_.-]{1,128}"));
+    }
+    if entry
+        .schema
+        .as_ref()
+        .is_some_and(|s| !s.is_object() && !s.is_boolean())
+    {
+        return Err(ApiError::invalid(
+            "schema",
+            "a JSON Schema is an object (or a boolean)",
+        ));
+    }
+    let json = serde_json::to_string(&entry).map_err(|e| ApiError::invalid("", e.to_string()))?;
+    state.store.put_catalog_entry(&ws, &name, &json).await?;
+    let view = merged(&state, &ws)
+        .await?
+        .data
+        .into_iter()
+        .find(|t| t.name == name);
+    view.map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("event type {name}")))
+}

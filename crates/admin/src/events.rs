@@ -1,0 +1,93 @@
+//! `POST /api/v1/workspaces/{ws}/events`: publish an event onto the stream,
+//! exactly as a producer's XADD would (validated the way ingest validates).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use hookd_core::{Event, Scope, id, time};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEvent {
+    /// Event id: the same id in the same workspace is delivered once. The
+    /// `Idempotency-Key` header may give it instead; assigned when neither does.
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The payload.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// RFC 3339 or unix seconds; default: ingest time.
+    pub occurred_at: Option<String>,
+    /// Extra top-level string members of the envelope.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    pub event_id: String,
+    /// The stream entry id.
+    pub entry_id: String,
+}
+
+/// Publish an event.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/events", tag = "events",
+    params(("ws" = String, Path, description = "Workspace id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Event id, when the body has none")),
+    request_body = PublishEvent,
+    responses((status = 202, body = Published), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<PublishEvent>,
+) -> ApiResult<(StatusCode, Json<Published>)> {
+    caller.require(&ws, Scope::Write)?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let event_id = match (req.id, key) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(
+                "id",
+                "differs from the Idempotency-Key header",
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => id::new_id("evt_"),
+    };
+    let mut fields = vec![
+        ("type".to_string(), req.event_type),
+        ("workspace".to_string(), ws.clone()),
+        ("data".to_string(), req.data.to_string()),
+        ("id".to_string(), event_id.clone()),
+    ];
+    if let Some(at) = req.occurred_at {
+        fields.push(("occurred_at".to_string(), at));
+    }
+    for (k, v) in req.fields {
+        if ["type", "workspace", "data", "id", "occurred_at"].contains(&k.as_str()) {
+            return Err(ApiError::invalid(
+                &format!("fields/{k}"),
+                "is a reserved member; use the top-level field",
+            ));
+        }
+        fields.push((k, v));
+    }
+    Event::from_fields(&fields, state.settings.event_limits, time::now_ms())
+        .map_err(|r| ApiError::invalid("", format!("{}: {}", r.code, r.message)))?;
+    let entry_id = state.store.publish(&ws, &fields).await?;
+    Ok((StatusCode::ACCEPTED, Json(Published { event_id, entry_id })))
+}

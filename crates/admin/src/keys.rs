@@ -1,0 +1,155 @@
+//! `/api/v1/workspaces/{ws}/keys`: admin keys make, list and revoke the
+//! workspace's API keys. A new key is shown once; only its hash is kept.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hookd_core::api_key::{KEY_ENVS, new_key};
+use hookd_core::{ApiKey, Scope, id, time};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub id: String,
+    pub workspace: String,
+    /// read, write or admin.
+    #[schema(value_type = String)]
+    pub scope: Scope,
+    pub env: String,
+    pub name: Option<String>,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// The key itself: only in the response that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl KeyView {
+    pub fn new(k: ApiKey, key: Option<String>) -> Self {
+        Self {
+            id: k.id,
+            workspace: k.workspace,
+            scope: k.scope,
+            env: k.env,
+            name: k.name,
+            prefix: k.prefix,
+            created_at: time::format_rfc3339_ms(k.created_at_ms),
+            revoked_at: k.revoked_at_ms.map(time::format_rfc3339_ms),
+            key,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    #[schema(value_type = String, example = "read")]
+    pub scope: Scope,
+    pub name: Option<String>,
+    /// live (default), stg, dev or test.
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub data: Vec<KeyView>,
+}
+
+/// Makes and stores a key; returns its record and the key text.
+pub async fn mint(
+    store: &hookd_store::Store,
+    workspace: String,
+    scope: Scope,
+    env: &str,
+    name: Option<String>,
+) -> ApiResult<(ApiKey, String)> {
+    if !KEY_ENVS.contains(&env) {
+        return Err(ApiError::invalid("env", "must be live, stg, dev or test"));
+    }
+    let (text, hash) = new_key(env).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("no randomness: {e}"),
+        )
+    })?;
+    let key = ApiKey {
+        id: id::new_id("key_"),
+        workspace,
+        scope,
+        env: env.to_string(),
+        name,
+        prefix: text
+            .chars()
+            .take(format!("hookd_{env}_").len() + 4)
+            .collect(),
+        created_at_ms: time::now_ms(),
+        revoked_at_ms: None,
+    };
+    store.create_api_key(&key, &hash).await?;
+    Ok((key, text))
+}
+
+/// Make an API key for the workspace (admin scope). The key is in this response only.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
+    params(("ws" = String, Path, description = "Workspace id")),
+    request_body = CreateKey,
+    responses((status = 201, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    JsonBody(req): JsonBody<CreateKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    caller.require(&ws, Scope::Admin)?;
+    let env = req.env.unwrap_or_else(|| "live".into());
+    let (key, text) = mint(&state.store, ws, req.scope, &env, req.name).await?;
+    Ok((StatusCode::CREATED, Json(KeyView::new(key, Some(text)))))
+}
+
+/// The workspace's keys, revoked ones included.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<KeyList>> {
+    caller.require(&ws, Scope::Admin)?;
+    let keys = state.store.api_keys(Some(&ws)).await?;
+    Ok(Json(KeyList {
+        data: keys.into_iter().map(|k| KeyView::new(k, None)).collect(),
+    }))
+}
+
+/// Revoke a key: it gets 401 from now on.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/keys/{id}", tag = "keys",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Key id")),
+    responses((status = 200, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<KeyView>> {
+    caller.require(&ws, Scope::Admin)?;
+    let theirs = state
+        .store
+        .api_keys(Some(&ws))
+        .await?
+        .into_iter()
+        .any(|k| k.id == id);
+    if !theirs {
+        return Err(ApiError::not_found(format!("api key {id}")));
+    }
+    let key = state.store.revoke_api_key(&id, time::now_ms()).await?;
+    Ok(Json(KeyView::new(key, None)))
+}

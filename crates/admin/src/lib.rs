@@ -1,0 +1,184 @@
+//! hookd-admin: the admin HTTP API that runs inside `hookd serve`.
+//!
+//! - [`auth`]: bearer keys, scopes, workspaces, the per-key rate limit;
+//! - [`error`] and [`extract`]: the `{code, message, issues}` error shape and
+//!   extractors that fail in it;
+//! - [`endpoints`], [`deliveries`], [`event_types`], [`events`], [`keys`]:
+//!   the resources under `/api/v1`;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Every `/api/v1` route is declared once, with its OpenAPI description
+//! (utoipa), and [`router`] serves exactly the routes [`openapi`] documents;
+//! `/openapi.json` and the Scalar reference at `/docs` come from the same
+//! document.
+
+pub mod auth;
+pub mod deliveries;
+pub mod endpoints;
+pub mod error;
+pub mod event_types;
+pub mod events;
+pub mod extract;
+pub mod keys;
+pub mod ops;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use hookd_core::EventLimits;
+use hookd_core::heartbeat::Heartbeat;
+use hookd_store::Store;
+use tokio::sync::watch;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_scalar::{Scalar, Servable};
+
+/// An event type declared in configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema of the event's `data`.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+}
+
+/// Typed settings of the admin API (the binary reads them from `[admin]`).
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub bind: SocketAddr,
+    /// Requests per key per `rate_window`.
+    pub rate_limit: u32,
+    pub rate_window: Duration,
+    /// Largest request body accepted (413 past it).
+    pub max_body_bytes: usize,
+    /// Event types declared in configuration.
+    pub catalog: Vec<CatalogEntry>,
+    /// The consumer group, for lag and pending figures.
+    pub group: String,
+    /// What a published event must satisfy (the same limits ingest applies).
+    pub event_limits: EventLimits,
+    /// The ingest loop must have reported within this for `/readyz`.
+    pub ready_within: Duration,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<AdminSettings>,
+    /// Beaten by the ingest loop; `/readyz` checks it.
+    pub heartbeat: Heartbeat,
+    /// The daemon's counters and histograms, rendered by `/metrics`.
+    pub registry: prometheus::Registry,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "hookd admin API",
+        description = "Endpoints, event types, delivery history, redelivery and recovery, pause/resume, secret rotation, API keys. Every error is {code, message, issues}."
+    ),
+    security(("bearer" = [])),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("hookd_<env>_<secret>")
+                    .description(Some(
+                        "An API key made by `hookd keys create` or POST /api/v1/workspaces/{ws}/keys.",
+                    ))
+                    .build(),
+            ),
+        );
+        let _: Option<Http> = None;
+    }
+}
+
+/// The `/api/v1` routes (behind the key check) and the open ops routes.
+fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let api = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(event_types::list))
+        .routes(routes!(event_types::put))
+        .routes(routes!(event_types::list_in_workspace))
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(
+            endpoints::get,
+            endpoints::update,
+            endpoints::delete
+        ))
+        .routes(routes!(endpoints::pause))
+        .routes(routes!(endpoints::resume))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::get))
+        .routes(routes!(deliveries::redeliver))
+        .routes(routes!(deliveries::job))
+        .routes(routes!(events::publish))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke));
+    let ops = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json));
+    (api, ops)
+}
+
+/// The complete OpenAPI document.
+pub fn openapi() -> OpenApi {
+    let (api, ops) = routers();
+    let mut doc = api.split_for_parts().1;
+    doc.merge(ops.split_for_parts().1);
+    doc
+}
+
+/// The whole admin HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let (api, ops) = routers();
+    let (api, mut doc) = api.split_for_parts();
+    let (ops, ops_doc) = ops.split_for_parts();
+    doc.merge(ops_doc);
+    let api = api.layer(from_fn_with_state(state.clone(), auth::guard));
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .merge(api)
+        .merge(ops)
+        .merge(Scalar::with_url("/docs", doc.clone()))
+        .layer(axum::Extension(Arc::new(doc)))
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}

@@ -1,0 +1,166 @@
+//! Routes for operators and orchestrators, without a key: `/healthz`
+//! (process alive), `/readyz` (Redis answers and the consumer is running),
+//! `/metrics` (Prometheus text), `/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use hookd_core::time;
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `not_ready`.
+    pub status: String,
+    /// What failed, when not ready.
+    pub problems: Vec<String>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        problems: Vec::new(),
+    })
+}
+
+/// Redis answers and the ingest consumer has run recently.
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        problems.push(format!("redis: {e}"));
+    }
+    let within = state.settings.ready_within.as_millis() as i64;
+    match state.heartbeat.last_ms() {
+        None => problems.push("consumer: not started".into()),
+        Some(t) if time::now_ms() - t > within => {
+            problems.push(format!("consumer: last ran {} ms ago", time::now_ms() - t));
+        }
+        Some(_) => {}
+    }
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = if problems.is_empty() {
+        "ready"
+    } else {
+        "not_ready"
+    };
+    (
+        status,
+        Json(Health {
+            status: word.into(),
+            problems,
+        }),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, value: u64) {
+    if let Ok(g) = IntGauge::new(name, help) {
+        g.set(value as i64);
+        let _ = registry.register(Box::new(g));
+    }
+}
+
+/// Prometheus metrics: the daemon's counters and histograms, and queue
+/// figures read from Redis at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut families = state.registry.gather();
+    let scrape = Registry::new();
+    match state.store.queue_stats(&state.settings.group).await {
+        Ok(s) => {
+            gauge(
+                &scrape,
+                "hookd_stream_length",
+                "Entries in the event stream(s).",
+                s.stream_length,
+            );
+            gauge(
+                &scrape,
+                "hookd_stream_lag",
+                "Stream entries not yet read by the consumer group.",
+                s.lag,
+            );
+            gauge(
+                &scrape,
+                "hookd_stream_pending",
+                "Stream entries read but not yet acknowledged.",
+                s.pending,
+            );
+            gauge(
+                &scrape,
+                "hookd_due_deliveries",
+                "Deliveries in due queues (waiting or in flight).",
+                s.due,
+            );
+            gauge(
+                &scrape,
+                "hookd_held_deliveries",
+                "Deliveries held by paused endpoints.",
+                s.held,
+            );
+            gauge(
+                &scrape,
+                "hookd_endpoints",
+                "Registered endpoints.",
+                s.endpoints,
+            );
+            gauge(
+                &scrape,
+                "hookd_paused_endpoints",
+                "Paused endpoints.",
+                s.paused_endpoints,
+            );
+            gauge(
+                &scrape,
+                "hookd_dead_letters",
+                "Entries in the dead-letter stream.",
+                s.dead_letters,
+            );
+            gauge(
+                &scrape,
+                "hookd_redis_up",
+                "1 when Redis answered this scrape.",
+                1,
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read queue figures");
+            gauge(
+                &scrape,
+                "hookd_redis_up",
+                "1 when Redis answered this scrape.",
+                0,
+            );
+        }
+    }
+    families.extend(scrape.gather());
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json(
+    Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> impl IntoResponse {
+    Json(doc.as_ref().clone())
+}
