@@ -224,20 +224,39 @@ pub fn create_endpoint(
     )
 }
 
-/// A `hookd serve` process. Killed on drop.
+/// A `hookd serve` process, its admin API on a free port. Killed on drop.
 pub struct Daemon {
     child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub admin: String,
 }
 
 impl Daemon {
     pub fn start(env: &[(String, String)]) -> Self {
+        let bind = format!("127.0.0.1:{}", free_port());
         let child = hookd_command(env)
+            .env("HOOKD__ADMIN__BIND", &bind)
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start hookd serve");
-        Daemon { child: Some(child) }
+        Daemon {
+            child: Some(child),
+            admin: format!("http://{bind}"),
+        }
+    }
+
+    /// Starts and waits until `/readyz` answers 200.
+    pub async fn ready(env: &[(String, String)]) -> Self {
+        let d = Self::start(env);
+        let api = Api::new(&d.admin, "");
+        eventually(Duration::from_secs(20), "hookd ready", || async {
+            let ready = api.http.get(format!("{}/readyz", api.base)).send().await;
+            ready.is_ok_and(|r| r.status() == 200).then_some(())
+        })
+        .await;
+        d
     }
 
     /// SIGKILL: no chance to clean up.
@@ -443,5 +462,86 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Makes an API key through the CLI; returns the key text.
+pub fn api_key(env: &[(String, String)], workspace: &str, scope: &str) -> String {
+    let v = cli_json(
+        env,
+        &["keys", "create", "--workspace", workspace, "--scope", scope],
+    );
+    v["key"].as_str().expect("key").to_string()
+}
+
+/// An admin API response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A client of one daemon's admin API with one key.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, key: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            key: key.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn with_key(&self, key: &str) -> Self {
+        Self::new(&self.base, key)
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.raw(method, path, body.map(|b| b.to_string().into_bytes()), &[])
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if !self.key.is_empty() {
+            req = req.header("authorization", format!("Bearer {}", self.key));
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("admin API request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("admin API body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 }

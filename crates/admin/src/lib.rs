@@ -34,7 +34,7 @@ use hookd_core::heartbeat::Heartbeat;
 use hookd_store::Store;
 use tokio::sync::watch;
 use utoipa::openapi::OpenApi;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_scalar::{Scalar, Servable};
@@ -108,7 +108,6 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
-        let _: Option<Http> = None;
     }
 }
 

@@ -50,7 +50,8 @@ fn header_value(s: &str) -> HeaderValue {
 }
 
 impl AttemptContext {
-    fn request_headers(&self, c: &Claimed, number: u32, timestamp: i64) -> HeaderMap {
+    fn request_headers(&self, c: &Claimed, number: u32, now_ms: i64) -> HeaderMap {
+        let timestamp = now_ms / 1000;
         let mut h = HeaderMap::with_capacity(8 + c.endpoint.headers.len());
         for (name, value) in &c.endpoint.headers {
             insert_header(&mut h, name, value);
@@ -63,7 +64,8 @@ impl AttemptContext {
         );
         h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
         // During a rotation's grace window: one signature per valid secret, newest first.
-        let secrets = c.endpoint.signing_secrets(timestamp * 1000);
+        // Grace windows end to the millisecond, not at the signed (whole-second) timestamp.
+        let secrets = c.endpoint.signing_secrets(now_ms);
         match c.endpoint.scheme {
             SignatureScheme::Sha256 => {
                 h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
@@ -103,7 +105,7 @@ impl AttemptContext {
             event = %c.event_id, attempt = number, status = tracing::field::Empty);
         async move {
             let started_at_ms = time::now_ms();
-            let headers = self.request_headers(&c, number, started_at_ms / 1000);
+            let headers = self.request_headers(&c, number, started_at_ms);
             let response = self.sender.send(&c.endpoint.url, headers, c.envelope.clone()).await;
             let now_ms = time::now_ms();
             let mut attempt = Attempt {

@@ -237,10 +237,10 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
 /// One line of a recovery job's progress bar.
 pub fn progress(job: &hookd_store::recovery::Job) -> String {
     const WIDTH: u64 = 30;
-    let filled = if job.queued == 0 {
-        if job.scanned { WIDTH } else { 0 }
-    } else {
-        WIDTH * job.done.min(job.queued) / job.queued
+    let filled = match (WIDTH * job.done.min(job.queued)).checked_div(job.queued) {
+        Some(n) => n,
+        None if job.scanned => WIDTH,
+        None => 0,
     };
     format!(
         "[{}{}] {}/{} attempted, {} succeeded ({} matched, {})",

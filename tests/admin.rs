@@ -1,0 +1,632 @@
+//! The admin HTTP API end to end: a real hookd serving it, a real Redis,
+//! real receivers. Keys and scopes, endpoint CRUD and validation, rotation
+//! with grace, pause/resume, recovery jobs, redeliver, pagination, and the
+//! OpenAPI document against the routes actually served.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::*;
+use hookd_signature::Verifier;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn setup(extra: &[(&str, &str)]) -> (Redis, Vec<(String, String)>, Daemon, Api) {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let daemon = Daemon::ready(&env).await;
+    let key = api_key(&env, "ws_a", "admin");
+    let api = Api::new(&daemon.admin, &key);
+    (redis, env, daemon, api)
+}
+
+fn code(r: &Reply) -> &str {
+    r.body["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unauthenticated_is_401_and_unauthorized_is_403() {
+    let (_redis, env, _daemon, admin) = setup(&[]).await;
+    let path = "/api/v1/workspaces/ws_a/endpoints";
+    let body = json!({ "url": "http://127.0.0.1:9/x" });
+
+    let anonymous = admin.with_key("");
+    assert_eq!(anonymous.call("GET", path, None).await.status, 401);
+    let malformed = admin.with_key("not-a-key");
+    let r = malformed.call("GET", path, None).await;
+    assert_eq!((r.status, code(&r)), (401, "unauthorized"));
+    let unknown = admin.with_key(&format!("hookd_live_{}", "ab".repeat(24)));
+    assert_eq!(unknown.call("GET", path, None).await.status, 401);
+
+    // A read key reads but cannot write.
+    let reader = admin.with_key(&api_key(&env, "ws_a", "read"));
+    assert_eq!(reader.call("GET", path, None).await.status, 200);
+    let r = reader.call("POST", path, Some(body.clone())).await;
+    assert_eq!((r.status, code(&r)), (403, "forbidden"));
+    // Nor manage keys (admin scope).
+    let r = reader
+        .call("GET", "/api/v1/workspaces/ws_a/keys", None)
+        .await;
+    assert_eq!(r.status, 403);
+
+    // A key of workspace B cannot reach workspace A, even by id.
+    let other = admin.with_key(&api_key(&env, "ws_b", "admin"));
+    assert_eq!(other.call("GET", path, None).await.status, 403);
+    let created = admin.call("POST", path, Some(body.clone())).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    let r = other.call("GET", &format!("{path}/{id}"), None).await;
+    assert_eq!(r.status, 403);
+    let r = other
+        .call(
+            "GET",
+            &format!("/api/v1/workspaces/ws_b/endpoints/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status, 404,
+        "another workspace's endpoint reads as absent"
+    );
+
+    // Revoked: 401 from then on; still listed, as revoked.
+    let doomed = api_key(&env, "ws_a", "write");
+    let doomed_api = admin.with_key(&doomed);
+    assert_eq!(doomed_api.call("GET", path, None).await.status, 200);
+    let keys = admin
+        .call("GET", "/api/v1/workspaces/ws_a/keys", None)
+        .await;
+    let listed = keys.body["data"].as_array().unwrap();
+    assert!(
+        listed.iter().all(|k| k.get("key").is_none()),
+        "keys are never shown again"
+    );
+    let doomed_id = listed
+        .iter()
+        .find(|k| doomed.starts_with(k["prefix"].as_str().unwrap()) && k["scope"] == "write")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = admin
+        .call(
+            "DELETE",
+            &format!("/api/v1/workspaces/ws_a/keys/{doomed_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["revoked_at"].is_string());
+    let r = doomed_api.call("GET", path, None).await;
+    assert_eq!((r.status, code(&r)), (401, "unauthorized"));
+}
+
+#[tokio::test]
+async fn rate_limit_headers_and_429() {
+    let (_redis, _env, _daemon, api) = setup(&[("HOOKD__ADMIN__RATE_LIMIT", "3")]).await;
+    let path = "/api/v1/workspaces/ws_a/endpoints";
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = api.call("GET", path, None).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+        assert!(r.header("x-ratelimit-reset").is_some());
+        remaining.push(r.header("x-ratelimit-remaining").unwrap().to_string());
+    }
+    // A window boundary may fall between the requests; within one, the count goes down.
+    let r = api.call("GET", path, None).await;
+    if remaining == ["2", "1", "0"] {
+        assert_eq!((r.status, code(&r)), (429, "rate_limited"));
+        assert!(r.header("retry-after").is_some());
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    }
+}
+
+#[tokio::test]
+async fn endpoint_crud_and_validation() {
+    let (_redis, _env, _daemon, api) = setup(&[("HOOKD__ADMIN__MAX_BODY_BYTES", "4096")]).await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call(
+            "POST",
+            base,
+            Some(json!({
+                "url": "https://example.com/hook",
+                "description": "orders",
+                "event_types": ["order.created"],
+                "headers": { "X-Team": "billing" },
+                "max_concurrency": 4,
+                "rate_limit": 50,
+                "metadata": { "owner": "ana" }
+            })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(r.body["secret"].as_str().unwrap().starts_with("hks_"));
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let one = format!("{base}/{id}");
+
+    let got = api.call("GET", &one, None).await;
+    assert_eq!(got.status, 200);
+    assert!(got.body.get("secret").is_none(), "the secret is shown once");
+    assert_eq!(got.body["event_types"], json!(["order.created"]));
+    assert_eq!(got.body["rate_limit"], 50);
+    assert_eq!(got.body["metadata"]["owner"], "ana");
+    let list = api.call("GET", base, None).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+
+    let r = api
+        .call(
+            "PATCH",
+            &one,
+            Some(json!({ "event_types": null, "description": "all orders", "rate_limit": null })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["event_types"],
+        Value::Null,
+        "null subscribes to every type"
+    );
+    assert_eq!(r.body["description"], "all orders");
+    assert_eq!(r.body["rate_limit"], Value::Null);
+    assert_eq!(r.body["max_concurrency"], 4, "absent fields stay");
+
+    // 422 with issues: invalid url, unknown field, wrong types.
+    for (body, path) in [
+        (json!({ "url": "ftp://example.com" }), "url"),
+        (
+            json!({ "url": "https://example.com", "colour": "red" }),
+            "colour",
+        ),
+        (json!({ "url": 42 }), "url"),
+        (
+            json!({ "url": "https://example.com", "max_concurrency": "many" }),
+            "max_concurrency",
+        ),
+        (
+            json!({ "url": "https://example.com", "event_types": ["Not A Type"] }),
+            "event_types/0",
+        ),
+    ] {
+        let r = api.call("POST", base, Some(body.clone())).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (422, "validation_failed"),
+            "{body}: {:?}",
+            r.body
+        );
+        let issues = r.body["issues"].as_array().unwrap();
+        assert!(
+            issues.iter().any(|i| i["path"] == path),
+            "{body}: {:?}",
+            r.body
+        );
+        assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let r = api
+        .call("PATCH", &one, Some(json!({ "url": "nope" })))
+        .await;
+    assert_eq!(r.status, 422);
+    let r = api
+        .raw("POST", base, Some(b"{not json".to_vec()), &[])
+        .await;
+    assert_eq!((r.status, code(&r)), (400, "invalid_json"));
+    let big = json!({ "url": "https://example.com", "description": "x".repeat(8000) });
+    let r = api.call("POST", base, Some(big)).await;
+    assert_eq!((r.status, code(&r)), (413, "payload_too_large"));
+    let r = api.call("GET", "/api/v1/no/such/route", None).await;
+    assert_eq!((r.status, code(&r)), (404, "route_not_found"));
+    assert!(r.body["issues"].is_array());
+
+    assert_eq!(api.call("DELETE", &one, None).await.status, 204);
+    let r = api.call("GET", &one, None).await;
+    assert_eq!((r.status, code(&r)), (404, "not_found"));
+}
+
+/// Publishes through the API; returns the event id.
+async fn publish(api: &Api, ws: &str, event_type: &str) -> String {
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/{ws}/events"),
+            Some(json!({ "type": event_type, "data": { "n": 1 } })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    r.body["event_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn rotation_signs_with_both_secrets_during_grace_only() {
+    let (_redis, _env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let (id, old) = (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["secret"].as_str().unwrap().to_string(),
+    );
+    let r = api
+        .call(
+            "POST",
+            &format!("{base}/{id}/secret/rotate"),
+            Some(json!({ "grace_seconds": 3 })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let new = r.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+
+    publish(&api, "ws_a", "card.created").await;
+    let during = receiver.wait_for(1, WAIT).await.remove(0);
+    let header = during.header("X-Hookd-Signature").unwrap();
+    assert_eq!(header.matches("sha256=").count(), 2, "{header}");
+    let timestamp = during.header("X-Hookd-Timestamp").unwrap().parse().unwrap();
+    assert!(
+        header.starts_with(&hookd_signature::sign(
+            new.as_bytes(),
+            timestamp,
+            &during.body
+        )),
+        "newest first: {header}"
+    );
+    let verify = |secret: &str, r: &Received| Verifier::new(secret).verify(&r.headers, &r.body);
+    assert!(
+        verify(&old, &during).is_ok(),
+        "a receiver holding only the old secret verifies"
+    );
+    assert!(
+        verify(&new, &during).is_ok(),
+        "a receiver holding only the new secret verifies"
+    );
+
+    // After the grace window (3 s of wall time) only the new secret signs.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    publish(&api, "ws_a", "card.created").await;
+    let after = receiver.wait_for(2, WAIT).await.remove(1);
+    assert_eq!(
+        after
+            .header("X-Hookd-Signature")
+            .unwrap()
+            .matches("sha256=")
+            .count(),
+        1
+    );
+    assert!(verify(&new, &after).is_ok());
+    assert!(
+        verify(&old, &after).is_err(),
+        "the old secret no longer verifies"
+    );
+}
+
+#[tokio::test]
+async fn pause_holds_and_resume_releases() {
+    let (_redis, _env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
+    let r = api
+        .call(
+            "POST",
+            &format!("{one}/pause"),
+            Some(json!({ "reason": "maintenance" })),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.body["paused"].clone(), r.body["paused_reason"].clone()),
+        (json!(true), json!("maintenance"))
+    );
+    assert!(r.body["paused_at"].is_string());
+
+    for _ in 0..5 {
+        publish(&api, "ws_a", "card.created").await;
+    }
+    eventually(WAIT, "5 held deliveries", || async {
+        (api.call("GET", &one, None).await.body["held"] == 5).then_some(())
+    })
+    .await;
+    let held = api
+        .call(
+            "GET",
+            "/api/v1/workspaces/ws_a/deliveries?status=held",
+            None,
+        )
+        .await;
+    assert_eq!(held.body["data"].as_array().unwrap().len(), 5);
+    assert_eq!(receiver.count(), 0, "nothing goes out while paused");
+
+    let r = api.call("POST", &format!("{one}/resume"), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["released"], 5);
+    assert_eq!(r.body["endpoint"]["paused"], false);
+    receiver.wait_for(5, WAIT).await;
+}
+
+#[tokio::test]
+async fn recover_resends_exactly_the_failed_deliveries_in_the_window() {
+    let (_redis, env, _daemon, api) = setup(&[("HOOKD__RETRY__MAX_ATTEMPTS", "2")]).await;
+    // The first 6 requests fail (3 events x 2 attempts), then everything succeeds.
+    let receiver = Receiver::sequence(&[500; 6]).await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let ep = r.body["id"].as_str().unwrap().to_string();
+    let deliveries = |status: &'static str| {
+        let api = api.clone();
+        async move {
+            api.call(
+                "GET",
+                &format!("/api/v1/workspaces/ws_a/deliveries?status={status}"),
+                None,
+            )
+            .await
+            .body["data"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    for _ in 0..3 {
+        publish(&api, "ws_a", "card.created").await;
+    }
+    eventually(WAIT, "3 failed deliveries", || async {
+        (deliveries("failed").await.len() == 3).then_some(())
+    })
+    .await;
+    for _ in 0..2 {
+        publish(&api, "ws_a", "card.created").await;
+    }
+    eventually(WAIT, "2 succeeded deliveries", || async {
+        (deliveries("succeeded").await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.count(), 8);
+
+    let since = hookd_core_time_minus(Duration::from_secs(3600));
+    let r = api
+        .call(
+            "POST",
+            &format!("{base}/{ep}/recover"),
+            Some(json!({ "since": since })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let job = format!(
+        "/api/v1/workspaces/ws_a/jobs/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let done = eventually(WAIT, "the recovery job completes", || async {
+        let j = api.call("GET", &job, None).await.body;
+        (j["state"] == "completed").then_some(j)
+    })
+    .await;
+    assert_eq!(
+        (
+            done["matched"].clone(),
+            done["queued"].clone(),
+            done["done"].clone(),
+            done["succeeded"].clone()
+        ),
+        (json!(3), json!(3), json!(3), json!(3)),
+        "{done}"
+    );
+    assert_eq!(
+        receiver.count(),
+        11,
+        "exactly the 3 failed deliveries went again"
+    );
+    assert_eq!(deliveries("succeeded").await.len(), 5);
+    let failed_again: Vec<Value> = deliveries("failed").await;
+    assert!(failed_again.is_empty());
+
+    // Redeliver one: a manual attempt in the same delivery's history.
+    let d = deliveries("succeeded").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = format!("/api/v1/workspaces/ws_a/deliveries/{d}");
+    let r = api.call("POST", &format!("{one}/redeliver"), None).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    receiver.wait_for(12, WAIT).await;
+    let history = eventually(WAIT, "the manual attempt is recorded", || async {
+        let v = api.call("GET", &one, None).await.body;
+        let attempts = v["attempts"].as_array().cloned().unwrap_or_default();
+        (attempts.last().is_some_and(|a| a["trigger"] == "manual") && v["status"] == "succeeded")
+            .then_some(attempts)
+    })
+    .await;
+    assert!(history.len() >= 2);
+
+    // The CLI starts the same kind of job and waits for it.
+    let out = cli_json(&env, &["recover", "--endpoint", &ep, "--since", "1h"]);
+    assert_eq!(
+        (out["matched"].clone(), out["state"].clone()),
+        (json!(0), json!("completed")),
+        "{out}"
+    );
+}
+
+fn hookd_core_time_minus(d: Duration) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    ((now - d).as_millis() as i64).to_string()
+}
+
+#[tokio::test]
+async fn pagination_walks_1200_deliveries_without_gap_or_repeat() {
+    let (redis, _env, _daemon, api) = setup(&[]).await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call(
+            "POST",
+            base,
+            Some(json!({ "url": "http://127.0.0.1:9/never" })),
+        )
+        .await;
+    let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
+    api.call("POST", &format!("{one}/pause"), None).await;
+    let mut conn = redis.conn().await;
+    let mut pipe = redis::pipe();
+    for i in 0..1200 {
+        pipe.cmd("XADD")
+            .arg("hookd:events")
+            .arg("*")
+            .arg("type")
+            .arg("card.created")
+            .arg("workspace")
+            .arg("ws_a")
+            .arg("id")
+            .arg(format!("e{i}"))
+            .arg("data")
+            .arg("{}")
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+    eventually(WAIT, "1200 held deliveries", || async {
+        (api.call("GET", &one, None).await.body["held"] == 1200).then_some(())
+    })
+    .await;
+
+    for page_size in [500, 7] {
+        let mut seen = Vec::new();
+        let mut before: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut path = format!("/api/v1/workspaces/ws_a/deliveries?limit={page_size}");
+            if let Some(b) = &before {
+                path.push_str(&format!("&before={b}"));
+            }
+            let r = api.call("GET", &path, None).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            let data = r.body["data"].as_array().unwrap();
+            assert!(data.len() <= page_size);
+            seen.extend(data.iter().map(|d| {
+                (
+                    d["created_at"].as_str().unwrap().to_string(),
+                    d["id"].as_str().unwrap().to_string(),
+                )
+            }));
+            pages += 1;
+            match r.body["next"].as_str() {
+                Some(next) => before = Some(next.to_string()),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+        assert_eq!(seen.len(), 1200, "page size {page_size}: no repeat, no gap");
+        assert_eq!(unique.len(), 1200);
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(seen, sorted, "newest first, across pages");
+        assert!(pages >= 1200 / page_size);
+    }
+    let r = api
+        .call("GET", "/api/v1/workspaces/ws_a/deliveries?limit=501", None)
+        .await;
+    assert_eq!(r.status, 422);
+}
+
+/// Every route the issue asks for, as (method, path).
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/event-types"),
+    ("put", "/api/v1/event-types/{name}"),
+    ("get", "/api/v1/workspaces/{ws}/event-types"),
+    ("post", "/api/v1/workspaces/{ws}/endpoints"),
+    ("get", "/api/v1/workspaces/{ws}/endpoints"),
+    ("get", "/api/v1/workspaces/{ws}/endpoints/{id}"),
+    ("patch", "/api/v1/workspaces/{ws}/endpoints/{id}"),
+    ("delete", "/api/v1/workspaces/{ws}/endpoints/{id}"),
+    ("post", "/api/v1/workspaces/{ws}/endpoints/{id}/pause"),
+    ("post", "/api/v1/workspaces/{ws}/endpoints/{id}/resume"),
+    (
+        "post",
+        "/api/v1/workspaces/{ws}/endpoints/{id}/secret/rotate",
+    ),
+    ("post", "/api/v1/workspaces/{ws}/endpoints/{id}/recover"),
+    ("get", "/api/v1/workspaces/{ws}/deliveries"),
+    ("get", "/api/v1/workspaces/{ws}/deliveries/{id}"),
+    ("post", "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver"),
+    ("get", "/api/v1/workspaces/{ws}/jobs/{id}"),
+    ("post", "/api/v1/workspaces/{ws}/events"),
+    ("post", "/api/v1/workspaces/{ws}/keys"),
+    ("get", "/api/v1/workspaces/{ws}/keys"),
+    ("delete", "/api/v1/workspaces/{ws}/keys/{id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes_served() {
+    let (_redis, _env, _daemon, api) = setup(&[]).await;
+    let doc = api.call("GET", "/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if let Some(op) = item.get(method) {
+                documented.insert((method.to_string(), path.clone()));
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} documents its responses"
+                );
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, expected,
+        "the document names exactly the routes hookd serves"
+    );
+
+    // And the router serves every documented route: none answers as an unknown
+    // route or a wrong method.
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{ws}", "ws_a")
+            .replace("{id}", "x1")
+            .replace("{name}", "card.created");
+        let body = matches!(method.as_str(), "post" | "put" | "patch").then(|| json!({}));
+        let r = api.call(&method.to_uppercase(), &concrete, body).await;
+        assert!(
+            !matches!(code(&r), "route_not_found" | "method_not_allowed") && r.status != 405,
+            "{method} {path} is documented but not served: {} {:?}",
+            r.status,
+            r.body
+        );
+    }
+    let docs = api.call("GET", "/docs", None).await;
+    assert_eq!(docs.status, 200);
+    let metrics = api.call("GET", "/metrics", None).await;
+    let text = metrics.body.as_str().unwrap().to_string();
+    for name in [
+        "hookd_events_ingested_total",
+        "hookd_stream_lag",
+        "hookd_due_deliveries",
+        "hookd_held_deliveries",
+        "hookd_paused_endpoints",
+    ] {
+        assert!(text.contains(name), "/metrics has {name}");
+    }
+}
