@@ -129,7 +129,7 @@ async fn rate_limit_headers_and_429() {
 
 #[tokio::test]
 async fn endpoint_crud_and_validation() {
-    let (_redis, _env, _daemon, api) = setup(&[("HOOKD__ADMIN__MAX_BODY_BYTES", "4096")]).await;
+    let (_redis, env, _daemon, api) = setup(&[("HOOKD__ADMIN__MAX_BODY_BYTES", "4096")]).await;
     let base = "/api/v1/workspaces/ws_a/endpoints";
     let r = api
         .call(
@@ -223,6 +223,21 @@ async fn endpoint_crud_and_validation() {
     let r = api.call("GET", "/api/v1/no/such/route", None).await;
     assert_eq!((r.status, code(&r)), (404, "route_not_found"));
     assert!(r.body["issues"].is_array());
+
+    // The CLI changes the same record.
+    let args = [
+        "endpoints",
+        "update",
+        &id,
+        "--rate-limit",
+        "7",
+        "--event-type",
+        "order.paid",
+    ];
+    cli_json(&env, &args);
+    let got = api.call("GET", &one, None).await;
+    assert_eq!(got.body["rate_limit"], 7);
+    assert_eq!(got.body["event_types"], json!(["order.paid"]));
 
     assert_eq!(api.call("DELETE", &one, None).await.status, 204);
     let r = api.call("GET", &one, None).await;
@@ -457,6 +472,11 @@ async fn recover_resends_exactly_the_failed_deliveries_in_the_window() {
         (json!(0), json!("completed")),
         "{out}"
     );
+    let shown = cli_json(&env, &["job", out["id"].as_str().unwrap()]);
+    assert_eq!(shown, out);
+    let types = cli_json(&env, &["event-types", "--workspace", "ws_a"]);
+    assert_eq!(types["event_types"][0]["name"], "card.created");
+    assert_eq!(types["event_types"][0]["count"], 5);
 }
 
 fn hookd_core_time_minus(d: Duration) -> String {

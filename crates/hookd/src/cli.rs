@@ -47,6 +47,19 @@ pub enum Command {
     /// Re-queue an endpoint's deliveries (failed ones by default) created in a
     /// window, one manual attempt each, and show progress until they are done.
     Recover(RecoverArgs),
+    /// Event types of a workspace: counts and last seen, from the stream.
+    EventTypes {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a recovery job's progress.
+    Job {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Check the signature of one captured request; exit 0 when valid, 1 when not.
     Verify(crate::receive::VerifyArgs),
     /// Run a local receiver that prints each delivery (and can fail on purpose).
@@ -125,6 +138,27 @@ pub enum EndpointCommand {
         id: String,
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Change an endpoint's settings; flags not given stay as they are.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Deliver only these event types (repeatable); replaces the list.
+        #[arg(long = "event-type", conflicts_with = "all_types")]
+        event_types: Vec<String>,
+        /// Deliver every event type.
+        #[arg(long)]
+        all_types: bool,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrency: Option<u32>,
+        /// Attempts per second; 0 removes the limit.
+        #[arg(long)]
+        rate_limit: Option<u32>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -322,6 +356,41 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 out.json,
             )
         }
+        EndpointCommand::Update {
+            id,
+            url,
+            description,
+            event_types,
+            all_types,
+            max_concurrency,
+            rate_limit,
+            out,
+        } => {
+            let before = store.endpoint(&id).await?;
+            let mut ep = before.clone();
+            if let Some(url) = url {
+                ep.url = url;
+            }
+            if description.is_some() {
+                ep.description = description;
+            }
+            if all_types {
+                ep.event_types = None;
+            } else if !event_types.is_empty() {
+                ep.event_types = Some(event_types);
+            }
+            if max_concurrency.is_some() {
+                ep.max_concurrency = max_concurrency;
+            }
+            if let Some(rate) = rate_limit {
+                ep.rate_limit = (rate > 0).then_some(rate);
+            }
+            if let Some((field, message)) = ep.problems().into_iter().next() {
+                bail!("{field}: {message}");
+            }
+            store.update_endpoint(&before, &ep).await?;
+            output::endpoint(&ep, out.json)
+        }
         EndpointCommand::Delete { id, out } => {
             let ep = store.delete_endpoint(&id, now).await?;
             output::endpoint_with(&ep, out.json, &[("deleted", true.into())])
@@ -490,4 +559,16 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+pub async fn event_types(config: &Config, workspace: &str, json: bool) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let seen = store.types_seen(workspace).await?;
+    let catalog = store.catalog(workspace).await?;
+    output::event_types(&config.admin.event_types, &catalog, &seen, json)
+}
+
+pub async fn job(config: &Config, id: &str, json: bool) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    output::job(&store.job(id).await?, json)
 }

@@ -42,6 +42,10 @@ pub fn main() -> ExitCode {
             cli::Command::Deliveries(cmd) => done(cli::deliveries(&config, cmd).await),
             cli::Command::Keys(cmd) => done(cli::keys(&config, cmd).await),
             cli::Command::Recover(args) => done(cli::recover(&config, args).await),
+            cli::Command::EventTypes { workspace, out } => {
+                done(cli::event_types(&config, &workspace, out.json).await)
+            }
+            cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {
                 receive::verify(args, &config.signing.header_prefix).map(|valid| {

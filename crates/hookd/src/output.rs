@@ -268,3 +268,44 @@ pub fn job(job: &hookd_store::recovery::Job, json: bool) -> anyhow::Result<()> {
         ],
     )
 }
+
+/// Catalog entries (configuration, then the workspace's own) merged with the types seen.
+pub fn event_types(
+    configured: &[hookd_admin::CatalogEntry],
+    catalog: &std::collections::BTreeMap<String, String>,
+    seen: &std::collections::BTreeMap<String, hookd_store::event_types::TypeSeen>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut names: std::collections::BTreeSet<&str> = seen.keys().map(String::as_str).collect();
+    names.extend(configured.iter().map(|c| c.name.as_str()));
+    names.extend(catalog.keys().map(String::as_str));
+    let rows: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let s = seen.get(*name);
+            json!({
+                "name": name,
+                "in_catalog": configured.iter().any(|c| c.name == *name) || catalog.contains_key(*name),
+                "count": s.map_or(0, |s| s.count),
+                "last_seen": s.map(|s| time::format_rfc3339_ms(s.last_seen_ms)),
+            })
+        })
+        .collect();
+    if json {
+        return print_json(&json!({ "event_types": rows }));
+    }
+    println!(
+        "{:<40}  {:>10}  {:<24}  CATALOG",
+        "TYPE", "COUNT", "LAST SEEN"
+    );
+    for r in &rows {
+        println!(
+            "{:<40}  {:>10}  {:<24}  {}",
+            r["name"].as_str().unwrap_or_default(),
+            r["count"],
+            r["last_seen"].as_str().unwrap_or("-"),
+            if r["in_catalog"] == true { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
