@@ -650,3 +650,61 @@ async fn openapi_documents_exactly_the_routes_served() {
         assert!(text.contains(name), "/metrics has {name}");
     }
 }
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_allowed() {
+    // No network allowed: loopback is internal, so the receiver is out of reach.
+    let (_redis, env, _daemon, api) = setup(&[("HOOKD__DELIVERY__ALLOW_NETWORKS", "")]).await;
+    let receiver = Receiver::ok().await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    for url in [
+        receiver.url(),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        "http://[::1]:9/x".to_string(),
+        "http://2130706433/x".to_string(),
+    ] {
+        let r = api.call("POST", base, Some(json!({ "url": url }))).await;
+        assert_eq!(r.status, 422, "{url}: {:?}", r.body);
+        assert_eq!(r.body["issues"][0]["path"], "url");
+    }
+    // A name that resolves to loopback passes registration, and is refused by the resolver.
+    let url = format!("http://localhost:{}/hook", receiver.port);
+    let r = api.call("POST", base, Some(json!({ "url": url }))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    publish(&api, "ws_a", "card.created").await;
+    let attempt = eventually(WAIT, "a blocked attempt", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_a/deliveries", None)
+            .await;
+        let id = page.body["data"][0]["id"].as_str()?.to_string();
+        let d = api
+            .call(
+                "GET",
+                &format!("/api/v1/workspaces/ws_a/deliveries/{id}"),
+                None,
+            )
+            .await;
+        d.body["attempts"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(attempt["error_kind"], "blocked", "{attempt}");
+    assert!(
+        attempt["error"].as_str().unwrap().contains("internal"),
+        "{attempt}"
+    );
+    assert_eq!(receiver.count(), 0, "nothing reached the internal address");
+    // The CLI refuses literal internal IPs the same way.
+    let out = hookd_command(&env)
+        .args([
+            "endpoints",
+            "create",
+            "--workspace",
+            "ws_a",
+            "--url",
+            "http://10.0.0.1/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("internal address"));
+}

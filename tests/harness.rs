@@ -154,6 +154,8 @@ pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
         ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
         ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
         ("HOOKD__LOG__LEVEL", "warn".into()),
+        // The test receivers are on loopback, which the default policy refuses.
+        ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -163,8 +163,11 @@ pub struct RecoverRequest {
     pub status: Option<DeliveryStatus>,
 }
 
-fn invalid(ep: &Endpoint) -> ApiResult<()> {
-    let problems = ep.problems();
+fn invalid(state: &AppState, ep: &Endpoint) -> ApiResult<()> {
+    let mut problems = ep.problems();
+    if let Some(why) = state.settings.network.refuses_url(&ep.url) {
+        problems.push(("url".into(), why));
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -218,7 +221,7 @@ pub async fn create(
     ep.max_concurrency = req.max_concurrency;
     ep.rate_limit = req.rate_limit;
     ep.metadata = req.metadata;
-    invalid(&ep)?;
+    invalid(&state, &ep)?;
     state.store.create_endpoint(&ep).await?;
     Ok((StatusCode::CREATED, Json(EndpointView::new(ep, 0, true))))
 }
@@ -289,7 +292,7 @@ pub async fn update(
     if let Some(m) = req.metadata {
         ep.metadata = m;
     }
-    invalid(&ep)?;
+    invalid(&state, &ep)?;
     state.store.update_endpoint(&before, &ep).await?;
     Ok(Json(view(&state, ep, false).await?))
 }

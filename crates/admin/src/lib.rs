@@ -65,6 +65,8 @@ pub struct AdminSettings {
     pub group: String,
     /// What a published event must satisfy (the same limits ingest applies).
     pub event_limits: EventLimits,
+    /// Endpoints whose URL is a literal internal IP are refused (422).
+    pub network: hookd_core::network::NetworkPolicy,
     /// The ingest loop must have reported within this for `/readyz`.
     pub ready_within: Duration,
 }

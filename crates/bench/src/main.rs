@@ -200,6 +200,12 @@ async fn main() -> anyhow::Result<()> {
     let mut env: Vec<(String, String)> = vec![
         ("HOOKD__REDIS__URL".into(), url.clone()),
         ("HOOKD__LOG__LEVEL".into(), "warn".into()),
+        // The benchmark's receivers are on loopback.
+        (
+            "HOOKD__DELIVERY__ALLOW_NETWORKS".into(),
+            "127.0.0.0/8".into(),
+        ),
+        ("HOOKD__ADMIN__ENABLED".into(), "false".into()),
     ];
     for s in &args.settings {
         let (k, v) = s

@@ -5,6 +5,7 @@
 //!   envelope (the exact bytes every endpoint receives);
 //! - [`endpoint`]: where deliveries go and how they are signed;
 //! - [`delivery`]: one event bound for one endpoint, its status and attempts;
+//! - [`network`]: which destination addresses deliveries may reach;
 //! - [`retry`]: when the next attempt is due, or that there is none;
 //! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
 
@@ -14,6 +15,7 @@ pub mod endpoint;
 pub mod event;
 pub mod heartbeat;
 pub mod id;
+pub mod network;
 pub mod retry;
 pub mod time;
 

@@ -1,10 +1,16 @@
 //! The HTTP side of an attempt: one pooled client, no redirects, bounded time
-//! and bounded response reads, and failures sorted into kinds.
+//! and bounded response reads, failures sorted into kinds, and the network
+//! policy: a DNS resolver that drops internal addresses, and a check of
+//! literal-IP URLs (which skip the resolver) before each send.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use hookd_core::ErrorKind;
+use hookd_core::network::NetworkPolicy;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// How requests are made.
@@ -18,6 +24,8 @@ pub struct SenderSettings {
     pub user_agent: String,
     /// Idle keep-alive connections kept per receiver host.
     pub pool_idle_per_host: usize,
+    /// Which addresses may be reached.
+    pub network: NetworkPolicy,
 }
 
 impl Default for SenderSettings {
@@ -28,6 +36,7 @@ impl Default for SenderSettings {
             response_excerpt_bytes: 4096,
             user_agent: concat!("hookd/", env!("CARGO_PKG_VERSION")).into(),
             pool_idle_per_host: 32,
+            network: NetworkPolicy::default(),
         }
     }
 }
@@ -68,6 +77,9 @@ pub struct Sender {
 impl Sender {
     pub fn new(settings: SenderSettings) -> Result<Self, BuildError> {
         let client = reqwest::Client::builder()
+            .dns_resolver(PolicyResolver {
+                policy: Arc::new(settings.network.clone()),
+            })
             .redirect(reqwest::redirect::Policy::none())
             // Proxy variables would route around the destination checks.
             .no_proxy()
@@ -97,6 +109,12 @@ impl Sender {
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Answered, Failure> {
+        if let Some(why) = self.settings.network.refuses_url(url) {
+            return Err(Failure {
+                kind: ErrorKind::Blocked,
+                message: format!("{BLOCKED}: {why}"),
+            });
+        }
         let mut response = self
             .client
             .post(url)
@@ -140,6 +158,45 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(86_400)))
 }
 
+/// Marks a refusal by the network policy in error messages.
+const BLOCKED: &str = "blocked by network policy";
+
+/// Resolves names with the system resolver and keeps only the addresses the
+/// policy permits; the connection then goes to one of those, so a name that
+/// resolves to an internal address (or is rebound to one) is never reached.
+struct PolicyResolver {
+    policy: Arc<NetworkPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<_> = found
+                .iter()
+                .copied()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
+            if allowed.is_empty() && !found.is_empty() {
+                let message = format!(
+                    "{BLOCKED}: {host} resolves only to internal addresses ({}); allow their network in [delivery] allow_networks",
+                    found
+                        .iter()
+                        .map(|a| a.ip().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Err(message.into());
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 fn classify(e: reqwest::Error) -> Failure {
     let mut chain = String::new();
     let mut source: Option<&dyn std::error::Error> = e.source();
@@ -149,7 +206,9 @@ fn classify(e: reqwest::Error) -> Failure {
         source = s.source();
     }
     let lower = chain.to_ascii_lowercase();
-    let kind = if e.is_timeout() {
+    let kind = if lower.contains(BLOCKED) {
+        ErrorKind::Blocked
+    } else if e.is_timeout() {
         ErrorKind::Timeout
     } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
         ErrorKind::Dns

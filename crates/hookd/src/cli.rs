@@ -324,6 +324,9 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             ep.headers = headers;
             ep.max_concurrency = max_concurrency;
             ep.rate_limit = rate_limit;
+            if let Some(why) = config.network().refuses_url(&ep.url) {
+                bail!("url: {why}");
+            }
             if let Some((field, message)) = ep.problems().into_iter().next() {
                 bail!("{field}: {message}");
             }
@@ -384,6 +387,9 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             }
             if let Some(rate) = rate_limit {
                 ep.rate_limit = (rate > 0).then_some(rate);
+            }
+            if let Some(why) = config.network().refuses_url(&ep.url) {
+                bail!("url: {why}");
             }
             if let Some((field, message)) = ep.problems().into_iter().next() {
                 bail!("{field}: {message}");

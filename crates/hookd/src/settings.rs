@@ -75,6 +75,30 @@ pub struct Delivery {
     pub response_excerpt_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Internal networks deliveries may reach anyway (every internal address
+    /// is refused otherwise). A list, or one comma-separated string (for the
+    /// environment: HOOKD__DELIVERY__ALLOW_NETWORKS=10.0.0.0/8,127.0.0.0/8).
+    #[serde(deserialize_with = "networks")]
+    pub allow_networks: Vec<hookd_core::network::Cidr>,
+}
+
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hookd_core::network::Cidr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Networks {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Networks::deserialize(d)? {
+        Networks::List(list) => list,
+        Networks::Text(text) => text.split(',').map(str::to_string).collect(),
+    };
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +178,7 @@ impl Default for Config {
                 request_timeout: Duration::from_secs(15),
                 response_excerpt_bytes: 4096,
                 shutdown_grace: Duration::from_secs(10),
+                allow_networks: Vec::new(),
             },
             retry: {
                 let r = RetryPolicy::default();
@@ -333,6 +358,12 @@ impl Config {
         })
     }
 
+    pub fn network(&self) -> hookd_core::network::NetworkPolicy {
+        hookd_core::network::NetworkPolicy {
+            allow: self.delivery.allow_networks.clone(),
+        }
+    }
+
     pub fn admin(&self) -> anyhow::Result<hookd_admin::AdminSettings> {
         Ok(hookd_admin::AdminSettings {
             bind: self.admin_bind()?,
@@ -342,6 +373,7 @@ impl Config {
             catalog: self.admin.event_types.clone(),
             group: self.ingest.group.clone(),
             event_limits: self.limits(),
+            network: self.network(),
             // The ingest loop turns at least once per read block (1 s) while Redis answers.
             ready_within: Duration::from_secs(15),
         })
@@ -386,6 +418,7 @@ impl Config {
                 connect_timeout: d.connect_timeout,
                 request_timeout: d.request_timeout,
                 response_excerpt_bytes: d.response_excerpt_bytes,
+                network: self.network(),
                 ..SenderSettings::default()
             },
             retry: self.retry_policy(),
