@@ -708,3 +708,56 @@ async fn internal_addresses_are_refused_unless_allowed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("internal address"));
 }
+
+#[tokio::test]
+async fn the_circuit_breaker_pauses_an_endpoint_that_keeps_failing() {
+    let (redis, _env, _daemon, api) = setup(&[
+        ("HOOKD__DELIVERY__BREAKER_FAILURES", "3"),
+        ("HOOKD__DELIVERY__BREAKER_WINDOW", "0s"),
+    ])
+    .await;
+    let receiver = Receiver::with_plan(std::sync::Arc::new(|_| (500, vec![]))).await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
+    publish(&api, "ws_a", "card.created").await;
+    let ep = eventually(WAIT, "the breaker pauses the endpoint", || async {
+        let ep = api.call("GET", &one, None).await.body;
+        (ep["paused"] == true).then_some(ep)
+    })
+    .await;
+    let reason = ep["paused_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("circuit breaker") && reason.contains("500"),
+        "{reason}"
+    );
+    assert_eq!(receiver.count(), 3, "no attempt after the breaker tripped");
+    // Nothing is dropped: the delivery waits, held, for resume.
+    eventually(WAIT, "the delivery is held", || async {
+        (api.call("GET", &one, None).await.body["held"] == 1).then_some(())
+    })
+    .await;
+    let mut conn = redis.conn().await;
+    let events: redis::Value = redis::cmd("XRANGE")
+        .arg("hookd:operational")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = format!("{events:?}");
+    assert!(
+        text.contains("endpoint.paused") && text.contains("circuit_breaker"),
+        "{text}"
+    );
+    let metrics = api.call("GET", "/metrics", None).await;
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap()
+            .contains("hookd_circuit_breaker_trips_total 1")
+    );
+}

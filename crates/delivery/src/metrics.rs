@@ -12,6 +12,7 @@ pub struct Metrics {
     dead_letters: IntCounterVec,
     attempts: IntCounterVec,
     attempt_seconds: Histogram,
+    breaker_trips: IntCounter,
 }
 
 impl Metrics {
@@ -48,6 +49,11 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
         )?;
+        let breaker_trips = IntCounter::new(
+            "hookd_circuit_breaker_trips_total",
+            "Endpoints paused by the circuit breaker.",
+        )?;
+        registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
@@ -60,6 +66,7 @@ impl Metrics {
             dead_letters,
             attempts,
             attempt_seconds,
+            breaker_trips,
         })
     }
 
@@ -70,6 +77,10 @@ impl Metrics {
 
     pub(crate) fn dead_letter(&self, reason: &str) {
         self.dead_letters.with_label_values(&[reason]).inc();
+    }
+
+    pub(crate) fn breaker_tripped(&self) {
+        self.breaker_trips.inc();
     }
 
     pub(crate) fn attempt(&self, outcome: &str, seconds: f64) {

@@ -1,8 +1,10 @@
 //! Writing finished attempts to Redis in batches: attempts that finish
 //! together are recorded in one Lua call instead of one round trip each.
+//! The same call runs the circuit breaker; an endpoint it pauses is
+//! announced on the operational stream.
 
 use hookd_core::time;
-use hookd_store::schedule::Record;
+use hookd_store::schedule::{Breaker, Record, Tripped};
 use hookd_store::{PartitionKeys, Store};
 use std::sync::Arc;
 
@@ -23,9 +25,21 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Starts the task; `freed` is woken after each write (slots were freed,
     /// so the scheduler may claim again at once).
-    pub fn start(store: Store, partition: PartitionKeys, freed: Arc<Notify>) -> Self {
+    pub fn start(
+        store: Store,
+        partition: PartitionKeys,
+        breaker: Breaker,
+        metrics: Arc<crate::Metrics>,
+        freed: Arc<Notify>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(BATCH * 4);
-        tokio::spawn(write_batches(store, partition, rx, freed));
+        let writer = Writer {
+            store,
+            partition,
+            breaker,
+            metrics,
+        };
+        tokio::spawn(writer.run(rx, freed));
         Self { tx }
     }
 
@@ -40,31 +54,59 @@ impl Recorder {
     }
 }
 
-async fn write_batches(
+struct Writer {
     store: Store,
     partition: PartitionKeys,
-    mut rx: mpsc::Receiver<(Record, Reply)>,
-    freed: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let (records, replies): (Vec<Record>, Vec<Reply>) = batch.drain(..).unzip();
-        match store
-            .record_attempts(&partition, &records, time::now_ms())
-            .await
-        {
-            Ok(stored) => {
-                for (reply, ok) in replies.into_iter().zip(stored) {
-                    let _ = reply.send(Ok(ok));
+    breaker: Breaker,
+    metrics: Arc<crate::Metrics>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<(Record, Reply)>, freed: Arc<Notify>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let (records, replies): (Vec<Record>, Vec<Reply>) = batch.drain(..).unzip();
+            match self
+                .store
+                .record_attempts(&self.partition, &records, self.breaker, time::now_ms())
+                .await
+            {
+                Ok((stored, tripped)) => {
+                    for (reply, ok) in replies.into_iter().zip(stored) {
+                        let _ = reply.send(Ok(ok));
+                    }
+                    freed.notify_one();
+                    for t in tripped {
+                        self.announce(t).await;
+                    }
                 }
-                freed.notify_one();
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                Err(e) => {
+                    let message = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(message.clone()));
+                    }
                 }
             }
+        }
+    }
+
+    /// Logs, counts and publishes an endpoint the breaker paused.
+    async fn announce(&self, t: Tripped) {
+        tracing::warn!(endpoint = %t.endpoint.id, workspace = %t.endpoint.workspace, failures = t.failures,
+            last_error = %t.last_error, "circuit breaker paused the endpoint; resume it when the receiver is fixed");
+        self.metrics.breaker_tripped();
+        let event = [
+            ("type", "endpoint.paused".to_string()),
+            ("reason", "circuit_breaker".to_string()),
+            ("endpoint", t.endpoint.id.clone()),
+            ("workspace", t.endpoint.workspace.clone()),
+            ("failures", t.failures.to_string()),
+            ("failing_since", time::format_rfc3339_ms(t.failing_since_ms)),
+            ("last_error", t.last_error.clone()),
+            ("at", time::format_rfc3339_ms(time::now_ms())),
+        ];
+        if let Err(e) = self.store.operational_event(&event).await {
+            tracing::warn!(error = %e, "could not publish the operational event");
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct ScheduleSettings {
     pub endpoint_concurrency: u32,
     /// On shutdown, how long in-flight attempts may take before being released.
     pub shutdown_grace: Duration,
+    /// When to pause an endpoint that keeps failing.
+    pub breaker: hookd_store::schedule::Breaker,
 }
 
 pub(crate) struct Scheduler {
@@ -50,6 +52,8 @@ impl Scheduler {
         let recorder = Recorder::start(
             self.store.clone(),
             self.partition.clone(),
+            self.settings.breaker,
+            self.ctx.metrics.clone(),
             self.wake.clone(),
         );
         loop {

@@ -80,6 +80,14 @@ pub struct Delivery {
     /// environment: HOOKD__DELIVERY__ALLOW_NETWORKS=10.0.0.0/8,127.0.0.0/8).
     #[serde(deserialize_with = "networks")]
     pub allow_networks: Vec<hookd_core::network::Cidr>,
+    /// The circuit breaker pauses an endpoint after this many failed attempts
+    /// in a row (0: never) ...
+    pub breaker_failures: u32,
+    /// ... that span at least this long.
+    #[serde(deserialize_with = "duration")]
+    pub breaker_window: Duration,
+    /// Stream of operational events (an endpoint paused by the breaker).
+    pub operational_stream: String,
 }
 
 fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hookd_core::network::Cidr>, D::Error> {
@@ -179,6 +187,9 @@ impl Default for Config {
                 response_excerpt_bytes: 4096,
                 shutdown_grace: Duration::from_secs(10),
                 allow_networks: Vec::new(),
+                breaker_failures: 50,
+                breaker_window: Duration::from_secs(3600),
+                operational_stream: "hookd:operational".into(),
             },
             retry: {
                 let r = RetryPolicy::default();
@@ -346,6 +357,7 @@ impl Config {
             partitions: self.ingest.partitions,
             history_retention: self.history.retention,
             read_block: Duration::from_secs(1),
+            operational_stream: self.delivery.operational_stream.clone(),
         }
     }
 
@@ -413,6 +425,10 @@ impl Config {
                 lease: hookd_delivery::attempt::lease_for(d.request_timeout),
                 shutdown_grace: d.shutdown_grace,
                 endpoint_concurrency: d.endpoint_concurrency,
+                breaker: hookd_store::schedule::Breaker {
+                    trip_after: d.breaker_failures,
+                    trip_window: d.breaker_window,
+                },
             },
             sender: SenderSettings {
                 connect_timeout: d.connect_timeout,

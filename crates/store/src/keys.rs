@@ -9,7 +9,7 @@
 //! Inside a partition (`P` = `{<stream>}`):
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, and `max_concurrency`, `rate_limit` for the claim script |
+//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, `max_concurrency` and `rate_limit` for the claim script, `fails` and `failing_since` for the circuit breaker |
 //! | `P:ws:<ws>:eps` | set | the workspace's endpoint ids |
 //! | `P:ws:<ws>:type:<type>` / `P:ws:<ws>:all` | set | endpoints subscribed to a type / to every type |
 //! | `P:evt:<ws>:<event id>` | string | the envelope (stored once per event); doubles as the idempotency marker |
@@ -34,6 +34,8 @@
 //!   endpoint's partition from its id alone;
 //! - `<prefix>:apikeys`, a hash from an API key's SHA-256 to its record (JSON),
 //!   and `<prefix>:apikeys:ids`, from key id to that hash;
+//! - `<prefix>:operational`, a stream of operational events (`endpoint.paused`
+//!   when the circuit breaker trips), capped at about 100,000 entries;
 //! - `<prefix>:jobs`, a hash from recovery job id to workspace;
 //! - `<prefix>:rate:<key id>:<window>`, a counter of one API key's requests in
 //!   one rate-limit window (expires with it).
@@ -44,6 +46,7 @@ pub struct Keys {
     stream: String,
     prefix: String,
     partitions: u32,
+    operational: String,
 }
 
 /// The keys of one partition.
@@ -62,7 +65,14 @@ impl Keys {
             stream: stream.to_string(),
             prefix: prefix.to_string(),
             partitions: partitions.max(1),
+            operational: format!("{prefix}:operational"),
         }
+    }
+
+    /// Names the operational events stream (default `<prefix>:operational`).
+    pub fn with_operational(mut self, stream: &str) -> Self {
+        self.operational = stream.to_string();
+        self
     }
 
     pub fn partitions(&self) -> u32 {
@@ -77,6 +87,11 @@ impl Keys {
     /// Endpoint id -> workspace.
     pub fn endpoint_index(&self) -> String {
         format!("{}:endpoints", self.prefix)
+    }
+
+    /// Operational events (an endpoint paused by the circuit breaker, ...).
+    pub fn operational(&self) -> String {
+        self.operational.clone()
     }
 
     /// API key hash -> key record.

@@ -47,6 +47,8 @@ pub struct StoreSettings {
     pub history_retention: Duration,
     /// Longest a blocking read waits for new entries.
     pub read_block: Duration,
+    /// Where operational events go (`endpoint.paused` by the circuit breaker).
+    pub operational_stream: String,
 }
 
 impl Default for StoreSettings {
@@ -58,6 +60,7 @@ impl Default for StoreSettings {
             partitions: 1,
             history_retention: Duration::from_secs(30 * 86_400),
             read_block: Duration::from_secs(1),
+            operational_stream: "hookd:operational".into(),
         }
     }
 }
@@ -107,7 +110,8 @@ impl Store {
                 base.set_response_timeout(Some(settings.read_block + Duration::from_secs(5))),
             )
             .await?;
-        let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions);
+        let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions)
+            .with_operational(&settings.operational_stream);
         Ok(Self {
             conn,
             blocking,

@@ -55,6 +55,23 @@ pub struct Claimed {
     pub manual: bool,
 }
 
+/// When the circuit breaker pauses an endpoint: after `trip_after`
+/// consecutive failed attempts (0: never) spanning at least `trip_window`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Breaker {
+    pub trip_after: u32,
+    pub trip_window: Duration,
+}
+
+/// An endpoint the circuit breaker just paused.
+#[derive(Debug, Clone)]
+pub struct Tripped {
+    pub endpoint: Endpoint,
+    pub failures: u64,
+    pub failing_since_ms: i64,
+    pub last_error: String,
+}
+
 /// The state an attempt leaves its delivery in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
@@ -107,20 +124,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Records attempts and schedules what follows each, in one atomic step.
-    /// Returns, per attempt, false when its delivery had expired.
+    /// Records attempts and schedules what follows each, in one atomic step,
+    /// and runs the circuit breaker. Returns, per attempt, false when its
+    /// delivery had expired; and the endpoints the breaker paused.
     pub async fn record_attempts(
         &self,
         p: &PartitionKeys,
         records: &[Record],
+        breaker: Breaker,
         now_ms: i64,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<(Vec<bool>, Vec<Tripped>)> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let mut conn = self.conn.clone();
         let mut call = self.scripts.record.key(p.ready());
-        call.arg(&p.tag).arg(self.retention_secs()).arg(now_ms);
+        call.arg(&p.tag)
+            .arg(self.retention_secs())
+            .arg(now_ms)
+            .arg(breaker.trip_after)
+            .arg(breaker.trip_window.as_millis() as u64);
         for r in records {
             let (status, next) = match r.outcome {
                 Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),
@@ -134,10 +157,46 @@ impl Store {
                 .arg(r.attempt.number)
                 .arg(status.as_str())
                 .arg(next)
-                .arg(r.pause_reason.as_deref().unwrap_or(""));
+                .arg(r.pause_reason.as_deref().unwrap_or(""))
+                .arg(r.attempt.error.as_deref().unwrap_or(""));
         }
         let reply: Value = call.invoke_async(&mut conn).await?;
-        items(&reply)?.iter().map(|v| Ok(int(v)? == 1)).collect()
+        let (results, tripped) = match items(&reply)? {
+            [results, tripped] => (items(results)?, items(tripped)?),
+            _ => return Err(StoreError::Reply(format!("record: {reply:?}"))),
+        };
+        let results = results
+            .iter()
+            .map(|v| Ok(int(v)? == 1))
+            .collect::<Result<_>>()?;
+        let mut out = Vec::new();
+        for t in tripped.chunks_exact(5) {
+            let endpoint: Endpoint = serde_json::from_slice(bytes(&t[1]).unwrap_or_default())
+                .map_err(|e| StoreError::Corrupt(format!("endpoint {:?}: {e}", t[0])))?;
+            out.push(Tripped {
+                endpoint,
+                failures: int(&t[2])? as u64,
+                failing_since_ms: int(&t[3])?,
+                last_error: string(&t[4])?,
+            });
+        }
+        Ok((results, out))
+    }
+
+    /// Publishes an operational event (`type` plus fields) on the operational stream.
+    pub async fn operational_event(&self, fields: &[(&str, String)]) -> Result<()> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.operational())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(100_000)
+            .arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let _: String = cmd.query_async(&mut conn).await?;
+        Ok(())
     }
 
     /// Gives claimed deliveries back, due now (on shutdown).

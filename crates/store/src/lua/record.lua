@@ -1,15 +1,24 @@
 -- Record attempts and what follows each, atomically, for a batch of deliveries.
+-- Also the circuit breaker: an endpoint whose attempts have failed `trip_after`
+-- times in a row, over at least `trip_window` ms, is paused.
 -- KEYS[1] = ready zset
--- ARGV[1] = partition tag, ARGV[2] = retention (s), ARGV[3] = now (ms)
--- then 6 per attempt: delivery id, attempt JSON, attempt number,
---   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none)
--- Returns one integer per attempt: 1, or 0 when the delivery no longer exists (expired).
+-- ARGV[1] = partition tag, ARGV[2] = retention (s), ARGV[3] = now (ms),
+-- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms)
+-- then 7 per attempt: delivery id, attempt JSON, attempt number,
+--   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
+--   error ('' when it succeeded)
+-- Returns {results, tripped}: one integer per attempt (1, or 0 when the delivery
+-- no longer exists), and 5 per endpoint the breaker paused:
+-- endpoint id, endpoint doc, failures, failing since (ms), last error.
 local ready, tag = KEYS[1], ARGV[1]
 local retention, now = tonumber(ARGV[2]), ARGV[3]
+local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
+local tripped = {}
 local touched = {}
-for i = 4, #ARGV, 6 do
+for i = 6, #ARGV, 7 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local err = ARGV[i + 6]
   local dkey = tag .. ':dlv:' .. id
   local ep = redis.call('HGET', dkey, 'endpoint')
   if not ep then
@@ -39,8 +48,25 @@ for i = 4, #ARGV, 6 do
         if status == 'succeeded' then redis.call('HINCRBY', tag .. ':job:' .. manual[2], 'succeeded', 1) end
       end
     end
+    local epkey = tag .. ':ep:' .. ep
+    if status == 'succeeded' then
+      redis.call('HDEL', epkey, 'fails', 'failing_since')
+    elseif redis.call('EXISTS', epkey) == 1 then
+      local fails = redis.call('HINCRBY', epkey, 'fails', 1)
+      redis.call('HSETNX', epkey, 'failing_since', now)
+      local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
+      if pause == '' and trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
+          and redis.call('HGET', epkey, 'paused') ~= '1' then
+        pause = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. err
+        table.insert(tripped, ep)
+        table.insert(tripped, redis.call('HGET', epkey, 'doc'))
+        table.insert(tripped, fails)
+        table.insert(tripped, since)
+        table.insert(tripped, err)
+      end
+    end
     if pause ~= '' then
-      redis.call('HSET', tag .. ':ep:' .. ep, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
+      redis.call('HSET', epkey, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
     end
     touched[ep] = true
     table.insert(out, 1)
@@ -55,4 +81,4 @@ for ep in pairs(touched) do
     redis.call('ZADD', ready, head[2], ep)
   end
 end
-return out
+return {out, tripped}

@@ -6,7 +6,8 @@ local released = 0
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists then
   redis.call('HSET', KEYS[1], 'paused', '0')
-  redis.call('HDEL', KEYS[1], 'paused_reason', 'paused_at')
+  -- A fresh start for the circuit breaker too.
+  redis.call('HDEL', KEYS[1], 'paused_reason', 'paused_at', 'fails', 'failing_since')
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local dkey = ARGV[1] .. ':dlv:' .. id
