@@ -51,6 +51,8 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// AOF with fsync on every write (`start_durable`).
+    durable: bool,
 }
 
 impl Redis {
@@ -62,14 +64,38 @@ impl Redis {
             port,
             dir,
             child: None,
+            durable: false,
         };
-        redis.spawn();
+        redis.spawn(true);
         redis
     }
 
-    fn spawn(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// A server with AOF on (`appendfsync always`): a restart keeps every write.
+    pub fn start_durable() -> Self {
+        let mut redis = Self::start();
+        redis.kill();
+        redis.durable = true;
+        redis.spawn(true);
+        redis
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and files.
+    pub fn restart_keeping_data(&mut self) {
+        self.kill();
+        self.spawn(false);
+    }
+
+    /// Starts the killed server again on the same port and files.
+    pub fn start_again(&mut self) {
+        self.spawn(false);
+    }
+
+    fn spawn(&mut self, wipe: bool) {
+        if wipe {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         std::fs::create_dir_all(&self.dir).expect("redis dir");
+        let aof = if self.durable { "yes" } else { "no" };
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -79,7 +105,9 @@ impl Redis {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                aof,
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(&self.dir)
@@ -106,7 +134,7 @@ impl Redis {
     /// Kills the server and starts a new, empty one on the same port.
     pub fn restart_empty(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn(true);
     }
 
     pub fn kill(&mut self) {

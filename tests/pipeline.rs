@@ -674,3 +674,80 @@ async fn consumers_of_stopped_daemons_are_forgotten() {
     .await;
     assert_ne!(left[0], gone);
 }
+
+/// Publishes `n` events `<prefix><i>` of workspace ws_1 in one pipeline.
+async fn publish_batch(redis: &Redis, prefix: &str, n: usize) {
+    let mut conn = redis.conn().await;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("XADD")
+            .arg("hookd:events")
+            .arg("*")
+            .arg("type")
+            .arg("card.created")
+            .arg("workspace")
+            .arg("ws_1")
+            .arg("id")
+            .arg(format!("{prefix}{i}"))
+            .arg("data")
+            .arg("{}")
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+}
+
+async fn readyz(admin: &str) -> Option<u16> {
+    let r = reqwest::get(format!("{admin}/readyz")).await.ok()?;
+    Some(r.status().as_u16())
+}
+
+#[tokio::test]
+async fn redis_down_for_30s_under_load_then_back_loses_nothing() {
+    let mut redis = Redis::start_durable();
+    let env = test_env(&redis);
+    let daemon = Daemon::ready(&env).await;
+    // A slow receiver keeps attempts in flight when Redis goes away.
+    let receiver = Receiver::slow(Duration::from_millis(20)).await;
+    create_endpoint(&env, "ws_1", &receiver.url(), &[]);
+    publish_batch(&redis, "before-", 500).await;
+    receiver.wait_for(20, Duration::from_secs(20)).await;
+
+    // Redis dies (SIGKILL) in the middle of it, for 30 s.
+    redis.kill();
+    let down = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(25),
+        "/readyz reports not ready",
+        || async { (readyz(&daemon.admin).await == Some(503)).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    assert_eq!(
+        readyz(&daemon.admin).await,
+        Some(503),
+        "still alive, still not ready"
+    );
+
+    // Back with its append-only file: the daemon resumes by itself.
+    redis.start_again();
+    eventually(Duration::from_secs(30), "/readyz ready again", || async {
+        (readyz(&daemon.admin).await == Some(200)).then_some(())
+    })
+    .await;
+    publish_batch(&redis, "after-", 100).await;
+    let ids = eventually(Duration::from_secs(60), "every event delivered", || async {
+        let ids: HashSet<String> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
+            .collect();
+        (ids.len() >= 600).then_some(ids)
+    })
+    .await;
+    for i in 0..500 {
+        assert!(ids.contains(&format!("before-{i}")), "before-{i} lost");
+    }
+    for i in 0..100 {
+        assert!(ids.contains(&format!("after-{i}")), "after-{i} lost");
+    }
+}
