@@ -761,3 +761,77 @@ async fn the_circuit_breaker_pauses_an_endpoint_that_keeps_failing() {
             .contains("hookd_circuit_breaker_trips_total 1")
     );
 }
+
+#[tokio::test]
+async fn endpoint_secrets_are_sealed_at_rest_and_the_key_rotates() {
+    let (redis, env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/endpoints",
+            Some(json!({ "url": receiver.url() })),
+        )
+        .await;
+    let (id, secret) = (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["secret"].as_str().unwrap().to_string(),
+    );
+    let mut conn = redis.conn().await;
+    let stored = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        let key = format!("{{hookd:events}}:ep:{id}");
+        async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg("doc")
+                .query_async::<String>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let doc = stored(&mut conn).await;
+    assert!(
+        !doc.contains(&secret[4..]),
+        "the secret is not in Redis in clear: {doc}"
+    );
+    assert!(doc.contains("enc:t1:"), "{doc}");
+
+    // Deliveries are signed with the real secret.
+    publish(&api, "ws_a", "card.created").await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert!(
+        Verifier::new(&secret)
+            .verify(&got[0].headers, &got[0].body)
+            .is_ok()
+    );
+
+    // Rotate the sealing key: add t2, make it current, re-encrypt.
+    let t2 = "t2:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+    let with = |keys: &str, current: &str| {
+        let mut e = env.clone();
+        e.push(("HOOKD__SECRETS__KEYS".into(), keys.into()));
+        e.push(("HOOKD__SECRETS__CURRENT".into(), current.into()));
+        e
+    };
+    let both = with(&format!("{TEST_SEALING_KEY},{t2}"), "t2");
+    let out = cli_json(&both, &["secrets", "reencrypt"]);
+    assert_eq!(
+        (out["endpoints"].clone(), out["resealed"].clone()),
+        (json!(1), json!(1)),
+        "{out}"
+    );
+    assert!(stored(&mut conn).await.contains("enc:t2:"));
+    let again = cli_json(&both, &["secrets", "reencrypt"]);
+    assert_eq!(again["resealed"], 0, "already under the current key");
+
+    // Now t2 alone opens it, and t1 alone no longer does.
+    let shown = cli_json(&with(t2, "t2"), &["endpoints", "show", &id]);
+    assert_eq!(shown["secret"], secret.as_str());
+    let old_only = hookd_command(&with(TEST_SEALING_KEY, "t1"))
+        .args(["endpoints", "show", &id])
+        .output()
+        .unwrap();
+    assert!(!old_only.status.success());
+    assert!(String::from_utf8_lossy(&old_only.stderr).contains("t2"));
+}

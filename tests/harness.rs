@@ -170,6 +170,9 @@ impl Drop for Redis {
     }
 }
 
+/// The sealing key of the test environment (`<id>:<base64 of 32 bytes>`).
+pub const TEST_SEALING_KEY: &str = "t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// Environment for a hookd process talking to `redis`, with fast test timings.
 pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
     [
@@ -184,6 +187,9 @@ pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
         ("HOOKD__LOG__LEVEL", "warn".into()),
         // The test receivers are on loopback, which the default policy refuses.
         ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
+        // Every end-to-end test runs with endpoint secrets sealed at rest.
+        ("HOOKD__SECRETS__KEYS", TEST_SEALING_KEY.into()),
+        ("HOOKD__SECRETS__CURRENT", "t1".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

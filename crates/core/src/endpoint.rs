@@ -27,8 +27,8 @@ impl SignatureScheme {
     }
 }
 
-/// A receiver URL registered by a workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A receiver URL registered by a workspace. Its `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,
     pub workspace: String,
@@ -68,10 +68,49 @@ pub struct Endpoint {
 }
 
 /// A rotated-out secret, valid until `expires_at_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousSecret {
     pub secret: String,
     pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for PreviousSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousSecret")
+            .field("secret", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("workspace", &self.workspace)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("secret", &"<redacted>")
+            .field("scheme", &self.scheme)
+            .field("previous_secrets", &self.previous_secrets)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Applies `f` to the current and every previous secret (sealing for
+    /// storage, opening after reading).
+    pub fn map_secrets<E>(
+        &mut self,
+        mut f: impl FnMut(&str) -> Result<String, E>,
+    ) -> Result<(), E> {
+        self.secret = f(&self.secret)?;
+        for p in &mut self.previous_secrets {
+            p.secret = f(&p.secret)?;
+        }
+        Ok(())
+    }
 }
 
 impl Endpoint {

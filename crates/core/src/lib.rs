@@ -6,6 +6,7 @@
 //! - [`endpoint`]: where deliveries go and how they are signed;
 //! - [`delivery`]: one event bound for one endpoint, its status and attempts;
 //! - [`network`]: which destination addresses deliveries may reach;
+//! - [`sealing`]: endpoint secrets encrypted at rest, with rotatable keys;
 //! - [`retry`]: when the next attempt is due, or that there is none;
 //! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
 
@@ -17,6 +18,7 @@ pub mod heartbeat;
 pub mod id;
 pub mod network;
 pub mod retry;
+pub mod sealing;
 pub mod time;
 
 pub use api_key::{ApiKey, Scope};

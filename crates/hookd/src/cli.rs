@@ -47,6 +47,9 @@ pub enum Command {
     /// Re-queue an endpoint's deliveries (failed ones by default) created in a
     /// window, one manual attempt each, and show progress until they are done.
     Recover(RecoverArgs),
+    /// Endpoint secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Event types of a workspace: counts and last seen, from the stream.
     EventTypes {
         #[arg(long)]
@@ -197,6 +200,16 @@ pub enum KeyCommand {
     /// Revoke a key by id: it gets 401 from now on.
     Revoke {
         id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every endpoint's secrets under [secrets] current (after adding
+    /// a new key and making it current; then the old key can be removed).
+    Reencrypt {
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -577,4 +590,25 @@ pub async fn event_types(config: &Config, workspace: &str, json: bool) -> anyhow
 pub async fn job(config: &Config, id: &str, json: bool) -> anyhow::Result<()> {
     let store = connect(config).await?;
     output::job(&store.job(id).await?, json)
+}
+
+pub async fn secrets(config: &Config, cmd: SecretsCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match cmd {
+        SecretsCommand::Reencrypt { out } => {
+            anyhow::ensure!(
+                !config.secrets.keys.is_empty(),
+                "no [secrets] keys configured (HOOKD__SECRETS__KEYS, HOOKD__SECRETS__CURRENT)"
+            );
+            let (total, resealed) = store.reseal_endpoints().await?;
+            output::object(
+                out.json,
+                &[
+                    ("endpoints", total.into()),
+                    ("resealed", resealed.into()),
+                    ("key", config.secrets.current.clone().into()),
+                ],
+            )
+        }
+    }
 }

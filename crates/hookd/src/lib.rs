@@ -45,6 +45,7 @@ pub fn main() -> ExitCode {
             cli::Command::EventTypes { workspace, out } => {
                 done(cli::event_types(&config, &workspace, out.json).await)
             }
+            cli::Command::Secrets(cmd) => done(cli::secrets(&config, cmd).await),
             cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {

@@ -73,6 +73,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    if config.secrets.keys.is_empty() {
+        tracing::warn!(
+            "no [secrets] keys configured: endpoint signing secrets are stored in Redis in clear (set HOOKD__SECRETS__KEYS and HOOKD__SECRETS__CURRENT)"
+        );
+    }
     let telemetry = hookd_delivery::Telemetry {
         metrics: std::sync::Arc::new(hookd_delivery::Metrics::new()?),
         heartbeat: Default::default(),

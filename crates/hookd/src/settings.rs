@@ -34,6 +34,47 @@ pub struct Config {
     pub history: History,
     pub log: Log,
     pub admin: Admin,
+    pub secrets: Secrets,
+    /// Built from `[secrets]` when the configuration is loaded.
+    #[serde(skip)]
+    sealer: Option<hookd_core::sealing::Sealer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// Keys that seal endpoint secrets at rest: `<id>:<base64 of 32 random
+    /// bytes>` (`openssl rand -base64 32`). A list, or one comma-separated
+    /// string (HOOKD__SECRETS__KEYS). Empty: secrets are stored in clear.
+    #[serde(deserialize_with = "list")]
+    pub keys: Vec<String>,
+    /// The id of the key new secrets are sealed with; the others only open.
+    pub current: String,
+}
+
+impl Default for Secrets {
+    fn default() -> Self {
+        Config::default().secrets
+    }
+}
+
+/// A list, or one comma-separated string (as environment variables give it).
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<String>),
+        Text(String),
+    }
+    let items = match List::deserialize(d)? {
+        List::Items(items) => items,
+        List::Text(text) => text.split(',').map(str::to_string).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,20 +132,8 @@ pub struct Delivery {
 }
 
 fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hookd_core::network::Cidr>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Networks {
-        List(Vec<String>),
-        Text(String),
-    }
-    let items = match Networks::deserialize(d)? {
-        Networks::List(list) => list,
-        Networks::Text(text) => text.split(',').map(str::to_string).collect(),
-    };
-    items
+    list(d)?
         .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(serde::de::Error::custom))
         .collect()
 }
@@ -212,6 +241,11 @@ impl Default for Config {
                 format: "text".into(),
                 level: "info".into(),
             },
+            secrets: Secrets {
+                keys: Vec::new(),
+                current: String::new(),
+            },
+            sealer: None,
             admin: Admin {
                 enabled: true,
                 bind: "127.0.0.1:8080".into(),
@@ -290,8 +324,14 @@ impl Config {
             )
             .build()
             .context("reading configuration")?;
-        let config: Config = built.try_deserialize().context("invalid configuration")?;
+        let mut config: Config = built.try_deserialize().context("invalid configuration")?;
         config.check()?;
+        if !config.secrets.keys.is_empty() {
+            let sealer =
+                hookd_core::sealing::Sealer::new(&config.secrets.keys, &config.secrets.current)
+                    .context("invalid [secrets]")?;
+            config.sealer = Some(sealer);
+        }
         Ok(config)
     }
 
@@ -358,6 +398,7 @@ impl Config {
             history_retention: self.history.retention,
             read_block: Duration::from_secs(1),
             operational_stream: self.delivery.operational_stream.clone(),
+            sealer: self.sealer.clone(),
         }
     }
 

@@ -7,26 +7,50 @@ use hookd_core::Endpoint;
 use crate::keys::PartitionKeys;
 use crate::{Result, Store, StoreError};
 
-/// The stored part of an endpoint that is not pause state.
-fn doc(ep: &Endpoint) -> Result<String> {
-    let mut doc = ep.clone();
-    doc.paused = false;
-    doc.paused_reason = None;
-    doc.paused_at_ms = None;
-    serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+impl Store {
+    /// The stored part of an endpoint that is not pause state, secrets sealed.
+    pub(crate) fn doc(&self, ep: &Endpoint) -> Result<String> {
+        let mut doc = ep.clone();
+        doc.paused = false;
+        doc.paused_reason = None;
+        doc.paused_at_ms = None;
+        if let Some(sealer) = &self.settings.sealer {
+            doc.map_secrets(|s| sealer.seal(s))?;
+        }
+        serde_json::to_string(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
 
-/// Builds an endpoint from its hash fields.
-pub(crate) fn from_hash(id: &str, fields: &HashMap<String, String>) -> Result<Endpoint> {
-    let doc = fields
-        .get("doc")
-        .ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
-    let mut ep: Endpoint = serde_json::from_str(doc)
-        .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
-    ep.paused = fields.get("paused").is_some_and(|p| p == "1");
-    ep.paused_reason = fields.get("paused_reason").cloned();
-    ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
-    Ok(ep)
+    /// Reads an endpoint document, opening its secrets.
+    pub(crate) fn parse_doc(&self, id: &str, doc: &[u8]) -> Result<Endpoint> {
+        let mut ep: Endpoint = serde_json::from_slice(doc)
+            .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+        match &self.settings.sealer {
+            Some(sealer) => ep.map_secrets(|s| sealer.open(s))?,
+            None if ep.secret.starts_with("enc:") => {
+                return Err(
+                    hookd_core::sealing::SealError::UnknownKey("(none configured)".into()).into(),
+                );
+            }
+            None => {}
+        }
+        Ok(ep)
+    }
+
+    /// Builds an endpoint from its hash fields.
+    pub(crate) fn endpoint_from_hash(
+        &self,
+        id: &str,
+        fields: &HashMap<String, String>,
+    ) -> Result<Endpoint> {
+        let doc = fields
+            .get("doc")
+            .ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
+        let mut ep = self.parse_doc(id, doc.as_bytes())?;
+        ep.paused = fields.get("paused").is_some_and(|p| p == "1");
+        ep.paused_reason = fields.get("paused_reason").cloned();
+        ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
+        Ok(ep)
+    }
 }
 
 /// The limits the claim script reads from the endpoint hash ('' = none).
@@ -67,7 +91,7 @@ impl Store {
             .hset_multiple(
                 p.endpoint(&ep.id),
                 &[
-                    ("doc", doc(ep)?.as_str()),
+                    ("doc", self.doc(ep)?.as_str()),
                     ("paused", if ep.paused { "1" } else { "0" }),
                 ],
             )
@@ -116,7 +140,7 @@ impl Store {
             .arg(p.endpoint(id))
             .query_async(&mut conn)
             .await?;
-        from_hash(id, &fields)
+        self.endpoint_from_hash(id, &fields)
     }
 
     /// Endpoints of one workspace, or of all workspaces; ordered by id (creation).
@@ -152,7 +176,7 @@ impl Store {
         ids.iter()
             .zip(hashes)
             .filter(|(_, h)| !h.is_empty())
-            .map(|((id, _), h)| from_hash(id, &h))
+            .map(|((id, _), h)| self.endpoint_from_hash(id, &h))
             .collect()
     }
 
@@ -194,7 +218,7 @@ impl Store {
             .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], 'doc', ARGV[1]) + 1 end return 0")
             .arg(1)
             .arg(p.endpoint(id))
-            .arg(doc(&ep)?)
+            .arg(self.doc(&ep)?)
             .query_async(&mut conn)
             .await?;
         if written == 0 {
@@ -211,7 +235,7 @@ impl Store {
         pipe.atomic();
         remove_subscriptions(&mut pipe, &p, before);
         add_subscriptions(&mut pipe, &p, after);
-        pipe.hset(p.endpoint(&after.id), "doc", doc(after)?)
+        pipe.hset(p.endpoint(&after.id), "doc", self.doc(after)?)
             .ignore()
             .hset_multiple(p.endpoint(&after.id), &limits(after))
             .ignore();
@@ -228,6 +252,54 @@ impl Store {
             .arg(p.held(&ep.id))
             .query_async(&mut conn)
             .await?)
+    }
+
+    /// Re-seals every endpoint's secrets under the current key (after a key
+    /// rotation, or to seal secrets stored in clear). Returns (endpoints,
+    /// re-sealed). A document changed meanwhile is left alone (compare and set).
+    pub async fn reseal_endpoints(&self) -> Result<(u64, u64)> {
+        let Some(sealer) = &self.settings.sealer else {
+            return Err(
+                hookd_core::sealing::SealError::NoCurrentKey("(none configured)".into()).into(),
+            );
+        };
+        let mut conn = self.conn.clone();
+        let index: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.endpoint_index())
+            .query_async(&mut conn)
+            .await?;
+        let (mut total, mut resealed) = (0, 0);
+        for (id, ws) in index {
+            let key = self.keys.partition_of(&ws).endpoint(&id);
+            let stored: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("doc")
+                .query_async(&mut conn)
+                .await?;
+            let Some(stored) = stored else { continue };
+            total += 1;
+            let raw: Endpoint = serde_json::from_str(&stored)
+                .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+            let current = sealer.is_current(&raw.secret)
+                && raw
+                    .previous_secrets
+                    .iter()
+                    .all(|p| sealer.is_current(&p.secret));
+            if current {
+                continue;
+            }
+            let ep = self.parse_doc(&id, stored.as_bytes())?;
+            let swapped: i64 = redis::cmd("EVAL")
+                .arg("if redis.call('HGET', KEYS[1], 'doc') == ARGV[1] then redis.call('HSET', KEYS[1], 'doc', ARGV[2]) return 1 end return 0")
+                .arg(1)
+                .arg(&key)
+                .arg(&stored)
+                .arg(self.doc(&ep)?)
+                .query_async(&mut conn)
+                .await?;
+            resealed += swapped as u64;
+        }
+        Ok((total, resealed))
     }
 
     /// Resumes an endpoint and releases its held deliveries. Returns how many were released.

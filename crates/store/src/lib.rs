@@ -49,6 +49,8 @@ pub struct StoreSettings {
     pub read_block: Duration,
     /// Where operational events go (`endpoint.paused` by the circuit breaker).
     pub operational_stream: String,
+    /// Seals endpoint secrets at rest; `None` stores them in clear.
+    pub sealer: Option<hookd_core::sealing::Sealer>,
 }
 
 impl Default for StoreSettings {
@@ -61,6 +63,7 @@ impl Default for StoreSettings {
             history_retention: Duration::from_secs(30 * 86_400),
             read_block: Duration::from_secs(1),
             operational_stream: "hookd:operational".into(),
+            sealer: None,
         }
     }
 }
@@ -76,6 +79,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("endpoint secret: {0} (check [secrets] keys)")]
+    Sealing(#[from] hookd_core::sealing::SealError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -108,8 +108,7 @@ impl Store {
         let mut out = Vec::with_capacity(flat.len() / 9);
         for c in flat.chunks_exact(9) {
             let endpoint_id = string(&c[1])?;
-            let endpoint: Endpoint = serde_json::from_slice(bytes(&c[2]).unwrap_or_default())
-                .map_err(|e| StoreError::Corrupt(format!("endpoint {endpoint_id}: {e}")))?;
+            let endpoint = self.parse_doc(&endpoint_id, bytes(&c[2]).unwrap_or_default())?;
             out.push(Claimed {
                 delivery_id: string(&c[0])?,
                 endpoint,
@@ -171,8 +170,7 @@ impl Store {
             .collect::<Result<_>>()?;
         let mut out = Vec::new();
         for t in tripped.chunks_exact(5) {
-            let endpoint: Endpoint = serde_json::from_slice(bytes(&t[1]).unwrap_or_default())
-                .map_err(|e| StoreError::Corrupt(format!("endpoint {:?}: {e}", t[0])))?;
+            let endpoint = self.parse_doc(&string(&t[0])?, bytes(&t[1]).unwrap_or_default())?;
             out.push(Tripped {
                 endpoint,
                 failures: int(&t[2])? as u64,
