@@ -1,7 +1,7 @@
 # hookd: the commands a developer needs. `make run` and `make test` set up everything else.
 CARGO ?= cargo
 
-.PHONY: run test bench fuzz build lint fmt check-tools
+.PHONY: run test bench fuzz schemathesis build lint fmt check-tools
 
 ## run: start a local Redis when none answers, then hookd with config/default.toml
 run:
@@ -24,6 +24,10 @@ bench:
 FUZZ_CASES ?= 200000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p hookd-core -p hookd-signature --test properties
+
+# schemathesis against a real hookd's OpenAPI document (CI runs it too).
+schemathesis:
+	scripts/schemathesis.sh
 
 build:
 	$(CARGO) build --release -p hookd

@@ -479,11 +479,18 @@ async fn recover_resends_exactly_the_failed_deliveries_in_the_window() {
     assert_eq!(types["event_types"][0]["count"], 5);
 }
 
+/// RFC 3339 of now minus `d` (via `date`, to avoid a date crate in tests).
 fn hookd_core_time_minus(d: Duration) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{} seconds ago", d.as_secs()),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
         .unwrap();
-    ((now - d).as_millis() as i64).to_string()
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[tokio::test]

@@ -37,13 +37,12 @@ pub struct AttemptView {
     pub duration_ms: u64,
     pub succeeded: bool,
     pub status_code: Option<u16>,
-    /// timeout, connect, dns, tls, status, blocked.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schema::ErrorKindName>)]
     pub error_kind: Option<ErrorKind>,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
-    /// `scheduled` or `manual` (redeliver, recover).
-    #[schema(value_type = String)]
+    /// `manual`: redeliver or recover.
+    #[schema(value_type = crate::schema::TriggerName)]
     pub trigger: AttemptTrigger,
 }
 
@@ -69,8 +68,7 @@ pub struct DeliveryView {
     pub endpoint_id: String,
     pub event_id: String,
     pub event_type: String,
-    /// pending, held, retrying, succeeded, failed.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::schema::DeliveryStatusName)]
     pub status: DeliveryStatus,
     pub attempts_made: u32,
     pub created_at: String,
@@ -109,26 +107,47 @@ pub struct DeliveryPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub endpoint_id: Option<String>,
-    /// pending, held, retrying, succeeded or failed.
-    #[param(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "status")]
+    #[param(value_type = Option<crate::schema::DeliveryStatusName>)]
     pub status: Option<DeliveryStatus>,
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_type: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_id: Option<String>,
-    /// Created at or after (RFC 3339 or unix ms).
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
-    /// Created at or before (RFC 3339 or unix ms).
+    /// Created at or before (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
-    /// Page size, 1..500 (default 50).
+    /// Page size (default 50).
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// The `next` of the previous page.
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub before: Option<String>,
+}
+
+fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DeliveryStatus>, D::Error> {
+    let s: Option<String> = crate::extract::non_empty(d)?;
+    s.map(|s| {
+        DeliveryStatus::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "status {s:?} must be pending, held, retrying, succeeded or failed"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// Delivery history, newest first.
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/deliveries", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), DeliveryQuery),
-    responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "endpoint_id names no endpoint of this workspace"), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,7 +258,7 @@ pub struct JobView {
     pub since: String,
     pub until: Option<String>,
     /// The status re-queued.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::schema::DeliveryStatusName)]
     pub status: DeliveryStatus,
     /// `scanning`, `delivering` or `completed`.
     pub state: String,

@@ -27,8 +27,7 @@ pub struct EndpointView {
     pub description: Option<String>,
     /// `null`: every event type.
     pub event_types: Option<Vec<String>>,
-    /// `sha256` or `standard-webhooks`.
-    #[schema(value_type = String, example = "sha256")]
+    #[schema(value_type = crate::schema::SchemeName)]
     pub scheme: SignatureScheme,
     pub headers: BTreeMap<String, String>,
     pub max_concurrency: Option<u32>,
@@ -81,19 +80,30 @@ impl EndpointView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
-    /// http or https.
+    /// http or https. The pattern describes host names; an IP literal is
+    /// accepted when it is public or [delivery] allow_networks opens it.
+    #[schema(
+        pattern = r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,5})?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     pub url: String,
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// Absent or `null`: every event type.
+    #[schema(value_type = Option<Vec<crate::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "crate::extract::whole")]
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrency: Option<u32>,
+    #[serde(default, deserialize_with = "crate::extract::whole")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<u32>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// `sha256` (default) or `standard-webhooks`.
-    #[schema(value_type = Option<String>, example = "sha256")]
+    /// Default `sha256`.
+    #[schema(value_type = Option<crate::schema::SchemeName>)]
     pub scheme: Option<SignatureScheme>,
 }
 
@@ -102,21 +112,30 @@ pub struct CreateEndpoint {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
+    #[schema(
+        pattern = r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,5})?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1024)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<crate::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Option<Vec<String>>>,
     pub headers: Option<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "present_count")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100000)]
     pub max_concurrency: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "present_count")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<Option<u32>>,
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// [`present`] for counts (`3.0` is 3).
+fn present_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    crate::extract::whole(d).map(Some)
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
@@ -148,18 +167,22 @@ pub struct Resumed {
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// How long the old secret keeps signing (default 86400; 0 switches at once).
+    #[serde(default, deserialize_with = "crate::extract::whole")]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
-    /// RFC 3339 (or unix ms): deliveries created at or after.
+    /// Deliveries created at or after (RFC 3339).
+    #[schema(format = DateTime)]
     pub since: String,
-    /// RFC 3339 (or unix ms): created at or before; default now.
+    /// Created at or before (RFC 3339); default now.
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     /// Which deliveries to re-queue (default `failed`).
-    #[schema(value_type = Option<String>, example = "failed")]
+    #[schema(value_type = Option<crate::schema::DeliveryStatusName>)]
     pub status: Option<DeliveryStatus>,
 }
 

@@ -22,7 +22,7 @@ pub struct ErrorBody {
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `not_found`,
     /// `route_not_found`, `validation_failed`, `invalid_json`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`,
-    /// `conflict`, `store_unavailable`, `internal`.
+    /// `conflict`, `store_unavailable`, `timeout`, `internal`.
     pub code: String,
     pub message: String,
     pub issues: Vec<Issue>,

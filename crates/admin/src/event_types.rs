@@ -19,8 +19,8 @@ use crate::extract::JsonBody;
 #[serde(deny_unknown_fields)]
 pub struct CatalogEntryBody {
     pub description: Option<String>,
-    /// JSON Schema of the event's `data`.
-    #[schema(value_type = Option<Object>)]
+    /// JSON Schema of the event's `data` (an object or a boolean).
+    #[schema(value_type = Option<crate::schema::JsonSchemaDoc>)]
     pub schema: Option<serde_json::Value>,
 }
 
@@ -28,7 +28,7 @@ pub struct CatalogEntryBody {
 pub struct EventTypeView {
     pub name: String,
     pub description: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::schema::JsonSchemaDoc>)]
     pub schema: Option<serde_json::Value>,
     /// Declared in configuration or through the API.
     pub in_catalog: bool,
@@ -108,8 +108,8 @@ pub async fn list_in_workspace(
 
 /// Add or replace a catalog entry for the calling key's workspace (admin scope).
 #[utoipa::path(put, path = "/api/v1/event-types/{name}", tag = "event types",
-    params(("name" = String, Path, description = "Event type, [a-z0-9_.-]{1,128}")),
-    request_body = CatalogEntryBody,
+    params(("name" = crate::schema::EventTypeName, Path, description = "Event type")),
+    request_body(content = Option<CatalogEntryBody>),
     responses((status = 200, body = EventTypeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,

@@ -20,13 +20,16 @@ use crate::extract::JsonBody;
 pub struct PublishEvent {
     /// Event id: the same id in the same workspace is delivered once. The
     /// `Idempotency-Key` header may give it instead; assigned when neither does.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub id: Option<String>,
     #[serde(rename = "type")]
+    #[schema(value_type = crate::schema::EventTypeName)]
     pub event_type: String,
     /// The payload.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    /// RFC 3339 or unix seconds; default: ingest time.
+    /// Default: ingest time.
+    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
     /// Extra top-level string members of the envelope.
     #[serde(default)]
@@ -43,9 +46,10 @@ pub struct Published {
 /// Publish an event.
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/events", tag = "events",
     params(("ws" = String, Path, description = "Workspace id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Event id, when the body has none")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Event id, when the body has none")),
     request_body = PublishEvent,
-    responses((status = 202, body = Published), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = Published), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The body's id and the Idempotency-Key header differ"), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,9 +64,8 @@ pub async fn publish(
         .map(str::to_string);
     let event_id = match (req.id, key) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::invalid(
-                "id",
-                "differs from the Idempotency-Key header",
+            return Err(ApiError::conflict(
+                "the body's id and the Idempotency-Key header differ; send one, or the same in both",
             ));
         }
         (Some(id), _) | (None, Some(id)) => id,

@@ -40,7 +40,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
             }
         })?;
-        let bytes = if bytes.is_empty() {
+        // No body, or `null`, is an empty object: optional bodies may be left out.
+        let bytes = if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             Bytes::from_static(b"{}")
         } else {
             bytes
@@ -49,8 +50,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses JSON, reporting where a value has the wrong shape.
+/// Parses a JSON object, reporting where a value has the wrong shape.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is an object; serde would also take a struct as an array.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| {
+        *b == b'[' || b.is_ascii_digit() || *b == b'"' || *b == b'-' || *b == b't' || *b == b'f'
+    }) {
+        return Err(ApiError::invalid("", "the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string().replace('.', "/");
@@ -85,5 +93,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| QueryParams(q.0))
             .map_err(|e| ApiError::invalid("query", e.body_text()))
+    }
+}
+
+/// A whole number sent as a JSON integer; `3.0` is the integer 3 (JSON Schema agrees).
+pub fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    let Some(n) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let out_of_range = || serde::de::Error::custom(format!("{n} is not a whole number in range"));
+    if n.fract() != 0.0 || !(0.0..=9.0e15).contains(&n) {
+        return Err(out_of_range());
+    }
+    T::try_from(n as u64).map(Some).map_err(|_| out_of_range())
+}
+
+/// An empty query parameter (`?status=`) reads as absent.
+pub fn non_empty<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use serde::Deserialize;
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }

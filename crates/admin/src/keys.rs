@@ -18,9 +18,9 @@ use crate::extract::JsonBody;
 pub struct KeyView {
     pub id: String,
     pub workspace: String,
-    /// read, write or admin.
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::schema::ScopeName)]
     pub scope: Scope,
+    #[schema(value_type = crate::schema::KeyEnvName)]
     pub env: String,
     pub name: Option<String>,
     /// The key's first characters, to recognise it.
@@ -51,10 +51,11 @@ impl KeyView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(value_type = String, example = "read")]
+    #[schema(value_type = crate::schema::ScopeName)]
     pub scope: Scope,
     pub name: Option<String>,
-    /// live (default), stg, dev or test.
+    /// Default `live`.
+    #[schema(value_type = Option<crate::schema::KeyEnvName>)]
     pub env: Option<String>,
 }
 

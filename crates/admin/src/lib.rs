@@ -21,6 +21,7 @@ pub mod events;
 pub mod extract;
 pub mod keys;
 pub mod ops;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct AdminSettings {
     pub rate_window: Duration,
     /// Largest request body accepted (413 past it).
     pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
     /// Event types declared in configuration.
     pub catalog: Vec<CatalogEntry>,
     /// The consumer group, for lag and pending figures.
@@ -149,6 +152,7 @@ pub fn openapi() -> OpenApi {
     let (api, ops) = routers();
     let mut doc = api.split_for_parts().1;
     doc.merge(ops.split_for_parts().1);
+    schema::add_common_responses(&mut doc);
     doc
 }
 
@@ -158,6 +162,7 @@ pub fn router(state: AppState) -> Router {
     let (api, mut doc) = api.split_for_parts();
     let (ops, ops_doc) = ops.split_for_parts();
     doc.merge(ops_doc);
+    schema::add_common_responses(&mut doc);
     let api = api.layer(from_fn_with_state(state.clone(), auth::guard));
     let max_body = state.settings.max_body_bytes;
     Router::new()
@@ -168,7 +173,26 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(state.clone(), deadline))
         .with_state(state)
+}
+
+/// Answers 503 `timeout` when a request takes longer than `[admin] request_timeout`.
+async fn deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took longer than [admin] request_timeout; retry",
+        )
+        .into_response(),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` turns true.

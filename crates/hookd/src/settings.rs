@@ -176,6 +176,8 @@ pub struct Admin {
     #[serde(deserialize_with = "duration")]
     pub rate_window: Duration,
     pub max_body_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
     /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
     pub event_types: Vec<hookd_admin::CatalogEntry>,
 }
@@ -252,6 +254,7 @@ impl Default for Config {
                 rate_limit: 1200,
                 rate_window: Duration::from_secs(60),
                 max_body_bytes: 1024 * 1024,
+                request_timeout: Duration::from_secs(30),
                 event_types: Vec::new(),
             },
         }
@@ -423,6 +426,7 @@ impl Config {
             rate_limit: self.admin.rate_limit,
             rate_window: self.admin.rate_window,
             max_body_bytes: self.admin.max_body_bytes,
+            request_timeout: self.admin.request_timeout,
             catalog: self.admin.event_types.clone(),
             group: self.ingest.group.clone(),
             event_limits: self.limits(),
