@@ -1,7 +1,7 @@
 # hookd: the commands a developer needs. `make run` and `make test` set up everything else.
 CARGO ?= cargo
 
-.PHONY: run test bench fuzz schemathesis build lint fmt check-tools
+.PHONY: run test bench fuzz chaos schemathesis build lint fmt check-tools
 
 ## run: start a local Redis when none answers, then hookd with config/default.toml
 run:
@@ -28,6 +28,11 @@ fuzz:
 # schemathesis against a real hookd's OpenAPI document (CI runs it too).
 schemathesis:
 	scripts/schemathesis.sh
+
+# The chaos suite for CHAOS_SECONDS (default 300); `make test` runs it for 20 s.
+CHAOS_SECONDS ?= 300
+chaos: check-tools
+	CHAOS_SECONDS=$(CHAOS_SECONDS) cargo nextest run -p hookd-tests --test chaos --no-capture
 
 build:
 	$(CARGO) build --release -p hookd
