@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hookd_core::{Attempt, DeliveryStatus, Endpoint};
+use hookd_core::{Attempt, AttemptTrigger, DeliveryStatus, Endpoint};
 use redis::{Script, Value};
 
 use crate::keys::PartitionKeys;
@@ -157,7 +157,8 @@ impl Store {
                 .arg(status.as_str())
                 .arg(next)
                 .arg(r.pause_reason.as_deref().unwrap_or(""))
-                .arg(r.attempt.error.as_deref().unwrap_or(""));
+                .arg(r.attempt.error.as_deref().unwrap_or(""))
+                .arg(if r.attempt.trigger == AttemptTrigger::Manual { "1" } else { "0" });
         }
         let reply: Value = call.invoke_async(&mut conn).await?;
         let (results, tripped) = match items(&reply)? {

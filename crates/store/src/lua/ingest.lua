@@ -8,6 +8,7 @@
 local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
 local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local created, duplicates = 0, 0
+local seen = {}
 local i = 5
 while i <= #ARGV do
   local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -16,9 +17,10 @@ while i <= #ARGV do
   -- The envelope key is also the (workspace, id) marker: NX makes publishing idempotent.
   if redis.call('SET', evkey, envelope, 'NX', 'EX', retention) then
     local wskey = tag .. ':ws:' .. #ws .. ':' .. ws
-    -- Event-type discovery: how often each type was seen, and when last.
-    redis.call('HINCRBY', wskey .. ':types', 'n:' .. evtype, 1)
-    redis.call('HSET', wskey .. ':types', 't:' .. evtype, now)
+    -- Event-type discovery (written once per workspace and type, below).
+    local seen_key = wskey .. ':types'
+    seen[seen_key] = seen[seen_key] or {}
+    seen[seen_key][evtype] = (seen[seen_key][evtype] or 0) + 1
     local eps = redis.call('SUNION', typekey, allkey)
     if #eps == 0 then
       -- Nothing to deliver: keep only the marker, not the payload.
@@ -47,5 +49,12 @@ while i <= #ARGV do
     duplicates = duplicates + 1
   end
   redis.call('XACK', stream, group, entry)
+end
+-- How often each type was seen, and when last.
+for key, types in pairs(seen) do
+  for evtype, n in pairs(types) do
+    redis.call('HINCRBY', key, 'n:' .. evtype, n)
+    redis.call('HSET', key, 't:' .. evtype, now)
+  end
 end
 return {created, duplicates}

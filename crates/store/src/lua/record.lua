@@ -4,9 +4,9 @@
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = retention (s), ARGV[3] = now (ms),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms)
--- then 7 per attempt: delivery id, attempt JSON, attempt number,
+-- then 8 per attempt: delivery id, attempt JSON, attempt number,
 --   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
---   error ('' when it succeeded)
+--   error ('' when it succeeded), manual ('1' for an operator's attempt)
 -- Returns {results, tripped}: one integer per attempt (1, or 0 when the delivery
 -- no longer exists), and 5 per endpoint the breaker paused:
 -- endpoint id, endpoint doc, failures, failing since (ms), last error.
@@ -16,9 +16,11 @@ local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
 local tripped = {}
 local touched = {}
-for i = 6, #ARGV, 7 do
+-- Per endpoint, over the batch: whether an attempt succeeded, and the failures since.
+local streak = {}
+for i = 6, #ARGV, 8 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local err = ARGV[i + 6]
+  local err, is_manual = ARGV[i + 6], ARGV[i + 7] == '1'
   local dkey = tag .. ':dlv:' .. id
   local ep = redis.call('HGET', dkey, 'endpoint')
   if not ep then
@@ -40,36 +42,48 @@ for i = 6, #ARGV, 7 do
       redis.call('HDEL', dkey, 'next_at')
     end
     -- An operator's attempt (redeliver, recover) is done: count it for its job.
-    local manual = redis.call('HMGET', dkey, 'manual', 'job')
-    if manual[1] then
+    if is_manual then
+      local job = redis.call('HGET', dkey, 'job')
       redis.call('HDEL', dkey, 'manual', 'job')
-      if manual[2] then
-        redis.call('HINCRBY', tag .. ':job:' .. manual[2], 'done', 1)
-        if status == 'succeeded' then redis.call('HINCRBY', tag .. ':job:' .. manual[2], 'succeeded', 1) end
+      if job then
+        redis.call('HINCRBY', tag .. ':job:' .. job, 'done', 1)
+        if status == 'succeeded' then redis.call('HINCRBY', tag .. ':job:' .. job, 'succeeded', 1) end
       end
     end
-    local epkey = tag .. ':ep:' .. ep
+    local s = streak[ep] or { reset = false, fails = 0, err = '' }
     if status == 'succeeded' then
-      redis.call('HDEL', epkey, 'fails', 'failing_since')
-    elseif redis.call('EXISTS', epkey) == 1 then
-      local fails = redis.call('HINCRBY', epkey, 'fails', 1)
-      redis.call('HSETNX', epkey, 'failing_since', now)
-      local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
-      if pause == '' and trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
-          and redis.call('HGET', epkey, 'paused') ~= '1' then
-        pause = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. err
-        table.insert(tripped, ep)
-        table.insert(tripped, redis.call('HGET', epkey, 'doc'))
-        table.insert(tripped, fails)
-        table.insert(tripped, since)
-        table.insert(tripped, err)
-      end
+      s.reset, s.fails = true, 0
+    else
+      s.fails, s.err = s.fails + 1, err
     end
+    streak[ep] = s
     if pause ~= '' then
-      redis.call('HSET', epkey, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
+      redis.call('HSET', tag .. ':ep:' .. ep, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
     end
     touched[ep] = true
     table.insert(out, 1)
+  end
+end
+-- The circuit breaker, once per endpoint of the batch.
+for ep, s in pairs(streak) do
+  local epkey = tag .. ':ep:' .. ep
+  if s.reset then
+    redis.call('HDEL', epkey, 'fails', 'failing_since')
+  end
+  if s.fails > 0 and redis.call('EXISTS', epkey) == 1 then
+    local fails = redis.call('HINCRBY', epkey, 'fails', s.fails)
+    redis.call('HSETNX', epkey, 'failing_since', now)
+    local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
+    if trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
+        and redis.call('HGET', epkey, 'paused') ~= '1' then
+      local reason = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. s.err
+      redis.call('HSET', epkey, 'paused', '1', 'paused_reason', reason, 'paused_at', now)
+      table.insert(tripped, ep)
+      table.insert(tripped, redis.call('HGET', epkey, 'doc'))
+      table.insert(tripped, fails)
+      table.insert(tripped, since)
+      table.insert(tripped, s.err)
+    end
   end
 end
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.
