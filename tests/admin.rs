@@ -842,3 +842,36 @@ async fn endpoint_secrets_are_sealed_at_rest_and_the_key_rotates() {
     assert!(!old_only.status.success());
     assert!(String::from_utf8_lossy(&old_only.stderr).contains("t2"));
 }
+
+#[tokio::test]
+async fn an_endpoint_rate_limit_spreads_attempts_over_seconds() {
+    let (_redis, _env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/endpoints",
+            Some(json!({ "url": receiver.url(), "rate_limit": 4 })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for _ in 0..12 {
+        publish(&api, "ws_a", "card.created").await;
+    }
+    let got = receiver.wait_for(12, WAIT).await;
+    // 12 attempts at 4 a second take at least three one-second windows.
+    let span = got.last().unwrap().at - got.first().unwrap().at;
+    assert!(span >= Duration::from_secs(1), "12 attempts in {span:?}");
+    let mut per_second = std::collections::BTreeMap::new();
+    for r in &got {
+        let s = r
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        *per_second.entry(s).or_insert(0) += 1;
+    }
+    // One of slack: an attempt claimed at the end of a second can arrive in the next.
+    assert!(per_second.values().all(|n| *n <= 5), "{per_second:?}");
+    assert!(per_second.len() >= 3, "{per_second:?}");
+}

@@ -3,7 +3,8 @@
 //! killed and restarted from its append-only file, and receivers fail, hang
 //! past the timeout, answer 429 with Retry-After, redirect, and send huge
 //! bodies. At the end every event has reached every endpoint at least once,
-//! no delivery is stuck, and the duplicates are counted and printed.
+//! no delivery is stuck, the duplicates are counted and printed, and once the
+//! history retention has passed Redis holds nothing of the run any more.
 //!
 //! `make test` runs it for 20 s; `make chaos` for CHAOS_SECONDS (300).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -39,7 +40,7 @@ async fn chaos_receiver(fault_rate: f64) -> (u16, Arc<Mutex<Seen>>, tokio::task:
                 .to_string();
             log.lock().unwrap().requests += 1;
             if fastrand::f64() < fault_rate {
-                match fastrand::u8(0..5) {
+                match fastrand::u8(0..6) {
                     0 => return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
                     1 => {
                         return (
@@ -61,9 +62,19 @@ async fn chaos_receiver(fault_rate: f64) -> (u16, Arc<Mutex<Seen>>, tokio::task:
                         )
                             .into_response();
                     }
-                    _ => {
+                    4 => {
                         // A huge body with an error status: hookd reads 4 KiB of it.
                         return (StatusCode::BAD_GATEWAY, vec![b'x'; 8 << 20]).into_response();
+                    }
+                    _ => {
+                        // The connection closes in the middle of the response body.
+                        let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
+                            Ok(b"partial"),
+                            Err(std::io::Error::other("receiver hung up")),
+                        ];
+                        let body =
+                            axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+                        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
                     }
                 }
             }
@@ -89,6 +100,15 @@ async fn chaos_every_event_reaches_every_endpoint() {
     let mut env = test_env(&redis);
     env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "40".into()));
     env.push(("HOOKD__DELIVERY__BREAKER_FAILURES".into(), "0".into()));
+    // Short retention, so the test can see memory come back once it has passed.
+    let retention = Duration::from_secs(seconds + 40);
+    for key in [
+        "HOOKD__HISTORY__RETENTION",
+        "HOOKD__INGEST__STREAM_RETENTION",
+    ] {
+        env.push((key.into(), format!("{}s", retention.as_secs())));
+    }
+    env.push(("HOOKD__INGEST__HOUSEKEEPING_INTERVAL".into(), "2s".into()));
     let mut daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&env)).collect();
 
     let mut receivers = Vec::new();
@@ -98,6 +118,8 @@ async fn chaos_every_event_reaches_every_endpoint() {
         receivers.push((seen, task));
     }
 
+    let baseline = used_memory(&redis).await;
+    let started = Instant::now();
     // A steady producer: about 25 events a second, reconnecting when Redis is down.
     let url = redis.url();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -217,4 +239,52 @@ async fn chaos_every_event_reaches_every_endpoint() {
         "chaos: {seconds}s, {published} events x 3 endpoints, {daemon_kills} daemon kills, \
          {redis_restarts} Redis restarts, {requests} requests, lost 0, duplicates {duplicates}"
     );
+
+    // After the retention, what the run stored is gone again.
+    let peak = used_memory(&redis).await;
+    tokio::time::sleep((started + retention).saturating_duration_since(Instant::now())).await;
+    let after = eventually(
+        Duration::from_secs(60),
+        "memory back after retention",
+        || async {
+            let mut conn = redis.conn().await;
+            let left: Vec<String> = redis::cmd("KEYS")
+                .arg("{hookd:events}:*")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let per_event = left
+                .iter()
+                .filter(|k| k.contains(":dlv:") || k.contains(":evt:"))
+                .count();
+            let (history, stream): (u64, u64) = redis::pipe()
+                .zcard("{hookd:events}:dlvs")
+                .xlen("hookd:events")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let now = used_memory(&redis).await;
+            (per_event == 0 && history == 0 && stream <= 200 && now <= baseline + (2 << 20))
+                .then_some(now)
+        },
+    )
+    .await;
+    println!(
+        "chaos: Redis used_memory {} KiB before, {} KiB at the end of the run, {} KiB after retention",
+        baseline >> 10,
+        peak >> 10,
+        after >> 10
+    );
+}
+
+async fn used_memory(redis: &Redis) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }

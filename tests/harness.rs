@@ -364,6 +364,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Wall-clock time of arrival.
+    pub wall: std::time::SystemTime,
 }
 
 impl Received {
@@ -439,6 +441,7 @@ impl Receiver {
                             .collect(),
                         body: body.to_vec(),
                         at: Instant::now(),
+                        wall: std::time::SystemTime::now(),
                     });
                     log.len() - 1
                 };

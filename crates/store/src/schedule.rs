@@ -158,7 +158,11 @@ impl Store {
                 .arg(next)
                 .arg(r.pause_reason.as_deref().unwrap_or(""))
                 .arg(r.attempt.error.as_deref().unwrap_or(""))
-                .arg(if r.attempt.trigger == AttemptTrigger::Manual { "1" } else { "0" });
+                .arg(if r.attempt.trigger == AttemptTrigger::Manual {
+                    "1"
+                } else {
+                    "0"
+                });
         }
         let reply: Value = call.invoke_async(&mut conn).await?;
         let (results, tripped) = match items(&reply)? {
