@@ -9,6 +9,9 @@ local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
 local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local created, duplicates = 0, 0
 local seen = {}
+-- Per endpoint, once per batch: whether it is paused, whether it has new due work.
+local paused, ready = {}, {}
+local acks = {}
 local i = 5
 while i <= #ARGV do
   local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -30,12 +33,15 @@ while i <= #ARGV do
       local id = base .. string.format('%04x', n)
       local dkey = tag .. ':dlv:' .. id
       local status = 'pending'
-      if redis.call('HGET', tag .. ':ep:' .. ep, 'paused') == '1' then
+      if paused[ep] == nil then
+        paused[ep] = redis.call('HGET', tag .. ':ep:' .. ep, 'paused') == '1'
+      end
+      if paused[ep] then
         status = 'held'
         redis.call('SADD', tag .. ':held:' .. ep, id)
       else
         redis.call('ZADD', tag .. ':due:' .. ep, now, id)
-        redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
+        ready[ep] = true
       end
       redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
         'type', evtype, 'status', status, 'attempts', 0, 'created', now)
@@ -48,7 +54,14 @@ while i <= #ARGV do
   else
     duplicates = duplicates + 1
   end
-  redis.call('XACK', stream, group, entry)
+  table.insert(acks, entry)
+end
+for ep in pairs(ready) do
+  redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
+end
+-- Acknowledged together with the deliveries (this script is one atomic step).
+for first = 1, #acks, 500 do
+  redis.call('XACK', stream, group, unpack(acks, first, math.min(first + 499, #acks)))
 end
 -- How often each type was seen, and when last.
 for key, types in pairs(seen) do
