@@ -506,23 +506,8 @@ async fn pagination_walks_1200_deliveries_without_gap_or_repeat() {
         .await;
     let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
     api.call("POST", &format!("{one}/pause"), None).await;
-    let mut conn = redis.conn().await;
-    let mut pipe = redis::pipe();
-    for i in 0..1200 {
-        pipe.cmd("XADD")
-            .arg("hookd:events")
-            .arg("*")
-            .arg("type")
-            .arg("card.created")
-            .arg("workspace")
-            .arg("ws_a")
-            .arg("id")
-            .arg(format!("e{i}"))
-            .arg("data")
-            .arg("{}")
-            .ignore();
-    }
-    let () = pipe.query_async(&mut conn).await.unwrap();
+    let events = (0..1200).map(|i| (format!("e{i}"), "{}".to_string()));
+    redis.xadd_events("ws_a", "card.created", events).await;
     eventually(WAIT, "1200 held deliveries", || async {
         (api.call("GET", &one, None).await.body["held"] == 1200).then_some(())
     })

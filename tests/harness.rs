@@ -152,6 +152,38 @@ impl Redis {
             .expect("connect to test redis")
     }
 
+    /// Publishes events `(id, data)` of one workspace and type, as pipelines
+    /// of 200 `XADD`s.
+    pub async fn xadd_events(
+        &self,
+        workspace: &str,
+        event_type: &str,
+        events: impl IntoIterator<Item = (String, String)>,
+    ) {
+        let events: Vec<(String, String)> = events.into_iter().collect();
+        let mut conn = self.conn().await;
+        for chunk in events.chunks(200) {
+            let mut pipe = redis::pipe();
+            for (id, data) in chunk {
+                pipe.cmd("XADD")
+                    .arg("hookd:events")
+                    .arg("*")
+                    .arg("type")
+                    .arg(event_type)
+                    .arg("workspace")
+                    .arg(workspace)
+                    .arg("data")
+                    .arg(data)
+                    .arg("id")
+                    .arg(id)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .expect("XADD pipeline");
+        }
+    }
+
     /// `XADD hookd:events * field value ...`; returns the entry id.
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
         let mut cmd = redis::cmd("XADD");

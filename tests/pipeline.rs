@@ -331,25 +331,8 @@ async fn a_paused_endpoint_holds_deliveries_until_resumed() {
 }
 
 async fn publish_many(redis: &Redis, n: usize) {
-    let mut conn = redis.conn().await;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("XADD")
-                .arg("hookd:events")
-                .arg("*")
-                .arg("type")
-                .arg("load.test")
-                .arg("workspace")
-                .arg("ws")
-                .arg("data")
-                .arg(format!("{{\"n\":{i}}}"))
-                .arg("id")
-                .arg(format!("evt_{i}"))
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut conn).await.unwrap();
-    }
+    let events = (0..n).map(|i| (format!("evt_{i}"), format!("{{\"n\":{i}}}")));
+    redis.xadd_events("ws", "load.test", events).await;
 }
 
 fn distinct_events(r: &Receiver) -> HashSet<String> {
@@ -675,25 +658,10 @@ async fn consumers_of_stopped_daemons_are_forgotten() {
     assert_ne!(left[0], gone);
 }
 
-/// Publishes `n` events `<prefix><i>` of workspace ws_1 in one pipeline.
+/// Publishes `n` events `<prefix><i>` of workspace ws_1.
 async fn publish_batch(redis: &Redis, prefix: &str, n: usize) {
-    let mut conn = redis.conn().await;
-    let mut pipe = redis::pipe();
-    for i in 0..n {
-        pipe.cmd("XADD")
-            .arg("hookd:events")
-            .arg("*")
-            .arg("type")
-            .arg("card.created")
-            .arg("workspace")
-            .arg("ws_1")
-            .arg("id")
-            .arg(format!("{prefix}{i}"))
-            .arg("data")
-            .arg("{}")
-            .ignore();
-    }
-    let () = pipe.query_async(&mut conn).await.unwrap();
+    let events = (0..n).map(|i| (format!("{prefix}{i}"), "{}".to_string()));
+    redis.xadd_events("ws_1", "card.created", events).await;
 }
 
 async fn readyz(admin: &str) -> Option<u16> {
