@@ -93,6 +93,10 @@ async fn unauthenticated_is_401_and_unauthorized_is_403() {
         .as_str()
         .unwrap()
         .to_string();
+    // Workspace B's admin cannot revoke A's key through its own path either.
+    let path_b = format!("/api/v1/workspaces/ws_b/keys/{doomed_id}");
+    assert_eq!(other.call("DELETE", &path_b, None).await.status, 404);
+    assert_eq!(doomed_api.call("GET", path, None).await.status, 200);
     let r = admin
         .call(
             "DELETE",

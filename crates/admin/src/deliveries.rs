@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
 use crate::extract::QueryParams;
 
 /// Reads a time given as RFC 3339 or unix milliseconds.
@@ -202,13 +202,8 @@ pub async fn list(
 }
 
 async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Delivery> {
-    match state.store.delivery(id).await {
-        Ok(d) if d.workspace == ws => Ok(d),
-        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
-            Err(ApiError::not_found(format!("delivery {id}")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let read = state.store.delivery(id).await;
+    in_workspace(read, ws, |d| &d.workspace, format!("delivery {id}"))
 }
 
 /// One delivery with every attempt.
@@ -301,11 +296,11 @@ pub async fn job(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<JobView>> {
     caller.require(&ws, Scope::Read)?;
-    match state.store.job(&id).await {
-        Ok(job) if job.workspace == ws => Ok(Json(JobView::from(job))),
-        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
-            Err(ApiError::not_found(format!("job {id}")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let job = in_workspace(
+        state.store.job(&id).await,
+        &ws,
+        |j| &j.workspace,
+        format!("job {id}"),
+    )?;
+    Ok(Json(JobView::from(job)))
 }

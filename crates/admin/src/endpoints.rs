@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::deliveries::{JobView, parse_time};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
 use crate::extract::JsonBody;
 
 /// An endpoint as the API shows it. `secret` appears only in the responses
@@ -200,13 +200,8 @@ fn invalid(state: &AppState, ep: &Endpoint) -> ApiResult<()> {
 
 /// The endpoint, if it belongs to `ws` (another workspace's id reads as not found).
 pub(crate) async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Endpoint> {
-    match state.store.endpoint(id).await {
-        Ok(ep) if ep.workspace == ws => Ok(ep),
-        Ok(_) | Err(hookd_store::StoreError::NotFound(_)) => {
-            Err(ApiError::not_found(format!("endpoint {id}")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let read = state.store.endpoint(id).await;
+    in_workspace(read, ws, |e| &e.workspace, format!("endpoint {id}"))
 }
 
 async fn view(state: &AppState, ep: Endpoint, with_secret: bool) -> ApiResult<EndpointView> {

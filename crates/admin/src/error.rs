@@ -120,6 +120,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A record read by id, kept only if it belongs to `ws`: another workspace's
+/// record reads as not found, exactly like a missing one.
+pub fn in_workspace<T>(
+    read: Result<T, StoreError>,
+    ws: &str,
+    workspace_of: impl Fn(&T) -> &str,
+    what: impl std::fmt::Display,
+) -> ApiResult<T> {
+    match read {
+        Ok(record) if workspace_of(&record) == ws => Ok(record),
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(ApiError::not_found(what)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

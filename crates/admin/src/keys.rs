@@ -142,15 +142,9 @@ pub async fn revoke(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyView>> {
     caller.require(&ws, Scope::Admin)?;
-    let theirs = state
+    let key = state
         .store
-        .api_keys(Some(&ws))
-        .await?
-        .into_iter()
-        .any(|k| k.id == id);
-    if !theirs {
-        return Err(ApiError::not_found(format!("api key {id}")));
-    }
-    let key = state.store.revoke_api_key(&id, time::now_ms()).await?;
+        .revoke_api_key(&id, Some(&ws), time::now_ms())
+        .await?;
     Ok(Json(KeyView::new(key, None)))
 }

@@ -528,7 +528,7 @@ pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
         }
         KeyCommand::Revoke { id, out } => output::api_key(
-            &store.revoke_api_key(&id, time::now_ms()).await?,
+            &store.revoke_api_key(&id, None, time::now_ms()).await?,
             None,
             out.json,
         ),

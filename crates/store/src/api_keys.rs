@@ -61,7 +61,13 @@ impl Store {
     }
 
     /// Revokes a key: from now on it gets 401. Returns the key as revoked.
-    pub async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<ApiKey> {
+    /// With `workspace`, a key of another workspace reads as not found.
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+        workspace: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ApiKey> {
         let mut conn = self.conn.clone();
         let hash: Option<String> = redis::cmd("HGET")
             .arg(self.keys.api_key_ids())
@@ -76,6 +82,9 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         let mut key = from_json(&json.ok_or_else(not_found)?)?;
+        if workspace.is_some_and(|w| w != key.workspace) {
+            return Err(not_found());
+        }
         key.revoked_at_ms.get_or_insert(now_ms);
         let _: i64 = redis::cmd("HSET")
             .arg(self.keys.api_keys())
