@@ -137,12 +137,49 @@ fn proc_stat(pid: u32) -> (u64, f64) {
     (hwm_kb, ticks as f64 / 100.0)
 }
 
-async fn redis_used_memory(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<i64> {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("INFO memory has no used_memory")
+/// The commands Redis spent the most time in: (command, calls, total ms, µs per call).
+async fn redis_top_commands(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    // cmdstat_evalsha:calls=12623,usec=7470000,usec_per_call=591.78,...
+    let mut stats: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            };
+            Some((name.to_string(), field("calls")?, field("usec")?))
+        })
+        .collect();
+    stats.sort_by_key(|s| std::cmp::Reverse(s.2));
+    Ok(stats
+        .into_iter()
+        .take(6)
+        .map(|(name, calls, usec)| {
+            json!({ "command": name, "calls": calls, "ms": usec / 1000, "us_per_call": usec as f64 / calls.max(1) as f64 })
+        })
+        .collect())
+}
+
+/// Redis's memory in use (bytes) and the CPU time it has spent (seconds, user + system).
+async fn redis_usage(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<(f64, f64)> {
+    let info: String = redis::cmd("INFO").query_async(conn).await?;
+    let field = |name: &str| -> anyhow::Result<f64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("INFO has no {name}"))
+    };
+    Ok((
+        field("used_memory")?,
+        field("used_cpu_user")? + field("used_cpu_sys")?,
+    ))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -253,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
             fast.push(log)
         }
     }
-    let used_before = redis_used_memory(&mut conn).await?;
+    let (used_before, redis_cpu_before) = redis_usage(&mut conn).await?;
 
     let daemon = Killed(
         hookd(&args, &env)
@@ -316,7 +353,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (rss_kb, cpu_secs) = proc_stat(pid);
-    let used_after = redis_used_memory(&mut conn).await?;
+    let (used_after, redis_cpu_after) = redis_usage(&mut conn).await?;
+    let redis_commands = redis_top_commands(&mut conn).await?;
     drop(daemon);
 
     let mut latencies = Vec::with_capacity(expected);
@@ -342,6 +380,13 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
     let received = latencies.len();
     let elapsed = (last.saturating_sub(publish_start)).as_secs_f64();
+    let per_delivery = |total: f64| {
+        if received > 0 {
+            total / received as f64
+        } else {
+            0.0
+        }
+    };
     let result = json!({
         "scenario": args.scenario,
         "events": args.events,
@@ -364,7 +409,12 @@ async fn main() -> anyhow::Result<()> {
         },
         "hookd_peak_rss_mb": rss_kb as f64 / 1024.0,
         "hookd_cpu_seconds": cpu_secs,
-        "redis_bytes_per_delivery": if received > 0 { (used_after - used_before) as f64 / received as f64 } else { 0.0 },
+        "redis_bytes_per_delivery": per_delivery(used_after - used_before),
+        "redis_cpu_seconds": redis_cpu_after - redis_cpu_before,
+        // Steadier than deliveries/s on a shared machine: what each delivery cost.
+        "hookd_cpu_us_per_delivery": per_delivery(cpu_secs * 1e6),
+        "redis_cpu_us_per_delivery": per_delivery((redis_cpu_after - redis_cpu_before) * 1e6),
+        "redis_top_commands": redis_commands,
         "slow_received": count(&slow),
         "fail_fraction": args.fail_fraction,
         "failed_answers": failed_answers.load(Ordering::Relaxed),

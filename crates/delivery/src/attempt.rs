@@ -166,7 +166,7 @@ impl AttemptContext {
                 (Outcome::RetryAt(at), err) => tracing::info!(error = ?err, retry_in_ms = at - now_ms, "attempt failed; retry scheduled"),
                 (Outcome::Failed, err) => tracing::warn!(error = ?err, "attempt failed; no attempt left, delivery failed"),
             }
-            Record { delivery_id: c.delivery_id, attempt, outcome, pause_reason }
+            Record { delivery_id: c.delivery_id, delivery_created_ms: c.created_at_ms, attempt, outcome, pause_reason }
         }
         .instrument(span)
         .await

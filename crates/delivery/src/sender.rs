@@ -94,7 +94,7 @@ impl Sender {
     }
 
     /// POSTs `body` to `url` with `headers`; never follows redirects.
-    pub async fn send(&self, url: &str, headers: HeaderMap, body: Vec<u8>) -> Response {
+    pub async fn send(&self, url: &str, headers: HeaderMap, body: bytes::Bytes) -> Response {
         let started = Instant::now();
         let result = self.exchange(url, headers, body).await;
         Response {
@@ -107,7 +107,7 @@ impl Sender {
         &self,
         url: &str,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<Answered, Failure> {
         if let Some(why) = self.settings.network.refuses_url(url) {
             return Err(Failure {

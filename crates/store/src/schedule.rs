@@ -1,8 +1,11 @@
 //! The due queue: claiming deliveries whose time has come (with a lease),
 //! recording each attempt and what follows it, releasing claims on shutdown.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hookd_core::{Attempt, AttemptTrigger, DeliveryStatus, Endpoint};
 use redis::{Script, Value};
 
@@ -35,22 +38,30 @@ impl Default for Scripts {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub delivery_id: String,
+    /// When the delivery was made: its attempts expire with it, a retention later.
+    pub delivery_created_ms: i64,
     pub attempt: Attempt,
     pub outcome: Outcome,
     /// Pauses the endpoint too (a `410 Gone`).
     pub pause_reason: Option<String>,
 }
 
+/// Most deliveries one claim takes (the script passes them to single
+/// variadic commands, and Lua unpacks at most a few thousand values).
+const MAX_CLAIM: usize = 1000;
+
 /// A delivery claimed for one attempt, with what is needed to make it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery_id: String,
-    pub endpoint: Endpoint,
+    /// Shared by every delivery of the endpoint claimed in the same batch.
+    pub endpoint: Arc<Endpoint>,
     pub attempts_made: u32,
     pub created_at_ms: i64,
     pub event_id: String,
     pub event_type: String,
-    pub envelope: Vec<u8>,
+    /// Shared by every delivery of the event claimed in the same batch.
+    pub envelope: Bytes,
     /// An operator asked for this attempt (redeliver or recover).
     pub manual: bool,
 }
@@ -100,25 +111,55 @@ impl Store {
             .arg(&p.tag)
             .arg(now_ms)
             .arg(lease.as_millis() as u64)
-            .arg(limit)
+            .arg(limit.min(MAX_CLAIM))
             .arg(default_max_concurrency)
             .invoke_async(&mut conn)
             .await?;
-        let flat = items(&reply)?;
-        let mut out = Vec::with_capacity(flat.len() / 9);
-        for c in flat.chunks_exact(9) {
-            let endpoint_id = string(&c[1])?;
-            let endpoint = self.parse_doc(&endpoint_id, bytes(&c[2]).unwrap_or_default())?;
-            out.push(Claimed {
-                delivery_id: string(&c[0])?,
-                endpoint,
-                attempts_made: int(&c[3])? as u32,
-                created_at_ms: int(&c[4])?,
-                event_id: string(&c[5])?,
-                event_type: string(&c[6])?,
-                envelope: bytes(&c[7]).map(<[u8]>::to_vec).unwrap_or_default(),
-                manual: bytes(&c[8]).is_some_and(|b| b == b"1"),
-            });
+        let Value::Array(flat) = reply else {
+            return Err(StoreError::Reply(format!("claim: {reply:?}")));
+        };
+        // Per endpoint: id, doc, count, then 8 per delivery (see claim.lua).
+        let mut reply = flat.into_iter();
+        let mut next = || {
+            reply
+                .next()
+                .ok_or_else(|| StoreError::Reply("claim: reply cut short".into()))
+        };
+        let mut out = Vec::new();
+        let mut envelopes: HashMap<String, Bytes> = HashMap::new();
+        while let Ok(endpoint_id) = next() {
+            let endpoint_id = string(&endpoint_id)?;
+            let doc = next()?;
+            let endpoint = Arc::new(self.parse_doc(&endpoint_id, bytes(&doc).unwrap_or_default())?);
+            for _ in 0..int(&next()?)? {
+                let delivery_id = string(&next()?)?;
+                let attempts_made = int(&next()?)? as u32;
+                let created_at_ms = int(&next()?)?;
+                let event_id = string(&next()?)?;
+                let event_type = string(&next()?)?;
+                let event_key = string(&next()?)?;
+                // Sent once per reply; later deliveries of the event share it.
+                let envelope = match next()? {
+                    Value::BulkString(b) => {
+                        let b = Bytes::from(b);
+                        envelopes.insert(event_key, b.clone());
+                        b
+                    }
+                    _ => envelopes.get(&event_key).cloned().ok_or_else(|| {
+                        StoreError::Reply(format!("claim: no envelope for {delivery_id}"))
+                    })?,
+                };
+                out.push(Claimed {
+                    delivery_id,
+                    endpoint: endpoint.clone(),
+                    attempts_made,
+                    created_at_ms,
+                    event_id,
+                    event_type,
+                    envelope,
+                    manual: bytes(&next()?).is_some_and(|b| b == b"1"),
+                });
+            }
         }
         Ok(out)
     }
@@ -151,6 +192,7 @@ impl Store {
             };
             let json = serde_json::to_string(&r.attempt)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let expires_at_ms = r.delivery_created_ms + self.retention_secs() as i64 * 1000;
             call.arg(&r.delivery_id)
                 .arg(json)
                 .arg(r.attempt.number)
@@ -162,7 +204,8 @@ impl Store {
                     "1"
                 } else {
                     "0"
-                });
+                })
+                .arg(expires_at_ms);
         }
         let reply: Value = call.invoke_async(&mut conn).await?;
         let (results, tripped) = match items(&reply)? {

@@ -7,13 +7,16 @@
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
 -- ARGV[5] = default max concurrency per endpoint
--- Returns a flat list, 9 per claimed delivery:
---   id, endpoint id, endpoint doc, attempts so far, created (ms), event id, event type, envelope,
---   manual ('1' when an operator asked for this attempt)
+-- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
+-- count, then 8 per delivery: id, attempts so far, created (ms), event id, event type,
+-- event key, envelope (nil when an earlier delivery of this reply carried the same
+-- event's), manual ('1' when an operator asked for this attempt).
+-- The doc and each envelope travel once per reply, not once per delivery.
 local ready, tag = KEYS[1], ARGV[1]
 local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
 local budget = limit
+local sent = {}
 
 -- When the endpoint next needs a look: its earliest due delivery, or never.
 local function refresh(ep)
@@ -63,30 +66,47 @@ for _, ep in ipairs(endpoints) do
     end
     local claimed = 0
     if take > 0 then
+      local group = #out
+      local leased = {}
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
         local dkey = tag .. ':dlv:' .. id
         local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual')
-        local envelope = d[1] and redis.call('GET', d[1])
-        if not d[1] then
+        local evkey = d[1]
+        local envelope = false
+        if evkey and not sent[evkey] then
+          envelope = redis.call('GET', evkey)
+        end
+        if not evkey then
           redis.call('ZREM', duekey, id)
-        elseif not envelope then
+        elseif not envelope and not sent[evkey] then
           redis.call('ZREM', duekey, id)
           fail(id, 'event_expired')
         else
-          redis.call('ZADD', duekey, now + lease, id)
-          redis.call('ZADD', leasekey, now + lease, id)
-          budget = budget - 1
+          sent[evkey] = true
+          leased[#leased + 1] = now + lease
+          leased[#leased + 1] = id
           claimed = claimed + 1
-          table.insert(out, id)
-          table.insert(out, ep)
-          table.insert(out, e[1])
-          table.insert(out, d[2])
-          table.insert(out, d[3])
-          table.insert(out, d[4])
-          table.insert(out, d[5])
-          table.insert(out, envelope)
-          table.insert(out, d[6] or '')
+          if claimed == 1 then
+            out[#out + 1] = ep
+            out[#out + 1] = e[1]
+            out[#out + 1] = 0
+          end
+          out[#out + 1] = id
+          out[#out + 1] = d[2]
+          out[#out + 1] = d[3]
+          out[#out + 1] = d[4]
+          out[#out + 1] = d[5]
+          out[#out + 1] = evkey
+          out[#out + 1] = envelope
+          out[#out + 1] = d[6] or ''
         end
+      end
+      if claimed > 0 then
+        budget = budget - claimed
+        out[group + 3] = claimed
+        -- Pushed forward by the lease, so no other worker takes them meanwhile.
+        redis.call('ZADD', duekey, unpack(leased))
+        redis.call('ZADD', leasekey, unpack(leased))
       end
     end
     if rate and claimed > 0 then

@@ -5,13 +5,27 @@
 -- then 9 per event: entry id, event key, type-subscribers key, all-subscribers key,
 --   event id, event type, workspace, envelope, delivery id base
 -- Returns {deliveries created, duplicates skipped}.
+-- Index writes (due queues, history indexes, held sets) are gathered per key
+-- and written with one variadic command each at the end: a call from Lua
+-- costs far more than one more member in a call.
 local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
 local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
 local created, duplicates = 0, 0
 local seen = {}
--- Per endpoint, once per batch: whether it is paused, whether it has new due work.
-local paused, ready = {}, {}
+-- Per endpoint, once per batch: whether it is paused.
+local paused = {}
+-- Sorted-set members (all scored `now`) and set members to add, by key.
+local zmembers, smembers = {}, {}
+local function push(t, key, id)
+  local l = t[key]
+  if not l then
+    l = {}
+    t[key] = l
+  end
+  l[#l + 1] = id
+end
 local acks = {}
+local all_index = tag .. ':dlvs'
 local i = 5
 while i <= #ARGV do
   local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -38,30 +52,49 @@ while i <= #ARGV do
       end
       if paused[ep] then
         status = 'held'
-        redis.call('SADD', tag .. ':held:' .. ep, id)
+        push(smembers, tag .. ':held:' .. ep, id)
       else
-        redis.call('ZADD', tag .. ':due:' .. ep, now, id)
-        ready[ep] = true
+        push(zmembers, tag .. ':due:' .. ep, id)
       end
       redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
         'type', evtype, 'status', status, 'attempts', 0, 'created', now)
       redis.call('EXPIRE', dkey, retention)
-      redis.call('ZADD', tag .. ':ep:' .. ep .. ':dlvs', now, id)
-      redis.call('ZADD', wskey .. ':dlvs', now, id)
-      redis.call('ZADD', tag .. ':dlvs', now, id)
+      push(zmembers, tag .. ':ep:' .. ep .. ':dlvs', id)
+      push(zmembers, wskey .. ':dlvs', id)
+      push(zmembers, all_index, id)
       created = created + 1
     end
   else
     duplicates = duplicates + 1
   end
-  table.insert(acks, entry)
+  acks[#acks + 1] = entry
 end
-for ep in pairs(ready) do
-  redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
+-- In chunks, to stay within Lua's limit on unpacked arguments.
+local CHUNK = 500
+for key, ids in pairs(zmembers) do
+  for first = 1, #ids, CHUNK do
+    local args = {}
+    for k = first, math.min(first + CHUNK - 1, #ids) do
+      args[#args + 1] = now
+      args[#args + 1] = ids[k]
+    end
+    redis.call('ZADD', key, unpack(args))
+  end
+end
+for key, ids in pairs(smembers) do
+  for first = 1, #ids, CHUNK do
+    redis.call('SADD', key, unpack(ids, first, math.min(first + CHUNK - 1, #ids)))
+  end
+end
+-- Endpoints with new due work are ready now.
+for ep, is_paused in pairs(paused) do
+  if not is_paused then
+    redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
+  end
 end
 -- Acknowledged together with the deliveries (this script is one atomic step).
-for first = 1, #acks, 500 do
-  redis.call('XACK', stream, group, unpack(acks, first, math.min(first + 499, #acks)))
+for first = 1, #acks, CHUNK do
+  redis.call('XACK', stream, group, unpack(acks, first, math.min(first + CHUNK - 1, #acks)))
 end
 -- How often each type was seen, and when last.
 for key, types in pairs(seen) do

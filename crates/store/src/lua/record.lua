@@ -4,9 +4,12 @@
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = retention (s), ARGV[3] = now (ms),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms)
--- then 8 per attempt: delivery id, attempt JSON, attempt number,
+-- then 9 per attempt: delivery id, attempt JSON, attempt number,
 --   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
---   error ('' when it succeeded), manual ('1' for an operator's attempt)
+--   error ('' when it succeeded), manual ('1' for an operator's attempt),
+--   when the delivery expires (ms; its attempts expire with it)
+-- Lease and due-queue updates are gathered per endpoint and written with one
+-- variadic command each.
 -- Returns {results, tripped}: one integer per attempt (1, or 0 when the delivery
 -- no longer exists), and 5 per endpoint the breaker paused:
 -- endpoint id, endpoint doc, failures, failing since (ms), last error.
@@ -18,32 +21,44 @@ local tripped = {}
 local touched = {}
 -- Per endpoint, over the batch: whether an attempt succeeded, and the failures since.
 local streak = {}
-for i = 6, #ARGV, 8 do
+-- Per endpoint: leases to drop, due entries to drop, due entries to (re)schedule.
+local unlease, undue, redue = {}, {}, {}
+local function push(t, ep, a, b)
+  local l = t[ep]
+  if not l then
+    l = {}
+    t[ep] = l
+  end
+  l[#l + 1] = a
+  if b then l[#l + 1] = b end
+end
+for i = 6, #ARGV, 9 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local err, is_manual = ARGV[i + 6], ARGV[i + 7] == '1'
+  local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
   local dkey = tag .. ':dlv:' .. id
-  local ep = redis.call('HGET', dkey, 'endpoint')
+  local d = redis.call('HMGET', dkey, 'endpoint', 'job')
+  local ep = d[1]
   if not ep then
     table.insert(out, 0)
   else
-    local duekey = tag .. ':due:' .. ep
-    redis.call('ZREM', tag .. ':lease:' .. ep, id)
+    push(unlease, ep, id)
     local akey = dkey .. ':attempts'
-    redis.call('RPUSH', akey, json)
-    -- The attempts expire with their delivery.
-    local ttl = redis.call('TTL', dkey)
-    redis.call('EXPIRE', akey, ttl > 0 and ttl or retention)
+    -- The attempts expire with their delivery (set when the list is made).
+    if redis.call('RPUSH', akey, json) == 1 then
+      redis.call('PEXPIREAT', akey, expires_at)
+    end
     if status == 'retrying' then
-      redis.call('ZADD', duekey, tonumber(next_at), id)
+      push(redue, ep, tonumber(next_at), id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status, 'next_at', next_at)
     else
-      redis.call('ZREM', duekey, id)
+      push(undue, ep, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status)
-      redis.call('HDEL', dkey, 'next_at')
+      -- Only an earlier failed attempt or an operator's requeue leaves a next time.
+      if is_manual or tonumber(number) > 1 then redis.call('HDEL', dkey, 'next_at') end
     end
     -- An operator's attempt (redeliver, recover) is done: count it for its job.
     if is_manual then
-      local job = redis.call('HGET', dkey, 'job')
+      local job = d[2]
       redis.call('HDEL', dkey, 'manual', 'job')
       if job then
         redis.call('HINCRBY', tag .. ':job:' .. job, 'done', 1)
@@ -63,6 +78,16 @@ for i = 6, #ARGV, 8 do
     touched[ep] = true
     table.insert(out, 1)
   end
+end
+-- Batches are at most a few hundred attempts, well within Lua's unpack limit.
+for ep, ids in pairs(unlease) do
+  redis.call('ZREM', tag .. ':lease:' .. ep, unpack(ids))
+end
+for ep, ids in pairs(undue) do
+  redis.call('ZREM', tag .. ':due:' .. ep, unpack(ids))
+end
+for ep, pairs_ in pairs(redue) do
+  redis.call('ZADD', tag .. ':due:' .. ep, unpack(pairs_))
 end
 -- The circuit breaker, once per endpoint of the batch.
 for ep, s in pairs(streak) do
