@@ -291,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let (used_before, redis_cpu_before) = redis_usage(&mut conn).await?;
+    let (_, bench_cpu_before) = proc_stat(std::process::id());
 
     let daemon = Killed(
         hookd(&args, &env)
@@ -353,6 +354,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (rss_kb, cpu_secs) = proc_stat(pid);
+    let (_, bench_cpu_after) = proc_stat(std::process::id());
     let (used_after, redis_cpu_after) = redis_usage(&mut conn).await?;
     let redis_commands = redis_top_commands(&mut conn).await?;
     drop(daemon);
@@ -414,6 +416,8 @@ async fn main() -> anyhow::Result<()> {
         // Steadier than deliveries/s on a shared machine: what each delivery cost.
         "hookd_cpu_us_per_delivery": per_delivery(cpu_secs * 1e6),
         "redis_cpu_us_per_delivery": per_delivery((redis_cpu_after - redis_cpu_before) * 1e6),
+        // The load generator and receivers (this process) share the machine too.
+        "bench_cpu_us_per_delivery": per_delivery((bench_cpu_after - bench_cpu_before) * 1e6),
         "redis_top_commands": redis_commands,
         "slow_received": count(&slow),
         "fail_fraction": args.fail_fraction,

@@ -17,6 +17,8 @@ local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), ton
 local out = {}
 local budget = limit
 local sent = {}
+-- Formatted once: a number argument costs Redis a printf per use.
+local leased_until = string.format('%d', now + lease)
 
 -- When the endpoint next needs a look: its earliest due delivery, or never.
 local function refresh(ep)
@@ -83,7 +85,7 @@ for _, ep in ipairs(endpoints) do
           fail(id, 'event_expired')
         else
           sent[evkey] = true
-          leased[#leased + 1] = now + lease
+          leased[#leased + 1] = leased_until
           leased[#leased + 1] = id
           claimed = claimed + 1
           if claimed == 1 then

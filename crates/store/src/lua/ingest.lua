@@ -9,7 +9,9 @@
 -- and written with one variadic command each at the end: a call from Lua
 -- costs far more than one more member in a call.
 local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
-local now, retention = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- `now` stays the string it came as: formatting a Lua number for every
+-- score costs Redis a printf.
+local now, retention = ARGV[3], ARGV[4]
 local created, duplicates = 0, 0
 local seen = {}
 -- Per endpoint, once per batch: whether it is paused.
@@ -57,7 +59,7 @@ while i <= #ARGV do
         push(zmembers, tag .. ':due:' .. ep, id)
       end
       redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
-        'type', evtype, 'status', status, 'attempts', 0, 'created', now)
+        'type', evtype, 'status', status, 'attempts', '0', 'created', now)
       redis.call('EXPIRE', dkey, retention)
       push(zmembers, tag .. ':ep:' .. ep .. ':dlvs', id)
       push(zmembers, wskey .. ':dlvs', id)

@@ -48,7 +48,7 @@ for i = 6, #ARGV, 9 do
       redis.call('PEXPIREAT', akey, expires_at)
     end
     if status == 'retrying' then
-      push(redue, ep, tonumber(next_at), id)
+      push(redue, ep, next_at, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status, 'next_at', next_at)
     else
       push(undue, ep, id)
