@@ -25,12 +25,12 @@ results = json.load(open(sys.argv[1]))
 cpu = next((l.split(':',1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
 doc = {"machine": {"cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release()}, "results": results}
 json.dump(doc, open(sys.argv[2], 'w'), indent=2)
-rows = ["| scenario | events | endpoints | deliveries/s | p50 ms | p99 ms | max ms | missing | duplicates | hookd peak RSS MB | hookd CPU s | Redis B/delivery |",
+rows = ["| scenario | events | endpoints | deliveries/s | p50 ms | p99 ms | max ms | missing | duplicates | hookd peak RSS MB | CPU µs/delivery: hookd, Redis, bench | Redis B/delivery |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in results:
     eps = f"{r['endpoints']}" + (f" + {r['slow_endpoints']} slow" if r['slow_endpoints'] else "")
     lat = r['latency_ms']
-    rows.append(f"| {r['scenario']} | {r['events']} | {eps} | {r['deliveries_per_sec']:.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {r['missing']} | {r['duplicates']} | {r['hookd_peak_rss_mb']:.1f} | {r['hookd_cpu_seconds']:.2f} | {r['redis_bytes_per_delivery']:.0f} |")
+    rows.append(f"| {r['scenario']} | {r['events']} | {eps} | {r['deliveries_per_sec']:.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {r['missing']} | {r['duplicates']} | {r['hookd_peak_rss_mb']:.1f} | {r['hookd_cpu_us_per_delivery']:.0f}, {r['redis_cpu_us_per_delivery']:.0f}, {r['bench_cpu_us_per_delivery']:.0f} | {r['redis_bytes_per_delivery']:.0f} |")
 table = "\n".join(rows)
 open(sys.argv[2].replace('.json', '.md'), 'w').write(f"Machine: {os.cpu_count()} CPUs, {cpu}\n\n{table}\n")
 print(table)
