@@ -144,6 +144,17 @@ impl Store {
     }
 
     /// Endpoints of one workspace, or of all workspaces; ordered by id (creation).
+    /// Every endpoint's (id, workspace), from the index alone: for callers
+    /// that need neither the document nor its (sealed) secrets.
+    pub(crate) async fn endpoint_ids(&self) -> Result<Vec<(String, String)>> {
+        let mut conn = self.conn.clone();
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.endpoint_index())
+            .query_async(&mut conn)
+            .await?;
+        Ok(all.into_iter().collect())
+    }
+
     pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
         let mut conn = self.conn.clone();
         let mut ids: Vec<(String, String)> = match workspace {
@@ -155,13 +166,7 @@ impl Store {
                     .await?;
                 ids.into_iter().map(|id| (id, ws.to_string())).collect()
             }
-            None => {
-                let all: HashMap<String, String> = redis::cmd("HGETALL")
-                    .arg(self.keys.endpoint_index())
-                    .query_async(&mut conn)
-                    .await?;
-                all.into_iter().collect()
-            }
+            None => self.endpoint_ids().await?,
         };
         ids.sort();
         if ids.is_empty() {

@@ -282,18 +282,18 @@ impl Store {
     /// themselves expire on their own TTL).
     pub async fn trim_history(&self, now_ms: i64) -> Result<()> {
         let cutoff = now_ms - self.settings.history_retention.as_millis() as i64;
-        let endpoints = self.endpoints(None).await?;
+        let endpoints = self.endpoint_ids().await?;
         let mut conn = self.conn.clone();
         for p in self.keys.all_partitions() {
             let mut pipe = redis::pipe();
             pipe.zrembyscore(p.deliveries(), "-inf", cutoff).ignore();
-            for ep in endpoints
+            for (id, ws) in endpoints
                 .iter()
-                .filter(|ep| self.keys.partition_of(&ep.workspace).index == p.index)
+                .filter(|(_, ws)| self.keys.partition_of(ws).index == p.index)
             {
-                pipe.zrembyscore(p.endpoint_deliveries(&ep.id), "-inf", cutoff)
+                pipe.zrembyscore(p.endpoint_deliveries(id), "-inf", cutoff)
                     .ignore()
-                    .zrembyscore(p.workspace_deliveries(&ep.workspace), "-inf", cutoff)
+                    .zrembyscore(p.workspace_deliveries(ws), "-inf", cutoff)
                     .ignore();
             }
             pipe.query_async::<()>(&mut conn).await?;

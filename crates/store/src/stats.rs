@@ -67,19 +67,23 @@ impl Store {
             .arg(self.keys.dead_letter())
             .query_async(&mut conn)
             .await?;
-        let endpoints = self.endpoints(None).await?;
+        // Ids, paused flags and queue sizes only: no endpoint document is
+        // parsed and no secret opened on a metrics scrape.
+        let endpoints = self.endpoint_ids().await?;
         stats.endpoints = endpoints.len() as u64;
-        stats.paused_endpoints = endpoints.iter().filter(|e| e.paused).count() as u64;
         if !endpoints.is_empty() {
             let mut pipe = redis::pipe();
-            for ep in &endpoints {
-                let p = self.keys.partition_of(&ep.workspace);
-                pipe.zcard(p.due(&ep.id)).scard(p.held(&ep.id));
+            for (id, ws) in &endpoints {
+                let p = self.keys.partition_of(ws);
+                pipe.hget(p.endpoint(id), "paused")
+                    .zcard(p.due(id))
+                    .scard(p.held(id));
             }
-            let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
-            for pair in counts.chunks_exact(2) {
-                stats.due += pair[0];
-                stats.held += pair[1];
+            let counts: Vec<(Option<String>, u64, u64)> = pipe.query_async(&mut conn).await?;
+            for (paused, due, held) in counts {
+                stats.paused_endpoints += u64::from(paused.as_deref() == Some("1"));
+                stats.due += due;
+                stats.held += held;
             }
         }
         Ok(stats)
