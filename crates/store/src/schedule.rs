@@ -180,7 +180,6 @@ impl Store {
         let mut conn = self.conn.clone();
         let mut call = self.scripts.record.key(p.ready());
         call.arg(&p.tag)
-            .arg(self.retention_secs())
             .arg(now_ms)
             .arg(breaker.trip_after)
             .arg(breaker.trip_window.as_millis() as u64);

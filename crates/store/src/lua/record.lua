@@ -2,8 +2,8 @@
 -- Also the circuit breaker: an endpoint whose attempts have failed `trip_after`
 -- times in a row, over at least `trip_window` ms, is paused.
 -- KEYS[1] = ready zset
--- ARGV[1] = partition tag, ARGV[2] = retention (s), ARGV[3] = now (ms),
--- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms)
+-- ARGV[1] = partition tag, ARGV[2] = now (ms),
+-- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms)
 -- then 9 per attempt: delivery id, attempt JSON, attempt number,
 --   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
 --   error ('' when it succeeded), manual ('1' for an operator's attempt),
@@ -14,8 +14,8 @@
 -- no longer exists), and 5 per endpoint the breaker paused:
 -- endpoint id, endpoint doc, failures, failing since (ms), last error.
 local ready, tag = KEYS[1], ARGV[1]
-local retention, now = tonumber(ARGV[2]), ARGV[3]
-local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = ARGV[2]
+local trip_after, trip_window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 local tripped = {}
 local touched = {}
@@ -32,7 +32,7 @@ local function push(t, ep, a, b)
   l[#l + 1] = a
   if b then l[#l + 1] = b end
 end
-for i = 6, #ARGV, 9 do
+for i = 5, #ARGV, 9 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
   local dkey = tag .. ':dlv:' .. id
