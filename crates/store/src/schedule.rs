@@ -25,9 +25,18 @@ pub(crate) struct Scripts {
 impl Default for Scripts {
     fn default() -> Self {
         Self {
-            ingest: Script::new(include_str!("lua/ingest.lua")),
-            claim: Script::new(include_str!("lua/claim.lua")),
-            record: Script::new(include_str!("lua/record.lua")),
+            ingest: Script::new(concat!(
+                include_str!("lua/queues.lua"),
+                include_str!("lua/ingest.lua")
+            )),
+            claim: Script::new(concat!(
+                include_str!("lua/queues.lua"),
+                include_str!("lua/claim.lua")
+            )),
+            record: Script::new(concat!(
+                include_str!("lua/queues.lua"),
+                include_str!("lua/record.lua")
+            )),
             resume: Script::new(include_str!("lua/resume.lua")),
             requeue: Script::new(include_str!("lua/requeue.lua")),
         }

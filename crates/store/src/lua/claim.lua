@@ -4,6 +4,7 @@
 -- forward by the lease, so no other worker takes it while its request runs.
 -- Deliveries of a paused endpoint move to its held set; those of a deleted
 -- endpoint, or whose event expired, fail.
+-- (`refresh` comes from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
 -- ARGV[5] = default max concurrency per endpoint
@@ -19,16 +20,6 @@ local budget = limit
 local sent = {}
 -- Formatted once: a number argument costs Redis a printf per use.
 local leased_until = string.format('%d', now + lease)
-
--- When the endpoint next needs a look: its earliest due delivery, or never.
-local function refresh(ep)
-  local head = redis.call('ZRANGE', tag .. ':due:' .. ep, 0, 0, 'WITHSCORES')
-  if #head == 0 then
-    redis.call('ZREM', ready, ep)
-  else
-    redis.call('ZADD', ready, head[2], ep)
-  end
-end
 
 local function fail(id, reason)
   redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'failed', 'reason', reason)
@@ -55,7 +46,7 @@ for _, ep in ipairs(endpoints) do
         redis.call('SADD', tag .. ':held:' .. ep, id)
       end
     end
-    refresh(ep)
+    refresh(tag, ready, ep)
   else
     local cap = tonumber(e[3]) or default_cap
     local take = math.min(cap - redis.call('ZCARD', leasekey), share, budget)
@@ -128,7 +119,7 @@ for _, ep in ipairs(endpoints) do
         redis.call('ZADD', ready, math.max(tonumber(head[2]), (math.floor(now / 1000) + 1) * 1000), ep)
       end
     else
-      refresh(ep)
+      refresh(tag, ready, ep)
     end
   end
 end

@@ -1,5 +1,6 @@
 -- Persist a batch of validated events and acknowledge their stream entries,
 -- atomically: an entry is acknowledged only together with its deliveries.
+-- (`push` comes from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = partition stream
 -- ARGV[1] = group, ARGV[2] = partition tag, ARGV[3] = now (ms), ARGV[4] = retention (s)
 -- then 9 per event: entry id, event key, type-subscribers key, all-subscribers key,
@@ -18,14 +19,6 @@ local seen = {}
 local paused = {}
 -- Sorted-set members (all scored `now`) and set members to add, by key.
 local zmembers, smembers = {}, {}
-local function push(t, key, id)
-  local l = t[key]
-  if not l then
-    l = {}
-    t[key] = l
-  end
-  l[#l + 1] = id
-end
 local acks = {}
 local all_index = tag .. ':dlvs'
 local i = 5

@@ -1,6 +1,7 @@
 -- Record attempts and what follows each, atomically, for a batch of deliveries.
 -- Also the circuit breaker: an endpoint whose attempts have failed `trip_after`
 -- times in a row, over at least `trip_window` ms, is paused.
+-- (`push` and `refresh` come from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms),
 -- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms)
@@ -23,15 +24,6 @@ local touched = {}
 local streak = {}
 -- Per endpoint: leases to drop, due entries to drop, due entries to (re)schedule.
 local unlease, undue, redue = {}, {}, {}
-local function push(t, ep, a, b)
-  local l = t[ep]
-  if not l then
-    l = {}
-    t[ep] = l
-  end
-  l[#l + 1] = a
-  if b then l[#l + 1] = b end
-end
 for i = 5, #ARGV, 9 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
@@ -113,11 +105,6 @@ for ep, s in pairs(streak) do
 end
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.
 for ep in pairs(touched) do
-  local head = redis.call('ZRANGE', tag .. ':due:' .. ep, 0, 0, 'WITHSCORES')
-  if #head == 0 then
-    redis.call('ZREM', ready, ep)
-  else
-    redis.call('ZADD', ready, head[2], ep)
-  end
+  refresh(tag, ready, ep)
 end
 return {out, tripped}
