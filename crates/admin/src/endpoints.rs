@@ -287,31 +287,36 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateEndpoint>,
 ) -> ApiResult<Json<EndpointView>> {
     caller.require(&ws, Scope::Write)?;
-    let before = owned(&state, &ws, &id).await?;
-    let mut ep = before.clone();
-    if let Some(url) = req.url {
-        ep.url = url;
-    }
-    if let Some(d) = req.description {
-        ep.description = d;
-    }
-    if let Some(t) = req.event_types {
-        ep.event_types = t;
-    }
-    if let Some(h) = req.headers {
-        ep.headers = h;
-    }
-    if let Some(m) = req.max_concurrency {
-        ep.max_concurrency = m;
-    }
-    if let Some(r) = req.rate_limit {
-        ep.rate_limit = r;
-    }
-    if let Some(m) = req.metadata {
-        ep.metadata = m;
-    }
-    invalid(&state, &ep)?;
-    state.store.update_endpoint(&before, &ep).await?;
+    owned(&state, &ws, &id).await?;
+    // Applied to the endpoint as stored at the moment of writing: a rotation
+    // or another update that lands first is kept, not overwritten.
+    let ep = state
+        .store
+        .modify_endpoint(&id, |ep| {
+            if let Some(url) = req.url.clone() {
+                ep.url = url;
+            }
+            if let Some(d) = req.description.clone() {
+                ep.description = d;
+            }
+            if let Some(t) = req.event_types.clone() {
+                ep.event_types = t;
+            }
+            if let Some(h) = req.headers.clone() {
+                ep.headers = h;
+            }
+            if let Some(m) = req.max_concurrency {
+                ep.max_concurrency = m;
+            }
+            if let Some(r) = req.rate_limit {
+                ep.rate_limit = r;
+            }
+            if let Some(m) = req.metadata.clone() {
+                ep.metadata = m;
+            }
+            invalid(&state, ep)
+        })
+        .await?;
     Ok(Json(view(&state, ep, false).await?))
 }
 

@@ -65,6 +65,10 @@ pub struct Endpoint {
     pub paused_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at_ms: Option<i64>,
+    /// How many times the stored document was written: a write succeeds only
+    /// on the version it read (compare and set). Kept beside the document.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 /// A rotated-out secret, valid until `expires_at_ms`.
@@ -93,14 +97,16 @@ impl std::fmt::Debug for Endpoint {
             .field("secret", &"<redacted>")
             .field("scheme", &self.scheme)
             .field("previous_secrets", &self.previous_secrets)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("paused", &self.paused)
             .finish_non_exhaustive()
     }
 }
 
 impl Endpoint {
-    /// Applies `f` to the current and every previous secret (sealing for
-    /// storage, opening after reading).
+    /// Applies `f` to the current and every previous secret, and to the
+    /// custom header values (often a receiver's `Authorization`): sealing for
+    /// storage, opening after reading.
     pub fn map_secrets<E>(
         &mut self,
         mut f: impl FnMut(&str) -> Result<String, E>,
@@ -108,6 +114,9 @@ impl Endpoint {
         self.secret = f(&self.secret)?;
         for p in &mut self.previous_secrets {
             p.secret = f(&p.secret)?;
+        }
+        for v in self.headers.values_mut() {
+            *v = f(v)?;
         }
         Ok(())
     }
@@ -139,6 +148,7 @@ impl Endpoint {
             paused: false,
             paused_reason: None,
             paused_at_ms: None,
+            version: 0,
         })
     }
 
@@ -262,22 +272,29 @@ impl Endpoint {
 
 /// Checks an endpoint URL: absolute `http` or `https` with a host, no credentials.
 pub fn validate_url(url: &str) -> Result<(), String> {
+    if url.len() > 2048 {
+        return Err("url is longer than 2048 characters".into());
+    }
+    // The parser drops tabs and newlines silently; a URL with any is refused.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("url {url:?} contains whitespace"));
+    }
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| format!("url {url:?} must start with http:// or https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
+    if rest
+        .split(['/', '?', '#', '\\'])
+        .next()
+        .unwrap_or_default()
+        .is_empty()
+    {
         return Err(format!("url {url:?} has no host"));
     }
-    if authority.contains('@') {
+    // Judged as the HTTP client will read it (WHATWG URL parsing).
+    let parsed = url::Url::parse(url).map_err(|e| format!("url {url:?} is not valid: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(format!("url {url:?} must not carry credentials"));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("url {url:?} contains whitespace"));
-    }
-    if url.len() > 2048 {
-        return Err("url is longer than 2048 characters".into());
     }
     Ok(())
 }

@@ -113,7 +113,10 @@ impl NetworkPolicy {
         !is_internal(ip) || self.allow.iter().any(|c| c.contains(ip))
     }
 
-    /// Why a URL is refused when its host is a literal IP this policy forbids.
+    /// Why a URL is refused when its host is an IP address this policy forbids.
+    /// The host is read the way the HTTP client reads it (WHATWG URL parsing),
+    /// so `127.1`, `0177.0.0.1`, `0x7f000001`, `2130706433`, `127.0.0.1.` and
+    /// percent-encoded spellings are all the IP they stand for.
     pub fn refuses_url(&self, url: &str) -> Option<String> {
         let ip = literal_ip(url)?;
         (!self.permits(ip)).then(|| {
@@ -122,26 +125,14 @@ impl NetworkPolicy {
     }
 }
 
-/// The host of an `http(s)://` URL when it is an IP literal (`10.0.0.1`, `[::1]`).
+/// The host of an `http(s)://` URL when it is an IP address in any spelling
+/// the URL parser accepts (`10.0.0.1`, `[::1]`, `127.1`, `0x7f.1`, ...).
 pub fn literal_ip(url: &str) -> Option<IpAddr> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = host.strip_prefix('[') {
-        return v6.split(']').next()?.parse().ok();
+    match url::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
     }
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    // Decimal, octal or hex forms (`2130706433`, `0x7f.1`) are IPs to a resolver too.
-    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4).or_else(|| {
-        let n = if let Some(hex) = host.strip_prefix("0x") {
-            u32::from_str_radix(hex, 16).ok()
-        } else if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
-            host.parse::<u32>().ok()
-        } else {
-            None
-        }?;
-        Some(IpAddr::V4(Ipv4Addr::from(n)))
-    })
 }
 
 #[cfg(test)]
@@ -208,8 +199,46 @@ mod tests {
     fn literal_hosts() {
         assert_eq!(literal_ip("http://10.0.0.1:80/a"), Some(ip("10.0.0.1")));
         assert_eq!(literal_ip("https://[::1]:8443/"), Some(ip("::1")));
-        assert_eq!(literal_ip("http://2130706433/"), Some(ip("127.0.0.1")));
-        assert_eq!(literal_ip("http://0x7f000001/"), Some(ip("127.0.0.1")));
         assert_eq!(literal_ip("https://example.com/x"), None);
+        assert_eq!(literal_ip("https://127.example.com/x"), None);
+    }
+
+    /// Every spelling of an internal address the URL parser (and so the HTTP
+    /// client) accepts is that address, and refused.
+    #[test]
+    fn internal_spellings_are_refused() {
+        let policy = NetworkPolicy::default();
+        for (url, want) in [
+            ("http://127.1:9000/", "127.0.0.1"),
+            ("http://0177.0.0.1:9000/", "127.0.0.1"),
+            ("http://127.0.0.1.:9000/", "127.0.0.1"),
+            ("http://2130706433/", "127.0.0.1"),
+            ("http://0x7f000001/", "127.0.0.1"),
+            ("http://0x7f.0.0.1/", "127.0.0.1"),
+            ("http://0x7F.1/", "127.0.0.1"),
+            ("http://017700000001/", "127.0.0.1"),
+            ("http://%31%32%37.0.0.1/", "127.0.0.1"),
+            ("http://127.000.000.001/", "127.0.0.1"),
+            ("http://10.1/", "10.0.0.1"),
+            ("http://169.254.169.254/latest", "169.254.169.254"),
+            ("http://0/", "0.0.0.0"),
+            ("http://[::1]/", "::1"),
+            ("http://[0:0:0:0:0:0:0:1]/", "::1"),
+            ("http://[::ffff:127.0.0.1]/", "::ffff:7f00:1"),
+            ("http://[::ffff:7f00:1]/", "::ffff:7f00:1"),
+            ("http://[::127.0.0.1]/", "::7f00:1"),
+            ("http://[fe80::1]/", "fe80::1"),
+            ("http://[fd00::1]:8080/", "fd00::1"),
+            ("http://[64:ff9b::a9fe:a9fe]/", "64:ff9b::a9fe:a9fe"),
+            ("HTTP://LOCALHOST.:80/", ""),
+        ] {
+            if want.is_empty() {
+                // A name, not an IP: the resolver judges what it resolves to.
+                assert_eq!(literal_ip(url), None, "{url}");
+                continue;
+            }
+            assert_eq!(literal_ip(url), Some(ip(want)), "{url}");
+            assert!(policy.refuses_url(url).is_some(), "{url} must be refused");
+        }
     }
 }

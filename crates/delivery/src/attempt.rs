@@ -8,7 +8,7 @@ use hookd_core::{
 };
 use hookd_signature::standard;
 use hookd_store::schedule::{Claimed, Outcome, Record};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use tracing::Instrument;
 
 use crate::sender::{Sender, insert_header};

@@ -4,7 +4,8 @@
 //! - [`schedule`]: due deliveries claimed and attempted on a bounded pool;
 //! - [`attempt`]: one signed request and the record of it;
 //! - `recorder`: attempts written to Redis in batches;
-//! - [`sender`]: the HTTP client and how failures are classified.
+//! - [`sender`]: the HTTP client and how failures are classified;
+//! - [`connect`]: every connection resolved and checked against the network policy.
 //!
 //! [`run`] starts one ingest loop and one scheduler per stream partition,
 //! plus housekeeping (trimming the stream and history indexes), and returns
@@ -12,6 +13,7 @@
 
 pub mod attempt;
 mod backoff;
+pub mod connect;
 pub mod ingest;
 pub mod metrics;
 mod recorder;

@@ -1,17 +1,20 @@
-//! The HTTP side of an attempt: one pooled client, no redirects, bounded time
-//! and bounded response reads, failures sorted into kinds, and the network
-//! policy: a DNS resolver that drops internal addresses, and a check of
-//! literal-IP URLs (which skip the resolver) before each send.
+//! The HTTP side of an attempt: one pooled client (hyper's, on the policy
+//! connector of `connect.rs`, which sees every socket address), no redirects,
+//! bounded time and bounded response reads, failures sorted into kinds.
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
+use bytes::Bytes;
 use hookd_core::ErrorKind;
 use hookd_core::network::NetworkPolicy;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::connect::{ConnectError, PolicyConnector};
 
 /// How requests are made.
 #[derive(Debug, Clone)]
@@ -65,38 +68,67 @@ pub struct Failure {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub struct BuildError(String);
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<PolicyConnector>, Full<Bytes>>;
 
 /// Sends deliveries. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    client: HttpsClient,
     settings: SenderSettings,
+    user_agent: HeaderValue,
 }
 
 impl Sender {
     pub fn new(settings: SenderSettings) -> Result<Self, BuildError> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(PolicyResolver {
-                policy: Arc::new(settings.network.clone()),
-            })
-            .redirect(reqwest::redirect::Policy::none())
-            // Proxy variables would route around the destination checks.
-            .no_proxy()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| BuildError(e.to_string()))?
+            .with_no_client_auth();
+        let connector = PolicyConnector::new(settings.network.clone(), settings.connect_timeout)
+            .map_err(|e| BuildError(format!("DNS resolver: {e}")))?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        // No proxy and no redirects: hyper's client follows neither.
+        let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(settings.pool_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .user_agent(&settings.user_agent)
-            .build()?;
-        Ok(Self { client, settings })
+            .build(https);
+        let user_agent = HeaderValue::from_str(&settings.user_agent)
+            .map_err(|_| BuildError(format!("user agent {:?}", settings.user_agent)))?;
+        Ok(Self {
+            client,
+            settings,
+            user_agent,
+        })
     }
 
     /// POSTs `body` to `url` with `headers`; never follows redirects.
-    pub async fn send(&self, url: &str, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    pub async fn send(&self, url: &str, headers: HeaderMap, body: Bytes) -> Response {
         let started = Instant::now();
-        let result = self.exchange(url, headers, body).await;
+        let result = match tokio::time::timeout(
+            self.settings.request_timeout,
+            self.exchange(url, headers, body),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Failure {
+                kind: ErrorKind::Timeout,
+                message: format!(
+                    "no complete answer within {} ms",
+                    self.settings.request_timeout.as_millis()
+                ),
+            }),
+        };
         Response {
             duration: started.elapsed(),
             result,
@@ -106,40 +138,48 @@ impl Sender {
     async fn exchange(
         &self,
         url: &str,
-        headers: HeaderMap,
-        body: bytes::Bytes,
+        mut headers: HeaderMap,
+        body: Bytes,
     ) -> Result<Answered, Failure> {
+        // The check the connector makes again on the socket address: here it
+        // gives a clear message for a literal IP before any work is done.
         if let Some(why) = self.settings.network.refuses_url(url) {
             return Err(Failure {
                 kind: ErrorKind::Blocked,
                 message: format!("{BLOCKED}: {why}"),
             });
         }
-        let mut response = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(classify)?;
+        let uri = parse_uri(url)?;
+        headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        let mut request = Request::post(uri)
+            .body(Full::new(body))
+            .map_err(|e| Failure {
+                kind: ErrorKind::Connect,
+                message: format!("invalid request: {e}"),
+            })?;
+        *request.headers_mut() = headers;
+        let response = self.client.request(request).await.map_err(classify)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let cap = self.settings.response_excerpt_bytes;
         let mut kept = Vec::with_capacity(cap.min(1024));
+        let mut body = response.into_body();
         // Read at most `cap` bytes; the rest of a huge body is never buffered.
         while kept.len() < cap {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    kept.extend_from_slice(&chunk[..chunk.len().min(cap - kept.len())])
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        kept.extend_from_slice(&chunk[..chunk.len().min(cap - kept.len())]);
+                    }
                 }
-                Ok(None) => break,
                 // The status already arrived: a body cut short does not change the outcome.
-                Err(_) => break,
+                Some(Err(_)) | None => break,
             }
         }
         Ok(Answered {
@@ -148,6 +188,21 @@ impl Sender {
             excerpt: String::from_utf8_lossy(&kept).into_owned(),
         })
     }
+}
+
+/// Reads an endpoint URL the way browsers do (WHATWG: `127.1` is
+/// `127.0.0.1`), then hands hyper the normalised form, so the connector sees
+/// the same host the policy judged.
+fn parse_uri(url: &str) -> Result<Uri, Failure> {
+    let invalid = |e: String| Failure {
+        kind: ErrorKind::Connect,
+        message: format!("invalid url: {e}"),
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    parsed
+        .as_str()
+        .parse::<Uri>()
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// `Retry-After` in delta-seconds (HTTP dates are ignored: the backoff applies).
@@ -161,65 +216,45 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 /// Marks a refusal by the network policy in error messages.
 const BLOCKED: &str = "blocked by network policy";
 
-/// Resolves names with the system resolver and keeps only the addresses the
-/// policy permits; the connection then goes to one of those, so a name that
-/// resolves to an internal address (or is rebound to one) is never reached.
-struct PolicyResolver {
-    policy: Arc<NetworkPolicy>,
-}
-
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<_> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.permits(a.ip()))
-                .collect();
-            if allowed.is_empty() && !found.is_empty() {
-                let message = format!(
-                    "{BLOCKED}: {host} resolves only to internal addresses ({}); allow their network in [delivery] allow_networks",
-                    found
-                        .iter()
-                        .map(|a| a.ip().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                return Err(message.into());
-            }
-            let addrs: Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
+fn classify(e: hyper_util::client::legacy::Error) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(c) = s.downcast_ref::<ConnectError>() {
+            let kind = match c {
+                ConnectError::Blocked(_) => ErrorKind::Blocked,
+                ConnectError::Dns(_) | ConnectError::NoHost => ErrorKind::Dns,
+                ConnectError::Timeout => ErrorKind::Timeout,
+                ConnectError::Connect(_) => ErrorKind::Connect,
+            };
+            return Failure {
+                kind,
+                message: c.to_string(),
+            };
+        }
+        source = s.source();
     }
-}
-
-fn classify(e: reqwest::Error) -> Failure {
-    let mut chain = String::new();
-    let mut source: Option<&dyn std::error::Error> = e.source();
+    let mut chain = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
         chain.push_str(": ");
         chain.push_str(&s.to_string());
         source = s.source();
     }
+    // A connect error that is not the TCP connector's comes from the TLS layer.
     let lower = chain.to_ascii_lowercase();
-    let kind = if lower.contains(BLOCKED) {
-        ErrorKind::Blocked
-    } else if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
-        ErrorKind::Dns
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    let kind = if e.is_connect()
+        || lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
     {
         ErrorKind::Tls
     } else {
         ErrorKind::Connect
     };
-    let message = format!("{}{chain}", e.without_url());
-    Failure { kind, message }
+    Failure {
+        kind,
+        message: chain,
+    }
 }
 
 /// Builds a header from strings, skipping pairs that are not valid HTTP.

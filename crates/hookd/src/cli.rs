@@ -382,32 +382,35 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             rate_limit,
             out,
         } => {
-            let before = store.endpoint(&id).await?;
-            let mut ep = before.clone();
-            if let Some(url) = url {
-                ep.url = url;
-            }
-            if description.is_some() {
-                ep.description = description;
-            }
-            if all_types {
-                ep.event_types = None;
-            } else if !event_types.is_empty() {
-                ep.event_types = Some(event_types);
-            }
-            if max_concurrency.is_some() {
-                ep.max_concurrency = max_concurrency;
-            }
-            if let Some(rate) = rate_limit {
-                ep.rate_limit = (rate > 0).then_some(rate);
-            }
-            if let Some(why) = config.network().refuses_url(&ep.url) {
-                bail!("url: {why}");
-            }
-            if let Some((field, message)) = ep.problems().into_iter().next() {
-                bail!("{field}: {message}");
-            }
-            store.update_endpoint(&before, &ep).await?;
+            let network = config.network();
+            let ep = store
+                .modify_endpoint(&id, |ep| {
+                    if let Some(url) = url.clone() {
+                        ep.url = url;
+                    }
+                    if description.is_some() {
+                        ep.description = description.clone();
+                    }
+                    if all_types {
+                        ep.event_types = None;
+                    } else if !event_types.is_empty() {
+                        ep.event_types = Some(event_types.clone());
+                    }
+                    if max_concurrency.is_some() {
+                        ep.max_concurrency = max_concurrency;
+                    }
+                    if let Some(rate) = rate_limit {
+                        ep.rate_limit = (rate > 0).then_some(rate);
+                    }
+                    if let Some(why) = network.refuses_url(&ep.url) {
+                        bail!("url: {why}");
+                    }
+                    if let Some((field, message)) = ep.problems().into_iter().next() {
+                        bail!("{field}: {message}");
+                    }
+                    Ok(())
+                })
+                .await?;
             output::endpoint(&ep, out.json)
         }
         EndpointCommand::Delete { id, out } => {

@@ -49,6 +49,7 @@ impl Store {
         ep.paused = fields.get("paused").is_some_and(|p| p == "1");
         ep.paused_reason = fields.get("paused_reason").cloned();
         ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
+        ep.version = fields.get("v").and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(ep)
     }
 }
@@ -62,21 +63,26 @@ fn limits(ep: &Endpoint) -> [(&'static str, String); 2] {
     ]
 }
 
+/// The sets an endpoint id is a member of for its event types.
+fn subscriptions(p: &PartitionKeys, ep: &Endpoint) -> Vec<String> {
+    match &ep.event_types {
+        None => vec![p.all_subscribers(&ep.workspace)],
+        Some(types) => types
+            .iter()
+            .map(|t| p.type_subscribers(&ep.workspace, t))
+            .collect(),
+    }
+}
+
+/// How often a compare-and-set write re-reads and re-applies its change
+/// before giving up (only when other writers keep winning).
+const CAS_ROUNDS: usize = 8;
+
 fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
     match &ep.event_types {
         None => pipe.sadd(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
         Some(types) => types.iter().fold(pipe, |pipe, t| {
             pipe.sadd(p.type_subscribers(&ep.workspace, t), &ep.id)
-                .ignore()
-        }),
-    };
-}
-
-fn remove_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
-    match &ep.event_types {
-        None => pipe.srem(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
-        Some(types) => types.iter().fold(pipe, |pipe, t| {
-            pipe.srem(p.type_subscribers(&ep.workspace, t), &ep.id)
                 .ignore()
         }),
     };
@@ -93,6 +99,8 @@ impl Store {
                 &[
                     ("doc", self.doc(ep)?.as_str()),
                     ("paused", if ep.paused { "1" } else { "0" }),
+                    ("ws", ep.workspace.as_str()),
+                    ("v", "1"),
                 ],
             )
             .ignore()
@@ -190,16 +198,19 @@ impl Store {
         let mut ep = self.endpoint(id).await?;
         let p = self.keys.partition_of(&ep.workspace);
         let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("HSET")
+        // Only while the endpoint exists: a pause racing a delete must not
+        // leave a hash behind.
+        let written: i64 = redis::cmd("EVAL")
+            .arg("if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return 0 end redis.call('HSET', KEYS[1], 'paused', '1', 'paused_reason', ARGV[1], 'paused_at', ARGV[2]) return 1")
+            .arg(1)
             .arg(p.endpoint(id))
-            .arg("paused")
-            .arg("1")
-            .arg("paused_reason")
             .arg(reason)
-            .arg("paused_at")
             .arg(now_ms)
             .query_async(&mut conn)
             .await?;
+        if written == 0 {
+            return Err(StoreError::NotFound(format!("endpoint {id}")));
+        }
         ep.paused = true;
         ep.paused_reason = Some(reason.to_string());
         ep.paused_at_ms = Some(now_ms);
@@ -214,39 +225,75 @@ impl Store {
         grace: std::time::Duration,
         now_ms: i64,
     ) -> Result<Endpoint> {
-        let mut ep = self.endpoint(id).await?;
-        ep.rotate_secret(new_secret, grace.as_millis() as i64, now_ms);
-        let p = self.keys.partition_of(&ep.workspace);
-        let mut conn = self.conn.clone();
-        // HSET XX-style: only while the endpoint still exists.
-        let written: i64 = redis::cmd("EVAL")
-            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], 'doc', ARGV[1]) + 1 end return 0")
-            .arg(1)
-            .arg(p.endpoint(id))
-            .arg(self.doc(&ep)?)
-            .query_async(&mut conn)
-            .await?;
-        if written == 0 {
-            return Err(StoreError::NotFound(format!("endpoint {id}")));
-        }
-        Ok(ep)
+        self.modify_endpoint(id, |ep| {
+            ep.rotate_secret(new_secret.clone(), grace.as_millis() as i64, now_ms);
+            Ok::<(), StoreError>(())
+        })
+        .await
     }
 
-    /// Replaces an endpoint's settings (not its pause state or secrets) and
-    /// moves its subscriptions to the new event types.
-    pub async fn update_endpoint(&self, before: &Endpoint, after: &Endpoint) -> Result<()> {
-        let p = self.keys.partition_of(&after.workspace);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        remove_subscriptions(&mut pipe, &p, before);
-        add_subscriptions(&mut pipe, &p, after);
-        pipe.hset(p.endpoint(&after.id), "doc", self.doc(after)?)
-            .ignore()
-            .hset_multiple(p.endpoint(&after.id), &limits(after))
-            .ignore();
+    /// Reads an endpoint, applies `change` and writes it back only if no
+    /// other write came in between (compare and set on its version); if one
+    /// did, reads again and re-applies `change`. Subscriptions move with the
+    /// event types in the same atomic step. Not found when it was deleted.
+    pub async fn modify_endpoint<E: From<StoreError>>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Endpoint) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Endpoint, E> {
+        for _ in 0..CAS_ROUNDS {
+            let before = self.endpoint(id).await?;
+            let mut after = before.clone();
+            change(&mut after)?;
+            if self.write_if_unchanged(&before, Some(&after)).await? {
+                after.version = before.version + 1;
+                return Ok(after);
+            }
+        }
+        Err(StoreError::Conflict(format!("endpoint {id} kept changing; try again")).into())
+    }
+
+    /// The compare-and-set step: `after` `None` deletes. Ok(false) when the
+    /// endpoint changed since `before` was read.
+    async fn write_if_unchanged(
+        &self,
+        before: &Endpoint,
+        after: Option<&Endpoint>,
+    ) -> Result<bool> {
+        let p = self.keys.partition_of(&before.workspace);
+        let leave = subscriptions(&p, before);
+        let mut script = self.scripts.endpoint_write.prepare_invoke();
+        script.key(p.endpoint(&before.id));
+        match after {
+            None => {
+                script
+                    .key(&leave)
+                    .key(p.workspace_endpoints(&before.workspace))
+                    .arg(before.version)
+                    .arg("")
+                    .arg(&before.id)
+                    .arg(leave.len() + 1);
+            }
+            Some(after) => {
+                script
+                    .key(&leave)
+                    .key(subscriptions(&p, after))
+                    .arg(before.version)
+                    .arg(self.doc(after)?)
+                    .arg(&before.id)
+                    .arg(leave.len());
+                for (field, value) in limits(after) {
+                    script.arg(field).arg(value);
+                }
+            }
+        }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        Ok(())
+        let written: i64 = script.invoke_async(&mut conn).await?;
+        match written {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::NotFound(format!("endpoint {}", before.id))),
+        }
     }
 
     /// How many deliveries a paused endpoint holds.
@@ -332,26 +379,31 @@ impl Store {
     /// Deletes an endpoint. Its pending deliveries fail (reason `endpoint_deleted`);
     /// its history stays until retention.
     pub async fn delete_endpoint(&self, id: &str, now_ms: i64) -> Result<Endpoint> {
-        let ep = self.endpoint(id).await?;
-        let p = self.keys.partition_of(&ep.workspace);
-        // Held deliveries go back to the due queue, where a claim finds the endpoint gone and fails them.
-        self.resume_endpoint(id, now_ms).await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(p.endpoint(id))
-            .ignore()
-            .srem(p.workspace_endpoints(&ep.workspace), id)
-            .ignore()
-            .expire(p.endpoint_deliveries(id), self.retention_secs() as i64)
-            .ignore();
-        remove_subscriptions(&mut pipe, &p, &ep);
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
-        let _: i64 = redis::cmd("HDEL")
-            .arg(self.keys.endpoint_index())
-            .arg(id)
-            .query_async(&mut conn)
-            .await?;
-        Ok(ep)
+        for _ in 0..CAS_ROUNDS {
+            let ep = self.endpoint(id).await?;
+            let p = self.keys.partition_of(&ep.workspace);
+            // Held deliveries go back to the due queue, where a claim finds the endpoint gone and fails them.
+            self.resume_endpoint(id, now_ms).await?;
+            // Removed with the subscriptions it has now, not those of a
+            // version an update replaced meanwhile.
+            if !self.write_if_unchanged(&ep, None).await? {
+                continue;
+            }
+            let mut conn = self.conn.clone();
+            let _: i64 = redis::cmd("EXPIRE")
+                .arg(p.endpoint_deliveries(id))
+                .arg(self.retention_secs())
+                .query_async(&mut conn)
+                .await?;
+            let _: i64 = redis::cmd("HDEL")
+                .arg(self.keys.endpoint_index())
+                .arg(id)
+                .query_async(&mut conn)
+                .await?;
+            return Ok(ep);
+        }
+        Err(StoreError::Conflict(format!(
+            "endpoint {id} kept changing; try again"
+        )))
     }
 }

@@ -79,6 +79,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A compare-and-set write lost to other writers every time it retried.
+    #[error("{0}")]
+    Conflict(String),
     #[error("endpoint secret: {0} (check [secrets] keys)")]
     Sealing(#[from] hookd_core::sealing::SealError),
 }

@@ -20,6 +20,7 @@ pub(crate) struct Scripts {
     pub(crate) record: Script,
     pub(crate) resume: Script,
     pub(crate) requeue: Script,
+    pub(crate) endpoint_write: Script,
 }
 
 impl Default for Scripts {
@@ -39,6 +40,7 @@ impl Default for Scripts {
             )),
             resume: Script::new(include_str!("lua/resume.lua")),
             requeue: Script::new(include_str!("lua/requeue.lua")),
+            endpoint_write: Script::new(include_str!("lua/endpoint_write.lua")),
         }
     }
 }

