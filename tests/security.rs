@@ -212,3 +212,92 @@ async fn endpoint_writes_racing_each_other_lose_nothing_and_leave_no_ghost() {
         "signed with the last rotated secret only"
     );
 }
+
+#[tokio::test]
+async fn a_slow_greedy_tenant_leaves_other_tenants_their_workers() {
+    let redis = Redis::start();
+    let env = env_with(
+        &redis,
+        &[
+            ("HOOKD__DELIVERY__CONCURRENCY", "16"),
+            ("HOOKD__DELIVERY__MAX_ENDPOINT_CONCURRENCY", "64"),
+            ("HOOKD__DELIVERY__WORKSPACE_CONCURRENCY", "4"),
+            ("HOOKD__ADMIN__MAX_ENDPOINTS_PER_WORKSPACE", "3"),
+        ],
+    );
+    let daemon = Daemon::ready(&env).await;
+    let greedy = Api::new(&daemon.admin, &api_key(&env, "ws_greedy", "admin"));
+    let other = Api::new(&daemon.admin, &api_key(&env, "ws_other", "admin"));
+    let slow = Receiver::slow(Duration::from_millis(1500)).await;
+    let fast = Receiver::ok().await;
+    let eps = |ws: &str| format!("/api/v1/workspaces/{ws}/endpoints");
+
+    // The operator's bound on max_concurrency holds.
+    let r = greedy
+        .call(
+            "POST",
+            &eps("ws_greedy"),
+            Some(json!({ "url": slow.url(), "max_concurrency": 100000 })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(
+        r.body["issues"][0]["path"], "max_concurrency",
+        "{:?}",
+        r.body
+    );
+    let r = greedy
+        .call(
+            "POST",
+            &eps("ws_greedy"),
+            Some(json!({ "url": slow.url(), "max_concurrency": 64 })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // And the number of endpoints per workspace.
+    for _ in 0..2 {
+        let r = greedy
+            .call(
+                "POST",
+                &eps("ws_greedy"),
+                Some(json!({ "url": "http://127.0.0.1:9/x", "event_types": ["never.sent"] })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = greedy
+        .call(
+            "POST",
+            &eps("ws_greedy"),
+            Some(json!({ "url": slow.url() })),
+        )
+        .await;
+    assert_eq!(
+        r.status, 422,
+        "a fourth endpoint is over the limit: {:?}",
+        r.body
+    );
+    let r = other
+        .call("POST", &eps("ws_other"), Some(json!({ "url": fast.url() })))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    let events = |p: &'static str| (0..40).map(move |i| (format!("{p}{i}"), "{}".to_string()));
+    redis
+        .xadd_events("ws_greedy", "card.created", events("g"))
+        .await;
+    slow.wait_for(1, WAIT).await;
+    redis
+        .xadd_events("ws_other", "card.created", events("o"))
+        .await;
+    fast.wait_for(40, WAIT).await;
+    assert!(
+        slow.count() < 40,
+        "the other tenant was served while the greedy one still had a backlog"
+    );
+    assert!(
+        slow.max_in_flight() <= 4,
+        "the greedy workspace had {} attempts in flight, over its limit of 4",
+        slow.max_in_flight()
+    );
+}

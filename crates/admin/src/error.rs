@@ -100,6 +100,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Invalid(field, why) => Self::invalid(&field, why),
             StoreError::Conflict(why) => Self::new(StatusCode::CONFLICT, "conflict", why),
             StoreError::Redis(e) => {
                 tracing::warn!(error = %e, "admin request failed on Redis");

@@ -26,9 +26,8 @@ pub struct ScheduleSettings {
     pub poll_interval: Duration,
     /// How long a claim holds a delivery (longer than any request).
     pub lease: Duration,
-    /// Attempts in flight at once per endpoint, across all daemons, for
-    /// endpoints that set no `max_concurrency` of their own.
-    pub endpoint_concurrency: u32,
+    /// Attempts in flight at once per endpoint and per workspace, across all daemons.
+    pub limits: hookd_store::schedule::ConcurrencyLimits,
     /// On shutdown, how long in-flight attempts may take before being released.
     pub shutdown_grace: Duration,
     /// When to pause an endpoint that keeps failing.
@@ -76,7 +75,7 @@ impl Scheduler {
                     time::now_ms(),
                     self.settings.lease,
                     free.min(self.settings.claim_batch),
-                    self.settings.endpoint_concurrency,
+                    &self.settings.limits,
                 )
                 .await;
             match claimed {

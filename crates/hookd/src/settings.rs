@@ -106,6 +106,11 @@ pub struct Ingest {
 pub struct Delivery {
     pub concurrency: usize,
     pub endpoint_concurrency: u32,
+    /// The highest max_concurrency an endpoint may ask for.
+    pub max_endpoint_concurrency: u32,
+    /// Attempts in flight at once per workspace over all its endpoints,
+    /// across all daemons (0: no limit).
+    pub workspace_concurrency: u32,
     pub claim_batch: usize,
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -178,6 +183,8 @@ pub struct Admin {
     pub max_body_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Most endpoints per workspace (0: no limit); bounds an event's fan-out.
+    pub max_endpoints_per_workspace: u32,
     /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
     pub event_types: Vec<hookd_admin::CatalogEntry>,
 }
@@ -211,6 +218,8 @@ impl Default for Config {
             delivery: Delivery {
                 concurrency: 256,
                 endpoint_concurrency: 32,
+                max_endpoint_concurrency: 128,
+                workspace_concurrency: 128,
                 claim_batch: 128,
                 poll_interval: Duration::from_millis(100),
                 connect_timeout: Duration::from_secs(5),
@@ -255,6 +264,7 @@ impl Default for Config {
                 rate_window: Duration::from_secs(60),
                 max_body_bytes: 1024 * 1024,
                 request_timeout: Duration::from_secs(30),
+                max_endpoints_per_workspace: 1000,
                 event_types: Vec::new(),
             },
         }
@@ -352,6 +362,10 @@ impl Config {
             "[delivery] endpoint_concurrency must be at least 1"
         );
         anyhow::ensure!(
+            self.delivery.max_endpoint_concurrency >= self.delivery.endpoint_concurrency,
+            "[delivery] max_endpoint_concurrency must be at least endpoint_concurrency"
+        );
+        anyhow::ensure!(
             self.retry.max_attempts >= 1,
             "[retry] max_attempts must be at least 1"
         );
@@ -402,6 +416,8 @@ impl Config {
             read_block: Duration::from_secs(1),
             operational_stream: self.delivery.operational_stream.clone(),
             sealer: self.sealer.clone(),
+            max_endpoints_per_workspace: self.admin.max_endpoints_per_workspace,
+            max_endpoint_concurrency: self.delivery.max_endpoint_concurrency,
         }
     }
 
@@ -469,7 +485,11 @@ impl Config {
                 poll_interval: d.poll_interval,
                 lease: hookd_delivery::attempt::lease_for(d.request_timeout),
                 shutdown_grace: d.shutdown_grace,
-                endpoint_concurrency: d.endpoint_concurrency,
+                limits: hookd_store::schedule::ConcurrencyLimits {
+                    endpoint_default: d.endpoint_concurrency,
+                    endpoint_max: d.max_endpoint_concurrency,
+                    workspace: d.workspace_concurrency,
+                },
                 breaker: hookd_store::schedule::Breaker {
                     trip_after: d.breaker_failures,
                     trip_window: d.breaker_window,

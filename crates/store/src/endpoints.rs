@@ -54,12 +54,14 @@ impl Store {
     }
 }
 
-/// The limits the claim script reads from the endpoint hash ('' = none).
-fn limits(ep: &Endpoint) -> [(&'static str, String); 2] {
+/// What the claim script reads from the endpoint hash beside the document:
+/// its limits ('' = none) and its workspace.
+fn limits(ep: &Endpoint) -> [(&'static str, String); 3] {
     let text = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
     [
         ("max_concurrency", text(ep.max_concurrency)),
         ("rate_limit", text(ep.rate_limit)),
+        ("ws", ep.workspace.clone()),
     ]
 }
 
@@ -89,9 +91,41 @@ fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoin
 }
 
 impl Store {
+    /// The operator's bounds on what an endpoint may ask for.
+    fn within_limits(&self, ep: &Endpoint) -> Result<()> {
+        let max = self.settings.max_endpoint_concurrency;
+        if ep.max_concurrency.is_some_and(|c| c > max) {
+            return Err(StoreError::Invalid(
+                "max_concurrency".into(),
+                format!(
+                    "must be at most {max} (the operator's [delivery] max_endpoint_concurrency)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Stores a new endpoint and subscribes it to its event types.
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        self.within_limits(ep)?;
         let p = self.keys.partition_of(&ep.workspace);
+        let max = self.settings.max_endpoints_per_workspace;
+        if max > 0 {
+            // Checked before writing: creates racing each other may pass it by a few.
+            let mut conn = self.conn.clone();
+            let count: u64 = redis::cmd("SCARD")
+                .arg(p.workspace_endpoints(&ep.workspace))
+                .query_async(&mut conn)
+                .await?;
+            if count >= u64::from(max) {
+                return Err(StoreError::Invalid(
+                    "url".into(),
+                    format!(
+                        "the workspace already has {count} endpoints, the most allowed ([admin] max_endpoints_per_workspace)"
+                    ),
+                ));
+            }
+        }
         let mut pipe = redis::pipe();
         pipe.atomic()
             .hset_multiple(
@@ -99,7 +133,6 @@ impl Store {
                 &[
                     ("doc", self.doc(ep)?.as_str()),
                     ("paused", if ep.paused { "1" } else { "0" }),
-                    ("ws", ep.workspace.as_str()),
                     ("v", "1"),
                 ],
             )
@@ -245,6 +278,7 @@ impl Store {
             let before = self.endpoint(id).await?;
             let mut after = before.clone();
             change(&mut after)?;
+            self.within_limits(&after)?;
             if self.write_if_unchanged(&before, Some(&after)).await? {
                 after.version = before.version + 1;
                 return Ok(after);

@@ -19,6 +19,7 @@
 //! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
+//! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons (built in `lua/queues.lua` too) |
 //! | `P:ep:<endpoint>:dlvs`, `P:ws:<ws>:dlvs`, `P:dlvs` | zset | history indexes (endpoint, workspace, all) by creation time (ms) |
 //! | `P:ws:<ws>:types` | hash | event types seen: `n:<type>` count, `t:<type>` last seen (ms) |
 //! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
@@ -182,6 +183,9 @@ impl PartitionKeys {
     pub fn ready(&self) -> String {
         format!("{}:ready", self.tag)
     }
+    pub fn workspace_leases(&self, workspace: &str) -> String {
+        format!("{}:ws:{}:lease", self.tag, ws(workspace))
+    }
     pub fn held(&self, endpoint: &str) -> String {
         format!("{}:held:{endpoint}", self.tag)
     }
@@ -214,6 +218,8 @@ mod tests {
         assert_eq!(p.due("ep_1"), "{hookd:events}:due:ep_1");
         assert_eq!(p.event("ws_1", "e1"), "{hookd:events}:evt:4:ws_1:e1");
         assert_eq!(keys.dead_letter(), "hookd:events:dead");
+        // The same name lua/queues.lua builds.
+        assert_eq!(p.workspace_leases("ws_1"), "{hookd:events}:ws:4:ws_1:lease");
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct StoreSettings {
     pub operational_stream: String,
     /// Seals endpoint secrets at rest; `None` stores them in clear.
     pub sealer: Option<hookd_core::sealing::Sealer>,
+    /// Most endpoints one workspace may have (0: no limit); also bounds the
+    /// fan-out of one event.
+    pub max_endpoints_per_workspace: u32,
+    /// Highest `max_concurrency` an endpoint may ask for.
+    pub max_endpoint_concurrency: u32,
 }
 
 impl Default for StoreSettings {
@@ -64,6 +69,8 @@ impl Default for StoreSettings {
             read_block: Duration::from_secs(1),
             operational_stream: "hookd:operational".into(),
             sealer: None,
+            max_endpoints_per_workspace: 1000,
+            max_endpoint_concurrency: 128,
         }
     }
 }
@@ -79,6 +86,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A write the operator's limits refuse: (field, why).
+    #[error("{0}: {1}")]
+    Invalid(String, String),
     /// A compare-and-set write lost to other writers every time it retried.
     #[error("{0}")]
     Conflict(String),

@@ -102,17 +102,39 @@ pub enum Outcome {
     Failed,
 }
 
+/// How many attempts may be in flight at once, across every daemon.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencyLimits {
+    /// Per endpoint, for endpoints that set no `max_concurrency`.
+    pub endpoint_default: u32,
+    /// Per endpoint, whatever the endpoint asks for (the operator's bound).
+    pub endpoint_max: u32,
+    /// Per workspace, over all its endpoints (0: no limit), so one tenant
+    /// cannot hold every worker.
+    pub workspace: u32,
+}
+
+impl Default for ConcurrencyLimits {
+    fn default() -> Self {
+        Self {
+            endpoint_default: 32,
+            endpoint_max: 128,
+            workspace: 128,
+        }
+    }
+}
+
 impl Store {
     /// Claims up to `limit` due deliveries, leasing each for `lease`, with a
     /// fair share per endpoint and at most its max concurrency in flight
-    /// (`default_max_concurrency` for endpoints without their own).
+    /// (bounded by `limits`), and at most `limits.workspace` per workspace.
     pub async fn claim_due(
         &self,
         p: &PartitionKeys,
         now_ms: i64,
         lease: Duration,
         limit: usize,
-        default_max_concurrency: u32,
+        limits: &ConcurrencyLimits,
     ) -> Result<Vec<Claimed>> {
         let mut conn = self.conn.clone();
         let reply: Value = self
@@ -123,7 +145,13 @@ impl Store {
             .arg(now_ms)
             .arg(lease.as_millis() as u64)
             .arg(limit.min(MAX_CLAIM))
-            .arg(default_max_concurrency)
+            .arg(limits.endpoint_default.min(limits.endpoint_max))
+            .arg(limits.endpoint_max)
+            .arg(if limits.workspace == 0 {
+                u32::MAX
+            } else {
+                limits.workspace
+            })
             .invoke_async(&mut conn)
             .await?;
         let Value::Array(flat) = reply else {

@@ -7,7 +7,9 @@
 -- (`refresh` comes from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
--- ARGV[5] = default max concurrency per endpoint
+-- ARGV[5] = default max concurrency per endpoint, ARGV[6] = the most any endpoint
+-- may have in flight, ARGV[7] = the most a workspace may have in flight (over all
+-- its endpoints, counted by its own lease set)
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
 -- count, then 8 per delivery: id, attempts so far, created (ms), event id, event type,
 -- event key, envelope (nil when an earlier delivery of this reply carried the same
@@ -15,6 +17,9 @@
 -- The doc and each envelope travel once per reply, not once per delivery.
 local ready, tag = KEYS[1], ARGV[1]
 local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_cap, ws_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
+-- Per workspace lease key of this call: attempts in flight now.
+local ws_used = {}
 local out = {}
 local budget = limit
 local sent = {}
@@ -31,7 +36,7 @@ for _, ep in ipairs(endpoints) do
   if budget <= 0 then break end
   local duekey, leasekey = tag .. ':due:' .. ep, tag .. ':lease:' .. ep
   redis.call('ZREMRANGEBYSCORE', leasekey, '-inf', now)
-  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency', 'rate_limit')
+  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency', 'rate_limit', 'ws')
   if not e[1] then
     for _, id in ipairs(redis.call('ZRANGE', duekey, 0, -1)) do
       if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then fail(id, 'endpoint_deleted') end
@@ -48,8 +53,15 @@ for _, ep in ipairs(endpoints) do
     end
     refresh(tag, ready, ep)
   else
-    local cap = tonumber(e[3]) or default_cap
-    local take = math.min(cap - redis.call('ZCARD', leasekey), share, budget)
+    local cap = math.min(tonumber(e[3]) or default_cap, max_cap)
+    -- Endpoints written before the hash carried `ws` name it in their document.
+    local wskey = workspace_leases(tag, e[5] or cjson.decode(e[1]).workspace)
+    local wsused = ws_used[wskey]
+    if not wsused then
+      redis.call('ZREMRANGEBYSCORE', wskey, '-inf', now)
+      wsused = redis.call('ZCARD', wskey)
+    end
+    local take = math.min(cap - redis.call('ZCARD', leasekey), share, budget, ws_cap - wsused)
     -- Rate limit: at most `rate` attempts per second (fixed one-second windows).
     local rate, rlkey, used = tonumber(e[4]), nil, 0
     if rate then
@@ -100,8 +112,11 @@ for _, ep in ipairs(endpoints) do
         -- Pushed forward by the lease, so no other worker takes them meanwhile.
         redis.call('ZADD', duekey, unpack(leased))
         redis.call('ZADD', leasekey, unpack(leased))
+        redis.call('ZADD', wskey, unpack(leased))
+        wsused = wsused + claimed
       end
     end
+    ws_used[wskey] = wsused
     if rate and claimed > 0 then
       redis.call('INCRBY', rlkey, claimed)
       redis.call('PEXPIRE', rlkey, 2000)
@@ -110,6 +125,10 @@ for _, ep in ipairs(endpoints) do
       -- Full: back when an attempt is recorded (record refreshes it) or the first lease ends.
       local first = redis.call('ZRANGE', leasekey, 0, 0, 'WITHSCORES')
       redis.call('ZADD', ready, first[2], ep)
+    elseif wsused >= ws_cap and redis.call('ZCARD', duekey) > 0 then
+      -- The workspace is full: look again shortly, behind other tenants'
+      -- endpoints that are ready now.
+      redis.call('ZADD', ready, now + 200, ep)
     elseif rate and used + claimed >= rate then
       -- This second's budget is spent: back at the next second, or when the next delivery is due.
       local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')

@@ -23,3 +23,9 @@ local function refresh(tag, ready, ep)
   end
 end
 
+
+-- A workspace's lease set (`keys.rs`: `P:ws:<len>:<ws>:lease`): its attempts
+-- in flight over all its endpoints, scored by lease expiry.
+local function workspace_leases(tag, ws)
+  return tag .. ':ws:' .. #ws .. ':' .. ws .. ':lease'
+end

@@ -64,7 +64,8 @@ for i = 5, #ARGV, 9 do
       s.fails, s.err = s.fails + 1, err
     end
     streak[ep] = s
-    if pause ~= '' then
+    -- Only while the endpoint exists: a deleted one must not come back as a ghost hash.
+    if pause ~= '' and redis.call('EXISTS', tag .. ':ep:' .. ep) == 1 then
       redis.call('HSET', tag .. ':ep:' .. ep, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
     end
     touched[ep] = true
@@ -74,6 +75,9 @@ end
 -- Batches are at most a few hundred attempts, well within Lua's unpack limit.
 for ep, ids in pairs(unlease) do
   redis.call('ZREM', tag .. ':lease:' .. ep, unpack(ids))
+  -- (Leases of a deleted endpoint's workspace end by their score.)
+  local ws = redis.call('HGET', tag .. ':ep:' .. ep, 'ws')
+  if ws then redis.call('ZREM', workspace_leases(tag, ws), unpack(ids)) end
 end
 for ep, ids in pairs(undue) do
   redis.call('ZREM', tag .. ':due:' .. ep, unpack(ids))
