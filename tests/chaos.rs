@@ -110,6 +110,7 @@ async fn chaos_every_event_reaches_every_endpoint() {
         env.push((key.into(), format!("{}s", retention.as_secs())));
     }
     env.push(("HOOKD__INGEST__HOUSEKEEPING_INTERVAL".into(), "2s".into()));
+    env.push(("HOOKD__INGEST__DEAD_LETTER_MAX_LEN".into(), "20".into()));
     let mut daemons: Vec<Daemon> = (0..3).map(|_| Daemon::start(&env)).collect();
 
     let mut receivers = Vec::new();
@@ -119,7 +120,43 @@ async fn chaos_every_event_reaches_every_endpoint() {
         receivers.push((seen, task));
     }
 
+    let ws1_endpoints: HashSet<String> =
+        cli_json(&env, &["endpoints", "list", "--workspace", "ws_1"])["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+
     let baseline = used_memory(&redis).await;
+    // Structures that must stay bounded too: a paused endpoint holding
+    // deliveries all run (ws_2), a workspace whose only endpoint is deleted
+    // after its deliveries (ws_3), a recovery job, and dead letters.
+    let sink = Receiver::ok().await;
+    let (paused, _) = create_endpoint(&env, "ws_2", &sink.url(), &[]);
+    cli(&env, &["endpoints", "pause", &paused]);
+    let (doomed, _) = create_endpoint(&env, "ws_3", &sink.url(), &[]);
+    redis
+        .xadd_events(
+            "ws_3",
+            "card.created",
+            (0..5).map(|i| (format!("ws3-{i}"), "{}".into())),
+        )
+        .await;
+    sink.wait_for(5, Duration::from_secs(20)).await;
+    cli(&env, &["endpoints", "delete", &doomed]);
+    let first = ws1_endpoints.iter().next().unwrap().clone();
+    cli(
+        &env,
+        &[
+            "recover",
+            "--endpoint",
+            &first,
+            "--since",
+            "1h",
+            "--no-wait",
+        ],
+    );
     // A steady producer: about 25 events a second, reconnecting when Redis is down.
     let url = redis.url();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -147,6 +184,34 @@ async fn chaos_every_event_reaches_every_endpoint() {
             .await;
             if sent.is_ok() {
                 published += 1;
+                if published % 5 == 0 {
+                    // Held by the paused endpoint, and a dead letter.
+                    let _: redis::RedisResult<()> = async {
+                        let mut conn = client.get_multiplexed_async_connection().await?;
+                        redis::pipe()
+                            .cmd("XADD")
+                            .arg("hookd:events")
+                            .arg("*")
+                            .arg("type")
+                            .arg("card.created")
+                            .arg("workspace")
+                            .arg("ws_2")
+                            .arg("data")
+                            .arg("{}")
+                            .ignore()
+                            .cmd("XADD")
+                            .arg("hookd:events")
+                            .arg("*")
+                            .arg("type")
+                            .arg("card.created")
+                            .arg("workspace")
+                            .arg("ws_1")
+                            .ignore()
+                            .query_async(&mut conn)
+                            .await
+                    }
+                    .await;
+                }
             }
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
@@ -206,14 +271,20 @@ async fn chaos_every_event_reaches_every_endpoint() {
                 keys.iter().filter(|k| !k.ends_with(":attempts")).collect();
             let mut pipe = redis::pipe();
             for k in &deliveries {
-                pipe.hget(*k, "status");
+                pipe.cmd("HMGET").arg(*k).arg("status").arg("endpoint");
             }
-            let statuses: Vec<Option<String>> = pipe.query_async(&mut conn).await.unwrap();
-            let done = statuses
+            let statuses: Vec<(Option<String>, Option<String>)> =
+                pipe.query_async(&mut conn).await.unwrap();
+            // The run's deliveries, not those the paused endpoint holds.
+            let ws1: Vec<_> = statuses
                 .iter()
-                .filter(|s| s.as_deref() == Some("succeeded"))
+                .filter(|(_, ep)| ep.as_ref().is_some_and(|e| ws1_endpoints.contains(e)))
+                .collect();
+            let done = ws1
+                .iter()
+                .filter(|(s, _)| s.as_deref() == Some("succeeded"))
                 .count();
-            (done == deliveries.len()).then_some(done)
+            (done == ws1.len()).then_some(done)
         },
     )
     .await;
@@ -257,14 +328,26 @@ async fn chaos_every_event_reaches_every_endpoint() {
                 .iter()
                 .filter(|k| k.contains(":dlv:") || k.contains(":evt:"))
                 .count();
-            let (history, stream): (u64, u64) = redis::pipe()
-                .zcard("{hookd:events}:dlvs")
-                .xlen("hookd:events")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let (history, stream, held, jobs, dead, ws3): (u64, u64, u64, u64, u64, u64) =
+                redis::pipe()
+                    .zcard("{hookd:events}:dlvs")
+                    .xlen("hookd:events")
+                    .scard(format!("{{hookd:events}}:held:{paused}"))
+                    .hlen("hookd:jobs")
+                    .xlen("hookd:events:dead")
+                    .exists("{hookd:events}:ws:4:ws_3:dlvs")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            assert!(dead <= 20, "the dead-letter stream is capped: {dead}");
             let now = used_memory(&redis).await;
-            (per_event == 0 && history == 0 && stream <= 200 && now <= baseline + (2 << 20))
+            (per_event == 0
+                && history == 0
+                && stream <= 200
+                && held == 0
+                && jobs == 0
+                && ws3 == 0
+                && now <= baseline + (2 << 20))
                 .then_some(now)
         },
     )

@@ -147,6 +147,9 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
         if let Err(e) = store.trim_history(now).await {
             tracing::warn!(error = %e, "trimming history indexes failed");
         }
+        if let Err(e) = store.forget_expired().await {
+            tracing::warn!(error = %e, "forgetting expired held deliveries and jobs failed");
+        }
         // Daemons that stopped leave their consumer names in the group; once
         // their entries were reclaimed (nothing pending), forget them.
         let (group, me) = (&settings.ingest.group, &settings.ingest.consumer);

@@ -96,6 +96,8 @@ pub struct Ingest {
     pub max_payload_bytes: usize,
     #[serde(deserialize_with = "duration")]
     pub stream_retention: Duration,
+    /// The dead-letter stream keeps at most this many entries.
+    pub dead_letter_max_len: u64,
     /// How often to trim the stream and history indexes and forget stopped consumers.
     #[serde(deserialize_with = "duration")]
     pub housekeeping_interval: Duration,
@@ -213,6 +215,7 @@ impl Default for Config {
                 reclaim_idle: Duration::from_secs(30),
                 max_payload_bytes: 256 * 1024,
                 stream_retention: Duration::from_secs(86_400),
+                dead_letter_max_len: 100_000,
                 housekeeping_interval: Duration::from_secs(60),
             },
             delivery: Delivery {
@@ -418,6 +421,7 @@ impl Config {
             sealer: self.sealer.clone(),
             max_endpoints_per_workspace: self.admin.max_endpoints_per_workspace,
             max_endpoint_concurrency: self.delivery.max_endpoint_concurrency,
+            dead_letter_max_len: self.ingest.dead_letter_max_len,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct StoreSettings {
     pub max_endpoints_per_workspace: u32,
     /// Highest `max_concurrency` an endpoint may ask for.
     pub max_endpoint_concurrency: u32,
+    /// The dead-letter stream keeps at most this many entries (the oldest go).
+    pub dead_letter_max_len: u64,
 }
 
 impl Default for StoreSettings {
@@ -71,6 +73,7 @@ impl Default for StoreSettings {
             sealer: None,
             max_endpoints_per_workspace: 1000,
             max_endpoint_concurrency: 128,
+            dead_letter_max_len: 100_000,
         }
     }
 }

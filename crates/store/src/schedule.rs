@@ -338,4 +338,98 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Forgets ids whose records expired: members of held sets whose
+    /// delivery is gone, and recovery-job index entries whose job is gone.
+    /// Scans in chunks (SSCAN/HSCAN), so no single command is long.
+    pub async fn forget_expired(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        for (id, ws) in self.endpoint_ids().await? {
+            let p = self.keys.partition_of(&ws);
+            let held = p.held(&id);
+            let mut cursor = 0u64;
+            loop {
+                let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&held)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                self.forget_missing(
+                    &ids,
+                    |d| p.delivery(d),
+                    |pipe, gone| {
+                        pipe.cmd("SREM").arg(&held).arg(gone).ignore();
+                    },
+                )
+                .await?;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        let index = self.keys.job_index();
+        let mut cursor = 0u64;
+        loop {
+            let (next, pairs): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(&index)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            let jobs: HashMap<String, String> = pairs
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect();
+            let ids: Vec<String> = jobs.keys().cloned().collect();
+            self.forget_missing(
+                &ids,
+                |job| self.keys.partition_of(&jobs[job]).job(job),
+                |pipe, gone| {
+                    pipe.cmd("HDEL").arg(&index).arg(gone).ignore();
+                },
+            )
+            .await?;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(())
+    }
+
+    /// Of `ids`, those whose record key (`key_of`) no longer exists are
+    /// passed to `forget`, in one pipeline.
+    async fn forget_missing(
+        &self,
+        ids: &[String],
+        key_of: impl Fn(&str) -> String,
+        forget: impl Fn(&mut redis::Pipeline, &[&String]),
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.exists(key_of(id));
+        }
+        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let gone: Vec<&String> = ids
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| !e)
+            .map(|(id, _)| id)
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        forget(&mut pipe, &gone);
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
 }

@@ -164,7 +164,10 @@ impl Store {
     ) -> Result<()> {
         let mut conn = self.conn.clone();
         let mut xadd = redis::cmd("XADD");
+        // Capped: a producer sending only garbage cannot fill Redis.
         xadd.arg(self.keys.dead_letter())
+            .arg("MAXLEN")
+            .arg(self.settings.dead_letter_max_len.max(1))
             .arg("*")
             .arg("reason")
             .arg(code)

@@ -75,6 +75,9 @@ for key, ids in pairs(zmembers) do
     end
     redis.call('ZADD', key, unpack(args))
   end
+  -- A history index lives a retention past its newest entry, so one nobody
+  -- trims any more (a workspace whose last endpoint was deleted) goes too.
+  if key:sub(-5) == ':dlvs' then redis.call('EXPIRE', key, retention) end
 end
 for key, ids in pairs(smembers) do
   for first = 1, #ids, CHUNK do
