@@ -184,7 +184,7 @@ async fn chaos_every_event_reaches_every_endpoint() {
             .await;
             if sent.is_ok() {
                 published += 1;
-                if published % 5 == 0 {
+                if published.is_multiple_of(5) {
                     // Held by the paused endpoint, and a dead letter.
                     let _: redis::RedisResult<()> = async {
                         let mut conn = client.get_multiplexed_async_connection().await?;

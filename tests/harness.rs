@@ -145,9 +145,12 @@ impl Redis {
     }
 
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        // No response timeout: a test may send or read tens of megabytes.
         redis::Client::open(self.url())
             .expect("url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+            )
             .await
             .expect("connect to test redis")
     }
@@ -325,6 +328,20 @@ impl Daemon {
         })
         .await;
         d
+    }
+
+    /// The process's peak resident memory (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// SIGKILL: no chance to clean up.

@@ -301,3 +301,150 @@ async fn a_slow_greedy_tenant_leaves_other_tenants_their_workers() {
         slow.max_in_flight()
     );
 }
+
+/// `XADD hookd:events * type t workspace ws data {} f0 v f1 v ...` with `n` extra fields.
+async fn xadd_many_fields(redis: &Redis, n: usize) {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg("hookd:events")
+        .arg("*")
+        .arg("type")
+        .arg("card.created")
+        .arg("workspace")
+        .arg("ws_a")
+        .arg("data")
+        .arg("{}");
+    for i in 0..n {
+        cmd.arg(format!("f{i}")).arg("v");
+    }
+    let _: String = cmd.query_async(&mut redis.conn().await).await.unwrap();
+}
+
+async fn xadd_huge(redis: &Redis, bytes: usize) {
+    let data = format!("\"{}\"", "x".repeat(bytes));
+    let _: String = redis::cmd("XADD")
+        .arg("hookd:events")
+        .arg("*")
+        .arg("type")
+        .arg("card.created")
+        .arg("workspace")
+        .arg("ws_a")
+        .arg("data")
+        .arg(data)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn hostile_entries_are_dead_lettered_without_stalling_or_exhausting_memory() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    create_endpoint(&env, "ws_a", &receiver.url(), &[]);
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("hookd:events")
+        .arg("hookd")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A daemon that died holding a 50 MB entry and one with 300,000 fields:
+    // every daemon that reclaims them would read them again.
+    xadd_huge(&redis, 50 << 20).await;
+    xadd_many_fields(&redis, 300_000).await;
+    // (Read inside Redis, so this test does not carry 50 MB either.)
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "EVAL"])
+        .arg("redis.call('XREADGROUP', 'GROUP', 'hookd', 'ghost', 'COUNT', 10, 'STREAMS', KEYS[1], '>') return 1")
+        .args(["1", "hookd:events"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+    // New ones, between good events.
+    redis
+        .xadd_events(
+            "ws_a",
+            "card.created",
+            [("good-1".to_string(), "{}".to_string())],
+        )
+        .await;
+    xadd_huge(&redis, 50 << 20).await;
+    redis
+        .xadd_events(
+            "ws_a",
+            "card.created",
+            [("good-2".to_string(), "{}".to_string())],
+        )
+        .await;
+    xadd_many_fields(&redis, 300_000).await;
+    redis
+        .xadd_events(
+            "ws_a",
+            "card.created",
+            [("good-3".to_string(), "{}".to_string())],
+        )
+        .await;
+
+    let daemon = Daemon::ready(&env).await;
+    receiver.wait_for(3, WAIT).await;
+    let dead: Vec<redis::Value> = eventually(WAIT, "four dead letters", || async {
+        let mut conn = redis.conn().await;
+        let dead: Vec<redis::Value> = redis::cmd("XRANGE")
+            .arg("hookd:events:dead")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        (dead.len() == 4).then_some(dead)
+    })
+    .await;
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|e| {
+            let redis::Value::Array(parts) = e else {
+                panic!("{e:?}")
+            };
+            let redis::Value::Array(fields) = &parts[1] else {
+                panic!("{e:?}")
+            };
+            let text: Vec<String> = fields.iter().map(text).collect();
+            let at = |name: &str| {
+                let i = text.iter().position(|f| f == name).unwrap();
+                text[i + 1].clone()
+            };
+            assert_eq!(at("truncated"), "1");
+            assert!(
+                text.len() < 100,
+                "kept cut short: {} fields",
+                text.len() / 2
+            );
+            assert!(text.iter().all(|f| f.len() <= 1024));
+            at("reason")
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "too_large",
+            "too_large",
+            "too_many_fields",
+            "too_many_fields"
+        ]
+    );
+    eventually(WAIT, "nothing pending", || async {
+        (pending(&redis).await == 0).then_some(())
+    })
+    .await;
+    let peak = daemon.peak_rss_kib().unwrap();
+    println!("hostile entries: daemon peak RSS {peak} KiB");
+    assert!(
+        peak < 200 << 10,
+        "the daemon peaked at {peak} KiB reading 100 MB of hostile entries"
+    );
+    assert_eq!(receiver.count(), 3, "only the good events were delivered");
+}

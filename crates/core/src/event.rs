@@ -19,13 +19,66 @@ const KNOWN: [&str; 5] = ["id", "type", "workspace", "data", "occurred_at"];
 pub struct EventLimits {
     /// Largest envelope accepted, in bytes.
     pub max_payload_bytes: usize,
+    /// Most fields an entry may have (the known ones and extras together).
+    pub max_fields: usize,
 }
 
 impl Default for EventLimits {
     fn default() -> Self {
         Self {
             max_payload_bytes: 256 * 1024,
+            max_fields: 128,
         }
+    }
+}
+
+impl EventLimits {
+    /// Most bytes of field names and values an entry may carry: anything
+    /// more cannot make an envelope within `max_payload_bytes` (whose own
+    /// members add about as much as the field names it drops).
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_payload_bytes + 1024
+    }
+
+    /// The checks that cost nothing per byte of the entry, made before any
+    /// of it is parsed: field count, total size, repeated names (in one pass).
+    pub fn screen<K: AsRef<str>, V: AsRef<[u8]>>(
+        &self,
+        fields: &[(K, V)],
+    ) -> Result<(), Rejection> {
+        if fields.len() > self.max_fields {
+            return Err(reject(
+                "too_many_fields",
+                format!(
+                    "{} fields, over the limit of {} ([ingest] max_fields)",
+                    fields.len(),
+                    self.max_fields
+                ),
+            ));
+        }
+        let bytes: usize = fields
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
+        if bytes > self.max_entry_bytes() {
+            return Err(reject(
+                "too_large",
+                format!(
+                    "the entry is {bytes} bytes, over the limit of {} ([ingest] max_payload_bytes)",
+                    self.max_payload_bytes
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::with_capacity(fields.len());
+        for (k, _) in fields {
+            if !names.insert(k.as_ref()) {
+                return Err(reject(
+                    "duplicate_field",
+                    format!("field `{}` appears more than once", k.as_ref()),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +141,7 @@ impl Event {
         limits: EventLimits,
         now_ms: i64,
     ) -> Result<Event, Rejection> {
+        limits.screen(fields)?;
         let get = |name: &str| {
             fields
                 .iter()
@@ -122,7 +176,7 @@ impl Event {
             return Err(reject(
                 "too_large",
                 format!(
-                    "`data` is {} bytes, over the limit of {} (limits.max_payload_bytes)",
+                    "`data` is {} bytes, over the limit of {} ([ingest] max_payload_bytes)",
                     data.len(),
                     limits.max_payload_bytes
                 ),
@@ -176,12 +230,6 @@ impl Event {
                     format!("extra field `{name}` would overwrite an envelope member"),
                 ));
             }
-            if fields.iter().filter(|(k, _)| k.as_ref() == name).count() > 1 {
-                return Err(reject(
-                    "duplicate_field",
-                    format!("field `{name}` appears more than once"),
-                ));
-            }
             envelope.push(b',');
             push_json_string(&mut envelope, name);
             envelope.push(b':');
@@ -192,7 +240,7 @@ impl Event {
             return Err(reject(
                 "too_large",
                 format!(
-                    "envelope is {} bytes, over the limit of {} (limits.max_payload_bytes)",
+                    "envelope is {} bytes, over the limit of {} ([ingest] max_payload_bytes)",
                     envelope.len(),
                     limits.max_payload_bytes
                 ),

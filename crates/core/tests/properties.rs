@@ -65,7 +65,7 @@ proptest! {
         fields in prop::collection::vec((field_name(), field_value()), 0..8),
         max in 16usize..512,
     ) {
-        let limits = EventLimits { max_payload_bytes: max };
+        let limits = EventLimits { max_payload_bytes: max, ..EventLimits::default() };
         match Event::from_fields(&fields, limits, 1_700_000_000_000) {
             Ok(event) => {
                 let v: serde_json::Value = serde_json::from_slice(&event.envelope).unwrap();
@@ -97,7 +97,7 @@ proptest! {
             .filter(|(k, _)| !reserved.contains(&k.as_str()))
             .collect();
         fields.extend(extra.iter().cloned());
-        let limits = EventLimits { max_payload_bytes: 1 << 20 };
+        let limits = EventLimits { max_payload_bytes: 1 << 20, ..EventLimits::default() };
         let event = Event::from_fields(&fields, limits, 0).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&event.envelope).unwrap();
         prop_assert_eq!(&v["data"], &data);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{Event, EventLimits, time};
-use hookd_store::stream::Entry;
+use hookd_store::stream::{Entry, Taken};
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, watch};
 
@@ -47,6 +47,7 @@ impl Ingest {
                 break;
             }
             let reclaim_due = last_reclaim.elapsed() >= self.settings.reclaim_idle / 2;
+            let limits = self.settings.limits;
             let read = if reclaim_due {
                 last_reclaim = Instant::now();
                 self.store
@@ -56,16 +57,43 @@ impl Ingest {
                         &self.settings.consumer,
                         self.settings.reclaim_idle,
                         self.settings.batch,
+                        &limits,
                     )
                     .await
             } else {
-                tokio::select! {
-                    read = self.store.read_new(&self.partition, &self.settings.group, &self.settings.consumer, self.settings.batch) => read,
-                    _ = shutdown.changed() => continue,
+                match self
+                    .store
+                    .take_new(
+                        &self.partition,
+                        &self.settings.group,
+                        &self.settings.consumer,
+                        self.settings.batch,
+                        &limits,
+                    )
+                    .await
+                {
+                    Ok(taken) if taken.entries.is_empty() && taken.dead_lettered.is_empty() => {
+                        // Nothing waiting: block for the next entry.
+                        tokio::select! {
+                            read = self.store.wait_new(&self.partition, &self.settings.group, &self.settings.consumer) => {
+                                read.map(|entries| Taken { entries, dead_lettered: Vec::new() })
+                            }
+                            _ = shutdown.changed() => continue,
+                        }
+                    }
+                    other => other,
                 }
             };
             let entries = match read {
-                Ok(entries) => entries,
+                Ok(taken) => {
+                    for reason in &taken.dead_lettered {
+                        self.metrics.dead_letter(static_code(reason));
+                    }
+                    if !taken.dead_lettered.is_empty() {
+                        tracing::warn!(count = taken.dead_lettered.len(), reasons = ?taken.dead_lettered, stream = %self.partition.stream, "hostile stream entries dead-lettered without being read");
+                    }
+                    taken.entries
+                }
                 Err(e) => {
                     self.pause_after_error("reading the stream", &e, &mut backoff, &mut shutdown)
                         .await;
@@ -125,6 +153,7 @@ impl Ingest {
                             entry,
                             rejection.code,
                             &rejection.message,
+                            &self.settings.limits,
                         )
                         .await?;
                 }
@@ -149,6 +178,15 @@ impl Ingest {
             self.persisted.notify_one();
         }
         Ok(())
+    }
+}
+
+/// A dead-letter reason the read script reported, as the metric label.
+fn static_code(reason: &str) -> &'static str {
+    match reason {
+        "too_many_fields" => "too_many_fields",
+        "too_large" => "too_large",
+        _ => "other",
     }
 }
 

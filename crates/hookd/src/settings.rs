@@ -98,6 +98,8 @@ pub struct Ingest {
     pub stream_retention: Duration,
     /// The dead-letter stream keeps at most this many entries.
     pub dead_letter_max_len: u64,
+    /// Most fields a stream entry may have.
+    pub max_fields: usize,
     /// How often to trim the stream and history indexes and forget stopped consumers.
     #[serde(deserialize_with = "duration")]
     pub housekeeping_interval: Duration,
@@ -216,6 +218,7 @@ impl Default for Config {
                 max_payload_bytes: 256 * 1024,
                 stream_retention: Duration::from_secs(86_400),
                 dead_letter_max_len: 100_000,
+                max_fields: 128,
                 housekeeping_interval: Duration::from_secs(60),
             },
             delivery: Delivery {
@@ -470,6 +473,7 @@ impl Config {
     pub fn limits(&self) -> EventLimits {
         EventLimits {
             max_payload_bytes: self.ingest.max_payload_bytes,
+            max_fields: self.ingest.max_fields,
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) struct Scripts {
     pub(crate) resume: Script,
     pub(crate) requeue: Script,
     pub(crate) endpoint_write: Script,
+    pub(crate) read: Script,
 }
 
 impl Default for Scripts {
@@ -41,6 +42,7 @@ impl Default for Scripts {
             resume: Script::new(include_str!("lua/resume.lua")),
             requeue: Script::new(include_str!("lua/requeue.lua")),
             endpoint_write: Script::new(include_str!("lua/endpoint_write.lua")),
+            read: Script::new(include_str!("lua/read.lua")),
         }
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use redis::Value;
 
+use hookd_core::EventLimits;
+
 use crate::keys::PartitionKeys;
 use crate::value::{bytes, int, items, pairs, string};
 use crate::{Result, Store};
@@ -62,7 +64,16 @@ fn parse_read_reply(v: &Value) -> Result<Vec<Entry>> {
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {
-    e.code() == Some("NOGROUP")
+    // From a script, the code can arrive inside the message.
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+/// Entries taken by the read script, and the reasons of those it moved to
+/// the dead-letter stream itself (too many fields, too large).
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub entries: Vec<Entry>,
+    pub dead_lettered: Vec<String>,
 }
 
 impl Store {
@@ -83,15 +94,28 @@ impl Store {
         }
     }
 
-    /// Reads up to `count` new entries for `consumer`, waiting up to the
-    /// configured block time. If the group vanished (Redis restarted empty),
-    /// it is recreated and the read returns nothing this time.
-    pub async fn read_new(
+    /// Takes up to `count` new entries for `consumer` without waiting;
+    /// entries over `limits` are dead-lettered inside Redis (never read here).
+    pub async fn take_new(
         &self,
         p: &PartitionKeys,
         group: &str,
         consumer: &str,
         count: usize,
+        limits: &EventLimits,
+    ) -> Result<Taken> {
+        self.take(p, group, consumer, count, None, limits).await
+    }
+
+    /// Waits up to the configured block time for one new entry (taking it).
+    /// Only one: an entry is read whole here, so a hostile one costs one
+    /// entry's memory once, and is dead-lettered by the caller. If the group
+    /// vanished (Redis restarted empty), it is recreated and nothing returned.
+    pub async fn wait_new(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
     ) -> Result<Vec<Entry>> {
         let mut conn = self.blocking.clone();
         let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
@@ -99,7 +123,7 @@ impl Store {
             .arg(group)
             .arg(consumer)
             .arg("COUNT")
-            .arg(count)
+            .arg(1)
             .arg("BLOCK")
             .arg(self.settings.read_block.as_millis() as u64)
             .arg("STREAMS")
@@ -119,7 +143,8 @@ impl Store {
     }
 
     /// Takes over entries another consumer left pending for longer than
-    /// `min_idle` (that consumer died before acknowledging them).
+    /// `min_idle` (that consumer died before acknowledging them); hostile
+    /// ones are dead-lettered inside Redis, as in [`Store::take_new`].
     pub async fn reclaim(
         &self,
         p: &PartitionKeys,
@@ -127,26 +152,51 @@ impl Store {
         consumer: &str,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<Entry>> {
+        limits: &EventLimits,
+    ) -> Result<Taken> {
+        self.take(p, group, consumer, count, Some(min_idle), limits)
+            .await
+    }
+
+    async fn take(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        min_idle: Option<Duration>,
+        limits: &EventLimits,
+    ) -> Result<Taken> {
         let mut conn = self.conn.clone();
-        let reply: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
-            .arg(&p.stream)
+        let reply: redis::RedisResult<Value> = self
+            .scripts
+            .read
+            .key(&p.stream)
+            .key(self.keys.dead_letter())
             .arg(group)
             .arg(consumer)
-            .arg(min_idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
             .arg(count)
-            .query_async(&mut conn)
+            .arg(
+                min_idle
+                    .map(|d| d.as_millis().to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(limits.max_fields)
+            .arg(limits.max_entry_bytes())
+            .arg(self.settings.dead_letter_max_len.max(1))
+            .invoke_async(&mut conn)
             .await;
         match reply {
             Ok(v) => match items(&v)? {
-                [_, entries, ..] => parse_entries(entries),
-                _ => Ok(Vec::new()),
+                [entries, reasons] => Ok(Taken {
+                    entries: parse_entries(entries)?,
+                    dead_lettered: items(reasons)?.iter().map(string).collect::<Result<_>>()?,
+                }),
+                _ => Err(crate::StoreError::Reply(format!("read: {v:?}"))),
             },
             Err(e) if is_nogroup(&e) => {
                 self.ensure_group(p, group).await?;
-                Ok(Vec::new())
+                Ok(Taken::default())
             }
             Err(e) => Err(e.into()),
         }
@@ -161,8 +211,13 @@ impl Store {
         entry: &Entry,
         code: &str,
         message: &str,
+        limits: &EventLimits,
     ) -> Result<()> {
         let mut conn = self.conn.clone();
+        // An entry over the limits is kept cut short: its first fields, each
+        // value to 1 KiB (as the read script does).
+        let hostile = limits.screen(&entry.fields).is_err()
+            && matches!(code, "too_many_fields" | "too_large");
         let mut xadd = redis::cmd("XADD");
         // Capped: a producer sending only garbage cannot fill Redis.
         xadd.arg(self.keys.dead_letter())
@@ -177,8 +232,15 @@ impl Store {
             .arg(&entry.id)
             .arg("stream")
             .arg(&p.stream);
-        for (k, v) in &entry.fields {
-            xadd.arg(format!("field.{k}")).arg(v.as_slice());
+        if hostile {
+            xadd.arg("truncated").arg("1");
+            for (k, v) in entry.fields.iter().take(16) {
+                xadd.arg(format!("field.{k}")).arg(&v[..v.len().min(1024)]);
+            }
+        } else {
+            for (k, v) in &entry.fields {
+                xadd.arg(format!("field.{k}")).arg(v.as_slice());
+            }
         }
         redis::pipe()
             .add_command(xadd)
