@@ -831,7 +831,7 @@ async fn endpoint_secrets_are_sealed_at_rest_and_the_key_rotates() {
     assert_eq!(again["resealed"], 0, "already under the current key");
 
     // Now t2 alone opens it, and t1 alone no longer does.
-    let shown = cli_json(&with(t2, "t2"), &["endpoints", "show", &id]);
+    let shown = cli_json(&with(t2, "t2"), &["endpoints", "secret", &id]);
     assert_eq!(shown["secret"], secret.as_str());
     let old_only = hookd_command(&with(TEST_SEALING_KEY, "t1"))
         .args(["endpoints", "show", &id])

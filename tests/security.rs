@@ -448,3 +448,123 @@ async fn hostile_entries_are_dead_lettered_without_stalling_or_exhausting_memory
     );
     assert_eq!(receiver.count(), 3, "only the good events were delivered");
 }
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_views_and_redis() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+
+    // A Redis password never appears in a log line or an error.
+    let port = free_port();
+    let with_password = env_with(
+        &redis,
+        &[(
+            "HOOKD__REDIS__URL",
+            &format!("redis://:pw-s3cret@127.0.0.1:{port}"),
+        )],
+    );
+    let mut serve = hookd_command(&with_password)
+        .env("HOOKD__ADMIN__BIND", format!("127.0.0.1:{}", free_port()))
+        .env("HOOKD__LOG__LEVEL", "info")
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    serve.kill().unwrap();
+    let out = serve.wait_with_output().unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains("Redis not reachable"), "{logs}");
+    assert!(!logs.contains("pw-s3cret"), "{logs}");
+    let cli_out = hookd_command(&with_password)
+        .args(["endpoints", "list"])
+        .output()
+        .unwrap();
+    assert!(!cli_out.status.success());
+    assert!(!String::from_utf8_lossy(&cli_out.stderr).contains("pw-s3cret"));
+
+    // Custom header values are sealed at rest and shown only to writers.
+    let daemon = Daemon::ready(&env).await;
+    let admin = Api::new(&daemon.admin, &api_key(&env, "ws_a", "admin"));
+    let reader = admin.with_key(&api_key(&env, "ws_a", "read"));
+    let receiver = Receiver::ok().await;
+    let r = admin
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/endpoints",
+            Some(json!({ "url": receiver.url(), "headers": { "Authorization": "Bearer hdr-s3cret" } })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let secret = r.body["secret"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/workspaces/ws_a/endpoints/{id}");
+    let doc: String = redis::cmd("HGET")
+        .arg(format!("{{hookd:events}}:ep:{id}"))
+        .arg("doc")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert!(
+        !doc.contains("hdr-s3cret") && !doc.contains(&secret),
+        "{doc}"
+    );
+    let seen = reader.call("GET", &path, None).await;
+    assert_eq!(
+        seen.body["headers"]["Authorization"], "***",
+        "{:?}",
+        seen.body
+    );
+    let listed = reader
+        .call("GET", "/api/v1/workspaces/ws_a/endpoints", None)
+        .await;
+    assert!(!listed.body.to_string().contains("hdr-s3cret"));
+    let seen = admin.call("GET", &path, None).await;
+    assert_eq!(seen.body["headers"]["Authorization"], "Bearer hdr-s3cret");
+    admin
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/events",
+            Some(json!({ "type": "card.created", "data": {} })),
+        )
+        .await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("authorization"), Some("Bearer hdr-s3cret"));
+
+    // The CLI shows a secret where the API does (create, rotate), and on
+    // `endpoints secret` when asked; nowhere else.
+    let rotated = cli_json(&env, &["endpoints", "rotate-secret", &id, "--grace", "1h"]);
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, secret);
+    for args in [
+        vec!["endpoints", "show", &id],
+        vec!["endpoints", "list"],
+        vec!["endpoints", "pause", &id],
+        vec!["endpoints", "resume", &id],
+    ] {
+        for json in [false, true] {
+            let mut args = args.clone();
+            if json {
+                args.push("--json");
+            }
+            let out = cli(&env, &args);
+            assert!(
+                !out.contains(&secret) && !out.contains(&new),
+                "hookd {args:?} printed a secret: {out}"
+            );
+        }
+    }
+    let shown = cli_json(&env, &["endpoints", "secret", &id]);
+    assert_eq!(shown["secret"], new.as_str());
+    assert_eq!(shown["previous_secrets"][0]["secret"], secret.as_str());
+    let deleted = cli(&env, &["endpoints", "delete", &id, "--json"]);
+    assert!(
+        !deleted.contains(&secret) && !deleted.contains(&new),
+        "{deleted}"
+    );
+}

@@ -17,6 +17,12 @@ use crate::error::{ApiError, ApiResult};
 pub struct Caller(pub ApiKey);
 
 impl Caller {
+    /// Whether the key may act on `workspace` with `scope` (no error: for
+    /// deciding what a view shows).
+    pub fn may(&self, workspace: &str, scope: Scope) -> bool {
+        self.0.workspace == workspace && self.0.scope.allows(scope)
+    }
+
     /// Allows the request only on the key's own workspace and with at least `scope`.
     pub fn require(&self, workspace: &str, scope: Scope) -> ApiResult<()> {
         if self.0.workspace != workspace {

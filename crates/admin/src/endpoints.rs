@@ -29,6 +29,8 @@ pub struct EndpointView {
     pub event_types: Option<Vec<String>>,
     #[schema(value_type = crate::schema::SchemeName)]
     pub scheme: SignatureScheme,
+    /// Extra request headers. Their values (often a receiver's credentials)
+    /// show only to keys that may write the endpoint; read keys see `***`.
     pub headers: BTreeMap<String, String>,
     pub max_concurrency: Option<u32>,
     /// Attempts per second.
@@ -47,8 +49,16 @@ pub struct EndpointView {
 }
 
 impl EndpointView {
-    fn new(ep: Endpoint, held: u64, with_secret: bool) -> Self {
+    fn new(ep: Endpoint, held: u64, with_secret: bool, header_values: bool) -> Self {
         let now = time::now_ms();
+        let headers = if header_values {
+            ep.headers
+        } else {
+            ep.headers
+                .into_keys()
+                .map(|k| (k, REDACTED.to_string()))
+                .collect()
+        };
         Self {
             previous_secret_expires_at: ep
                 .previous_secrets
@@ -64,7 +74,7 @@ impl EndpointView {
             description: ep.description,
             event_types: ep.event_types,
             scheme: ep.scheme,
-            headers: ep.headers,
+            headers,
             max_concurrency: ep.max_concurrency,
             rate_limit: ep.rate_limit,
             metadata: ep.metadata,
@@ -204,13 +214,23 @@ pub(crate) async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<End
     in_workspace(read, ws, |e| &e.workspace, format!("endpoint {id}"))
 }
 
-async fn view(state: &AppState, ep: Endpoint, with_secret: bool) -> ApiResult<EndpointView> {
+/// What a header value reads as to a key that may not write the endpoint.
+const REDACTED: &str = "***";
+
+/// The view for `caller` (`with_secret` only for create and rotate).
+async fn view(
+    state: &AppState,
+    caller: &Caller,
+    ep: Endpoint,
+    with_secret: bool,
+) -> ApiResult<EndpointView> {
+    let header_values = caller.may(&ep.workspace, Scope::Write);
     let held = if ep.paused {
         state.store.held_count(&ep).await?
     } else {
         0
     };
-    Ok(EndpointView::new(ep, held, with_secret))
+    Ok(EndpointView::new(ep, held, with_secret, header_values))
 }
 
 /// Register an endpoint. The response carries its signing secret, once.
@@ -241,7 +261,10 @@ pub async fn create(
     ep.metadata = req.metadata;
     invalid(&state, &ep)?;
     state.store.create_endpoint(&ep).await?;
-    Ok((StatusCode::CREATED, Json(EndpointView::new(ep, 0, true))))
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointView::new(ep, 0, true, true)),
+    ))
 }
 
 /// The workspace's endpoints, oldest first.
@@ -256,7 +279,7 @@ pub async fn list(
     caller.require(&ws, Scope::Read)?;
     let mut data = Vec::new();
     for ep in state.store.endpoints(Some(&ws)).await? {
-        data.push(view(&state, ep, false).await?);
+        data.push(view(&state, &caller, ep, false).await?);
     }
     Ok(Json(EndpointList { data }))
 }
@@ -272,7 +295,7 @@ pub async fn get(
 ) -> ApiResult<Json<EndpointView>> {
     caller.require(&ws, Scope::Read)?;
     let ep = owned(&state, &ws, &id).await?;
-    Ok(Json(view(&state, ep, false).await?))
+    Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
 /// Change an endpoint's settings (not its secret or pause state).
@@ -317,7 +340,7 @@ pub async fn update(
             invalid(&state, ep)
         })
         .await?;
-    Ok(Json(view(&state, ep, false).await?))
+    Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
 /// Delete an endpoint: its pending deliveries fail; its history stays until retention.
@@ -355,7 +378,7 @@ pub async fn pause(
         .store
         .pause_endpoint(&id, &reason, time::now_ms())
         .await?;
-    Ok(Json(view(&state, ep, false).await?))
+    Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
 /// Resume: held deliveries go out.
@@ -373,7 +396,7 @@ pub async fn resume(
     let ep = state.store.endpoint(&id).await?;
     Ok(Json(Resumed {
         released,
-        endpoint: view(&state, ep, false).await?,
+        endpoint: view(&state, &caller, ep, false).await?,
     }))
 }
 
@@ -414,7 +437,7 @@ pub async fn rotate_secret(
             time::now_ms(),
         )
         .await?;
-    Ok(Json(view(&state, ep, true).await?))
+    Ok(Json(view(&state, &caller, ep, true).await?))
 }
 
 /// Start a job that re-queues the endpoint's deliveries created in a window

@@ -114,8 +114,15 @@ pub enum EndpointCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Show one endpoint.
+    /// Show one endpoint (without its secrets).
     Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Print the secrets an endpoint signs with now: the current one, and
+    /// earlier ones still in a rotation's grace window.
+    Secret {
         id: String,
         #[command(flatten)]
         out: JsonFlag,
@@ -298,7 +305,7 @@ async fn connect(config: &Config) -> anyhow::Result<Store> {
     Store::connect(config.store()).await.with_context(|| {
         format!(
             "cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)",
-            config.redis.url
+            config.redis_url_redacted()
         )
     })
 }
@@ -344,13 +351,16 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                 bail!("{field}: {message}");
             }
             store.create_endpoint(&ep).await?;
-            output::endpoint(&ep, out.json)
+            output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::List { workspace, out } => {
             output::endpoints(&store.endpoints(workspace.as_deref()).await?, out.json)
         }
         EndpointCommand::Show { id, out } => {
             output::endpoint(&store.endpoint(&id).await?, out.json)
+        }
+        EndpointCommand::Secret { id, out } => {
+            output::secrets(&store.endpoint(&id).await?, out.json)
         }
         EndpointCommand::Pause { id, reason, out } => {
             output::endpoint(&store.pause_endpoint(&id, &reason, now).await?, out.json)
@@ -367,7 +377,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             let scheme = store.endpoint(&id).await?.scheme;
             let secret = id::new_secret(scheme)
                 .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
-            output::endpoint(
+            output::endpoint_with_secret(
                 &store.rotate_secret(&id, secret, grace, now).await?,
                 out.json,
             )

@@ -8,9 +8,15 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn endpoint_json(ep: &Endpoint) -> anyhow::Result<Value> {
+/// An endpoint as JSON. The signing secret only when `with_secret` (create
+/// and rotate, as in the API); earlier secrets never (`endpoints secret`).
+fn endpoint_json(ep: &Endpoint, with_secret: bool) -> anyhow::Result<Value> {
     let mut v = serde_json::to_value(ep)?;
     if let Some(obj) = v.as_object_mut() {
+        obj.remove("previous_secrets");
+        if !with_secret {
+            obj.remove("secret");
+        }
         obj.insert(
             "created_at".into(),
             time::format_rfc3339_ms(ep.created_at_ms).into(),
@@ -19,14 +25,58 @@ fn endpoint_json(ep: &Endpoint) -> anyhow::Result<Value> {
     Ok(v)
 }
 
+/// An endpoint, without its secrets.
 pub fn endpoint(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
     endpoint_with(ep, json, &[])
 }
 
-/// An endpoint plus a few extra members (`released`, `deleted`).
+/// An endpoint just made or rotated, with its (new) signing secret.
+pub fn endpoint_with_secret(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+    print_endpoint(ep, json, &[], true)
+}
+
+/// An endpoint plus a few extra members (`released`, `deleted`), without its secrets.
 pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyhow::Result<()> {
+    print_endpoint(ep, json, extra, false)
+}
+
+/// The secrets an endpoint signs with now: current, then those in a
+/// rotation's grace window (`endpoints secret ID`, asked for explicitly).
+pub fn secrets(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+    let now = time::now_ms();
+    let previous: Vec<_> = ep
+        .previous_secrets
+        .iter()
+        .filter(|p| p.expires_at_ms > now)
+        .collect();
     if json {
-        let mut v = endpoint_json(ep)?;
+        let previous: Vec<Value> = previous
+            .iter()
+            .map(|p| json!({ "secret": p.secret, "expires_at": time::format_rfc3339_ms(p.expires_at_ms) }))
+            .collect();
+        return print_json(
+            &json!({ "id": ep.id, "secret": ep.secret, "previous_secrets": previous }),
+        );
+    }
+    println!("secret:      {}", ep.secret);
+    for p in previous {
+        println!(
+            "old secret:  {} (signs until {})",
+            p.secret,
+            time::format_rfc3339_ms(p.expires_at_ms)
+        );
+    }
+    Ok(())
+}
+
+fn print_endpoint(
+    ep: &Endpoint,
+    json: bool,
+    extra: &[(&str, Value)],
+    with_secret: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut v = endpoint_json(ep, with_secret)?;
         if let Some(obj) = v.as_object_mut() {
             for (k, val) in extra {
                 obj.insert((*k).into(), val.clone());
@@ -37,12 +87,12 @@ pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyh
     println!("id:          {}", ep.id);
     println!("workspace:   {}", ep.workspace);
     println!("url:         {}", ep.url);
-    println!("secret:      {}", ep.secret);
-    for p in &ep.previous_secrets {
+    if with_secret {
+        println!("secret:      {}", ep.secret);
+    } else if !ep.previous_secrets.is_empty() {
         println!(
-            "old secret:  {} (signs until {})",
-            p.secret,
-            time::format_rfc3339_ms(p.expires_at_ms)
+            "rotation:    earlier secrets still sign (`hookd endpoints secret {}`)",
+            ep.id
         );
     }
     if ep.scheme == hookd_core::SignatureScheme::StandardWebhooks {
@@ -83,7 +133,7 @@ pub fn endpoints(list: &[Endpoint], json: bool) -> anyhow::Result<()> {
     if json {
         let items = list
             .iter()
-            .map(endpoint_json)
+            .map(|ep| endpoint_json(ep, false))
             .collect::<anyhow::Result<Vec<_>>>()?;
         return print_json(&json!({ "endpoints": items }));
     }

@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         match Store::connect(config.store()).await {
             Ok(store) => break store,
             Err(e) if waited < Duration::from_secs(30) && !*rx.borrow() => {
-                tracing::warn!(error = %e, url = %config.redis.url, "Redis not reachable yet; retrying");
+                tracing::warn!(error = %e, url = %config.redis_url_redacted(), "Redis not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 waited += Duration::from_secs(1);
             }
@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 return Err(e).with_context(|| {
                     format!(
                         "cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)",
-                        config.redis.url
+                        config.redis_url_redacted()
                     )
                 });
             }

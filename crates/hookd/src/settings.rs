@@ -437,6 +437,11 @@ impl Config {
         })
     }
 
+    /// `[redis] url` fit for logs and error texts: any password replaced by `***`.
+    pub fn redis_url_redacted(&self) -> String {
+        redact_url(&self.redis.url)
+    }
+
     pub fn network(&self) -> hookd_core::network::NetworkPolicy {
         hookd_core::network::NetworkPolicy {
             allow: self.delivery.allow_networks.clone(),
@@ -515,5 +520,63 @@ impl Config {
             stream_retention: self.ingest.stream_retention,
             housekeeping_interval: self.ingest.housekeeping_interval,
         }
+    }
+}
+
+/// A URL (or comma-separated URLs) with each password replaced by `***`:
+/// `redis://user:pw@host:6379` -> `redis://user:***@host:6379`.
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                // Not a URL: say nothing of what it holds but its shape.
+                return if url.contains('@') {
+                    "***".to_string()
+                } else {
+                    url.to_string()
+                };
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                None => url.to_string(),
+                Some(at) => {
+                    let user = rest[..at].split(':').next().unwrap_or_default();
+                    let user = if rest[..at].contains(':') {
+                        format!("{user}:***")
+                    } else {
+                        "***".to_string()
+                    };
+                    format!("{scheme}://{user}@{}", &rest[at + 1..])
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_a_log() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://app:s3cret@host/0"),
+            "rediss://app:***@host/0"
+        );
+        assert_eq!(redact_url("redis://s3cret@host"), "redis://***@host");
+        assert_eq!(
+            redact_url("redis://a:p1@h1:7000,redis://b:p2@h2:7000"),
+            "redis://a:***@h1:7000,redis://b:***@h2:7000"
+        );
+        assert!(!redact_url("user:s3cret@host").contains("s3cret"));
     }
 }
