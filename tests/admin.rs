@@ -365,15 +365,20 @@ async fn pause_holds_and_resume_releases() {
         .await;
     assert_eq!(held.body["data"].as_array().unwrap().len(), 5);
     assert_eq!(receiver.count(), 0, "nothing goes out while paused");
-    // /metrics counts the paused endpoint and its held deliveries.
-    let metrics = api.call("GET", "/metrics", None).await;
-    let text = metrics.body.as_str().unwrap();
-    for line in ["hookd_paused_endpoints 1", "hookd_held_deliveries 5"] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "/metrics has {line}:\n{text}"
-        );
-    }
+    // /metrics counts the paused endpoint and its held deliveries (read on an interval).
+    eventually(
+        WAIT,
+        "/metrics shows the paused endpoint and 5 held",
+        || async {
+            let metrics = api.call("GET", "/metrics", None).await;
+            let text = metrics.body.as_str()?.to_string();
+            ["hookd_paused_endpoints 1", "hookd_held_deliveries 5"]
+                .iter()
+                .all(|line| text.lines().any(|l| l == *line))
+                .then_some(())
+        },
+    )
+    .await;
 
     let r = api.call("POST", &format!("{one}/resume"), None).await;
     assert_eq!(r.status, 200);

@@ -220,6 +220,7 @@ pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
         ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
         ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
         ("HOOKD__LOG__LEVEL", "warn".into()),
+        ("HOOKD__ADMIN__STATS_INTERVAL", "200ms".into()),
         // The test receivers are on loopback, which the default policy refuses.
         ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
         // Every end-to-end test runs with endpoint secrets sealed at rest.
@@ -332,11 +333,21 @@ impl Daemon {
 
     /// The process's peak resident memory (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status("VmHWM")
+    }
+
+    /// How many threads the process has now.
+    pub fn threads(&self) -> Option<u64> {
+        self.status("Threads")
+    }
+
+    /// A number from `/proc/<pid>/status`.
+    fn status(&self, field: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
             .trim()
             .trim_end_matches("kB")
             .trim()

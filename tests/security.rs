@@ -568,3 +568,114 @@ async fn secrets_stay_out_of_logs_views_and_redis() {
         "{deleted}"
     );
 }
+
+#[tokio::test]
+async fn a_nameserver_that_never_answers_holds_no_thread_and_no_other_delivery() {
+    // A DNS server that takes every query (UDP and TCP) and never answers.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpListener::bind(dns).await.unwrap();
+    let sink = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            tokio::select! {
+                _ = udp.recv_from(&mut buf) => {}
+                Ok((conn, _)) = tcp.accept() => held.push(conn),
+            }
+        }
+    });
+    let redis = Redis::start();
+    let env = env_with(
+        &redis,
+        &[
+            ("HOOKD__DELIVERY__NAMESERVERS", &dns.to_string()),
+            ("HOOKD__DELIVERY__CONNECT_TIMEOUT", "1s"),
+        ],
+    );
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws_dns", "admin"));
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_dns/endpoints",
+            Some(json!({ "url": "http://receiver.hangs.test:9/hook", "max_concurrency": 64 })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let receiver = Receiver::ok().await;
+    create_endpoint(&env, "ws_ok", &receiver.url(), &[]);
+    let events = (0..60).map(|i| (format!("dns-{i}"), "{}".to_string()));
+    redis.xadd_events("ws_dns", "card.created", events).await;
+    redis
+        .xadd_events(
+            "ws_ok",
+            "card.created",
+            [("ok-1".to_string(), "{}".to_string())],
+        )
+        .await;
+    // The other tenant's delivery goes out while 60 lookups hang.
+    receiver.wait_for(1, WAIT).await;
+    let threads = daemon.threads().unwrap();
+    assert!(
+        threads < 40,
+        "{threads} threads: lookups must not each hold one"
+    );
+    let attempt = eventually(WAIT, "a failed lookup recorded", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_dns/deliveries?limit=1", None)
+            .await;
+        let id = page.body["data"][0]["id"].as_str()?.to_string();
+        attempts_of(&api, "ws_dns", &id).await.first().cloned()
+    })
+    .await;
+    assert!(
+        ["dns", "timeout"].contains(&attempt["error_kind"].as_str().unwrap()),
+        "{attempt}"
+    );
+    assert!(
+        attempt["duration_ms"].as_u64().unwrap() < 2000,
+        "the lookup was cut at the connect timeout: {attempt}"
+    );
+    sink.abort();
+}
+
+/// Calls of one Redis command so far (`INFO commandstats`).
+async fn calls(redis: &Redis, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn metrics_scrapes_cost_redis_nothing() {
+    let redis = Redis::start();
+    let env = env_with(&redis, &[("HOOKD__ADMIN__STATS_INTERVAL", "1h")]);
+    for i in 0..20 {
+        create_endpoint(&env, "ws_a", &format!("http://127.0.0.1:9/{i}"), &[]);
+    }
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, "");
+    let first = api.call("GET", "/metrics", None).await;
+    let text = first.body.as_str().unwrap().to_string();
+    assert!(text.contains("hookd_endpoints 20"), "{text}");
+    assert!(text.contains("hookd_queue_figures_age_seconds"), "{text}");
+    let before = (
+        calls(&redis, "zcard").await,
+        calls(&redis, "xinfo|groups").await,
+    );
+    for _ in 0..50 {
+        assert_eq!(api.call("GET", "/metrics", None).await.status, 200);
+    }
+    let after = (
+        calls(&redis, "zcard").await,
+        calls(&redis, "xinfo|groups").await,
+    );
+    assert_eq!(before, after, "50 scrapes ran no queue-figure command");
+}

@@ -72,6 +72,8 @@ pub struct AdminSettings {
     pub network: hookd_core::network::NetworkPolicy,
     /// The ingest loop must have reported within this for `/readyz`.
     pub ready_within: Duration,
+    /// How often the queue figures `/metrics` shows are read from Redis.
+    pub stats_interval: Duration,
 }
 
 /// What every handler can reach.
@@ -83,6 +85,8 @@ pub struct AppState {
     pub heartbeat: Heartbeat,
     /// The daemon's counters and histograms, rendered by `/metrics`.
     pub registry: prometheus::Registry,
+    /// Queue figures for `/metrics`, refreshed by [`serve`] on an interval.
+    pub figures: ops::QueueFigures,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -201,6 +205,12 @@ pub async fn serve(
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    tokio::spawn(state.figures.clone().refresh(
+        state.store.clone(),
+        state.settings.group.clone(),
+        state.settings.stats_interval,
+        shutdown.clone(),
+    ));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

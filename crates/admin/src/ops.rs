@@ -9,7 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use hookd_core::time;
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+use hookd_store::stats::QueueStats;
+use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -67,6 +68,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     )
 }
 
+fn gauge_f64(registry: &Registry, name: &str, help: &str, value: f64) {
+    if let Ok(g) = Gauge::new(name, help) {
+        g.set(value);
+        let _ = registry.register(Box::new(g));
+    }
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str, value: u64) {
     if let Ok(g) = IntGauge::new(name, help) {
         g.set(value as i64);
@@ -81,8 +89,18 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: u64) {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut families = state.registry.gather();
     let scrape = Registry::new();
-    match state.store.queue_stats(&state.settings.group).await {
-        Ok(s) => {
+    // Figures refreshed on an interval (`QueueFigures`): a scrape costs Redis nothing.
+    let (latest, age) = state.figures.latest();
+    if let Some(age) = age {
+        gauge_f64(
+            &scrape,
+            "hookd_queue_figures_age_seconds",
+            "How old the queue figures below are (they are read from Redis on an interval).",
+            age.as_secs_f64(),
+        );
+    }
+    match latest {
+        Some(s) => {
             gauge(
                 &scrape,
                 "hookd_stream_length",
@@ -134,16 +152,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             gauge(
                 &scrape,
                 "hookd_redis_up",
-                "1 when Redis answered this scrape.",
+                "1 when Redis answered the last reading of the queue figures.",
                 1,
             );
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read queue figures");
+        None => {
             gauge(
                 &scrape,
                 "hookd_redis_up",
-                "1 when Redis answered this scrape.",
+                "1 when Redis answered the last reading of the queue figures.",
                 0,
             );
         }
@@ -163,4 +180,54 @@ pub async fn openapi_json(
     Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
 ) -> impl IntoResponse {
     Json(doc.as_ref().clone())
+}
+
+/// Queue figures read from Redis on an interval by [`QueueFigures::refresh`],
+/// so `/metrics` scrapes (however many, however often) cost Redis nothing.
+#[derive(Clone, Default)]
+pub struct QueueFigures(Arc<std::sync::RwLock<Option<Reading>>>);
+
+#[derive(Clone)]
+struct Reading {
+    /// `None` when Redis did not answer.
+    stats: Option<QueueStats>,
+    at: std::time::Instant,
+}
+
+impl QueueFigures {
+    /// The last figures read (`None` if that reading failed), and their age.
+    pub fn latest(&self) -> (Option<QueueStats>, Option<std::time::Duration>) {
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(r) => (r.stats.clone(), Some(r.at.elapsed())),
+            None => (None, None),
+        }
+    }
+
+    /// Reads the figures every `interval` until `shutdown` turns true.
+    pub async fn refresh(
+        self,
+        store: hookd_store::Store,
+        group: String,
+        interval: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let stats = match store.queue_stats(&group).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: cannot read queue figures");
+                    None
+                }
+            };
+            *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Reading {
+                stats,
+                at: std::time::Instant::now(),
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
 }

@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hookd_core::network::NetworkPolicy;
 use http::Uri;
 use hyper_util::rt::TokioIo;
@@ -45,12 +47,39 @@ pub struct PolicyConnector {
 }
 
 impl PolicyConnector {
-    /// Uses the system's resolver configuration (`/etc/resolv.conf`, hosts file).
-    pub fn new(policy: NetworkPolicy, timeout: Duration) -> std::io::Result<Self> {
-        let resolver = TokioResolver::builder_tokio()
-            .map_err(std::io::Error::other)?
-            .build()
-            .map_err(std::io::Error::other)?;
+    /// Resolves with `nameservers` (UDP and TCP), or with the system's
+    /// configuration (`/etc/resolv.conf`, hosts file) when there are none.
+    pub fn new(
+        policy: NetworkPolicy,
+        timeout: Duration,
+        nameservers: &[SocketAddr],
+    ) -> std::io::Result<Self> {
+        let builder = if nameservers.is_empty() {
+            TokioResolver::builder_tokio().map_err(std::io::Error::other)?
+        } else {
+            let servers = nameservers
+                .iter()
+                .map(|a| {
+                    let on_port = |mut c: ConnectionConfig| {
+                        c.port = a.port();
+                        c
+                    };
+                    NameServerConfig::new(
+                        a.ip(),
+                        true,
+                        vec![
+                            on_port(ConnectionConfig::udp()),
+                            on_port(ConnectionConfig::tcp()),
+                        ],
+                    )
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        let resolver = builder.build().map_err(std::io::Error::other)?;
         Ok(Self {
             policy: Arc::new(policy),
             resolver: Arc::new(resolver),

@@ -29,6 +29,8 @@ pub struct SenderSettings {
     pub pool_idle_per_host: usize,
     /// Which addresses may be reached.
     pub network: NetworkPolicy,
+    /// DNS servers to ask (empty: the system's configuration).
+    pub nameservers: Vec<std::net::SocketAddr>,
 }
 
 impl Default for SenderSettings {
@@ -40,6 +42,7 @@ impl Default for SenderSettings {
             user_agent: concat!("hookd/", env!("CARGO_PKG_VERSION")).into(),
             pool_idle_per_host: 32,
             network: NetworkPolicy::default(),
+            nameservers: Vec::new(),
         }
     }
 }
@@ -89,8 +92,12 @@ impl Sender {
             .and_then(|b| b.with_platform_verifier())
             .map_err(|e| BuildError(e.to_string()))?
             .with_no_client_auth();
-        let connector = PolicyConnector::new(settings.network.clone(), settings.connect_timeout)
-            .map_err(|e| BuildError(format!("DNS resolver: {e}")))?;
+        let connector = PolicyConnector::new(
+            settings.network.clone(),
+            settings.connect_timeout,
+            &settings.nameservers,
+        )
+        .map_err(|e| BuildError(format!("DNS resolver: {e}")))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

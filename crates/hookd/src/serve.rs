@@ -93,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             settings: std::sync::Arc::new(settings),
             heartbeat: telemetry.heartbeat.clone(),
             registry: telemetry.metrics.registry.clone(),
+            figures: Default::default(),
         };
         Some(tokio::spawn(hookd_admin::serve(
             listener,

@@ -130,6 +130,10 @@ pub struct Delivery {
     /// environment: HOOKD__DELIVERY__ALLOW_NETWORKS=10.0.0.0/8,127.0.0.0/8).
     #[serde(deserialize_with = "networks")]
     pub allow_networks: Vec<hookd_core::network::Cidr>,
+    /// DNS servers (`ip:port`) that receiver names are resolved with;
+    /// empty: the system's (/etc/resolv.conf). A list or one comma-separated string.
+    #[serde(deserialize_with = "socket_addrs")]
+    pub nameservers: Vec<std::net::SocketAddr>,
     /// The circuit breaker pauses an endpoint after this many failed attempts
     /// in a row (0: never) ...
     pub breaker_failures: u32,
@@ -138,6 +142,17 @@ pub struct Delivery {
     pub breaker_window: Duration,
     /// Stream of operational events (an endpoint paused by the breaker).
     pub operational_stream: String,
+}
+
+fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::SocketAddr>, D::Error> {
+    list(d)?
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                serde::de::Error::custom(format!("{s:?} must be ip:port, like 10.0.0.2:53"))
+            })
+        })
+        .collect()
 }
 
 fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hookd_core::network::Cidr>, D::Error> {
@@ -189,6 +204,9 @@ pub struct Admin {
     pub request_timeout: Duration,
     /// Most endpoints per workspace (0: no limit); bounds an event's fan-out.
     pub max_endpoints_per_workspace: u32,
+    /// How often the queue figures `/metrics` shows are read from Redis.
+    #[serde(deserialize_with = "duration")]
+    pub stats_interval: Duration,
     /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
     pub event_types: Vec<hookd_admin::CatalogEntry>,
 }
@@ -233,6 +251,7 @@ impl Default for Config {
                 response_excerpt_bytes: 4096,
                 shutdown_grace: Duration::from_secs(10),
                 allow_networks: Vec::new(),
+                nameservers: Vec::new(),
                 breaker_failures: 50,
                 breaker_window: Duration::from_secs(3600),
                 operational_stream: "hookd:operational".into(),
@@ -271,6 +290,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 request_timeout: Duration::from_secs(30),
                 max_endpoints_per_workspace: 1000,
+                stats_interval: Duration::from_secs(10),
                 event_types: Vec::new(),
             },
         }
@@ -461,6 +481,7 @@ impl Config {
             network: self.network(),
             // The ingest loop turns at least once per read block (1 s) while Redis answers.
             ready_within: Duration::from_secs(15),
+            stats_interval: self.admin.stats_interval,
         })
     }
 
@@ -513,6 +534,7 @@ impl Config {
                 request_timeout: d.request_timeout,
                 response_excerpt_bytes: d.response_excerpt_bytes,
                 network: self.network(),
+                nameservers: d.nameservers.clone(),
                 ..SenderSettings::default()
             },
             retry: self.retry_policy(),

@@ -92,6 +92,9 @@ pub enum StoreError {
     /// A write the operator's limits refuse: (field, why).
     #[error("{0}: {1}")]
     Invalid(String, String),
+    /// The Redis server is older than hookd needs.
+    #[error("{0}")]
+    Version(String),
     /// A compare-and-set write lost to other writers every time it retried.
     #[error("{0}")]
     Conflict(String),
@@ -131,6 +134,11 @@ impl Store {
                 base.set_response_timeout(Some(settings.read_block + Duration::from_secs(5))),
             )
             .await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn.clone())
+            .await?;
+        check_version(&info)?;
         let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions)
             .with_operational(&settings.operational_stream);
         Ok(Self {
@@ -152,5 +160,50 @@ impl Store {
 
     pub(crate) fn retention_secs(&self) -> u64 {
         self.settings.history_retention.as_secs().max(1)
+    }
+}
+
+/// The oldest Redis hookd runs on: it uses `PEXPIRE ... NX` (7.0) for API key
+/// rate limits, and XAUTOCLAIM (6.2) and scripts that read streams.
+const MIN_REDIS: (u32, u32) = (7, 0);
+
+/// Refuses a server older than [`MIN_REDIS`], from its `INFO server` text.
+fn check_version(info: &str) -> Result<()> {
+    let Some(version) = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(str::trim)
+    else {
+        // Not Redis's INFO (a compatible server): let it run.
+        return Ok(());
+    };
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_REDIS {
+        return Err(StoreError::Version(format!(
+            "hookd needs Redis {}.{} or newer; this server is {version}. Upgrade Redis (Debian 12 and later ship 7.x)",
+            MIN_REDIS.0, MIN_REDIS.1
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_version;
+
+    #[test]
+    fn redis_older_than_7_is_refused_with_a_clear_message() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert!(check_version(&info("7.0.15")).is_ok());
+        assert!(check_version(&info("7.2.4")).is_ok());
+        assert!(check_version(&info("8.0.0")).is_ok());
+        let err = check_version(&info("6.2.14")).unwrap_err().to_string();
+        assert!(
+            err.contains("needs Redis 7.0") && err.contains("6.2.14"),
+            "{err}"
+        );
+        assert!(check_version(&info("5.0.7")).is_err());
+        assert!(check_version("no version here").is_ok());
     }
 }
