@@ -370,7 +370,8 @@ impl Store {
                 && raw
                     .previous_secrets
                     .iter()
-                    .all(|p| sealer.is_current(&p.secret));
+                    .all(|p| sealer.is_current(&p.secret))
+                && raw.headers.values().all(|v| sealer.is_current(v));
             if current {
                 continue;
             }
