@@ -8,16 +8,14 @@
 //! publish-to-receive latency percentiles, missing and duplicate deliveries,
 //! hookd's peak RSS and CPU time, and Redis memory per retained delivery.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::http::HeaderMap;
 use clap::Parser;
 use serde_json::json;
 
@@ -70,24 +68,65 @@ impl Drop for Killed {
     }
 }
 
-/// Arrivals at one receiver: event id -> times received (since the run's epoch).
-type Log = Arc<Mutex<Vec<(String, Duration)>>>;
+/// Arrivals at one receiver, recorded without a lock or an allocation per
+/// request (the receiver must not be what limits the benchmark): for each
+/// event id (the bench publishes ids `0..events`), when it first arrived
+/// (ns since the run's epoch, plus one; 0: not yet) and how often.
+struct Arrivals {
+    first: Vec<AtomicU64>,
+    times: Vec<AtomicU32>,
+    /// 2xx answers given, and the latest (ns since the epoch).
+    received: AtomicUsize,
+    last_ns: AtomicU64,
+    /// Requests whose event id was not one the bench published.
+    unknown: AtomicUsize,
+}
+
+impl Arrivals {
+    fn new(events: usize) -> Self {
+        Self {
+            first: (0..events).map(|_| AtomicU64::new(0)).collect(),
+            times: (0..events).map(|_| AtomicU32::new(0)).collect(),
+            received: AtomicUsize::new(0),
+            last_ns: AtomicU64::new(0),
+            unknown: AtomicUsize::new(0),
+        }
+    }
+
+    fn record(&self, id: Option<usize>, at: Duration) {
+        let ns = at.as_nanos() as u64 + 1;
+        match id.filter(|i| *i < self.first.len()) {
+            Some(i) => {
+                let _ = self.first[i].compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
+                self.times[i].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.unknown.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.last_ns.fetch_max(ns, Ordering::Relaxed);
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Log = Arc<Arrivals>;
 
 /// A receiver answering 204 after `delay`, or 500 to `fail_fraction` of the
 /// requests (spread evenly); only successful answers are logged, failed ones
 /// are counted in `failed`.
 async fn receiver(
     epoch: Instant,
+    events: usize,
     delay: Duration,
     fail_fraction: f64,
     failed: Arc<AtomicUsize>,
 ) -> anyhow::Result<(u16, Log)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let log: Log = Arc::new(Mutex::new(Vec::with_capacity(1 << 16)));
+    let log: Log = Arc::new(Arrivals::new(events));
     let sink = log.clone();
     let seen = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let (sink, seen, failed) = (sink.clone(), seen.clone(), failed.clone());
         async move {
             let n = seen.fetch_add(1, Ordering::Relaxed) as f64;
@@ -95,17 +134,15 @@ async fn receiver(
                 failed.fetch_add(1, Ordering::Relaxed);
                 return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
             }
-            let id = headers
+            let id = request
+                .headers()
                 .get("x-hookd-event-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .and_then(|v| v.parse::<usize>().ok());
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if let Ok(mut log) = sink.lock() {
-                log.push((id, epoch.elapsed()));
-            }
+            sink.record(id, epoch.elapsed());
             axum::http::StatusCode::NO_CONTENT
         }
     });
@@ -266,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             args.fail_fraction.clamp(0.0, 1.0)
         };
-        let (port, log) = receiver(epoch, delay, fail, failed_answers.clone()).await?;
+        let (port, log) = receiver(epoch, args.events, delay, fail, failed_answers.clone()).await?;
         let out = hookd(&args, &env)
             .args([
                 "endpoints",
@@ -347,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let count = |logs: &[Log]| {
         logs.iter()
-            .map(|l| l.lock().map(|l| l.len()).unwrap_or(0))
+            .map(|l| l.received.load(Ordering::Relaxed))
             .sum::<usize>()
     };
     while count(&fast) < expected && Instant::now() < deadline {
@@ -363,21 +400,20 @@ async fn main() -> anyhow::Result<()> {
     let mut last = Duration::ZERO;
     let (mut missing, mut duplicates) = (0usize, 0usize);
     for log in &fast {
-        let log = log
-            .lock()
-            .map_err(|_| anyhow::anyhow!("receiver log poisoned"))?;
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(log.len());
-        for (id, at) in log.iter() {
-            *seen.entry(id.as_str()).or_default() += 1;
-            if let Some(p) = id.parse::<usize>().ok().and_then(|i| published.get(i)) {
-                latencies.push((at.saturating_sub(*p)).as_secs_f64() * 1000.0);
+        for (i, published_at) in published.iter().enumerate() {
+            match log.times[i].load(Ordering::Relaxed) {
+                0 => missing += 1,
+                n => {
+                    duplicates += n as usize - 1;
+                    let at = Duration::from_nanos(log.first[i].load(Ordering::Relaxed) - 1);
+                    latencies.push(at.saturating_sub(*published_at).as_secs_f64() * 1000.0);
+                }
             }
-            last = last.max(*at);
         }
-        missing += (0..args.events)
-            .filter(|i| !seen.contains_key(i.to_string().as_str()))
-            .count();
-        duplicates += seen.values().map(|n| n - 1).sum::<usize>();
+        duplicates += log.unknown.load(Ordering::Relaxed);
+        last = last.max(Duration::from_nanos(
+            log.last_ns.load(Ordering::Relaxed).saturating_sub(1),
+        ));
     }
     latencies.sort_by(f64::total_cmp);
     let received = latencies.len();
