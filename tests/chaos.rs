@@ -106,6 +106,8 @@ async fn chaos_every_event_reaches_every_endpoint() {
     for key in [
         "HOOKD__HISTORY__RETENTION",
         "HOOKD__INGEST__STREAM_RETENTION",
+        // Retries may not outlive the history that holds them.
+        "HOOKD__RETRY__MAX_AGE",
     ] {
         env.push((key.into(), format!("{}s", retention.as_secs())));
     }

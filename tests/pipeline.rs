@@ -719,3 +719,18 @@ async fn redis_down_for_30s_under_load_then_back_loses_nothing() {
         assert!(ids.contains(&format!("after-{i}")), "after-{i} lost");
     }
 }
+
+#[tokio::test]
+async fn a_history_retention_shorter_than_the_retry_window_is_refused_at_start() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__HISTORY__RETENTION".into(), "1h".into()));
+    env.push(("HOOKD__RETRY__MAX_AGE".into(), "2h".into()));
+    let out = hookd_command(&env).arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[history] retention") && err.contains("max_age"),
+        "{err}"
+    );
+}

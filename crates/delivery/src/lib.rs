@@ -140,7 +140,10 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
         }
         let now = time::now_ms();
         for p in store.keys().all_partitions() {
-            if let Err(e) = store.trim_stream(&p, settings.stream_retention, now).await {
+            if let Err(e) = store
+                .trim_stream(&p, &settings.ingest.group, settings.stream_retention, now)
+                .await
+            {
                 tracing::warn!(error = %e, "trimming the stream failed");
             }
         }

@@ -391,6 +391,14 @@ impl Config {
             self.delivery.max_endpoint_concurrency >= self.delivery.endpoint_concurrency,
             "[delivery] max_endpoint_concurrency must be at least endpoint_concurrency"
         );
+        // A delivery's records expire a retention after it was made; one still
+        // being retried past that would vanish with its retries due.
+        anyhow::ensure!(
+            self.history.retention >= self.retry.max_age,
+            "[history] retention ({}) is shorter than [retry] max_age ({}): deliveries still being retried would expire from Redis. Make retention at least max_age",
+            humantime::format_duration(self.history.retention),
+            humantime::format_duration(self.retry.max_age)
+        );
         anyhow::ensure!(
             self.retry.max_attempts >= 1,
             "[retry] max_attempts must be at least 1"

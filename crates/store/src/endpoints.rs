@@ -80,6 +80,9 @@ fn subscriptions(p: &PartitionKeys, ep: &Endpoint) -> Vec<String> {
 /// before giving up (only when other writers keep winning).
 const CAS_ROUNDS: usize = 8;
 
+/// Held deliveries one resume script call releases.
+const RESUME_CHUNK: usize = 1000;
+
 fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
     match &ep.event_types {
         None => pipe.sadd(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
@@ -389,26 +392,34 @@ impl Store {
         Ok((total, resealed))
     }
 
-    /// Resumes an endpoint and releases its held deliveries. Returns how many were released.
+    /// Resumes an endpoint and releases its held deliveries, in chunks of
+    /// [`RESUME_CHUNK`] per script call. Returns how many were released.
     pub async fn resume_endpoint(&self, id: &str, now_ms: i64) -> Result<u64> {
         let p = self.endpoint_partition(id).await?;
         let mut conn = self.conn.clone();
-        let released: i64 = self
-            .scripts
-            .resume
-            .key(p.endpoint(id))
-            .key(p.held(id))
-            .key(p.due(id))
-            .key(p.ready())
-            .arg(&p.tag)
-            .arg(now_ms)
-            .arg(id)
-            .invoke_async(&mut conn)
-            .await?;
-        if released < 0 {
-            return Err(StoreError::NotFound(format!("endpoint {id}")));
+        let mut total = 0u64;
+        loop {
+            let (released, left): (i64, u64) = self
+                .scripts
+                .resume
+                .key(p.endpoint(id))
+                .key(p.held(id))
+                .key(p.due(id))
+                .key(p.ready())
+                .arg(&p.tag)
+                .arg(now_ms)
+                .arg(id)
+                .arg(RESUME_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            if released < 0 {
+                return Err(StoreError::NotFound(format!("endpoint {id}")));
+            }
+            total += released as u64;
+            if left == 0 {
+                return Ok(total);
+            }
         }
-        Ok(released as u64)
     }
 
     /// Deletes an endpoint. Its pending deliveries fail (reason `endpoint_deleted`);

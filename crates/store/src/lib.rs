@@ -11,9 +11,10 @@
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
 //! - [`stats`]: queue depths and stream lag, for metrics and readiness.
 //!
-//! Two connections: one multiplexed [`ConnectionManager`] for ordinary
-//! commands, and one for blocking `XREADGROUP`, whose response timeout is
-//! longer than its block time. Both reconnect on their own.
+//! Connections: one multiplexed [`ConnectionManager`] for ordinary
+//! commands, and one per partition for its blocking `XREADGROUP` (a blocked
+//! read holds its connection, so partitions must not share one), whose
+//! response timeout is longer than the block time. All reconnect on their own.
 
 pub mod api_keys;
 pub mod endpoints;
@@ -108,7 +109,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     pub(crate) conn: ConnectionManager,
-    pub(crate) blocking: ConnectionManager,
+    /// Per partition, for its blocking reads.
+    pub(crate) blocking: std::sync::Arc<Vec<ConnectionManager>>,
     pub(crate) keys: Keys,
     pub(crate) settings: StoreSettings,
     pub(crate) scripts: std::sync::Arc<schedule::Scripts>,
@@ -129,11 +131,19 @@ impl Store {
                     .set_response_timeout(Some(Duration::from_secs(5))),
             )
             .await?;
-        let blocking = client
-            .get_connection_manager_with_config(
-                base.set_response_timeout(Some(settings.read_block + Duration::from_secs(5))),
-            )
-            .await?;
+        let mut blocking = Vec::new();
+        for _ in 0..settings.partitions.max(1) {
+            blocking.push(
+                client
+                    .get_connection_manager_with_config(
+                        base.clone().set_response_timeout(Some(
+                            settings.read_block + Duration::from_secs(5),
+                        )),
+                    )
+                    .await?,
+            );
+        }
+        let blocking = std::sync::Arc::new(blocking);
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn.clone())

@@ -117,7 +117,7 @@ impl Store {
         group: &str,
         consumer: &str,
     ) -> Result<Vec<Entry>> {
-        let mut conn = self.blocking.clone();
+        let mut conn = self.blocking[p.index as usize % self.blocking.len()].clone();
         let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(group)
@@ -255,19 +255,73 @@ impl Store {
         Ok(())
     }
 
-    /// Drops stream entries older than `keep` (approximate, O(1) amortised).
-    pub async fn trim_stream(&self, p: &PartitionKeys, keep: Duration, now_ms: i64) -> Result<()> {
+    /// Drops stream entries older than `keep` (approximate, O(1) amortised),
+    /// but never one the group has not read, nor one still pending.
+    pub async fn trim_stream(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        keep: Duration,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut conn = self.conn.clone();
-        let min_id = (now_ms - keep.as_millis() as i64).max(0);
+        let by_age = ((now_ms - keep.as_millis() as i64).max(0) as u64, 0);
+        // Never past what the group has read and acknowledged: an entry not
+        // yet read, or read and still pending, stays whatever its age.
+        let groups: Value = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&p.stream)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => return Ok(()), // no stream yet
+        };
+        let mut last_delivered = None;
+        for g in items(&groups).unwrap_or_default() {
+            let fields = pairs(g)?;
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            if field("name").and_then(|n| string(n).ok()).as_deref() == Some(group) {
+                last_delivered = field("last-delivered-id")
+                    .and_then(|v| string(v).ok())
+                    .and_then(|id| stream_id(&id));
+            }
+        }
+        // No group: nothing was ever read; keep everything.
+        let Some(last_delivered) = last_delivered else {
+            return Ok(());
+        };
+        let summary: Value = redis::cmd("XPENDING")
+            .arg(&p.stream)
+            .arg(group)
+            .query_async(&mut conn)
+            .await?;
+        let oldest_pending = match items(&summary)? {
+            [count, oldest, ..] if int(count).unwrap_or(0) > 0 => {
+                string(oldest).ok().and_then(|id| stream_id(&id))
+            }
+            _ => None,
+        };
+        let cut = [Some(by_age), Some(last_delivered), oldest_pending]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(by_age);
         let _: i64 = redis::cmd("XTRIM")
             .arg(&p.stream)
             .arg("MINID")
             .arg("~")
-            .arg(min_id)
+            .arg(format!("{}-{}", cut.0, cut.1))
             .query_async(&mut conn)
             .await?;
         Ok(())
     }
+}
+
+/// A stream entry id `<ms>-<seq>` as numbers, in stream order.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 impl Store {

@@ -6,7 +6,8 @@
 -- endpoint, or whose event expired, fail.
 -- (`refresh` comes from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
--- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = lease (ms), ARGV[4] = limit,
+-- ARGV[1] = partition tag, ARGV[2] = the daemon's now (ms; unused: Redis's TIME decides),
+-- ARGV[3] = lease (ms), ARGV[4] = limit,
 -- ARGV[5] = default max concurrency per endpoint, ARGV[6] = the most any endpoint
 -- may have in flight, ARGV[7] = the most a workspace may have in flight (over all
 -- its endpoints, counted by its own lease set)
@@ -16,10 +17,16 @@
 -- event's), manual ('1' when an operator asked for this attempt).
 -- The doc and each envelope travel once per reply, not once per delivery.
 local ready, tag = KEYS[1], ARGV[1]
-local now, lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Lease expiry is judged by Redis's clock, not the calling daemon's: a daemon
+-- whose clock runs ahead must not take over leases that are still live.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease, limit, default_cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_cap, ws_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Per workspace lease key of this call: attempts in flight now.
 local ws_used = {}
+-- Most deliveries one call moves off a deleted or paused endpoint's queue.
+local CHUNK = 500
 local out = {}
 local budget = limit
 local sent = {}
@@ -38,19 +45,26 @@ for _, ep in ipairs(endpoints) do
   redis.call('ZREMRANGEBYSCORE', leasekey, '-inf', now)
   local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency', 'rate_limit', 'ws')
   if not e[1] then
-    for _, id in ipairs(redis.call('ZRANGE', duekey, 0, -1)) do
+    -- In chunks, so no call runs long enough to make Redis answer BUSY:
+    -- the endpoint stays ready until its queue is empty.
+    local ids = redis.call('ZRANGE', duekey, 0, CHUNK - 1)
+    for _, id in ipairs(ids) do
       if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then fail(id, 'endpoint_deleted') end
     end
-    redis.call('DEL', duekey, leasekey)
-    redis.call('ZREM', ready, ep)
+    if #ids > 0 then redis.call('ZREM', duekey, unpack(ids)) end
+    if #ids < CHUNK then
+      redis.call('DEL', duekey, leasekey)
+      redis.call('ZREM', ready, ep)
+    end
   elseif e[2] == '1' then
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now)) do
-      redis.call('ZREM', duekey, id)
+    local ids = redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, CHUNK)
+    for _, id in ipairs(ids) do
       if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then
         redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'held')
         redis.call('SADD', tag .. ':held:' .. ep, id)
       end
     end
+    if #ids > 0 then redis.call('ZREM', duekey, unpack(ids)) end
     refresh(tag, ready, ep)
   else
     local cap = math.min(tonumber(e[3]) or default_cap, max_cap)

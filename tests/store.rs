@@ -1,0 +1,207 @@
+//! Store-level tests of the Lua scripts and the stream housekeeping, against
+//! a real redis-server: what each step guarantees when called directly,
+//! without a daemon in between.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use hookd_core::{Endpoint, Event, EventLimits, SignatureScheme, time};
+use hookd_store::schedule::ConcurrencyLimits;
+use hookd_store::{Store, StoreSettings};
+
+async fn store(redis: &Redis) -> Store {
+    Store::connect(StoreSettings {
+        url: redis.url(),
+        ..StoreSettings::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn endpoint(store: &Store, ws: &str) -> Endpoint {
+    let ep = Endpoint::new(
+        ws.into(),
+        "http://127.0.0.1:9/x".into(),
+        SignatureScheme::Sha256,
+        time::now_ms(),
+    )
+    .unwrap();
+    store.create_endpoint(&ep).await.unwrap();
+    ep
+}
+
+/// Persists `n` events of `ws` as if read from the stream; returns how many deliveries.
+async fn persist(store: &Store, ws: &str, n: usize) -> u64 {
+    let p = store.keys().partition_of(ws);
+    let now = time::now_ms();
+    let mut total = 0;
+    let events: Vec<(String, Event)> = (0..n)
+        .map(|i| {
+            let fields = [
+                ("type", "card.created".to_string()),
+                ("workspace", ws.to_string()),
+                ("data", "{}".to_string()),
+                ("id", format!("e{i}")),
+            ];
+            (
+                format!("{}-{i}", now),
+                Event::from_fields(&fields, EventLimits::default(), now).unwrap(),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        total += store
+            .persist(&p, "hookd", chunk, now)
+            .await
+            .unwrap()
+            .deliveries;
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_lease_is_judged_by_redis_clock_not_the_daemons() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    assert_eq!(persist(&store, "ws", 1).await, 1);
+    let p = store.keys().partition_of("ws");
+    let limits = ConcurrencyLimits::default();
+    let lease = Duration::from_secs(30);
+    let first = store
+        .claim_due(&p, time::now_ms(), lease, 10, &limits)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].endpoint.id, ep.id);
+    // A daemon whose clock runs an hour ahead sees the lease as live.
+    let ahead = time::now_ms() + 3_600_000;
+    let second = store
+        .claim_due(&p, ahead, lease, 10, &limits)
+        .await
+        .unwrap();
+    assert!(second.is_empty(), "a live lease was taken over: {second:?}");
+}
+
+#[tokio::test]
+async fn resuming_releases_a_large_held_set_in_chunks() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    store
+        .pause_endpoint(&ep.id, "test", time::now_ms())
+        .await
+        .unwrap();
+    assert_eq!(persist(&store, "ws", 2500).await, 2500);
+    let paused = store.endpoint(&ep.id).await.unwrap();
+    assert_eq!(store.held_count(&paused).await.unwrap(), 2500);
+    let released = store.resume_endpoint(&ep.id, time::now_ms()).await.unwrap();
+    assert_eq!(
+        released, 2500,
+        "every held delivery released, over several calls"
+    );
+    let due: u64 = redis::cmd("ZCARD")
+        .arg(store.keys().partition_of("ws").due(&ep.id))
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(due, 2500);
+}
+
+#[tokio::test]
+async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    assert_eq!(persist(&store, "ws", 1200).await, 1200);
+    // Deleted behind the daemon's back (the hash alone), with 1,200 due.
+    let p = store.keys().partition_of("ws");
+    let _: i64 = redis::cmd("DEL")
+        .arg(p.endpoint(&ep.id))
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let limits = ConcurrencyLimits::default();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let claimed = store
+            .claim_due(&p, time::now_ms(), Duration::from_secs(30), 100, &limits)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty());
+        let due: u64 = redis::cmd("ZCARD")
+            .arg(p.due(&ep.id))
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        if due == 0 {
+            break;
+        }
+        assert!(calls < 10, "the queue did not drain");
+    }
+    assert!(
+        calls >= 3,
+        "1,200 deliveries took {calls} calls of at most 500"
+    );
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(p.endpoint_deliveries(&ep.id))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1200);
+    for id in ids.iter().step_by(97) {
+        let d = store.delivery(id).await.unwrap();
+        assert_eq!(d.status.as_str(), "failed", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_is_never_trimmed_past_unread_or_pending_entries() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition(0);
+    store.ensure_group(&p, "hookd").await.unwrap();
+    let mut conn = redis.conn().await;
+    // 250 old entries (ids from 1970, several stream nodes, so even the
+    // approximate trim could drop whole nodes): one read and left pending,
+    // the rest never read.
+    for seq in 1..=250 {
+        let _: String = redis::cmd("XADD")
+            .arg(&p.stream)
+            .arg(format!("1000-{seq}"))
+            .arg("type")
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("hookd")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&p.stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A retention of one second makes every entry "old".
+    store
+        .trim_stream(&p, "hookd", Duration::from_secs(1), time::now_ms())
+        .await
+        .unwrap();
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&p.stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 250, "nothing unread or pending was trimmed");
+}
