@@ -187,6 +187,19 @@ impl Redis {
         }
     }
 
+    /// Creates hookd's consumer group (and the stream), as a daemon would.
+    pub async fn create_group(&self) {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("hookd:events")
+            .arg("hookd")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("XGROUP CREATE");
+    }
+
     /// `XADD hookd:events * field value ...`; returns the entry id.
     pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
         let mut cmd = redis::cmd("XADD");

@@ -485,15 +485,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_reclaimed() {
     create_endpoint(&env, "ws", &receiver.url(), &[]);
     // A consumer reads an entry and dies before acknowledging it.
     let mut conn = redis.conn().await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("hookd:events")
-        .arg("hookd")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.create_group().await;
     redis
         .xadd(&[
             ("type", "a.b"),

@@ -341,16 +341,7 @@ async fn hostile_entries_are_dead_lettered_without_stalling_or_exhausting_memory
     let env = test_env(&redis);
     let receiver = Receiver::ok().await;
     create_endpoint(&env, "ws_a", &receiver.url(), &[]);
-    let mut conn = redis.conn().await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("hookd:events")
-        .arg("hookd")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis.create_group().await;
     // A daemon that died holding a 50 MB entry and one with 300,000 fields:
     // every daemon that reclaims them would read them again.
     xadd_huge(&redis, 50 << 20).await;
