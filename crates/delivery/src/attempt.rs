@@ -8,10 +8,10 @@ use hookd_core::{
 };
 use hookd_signature::standard;
 use hookd_store::schedule::{Claimed, Outcome, Record};
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 use tracing::Instrument;
 
-use crate::sender::{Sender, insert_header};
+use crate::sender::{Sender, Target};
 
 /// The signed-request header names for a configured prefix (`X-Hookd` by default).
 #[derive(Debug, Clone)]
@@ -50,13 +50,10 @@ fn header_value(s: &str) -> HeaderValue {
 }
 
 impl AttemptContext {
+    /// The headers of one attempt (the endpoint's fixed ones are in its [`Target`]).
     fn request_headers(&self, c: &Claimed, number: u32, now_ms: i64) -> HeaderMap {
         let timestamp = now_ms / 1000;
-        let mut h = HeaderMap::with_capacity(8 + c.endpoint.headers.len());
-        for (name, value) in &c.endpoint.headers {
-            insert_header(&mut h, name, value);
-        }
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut h = HeaderMap::with_capacity(6);
         h.insert(self.headers.event_id.clone(), header_value(&c.event_id));
         h.insert(
             self.headers.delivery_id.clone(),
@@ -98,15 +95,20 @@ impl AttemptContext {
         h
     }
 
-    /// Makes one attempt of a claimed delivery; returns what to record.
-    pub async fn run(&self, c: Claimed, trigger: AttemptTrigger) -> Record {
+    /// Where a claimed delivery's endpoint is sent, prepared once per batch.
+    pub fn target(&self, c: &Claimed) -> Target {
+        self.sender.target(&c.endpoint.url, &c.endpoint.headers)
+    }
+
+    /// Makes one attempt of a claimed delivery to its endpoint's `target`; returns what to record.
+    pub async fn run(&self, c: Claimed, target: &Target, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
         let span = tracing::info_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
             event = %c.event_id, attempt = number, status = tracing::field::Empty);
         async move {
             let started_at_ms = time::now_ms();
             let headers = self.request_headers(&c, number, started_at_ms);
-            let response = self.sender.send(&c.endpoint.url, headers, c.envelope.clone()).await;
+            let response = self.sender.send(target, headers, c.envelope.clone()).await;
             let now_ms = time::now_ms();
             let mut attempt = Attempt {
                 number,

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::attempt::AttemptContext;
 use crate::backoff::Backoff;
 use crate::recorder::Recorder;
+use crate::sender::Target;
 
 /// Typed scheduling settings.
 #[derive(Debug, Clone)]
@@ -81,7 +82,14 @@ impl Scheduler {
             match claimed {
                 Ok(claimed) if !claimed.is_empty() => {
                     backoff.reset();
+                    // One target per endpoint of the batch (its deliveries share one `Arc<Endpoint>`).
+                    // (Keyed by the shared endpoint's address.)
+                    let mut targets: HashMap<usize, Arc<Target>> = HashMap::new();
                     for c in claimed {
+                        let target = targets
+                            .entry(Arc::as_ptr(&c.endpoint) as usize)
+                            .or_insert_with(|| Arc::new(self.ctx.target(&c)))
+                            .clone();
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
@@ -91,7 +99,7 @@ impl Scheduler {
                         tasks.spawn(async move {
                             let id = c.delivery_id.clone();
                             let trigger = if c.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };
-                            let record = ctx.run(c, trigger).await;
+                            let record = ctx.run(c, &target, trigger).await;
                             if let Err(e) = recorder.record(record).await {
                                 // The lease expires and the delivery is attempted again.
                                 tracing::warn!(delivery = %id, error = %e, "could not record an attempt");

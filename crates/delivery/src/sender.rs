@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookd_core::ErrorKind;
 use hookd_core::network::NetworkPolicy;
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use std::collections::BTreeMap;
+
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -118,23 +120,52 @@ impl Sender {
         })
     }
 
-    /// POSTs `body` to `url` with `headers`; never follows redirects.
-    pub async fn send(&self, url: &str, headers: HeaderMap, body: Bytes) -> Response {
-        let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.settings.request_timeout,
-            self.exchange(url, headers, body),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(Failure {
-                kind: ErrorKind::Timeout,
-                message: format!(
-                    "no complete answer within {} ms",
-                    self.settings.request_timeout.as_millis()
-                ),
+    /// Works out an endpoint's destination and fixed headers (its custom
+    /// ones, content type, user agent) once, for every attempt of a batch.
+    pub fn target(&self, url: &str, custom: &BTreeMap<String, String>) -> Target {
+        let mut headers = HeaderMap::with_capacity(custom.len() + 8);
+        for (name, value) in custom {
+            insert_header(&mut headers, name, value);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, self.user_agent.clone());
+        // The check the connector makes again on the socket address: here it
+        // gives a clear message for a literal IP before any work is done.
+        let uri = match self.settings.network.refuses_url(url) {
+            Some(why) => Err(Failure {
+                kind: ErrorKind::Blocked,
+                message: format!("{BLOCKED}: {why}"),
             }),
+            None => parse_uri(url),
+        };
+        Target { uri, headers }
+    }
+
+    /// POSTs `body` to `target` with its headers and `extra` ones; never
+    /// follows redirects.
+    pub async fn send(&self, target: &Target, extra: HeaderMap, body: Bytes) -> Response {
+        let started = Instant::now();
+        let result = match &target.uri {
+            Err(failure) => Err(failure.clone()),
+            Ok(uri) => {
+                let mut headers = target.headers.clone();
+                headers.extend(extra);
+                match tokio::time::timeout(
+                    self.settings.request_timeout,
+                    self.exchange(uri.clone(), headers, body),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure {
+                        kind: ErrorKind::Timeout,
+                        message: format!(
+                            "no complete answer within {} ms",
+                            self.settings.request_timeout.as_millis()
+                        ),
+                    }),
+                }
+            }
         };
         Response {
             duration: started.elapsed(),
@@ -144,22 +175,10 @@ impl Sender {
 
     async fn exchange(
         &self,
-        url: &str,
-        mut headers: HeaderMap,
+        uri: Uri,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<Answered, Failure> {
-        // The check the connector makes again on the socket address: here it
-        // gives a clear message for a literal IP before any work is done.
-        if let Some(why) = self.settings.network.refuses_url(url) {
-            return Err(Failure {
-                kind: ErrorKind::Blocked,
-                message: format!("{BLOCKED}: {why}"),
-            });
-        }
-        let uri = parse_uri(url)?;
-        headers
-            .entry(USER_AGENT)
-            .or_insert_with(|| self.user_agent.clone());
         let mut request = Request::post(uri)
             .body(Full::new(body))
             .map_err(|e| Failure {
@@ -195,6 +214,15 @@ impl Sender {
             excerpt: String::from_utf8_lossy(&kept).into_owned(),
         })
     }
+}
+
+/// Where an endpoint's requests go, and the headers every one of them
+/// carries: prepared once per endpoint and claimed batch (see [`Sender::target`]).
+#[derive(Debug)]
+pub struct Target {
+    /// The parsed URL, or why no request can be made to it.
+    uri: Result<Uri, Failure>,
+    headers: HeaderMap,
 }
 
 /// Reads an endpoint URL the way browsers do (WHATWG: `127.1` is
