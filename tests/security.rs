@@ -563,9 +563,17 @@ async fn secrets_stay_out_of_logs_views_and_redis() {
 #[tokio::test]
 async fn a_nameserver_that_never_answers_holds_no_thread_and_no_other_delivery() {
     // A DNS server that takes every query (UDP and TCP) and never answers.
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // (The same port for both: taken first for TCP, retried if UDP has it.)
+    let mut sockets = None;
+    for _ in 0..50 {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(udp) = tokio::net::UdpSocket::bind(tcp.local_addr().unwrap()).await {
+            sockets = Some((tcp, udp));
+            break;
+        }
+    }
+    let (tcp, udp) = sockets.expect("a port free for both TCP and UDP");
     let dns = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpListener::bind(dns).await.unwrap();
     let sink = tokio::spawn(async move {
         let mut held = Vec::new();
         let mut buf = [0u8; 512];
