@@ -103,7 +103,7 @@ impl AttemptContext {
     /// Makes one attempt of a claimed delivery to its endpoint's `target`; returns what to record.
     pub async fn run(&self, c: Claimed, target: &Target, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
-        let span = tracing::info_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
+        let span = tracing::debug_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
             event = %c.event_id, attempt = number, status = tracing::field::Empty);
         async move {
             let started_at_ms = time::now_ms();
