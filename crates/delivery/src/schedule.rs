@@ -100,12 +100,14 @@ impl Scheduler {
                             let id = c.delivery_id.clone();
                             let trigger = if c.manual { AttemptTrigger::Manual } else { AttemptTrigger::Scheduled };
                             let record = ctx.run(c, &target, trigger).await;
+                            // The worker is free once the response is in; the
+                            // delivery's lease holds it until the record is written.
+                            drop(permit);
                             if let Err(e) = recorder.record(record).await {
                                 // The lease expires and the delivery is attempted again.
                                 tracing::warn!(delivery = %id, error = %e, "could not record an attempt");
                             }
                             lock(&in_flight).remove(&id);
-                            drop(permit);
                         });
                     }
                 }
