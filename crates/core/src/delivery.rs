@@ -18,6 +18,15 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Every status (the Lua scripts get a constant for each).
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Held,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

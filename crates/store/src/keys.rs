@@ -19,7 +19,7 @@
 //! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
-//! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons (built in `lua/queues.lua` too) |
+//! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ep:<endpoint>:dlvs`, `P:ws:<ws>:dlvs`, `P:dlvs` | zset | history indexes (endpoint, workspace, all) by creation time (ms) |
 //! | `P:ws:<ws>:types` | hash | event types seen: `n:<type>` count, `t:<type>` last seen (ms) |
 //! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
@@ -28,7 +28,9 @@
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
 //! id can run together into another pair's key. The Lua scripts in `lua/`
-//! build per-delivery keys from the partition prefix and these same suffixes.
+//! build key names only through `key_<kind>(tag, id)` functions generated
+//! from the table below ([`lua_prelude`], prepended to every script), and
+//! name statuses through `STATUS_<NAME>`; tests hold both sides together.
 //!
 //! Global (outside any partition, never in an atomic step):
 //! - `<prefix>:endpoints`, a hash from endpoint id to workspace, to find an
@@ -149,15 +151,73 @@ fn ws(workspace: &str) -> String {
     format!("{}:{workspace}", workspace.len())
 }
 
+/// One kind of per-partition key: `<tag><prefix><id><suffix>`, where `<id>`
+/// is an endpoint, delivery or job id, or a workspace written
+/// `<byte length>:<workspace>`. The Rust functions below and the Lua
+/// scripts (through [`lua_prelude`]) build names from this one table.
+pub(crate) struct Kind {
+    /// The Lua function is `key_<lua>(tag, id)` (or `key_<lua>(tag)`).
+    pub(crate) lua: &'static str,
+    prefix: &'static str,
+    suffix: &'static str,
+    id: Id,
+}
+
+#[derive(PartialEq)]
+enum Id {
+    None,
+    Plain,
+    Workspace,
+}
+
+macro_rules! kinds {
+    ($($name:ident = $lua:literal, $prefix:literal, $id:ident, $suffix:literal;)*) => {
+        $(pub(crate) const $name: Kind = Kind { lua: $lua, prefix: $prefix, suffix: $suffix, id: Id::$id };)*
+        /// Every kind, for the Lua prelude.
+        pub(crate) const KINDS: &[Kind] = &[$($name),*];
+    };
+}
+
+kinds! {
+    ENDPOINT = "endpoint", ":ep:", Plain, "";
+    ENDPOINT_DELIVERIES = "endpoint_deliveries", ":ep:", Plain, ":dlvs";
+    ENDPOINT_RATE = "endpoint_rate", ":rl:", Plain, "";
+    WORKSPACE_ENDPOINTS = "workspace_endpoints", ":ws:", Workspace, ":eps";
+    WORKSPACE_DELIVERIES = "workspace_deliveries", ":ws:", Workspace, ":dlvs";
+    WORKSPACE_LEASES = "workspace_leases", ":ws:", Workspace, ":lease";
+    TYPES_SEEN = "types_seen", ":ws:", Workspace, ":types";
+    CATALOG = "catalog", ":ws:", Workspace, ":catalog";
+    DELIVERY = "delivery", ":dlv:", Plain, "";
+    ATTEMPTS = "attempts", ":dlv:", Plain, ":attempts";
+    DUE = "due", ":due:", Plain, "";
+    LEASES = "leases", ":lease:", Plain, "";
+    HELD = "held", ":held:", Plain, "";
+    JOB = "job", ":job:", Plain, "";
+    READY = "ready", ":ready", None, "";
+    DELIVERIES = "deliveries", ":dlvs", None, "";
+}
+
 impl PartitionKeys {
+    fn key(&self, kind: &Kind, id: &str) -> String {
+        match kind.id {
+            Id::None => format!("{}{}", self.tag, kind.prefix),
+            Id::Plain => format!("{}{}{id}{}", self.tag, kind.prefix, kind.suffix),
+            Id::Workspace => format!("{}{}{}{}", self.tag, kind.prefix, ws(id), kind.suffix),
+        }
+    }
+
     pub fn endpoint(&self, id: &str) -> String {
-        format!("{}:ep:{id}", self.tag)
+        self.key(&ENDPOINT, id)
     }
     pub fn endpoint_deliveries(&self, id: &str) -> String {
-        format!("{}:ep:{id}:dlvs", self.tag)
+        self.key(&ENDPOINT_DELIVERIES, id)
+    }
+    /// Attempts claimed for an endpoint in one second (`<endpoint>:<unix second>`).
+    pub fn endpoint_rate(&self, id: &str, second: i64) -> String {
+        self.key(&ENDPOINT_RATE, &format!("{id}:{second}"))
     }
     pub fn workspace_endpoints(&self, workspace: &str) -> String {
-        format!("{}:ws:{}:eps", self.tag, ws(workspace))
+        self.key(&WORKSPACE_ENDPOINTS, workspace)
     }
     pub fn type_subscribers(&self, workspace: &str, event_type: &str) -> String {
         format!("{}:ws:{}:type:{event_type}", self.tag, ws(workspace))
@@ -169,41 +229,77 @@ impl PartitionKeys {
         format!("{}:evt:{}:{event_id}", self.tag, ws(workspace))
     }
     pub fn delivery(&self, id: &str) -> String {
-        format!("{}:dlv:{id}", self.tag)
+        self.key(&DELIVERY, id)
     }
     pub fn attempts(&self, delivery: &str) -> String {
-        format!("{}:dlv:{delivery}:attempts", self.tag)
+        self.key(&ATTEMPTS, delivery)
     }
     pub fn due(&self, endpoint: &str) -> String {
-        format!("{}:due:{endpoint}", self.tag)
+        self.key(&DUE, endpoint)
     }
     pub fn leases(&self, endpoint: &str) -> String {
-        format!("{}:lease:{endpoint}", self.tag)
+        self.key(&LEASES, endpoint)
     }
     pub fn ready(&self) -> String {
-        format!("{}:ready", self.tag)
+        self.key(&READY, "")
     }
     pub fn workspace_leases(&self, workspace: &str) -> String {
-        format!("{}:ws:{}:lease", self.tag, ws(workspace))
+        self.key(&WORKSPACE_LEASES, workspace)
     }
     pub fn held(&self, endpoint: &str) -> String {
-        format!("{}:held:{endpoint}", self.tag)
+        self.key(&HELD, endpoint)
     }
     pub fn deliveries(&self) -> String {
-        format!("{}:dlvs", self.tag)
+        self.key(&DELIVERIES, "")
     }
     pub fn workspace_deliveries(&self, workspace: &str) -> String {
-        format!("{}:ws:{}:dlvs", self.tag, ws(workspace))
+        self.key(&WORKSPACE_DELIVERIES, workspace)
     }
     pub fn types_seen(&self, workspace: &str) -> String {
-        format!("{}:ws:{}:types", self.tag, ws(workspace))
+        self.key(&TYPES_SEEN, workspace)
     }
     pub fn catalog(&self, workspace: &str) -> String {
-        format!("{}:ws:{}:catalog", self.tag, ws(workspace))
+        self.key(&CATALOG, workspace)
     }
     pub fn job(&self, id: &str) -> String {
-        format!("{}:job:{id}", self.tag)
+        self.key(&JOB, id)
     }
+}
+
+/// The Lua every script starts with: a `key_<kind>(tag[, id])` function per
+/// key kind above, and `STATUS_<NAME>` for each delivery status, so key and
+/// status names are written once, here, and the scripts cannot drift.
+pub fn lua_prelude() -> String {
+    use std::fmt::Write;
+    let mut lua = String::from("-- Generated from keys.rs (key layout) and DeliveryStatus.\n");
+    for k in KINDS {
+        let _ = match k.id {
+            Id::None => writeln!(
+                lua,
+                "local function key_{}(tag) return tag .. '{}' end",
+                k.lua, k.prefix
+            ),
+            Id::Plain => writeln!(
+                lua,
+                "local function key_{}(tag, id) return tag .. '{}' .. id .. '{}' end",
+                k.lua, k.prefix, k.suffix
+            ),
+            Id::Workspace => writeln!(
+                lua,
+                "local function key_{}(tag, ws) return tag .. '{}' .. #ws .. ':' .. ws .. '{}' end",
+                k.lua, k.prefix, k.suffix
+            ),
+        };
+    }
+    for status in hookd_core::DeliveryStatus::ALL {
+        let _ = writeln!(
+            lua,
+            "local STATUS_{} = '{}'",
+            status.as_str().to_ascii_uppercase(),
+            status.as_str()
+        );
+    }
+    lua
 }
 
 #[cfg(test)]
@@ -220,6 +316,9 @@ mod tests {
         assert_eq!(keys.dead_letter(), "hookd:events:dead");
         // The same name lua/queues.lua builds.
         assert_eq!(p.workspace_leases("ws_1"), "{hookd:events}:ws:4:ws_1:lease");
+        assert_eq!(p.endpoint_deliveries("ep_1"), "{hookd:events}:ep:ep_1:dlvs");
+        assert_eq!(p.endpoint_rate("ep_1", 17), "{hookd:events}:rl:ep_1:17");
+        assert_eq!(p.ready(), "{hookd:events}:ready");
     }
 
     #[test]
@@ -230,5 +329,43 @@ mod tests {
             .collect();
         assert_eq!(used.len(), 4);
         assert_eq!(keys.partition(2).tag, "{hookd:events:p2}");
+    }
+
+    /// The scripts build key names only through the prelude's functions:
+    /// no key fragment of the layout is written into a script by hand.
+    #[test]
+    fn scripts_name_keys_only_through_the_prelude() {
+        let scripts = [
+            include_str!("lua/ingest.lua"),
+            include_str!("lua/claim.lua"),
+            include_str!("lua/record.lua"),
+            include_str!("lua/queues.lua"),
+            include_str!("lua/resume.lua"),
+            include_str!("lua/requeue.lua"),
+            include_str!("lua/read.lua"),
+            include_str!("lua/endpoint_write.lua"),
+        ];
+        for script in scripts {
+            for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {
+                for kind in KINDS {
+                    assert!(
+                        !line.contains(&format!("'{}", kind.prefix)),
+                        "a hand-written key in: {line}"
+                    );
+                }
+                for status in hookd_core::DeliveryStatus::ALL {
+                    assert!(
+                        !line.contains(&format!("'{}'", status.as_str())),
+                        "a hand-written status in: {line}"
+                    );
+                }
+            }
+        }
+        let prelude = lua_prelude();
+        assert!(
+            prelude
+                .contains("local function key_due(tag, id) return tag .. ':due:' .. id .. '' end")
+        );
+        assert!(prelude.contains("local STATUS_HELD = 'held'"));
     }
 }

@@ -26,23 +26,24 @@ pub(crate) struct Scripts {
 
 impl Default for Scripts {
     fn default() -> Self {
+        // Every script starts with the key and status names (keys.rs), and
+        // those that move deliveries between queues with queues.lua.
+        let prelude = crate::keys::lua_prelude();
+        let with_queues = |body: &str| {
+            Script::new(&format!(
+                "{prelude}{}{body}",
+                include_str!("lua/queues.lua")
+            ))
+        };
+        let plain = |body: &str| Script::new(&format!("{prelude}{body}"));
         Self {
-            ingest: Script::new(concat!(
-                include_str!("lua/queues.lua"),
-                include_str!("lua/ingest.lua")
-            )),
-            claim: Script::new(concat!(
-                include_str!("lua/queues.lua"),
-                include_str!("lua/claim.lua")
-            )),
-            record: Script::new(concat!(
-                include_str!("lua/queues.lua"),
-                include_str!("lua/record.lua")
-            )),
-            resume: Script::new(include_str!("lua/resume.lua")),
-            requeue: Script::new(include_str!("lua/requeue.lua")),
-            endpoint_write: Script::new(include_str!("lua/endpoint_write.lua")),
-            read: Script::new(include_str!("lua/read.lua")),
+            ingest: with_queues(include_str!("lua/ingest.lua")),
+            claim: with_queues(include_str!("lua/claim.lua")),
+            record: with_queues(include_str!("lua/record.lua")),
+            resume: plain(include_str!("lua/resume.lua")),
+            requeue: plain(include_str!("lua/requeue.lua")),
+            endpoint_write: plain(include_str!("lua/endpoint_write.lua")),
+            read: plain(include_str!("lua/read.lua")),
         }
     }
 }

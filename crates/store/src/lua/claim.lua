@@ -34,22 +34,22 @@ local sent = {}
 local leased_until = string.format('%d', now + lease)
 
 local function fail(id, reason)
-  redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'failed', 'reason', reason)
+  redis.call('HSET', key_delivery(tag, id), 'status', STATUS_FAILED, 'reason', reason)
 end
 
 local endpoints = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, limit)
 local share = math.max(1, math.ceil(limit / math.max(1, #endpoints)))
 for _, ep in ipairs(endpoints) do
   if budget <= 0 then break end
-  local duekey, leasekey = tag .. ':due:' .. ep, tag .. ':lease:' .. ep
+  local duekey, leasekey = key_due(tag, ep), key_leases(tag, ep)
   redis.call('ZREMRANGEBYSCORE', leasekey, '-inf', now)
-  local e = redis.call('HMGET', tag .. ':ep:' .. ep, 'doc', 'paused', 'max_concurrency', 'rate_limit', 'ws')
+  local e = redis.call('HMGET', key_endpoint(tag, ep), 'doc', 'paused', 'max_concurrency', 'rate_limit', 'ws')
   if not e[1] then
     -- In chunks, so no call runs long enough to make Redis answer BUSY:
     -- the endpoint stays ready until its queue is empty.
     local ids = redis.call('ZRANGE', duekey, 0, CHUNK - 1)
     for _, id in ipairs(ids) do
-      if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then fail(id, 'endpoint_deleted') end
+      if redis.call('EXISTS', key_delivery(tag, id)) == 1 then fail(id, 'endpoint_deleted') end
     end
     if #ids > 0 then redis.call('ZREM', duekey, unpack(ids)) end
     if #ids < CHUNK then
@@ -59,9 +59,9 @@ for _, ep in ipairs(endpoints) do
   elseif e[2] == '1' then
     local ids = redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, CHUNK)
     for _, id in ipairs(ids) do
-      if redis.call('EXISTS', tag .. ':dlv:' .. id) == 1 then
-        redis.call('HSET', tag .. ':dlv:' .. id, 'status', 'held')
-        redis.call('SADD', tag .. ':held:' .. ep, id)
+      if redis.call('EXISTS', key_delivery(tag, id)) == 1 then
+        redis.call('HSET', key_delivery(tag, id), 'status', STATUS_HELD)
+        redis.call('SADD', key_held(tag, ep), id)
       end
     end
     if #ids > 0 then redis.call('ZREM', duekey, unpack(ids)) end
@@ -69,7 +69,7 @@ for _, ep in ipairs(endpoints) do
   else
     local cap = math.min(tonumber(e[3]) or default_cap, max_cap)
     -- Endpoints written before the hash carried `ws` name it in their document.
-    local wskey = workspace_leases(tag, e[5] or cjson.decode(e[1]).workspace)
+    local wskey = key_workspace_leases(tag, e[5] or cjson.decode(e[1]).workspace)
     local wsused = ws_used[wskey]
     if not wsused then
       redis.call('ZREMRANGEBYSCORE', wskey, '-inf', now)
@@ -79,7 +79,7 @@ for _, ep in ipairs(endpoints) do
     -- Rate limit: at most `rate` attempts per second (fixed one-second windows).
     local rate, rlkey, used = tonumber(e[4]), nil, 0
     if rate then
-      rlkey = tag .. ':rl:' .. ep .. ':' .. math.floor(now / 1000)
+      rlkey = key_endpoint_rate(tag, ep .. ':' .. math.floor(now / 1000))
       used = tonumber(redis.call('GET', rlkey) or '0')
       take = math.min(take, rate - used)
     end
@@ -88,7 +88,7 @@ for _, ep in ipairs(endpoints) do
       local group = #out
       local leased = {}
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
-        local dkey = tag .. ':dlv:' .. id
+        local dkey = key_delivery(tag, id)
         local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual')
         local evkey = d[1]
         local envelope = false

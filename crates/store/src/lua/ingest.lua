@@ -20,7 +20,9 @@ local paused = {}
 -- Sorted-set members (all scored `now`) and set members to add, by key.
 local zmembers, smembers = {}, {}
 local acks = {}
-local all_index = tag .. ':dlvs'
+local all_index = key_deliveries(tag)
+-- The history indexes among the keys written (they expire, below).
+local history = { [all_index] = true }
 local i = 5
 while i <= #ARGV do
   local entry, evkey, typekey, allkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -28,9 +30,8 @@ while i <= #ARGV do
   i = i + 9
   -- The envelope key is also the (workspace, id) marker: NX makes publishing idempotent.
   if redis.call('SET', evkey, envelope, 'NX', 'EX', retention) then
-    local wskey = tag .. ':ws:' .. #ws .. ':' .. ws
     -- Event-type discovery (written once per workspace and type, below).
-    local seen_key = wskey .. ':types'
+    local seen_key = key_types_seen(tag, ws)
     seen[seen_key] = seen[seen_key] or {}
     seen[seen_key][evtype] = (seen[seen_key][evtype] or 0) + 1
     local eps = redis.call('SUNION', typekey, allkey)
@@ -40,22 +41,24 @@ while i <= #ARGV do
     end
     for n, ep in ipairs(eps) do
       local id = base .. string.format('%04x', n)
-      local dkey = tag .. ':dlv:' .. id
-      local status = 'pending'
+      local dkey = key_delivery(tag, id)
+      local status = STATUS_PENDING
       if paused[ep] == nil then
-        paused[ep] = redis.call('HGET', tag .. ':ep:' .. ep, 'paused') == '1'
+        paused[ep] = redis.call('HGET', key_endpoint(tag, ep), 'paused') == '1'
       end
       if paused[ep] then
-        status = 'held'
-        push(smembers, tag .. ':held:' .. ep, id)
+        status = STATUS_HELD
+        push(smembers, key_held(tag, ep), id)
       else
-        push(zmembers, tag .. ':due:' .. ep, id)
+        push(zmembers, key_due(tag, ep), id)
       end
       redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', evkey,
         'type', evtype, 'status', status, 'attempts', '0', 'created', now)
       redis.call('EXPIRE', dkey, retention)
-      push(zmembers, tag .. ':ep:' .. ep .. ':dlvs', id)
-      push(zmembers, wskey .. ':dlvs', id)
+      local ep_index, ws_index = key_endpoint_deliveries(tag, ep), key_workspace_deliveries(tag, ws)
+      history[ep_index], history[ws_index] = true, true
+      push(zmembers, ep_index, id)
+      push(zmembers, ws_index, id)
       push(zmembers, all_index, id)
       created = created + 1
     end
@@ -77,7 +80,7 @@ for key, ids in pairs(zmembers) do
   end
   -- A history index lives a retention past its newest entry, so one nobody
   -- trims any more (a workspace whose last endpoint was deleted) goes too.
-  if key:sub(-5) == ':dlvs' then redis.call('EXPIRE', key, retention) end
+  if history[key] then redis.call('EXPIRE', key, retention) end
 end
 for key, ids in pairs(smembers) do
   for first = 1, #ids, CHUNK do
@@ -87,7 +90,7 @@ end
 -- Endpoints with new due work are ready now.
 for ep, is_paused in pairs(paused) do
   if not is_paused then
-    redis.call('ZADD', tag .. ':ready', 'LT', now, ep)
+    redis.call('ZADD', key_ready(tag), 'LT', now, ep)
   end
 end
 -- Acknowledged together with the deliveries (this script is one atomic step).

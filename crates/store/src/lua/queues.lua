@@ -15,17 +15,10 @@ end
 
 -- When the endpoint next needs a look: its earliest due delivery, or never.
 local function refresh(tag, ready, ep)
-  local head = redis.call('ZRANGE', tag .. ':due:' .. ep, 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', key_due(tag, ep), 0, 0, 'WITHSCORES')
   if #head == 0 then
     redis.call('ZREM', ready, ep)
   else
     redis.call('ZADD', ready, head[2], ep)
   end
-end
-
-
--- A workspace's lease set (`keys.rs`: `P:ws:<len>:<ws>:lease`): its attempts
--- in flight over all its endpoints, scored by lease expiry.
-local function workspace_leases(tag, ws)
-  return tag .. ':ws:' .. #ws .. ':' .. ws .. ':lease'
 end

@@ -27,19 +27,19 @@ local unlease, undue, redue = {}, {}, {}
 for i = 5, #ARGV, 9 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
-  local dkey = tag .. ':dlv:' .. id
+  local dkey = key_delivery(tag, id)
   local d = redis.call('HMGET', dkey, 'endpoint', 'job')
   local ep = d[1]
   if not ep then
     table.insert(out, 0)
   else
     push(unlease, ep, id)
-    local akey = dkey .. ':attempts'
+    local akey = key_attempts(tag, id)
     -- The attempts expire with their delivery (set when the list is made).
     if redis.call('RPUSH', akey, json) == 1 then
       redis.call('PEXPIREAT', akey, expires_at)
     end
-    if status == 'retrying' then
+    if status == STATUS_RETRYING then
       push(redue, ep, next_at, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status, 'next_at', next_at)
     else
@@ -53,20 +53,20 @@ for i = 5, #ARGV, 9 do
       local job = d[2]
       redis.call('HDEL', dkey, 'manual', 'job')
       if job then
-        redis.call('HINCRBY', tag .. ':job:' .. job, 'done', 1)
-        if status == 'succeeded' then redis.call('HINCRBY', tag .. ':job:' .. job, 'succeeded', 1) end
+        redis.call('HINCRBY', key_job(tag, job), 'done', 1)
+        if status == STATUS_SUCCEEDED then redis.call('HINCRBY', key_job(tag, job), STATUS_SUCCEEDED, 1) end
       end
     end
     local s = streak[ep] or { reset = false, fails = 0, err = '' }
-    if status == 'succeeded' then
+    if status == STATUS_SUCCEEDED then
       s.reset, s.fails = true, 0
     else
       s.fails, s.err = s.fails + 1, err
     end
     streak[ep] = s
     -- Only while the endpoint exists: a deleted one must not come back as a ghost hash.
-    if pause ~= '' and redis.call('EXISTS', tag .. ':ep:' .. ep) == 1 then
-      redis.call('HSET', tag .. ':ep:' .. ep, 'paused', '1', 'paused_reason', pause, 'paused_at', now)
+    if pause ~= '' and redis.call('EXISTS', key_endpoint(tag, ep)) == 1 then
+      redis.call('HSET', key_endpoint(tag, ep), 'paused', '1', 'paused_reason', pause, 'paused_at', now)
     end
     touched[ep] = true
     table.insert(out, 1)
@@ -74,20 +74,20 @@ for i = 5, #ARGV, 9 do
 end
 -- Batches are at most a few hundred attempts, well within Lua's unpack limit.
 for ep, ids in pairs(unlease) do
-  redis.call('ZREM', tag .. ':lease:' .. ep, unpack(ids))
+  redis.call('ZREM', key_leases(tag, ep), unpack(ids))
   -- (Leases of a deleted endpoint's workspace end by their score.)
-  local ws = redis.call('HGET', tag .. ':ep:' .. ep, 'ws')
-  if ws then redis.call('ZREM', workspace_leases(tag, ws), unpack(ids)) end
+  local ws = redis.call('HGET', key_endpoint(tag, ep), 'ws')
+  if ws then redis.call('ZREM', key_workspace_leases(tag, ws), unpack(ids)) end
 end
 for ep, ids in pairs(undue) do
-  redis.call('ZREM', tag .. ':due:' .. ep, unpack(ids))
+  redis.call('ZREM', key_due(tag, ep), unpack(ids))
 end
 for ep, pairs_ in pairs(redue) do
-  redis.call('ZADD', tag .. ':due:' .. ep, unpack(pairs_))
+  redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
 end
 -- The circuit breaker, once per endpoint of the batch.
 for ep, s in pairs(streak) do
-  local epkey = tag .. ':ep:' .. ep
+  local epkey = key_endpoint(tag, ep)
   if s.reset then
     redis.call('HDEL', epkey, 'fails', 'failing_since')
   end

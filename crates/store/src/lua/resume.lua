@@ -14,10 +14,10 @@ end
 local ids = redis.call('SPOP', KEYS[2], tonumber(ARGV[4]))
 local due = {}
 for _, id in ipairs(ids) do
-  local dkey = ARGV[1] .. ':dlv:' .. id
+  local dkey = key_delivery(ARGV[1], id)
   local attempts = redis.call('HGET', dkey, 'attempts')
   if attempts then
-    redis.call('HSET', dkey, 'status', tonumber(attempts) > 0 and 'retrying' or 'pending')
+    redis.call('HSET', dkey, 'status', tonumber(attempts) > 0 and STATUS_RETRYING or STATUS_PENDING)
     due[#due + 1] = ARGV[2]
     due[#due + 1] = id
     released = released + 1
