@@ -38,6 +38,18 @@ fn env_with(redis: &Redis, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
+/// Publishes one `card.created` event through the API.
+async fn publish(api: &Api, ws: &str) {
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/{ws}/events"),
+            Some(json!({ "type": "card.created", "data": {} })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
+
 async fn attempts_of(api: &Api, ws: &str, delivery: &str) -> Vec<Value> {
     let d = api
         .call(
@@ -95,14 +107,7 @@ async fn internal_addresses_in_any_spelling_are_refused_and_blocked_at_send() {
     }
     let daemon = Daemon::ready(&strict).await;
     let api = Api::new(&daemon.admin, &api_key(&strict, "ws_a", "admin"));
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/workspaces/ws_a/events",
-            Some(json!({ "type": "card.created", "data": {} })),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
+    publish(&api, "ws_a").await;
     let deliveries = eventually(WAIT, "a blocked attempt for every endpoint", || async {
         let page = api
             .call("GET", "/api/v1/workspaces/ws_a/deliveries?limit=100", None)
@@ -194,14 +199,7 @@ async fn endpoint_writes_racing_each_other_lose_nothing_and_leave_no_ghost() {
         assert_eq!(rotated.status, 200, "{:?}", rotated.body);
         last_secret = rotated.body["secret"].as_str().unwrap().to_string();
     }
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/workspaces/ws_a/events",
-            Some(json!({ "type": "card.created", "data": {} })),
-        )
-        .await;
-    assert_eq!(r.status, 202);
+    publish(&api, "ws_a").await;
     let got = receiver.wait_for(1, WAIT).await;
     let signature = got[0].header("x-hookd-signature").unwrap().to_string();
     let timestamp: i64 = got[0].header("x-hookd-timestamp").unwrap().parse().unwrap();
@@ -517,13 +515,7 @@ async fn secrets_stay_out_of_logs_views_and_redis() {
     assert!(!listed.body.to_string().contains("hdr-s3cret"));
     let seen = admin.call("GET", &path, None).await;
     assert_eq!(seen.body["headers"]["Authorization"], "Bearer hdr-s3cret");
-    admin
-        .call(
-            "POST",
-            "/api/v1/workspaces/ws_a/events",
-            Some(json!({ "type": "card.created", "data": {} })),
-        )
-        .await;
+    publish(&admin, "ws_a").await;
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].header("authorization"), Some("Bearer hdr-s3cret"));
 
