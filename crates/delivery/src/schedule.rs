@@ -73,7 +73,6 @@ impl Scheduler {
                 .store
                 .claim_due(
                     &self.partition,
-                    time::now_ms(),
                     self.settings.lease,
                     free.min(self.settings.claim_batch),
                     &self.settings.limits,

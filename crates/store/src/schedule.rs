@@ -131,10 +131,10 @@ impl Store {
     /// Claims up to `limit` due deliveries, leasing each for `lease`, with a
     /// fair share per endpoint and at most its max concurrency in flight
     /// (bounded by `limits`), and at most `limits.workspace` per workspace.
+    /// Lease expiry is judged by Redis's clock alone: the caller passes no time.
     pub async fn claim_due(
         &self,
         p: &PartitionKeys,
-        now_ms: i64,
         lease: Duration,
         limit: usize,
         limits: &ConcurrencyLimits,
@@ -145,7 +145,6 @@ impl Store {
             .claim
             .key(p.ready())
             .arg(&p.tag)
-            .arg(now_ms)
             .arg(lease.as_millis() as u64)
             .arg(limit.min(MAX_CLAIM))
             .arg(limits.endpoint_default.min(limits.endpoint_max))

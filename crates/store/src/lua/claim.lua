@@ -6,10 +6,9 @@
 -- endpoint, or whose event expired, fail.
 -- (`refresh` comes from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
--- ARGV[1] = partition tag, ARGV[2] = the daemon's now (ms; unused: Redis's TIME decides),
--- ARGV[3] = lease (ms), ARGV[4] = limit,
--- ARGV[5] = default max concurrency per endpoint, ARGV[6] = the most any endpoint
--- may have in flight, ARGV[7] = the most a workspace may have in flight (over all
+-- ARGV[1] = partition tag, ARGV[2] = lease (ms), ARGV[3] = limit,
+-- ARGV[4] = default max concurrency per endpoint, ARGV[5] = the most any endpoint
+-- may have in flight, ARGV[6] = the most a workspace may have in flight (over all
 -- its endpoints, counted by its own lease set)
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
 -- count, then 8 per delivery: id, attempts so far, created (ms), event id, event type,
@@ -21,8 +20,8 @@ local ready, tag = KEYS[1], ARGV[1]
 -- whose clock runs ahead must not take over leases that are still live.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local lease, limit, default_cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local max_cap, ws_cap = tonumber(ARGV[6]), tonumber(ARGV[7])
+local lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_cap, ws_cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 -- Per workspace lease key of this call: attempts in flight now.
 local ws_used = {}
 -- Most deliveries one call moves off a deleted or paused endpoint's queue.
