@@ -40,6 +40,12 @@ impl EventLimits {
         self.max_payload_bytes + 1024
     }
 
+    /// Whether an entry has more fields or bytes than these limits allow
+    /// (what the dead-letter stream keeps only cut short).
+    pub fn oversized<K: AsRef<str>, V: AsRef<[u8]>>(&self, fields: &[(K, V)]) -> bool {
+        fields.len() > self.max_fields || entry_bytes(fields) > self.max_entry_bytes()
+    }
+
     /// The checks that cost nothing per byte of the entry, made before any
     /// of it is parsed: field count, total size, repeated names (in one pass).
     pub fn screen<K: AsRef<str>, V: AsRef<[u8]>>(
@@ -56,10 +62,7 @@ impl EventLimits {
                 ),
             ));
         }
-        let bytes: usize = fields
-            .iter()
-            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
-            .sum();
+        let bytes = entry_bytes(fields);
         if bytes > self.max_entry_bytes() {
             return Err(reject(
                 "too_large",
@@ -80,6 +83,14 @@ impl EventLimits {
         }
         Ok(())
     }
+}
+
+/// Bytes of field names and values in an entry.
+fn entry_bytes<K: AsRef<str>, V: AsRef<[u8]>>(fields: &[(K, V)]) -> usize {
+    fields
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+        .sum()
 }
 
 /// A validated event with its envelope.

@@ -4,7 +4,7 @@
 
 use redis::Value;
 
-use crate::value::{int, items, pairs};
+use crate::value::int;
 use crate::{Result, Store};
 
 /// Queue figures summed over every partition.
@@ -49,18 +49,10 @@ impl Store {
                 .query_async(&mut conn)
                 .await
                 .unwrap_or(Value::Nil);
-            for g in items(&groups).unwrap_or_default() {
-                let fields = pairs(g)?;
-                let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-                if field("name")
-                    .and_then(|n| crate::value::string(n).ok())
-                    .as_deref()
-                    != Some(group)
-                {
-                    continue;
-                }
-                stats.pending += field("pending").and_then(|v| int(v).ok()).unwrap_or(0) as u64;
-                stats.lag += field("lag").and_then(|v| int(v).ok()).unwrap_or(0).max(0) as u64;
+            if let Some(info) = crate::stream::group_info(&groups, group)? {
+                let field = |name: &str| info.get(name).and_then(|v| int(v).ok()).unwrap_or(0);
+                stats.pending += field("pending") as u64;
+                stats.lag += field("lag").max(0) as u64;
             }
         }
         stats.dead_letters = redis::cmd("XLEN")

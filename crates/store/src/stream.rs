@@ -1,6 +1,7 @@
 //! The event stream: consumer group, reading new and reclaiming abandoned
 //! entries, dead-lettering bad ones, trimming.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Value;
@@ -216,8 +217,7 @@ impl Store {
         let mut conn = self.conn.clone();
         // An entry over the limits is kept cut short: its first fields, each
         // value to 1 KiB (as the read script does).
-        let hostile = limits.screen(&entry.fields).is_err()
-            && matches!(code, "too_many_fields" | "too_large");
+        let hostile = limits.oversized(&entry.fields);
         let mut xadd = redis::cmd("XADD");
         // Capped: a producer sending only garbage cannot fill Redis.
         xadd.arg(self.keys.dead_letter())
@@ -277,18 +277,15 @@ impl Store {
             Ok(v) => v,
             Err(_) => return Ok(()), // no stream yet
         };
-        let mut last_delivered = None;
-        for g in items(&groups).unwrap_or_default() {
-            let fields = pairs(g)?;
-            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-            if field("name").and_then(|n| string(n).ok()).as_deref() == Some(group) {
-                last_delivered = field("last-delivered-id")
-                    .and_then(|v| string(v).ok())
-                    .and_then(|id| stream_id(&id));
-            }
-        }
         // No group: nothing was ever read; keep everything.
-        let Some(last_delivered) = last_delivered else {
+        let Some(info) = group_info(&groups, group)? else {
+            return Ok(());
+        };
+        let Some(last_delivered) = info
+            .get("last-delivered-id")
+            .and_then(|v| string(v).ok())
+            .and_then(|id| stream_id(&id))
+        else {
             return Ok(());
         };
         let summary: Value = redis::cmd("XPENDING")
@@ -302,11 +299,10 @@ impl Store {
             }
             _ => None,
         };
-        let cut = [Some(by_age), Some(last_delivered), oldest_pending]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(by_age);
+        let mut cut = by_age.min(last_delivered);
+        if let Some(oldest) = oldest_pending {
+            cut = cut.min(oldest);
+        }
         let _: i64 = redis::cmd("XTRIM")
             .arg(&p.stream)
             .arg("MINID")
@@ -316,6 +312,20 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The fields of `group` in an `XINFO GROUPS` reply (`None`: no such group).
+pub(crate) fn group_info<'a>(
+    groups: &'a Value,
+    group: &str,
+) -> Result<Option<HashMap<String, &'a Value>>> {
+    for g in items(groups).unwrap_or_default() {
+        let fields: HashMap<String, &Value> = pairs(g)?.into_iter().collect();
+        if fields.get("name").and_then(|n| string(n).ok()).as_deref() == Some(group) {
+            return Ok(Some(fields));
+        }
+    }
+    Ok(None)
 }
 
 /// A stream entry id `<ms>-<seq>` as numbers, in stream order.
