@@ -84,13 +84,9 @@ const CAS_ROUNDS: usize = 8;
 const RESUME_CHUNK: usize = 1000;
 
 fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
-    match &ep.event_types {
-        None => pipe.sadd(p.all_subscribers(&ep.workspace), &ep.id).ignore(),
-        Some(types) => types.iter().fold(pipe, |pipe, t| {
-            pipe.sadd(p.type_subscribers(&ep.workspace, t), &ep.id)
-                .ignore()
-        }),
-    };
+    for key in subscriptions(p, ep) {
+        pipe.sadd(key, &ep.id).ignore();
+    }
 }
 
 impl Store {

@@ -163,7 +163,6 @@ pub(crate) struct Kind {
     id: Id,
 }
 
-#[derive(PartialEq)]
 enum Id {
     None,
     Plain,
@@ -314,7 +313,6 @@ mod tests {
         assert_eq!(p.due("ep_1"), "{hookd:events}:due:ep_1");
         assert_eq!(p.event("ws_1", "e1"), "{hookd:events}:evt:4:ws_1:e1");
         assert_eq!(keys.dead_letter(), "hookd:events:dead");
-        // The same name lua/queues.lua builds.
         assert_eq!(p.workspace_leases("ws_1"), "{hookd:events}:ws:4:ws_1:lease");
         assert_eq!(p.endpoint_deliveries("ep_1"), "{hookd:events}:ep:ep_1:dlvs");
         assert_eq!(p.endpoint_rate("ep_1", 17), "{hookd:events}:rl:ep_1:17");

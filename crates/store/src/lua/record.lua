@@ -54,6 +54,7 @@ for i = 5, #ARGV, 9 do
       redis.call('HDEL', dkey, 'manual', 'job')
       if job then
         redis.call('HINCRBY', key_job(tag, job), 'done', 1)
+        -- (The job's count of succeeded deliveries is the field named after the status.)
         if status == STATUS_SUCCEEDED then redis.call('HINCRBY', key_job(tag, job), STATUS_SUCCEEDED, 1) end
       end
     end
