@@ -118,7 +118,12 @@ impl NetworkPolicy {
     /// so `127.1`, `0177.0.0.1`, `0x7f000001`, `2130706433`, `127.0.0.1.` and
     /// percent-encoded spellings are all the IP they stand for.
     pub fn refuses_url(&self, url: &str) -> Option<String> {
-        let ip = literal_ip(url)?;
+        self.refuses(&url::Url::parse(url).ok()?)
+    }
+
+    /// [`NetworkPolicy::refuses_url`] for a URL already parsed.
+    pub fn refuses(&self, url: &url::Url) -> Option<String> {
+        let ip = host_ip(url)?;
         (!self.permits(ip)).then(|| {
             format!("{ip} is an internal address; allow its network in [delivery] allow_networks to deliver there")
         })
@@ -128,7 +133,11 @@ impl NetworkPolicy {
 /// The host of an `http(s)://` URL when it is an IP address in any spelling
 /// the URL parser accepts (`10.0.0.1`, `[::1]`, `127.1`, `0x7f.1`, ...).
 pub fn literal_ip(url: &str) -> Option<IpAddr> {
-    match url::Url::parse(url).ok()?.host()? {
+    host_ip(&url::Url::parse(url).ok()?)
+}
+
+fn host_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
         url::Host::Domain(_) => None,

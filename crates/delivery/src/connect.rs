@@ -38,6 +38,13 @@ pub enum ConnectError {
     NoHost,
 }
 
+impl ConnectError {
+    /// Refused: `host` (as the endpoint gave it) is or resolves to an internal address.
+    fn internal(host: &str) -> Self {
+        Self::Blocked(format!("{host} is or resolves to an internal address"))
+    }
+}
+
 /// A hyper connector that resolves and connects under a [`NetworkPolicy`].
 #[derive(Clone)]
 pub struct PolicyConnector {
@@ -116,7 +123,7 @@ impl PolicyConnector {
             return Err(if candidates.is_empty() {
                 ConnectError::Dns(host.to_string())
             } else {
-                ConnectError::Blocked(format!("{host} is or resolves to an internal address"))
+                ConnectError::internal(host)
             });
         }
         let mut last = None;
@@ -126,9 +133,7 @@ impl PolicyConnector {
                     // The address the socket reached, whatever led to it.
                     let peer = stream.peer_addr().map_err(ConnectError::Connect)?;
                     if !self.policy.permits(peer.ip()) {
-                        return Err(ConnectError::Blocked(format!(
-                            "{host} is or resolves to an internal address"
-                        )));
+                        return Err(ConnectError::internal(host));
                     }
                     let _ = stream.set_nodelay(true);
                     return Ok(TokioIo::new(stream));

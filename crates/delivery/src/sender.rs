@@ -2,14 +2,13 @@
 //! connector of `connect.rs`, which sees every socket address), no redirects,
 //! bounded time and bounded response reads, failures sorted into kinds.
 
+use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookd_core::ErrorKind;
 use hookd_core::network::NetworkPolicy;
-use std::collections::BTreeMap;
-
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -129,16 +128,33 @@ impl Sender {
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, self.user_agent.clone());
-        // The check the connector makes again on the socket address: here it
-        // gives a clear message for a literal IP before any work is done.
-        let uri = match self.settings.network.refuses_url(url) {
-            Some(why) => Err(Failure {
+        Target {
+            uri: self.parse_uri(url),
+            headers,
+        }
+    }
+
+    /// Reads an endpoint URL the way browsers do (WHATWG: `127.1` is
+    /// `127.0.0.1`) and hands hyper the normalised form, so the connector
+    /// sees the host the policy judged. The policy check here (the connector
+    /// makes it again on the socket address) gives a literal IP a clear
+    /// message before any work is done.
+    fn parse_uri(&self, url: &str) -> Result<Uri, Failure> {
+        let invalid = |e: String| Failure {
+            kind: ErrorKind::Connect,
+            message: format!("invalid url: {e}"),
+        };
+        let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if let Some(why) = self.settings.network.refuses(&parsed) {
+            return Err(Failure {
                 kind: ErrorKind::Blocked,
                 message: format!("{BLOCKED}: {why}"),
-            }),
-            None => parse_uri(url),
-        };
-        Target { uri, headers }
+            });
+        }
+        parsed
+            .as_str()
+            .parse::<Uri>()
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// POSTs `body` to `target` with its headers and `extra` ones; never
@@ -223,21 +239,6 @@ pub struct Target {
     /// The parsed URL, or why no request can be made to it.
     uri: Result<Uri, Failure>,
     headers: HeaderMap,
-}
-
-/// Reads an endpoint URL the way browsers do (WHATWG: `127.1` is
-/// `127.0.0.1`), then hands hyper the normalised form, so the connector sees
-/// the same host the policy judged.
-fn parse_uri(url: &str) -> Result<Uri, Failure> {
-    let invalid = |e: String| Failure {
-        kind: ErrorKind::Connect,
-        message: format!("invalid url: {e}"),
-    };
-    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    parsed
-        .as_str()
-        .parse::<Uri>()
-        .map_err(|e| invalid(e.to_string()))
 }
 
 /// `Retry-After` in delta-seconds (HTTP dates are ignored: the backoff applies).
