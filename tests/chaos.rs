@@ -363,12 +363,10 @@ async fn chaos_every_event_reaches_every_endpoint() {
 }
 
 async fn used_memory(redis: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut redis.conn().await)
+    redis
+        .info("memory")
         .await
-        .unwrap();
-    info.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap()

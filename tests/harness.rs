@@ -187,6 +187,15 @@ impl Redis {
         }
     }
 
+    /// One section of `INFO` (`memory`, `commandstats`, ...).
+    pub async fn info(&self, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("INFO")
+    }
+
     /// Creates hookd's consumer group (and the stream), as a daemon would.
     pub async fn create_group(&self) {
         let _: () = redis::cmd("XGROUP")

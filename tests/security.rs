@@ -633,12 +633,10 @@ async fn a_nameserver_that_never_answers_holds_no_thread_and_no_other_delivery()
 
 /// Calls of one Redis command so far (`INFO commandstats`).
 async fn calls(redis: &Redis, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut redis.conn().await)
+    redis
+        .info("commandstats")
         .await
-        .unwrap();
-    info.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)

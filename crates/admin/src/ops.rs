@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use hookd_core::time;
 use hookd_store::stats::QueueStats;
-use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, Registry, TextEncoder};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -76,14 +76,11 @@ fn gauge_f64(registry: &Registry, name: &str, help: &str, value: f64) {
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, value: u64) {
-    if let Ok(g) = IntGauge::new(name, help) {
-        g.set(value as i64);
-        let _ = registry.register(Box::new(g));
-    }
+    gauge_f64(registry, name, help, value as f64);
 }
 
 /// Prometheus metrics: the daemon's counters and histograms, and queue
-/// figures read from Redis at scrape time.
+/// figures read from Redis on an interval ([`QueueFigures`]).
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
