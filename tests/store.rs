@@ -8,8 +8,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use hookd_core::{Endpoint, Event, EventLimits, SignatureScheme, time};
-use hookd_store::schedule::ConcurrencyLimits;
+use hookd_core::{DeliveryStatus, Endpoint, Event, EventLimits, SignatureScheme, time};
+use hookd_store::ingest::Settled;
+use hookd_store::log::LogRecord;
+use hookd_store::schedule::{Breaker, ConcurrencyLimits};
 use hookd_store::{Store, StoreSettings};
 
 async fn store(redis: &Redis) -> Store {
@@ -33,10 +35,17 @@ async fn endpoint(store: &Store, ws: &str) -> Endpoint {
     ep
 }
 
-/// Persists `n` events of `ws` as if read from the stream; returns how many deliveries.
-async fn persist(store: &Store, ws: &str, n: usize) -> u64 {
+/// Accepts `n` events of `ws` as if read from the stream, and settles each
+/// delivery without an attempt with `status` (as dispatch does for an
+/// endpoint that is paused, or without a free slot); returns how many.
+async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u64 {
     let p = store.keys().partition_of(ws);
     let now = time::now_ms();
+    let subscribers = store
+        .subscribers(&p, &[(ws.to_string(), "card.created".to_string())])
+        .await
+        .unwrap()
+        .remove(0);
     let mut total = 0;
     let events: Vec<(String, Event)> = (0..n)
         .map(|i| {
@@ -46,18 +55,40 @@ async fn persist(store: &Store, ws: &str, n: usize) -> u64 {
                 ("data", "{}".to_string()),
                 ("id", format!("e{i}")),
             ];
-            (
-                format!("{}-{i}", now),
-                Event::from_fields(&fields, EventLimits::default(), now).unwrap(),
-            )
+            let entry = format!("{now}-{i}");
+            let event = Event::from_entry(&entry, &fields, EventLimits::default()).unwrap();
+            (entry, event)
         })
         .collect();
-    for chunk in events.chunks(500) {
-        total += store
-            .persist(&p, "hookd", chunk, now)
+    for chunk in events.chunks(200) {
+        let refs: Vec<(&str, &Event)> = chunk.iter().map(|(id, e)| (id.as_str(), e)).collect();
+        let accepted = store
+            .accept(&p, "hookd", "me", &refs, &[], Duration::from_secs(30), now)
             .await
-            .unwrap()
-            .deliveries;
+            .unwrap();
+        assert!(accepted.accepted.iter().all(|a| *a));
+        let settled: Vec<Settled> = chunk
+            .iter()
+            .flat_map(|(entry, e)| {
+                subscribers.iter().map(move |ep| Settled {
+                    entry_id: entry.clone(),
+                    endpoint: ep.clone(),
+                    workspace: e.workspace.clone(),
+                    event_id: e.id.clone(),
+                    event_type: e.event_type.clone(),
+                    status,
+                    attempt: None,
+                    next_at_ms: Some(now),
+                    pause_reason: None,
+                    envelope: Some(e.envelope.clone().into()),
+                })
+            })
+            .collect();
+        store
+            .settle(&p, "hookd", &settled, &[], Breaker::default(), now)
+            .await
+            .unwrap();
+        total += settled.len() as u64;
     }
     total
 }
@@ -67,7 +98,7 @@ async fn a_lease_is_judged_by_redis_clock_not_the_daemons() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let ep = endpoint(&store, "ws").await;
-    assert_eq!(persist(&store, "ws", 1).await, 1);
+    assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
     let p = store.keys().partition_of("ws");
     let limits = ConcurrencyLimits::default();
     let lease = Duration::from_secs(30);
@@ -89,7 +120,7 @@ async fn resuming_releases_a_large_held_set_in_chunks() {
         .pause_endpoint(&ep.id, "test", time::now_ms())
         .await
         .unwrap();
-    assert_eq!(persist(&store, "ws", 2500).await, 2500);
+    assert_eq!(settle(&store, "ws", 2500, DeliveryStatus::Held).await, 2500);
     let paused = store.endpoint(&ep.id).await.unwrap();
     assert_eq!(store.held_count(&paused).await.unwrap(), 2500);
     let released = store.resume_endpoint(&ep.id, time::now_ms()).await.unwrap();
@@ -110,7 +141,7 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let ep = endpoint(&store, "ws").await;
-    assert_eq!(persist(&store, "ws", 1200).await, 1200);
+    assert_eq!(settle(&store, "ws", 1200, DeliveryStatus::Pending).await, 1200);
     // Deleted behind the daemon's back (the hash alone), with 1,200 due.
     let p = store.keys().partition_of("ws");
     let _: i64 = redis::cmd("DEL")
@@ -141,13 +172,20 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
         calls >= 3,
         "1,200 deliveries took {calls} calls of at most 500"
     );
-    let ids: Vec<String> = redis::cmd("ZRANGE")
-        .arg(p.endpoint_deliveries(&ep.id))
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(p.log(&ep.id))
         .arg(0)
         .arg(-1)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
+    let ids: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let r = LogRecord::decode(m).unwrap();
+            hookd_core::delivery::delivery_id(&r.entry_id, &ep.id)
+        })
+        .collect();
     assert_eq!(ids.len(), 1200);
     for id in ids.iter().step_by(97) {
         let d = store.delivery(id).await.unwrap();
@@ -206,10 +244,10 @@ async fn the_lua_prelude_names_keys_as_the_rust_layout_does() {
     let keys = hookd_store::Keys::new("hookd:events", "hookd", 4);
     let p = keys.partition(2);
     let script = format!(
-        "{}return {{ key_endpoint(ARGV[1], 'ep_1'), key_endpoint_deliveries(ARGV[1], 'ep_1'), \
+        "{}return {{ key_endpoint(ARGV[1], 'ep_1'), key_log(ARGV[1], 'ep_1'), \
          key_delivery(ARGV[1], 'd1'), key_attempts(ARGV[1], 'd1'), key_due(ARGV[1], 'ep_1'), \
          key_leases(ARGV[1], 'ep_1'), key_held(ARGV[1], 'ep_1'), key_job(ARGV[1], 'j1'), \
-         key_ready(ARGV[1]), key_deliveries(ARGV[1]), key_workspace_deliveries(ARGV[1], 'wsé'), \
+         key_ready(ARGV[1]), key_logs(ARGV[1]), key_config(ARGV[1]), \
          key_workspace_leases(ARGV[1], 'wsé'), key_types_seen(ARGV[1], 'wsé'), \
          key_workspace_endpoints(ARGV[1], 'wsé'), key_catalog(ARGV[1], 'wsé'), \
          key_endpoint_rate(ARGV[1], 'ep_1' .. ':' .. 17), STATUS_RETRYING }}",
@@ -224,7 +262,7 @@ async fn the_lua_prelude_names_keys_as_the_rust_layout_does() {
         .unwrap();
     let from_rust = vec![
         p.endpoint("ep_1"),
-        p.endpoint_deliveries("ep_1"),
+        p.log("ep_1"),
         p.delivery("d1"),
         p.attempts("d1"),
         p.due("ep_1"),
@@ -232,8 +270,8 @@ async fn the_lua_prelude_names_keys_as_the_rust_layout_does() {
         p.held("ep_1"),
         p.job("j1"),
         p.ready(),
-        p.deliveries(),
-        p.workspace_deliveries("wsé"),
+        p.logs(),
+        p.config(),
         p.workspace_leases("wsé"),
         p.types_seen("wsé"),
         p.workspace_endpoints("wsé"),

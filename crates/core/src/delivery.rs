@@ -102,3 +102,42 @@ pub struct Delivery {
     #[serde(default)]
     pub attempts: Vec<Attempt>,
 }
+
+/// The id of the delivery of the event in stream entry `entry_id` to
+/// `endpoint_id`: the same every time that entry is read, so a delivery
+/// sent again after a crash carries the same id and receivers can drop the
+/// repeat. (Entry ids, `<ms>-<seq>`, hold no `_`.)
+pub fn delivery_id(entry_id: &str, endpoint_id: &str) -> String {
+    format!("dlv_{entry_id}_{endpoint_id}")
+}
+
+/// The stream entry id and endpoint id a delivery id was made from.
+pub fn parse_delivery_id(id: &str) -> Option<(&str, &str)> {
+    let (entry, endpoint) = id.strip_prefix("dlv_")?.split_once('_')?;
+    let (ms, seq) = entry.split_once('-')?;
+    (ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok() && !endpoint.is_empty())
+        .then_some((entry, endpoint))
+}
+
+/// The creation time (ms) of a delivery: its stream entry's time.
+pub fn entry_time_ms(entry_id: &str) -> Option<i64> {
+    entry_id.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_round_trip() {
+        let id = delivery_id("1700000000000-3", "ep_01abc_x");
+        assert_eq!(id, "dlv_1700000000000-3_ep_01abc_x");
+        assert_eq!(
+            parse_delivery_id(&id),
+            Some(("1700000000000-3", "ep_01abc_x"))
+        );
+        assert_eq!(parse_delivery_id("dlv_01HZZ0000"), None);
+        assert_eq!(parse_delivery_id("dlv_12-x_ep"), None);
+        assert_eq!(entry_time_ms("1700000000000-3"), Some(1_700_000_000_000));
+    }
+}

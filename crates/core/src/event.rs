@@ -152,6 +152,28 @@ impl Event {
         limits: EventLimits,
         now_ms: i64,
     ) -> Result<Event, Rejection> {
+        Self::build(fields, limits, now_ms, || id::new_id("evt_"))
+    }
+
+    /// Validates the fields of stream entry `entry_id` and builds its
+    /// envelope, the same bytes every time the entry is read: an event
+    /// without `id` gets `evt_<entry id>`, and without `occurred_at` the
+    /// entry's time.
+    pub fn from_entry<K: AsRef<str>, V: AsRef<[u8]>>(
+        entry_id: &str,
+        fields: &[(K, V)],
+        limits: EventLimits,
+    ) -> Result<Event, Rejection> {
+        let published = crate::delivery::entry_time_ms(entry_id).unwrap_or_else(time::now_ms);
+        Self::build(fields, limits, published, || format!("evt_{entry_id}"))
+    }
+
+    fn build<K: AsRef<str>, V: AsRef<[u8]>>(
+        fields: &[(K, V)],
+        limits: EventLimits,
+        now_ms: i64,
+        fallback_id: impl FnOnce() -> String,
+    ) -> Result<Event, Rejection> {
         limits.screen(fields)?;
         let get = |name: &str| {
             fields
@@ -207,7 +229,7 @@ impl Event {
                 }
                 v.to_string()
             }
-            None => id::new_id("evt_"),
+            None => fallback_id(),
         };
         let created_at_ms = match get("occurred_at") {
             None => now_ms,

@@ -1,6 +1,7 @@
-//! The ingest loop of one partition: read entries with the consumer group,
-//! validate them, dead-letter the bad ones, persist the rest with their acks,
-//! and take over entries a dead consumer left pending.
+//! The ingest loop of one partition: read entries with the consumer group
+//! (no more than first attempts can start), validate them, dead-letter the
+//! bad ones, hand the rest to [`Dispatch`] for their first attempts, and
+//! take over entries a dead consumer left pending.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,9 +10,10 @@ use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{Event, EventLimits, time};
 use hookd_store::stream::{Entry, Taken};
 use hookd_store::{PartitionKeys, Store, StoreError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::dispatch::Dispatch;
 use crate::metrics::Metrics;
 
 /// Typed ingest settings.
@@ -31,21 +33,30 @@ pub(crate) struct Ingest {
     pub store: Store,
     pub partition: PartitionKeys,
     pub settings: IngestSettings,
-    /// Woken when deliveries were persisted, so the scheduler claims them at once.
-    pub persisted: Arc<Notify>,
+    pub dispatch: Dispatch,
     pub metrics: Arc<Metrics>,
     /// Beaten on every turn of the loop that reached Redis (for `/readyz`).
     pub heartbeat: Heartbeat,
 }
 
 impl Ingest {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown`; then lets first attempts in flight finish within `grace`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut backoff = Backoff::new();
         let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            let room = self.dispatch.room();
+            if room == 0 {
+                tokio::select! {
+                    _ = self.dispatch.wait_for_room() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let count = self.settings.batch.min(room).max(1);
             let reclaim_due = last_reclaim.elapsed() >= self.settings.reclaim_idle / 2;
             let limits = self.settings.limits;
             let read = if reclaim_due {
@@ -56,7 +67,7 @@ impl Ingest {
                         &self.settings.group,
                         &self.settings.consumer,
                         self.settings.reclaim_idle,
-                        self.settings.batch,
+                        count,
                         &limits,
                     )
                     .await
@@ -67,12 +78,15 @@ impl Ingest {
                         &self.partition,
                         &self.settings.group,
                         &self.settings.consumer,
-                        self.settings.batch,
+                        count,
                         &limits,
                     )
                     .await
                 {
                     Ok(taken) if taken.entries.is_empty() && taken.dead_lettered.is_empty() => {
+                        if let Err(e) = self.dispatch.release_idle().await {
+                            tracing::warn!(error = %e, "could not give back idle slots");
+                        }
                         // Nothing waiting: block for the next entry.
                         tokio::select! {
                             read = self.store.wait_new(&self.partition, &self.settings.group, &self.settings.consumer) => {
@@ -107,15 +121,16 @@ impl Ingest {
             }
             // Entries stay pending until this succeeds; keep trying (they are ours).
             while let Err(e) = self.process(&entries).await {
-                self.pause_after_error("persisting events", &e, &mut backoff, &mut shutdown)
+                self.pause_after_error("accepting events", &e, &mut backoff, &mut shutdown)
                     .await;
                 if *shutdown.borrow() {
                     // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
-                    return;
+                    break;
                 }
             }
             backoff.reset();
         }
+        self.dispatch.finish(grace).await;
     }
 
     async fn pause_after_error(
@@ -133,15 +148,10 @@ impl Ingest {
         }
     }
 
-    async fn process(&self, entries: &[Entry]) -> Result<(), StoreError> {
-        let now_ms = time::now_ms();
+    async fn process(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
         let mut events = Vec::with_capacity(entries.len());
         for entry in entries {
-            match Event::from_fields(
-                &entry.fields,
-                self.settings.limits,
-                entry_time_ms(&entry.id).unwrap_or(now_ms),
-            ) {
+            match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
                 Ok(event) => events.push((entry.id.clone(), event)),
                 Err(rejection) => {
                     self.metrics.dead_letter(rejection.code);
@@ -159,24 +169,13 @@ impl Ingest {
                 }
             }
         }
-        let persisted = self
-            .store
-            .persist(&self.partition, &self.settings.group, &events, now_ms)
-            .await?;
-        self.metrics.ingested(
-            events.len() as u64 - persisted.duplicates,
-            persisted.duplicates,
-        );
-        tracing::debug!(
-            events = events.len(),
-            deliveries = persisted.deliveries,
-            duplicates = persisted.duplicates,
-            "ingested"
-        );
-        if persisted.deliveries > 0 {
-            // notify_one keeps a permit when the scheduler is busy claiming, so the wake-up is not lost.
-            self.persisted.notify_one();
+        if events.is_empty() {
+            return Ok(());
         }
+        let count = events.len();
+        let (accepted, duplicates) = self.dispatch.dispatch(events).await?;
+        self.metrics.ingested(accepted, duplicates);
+        tracing::debug!(events = count, duplicates, "ingested");
         Ok(())
     }
 }
@@ -188,10 +187,4 @@ fn static_code(reason: &str) -> &'static str {
         "too_large" => "too_large",
         _ => "other",
     }
-}
-
-/// The time Redis assigned to an auto-generated entry id (`<ms>-<seq>`):
-/// the publish time, used as `createdAt` when the producer gave no `occurred_at`.
-fn entry_time_ms(id: &str) -> Option<i64> {
-    id.split('-').next()?.parse().ok()
 }

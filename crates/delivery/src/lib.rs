@@ -1,9 +1,13 @@
 //! hookd-delivery: the moving parts of the daemon.
 //!
-//! - [`ingest`]: stream entries in, deliveries persisted and acknowledged;
-//! - [`schedule`]: due deliveries claimed and attempted on a bounded pool;
+//! - [`ingest`]: stream entries in, validated, handed to dispatch;
+//! - `dispatch`: first attempts straight from the stream, on cached
+//!   configuration and slots held per endpoint;
+//! - `settle`: first attempts recorded in batches, with the stream acks;
+//! - [`schedule`]: due deliveries (retries, held, redelivered) claimed and
+//!   attempted on a bounded pool;
 //! - [`attempt`]: one signed request and the record of it;
-//! - `recorder`: attempts written to Redis in batches;
+//! - `recorder`: the scheduler's attempts written to Redis in batches;
 //! - [`sender`]: the HTTP client and how failures are classified;
 //! - [`connect`]: every connection resolved and checked against the network policy.
 //!
@@ -14,11 +18,13 @@
 pub mod attempt;
 mod backoff;
 pub mod connect;
+mod dispatch;
 pub mod ingest;
 pub mod metrics;
 mod recorder;
 pub mod schedule;
 pub mod sender;
+mod settle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,11 +89,36 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for partition in store.keys().all_partitions() {
         let wake = Arc::new(Notify::new());
+        let settler = settle::Settler::start(
+            store.clone(),
+            partition.clone(),
+            settle::SettlerSettings {
+                group: settings.ingest.group.clone(),
+                consumer: settings.ingest.consumer.clone(),
+                breaker: settings.schedule.breaker,
+                reclaim_idle: settings.ingest.reclaim_idle,
+            },
+            telemetry.metrics.clone(),
+            wake.clone(),
+        );
+        let dispatch = dispatch::Dispatch::new(
+            store.clone(),
+            partition.clone(),
+            ctx.clone(),
+            settler,
+            dispatch::DispatchSettings {
+                group: settings.ingest.group.clone(),
+                consumer: settings.ingest.consumer.clone(),
+                limits: settings.schedule.limits,
+                slot_lease: settings.schedule.lease,
+                window: settings.schedule.concurrency,
+            },
+        );
         let ingest = ingest::Ingest {
             store: store.clone(),
             partition: partition.clone(),
             settings: settings.ingest.clone(),
-            persisted: wake.clone(),
+            dispatch,
             metrics: telemetry.metrics.clone(),
             heartbeat: telemetry.heartbeat.clone(),
         };
@@ -99,9 +130,10 @@ pub async fn run(
             wake,
         };
         let (ingest_stop, schedule_stop) = (shutdown.clone(), shutdown.clone());
+        let grace = settings.schedule.shutdown_grace;
         tasks.spawn(async move {
             ensure_group(&ingest, ingest_stop.clone()).await;
-            ingest.run(ingest_stop).await
+            ingest.run(ingest_stop, grace).await
         });
         tasks.spawn(scheduler.run(schedule_stop));
     }
@@ -139,9 +171,14 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
             _ = shutdown.changed() => return,
         }
         let now = time::now_ms();
+        // A stream entry holds the payload of its deliveries' history (for
+        // redelivery): it stays at least as long as the history does.
+        let keep = settings
+            .stream_retention
+            .max(store.settings().history_retention);
         for p in store.keys().all_partitions() {
             if let Err(e) = store
-                .trim_stream(&p, &settings.ingest.group, settings.stream_retention, now)
+                .trim_stream(&p, &settings.ingest.group, keep, now)
                 .await
             {
                 tracing::warn!(error = %e, "trimming the stream failed");

@@ -77,7 +77,7 @@ impl Writer {
                     }
                     freed.notify_one();
                     for t in tripped {
-                        self.announce(t).await;
+                        announce(&self.store, &self.metrics, t).await;
                     }
                 }
                 Err(e) => {
@@ -89,24 +89,24 @@ impl Writer {
             }
         }
     }
+}
 
-    /// Logs, counts and publishes an endpoint the breaker paused.
-    async fn announce(&self, t: Tripped) {
-        tracing::warn!(endpoint = %t.endpoint.id, workspace = %t.endpoint.workspace, failures = t.failures,
-            last_error = %t.last_error, "circuit breaker paused the endpoint; resume it when the receiver is fixed");
-        self.metrics.breaker_tripped();
-        let event = [
-            ("type", "endpoint.paused".to_string()),
-            ("reason", "circuit_breaker".to_string()),
-            ("endpoint", t.endpoint.id.clone()),
-            ("workspace", t.endpoint.workspace.clone()),
-            ("failures", t.failures.to_string()),
-            ("failing_since", time::format_rfc3339_ms(t.failing_since_ms)),
-            ("last_error", t.last_error.clone()),
-            ("at", time::format_rfc3339_ms(time::now_ms())),
-        ];
-        if let Err(e) = self.store.operational_event(&event).await {
-            tracing::warn!(error = %e, "could not publish the operational event");
-        }
+/// Logs, counts and publishes an endpoint the breaker paused.
+pub(crate) async fn announce(store: &Store, metrics: &crate::Metrics, t: Tripped) {
+    tracing::warn!(endpoint = %t.endpoint.id, workspace = %t.endpoint.workspace, failures = t.failures,
+        last_error = %t.last_error, "circuit breaker paused the endpoint; resume it when the receiver is fixed");
+    metrics.breaker_tripped();
+    let event = [
+        ("type", "endpoint.paused".to_string()),
+        ("reason", "circuit_breaker".to_string()),
+        ("endpoint", t.endpoint.id.clone()),
+        ("workspace", t.endpoint.workspace.clone()),
+        ("failures", t.failures.to_string()),
+        ("failing_since", time::format_rfc3339_ms(t.failing_since_ms)),
+        ("last_error", t.last_error.clone()),
+        ("at", time::format_rfc3339_ms(time::now_ms())),
+    ];
+    if let Err(e) = store.operational_event(&event).await {
+        tracing::warn!(error = %e, "could not publish the operational event");
     }
 }

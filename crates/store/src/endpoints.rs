@@ -139,6 +139,8 @@ impl Store {
             .hset_multiple(p.endpoint(&ep.id), &limits(ep))
             .ignore()
             .sadd(p.workspace_endpoints(&ep.workspace), &ep.id)
+            .ignore()
+            .incr(p.config(), 1)
             .ignore();
         add_subscriptions(&mut pipe, &p, ep);
         let mut conn = self.conn.clone();
@@ -233,9 +235,10 @@ impl Store {
         // Only while the endpoint exists: a pause racing a delete must not
         // leave a hash behind.
         let written: i64 = redis::cmd("EVAL")
-            .arg("if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return 0 end redis.call('HSET', KEYS[1], 'paused', '1', 'paused_reason', ARGV[1], 'paused_at', ARGV[2]) return 1")
-            .arg(1)
+            .arg("if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return 0 end redis.call('HSET', KEYS[1], 'paused', '1', 'paused_reason', ARGV[1], 'paused_at', ARGV[2]) redis.call('INCR', KEYS[2]) return 1")
+            .arg(2)
             .arg(p.endpoint(id))
+            .arg(p.config())
             .arg(reason)
             .arg(now_ms)
             .query_async(&mut conn)
@@ -296,7 +299,7 @@ impl Store {
         let p = self.keys.partition_of(&before.workspace);
         let leave = subscriptions(&p, before);
         let mut script = self.scripts.endpoint_write.prepare_invoke();
-        script.key(p.endpoint(&before.id));
+        script.key(p.endpoint(&before.id)).key(p.config());
         match after {
             None => {
                 script
@@ -355,7 +358,8 @@ impl Store {
             .await?;
         let (mut total, mut resealed) = (0, 0);
         for (id, ws) in index {
-            let key = self.keys.partition_of(&ws).endpoint(&id);
+            let p = self.keys.partition_of(&ws);
+            let key = p.endpoint(&id);
             let stored: Option<String> = redis::cmd("HGET")
                 .arg(&key)
                 .arg("doc")
@@ -376,9 +380,10 @@ impl Store {
             }
             let ep = self.parse_doc(&id, stored.as_bytes())?;
             let swapped: i64 = redis::cmd("EVAL")
-                .arg("if redis.call('HGET', KEYS[1], 'doc') == ARGV[1] then redis.call('HSET', KEYS[1], 'doc', ARGV[2]) return 1 end return 0")
-                .arg(1)
+                .arg("if redis.call('HGET', KEYS[1], 'doc') == ARGV[1] then redis.call('HSET', KEYS[1], 'doc', ARGV[2]) redis.call('INCR', KEYS[2]) return 1 end return 0")
+                .arg(2)
                 .arg(&key)
+                .arg(p.config())
                 .arg(&stored)
                 .arg(self.doc(&ep)?)
                 .query_async(&mut conn)
@@ -402,6 +407,7 @@ impl Store {
                 .key(p.held(id))
                 .key(p.due(id))
                 .key(p.ready())
+                .key(p.config())
                 .arg(&p.tag)
                 .arg(now_ms)
                 .arg(id)
@@ -423,7 +429,6 @@ impl Store {
     pub async fn delete_endpoint(&self, id: &str, now_ms: i64) -> Result<Endpoint> {
         for _ in 0..CAS_ROUNDS {
             let ep = self.endpoint(id).await?;
-            let p = self.keys.partition_of(&ep.workspace);
             // Held deliveries go back to the due queue, where a claim finds the endpoint gone and fails them.
             self.resume_endpoint(id, now_ms).await?;
             // Removed with the subscriptions it has now, not those of a
@@ -432,11 +437,6 @@ impl Store {
                 continue;
             }
             let mut conn = self.conn.clone();
-            let _: i64 = redis::cmd("EXPIRE")
-                .arg(p.endpoint_deliveries(id))
-                .arg(self.retention_secs())
-                .query_async(&mut conn)
-                .await?;
             let _: i64 = redis::cmd("HDEL")
                 .arg(self.keys.endpoint_index())
                 .arg(id)

@@ -1,15 +1,21 @@
-//! Reading delivery history: one delivery with its attempts, or a filtered page.
+//! Reading delivery history: one delivery with its attempts, or a filtered
+//! page. Every delivery has a member in its endpoint's history log (see
+//! `log.rs`); one that outlived its first attempt also has durable state,
+//! which wins where both exist.
 
 use std::collections::HashMap;
 
+use hookd_core::delivery::{delivery_id, entry_time_ms, parse_delivery_id};
 use hookd_core::{Attempt, Delivery, DeliveryStatus};
+
+use crate::log::LogRecord;
 
 use crate::{Result, Store, StoreError};
 
 /// Which deliveries to list. Every filter is optional; they combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
-    /// Only this workspace's deliveries (uses the workspace's history index).
+    /// Only this workspace's deliveries (reads the logs of its endpoints).
     pub workspace: Option<String>,
     pub endpoint: Option<String>,
     pub status: Option<DeliveryStatus>,
@@ -55,11 +61,11 @@ pub struct Page {
     pub deliveries: Vec<Delivery>,
     /// Where the next page starts; `None` when the history ends here. A page
     /// can hold fewer than `limit` deliveries and still have a next one: one
-    /// request examines at most [`SCAN_BUDGET`] index entries per index.
+    /// request examines at most [`SCAN_BUDGET`] log members per log.
     pub next: Option<Cursor>,
 }
 
-/// Index entries one request examines per index before it returns a page.
+/// Log members one request examines per log before it returns a page.
 pub const SCAN_BUDGET: usize = 5_000;
 
 fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Delivery> {
@@ -93,10 +99,35 @@ impl DeliveryFilter {
     }
 }
 
+/// A delivery as its log member records it (durable state may be newer).
+fn from_record(endpoint: &str, workspace: &str, created_ms: i64, r: LogRecord) -> Delivery {
+    Delivery {
+        id: delivery_id(&r.entry_id, endpoint),
+        endpoint_id: endpoint.to_string(),
+        workspace: workspace.to_string(),
+        event_id: r.event_id,
+        event_type: r.event_type,
+        status: r.status,
+        attempts_made: u32::from(r.attempt.is_some()),
+        created_at_ms: created_ms,
+        next_attempt_at_ms: None,
+        attempts: r.attempt.into_iter().collect(),
+    }
+}
+
+/// One history log: its partition, endpoint and workspace.
+struct Log {
+    p: crate::PartitionKeys,
+    endpoint: String,
+    workspace: String,
+}
+
 impl Store {
     /// One delivery with every attempt.
     pub async fn delivery(&self, id: &str) -> Result<Delivery> {
         let mut conn = self.conn.clone();
+        let not_found = || StoreError::NotFound(format!("delivery {id}"));
+        // Durable state first (it has every attempt), in whichever partition holds it.
         for p in self.keys.all_partitions() {
             let (h, attempts): (HashMap<String, String>, Vec<String>) = redis::pipe()
                 .hgetall(p.delivery(id))
@@ -116,38 +147,82 @@ impl Store {
                 .collect::<Result<_>>()?;
             return Ok(d);
         }
-        Err(StoreError::NotFound(format!("delivery {id}")))
+        // Otherwise its log member, found by creation time (the entry's).
+        let (entry, endpoint) = parse_delivery_id(id).ok_or_else(not_found)?;
+        let created = entry_time_ms(entry).ok_or_else(not_found)?;
+        let log = self.log_of(endpoint).await?.ok_or_else(not_found)?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(log.p.log(endpoint))
+            .arg(created)
+            .arg(created)
+            .query_async(&mut conn)
+            .await?;
+        members
+            .iter()
+            .filter_map(|m| LogRecord::decode(m))
+            .find(|r| r.entry_id == entry)
+            .map(|r| from_record(endpoint, &log.workspace, created, r))
+            .ok_or_else(not_found)
+    }
+
+    /// The log of an endpoint, deleted or not, while it has one.
+    async fn log_of(&self, endpoint: &str) -> Result<Option<Log>> {
+        let mut conn = self.conn.clone();
+        for p in self.keys.all_partitions() {
+            let ws: Option<String> = redis::cmd("HGET")
+                .arg(p.logs())
+                .arg(endpoint)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(workspace) = ws {
+                return Ok(Some(Log {
+                    p,
+                    endpoint: endpoint.to_string(),
+                    workspace,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The logs a filter reads: one endpoint's, a workspace's endpoints', or all.
+    async fn logs_for(&self, filter: &DeliveryFilter) -> Result<Vec<Log>> {
+        if let Some(ep) = &filter.endpoint {
+            return Ok(self.log_of(ep).await?.into_iter().collect());
+        }
+        let partitions: Vec<crate::PartitionKeys> = match &filter.workspace {
+            Some(ws) => vec![self.keys.partition_of(ws)],
+            None => self.keys.all_partitions().collect(),
+        };
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        for p in partitions {
+            let logs: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(p.logs())
+                .query_async(&mut conn)
+                .await?;
+            for (endpoint, workspace) in logs {
+                if filter.workspace.as_ref().is_none_or(|w| *w == workspace) {
+                    out.push(Log {
+                        p: p.clone(),
+                        endpoint,
+                        workspace,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A page of deliveries, newest first, without their attempts.
     pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Page> {
-        let indexes: Vec<(crate::PartitionKeys, String)> =
-            match (&filter.endpoint, &filter.workspace) {
-                (Some(ep), _) => {
-                    let p = self.history_partition(ep).await?;
-                    let index = p.endpoint_deliveries(ep);
-                    vec![(p, index)]
-                }
-                (None, Some(ws)) => {
-                    let p = self.keys.partition_of(ws);
-                    let index = p.workspace_deliveries(ws);
-                    vec![(p, index)]
-                }
-                (None, None) => self
-                    .keys
-                    .all_partitions()
-                    .map(|p| {
-                        let index = p.deliveries();
-                        (p, index)
-                    })
-                    .collect(),
-            };
+        let logs = self.logs_for(filter).await?;
         let mut found = Vec::new();
-        // The deepest position every index was scanned to, when a scan stopped
-        // on its budget: results past it could be missing entries of that index.
+        // The deepest position every log was scanned to, when a scan stopped
+        // on its budget: results past it could be missing members of that log.
         let mut frontier: Option<Cursor> = None;
-        for (p, index) in &indexes {
-            let (matches, stopped_at) = self.scan_index(p, index, filter).await?;
+        for log in &logs {
+            let (matches, stopped_at) = self.scan_log(log, filter).await?;
             found.extend(matches);
             if let Some(at) = stopped_at {
                 frontier = Some(frontier.map_or(at.clone(), |f| f.max(at)));
@@ -173,15 +248,14 @@ impl Store {
         })
     }
 
-    /// Up to `limit + 1` matches from one index, and, when the scan budget
+    /// Up to `limit + 1` matches from one log, and, when the scan budget
     /// ran out first, the position it stopped at.
-    async fn scan_index(
+    async fn scan_log(
         &self,
-        p: &crate::PartitionKeys,
-        index: &str,
+        log: &Log,
         filter: &DeliveryFilter,
     ) -> Result<(Vec<Delivery>, Option<Cursor>)> {
-        const PAGE: usize = 500;
+        let page = (filter.limit + 1).clamp(50, 500);
         let mut conn = self.conn.clone();
         let mut max = filter.until_ms.unwrap_or(i64::MAX);
         if let Some(c) = &filter.before {
@@ -190,71 +264,74 @@ impl Store {
         let min = filter
             .since_ms
             .map_or("-inf".to_string(), |ms| ms.to_string());
+        let key = log.p.log(&log.endpoint);
         let mut out = Vec::new();
+        // A delivery sent again after a crash can have two members.
+        let mut seen = std::collections::HashSet::new();
         let (mut offset, mut scanned) = (0, 0);
         loop {
-            let entries: Vec<(String, i64)> = redis::cmd("ZREVRANGEBYSCORE")
-                .arg(index)
+            let members: Vec<(String, i64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
                 .arg(max)
                 .arg(&min)
                 .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(offset)
-                .arg(PAGE)
+                .arg(page)
                 .query_async(&mut conn)
                 .await?;
-            let last_page = entries.len() < PAGE;
-            offset += entries.len();
-            let entries: Vec<(String, i64)> = entries
+            let last_page = members.len() < page;
+            offset += members.len();
+            let rows: Vec<(Delivery, i64)> = members
                 .into_iter()
-                .filter(|(id, ms)| {
-                    filter
-                        .before
-                        .as_ref()
-                        .is_none_or(|c| *ms < c.created_ms || (*ms == c.created_ms && *id < c.id))
+                .filter_map(|(m, ms)| {
+                    let r = LogRecord::decode(&m)?;
+                    Some((from_record(&log.endpoint, &log.workspace, ms, r), ms))
+                })
+                .filter(|(d, ms)| {
+                    filter.before.as_ref().is_none_or(|c| {
+                        *ms < c.created_ms || (*ms == c.created_ms && d.id < c.id)
+                    })
                 })
                 .collect();
             let mut pipe = redis::pipe();
-            for (id, _) in &entries {
-                pipe.hgetall(p.delivery(id));
+            for (d, _) in &rows {
+                pipe.hgetall(log.p.delivery(&d.id));
             }
-            let hashes: Vec<HashMap<String, String>> = if entries.is_empty() {
+            let hashes: Vec<HashMap<String, String>> = if rows.is_empty() {
                 Vec::new()
             } else {
                 pipe.query_async(&mut conn).await?
             };
-            for ((id, ms), h) in entries.iter().zip(hashes) {
+            for ((record, ms), h) in rows.into_iter().zip(hashes) {
                 scanned += 1;
-                if !h.is_empty() {
-                    let d = from_hash(id, &h)?;
+                let at = Cursor {
+                    created_ms: ms,
+                    id: record.id.clone(),
+                };
+                if seen.insert(record.id.clone()) {
+                    let d = if h.is_empty() {
+                        record
+                    } else {
+                        from_hash(&record.id, &h)?
+                    };
                     if filter.matches(&d) {
-                        out.push(d);
+                        out.push(Delivery {
+                            attempts: Vec::new(),
+                            ..d
+                        });
                         if out.len() > filter.limit {
                             return Ok((out, None));
                         }
                     }
                 }
                 if scanned >= SCAN_BUDGET && !last_page {
-                    let at = Cursor {
-                        created_ms: *ms,
-                        id: id.clone(),
-                    };
                     return Ok((out, Some(at)));
                 }
             }
             if last_page {
                 return Ok((out, None));
             }
-        }
-    }
-
-    /// The partition holding an endpoint's history. A deleted endpoint is no
-    /// longer in the id index; with one partition its history stays readable.
-    async fn history_partition(&self, endpoint: &str) -> Result<crate::PartitionKeys> {
-        match self.endpoint_workspace(endpoint).await? {
-            Some(ws) => Ok(self.keys.partition_of(&ws)),
-            None if self.keys.partitions() == 1 => Ok(self.keys.partition(0)),
-            None => Err(StoreError::NotFound(format!("endpoint {endpoint}"))),
         }
     }
 }

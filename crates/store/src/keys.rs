@@ -12,15 +12,18 @@
 //! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, `max_concurrency` and `rate_limit` for the claim script, `fails` and `failing_since` for the circuit breaker |
 //! | `P:ws:<ws>:eps` | set | the workspace's endpoint ids |
 //! | `P:ws:<ws>:type:<type>` / `P:ws:<ws>:all` | set | endpoints subscribed to a type / to every type |
-//! | `P:evt:<ws>:<event id>` | string | the envelope (stored once per event); doubles as the idempotency marker |
-//! | `P:dlv:<delivery>` | hash | delivery state (see `lua/ingest.lua`) |
+//! | `P:evt:<ws>:<event id>` | string | the idempotency marker: the id of the stream entry that first carried the event (expires after the retention) |
+//! | `P:env:<ws>:<event id>` | string | the envelope, only for events with a delivery that outlived its first attempt (a delivery whose first attempt succeeded needs none: its payload stays in the stream entry) |
+//! | `P:dlv:<delivery>` | hash | durable delivery state, made only when a delivery outlives its first attempt (failed, held, waiting for a slot, redelivered; see `lua/settle.lua`) |
 //! | `P:dlv:<delivery>:attempts` | list | attempt records, JSON |
 //! | `P:due:<endpoint>` | zset | the endpoint's deliveries to attempt, scored by due time (ms); a claim pushes the score forward by the lease |
-//! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons |
+//! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons. Also the slots a daemon holds for first attempts (members `~<consumer>:<endpoint>:<n>`) |
 //! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
 //! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons |
-//! | `P:ep:<endpoint>:dlvs`, `P:ws:<ws>:dlvs`, `P:dlvs` | zset | history indexes (endpoint, workspace, all) by creation time (ms) |
+//! | `P:ep:<endpoint>:log` | zset | the endpoint's history: one member per delivery (a compact record of it and its first attempt, see `log.rs`), scored by creation time (ms) |
+//! | `P:logs` | hash | endpoint id -> workspace, for every endpoint with a history log (deleted ones until their log expires) |
+//! | `P:cfg` | string | the configuration version: bumped by every endpoint write; daemons check their cache against it once per batch |
 //! | `P:ws:<ws>:types` | hash | event types seen: `n:<type>` count, `t:<type>` last seen (ms) |
 //! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
 //! | `P:rl:<endpoint>:<second>` | string | attempts claimed in that second, for the endpoint's rate limit (expires after 2 s) |
@@ -179,10 +182,9 @@ macro_rules! kinds {
 
 kinds! {
     ENDPOINT = "endpoint", ":ep:", Plain, "";
-    ENDPOINT_DELIVERIES = "endpoint_deliveries", ":ep:", Plain, ":dlvs";
+    LOG = "log", ":ep:", Plain, ":log";
     ENDPOINT_RATE = "endpoint_rate", ":rl:", Plain, "";
     WORKSPACE_ENDPOINTS = "workspace_endpoints", ":ws:", Workspace, ":eps";
-    WORKSPACE_DELIVERIES = "workspace_deliveries", ":ws:", Workspace, ":dlvs";
     WORKSPACE_LEASES = "workspace_leases", ":ws:", Workspace, ":lease";
     TYPES_SEEN = "types_seen", ":ws:", Workspace, ":types";
     CATALOG = "catalog", ":ws:", Workspace, ":catalog";
@@ -193,7 +195,8 @@ kinds! {
     HELD = "held", ":held:", Plain, "";
     JOB = "job", ":job:", Plain, "";
     READY = "ready", ":ready", None, "";
-    DELIVERIES = "deliveries", ":dlvs", None, "";
+    LOGS = "logs", ":logs", None, "";
+    CONFIG = "config", ":cfg", None, "";
 }
 
 impl PartitionKeys {
@@ -208,8 +211,18 @@ impl PartitionKeys {
     pub fn endpoint(&self, id: &str) -> String {
         self.key(&ENDPOINT, id)
     }
-    pub fn endpoint_deliveries(&self, id: &str) -> String {
-        self.key(&ENDPOINT_DELIVERIES, id)
+    /// The endpoint's history log (every delivery, by creation time).
+    pub fn log(&self, endpoint: &str) -> String {
+        self.key(&LOG, endpoint)
+    }
+    /// Endpoint id -> workspace, for every endpoint with a history log.
+    pub fn logs(&self) -> String {
+        self.key(&LOGS, "")
+    }
+    /// Bumped by every write of an endpoint or subscription: daemons check
+    /// their cached configuration against it once per batch.
+    pub fn config(&self) -> String {
+        self.key(&CONFIG, "")
     }
     /// Attempts claimed for an endpoint in one second (`<endpoint>:<unix second>`).
     pub fn endpoint_rate(&self, id: &str, second: i64) -> String {
@@ -224,8 +237,13 @@ impl PartitionKeys {
     pub fn all_subscribers(&self, workspace: &str) -> String {
         format!("{}:ws:{}:all", self.tag, ws(workspace))
     }
+    /// The idempotency marker of (workspace, event id): the entry id that first carried it.
     pub fn event(&self, workspace: &str, event_id: &str) -> String {
         format!("{}:evt:{}:{event_id}", self.tag, ws(workspace))
+    }
+    /// The envelope of an event with a delivery that outlived its first attempt.
+    pub fn envelope(&self, workspace: &str, event_id: &str) -> String {
+        format!("{}:env:{}:{event_id}", self.tag, ws(workspace))
     }
     pub fn delivery(&self, id: &str) -> String {
         self.key(&DELIVERY, id)
@@ -247,12 +265,6 @@ impl PartitionKeys {
     }
     pub fn held(&self, endpoint: &str) -> String {
         self.key(&HELD, endpoint)
-    }
-    pub fn deliveries(&self) -> String {
-        self.key(&DELIVERIES, "")
-    }
-    pub fn workspace_deliveries(&self, workspace: &str) -> String {
-        self.key(&WORKSPACE_DELIVERIES, workspace)
     }
     pub fn types_seen(&self, workspace: &str) -> String {
         self.key(&TYPES_SEEN, workspace)
@@ -314,7 +326,7 @@ mod tests {
         assert_eq!(p.event("ws_1", "e1"), "{hookd:events}:evt:4:ws_1:e1");
         assert_eq!(keys.dead_letter(), "hookd:events:dead");
         assert_eq!(p.workspace_leases("ws_1"), "{hookd:events}:ws:4:ws_1:lease");
-        assert_eq!(p.endpoint_deliveries("ep_1"), "{hookd:events}:ep:ep_1:dlvs");
+        assert_eq!(p.log("ep_1"), "{hookd:events}:ep:ep_1:log");
         assert_eq!(p.endpoint_rate("ep_1", 17), "{hookd:events}:rl:ep_1:17");
         assert_eq!(p.ready(), "{hookd:events}:ready");
     }
@@ -334,7 +346,8 @@ mod tests {
     #[test]
     fn scripts_name_keys_only_through_the_prelude() {
         let scripts = [
-            include_str!("lua/ingest.lua"),
+            include_str!("lua/accept.lua"),
+            include_str!("lua/settle.lua"),
             include_str!("lua/claim.lua"),
             include_str!("lua/record.lua"),
             include_str!("lua/queues.lua"),

@@ -2,7 +2,9 @@
 //!
 //! - [`keys`]: the key layout (the only place key names are built);
 //! - [`stream`]: the consumer group, reading and reclaiming entries, dead letters;
-//! - [`ingest`]: persisting events and their deliveries together with the ack;
+//! - [`ingest`]: accepting events for first attempts, the configuration the
+//!   daemon caches, settling deliveries together with the acks;
+//! - [`log`]: the history log's record of each delivery;
 //! - [`endpoints`]: endpoint records and their subscription indexes;
 //! - [`schedule`]: claiming due deliveries and recording attempts;
 //! - [`history`]: reading deliveries and their attempts back, a page at a time;
@@ -22,6 +24,7 @@ pub mod event_types;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod log;
 pub mod recovery;
 pub mod schedule;
 pub mod stats;

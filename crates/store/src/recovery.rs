@@ -2,17 +2,22 @@
 //! jobs that re-queue many (say, every failed delivery of an endpoint since
 //! T), paced by the endpoint's rate limit, with progress kept in Redis.
 //!
-//! A job scans the endpoint's history index oldest first and re-queues the
+//! A job scans the endpoint's history log oldest first and re-queues the
 //! deliveries whose status matches, each for one manual attempt (the retry
-//! policy still applies if it fails). Ingest's record step counts the job's
+//! policy still applies if it fails). The record step counts the job's
 //! finished attempts, so any daemon's progress shows up in the job.
+//!
+//! A delivery that settled on its first attempt has only its log member:
+//! re-queueing it first gives it durable state, its envelope rebuilt from
+//! its stream entry (kept as long as the history).
 
 use std::collections::HashMap;
 
-use hookd_core::{DeliveryStatus, Endpoint};
+use hookd_core::{DeliveryStatus, Endpoint, Event, EventLimits};
 use redis::Value;
 
 use crate::keys::PartitionKeys;
+use crate::log::LogRecord;
 use crate::value::{int, items};
 use crate::{Result, Store, StoreError};
 
@@ -65,8 +70,99 @@ impl Store {
     /// cannot be (expired, endpoint deleted, or an attempt already in flight).
     pub async fn redeliver(&self, workspace: &str, id: &str, now_ms: i64) -> Result<bool> {
         let p = self.keys.partition_of(workspace);
+        if let Some((entry, endpoint)) = hookd_core::delivery::parse_delivery_id(id) {
+            let created = hookd_core::delivery::entry_time_ms(entry).unwrap_or(0);
+            let mut conn = self.conn.clone();
+            let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(p.log(endpoint))
+                .arg(created)
+                .arg(created)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(r) = members
+                .iter()
+                .filter_map(|m| LogRecord::decode(m))
+                .find(|r| r.entry_id == entry)
+            {
+                self.materialize(&p, endpoint, workspace, &r).await?;
+            }
+        }
         let queued = self.requeue(&p, "", &[(id.to_string(), now_ms)]).await?;
         Ok(queued == 1)
+    }
+
+    /// Gives a delivery known only by its log member durable state, as
+    /// settle.lua would have made it, so it can be queued again. Does
+    /// nothing when it has durable state already, or when its stream entry
+    /// (and so its payload) is gone: re-queueing then finds nothing.
+    async fn materialize(
+        &self,
+        p: &PartitionKeys,
+        endpoint: &str,
+        workspace: &str,
+        r: &LogRecord,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let id = hookd_core::delivery::delivery_id(&r.entry_id, endpoint);
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(p.delivery(&id))
+            .query_async(&mut conn)
+            .await?;
+        if exists {
+            return Ok(());
+        }
+        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+            .arg(&p.stream)
+            .arg(&r.entry_id)
+            .arg(&r.entry_id)
+            .query_async(&mut conn)
+            .await?;
+        let Some((_, fields)) = entries.into_iter().next() else {
+            return Ok(());
+        };
+        let limits = EventLimits {
+            max_payload_bytes: usize::MAX,
+            max_fields: usize::MAX,
+        };
+        let Ok(event) = Event::from_entry(&r.entry_id, &fields, limits) else {
+            return Ok(());
+        };
+        let created = hookd_core::delivery::entry_time_ms(&r.entry_id).unwrap_or(0);
+        let envkey = p.envelope(workspace, &r.event_id);
+        let retention = self.retention_secs();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&envkey)
+            .arg(event.envelope.as_slice())
+            .arg("EX")
+            .arg(retention)
+            .ignore()
+            .hset_multiple(
+                p.delivery(&id),
+                &[
+                    ("endpoint", endpoint),
+                    ("workspace", workspace),
+                    ("event_id", &r.event_id),
+                    ("event_key", &envkey),
+                    ("type", &r.event_type),
+                    ("status", r.status.as_str()),
+                    ("attempts", if r.attempt.is_some() { "1" } else { "0" }),
+                    ("created", &created.to_string()),
+                ],
+            )
+            .ignore()
+            .expire(p.delivery(&id), retention as i64)
+            .ignore();
+        if let Some(a) = &r.attempt {
+            let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            pipe.rpush(p.attempts(&id), json)
+                .ignore()
+                .expire(p.attempts(&id), retention as i64)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
     }
 
     async fn requeue(&self, p: &PartitionKeys, job: &str, due: &[(String, i64)]) -> Result<u64> {
@@ -173,14 +269,14 @@ impl Store {
         const PAGE: usize = 500;
         let ep = &req.endpoint;
         let p = self.keys.partition_of(&ep.workspace);
-        let index = p.endpoint_deliveries(&ep.id);
+        let log = p.log(&ep.id);
         let spacing_ms = ep.rate_limit.map_or(0.0, |r| 1000.0 / f64::from(r.max(1)));
         let max = req.until_ms.map_or("+inf".to_string(), |t| t.to_string());
         let mut conn = self.conn.clone();
         let (mut offset, mut matched_total) = (0, 0u64);
         loop {
-            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(&index)
+            let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&log)
                 .arg(req.since_ms)
                 .arg(&max)
                 .arg("LIMIT")
@@ -188,7 +284,14 @@ impl Store {
                 .arg(PAGE)
                 .query_async(&mut conn)
                 .await?;
-            offset += ids.len();
+            offset += members.len();
+            let records: Vec<LogRecord> =
+                members.iter().filter_map(|m| LogRecord::decode(m)).collect();
+            let ids: Vec<String> = records
+                .iter()
+                .map(|r| hookd_core::delivery::delivery_id(&r.entry_id, &ep.id))
+                .collect();
+            // The status now: durable state's where there is some, else the log's.
             let mut pipe = redis::pipe();
             for id in &ids {
                 pipe.hget(p.delivery(id), "status");
@@ -199,8 +302,13 @@ impl Store {
                 pipe.query_async(&mut conn).await?
             };
             let mut due = Vec::new();
-            for (id, status) in ids.iter().zip(statuses) {
-                if status.as_deref() == Some(req.status.as_str()) {
+            let mut seen = std::collections::HashSet::new();
+            for ((id, r), status) in ids.iter().zip(&records).zip(statuses) {
+                let now = status.as_deref().unwrap_or(r.status.as_str());
+                if now == req.status.as_str() && seen.insert(id.clone()) {
+                    if status.is_none() {
+                        self.materialize(&p, &ep.id, &ep.workspace, r).await?;
+                    }
                     let at = now_ms + (matched_total as f64 * spacing_ms) as i64;
                     due.push((id.clone(), at));
                     matched_total += 1;
@@ -214,7 +322,7 @@ impl Store {
                 .ignore()
                 .query_async(&mut conn)
                 .await?;
-            if ids.len() < PAGE {
+            if members.len() < PAGE {
                 break;
             }
         }

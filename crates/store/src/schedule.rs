@@ -15,7 +15,8 @@ use crate::{Result, Store, StoreError};
 
 /// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
 pub(crate) struct Scripts {
-    pub(crate) ingest: Script,
+    pub(crate) accept: Script,
+    pub(crate) settle: Script,
     pub(crate) claim: Script,
     pub(crate) record: Script,
     pub(crate) resume: Script,
@@ -37,7 +38,8 @@ impl Default for Scripts {
         };
         let plain = |body: &str| Script::new(&format!("{prelude}{body}"));
         Self {
-            ingest: with_queues(include_str!("lua/ingest.lua")),
+            accept: plain(include_str!("lua/accept.lua")),
+            settle: with_queues(include_str!("lua/settle.lua")),
             claim: with_queues(include_str!("lua/claim.lua")),
             record: with_queues(include_str!("lua/record.lua")),
             resume: plain(include_str!("lua/resume.lua")),
@@ -267,6 +269,11 @@ impl Store {
             .iter()
             .map(|v| Ok(int(v)? == 1))
             .collect::<Result<_>>()?;
+        Ok((results, self.parse_tripped(tripped)?))
+    }
+
+    /// The endpoints a script's circuit breaker paused (5 values each).
+    pub(crate) fn parse_tripped(&self, tripped: &[Value]) -> Result<Vec<Tripped>> {
         let mut out = Vec::new();
         for t in tripped.chunks_exact(5) {
             let endpoint = self.parse_doc(&string(&t[0])?, bytes(&t[1]).unwrap_or_default())?;
@@ -277,7 +284,7 @@ impl Store {
                 last_error: string(&t[4])?,
             });
         }
-        Ok((results, out))
+        Ok(out)
     }
 
     /// Publishes an operational event (`type` plus fields) on the operational stream.
@@ -329,25 +336,35 @@ impl Store {
         Ok(())
     }
 
-    /// Drops history index entries older than the retention (the records
-    /// themselves expire on their own TTL).
+    /// Drops history log members older than the retention (durable state
+    /// expires on its own TTL), and forgets logs that are gone.
     pub async fn trim_history(&self, now_ms: i64) -> Result<()> {
         let cutoff = now_ms - self.settings.history_retention.as_millis() as i64;
-        let endpoints = self.endpoint_ids().await?;
         let mut conn = self.conn.clone();
         for p in self.keys.all_partitions() {
-            let mut pipe = redis::pipe();
-            pipe.zrembyscore(p.deliveries(), "-inf", cutoff).ignore();
-            for (id, ws) in endpoints
-                .iter()
-                .filter(|(_, ws)| self.keys.partition_of(ws).index == p.index)
-            {
-                pipe.zrembyscore(p.endpoint_deliveries(id), "-inf", cutoff)
-                    .ignore()
-                    .zrembyscore(p.workspace_deliveries(ws), "-inf", cutoff)
-                    .ignore();
+            let logs: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(p.logs())
+                .query_async(&mut conn)
+                .await?;
+            if logs.is_empty() {
+                continue;
             }
-            pipe.query_async::<()>(&mut conn).await?;
+            let ids: Vec<&String> = logs.keys().collect();
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.zrembyscore(p.log(id), "-inf", cutoff)
+                    .ignore()
+                    .exists(p.log(id));
+            }
+            let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+            let gone: Vec<&&String> = ids.iter().zip(exists).filter(|(_, e)| !e).map(|(id, _)| id).collect();
+            if !gone.is_empty() {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(p.logs())
+                    .arg(gone)
+                    .query_async(&mut conn)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -203,6 +203,28 @@ impl Store {
         }
     }
 
+    /// Resets the idle time of entries `consumer` still works on (they stay
+    /// its own), so no daemon takes them over as abandoned.
+    pub async fn touch(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        ids: &[&String],
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(&p.stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a bad entry to the dead-letter stream with a reason, then acks it.
     /// (Two commands, in this order: a crash in between dead-letters it twice, never zero times.)
     pub async fn dead_letter(

@@ -3,8 +3,8 @@
 -- delete it on the same condition. So an update racing a delete cannot
 -- recreate the endpoint, and an update racing a rotation cannot write back
 -- the old secret: the loser reads again and re-applies its change.
--- KEYS[1] = endpoint hash, KEYS[2..] = sets the endpoint id leaves (ARGV[4] of
---   them), then sets it joins
+-- KEYS[1] = endpoint hash, KEYS[2] = the partition's configuration version,
+-- KEYS[3..] = sets the endpoint id leaves (ARGV[4] of them), then sets it joins
 -- ARGV[1] = version read, ARGV[2] = new document ('' deletes the endpoint),
 -- ARGV[3] = endpoint id, ARGV[4] = how many of KEYS[2..] to leave,
 -- ARGV[5..] = further field, value pairs for the endpoint hash
@@ -14,8 +14,9 @@ local found = redis.call('HMGET', epkey, 'doc', 'v')
 if not found[1] then return -1 end
 if (found[2] or '0') ~= ARGV[1] then return 0 end
 local leave = tonumber(ARGV[4])
-for i = 2, #KEYS do
-  if i - 1 <= leave then
+redis.call('INCR', KEYS[2])
+for i = 3, #KEYS do
+  if i - 2 <= leave then
     redis.call('SREM', KEYS[i], ARGV[3])
   else
     redis.call('SADD', KEYS[i], ARGV[3])

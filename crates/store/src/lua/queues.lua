@@ -22,3 +22,44 @@ local function refresh(tag, ready, ep)
     redis.call('ZADD', ready, head[2], ep)
   end
 end
+
+-- Counts one attempt's outcome towards its endpoint's streak for the
+-- circuit breaker (`streak`: endpoint -> {reset, fails, err}).
+local function tally(streak, ep, succeeded, err)
+  local s = streak[ep] or { reset = false, fails = 0, err = '' }
+  if succeeded then
+    s.reset, s.fails = true, 0
+  else
+    s.fails, s.err = s.fails + 1, err
+  end
+  streak[ep] = s
+end
+
+-- The circuit breaker, once per endpoint of a batch of attempts: an
+-- endpoint whose attempts have failed `trip_after` times in a row, over at
+-- least `trip_window` ms, is paused. Appends 5 values per endpoint it paused
+-- to `tripped`: endpoint id, endpoint doc, failures, failing since (ms), last error.
+local function breaker(tag, streak, now, trip_after, trip_window, tripped)
+  for ep, s in pairs(streak) do
+    local epkey = key_endpoint(tag, ep)
+    if s.reset then
+      redis.call('HDEL', epkey, 'fails', 'failing_since')
+    end
+    if s.fails > 0 and redis.call('EXISTS', epkey) == 1 then
+      local fails = redis.call('HINCRBY', epkey, 'fails', s.fails)
+      redis.call('HSETNX', epkey, 'failing_since', now)
+      local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
+      if trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
+          and redis.call('HGET', epkey, 'paused') ~= '1' then
+        local reason = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. s.err
+        redis.call('HSET', epkey, 'paused', '1', 'paused_reason', reason, 'paused_at', now)
+        redis.call('INCR', key_config(tag))
+        table.insert(tripped, ep)
+        table.insert(tripped, redis.call('HGET', epkey, 'doc'))
+        table.insert(tripped, fails)
+        table.insert(tripped, since)
+        table.insert(tripped, s.err)
+      end
+    end
+  end
+end

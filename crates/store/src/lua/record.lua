@@ -1,7 +1,6 @@
 -- Record attempts and what follows each, atomically, for a batch of deliveries.
--- Also the circuit breaker: an endpoint whose attempts have failed `trip_after`
--- times in a row, over at least `trip_window` ms, is paused.
--- (`push` and `refresh` come from queues.lua, prepended when the script is loaded.)
+-- Also runs the circuit breaker (queues.lua).
+-- (`push`, `refresh`, `tally` and `breaker` come from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms),
 -- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms)
@@ -58,16 +57,11 @@ for i = 5, #ARGV, 9 do
         if status == STATUS_SUCCEEDED then redis.call('HINCRBY', key_job(tag, job), STATUS_SUCCEEDED, 1) end
       end
     end
-    local s = streak[ep] or { reset = false, fails = 0, err = '' }
-    if status == STATUS_SUCCEEDED then
-      s.reset, s.fails = true, 0
-    else
-      s.fails, s.err = s.fails + 1, err
-    end
-    streak[ep] = s
+    tally(streak, ep, status == STATUS_SUCCEEDED, err)
     -- Only while the endpoint exists: a deleted one must not come back as a ghost hash.
     if pause ~= '' and redis.call('EXISTS', key_endpoint(tag, ep)) == 1 then
       redis.call('HSET', key_endpoint(tag, ep), 'paused', '1', 'paused_reason', pause, 'paused_at', now)
+      redis.call('INCR', key_config(tag))
     end
     touched[ep] = true
     table.insert(out, 1)
@@ -86,28 +80,7 @@ end
 for ep, pairs_ in pairs(redue) do
   redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
 end
--- The circuit breaker, once per endpoint of the batch.
-for ep, s in pairs(streak) do
-  local epkey = key_endpoint(tag, ep)
-  if s.reset then
-    redis.call('HDEL', epkey, 'fails', 'failing_since')
-  end
-  if s.fails > 0 and redis.call('EXISTS', epkey) == 1 then
-    local fails = redis.call('HINCRBY', epkey, 'fails', s.fails)
-    redis.call('HSETNX', epkey, 'failing_since', now)
-    local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
-    if trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
-        and redis.call('HGET', epkey, 'paused') ~= '1' then
-      local reason = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. s.err
-      redis.call('HSET', epkey, 'paused', '1', 'paused_reason', reason, 'paused_at', now)
-      table.insert(tripped, ep)
-      table.insert(tripped, redis.call('HGET', epkey, 'doc'))
-      table.insert(tripped, fails)
-      table.insert(tripped, since)
-      table.insert(tripped, s.err)
-    end
-  end
-end
+breaker(tag, streak, now, trip_after, trip_window, tripped)
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.
 for ep in pairs(touched) do
   refresh(tag, ready, ep)

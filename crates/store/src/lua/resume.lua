@@ -1,12 +1,14 @@
 -- Resume an endpoint and release held deliveries to its due queue, at most
 -- ARGV[4] per call (the caller calls again while some remain), so no call
 -- runs long enough to make Redis answer BUSY to producers.
--- KEYS[1] = endpoint hash, KEYS[2] = held set, KEYS[3] = endpoint due zset, KEYS[4] = ready zset
+-- KEYS[1] = endpoint hash, KEYS[2] = held set, KEYS[3] = endpoint due zset, KEYS[4] = ready zset,
+-- KEYS[5] = the partition's configuration version
 -- ARGV[1] = partition tag, ARGV[2] = now (ms), ARGV[3] = endpoint id, ARGV[4] = chunk
 -- Returns {released, still held}, or {-1, still held} when the endpoint does not exist.
 local released = 0
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists then
+  if redis.call('HGET', KEYS[1], 'paused') ~= '0' then redis.call('INCR', KEYS[5]) end
   redis.call('HSET', KEYS[1], 'paused', '0')
   -- A fresh start for the circuit breaker too.
   redis.call('HDEL', KEYS[1], 'paused_reason', 'paused_at', 'fails', 'failing_since')

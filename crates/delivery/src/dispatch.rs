@@ -1,0 +1,476 @@
+//! First attempts straight from the stream. For each batch of events read,
+//! one call to Redis accepts them (idempotency, configuration version,
+//! slots), and every delivery whose endpoint has a free slot here is sent at
+//! once; the entry stays pending in the consumer group until the settler
+//! records its deliveries and acknowledges it. A delivery that cannot go now
+//! (endpoint paused, rate-limited, unreadable, or its slots here all busy
+//! with a queue behind them) is settled without an attempt into the due
+//! queue, where the scheduler's claims take it.
+//!
+//! The configuration (who subscribes to what, endpoint documents, pause
+//! flags, limits) is cached here and checked against the partition's
+//! version once per batch. Concurrency across daemons: each daemon holds
+//! slots per endpoint, members of the same lease sets the claim script
+//! counts, renewed while in use and given back when idle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, time};
+use hookd_store::ingest::{EndpointState, SlotRequest};
+use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
+use hookd_store::{PartitionKeys, Store, StoreError};
+use hookd_store::ingest::Settled;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::attempt::AttemptContext;
+use crate::sender::Target;
+use crate::settle::{Settle, Settler};
+
+/// An idle endpoint's slots are given back after this long.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Typed settings of first attempts.
+#[derive(Debug, Clone)]
+pub(crate) struct DispatchSettings {
+    pub group: String,
+    pub consumer: String,
+    pub limits: ConcurrencyLimits,
+    /// How long slots are held without being renewed (a dead daemon's lapse then).
+    pub slot_lease: Duration,
+    /// First attempts waiting or in flight at once, per partition.
+    pub window: usize,
+}
+
+/// An endpoint as cached: `None` documents were deleted.
+struct Cached {
+    state: EndpointState,
+    endpoint: Option<Arc<Endpoint>>,
+    target: Option<Arc<Target>>,
+}
+
+#[derive(Default)]
+struct Config {
+    version: Option<u64>,
+    subscribers: HashMap<(String, String), Arc<[String]>>,
+    endpoints: HashMap<String, Option<Arc<Cached>>>,
+}
+
+/// This daemon's slots for one endpoint.
+struct Slots {
+    held: u32,
+    cap: u32,
+    workspace: String,
+    renewed: Instant,
+    last_used: Instant,
+    shared: Arc<SlotShared>,
+}
+
+struct SlotShared {
+    /// One permit per slot held.
+    permits: Semaphore,
+    /// Deliveries waiting for a permit.
+    waiting: AtomicUsize,
+}
+
+impl Slots {
+    fn in_use(&self) -> u32 {
+        self.held
+            .saturating_sub(self.shared.permits.available_permits() as u32)
+    }
+}
+
+pub(crate) struct Dispatch {
+    pub store: Store,
+    pub partition: PartitionKeys,
+    pub ctx: AttemptContext,
+    pub settler: Settler,
+    pub settings: DispatchSettings,
+    window: Arc<Semaphore>,
+    config: Config,
+    slots: HashMap<String, Slots>,
+    tasks: JoinSet<()>,
+}
+
+enum Route {
+    Send(Arc<Endpoint>, Arc<Target>, Arc<SlotShared>),
+    Hold,
+    Defer,
+}
+
+impl Dispatch {
+    pub fn new(
+        store: Store,
+        partition: PartitionKeys,
+        ctx: AttemptContext,
+        settler: Settler,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            store,
+            partition,
+            ctx,
+            settler,
+            window: Arc::new(Semaphore::new(settings.window.max(1))),
+            settings,
+            config: Config::default(),
+            slots: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// First attempts that may start now (how many entries to read next).
+    pub fn room(&self) -> usize {
+        self.window.available_permits()
+    }
+
+    /// Waits until at least one first attempt may start.
+    pub async fn wait_for_room(&self) {
+        if let Ok(p) = self.window.acquire().await {
+            drop(p);
+        }
+    }
+
+    /// Accepts and sends a batch of valid events read from the partition.
+    /// Returns (accepted, duplicates).
+    pub async fn dispatch(&mut self, events: Vec<(String, Event)>) -> Result<(u64, u64), StoreError> {
+        while self.tasks.try_join_next().is_some() {}
+        self.load(&events).await?;
+        let requests = self.slot_requests(&events);
+        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e)| (id.as_str(), e)).collect();
+        let accepted = self
+            .store
+            .accept(
+                &self.partition,
+                &self.settings.group,
+                &self.settings.consumer,
+                &refs,
+                &requests,
+                self.settings.slot_lease,
+                time::now_ms(),
+            )
+            .await?;
+        self.apply_grants(&requests, &accepted.slots);
+        if self.config.version != Some(accepted.config_version) {
+            self.config = Config {
+                version: Some(accepted.config_version),
+                ..Config::default()
+            };
+            self.load(&events).await?;
+        }
+        let (mut new, mut duplicates) = (0, 0);
+        for ((entry, event), ok) in events.into_iter().zip(accepted.accepted) {
+            if !ok {
+                duplicates += 1;
+                continue;
+            }
+            new += 1;
+            self.deliver(entry, event).await;
+        }
+        Ok((new, duplicates))
+    }
+
+    /// Sends (or settles without an attempt) every delivery of one event.
+    async fn deliver(&mut self, entry: String, event: Event) {
+        let subscribers = self
+            .config
+            .subscribers
+            .get(&(event.workspace.clone(), event.event_type.clone()))
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()));
+        self.settler
+            .send(Settle::Expect(entry.clone(), subscribers.len()))
+            .await;
+        if subscribers.is_empty() {
+            return;
+        }
+        let created_ms = hookd_core::delivery::entry_time_ms(&entry).unwrap_or(event.created_at_ms);
+        let envelope = Bytes::from(event.envelope);
+        for endpoint_id in subscribers.iter() {
+            let settled = |status: DeliveryStatus| Settled {
+                entry_id: entry.clone(),
+                endpoint: endpoint_id.clone(),
+                workspace: event.workspace.clone(),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                status,
+                attempt: None,
+                next_at_ms: Some(time::now_ms()),
+                pause_reason: None,
+                envelope: Some(envelope.clone()),
+            };
+            match self.route(endpoint_id) {
+                Route::Hold => {
+                    self.settler.send(Settle::Done(settled(DeliveryStatus::Held))).await;
+                }
+                Route::Defer => {
+                    self.settler.send(Settle::Done(settled(DeliveryStatus::Pending))).await;
+                }
+                Route::Send(endpoint, target, slots) => {
+                    let Ok(window) = self.window.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let claimed = Claimed {
+                        delivery_id: hookd_core::delivery::delivery_id(&entry, endpoint_id),
+                        endpoint,
+                        attempts_made: 0,
+                        created_at_ms: created_ms,
+                        event_id: event.id.clone(),
+                        event_type: event.event_type.clone(),
+                        envelope: envelope.clone(),
+                        manual: false,
+                    };
+                    let mut settled = settled(DeliveryStatus::Succeeded);
+                    let (ctx, settler) = (self.ctx.clone(), self.settler.clone());
+                    slots.waiting.fetch_add(1, Ordering::Relaxed);
+                    self.tasks.spawn(async move {
+                        let permit = slots.permits.acquire().await;
+                        slots.waiting.fetch_sub(1, Ordering::Relaxed);
+                        if permit.is_err() {
+                            return;
+                        }
+                        let record = ctx.run(claimed, &target, AttemptTrigger::Scheduled).await;
+                        // The slot is free once the response is in.
+                        drop(permit);
+                        drop(window);
+                        (settled.status, settled.next_at_ms) = match record.outcome {
+                            Outcome::Succeeded => (DeliveryStatus::Succeeded, None),
+                            Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                            Outcome::Failed => (DeliveryStatus::Failed, None),
+                        };
+                        if settled.status == DeliveryStatus::Succeeded {
+                            settled.envelope = None;
+                        }
+                        settled.attempt = Some(record.attempt);
+                        settled.pause_reason = record.pause_reason;
+                        settler.send(Settle::Done(settled)).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Where one delivery goes now.
+    fn route(&mut self, endpoint_id: &str) -> Route {
+        let Some(Some(cached)) = self.config.endpoints.get(endpoint_id) else {
+            // Deleted since: the due queue's claim fails it (`endpoint_deleted`).
+            return Route::Defer;
+        };
+        if cached.state.paused {
+            return Route::Hold;
+        }
+        let (Some(endpoint), Some(target)) = (&cached.endpoint, &cached.target) else {
+            return Route::Defer;
+        };
+        if endpoint.rate_limit.is_some() {
+            // Rate limits are kept by the claim script alone.
+            return Route::Defer;
+        }
+        let Some(slots) = self.slots.get_mut(endpoint_id) else {
+            return Route::Defer;
+        };
+        let waiting = slots.shared.waiting.load(Ordering::Relaxed);
+        if slots.held == 0 || waiting > slots.held as usize * 4 + 64 {
+            return Route::Defer;
+        }
+        slots.last_used = Instant::now();
+        Route::Send(endpoint.clone(), target.clone(), slots.shared.clone())
+    }
+
+    /// Loads what the cache lacks for these events: their subscribers, and
+    /// those endpoints.
+    async fn load(&mut self, events: &[(String, Event)]) -> Result<(), StoreError> {
+        let mut types: Vec<(String, String)> = events
+            .iter()
+            .map(|(_, e)| (e.workspace.clone(), e.event_type.clone()))
+            .filter(|k| !self.config.subscribers.contains_key(k))
+            .collect();
+        types.sort();
+        types.dedup();
+        let found = self.store.subscribers(&self.partition, &types).await?;
+        let mut missing: Vec<String> = Vec::new();
+        for (key, mut ids) in types.into_iter().zip(found) {
+            ids.sort();
+            for id in &ids {
+                if !self.config.endpoints.contains_key(id) && !missing.contains(id) {
+                    missing.push(id.clone());
+                }
+            }
+            self.config.subscribers.insert(key, Arc::from(ids));
+        }
+        let states = self.store.endpoint_states(&self.partition, &missing).await?;
+        for (id, state) in missing.into_iter().zip(states) {
+            let cached = state.map(|state| {
+                let endpoint = state.endpoint.clone().map(Arc::new);
+                let target = endpoint
+                    .as_ref()
+                    .map(|ep| Arc::new(self.ctx.sender.target(&ep.url, &ep.headers)));
+                Arc::new(Cached {
+                    state,
+                    endpoint,
+                    target,
+                })
+            });
+            self.config.endpoints.insert(id, cached);
+        }
+        Ok(())
+    }
+
+    /// Slots to ask for: more for endpoints this batch needs them for,
+    /// renewals for those in use, none for those idle.
+    fn slot_requests(&mut self, events: &[(String, Event)]) -> Vec<SlotRequest> {
+        let mut needed: HashMap<String, u32> = HashMap::new();
+        for (_, e) in events {
+            let key = (e.workspace.clone(), e.event_type.clone());
+            for id in self.config.subscribers.get(&key).iter().flat_map(|s| s.iter()) {
+                *needed.entry(id.clone()).or_default() += 1;
+            }
+        }
+        let limits = self.settings.limits;
+        let workspace_cap = if limits.workspace == 0 { u32::MAX } else { limits.workspace };
+        let renew_after = self.settings.slot_lease / 3;
+        let mut out = Vec::new();
+        for (id, n) in needed {
+            let Some(Some(cached)) = self.config.endpoints.get(&id) else {
+                continue;
+            };
+            let Some(endpoint) = &cached.endpoint else { continue };
+            if cached.state.paused || endpoint.rate_limit.is_some() {
+                continue;
+            }
+            let cap = endpoint
+                .max_concurrency
+                .unwrap_or(limits.endpoint_default)
+                .min(limits.endpoint_max)
+                .max(1);
+            let slots = self.slots.entry(id.clone()).or_insert_with(|| Slots {
+                held: 0,
+                cap,
+                workspace: cached.state.workspace.clone(),
+                renewed: Instant::now(),
+                last_used: Instant::now(),
+                shared: Arc::new(SlotShared {
+                    permits: Semaphore::new(0),
+                    waiting: AtomicUsize::new(0),
+                }),
+            });
+            slots.cap = cap;
+            let busy = slots.in_use() + slots.shared.waiting.load(Ordering::Relaxed) as u32;
+            let wanted = cap.min(slots.held.max(busy + n));
+            if wanted > slots.held || slots.renewed.elapsed() >= renew_after {
+                out.push(SlotRequest {
+                    endpoint: id,
+                    workspace: slots.workspace.clone(),
+                    cap,
+                    workspace_cap,
+                    held: slots.held,
+                    wanted,
+                });
+            }
+        }
+        out.extend(self.idle_releases(&out));
+        out
+    }
+
+    /// Requests giving back the slots of endpoints idle for a while.
+    fn idle_releases(&self, already: &[SlotRequest]) -> Vec<SlotRequest> {
+        self.slots
+            .iter()
+            .filter(|(id, s)| {
+                s.held > 0
+                    && s.in_use() == 0
+                    && s.shared.waiting.load(Ordering::Relaxed) == 0
+                    && s.last_used.elapsed() >= IDLE
+                    && !already.iter().any(|r| &r.endpoint == *id)
+            })
+            .map(|(id, s)| SlotRequest {
+                endpoint: id.clone(),
+                workspace: s.workspace.clone(),
+                cap: s.cap,
+                workspace_cap: 0,
+                held: s.held,
+                wanted: 0,
+            })
+            .collect()
+    }
+
+    fn apply_grants(&mut self, requests: &[SlotRequest], granted: &[u32]) {
+        for (r, &now) in requests.iter().zip(granted) {
+            let Some(slots) = self.slots.get_mut(&r.endpoint) else {
+                continue;
+            };
+            if now > slots.held {
+                slots.shared.permits.add_permits((now - slots.held) as usize);
+            } else if now < slots.held {
+                // Best effort: permits in use now come back as usable until
+                // the next grant (a lapse of at most the batch in flight).
+                slots.shared.permits.forget_permits((slots.held - now) as usize);
+            }
+            slots.held = now;
+            slots.renewed = Instant::now();
+            if now == 0 && slots.shared.waiting.load(Ordering::Relaxed) == 0 {
+                self.slots.remove(&r.endpoint);
+            }
+        }
+    }
+
+    /// Gives back the slots of idle endpoints (called when no events come).
+    pub async fn release_idle(&mut self) -> Result<(), StoreError> {
+        while self.tasks.try_join_next().is_some() {}
+        let requests = self.idle_releases(&[]);
+        self.give_back(requests).await
+    }
+
+    async fn give_back(&mut self, requests: Vec<SlotRequest>) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let accepted = self
+            .store
+            .accept(
+                &self.partition,
+                &self.settings.group,
+                &self.settings.consumer,
+                &[],
+                &requests,
+                self.settings.slot_lease,
+                time::now_ms(),
+            )
+            .await?;
+        self.apply_grants(&requests, &accepted.slots);
+        Ok(())
+    }
+
+    /// On shutdown: lets first attempts in flight finish within `grace`
+    /// (the rest stay pending in the group, to be sent again by whoever
+    /// reads them next), then gives every slot back.
+    pub async fn finish(mut self, grace: Duration) {
+        let finished = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::info!(count = self.tasks.len(), "shutdown grace over; first attempts in flight are left to be read again");
+            self.tasks.abort_all();
+        }
+        let all: Vec<SlotRequest> = self
+            .slots
+            .iter()
+            .map(|(id, s)| SlotRequest {
+                endpoint: id.clone(),
+                workspace: s.workspace.clone(),
+                cap: s.cap,
+                workspace_cap: 0,
+                held: s.held,
+                wanted: 0,
+            })
+            .collect();
+        if let Err(e) = self.give_back(all).await {
+            tracing::warn!(error = %e, "could not give slots back; they lapse with their lease");
+        }
+    }
+}
