@@ -341,7 +341,12 @@ async fn chaos_every_event_reaches_every_endpoint() {
                 .unwrap();
             let per_event = left
                 .iter()
-                .filter(|k| k.contains(":dlv:") || k.contains(":evt:") || k.contains(":env:") || k.ends_with(":log"))
+                .filter(|k| {
+                    k.contains(":dlv:")
+                        || k.contains(":evt:")
+                        || k.contains(":env:")
+                        || k.ends_with(":log")
+                })
                 .count();
             let (history, stream, held, jobs, dead, ws3): (u64, u64, u64, u64, u64, u64) =
                 redis::pipe()

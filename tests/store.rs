@@ -141,7 +141,10 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let ep = endpoint(&store, "ws").await;
-    assert_eq!(settle(&store, "ws", 1200, DeliveryStatus::Pending).await, 1200);
+    assert_eq!(
+        settle(&store, "ws", 1200, DeliveryStatus::Pending).await,
+        1200
+    );
     // Deleted behind the daemon's back (the hash alone), with 1,200 due.
     let p = store.keys().partition_of("ws");
     let _: i64 = redis::cmd("DEL")

@@ -3,9 +3,11 @@
 //! slots), and every delivery whose endpoint has a free slot here is sent at
 //! once; the entry stays pending in the consumer group until the settler
 //! records its deliveries and acknowledges it. A delivery that cannot go now
-//! (endpoint paused, rate-limited, unreadable, or its slots here all busy
-//! with a queue behind them) is settled without an attempt into the due
-//! queue, where the scheduler's claims take it.
+//! (endpoint paused, rate-limited, unreadable, or no free slot here) is
+//! settled without an attempt into the due queue, where the scheduler's
+//! claims take it. The ingest loop reads no more entries than there are
+//! free slots, so with steady traffic to endpoints that keep up, nothing
+//! takes that detour.
 //!
 //! The configuration (who subscribes to what, endpoint documents, pause
 //! flags, limits) is cached here and checked against the partition's
@@ -15,16 +17,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, time};
+use hookd_store::ingest::Settled;
 use hookd_store::ingest::{EndpointState, SlotRequest};
 use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
 use hookd_store::{PartitionKeys, Store, StoreError};
-use hookd_store::ingest::Settled;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::attempt::AttemptContext;
@@ -67,20 +68,14 @@ struct Slots {
     workspace: String,
     renewed: Instant,
     last_used: Instant,
-    shared: Arc<SlotShared>,
-}
-
-struct SlotShared {
-    /// One permit per slot held.
-    permits: Semaphore,
-    /// Deliveries waiting for a permit.
-    waiting: AtomicUsize,
+    /// One permit per slot held and free.
+    permits: Arc<Semaphore>,
 }
 
 impl Slots {
     fn in_use(&self) -> u32 {
         self.held
-            .saturating_sub(self.shared.permits.available_permits() as u32)
+            .saturating_sub(self.permits.available_permits() as u32)
     }
 }
 
@@ -91,13 +86,17 @@ pub(crate) struct Dispatch {
     pub settler: Settler,
     pub settings: DispatchSettings,
     window: Arc<Semaphore>,
+    /// Woken whenever a first attempt ends (a slot came free).
+    freed: Arc<Notify>,
+    /// Deliveries per accepted event, recently (a moving average).
+    fanout: f64,
     config: Config,
     slots: HashMap<String, Slots>,
     tasks: JoinSet<()>,
 }
 
 enum Route {
-    Send(Arc<Endpoint>, Arc<Target>, Arc<SlotShared>),
+    Send(Arc<Endpoint>, Arc<Target>, [OwnedSemaphorePermit; 2]),
     Hold,
     Defer,
 }
@@ -116,6 +115,8 @@ impl Dispatch {
             ctx,
             settler,
             window: Arc::new(Semaphore::new(settings.window.max(1))),
+            freed: Arc::new(Notify::new()),
+            fanout: 1.0,
             settings,
             config: Config::default(),
             slots: HashMap::new(),
@@ -123,21 +124,34 @@ impl Dispatch {
         }
     }
 
-    /// First attempts that may start now (how many entries to read next).
+    /// How many entries to read next: as many as the slots this daemon
+    /// holds or may grow to can take, divided by the recent fan-out (an
+    /// endpoint's default share while it holds none yet), within the window.
+    /// Read any more and the surplus would go the due queue's way.
     pub fn room(&self) -> usize {
-        self.window.available_permits()
+        let window = self.window.available_permits();
+        if self.slots.is_empty() {
+            return window.min(self.settings.limits.endpoint_default.max(1) as usize);
+        }
+        let free: u32 = self
+            .slots
+            .values()
+            .map(|s| s.cap.saturating_sub(s.in_use()))
+            .sum();
+        ((f64::from(free) / self.fanout.max(1.0)) as usize).min(window)
     }
 
-    /// Waits until at least one first attempt may start.
+    /// Waits until a first attempt ends (or a moment, to look again).
     pub async fn wait_for_room(&self) {
-        if let Ok(p) = self.window.acquire().await {
-            drop(p);
-        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.freed.notified()).await;
     }
 
     /// Accepts and sends a batch of valid events read from the partition.
     /// Returns (accepted, duplicates).
-    pub async fn dispatch(&mut self, events: Vec<(String, Event)>) -> Result<(u64, u64), StoreError> {
+    pub async fn dispatch(
+        &mut self,
+        events: Vec<(String, Event)>,
+    ) -> Result<(u64, u64), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         self.load(&events).await?;
         let requests = self.slot_requests(&events);
@@ -162,20 +176,24 @@ impl Dispatch {
             };
             self.load(&events).await?;
         }
-        let (mut new, mut duplicates) = (0, 0);
+        let (mut new, mut duplicates, mut deliveries) = (0, 0, 0);
         for ((entry, event), ok) in events.into_iter().zip(accepted.accepted) {
             if !ok {
                 duplicates += 1;
                 continue;
             }
             new += 1;
-            self.deliver(entry, event).await;
+            deliveries += self.deliver(entry, event).await;
+        }
+        if new > 0 {
+            self.fanout = 0.8 * self.fanout + 0.2 * (deliveries as f64 / new as f64);
         }
         Ok((new, duplicates))
     }
 
-    /// Sends (or settles without an attempt) every delivery of one event.
-    async fn deliver(&mut self, entry: String, event: Event) {
+    /// Sends (or settles without an attempt) every delivery of one event;
+    /// returns how many it has.
+    async fn deliver(&mut self, entry: String, event: Event) -> usize {
         let subscribers = self
             .config
             .subscribers
@@ -186,7 +204,7 @@ impl Dispatch {
             .send(Settle::Expect(entry.clone(), subscribers.len()))
             .await;
         if subscribers.is_empty() {
-            return;
+            return 0;
         }
         let created_ms = hookd_core::delivery::entry_time_ms(&entry).unwrap_or(event.created_at_ms);
         let envelope = Bytes::from(event.envelope);
@@ -205,15 +223,16 @@ impl Dispatch {
             };
             match self.route(endpoint_id) {
                 Route::Hold => {
-                    self.settler.send(Settle::Done(settled(DeliveryStatus::Held))).await;
+                    self.settler
+                        .send(Settle::Done(settled(DeliveryStatus::Held)))
+                        .await;
                 }
                 Route::Defer => {
-                    self.settler.send(Settle::Done(settled(DeliveryStatus::Pending))).await;
+                    self.settler
+                        .send(Settle::Done(settled(DeliveryStatus::Pending)))
+                        .await;
                 }
-                Route::Send(endpoint, target, slots) => {
-                    let Ok(window) = self.window.clone().acquire_owned().await else {
-                        return;
-                    };
+                Route::Send(endpoint, target, permits) => {
                     let claimed = Claimed {
                         delivery_id: hookd_core::delivery::delivery_id(&entry, endpoint_id),
                         endpoint,
@@ -225,18 +244,13 @@ impl Dispatch {
                         manual: false,
                     };
                     let mut settled = settled(DeliveryStatus::Succeeded);
-                    let (ctx, settler) = (self.ctx.clone(), self.settler.clone());
-                    slots.waiting.fetch_add(1, Ordering::Relaxed);
+                    let (ctx, settler, freed) =
+                        (self.ctx.clone(), self.settler.clone(), self.freed.clone());
                     self.tasks.spawn(async move {
-                        let permit = slots.permits.acquire().await;
-                        slots.waiting.fetch_sub(1, Ordering::Relaxed);
-                        if permit.is_err() {
-                            return;
-                        }
                         let record = ctx.run(claimed, &target, AttemptTrigger::Scheduled).await;
                         // The slot is free once the response is in.
-                        drop(permit);
-                        drop(window);
+                        drop(permits);
+                        freed.notify_one();
                         (settled.status, settled.next_at_ms) = match record.outcome {
                             Outcome::Succeeded => (DeliveryStatus::Succeeded, None),
                             Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
@@ -252,6 +266,7 @@ impl Dispatch {
                 }
             }
         }
+        subscribers.len()
     }
 
     /// Where one delivery goes now.
@@ -273,12 +288,14 @@ impl Dispatch {
         let Some(slots) = self.slots.get_mut(endpoint_id) else {
             return Route::Defer;
         };
-        let waiting = slots.shared.waiting.load(Ordering::Relaxed);
-        if slots.held == 0 || waiting > slots.held as usize * 4 + 64 {
+        let Ok(slot) = slots.permits.clone().try_acquire_owned() else {
             return Route::Defer;
-        }
+        };
+        let Ok(window) = self.window.clone().try_acquire_owned() else {
+            return Route::Defer;
+        };
         slots.last_used = Instant::now();
-        Route::Send(endpoint.clone(), target.clone(), slots.shared.clone())
+        Route::Send(endpoint.clone(), target.clone(), [slot, window])
     }
 
     /// Loads what the cache lacks for these events: their subscribers, and
@@ -302,7 +319,10 @@ impl Dispatch {
             }
             self.config.subscribers.insert(key, Arc::from(ids));
         }
-        let states = self.store.endpoint_states(&self.partition, &missing).await?;
+        let states = self
+            .store
+            .endpoint_states(&self.partition, &missing)
+            .await?;
         for (id, state) in missing.into_iter().zip(states) {
             let cached = state.map(|state| {
                 let endpoint = state.endpoint.clone().map(Arc::new);
@@ -326,19 +346,31 @@ impl Dispatch {
         let mut needed: HashMap<String, u32> = HashMap::new();
         for (_, e) in events {
             let key = (e.workspace.clone(), e.event_type.clone());
-            for id in self.config.subscribers.get(&key).iter().flat_map(|s| s.iter()) {
+            for id in self
+                .config
+                .subscribers
+                .get(&key)
+                .iter()
+                .flat_map(|s| s.iter())
+            {
                 *needed.entry(id.clone()).or_default() += 1;
             }
         }
         let limits = self.settings.limits;
-        let workspace_cap = if limits.workspace == 0 { u32::MAX } else { limits.workspace };
+        let workspace_cap = if limits.workspace == 0 {
+            u32::MAX
+        } else {
+            limits.workspace
+        };
         let renew_after = self.settings.slot_lease / 3;
         let mut out = Vec::new();
         for (id, n) in needed {
             let Some(Some(cached)) = self.config.endpoints.get(&id) else {
                 continue;
             };
-            let Some(endpoint) = &cached.endpoint else { continue };
+            let Some(endpoint) = &cached.endpoint else {
+                continue;
+            };
             if cached.state.paused || endpoint.rate_limit.is_some() {
                 continue;
             }
@@ -353,14 +385,10 @@ impl Dispatch {
                 workspace: cached.state.workspace.clone(),
                 renewed: Instant::now(),
                 last_used: Instant::now(),
-                shared: Arc::new(SlotShared {
-                    permits: Semaphore::new(0),
-                    waiting: AtomicUsize::new(0),
-                }),
+                permits: Arc::new(Semaphore::new(0)),
             });
             slots.cap = cap;
-            let busy = slots.in_use() + slots.shared.waiting.load(Ordering::Relaxed) as u32;
-            let wanted = cap.min(slots.held.max(busy + n));
+            let wanted = cap.min(slots.held.max(slots.in_use() + n));
             if wanted > slots.held || slots.renewed.elapsed() >= renew_after {
                 out.push(SlotRequest {
                     endpoint: id,
@@ -383,7 +411,6 @@ impl Dispatch {
             .filter(|(id, s)| {
                 s.held > 0
                     && s.in_use() == 0
-                    && s.shared.waiting.load(Ordering::Relaxed) == 0
                     && s.last_used.elapsed() >= IDLE
                     && !already.iter().any(|r| &r.endpoint == *id)
             })
@@ -404,15 +431,15 @@ impl Dispatch {
                 continue;
             };
             if now > slots.held {
-                slots.shared.permits.add_permits((now - slots.held) as usize);
+                slots.permits.add_permits((now - slots.held) as usize);
             } else if now < slots.held {
                 // Best effort: permits in use now come back as usable until
-                // the next grant (a lapse of at most the batch in flight).
-                slots.shared.permits.forget_permits((slots.held - now) as usize);
+                // the next grant (a lapse of at most the attempts in flight).
+                slots.permits.forget_permits((slots.held - now) as usize);
             }
             slots.held = now;
             slots.renewed = Instant::now();
-            if now == 0 && slots.shared.waiting.load(Ordering::Relaxed) == 0 {
+            if now == 0 && slots.in_use() == 0 {
                 self.slots.remove(&r.endpoint);
             }
         }
@@ -454,7 +481,10 @@ impl Dispatch {
         })
         .await;
         if finished.is_err() {
-            tracing::info!(count = self.tasks.len(), "shutdown grace over; first attempts in flight are left to be read again");
+            tracing::info!(
+                count = self.tasks.len(),
+                "shutdown grace over; first attempts in flight are left to be read again"
+            );
             self.tasks.abort_all();
         }
         let all: Vec<SlotRequest> = self

@@ -289,9 +289,10 @@ impl Store {
                     Some((from_record(&log.endpoint, &log.workspace, ms, r), ms))
                 })
                 .filter(|(d, ms)| {
-                    filter.before.as_ref().is_none_or(|c| {
-                        *ms < c.created_ms || (*ms == c.created_ms && d.id < c.id)
-                    })
+                    filter
+                        .before
+                        .as_ref()
+                        .is_none_or(|c| *ms < c.created_ms || (*ms == c.created_ms && d.id < c.id))
                 })
                 .collect();
             let mut pipe = redis::pipe();

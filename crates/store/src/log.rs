@@ -5,10 +5,12 @@
 //! also has durable state (`P:dlv:<id>`), which is newer than its log member
 //! wherever the two differ.
 //!
-//! A member is a compact JSON array:
-//! `[entry id, event id, event type, status, started ms, duration ms,
-//! status code, error kind, error, response excerpt]`, the attempt's fields
-//! left off when no attempt was made (and trailing empty ones omitted).
+//! A member is the stream entry id, `_`, then a compact JSON array:
+//! `[event id, event type, status, started ms, duration ms, status code,
+//! error kind, error, response excerpt]`, the attempt's fields left off when
+//! no attempt was made (and trailing empty ones omitted). Starting with
+//! `<entry id>_`, members of the same creation time sort as their delivery
+//! ids (`dlv_<entry id>_<endpoint>`) do, which history pages rely on.
 
 use hookd_core::{Attempt, AttemptTrigger, DeliveryStatus, ErrorKind};
 use serde_json::Value;
@@ -27,7 +29,6 @@ pub struct LogRecord {
 impl LogRecord {
     pub fn encode(&self) -> String {
         let mut v = vec![
-            Value::from(self.entry_id.as_str()),
             Value::from(self.event_id.as_str()),
             Value::from(self.event_type.as_str()),
             Value::from(self.status.as_str()),
@@ -42,45 +43,50 @@ impl LogRecord {
                     .unwrap_or(Value::Null),
             );
             v.push(a.error.as_deref().map_or(Value::Null, Value::from));
-            v.push(a.response_excerpt.as_deref().map_or(Value::Null, Value::from));
+            v.push(
+                a.response_excerpt
+                    .as_deref()
+                    .map_or(Value::Null, Value::from),
+            );
             while v.last() == Some(&Value::Null) {
                 v.pop();
             }
         }
-        Value::Array(v).to_string()
+        format!("{}_{}", self.entry_id, Value::Array(v))
     }
 
     pub fn decode(member: &str) -> Option<Self> {
-        let Value::Array(v) = serde_json::from_str(member).ok()? else {
+        let (entry_id, json) = member.split_once('_')?;
+        let Value::Array(v) = serde_json::from_str(json).ok()? else {
             return None;
         };
         let text = |i: usize| v.get(i).and_then(Value::as_str).map(str::to_string);
         let optional = |i: usize| v.get(i).filter(|x| !x.is_null());
-        let attempt = match optional(4) {
+        let attempt = match optional(3) {
             None => None,
             Some(started) => {
-                let status_code = optional(6).and_then(Value::as_u64).map(|c| c as u16);
+                let status_code = optional(5).and_then(Value::as_u64).map(|c| c as u16);
                 let error_kind: Option<ErrorKind> =
-                    optional(7).and_then(|k| serde_json::from_value(k.clone()).ok());
+                    optional(6).and_then(|k| serde_json::from_value(k.clone()).ok());
                 Some(Attempt {
                     number: 1,
                     started_at_ms: started.as_i64()?,
-                    duration_ms: optional(5).and_then(Value::as_u64).unwrap_or(0),
+                    duration_ms: optional(4).and_then(Value::as_u64).unwrap_or(0),
                     succeeded: error_kind.is_none()
                         && status_code.is_some_and(|c| (200..300).contains(&c)),
                     status_code,
                     error_kind,
-                    error: text(8),
-                    response_excerpt: text(9),
+                    error: text(7),
+                    response_excerpt: text(8),
                     trigger: AttemptTrigger::Scheduled,
                 })
             }
         };
         Some(Self {
-            entry_id: text(0)?,
-            event_id: text(1)?,
-            event_type: text(2)?,
-            status: DeliveryStatus::parse(&text(3)?)?,
+            entry_id: entry_id.to_string(),
+            event_id: text(0)?,
+            event_type: text(1)?,
+            status: DeliveryStatus::parse(&text(2)?)?,
             attempt,
         })
     }
@@ -112,7 +118,7 @@ mod tests {
         let member = r.encode();
         assert_eq!(
             member,
-            r#"["1700000000000-0","evt_1","order.created","succeeded",1700000000123,2,204]"#
+            r#"1700000000000-0_["evt_1","order.created","succeeded",1700000000123,2,204]"#
         );
         assert_eq!(LogRecord::decode(&member), Some(r.clone()));
         r.status = DeliveryStatus::Retrying;
@@ -127,6 +133,7 @@ mod tests {
         r.status = DeliveryStatus::Held;
         r.attempt = None;
         assert_eq!(LogRecord::decode(&r.encode()), Some(r));
+        assert_eq!(LogRecord::decode("1-0_[1,2]"), None);
         assert_eq!(LogRecord::decode("[1,2]"), None);
     }
 }

@@ -121,8 +121,8 @@ impl Store {
             return Ok(());
         };
         let limits = EventLimits {
-            max_payload_bytes: usize::MAX,
-            max_fields: usize::MAX,
+            max_payload_bytes: usize::MAX / 2,
+            max_fields: usize::MAX / 2,
         };
         let Ok(event) = Event::from_entry(&r.entry_id, &fields, limits) else {
             return Ok(());
@@ -285,8 +285,10 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             offset += members.len();
-            let records: Vec<LogRecord> =
-                members.iter().filter_map(|m| LogRecord::decode(m)).collect();
+            let records: Vec<LogRecord> = members
+                .iter()
+                .filter_map(|m| LogRecord::decode(m))
+                .collect();
             let ids: Vec<String> = records
                 .iter()
                 .map(|r| hookd_core::delivery::delivery_id(&r.entry_id, &ep.id))

@@ -357,7 +357,12 @@ impl Store {
                     .exists(p.log(id));
             }
             let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
-            let gone: Vec<&&String> = ids.iter().zip(exists).filter(|(_, e)| !e).map(|(id, _)| id).collect();
+            let gone: Vec<&&String> = ids
+                .iter()
+                .zip(exists)
+                .filter(|(_, e)| !e)
+                .map(|(id, _)| id)
+                .collect();
             if !gone.is_empty() {
                 let _: i64 = redis::cmd("HDEL")
                     .arg(p.logs())
