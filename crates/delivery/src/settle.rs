@@ -21,6 +21,8 @@ use crate::recorder::announce;
 /// Most deliveries written in one call.
 const BATCH: usize = 256;
 
+// A delivery is moved, not boxed: a box would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Settle {
     /// An entry was accepted with this many deliveries (0: acknowledge it now).
     Expect(String, usize),

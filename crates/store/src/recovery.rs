@@ -111,7 +111,8 @@ impl Store {
         if exists {
             return Ok(());
         }
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        type Fields = Vec<(String, Vec<u8>)>;
+        let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
             .arg(&p.stream)
             .arg(&r.entry_id)
             .arg(&r.entry_id)
