@@ -80,7 +80,9 @@ pub struct EndpointState {
 
 impl Store {
     /// Accepts events read from partition `p` (duplicates are acknowledged
-    /// here) and adjusts this daemon's first-attempt slots, in one call.
+    /// here) and adjusts this daemon's first-attempt slots. Plain commands
+    /// in one pipeline (per event, `SET marker entry NX GET`); the slot
+    /// script runs only when slots change or need renewing.
     #[allow(clippy::too_many_arguments)]
     pub async fn accept(
         &self,
@@ -92,43 +94,84 @@ impl Store {
         slot_lease: Duration,
         now_ms: i64,
     ) -> Result<Accepted> {
-        let mut call = self.scripts.accept.key(&p.stream);
-        call.arg(group)
-            .arg(&p.tag)
-            .arg(self.retention_secs())
-            .arg(now_ms)
-            .arg(events.len())
-            .arg(slot_lease.as_millis() as u64)
-            .arg(holder);
-        for (entry, e) in events {
-            call.arg(*entry)
-                .arg(p.event(&e.workspace, &e.id))
-                .arg(&e.workspace)
-                .arg(&e.event_type);
-        }
-        for s in slots {
-            call.arg(&s.endpoint)
-                .arg(&s.workspace)
-                .arg(s.cap)
-                .arg(s.workspace_cap)
-                .arg(s.held)
-                .arg(s.wanted);
-        }
         let mut conn = self.conn.clone();
-        let reply: Value = call.invoke_async(&mut conn).await?;
-        let [version, verdicts, granted] = items(&reply)? else {
-            return Err(StoreError::Reply(format!("accept: {reply:?}")));
+        let mut pipe = redis::pipe();
+        for (entry, e) in events {
+            pipe.cmd("SET")
+                .arg(p.event(&e.workspace, &e.id))
+                .arg(*entry)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(self.retention_secs());
+        }
+        pipe.get(p.config());
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut replies = replies.into_iter();
+        let mut accepted = Vec::with_capacity(events.len());
+        let mut duplicates = Vec::new();
+        let mut seen: std::collections::HashMap<(&str, &str), u64> = Default::default();
+        for (entry, e) in events {
+            let first = replies.next().unwrap_or(Value::Nil);
+            let new = match &first {
+                Value::Nil => true,
+                other => crate::value::bytes(other) == Some(entry.as_bytes()),
+            };
+            if matches!(first, Value::Nil) {
+                *seen.entry((&e.workspace, &e.event_type)).or_default() += 1;
+            }
+            if !new {
+                duplicates.push(*entry);
+            }
+            accepted.push(new);
+        }
+        let config_version = match replies.next() {
+            Some(Value::Nil) | None => 0,
+            Some(v) => int(&v)? as u64,
         };
-        Ok(Accepted {
-            config_version: int(version)? as u64,
-            accepted: items(verdicts)?
-                .iter()
-                .map(|v| Ok(int(v)? == 1))
-                .collect::<Result<_>>()?,
-            slots: items(granted)?
+        let granted = if slots.is_empty() {
+            Vec::new()
+        } else {
+            let mut call = self.scripts.slots.key(p.config());
+            call.arg(&p.tag)
+                .arg(slot_lease.as_millis() as u64)
+                .arg(holder);
+            for s in slots {
+                call.arg(&s.endpoint)
+                    .arg(&s.workspace)
+                    .arg(s.cap)
+                    .arg(s.workspace_cap)
+                    .arg(s.held)
+                    .arg(s.wanted);
+            }
+            let v: Value = call.invoke_async(&mut conn).await?;
+            items(&v)?
                 .iter()
                 .map(|v| Ok(int(v)? as u32))
-                .collect::<Result<_>>()?,
+                .collect::<Result<_>>()?
+        };
+        // Duplicates acknowledged, first sightings counted for event-type discovery.
+        if !duplicates.is_empty() || !seen.is_empty() {
+            let mut pipe = redis::pipe();
+            if !duplicates.is_empty() {
+                pipe.cmd("XACK")
+                    .arg(&p.stream)
+                    .arg(group)
+                    .arg(&duplicates)
+                    .ignore();
+            }
+            for ((ws, t), n) in seen {
+                pipe.hincr(p.types_seen(ws), format!("n:{t}"), n)
+                    .ignore()
+                    .hset(p.types_seen(ws), format!("t:{t}"), now_ms)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(Accepted {
+            config_version,
+            accepted,
+            slots: granted,
         })
     }
 
@@ -147,6 +190,14 @@ impl Store {
         if deliveries.is_empty() && acks.is_empty() {
             return Ok(Vec::new());
         }
+        if deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Succeeded && d.pause_reason.is_none())
+        {
+            self.settle_succeeded(p, group, deliveries, acks, now_ms)
+                .await?;
+            return Ok(Vec::new());
+        }
         let mut call = self.scripts.settle.key(&p.stream);
         call.arg(group)
             .arg(&p.tag)
@@ -157,14 +208,7 @@ impl Store {
             .arg(deliveries.len());
         for d in deliveries {
             let created = hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms);
-            let member = LogRecord {
-                entry_id: d.entry_id.clone(),
-                event_id: d.event_id.clone(),
-                event_type: d.event_type.clone(),
-                status: d.status,
-                attempt: d.attempt.clone(),
-            }
-            .encode();
+            let member = self.log_member(d);
             let attempt = match &d.attempt {
                 Some(a) if d.status != DeliveryStatus::Succeeded => {
                     serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?
@@ -203,6 +247,65 @@ impl Store {
         let mut conn = self.conn.clone();
         let reply: Value = call.invoke_async(&mut conn).await?;
         self.parse_tripped(items(&reply)?)
+    }
+
+    /// The common case of [`Store::settle`]: every delivery succeeded, so
+    /// each needs only its log member. Plain commands in one MULTI/EXEC:
+    /// log members per endpoint, the circuit breaker's streak reset, and
+    /// the acknowledgements.
+    async fn settle_succeeded(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        deliveries: &[Settled],
+        acks: &[String],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut by_endpoint: std::collections::HashMap<&str, Vec<&Settled>> = Default::default();
+        for d in deliveries {
+            by_endpoint.entry(&d.endpoint).or_default().push(d);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let retention = self.retention_secs() as i64;
+        for (ep, ds) in by_endpoint {
+            let log = p.log(ep);
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&log);
+            for d in &ds {
+                zadd.arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
+                    .arg(self.log_member(d));
+            }
+            pipe.add_command(zadd)
+                .ignore()
+                .expire(&log, retention)
+                .ignore()
+                .hset(p.logs(), ep, &ds[0].workspace)
+                .ignore()
+                .hdel(p.endpoint(ep), &["fails", "failing_since"])
+                .ignore();
+        }
+        if !acks.is_empty() {
+            pipe.cmd("XACK")
+                .arg(&p.stream)
+                .arg(group)
+                .arg(acks)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    fn log_member(&self, d: &Settled) -> String {
+        LogRecord {
+            entry_id: d.entry_id.clone(),
+            event_id: d.event_id.clone(),
+            event_type: d.event_type.clone(),
+            status: d.status,
+            attempt: d.attempt.clone(),
+        }
+        .encode()
     }
 
     /// The endpoints subscribed to each (workspace, event type), as the

@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn scripts_name_keys_only_through_the_prelude() {
         let scripts = [
-            include_str!("lua/accept.lua"),
+            include_str!("lua/slots.lua"),
             include_str!("lua/settle.lua"),
             include_str!("lua/claim.lua"),
             include_str!("lua/record.lua"),

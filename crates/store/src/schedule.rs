@@ -15,7 +15,7 @@ use crate::{Result, Store, StoreError};
 
 /// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
 pub(crate) struct Scripts {
-    pub(crate) accept: Script,
+    pub(crate) slots: Script,
     pub(crate) settle: Script,
     pub(crate) claim: Script,
     pub(crate) record: Script,
@@ -38,7 +38,7 @@ impl Default for Scripts {
         };
         let plain = |body: &str| Script::new(&format!("{prelude}{body}"));
         Self {
-            accept: plain(include_str!("lua/accept.lua")),
+            slots: plain(include_str!("lua/slots.lua")),
             settle: with_queues(include_str!("lua/settle.lua")),
             claim: with_queues(include_str!("lua/claim.lua")),
             record: with_queues(include_str!("lua/record.lua")),

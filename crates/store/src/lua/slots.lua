@@ -1,0 +1,64 @@
+-- Slots for first attempts: per endpoint asked for, members of the
+-- endpoint's and its workspace's lease sets, so the claim script counts them
+-- beside the deliveries it leased itself (one limit across every daemon).
+-- A daemon asks for more when its batches need them, renews them while in
+-- use, and gives them back when idle; a dead daemon's lapse with their lease.
+-- KEYS[1] = the partition's configuration version (names the partition's slot)
+-- ARGV[1] = partition tag, ARGV[2] = slot lease (ms), ARGV[3] = slot holder (consumer)
+-- then 6 per endpoint: endpoint id, workspace, endpoint cap, workspace cap,
+--   slots held now, slots wanted
+-- Returns the slots now held, per endpoint.
+local tag, slot_lease, holder = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local granted = {}
+local i = 4
+-- Lease expiry by Redis's clock, as in claim.lua.
+local clock = redis.call('TIME')
+local t = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local until_ = string.format('%d', t + slot_lease)
+local swept = {}
+local function sweep(key)
+  if not swept[key] then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', t)
+    swept[key] = true
+  end
+end
+while i <= #ARGV do
+  local ep, ws = ARGV[i], ARGV[i + 1]
+  local cap, ws_cap = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local held, want = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  i = i + 6
+  local eplease, wslease = key_leases(tag, ep), key_workspace_leases(tag, ws)
+  sweep(eplease)
+  sweep(wslease)
+  local names = {}
+  for n = 0, math.max(held, want) - 1 do
+    names[n + 1] = '~' .. holder .. ':' .. ep .. ':' .. n
+  end
+  local have = 0
+  if held > 0 then
+    for _, score in ipairs(redis.call('ZMSCORE', eplease, unpack(names, 1, held))) do
+      if score then have = have + 1 end
+    end
+  end
+  local free = math.min(cap - redis.call('ZCARD', eplease), ws_cap - redis.call('ZCARD', wslease))
+  local target = math.max(0, math.min(want, have + math.max(free, 0)))
+  if target > 0 then
+    local args = {}
+    for n = 1, target do
+      args[#args + 1] = until_
+      args[#args + 1] = names[n]
+    end
+    redis.call('ZADD', eplease, unpack(args))
+    redis.call('ZADD', wslease, unpack(args))
+  end
+  if held > target then
+    redis.call('ZREM', eplease, unpack(names, target + 1, held))
+    redis.call('ZREM', wslease, unpack(names, target + 1, held))
+    -- Slots given back: deliveries waiting in the due queue may go now.
+    if redis.call('EXISTS', key_due(tag, ep)) == 1 then
+      redis.call('ZADD', key_ready(tag), 'LT', t, ep)
+    end
+  end
+  granted[#granted + 1] = target
+end
+return granted
