@@ -73,6 +73,18 @@ struct Slots {
 }
 
 impl Slots {
+    /// The request giving every slot back.
+    fn give_back(&self, endpoint: &str) -> SlotRequest {
+        SlotRequest {
+            endpoint: endpoint.to_string(),
+            workspace: self.workspace.clone(),
+            cap: self.cap,
+            workspace_cap: 0,
+            held: self.held,
+            wanted: 0,
+        }
+    }
+
     fn in_use(&self) -> u32 {
         self.held
             .saturating_sub(self.permits.available_permits() as u32)
@@ -414,14 +426,7 @@ impl Dispatch {
                     && s.last_used.elapsed() >= IDLE
                     && !already.iter().any(|r| &r.endpoint == *id)
             })
-            .map(|(id, s)| SlotRequest {
-                endpoint: id.clone(),
-                workspace: s.workspace.clone(),
-                cap: s.cap,
-                workspace_cap: 0,
-                held: s.held,
-                wanted: 0,
-            })
+            .map(|(id, s)| s.give_back(id))
             .collect()
     }
 
@@ -487,18 +492,7 @@ impl Dispatch {
             );
             self.tasks.abort_all();
         }
-        let all: Vec<SlotRequest> = self
-            .slots
-            .iter()
-            .map(|(id, s)| SlotRequest {
-                endpoint: id.clone(),
-                workspace: s.workspace.clone(),
-                cap: s.cap,
-                workspace_cap: 0,
-                held: s.held,
-                wanted: 0,
-            })
-            .collect();
+        let all: Vec<SlotRequest> = self.slots.iter().map(|(id, s)| s.give_back(id)).collect();
         if let Err(e) = self.give_back(all).await {
             tracing::warn!(error = %e, "could not give slots back; they lapse with their lease");
         }
