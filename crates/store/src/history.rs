@@ -151,18 +151,33 @@ impl Store {
         let (entry, endpoint) = parse_delivery_id(id).ok_or_else(not_found)?;
         let created = entry_time_ms(entry).ok_or_else(not_found)?;
         let log = self.log_of(endpoint).await?.ok_or_else(not_found)?;
-        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(log.p.log(endpoint))
-            .arg(created)
-            .arg(created)
-            .query_async(&mut conn)
-            .await?;
-        members
-            .iter()
-            .filter_map(|m| LogRecord::decode(m))
-            .find(|r| r.entry_id == entry)
+        self.log_record(&log.p, endpoint, entry)
+            .await?
             .map(|r| from_record(endpoint, &log.workspace, created, r))
             .ok_or_else(not_found)
+    }
+
+    /// The log member of the delivery of stream entry `entry` to `endpoint`,
+    /// found by its creation time (the entry's).
+    pub(crate) async fn log_record(
+        &self,
+        p: &crate::PartitionKeys,
+        endpoint: &str,
+        entry: &str,
+    ) -> Result<Option<LogRecord>> {
+        let Some(created) = entry_time_ms(entry) else {
+            return Ok(None);
+        };
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(p.log(endpoint))
+            .arg(created)
+            .arg(created)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| LogRecord::decode(m))
+            .find(|r| r.entry_id == entry))
     }
 
     /// The log of an endpoint, deleted or not, while it has one.

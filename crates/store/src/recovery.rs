@@ -70,22 +70,10 @@ impl Store {
     /// cannot be (expired, endpoint deleted, or an attempt already in flight).
     pub async fn redeliver(&self, workspace: &str, id: &str, now_ms: i64) -> Result<bool> {
         let p = self.keys.partition_of(workspace);
-        if let Some((entry, endpoint)) = hookd_core::delivery::parse_delivery_id(id) {
-            let created = hookd_core::delivery::entry_time_ms(entry).unwrap_or(0);
-            let mut conn = self.conn.clone();
-            let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(p.log(endpoint))
-                .arg(created)
-                .arg(created)
-                .query_async(&mut conn)
-                .await?;
-            if let Some(r) = members
-                .iter()
-                .filter_map(|m| LogRecord::decode(m))
-                .find(|r| r.entry_id == entry)
-            {
-                self.materialize(&p, endpoint, workspace, &r).await?;
-            }
+        if let Some((entry, endpoint)) = hookd_core::delivery::parse_delivery_id(id)
+            && let Some(r) = self.log_record(&p, endpoint, entry).await?
+        {
+            self.materialize(&p, endpoint, workspace, &r).await?;
         }
         let queued = self.requeue(&p, "", &[(id.to_string(), now_ms)]).await?;
         Ok(queued == 1)
