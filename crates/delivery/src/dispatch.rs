@@ -458,22 +458,16 @@ impl Dispatch {
     }
 
     async fn give_back(&mut self, requests: Vec<SlotRequest>) -> Result<(), StoreError> {
-        if requests.is_empty() {
-            return Ok(());
-        }
-        let accepted = self
+        let granted = self
             .store
-            .accept(
+            .hold_slots(
                 &self.partition,
-                &self.settings.group,
                 &self.settings.consumer,
-                &[],
                 &requests,
                 self.settings.slot_lease,
-                time::now_ms(),
             )
             .await?;
-        self.apply_grants(&requests, &accepted.slots);
+        self.apply_grants(&requests, &granted);
         Ok(())
     }
 

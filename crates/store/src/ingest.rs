@@ -129,27 +129,7 @@ impl Store {
             Some(Value::Nil) | None => 0,
             Some(v) => int(&v)? as u64,
         };
-        let granted = if slots.is_empty() {
-            Vec::new()
-        } else {
-            let mut call = self.scripts.slots.key(p.config());
-            call.arg(&p.tag)
-                .arg(slot_lease.as_millis() as u64)
-                .arg(holder);
-            for s in slots {
-                call.arg(&s.endpoint)
-                    .arg(&s.workspace)
-                    .arg(s.cap)
-                    .arg(s.workspace_cap)
-                    .arg(s.held)
-                    .arg(s.wanted);
-            }
-            let v: Value = call.invoke_async(&mut conn).await?;
-            items(&v)?
-                .iter()
-                .map(|v| Ok(int(v)? as u32))
-                .collect::<Result<_>>()?
-        };
+        let granted = self.hold_slots(p, holder, slots, slot_lease).await?;
         // Duplicates acknowledged, first sightings counted for event-type discovery.
         if !duplicates.is_empty() || !seen.is_empty() {
             let mut pipe = redis::pipe();
@@ -173,6 +153,34 @@ impl Store {
             accepted,
             slots: granted,
         })
+    }
+
+    /// Adjusts this daemon's first-attempt slots (`lua/slots.lua`); returns
+    /// the slots now held, per request. No call at all for no requests.
+    pub async fn hold_slots(
+        &self,
+        p: &PartitionKeys,
+        holder: &str,
+        slots: &[SlotRequest],
+        slot_lease: Duration,
+    ) -> Result<Vec<u32>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = self.scripts.slots.key(p.config());
+        call.arg(&p.tag)
+            .arg(slot_lease.as_millis() as u64)
+            .arg(holder);
+        for s in slots {
+            call.arg(&s.endpoint)
+                .arg(&s.workspace)
+                .arg(s.cap)
+                .arg(s.workspace_cap)
+                .arg(s.held)
+                .arg(s.wanted);
+        }
+        let v: Value = call.invoke_async(&mut self.conn.clone()).await?;
+        items(&v)?.iter().map(|v| Ok(int(v)? as u32)).collect()
     }
 
     /// Records settled deliveries and acknowledges `acks` (entries whose
