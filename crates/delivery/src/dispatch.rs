@@ -54,10 +54,18 @@ struct Cached {
     target: Option<Arc<Target>>,
 }
 
+impl Config {
+    /// Looked up without building a key: this runs for every event.
+    fn subscribers(&self, workspace: &str, event_type: &str) -> Option<&Arc<[String]>> {
+        self.subscribers.get(workspace)?.get(event_type)
+    }
+}
+
 #[derive(Default)]
 struct Config {
     version: Option<u64>,
-    subscribers: HashMap<(String, String), Arc<[String]>>,
+    /// Workspace -> event type -> subscribed endpoint ids.
+    subscribers: HashMap<String, HashMap<String, Arc<[String]>>>,
     endpoints: HashMap<String, Option<Arc<Cached>>>,
 }
 
@@ -208,8 +216,7 @@ impl Dispatch {
     async fn deliver(&mut self, entry: String, event: Event) -> usize {
         let subscribers = self
             .config
-            .subscribers
-            .get(&(event.workspace.clone(), event.event_type.clone()))
+            .subscribers(&event.workspace, &event.event_type)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()));
         self.settler
@@ -315,21 +322,29 @@ impl Dispatch {
     async fn load(&mut self, events: &[(String, Event)]) -> Result<(), StoreError> {
         let mut types: Vec<(String, String)> = events
             .iter()
+            .filter(|(_, e)| {
+                self.config
+                    .subscribers(&e.workspace, &e.event_type)
+                    .is_none()
+            })
             .map(|(_, e)| (e.workspace.clone(), e.event_type.clone()))
-            .filter(|k| !self.config.subscribers.contains_key(k))
             .collect();
         types.sort();
         types.dedup();
         let found = self.store.subscribers(&self.partition, &types).await?;
         let mut missing: Vec<String> = Vec::new();
-        for (key, mut ids) in types.into_iter().zip(found) {
+        for ((workspace, event_type), mut ids) in types.into_iter().zip(found) {
             ids.sort();
             for id in &ids {
                 if !self.config.endpoints.contains_key(id) && !missing.contains(id) {
                     missing.push(id.clone());
                 }
             }
-            self.config.subscribers.insert(key, Arc::from(ids));
+            self.config
+                .subscribers
+                .entry(workspace)
+                .or_default()
+                .insert(event_type, Arc::from(ids));
         }
         let states = self
             .store
@@ -357,15 +372,18 @@ impl Dispatch {
     fn slot_requests(&mut self, events: &[(String, Event)]) -> Vec<SlotRequest> {
         let mut needed: HashMap<String, u32> = HashMap::new();
         for (_, e) in events {
-            let key = (e.workspace.clone(), e.event_type.clone());
             for id in self
                 .config
-                .subscribers
-                .get(&key)
+                .subscribers(&e.workspace, &e.event_type)
                 .iter()
                 .flat_map(|s| s.iter())
             {
-                *needed.entry(id.clone()).or_default() += 1;
+                match needed.get_mut(id.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        needed.insert(id.clone(), 1);
+                    }
+                }
             }
         }
         let limits = self.settings.limits;
