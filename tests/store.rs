@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use harness::*;
 use hookd_core::{DeliveryStatus, Endpoint, Event, EventLimits, SignatureScheme, time};
-use hookd_store::ingest::Settled;
+use hookd_store::ingest::{SettleBatch, Settled};
 use hookd_store::log::LogRecord;
 use hookd_store::schedule::{Breaker, ConcurrencyLimits};
 use hookd_store::{Store, StoreSettings};
@@ -63,7 +63,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
     for chunk in events.chunks(200) {
         let refs: Vec<(&str, &Event)> = chunk.iter().map(|(id, e)| (id.as_str(), e)).collect();
         let accepted = store
-            .accept(&p, "hookd", "me", &refs, &[], Duration::from_secs(30), now)
+            .accept(&p, "me", &refs, &[], Duration::from_secs(30))
             .await
             .unwrap();
         assert!(accepted.accepted.iter().all(|a| *a));
@@ -84,11 +84,15 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
                 })
             })
             .collect();
+        total += settled.len() as u64;
+        let batch = SettleBatch {
+            deliveries: settled,
+            ..SettleBatch::default()
+        };
         store
-            .settle(&p, "hookd", &settled, &[], Breaker::default(), now)
+            .settle(&p, "hookd", &batch, Breaker::default(), now)
             .await
             .unwrap();
-        total += settled.len() as u64;
     }
     total
 }

@@ -38,7 +38,6 @@ const IDLE: Duration = Duration::from_secs(1);
 /// Typed settings of first attempts.
 #[derive(Debug, Clone)]
 pub(crate) struct DispatchSettings {
-    pub group: String,
     pub consumer: String,
     pub limits: ConcurrencyLimits,
     /// How long slots are held without being renewed (a dead daemon's lapse then).
@@ -180,14 +179,15 @@ impl Dispatch {
             .store
             .accept(
                 &self.partition,
-                &self.settings.group,
                 &self.settings.consumer,
                 &refs,
                 &requests,
                 self.settings.slot_lease,
-                time::now_ms(),
             )
             .await?;
+        if !accepted.seen.is_empty() {
+            self.settler.send(Settle::Seen(accepted.seen)).await;
+        }
         self.apply_grants(&requests, &accepted.slots);
         if self.config.version != Some(accepted.config_version) {
             self.config = Config {
@@ -199,6 +199,8 @@ impl Dispatch {
         let (mut new, mut duplicates, mut deliveries) = (0, 0, 0);
         for ((entry, event), ok) in events.into_iter().zip(accepted.accepted) {
             if !ok {
+                // Delivered under the first entry that carried its id: acknowledged with nothing to record.
+                self.settler.send(Settle::Expect(entry, 0)).await;
                 duplicates += 1;
                 continue;
             }

@@ -107,7 +107,6 @@ pub async fn run(
             ctx.clone(),
             settler,
             dispatch::DispatchSettings {
-                group: settings.ingest.group.clone(),
                 consumer: settings.ingest.consumer.clone(),
                 limits: settings.schedule.limits,
                 slot_lease: settings.schedule.lease,

@@ -1,6 +1,6 @@
 //! Settling first attempts: deliveries made straight from the stream are
-//! recorded in batches (whatever finished while the previous write ran, at
-//! most [`BATCH`]), and each stream entry is acknowledged in the same atomic
+//! recorded in batches (what finished within [`LINGER`] of the first, or
+//! while the previous write ran, at most [`BATCH`]), and each stream entry is acknowledged in the same atomic
 //! step as the record of its last delivery. Entries still in flight here
 //! are kept from looking abandoned (their idle time in the consumer group is
 //! reset), so no other daemon takes them over while they are being sent.
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookd_core::time;
-use hookd_store::ingest::Settled;
+use hookd_store::ingest::{SettleBatch, Settled, Sighting};
 use hookd_store::schedule::Breaker;
 use hookd_store::{PartitionKeys, Store};
 use tokio::sync::{Notify, mpsc};
@@ -21,6 +21,11 @@ use crate::recorder::announce;
 /// Most deliveries written in one call.
 const BATCH: usize = 256;
 
+/// How long a write waits for more to settle after the first: the
+/// acknowledgement waits this much longer, and each write carries many
+/// deliveries instead of a few (the slots are free already).
+const LINGER: Duration = Duration::from_millis(1);
+
 // A delivery is moved, not boxed: a box would cost an allocation per delivery.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Settle {
@@ -28,6 +33,8 @@ pub(crate) enum Settle {
     Expect(String, usize),
     /// One of its deliveries is settled.
     Done(Settled),
+    /// Event types seen for the first time, to be counted.
+    Seen(Vec<Sighting>),
 }
 
 /// A handle to one partition's settling task. Cheap to clone; the task
@@ -86,22 +93,28 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Settle>) {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut received = Vec::with_capacity(BATCH);
         let touch_every = self.settings.reclaim_idle / 4;
         let mut touched = Instant::now();
         loop {
-            let received = tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => n,
+            let n = tokio::select! {
+                n = rx.recv_many(&mut received, BATCH) => n,
                 _ = tokio::time::sleep(touch_every) => 0,
             };
-            if received == 0 && rx.is_closed() && batch.is_empty() {
+            if n == 0 && rx.is_closed() && received.is_empty() {
                 return;
             }
-            let mut deliveries = Vec::new();
-            let mut acks = Vec::new();
-            for s in batch.drain(..) {
+            if n > 0 && received.len() < BATCH && !rx.is_closed() {
+                tokio::time::sleep(LINGER).await;
+                while received.len() < BATCH {
+                    let Ok(s) = rx.try_recv() else { break };
+                    received.push(s);
+                }
+            }
+            let mut batch = SettleBatch::default();
+            for s in received.drain(..) {
                 match s {
-                    Settle::Expect(entry, 0) => acks.push(entry),
+                    Settle::Expect(entry, 0) => batch.acks.push(entry),
                     Settle::Expect(entry, n) => {
                         self.open.insert(entry, (n, Instant::now()));
                     }
@@ -110,14 +123,15 @@ impl Task {
                             *left -= 1;
                             if *left == 0 {
                                 self.open.remove(&d.entry_id);
-                                acks.push(d.entry_id.clone());
+                                batch.acks.push(d.entry_id.clone());
                             }
                         }
-                        deliveries.push(d);
+                        batch.deliveries.push(d);
                     }
+                    Settle::Seen(seen) => batch.seen.extend(seen),
                 }
             }
-            self.write(&deliveries, &acks).await;
+            self.write(&batch).await;
             if touched.elapsed() >= touch_every {
                 touched = Instant::now();
                 self.touch(touch_every).await;
@@ -126,8 +140,8 @@ impl Task {
     }
 
     /// Writes until it succeeds: the deliveries were made, their records must land.
-    async fn write(&self, deliveries: &[Settled], acks: &[String]) {
-        if deliveries.is_empty() && acks.is_empty() {
+    async fn write(&self, batch: &SettleBatch) {
+        if batch.is_empty() {
             return;
         }
         let mut backoff = Backoff::new();
@@ -137,15 +151,15 @@ impl Task {
                 .settle(
                     &self.partition,
                     &self.settings.group,
-                    deliveries,
-                    acks,
+                    batch,
                     self.settings.breaker,
                     time::now_ms(),
                 )
                 .await
             {
                 Ok(tripped) => {
-                    if deliveries
+                    if batch
+                        .deliveries
                         .iter()
                         .any(|d| d.status != hookd_core::DeliveryStatus::Succeeded)
                     {

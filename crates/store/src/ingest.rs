@@ -41,6 +41,17 @@ pub struct Accepted {
     pub accepted: Vec<bool>,
     /// Per slot request: the slots now held (leased until `slot_lease` from now).
     pub slots: Vec<u32>,
+    /// Event types seen for the first time in this batch, per workspace
+    /// (for event-type discovery; [`Store::settle`] records them).
+    pub seen: Vec<Sighting>,
+}
+
+/// Events of one type seen in a workspace, to be counted for discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub workspace: String,
+    pub event_type: String,
+    pub count: u64,
 }
 
 /// One delivery settled after its first attempt (or without one), to be recorded.
@@ -68,6 +79,33 @@ impl Settled {
     }
 }
 
+/// One write of the settler: deliveries to record, entries whose
+/// deliveries are all recorded (now or before) to acknowledge, and first
+/// sightings of event types to count.
+#[derive(Debug, Default)]
+pub struct SettleBatch {
+    pub deliveries: Vec<Settled>,
+    pub acks: Vec<String>,
+    pub seen: Vec<Sighting>,
+}
+
+impl SettleBatch {
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty() && self.acks.is_empty() && self.seen.is_empty()
+    }
+}
+
+/// Counts event types seen, for discovery (how many, and when last).
+fn count_sightings(pipe: &mut redis::Pipeline, p: &PartitionKeys, seen: &[Sighting], now_ms: i64) {
+    for s in seen {
+        let key = p.types_seen(&s.workspace);
+        pipe.hincr(&key, format!("n:{}", s.event_type), s.count)
+            .ignore()
+            .hset(&key, format!("t:{}", s.event_type), now_ms)
+            .ignore();
+    }
+}
+
 /// An endpoint as the daemon caches it: `None` when the document cannot be
 /// read here (its deliveries wait in the due queue, where claims skip it).
 #[derive(Debug, Clone)]
@@ -79,20 +117,20 @@ pub struct EndpointState {
 }
 
 impl Store {
-    /// Accepts events read from partition `p` (duplicates are acknowledged
-    /// here) and adjusts this daemon's first-attempt slots. Plain commands
-    /// in one pipeline (per event, `SET marker entry NX GET`); the slot
-    /// script runs only when slots change or need renewing.
+    /// Accepts events read from partition `p` and adjusts this daemon's
+    /// first-attempt slots. One pipeline of plain commands (per event,
+    /// `SET marker entry NX GET`, and the configuration version); the slot
+    /// script runs only when slots change or need renewing. Writes nothing
+    /// else: the caller acknowledges duplicates and has first sightings
+    /// counted through [`Store::settle`], which writes anyway.
     #[allow(clippy::too_many_arguments)]
     pub async fn accept(
         &self,
         p: &PartitionKeys,
-        group: &str,
         holder: &str,
         events: &[(&str, &Event)],
         slots: &[SlotRequest],
         slot_lease: Duration,
-        now_ms: i64,
     ) -> Result<Accepted> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
@@ -109,8 +147,7 @@ impl Store {
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut replies = replies.into_iter();
         let mut accepted = Vec::with_capacity(events.len());
-        let mut duplicates = Vec::new();
-        let mut seen: std::collections::HashMap<(&str, &str), u64> = Default::default();
+        let mut seen: Vec<Sighting> = Vec::new();
         for (entry, e) in events {
             let first = replies.next().unwrap_or(Value::Nil);
             let new = match &first {
@@ -118,10 +155,17 @@ impl Store {
                 other => crate::value::bytes(other) == Some(entry.as_bytes()),
             };
             if matches!(first, Value::Nil) {
-                *seen.entry((&e.workspace, &e.event_type)).or_default() += 1;
-            }
-            if !new {
-                duplicates.push(*entry);
+                match seen
+                    .iter_mut()
+                    .find(|s| s.workspace == e.workspace && s.event_type == e.event_type)
+                {
+                    Some(s) => s.count += 1,
+                    None => seen.push(Sighting {
+                        workspace: e.workspace.clone(),
+                        event_type: e.event_type.clone(),
+                        count: 1,
+                    }),
+                }
             }
             accepted.push(new);
         }
@@ -130,28 +174,11 @@ impl Store {
             Some(v) => int(&v)? as u64,
         };
         let granted = self.hold_slots(p, holder, slots, slot_lease).await?;
-        // Duplicates acknowledged, first sightings counted for event-type discovery.
-        if !duplicates.is_empty() || !seen.is_empty() {
-            let mut pipe = redis::pipe();
-            if !duplicates.is_empty() {
-                pipe.cmd("XACK")
-                    .arg(&p.stream)
-                    .arg(group)
-                    .arg(&duplicates)
-                    .ignore();
-            }
-            for ((ws, t), n) in seen {
-                pipe.hincr(p.types_seen(ws), format!("n:{t}"), n)
-                    .ignore()
-                    .hset(p.types_seen(ws), format!("t:{t}"), now_ms)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn).await?;
-        }
         Ok(Accepted {
             config_version,
             accepted,
             slots: granted,
+            seen,
         })
     }
 
@@ -183,28 +210,36 @@ impl Store {
         items(&v)?.iter().map(|v| Ok(int(v)? as u32)).collect()
     }
 
-    /// Records settled deliveries and acknowledges `acks` (entries whose
-    /// deliveries are all recorded, now or before), atomically, and runs the
-    /// circuit breaker over their attempts. Returns the endpoints it paused.
+    /// Records a batch's settled deliveries and acknowledges its entries,
+    /// atomically, counts its sightings, and runs the circuit breaker over
+    /// its attempts. Returns the endpoints it paused.
     pub async fn settle(
         &self,
         p: &PartitionKeys,
         group: &str,
-        deliveries: &[Settled],
-        acks: &[String],
+        batch: &SettleBatch,
         breaker: Breaker,
         now_ms: i64,
     ) -> Result<Vec<Tripped>> {
-        if deliveries.is_empty() && acks.is_empty() {
+        let SettleBatch {
+            deliveries,
+            acks,
+            seen,
+        } = batch;
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
         if deliveries
             .iter()
             .all(|d| d.status == DeliveryStatus::Succeeded && d.pause_reason.is_none())
         {
-            self.settle_succeeded(p, group, deliveries, acks, now_ms)
-                .await?;
+            self.settle_succeeded(p, group, batch, now_ms).await?;
             return Ok(Vec::new());
+        }
+        if !seen.is_empty() {
+            let mut pipe = redis::pipe();
+            count_sightings(&mut pipe, p, seen, now_ms);
+            pipe.query_async::<()>(&mut self.conn.clone()).await?;
         }
         let mut call = self.scripts.settle.key(&p.stream);
         call.arg(group)
@@ -265,10 +300,14 @@ impl Store {
         &self,
         p: &PartitionKeys,
         group: &str,
-        deliveries: &[Settled],
-        acks: &[String],
+        batch: &SettleBatch,
         now_ms: i64,
     ) -> Result<()> {
+        let SettleBatch {
+            deliveries,
+            acks,
+            seen,
+        } = batch;
         let mut by_endpoint: std::collections::HashMap<&str, Vec<&Settled>> = Default::default();
         for d in deliveries {
             by_endpoint.entry(&d.endpoint).or_default().push(d);
@@ -293,6 +332,7 @@ impl Store {
                 .hdel(p.endpoint(ep), &["fails", "failing_since"])
                 .ignore();
         }
+        count_sightings(&mut pipe, p, seen, now_ms);
         if !acks.is_empty() {
             pipe.cmd("XACK")
                 .arg(&p.stream)
