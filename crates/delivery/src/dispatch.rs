@@ -71,7 +71,14 @@ struct Config {
 /// This daemon's slots for one endpoint.
 struct Slots {
     held: u32,
+    /// The endpoint's limit, across every daemon.
     cap: u32,
+    /// What this daemon aims to hold: `cap`, or less when the endpoints of
+    /// one workspace share the workspace's limit here.
+    share: u32,
+    /// The most it may hold now: `share`, or fewer when the last grant fell
+    /// short of the request (other daemons or due deliveries hold the rest).
+    ceiling: u32,
     workspace: String,
     renewed: Instant,
     last_used: Instant,
@@ -144,20 +151,27 @@ impl Dispatch {
     }
 
     /// How many entries to read next: as many as the slots this daemon
-    /// holds or may grow to can take, divided by the recent fan-out (an
-    /// endpoint's default share while it holds none yet), within the window.
+    /// holds or may grow to can take, within the window, divided by the
+    /// recent fan-out (an endpoint's default share while it holds none yet).
     /// Read any more and the surplus would go the due queue's way.
     pub fn room(&self) -> usize {
         let window = self.window.available_permits();
         if self.slots.is_empty() {
             return window.min(self.settings.limits.endpoint_default.max(1) as usize);
         }
-        let free: u32 = self
-            .slots
-            .values()
-            .map(|s| s.cap.saturating_sub(s.in_use()))
-            .sum();
-        ((f64::from(free) / self.fanout.max(1.0)) as usize).min(window)
+        let (mut free, mut in_use) = (0usize, 0usize);
+        for s in self.slots.values() {
+            free += s.ceiling.saturating_sub(s.in_use()) as usize;
+            in_use += s.in_use() as usize;
+        }
+        let room = (free.min(window) as f64 / self.fanout.max(1.0)) as usize;
+        if room == 0 && in_use == 0 {
+            // Every grant fell short and nothing is in flight here: read
+            // one entry anyway, to ask again (its deliveries may wait in
+            // the due queue, behind the ones holding the slots).
+            return window.min(1);
+        }
+        room
     }
 
     /// Waits until a first attempt ends (or a moment, to look again).
@@ -394,6 +408,23 @@ impl Dispatch {
         } else {
             limits.workspace
         };
+        // The endpoints of one workspace share its limit: count those in
+        // use here or needed now, per workspace.
+        let mut sharing: HashMap<&str, u32> = HashMap::new();
+        for (id, slots) in &self.slots {
+            if slots.held > 0 && !needed.contains_key(id.as_str()) {
+                *sharing.entry(slots.workspace.as_str()).or_default() += 1;
+            }
+        }
+        for id in needed.keys() {
+            if let Some(Some(cached)) = self.config.endpoints.get(id) {
+                *sharing.entry(cached.state.workspace.as_str()).or_default() += 1;
+            }
+        }
+        let share_of: HashMap<String, u32> = sharing
+            .into_iter()
+            .map(|(ws, n)| (ws.to_string(), (workspace_cap / n.max(1)).max(1)))
+            .collect();
         let renew_after = self.settings.slot_lease / 3;
         let mut out = Vec::new();
         for (id, n) in needed {
@@ -411,17 +442,29 @@ impl Dispatch {
                 .unwrap_or(limits.endpoint_default)
                 .min(limits.endpoint_max)
                 .max(1);
+            let share = share_of
+                .get(&cached.state.workspace)
+                .map_or(cap, |&s| s.min(cap));
             let slots = self.slots.entry(id.clone()).or_insert_with(|| Slots {
                 held: 0,
                 cap,
+                share,
+                ceiling: share,
                 workspace: cached.state.workspace.clone(),
                 renewed: Instant::now(),
                 last_used: Instant::now(),
                 permits: Arc::new(Semaphore::new(0)),
             });
             slots.cap = cap;
-            let wanted = cap.min(slots.held.max(slots.in_use() + n));
-            if wanted > slots.held || slots.renewed.elapsed() >= renew_after {
+            slots.share = share;
+            slots.ceiling = slots.ceiling.min(share);
+            let mut wanted = share.min(slots.held.max(slots.in_use() + n));
+            let renew = slots.renewed.elapsed() >= renew_after;
+            if renew && slots.ceiling < share {
+                // Held back last time: ask for the whole share again, to see if it came free.
+                wanted = share;
+            }
+            if wanted > slots.held || renew {
                 out.push(SlotRequest {
                     endpoint: id,
                     workspace: slots.workspace.clone(),
@@ -463,8 +506,9 @@ impl Dispatch {
                 slots.permits.forget_permits((slots.held - now) as usize);
             }
             slots.held = now;
+            slots.ceiling = if now < r.wanted { now } else { slots.share };
             slots.renewed = Instant::now();
-            if now == 0 && slots.in_use() == 0 {
+            if r.wanted == 0 && slots.in_use() == 0 {
                 self.slots.remove(&r.endpoint);
             }
         }
@@ -473,6 +517,9 @@ impl Dispatch {
     /// Gives back the slots of idle endpoints (called when no events come).
     pub async fn release_idle(&mut self) -> Result<(), StoreError> {
         while self.tasks.try_join_next().is_some() {}
+        // Endpoints refused any slot a while ago hold nothing to give back.
+        self.slots
+            .retain(|_, s| s.held > 0 || s.in_use() > 0 || s.renewed.elapsed() < IDLE);
         let requests = self.idle_releases(&[]);
         self.give_back(requests).await
     }
