@@ -12,8 +12,8 @@ mkdir -p bench/results
 run() { echo "running $1 ..." >&2; "$bench" --scenario "$@"; }
 {
   echo "["
-  run burst --events 100000; echo ","
-  run fanout --events 10000 --endpoints 10; echo ","
+  run burst --events 200000; echo ","
+  run fanout --events 20000 --endpoints 10; echo ","
   run latency --events 30000 --rate 1000; echo ","
   run slow-baseline --events 30000; echo ","
   run slow-mixed --events 30000 --slow-endpoints 1 --slow-ms 2000
