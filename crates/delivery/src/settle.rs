@@ -1,7 +1,8 @@
 //! Settling first attempts: deliveries made straight from the stream are
 //! recorded in batches (what finished within [`LINGER`] of the first, or
-//! while the previous write ran, at most [`BATCH`]), and each stream entry is acknowledged in the same atomic
-//! step as the record of its last delivery. Entries still in flight here
+//! while the previous write ran, at most [`BATCH`]), and each stream entry
+//! is acknowledged in the same atomic step as the record of its last
+//! delivery. Entries still in flight here
 //! are kept from looking abandoned (their idle time in the consumer group is
 //! reset), so no other daemon takes them over while they are being sent.
 

@@ -123,7 +123,6 @@ impl Store {
     /// script runs only when slots change or need renewing. Writes nothing
     /// else: the caller acknowledges duplicates and has first sightings
     /// counted through [`Store::settle`], which writes anyway.
-    #[allow(clippy::too_many_arguments)]
     pub async fn accept(
         &self,
         p: &PartitionKeys,
