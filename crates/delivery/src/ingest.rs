@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{Event, EventLimits, time};
-use hookd_store::stream::{Entry, Taken};
+use hookd_store::stream::Entry;
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::watch;
 
@@ -89,9 +89,7 @@ impl Ingest {
                         }
                         // Nothing waiting: block for the next entry.
                         tokio::select! {
-                            read = self.store.wait_new(&self.partition, &self.settings.group, &self.settings.consumer) => {
-                                read.map(|entries| Taken { entries, dead_lettered: Vec::new() })
-                            }
+                            read = self.store.wait_new(&self.partition, &self.settings.group, &self.settings.consumer, count, &limits) => read,
                             _ = shutdown.changed() => continue,
                         }
                     }
@@ -180,7 +178,7 @@ impl Ingest {
     }
 }
 
-/// A dead-letter reason the read script reported, as the metric label.
+/// A dead-letter reason the stream reader reported, as the metric label.
 fn static_code(reason: &str) -> &'static str {
     match reason {
         "too_many_fields" => "too_many_fields",

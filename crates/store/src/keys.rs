@@ -353,7 +353,7 @@ mod tests {
             include_str!("lua/queues.lua"),
             include_str!("lua/resume.lua"),
             include_str!("lua/requeue.lua"),
-            include_str!("lua/read.lua"),
+            include_str!("lua/dead_letter.lua"),
             include_str!("lua/endpoint_write.lua"),
         ];
         for script in scripts {

@@ -14,9 +14,10 @@
 //! - [`stats`]: queue depths and stream lag, for metrics and readiness.
 //!
 //! Connections: one multiplexed [`ConnectionManager`] for ordinary
-//! commands, and one per partition for its blocking `XREADGROUP` (a blocked
-//! read holds its connection, so partitions must not share one), whose
-//! response timeout is longer than the block time. All reconnect on their own.
+//! commands, and one per partition for its stream reads (`reader.rs`: a
+//! blocked read holds its connection, so partitions must not share one, and
+//! replies are parsed under the event limits as they arrive). All reconnect
+//! on their own.
 
 pub mod api_keys;
 pub mod endpoints;
@@ -25,6 +26,7 @@ pub mod history;
 pub mod ingest;
 pub mod keys;
 pub mod log;
+mod reader;
 pub mod recovery;
 pub mod schedule;
 pub mod stats;
@@ -112,8 +114,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     pub(crate) conn: ConnectionManager,
-    /// Per partition, for its blocking reads.
-    pub(crate) blocking: std::sync::Arc<Vec<ConnectionManager>>,
+    /// Per partition, for its stream reads.
+    pub(crate) readers: std::sync::Arc<Vec<reader::EntryReader>>,
     pub(crate) keys: Keys,
     pub(crate) settings: StoreSettings,
     pub(crate) scripts: std::sync::Arc<schedule::Scripts>,
@@ -134,19 +136,10 @@ impl Store {
                     .set_response_timeout(Some(Duration::from_secs(5))),
             )
             .await?;
-        let mut blocking = Vec::new();
-        for _ in 0..settings.partitions.max(1) {
-            blocking.push(
-                client
-                    .get_connection_manager_with_config(
-                        base.clone().set_response_timeout(Some(
-                            settings.read_block + Duration::from_secs(5),
-                        )),
-                    )
-                    .await?,
-            );
-        }
-        let blocking = std::sync::Arc::new(blocking);
+        let readers = (0..settings.partitions.max(1))
+            .map(|_| reader::EntryReader::new(client.get_connection_info().clone()))
+            .collect::<Vec<_>>();
+        let readers = std::sync::Arc::new(readers);
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn.clone())
@@ -156,7 +149,7 @@ impl Store {
             .with_operational(&settings.operational_stream);
         Ok(Self {
             conn,
-            blocking,
+            readers,
             keys,
             settings,
             scripts: Default::default(),

@@ -22,7 +22,7 @@ pub(crate) struct Scripts {
     pub(crate) resume: Script,
     pub(crate) requeue: Script,
     pub(crate) endpoint_write: Script,
-    pub(crate) read: Script,
+    pub(crate) dead_letter: Script,
 }
 
 impl Default for Scripts {
@@ -45,7 +45,7 @@ impl Default for Scripts {
             resume: plain(include_str!("lua/resume.lua")),
             requeue: plain(include_str!("lua/requeue.lua")),
             endpoint_write: plain(include_str!("lua/endpoint_write.lua")),
-            read: plain(include_str!("lua/read.lua")),
+            dead_letter: plain(include_str!("lua/dead_letter.lua")),
         }
     }
 }

@@ -9,8 +9,9 @@ use redis::Value;
 use hookd_core::EventLimits;
 
 use crate::keys::PartitionKeys;
-use crate::value::{bytes, int, items, pairs, string};
-use crate::{Result, Store};
+use crate::reader::{EntryReader, Read, ReadError};
+use crate::value::{int, items, pairs, string};
+use crate::{Result, Store, StoreError};
 
 /// One stream entry as read: its id and its raw fields.
 #[derive(Debug, Clone)]
@@ -19,58 +20,13 @@ pub struct Entry {
     pub fields: Vec<(String, Vec<u8>)>,
 }
 
-fn parse_entries(v: &Value) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    for entry in items(v)? {
-        let parts = items(entry)?;
-        let [id, fields] = parts else { continue };
-        // A reclaimed entry that was trimmed away has nil fields; it has nothing to deliver.
-        let Ok(flat) = items(fields) else { continue };
-        let mut pairs = Vec::with_capacity(flat.len() / 2);
-        for kv in flat.chunks_exact(2) {
-            pairs.push((
-                string(&kv[0])?,
-                bytes(&kv[1]).map(<[u8]>::to_vec).unwrap_or_default(),
-            ));
-        }
-        out.push(Entry {
-            id: string(id)?,
-            fields: pairs,
-        });
-    }
-    Ok(out)
-}
-
-/// A reply of XREADGROUP: streams -> entries (RESP2 arrays or RESP3 maps).
-fn parse_read_reply(v: &Value) -> Result<Vec<Entry>> {
-    match v {
-        Value::Nil => Ok(Vec::new()),
-        Value::Map(streams) => {
-            let mut out = Vec::new();
-            for (_, entries) in streams {
-                out.extend(parse_entries(entries)?);
-            }
-            Ok(out)
-        }
-        _ => {
-            let mut out = Vec::new();
-            for stream in items(v)? {
-                if let [_, entries] = items(stream)? {
-                    out.extend(parse_entries(entries)?);
-                }
-            }
-            Ok(out)
-        }
-    }
-}
-
 fn is_nogroup(e: &redis::RedisError) -> bool {
     // From a script, the code can arrive inside the message.
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
-/// Entries taken by the read script, and the reasons of those it moved to
-/// the dead-letter stream itself (too many fields, too large).
+/// Entries taken by a read, and the reasons of those it moved to the
+/// dead-letter stream without reading them (too many fields, too large).
 #[derive(Debug, Default)]
 pub struct Taken {
     pub entries: Vec<Entry>,
@@ -95,8 +51,9 @@ impl Store {
         }
     }
 
-    /// Takes up to `count` new entries for `consumer` without waiting;
-    /// entries over `limits` are dead-lettered inside Redis (never read here).
+    /// Takes up to `count` new entries for `consumer` without waiting.
+    /// Entries over `limits` are drained unread by the stream reader and
+    /// dead-lettered inside Redis (see `reader.rs`).
     pub async fn take_new(
         &self,
         p: &PartitionKeys,
@@ -105,47 +62,35 @@ impl Store {
         count: usize,
         limits: &EventLimits,
     ) -> Result<Taken> {
-        self.take(p, group, consumer, count, None, limits).await
+        let reader = self.reader(p);
+        let read = reader
+            .read_new(group, consumer, &p.stream, count, None, limits)
+            .await;
+        self.taken(p, group, read).await
     }
 
-    /// Waits up to the configured block time for one new entry (taking it).
-    /// Only one: an entry is read whole here, so a hostile one costs one
-    /// entry's memory once, and is dead-lettered by the caller. If the group
+    /// Waits up to the configured block time for new entries (taking at
+    /// most `count`), under `limits` as [`Store::take_new`]. If the group
     /// vanished (Redis restarted empty), it is recreated and nothing returned.
     pub async fn wait_new(
         &self,
         p: &PartitionKeys,
         group: &str,
         consumer: &str,
-    ) -> Result<Vec<Entry>> {
-        let mut conn = self.blocking[p.index as usize % self.blocking.len()].clone();
-        let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(self.settings.read_block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&p.stream)
-            .arg(">")
-            .query_async(&mut conn)
+        count: usize,
+        limits: &EventLimits,
+    ) -> Result<Taken> {
+        let block = self.settings.read_block;
+        let read = self
+            .reader(p)
+            .read_new(group, consumer, &p.stream, count, Some(block), limits)
             .await;
-        match reply {
-            Ok(v) => parse_read_reply(&v),
-            Err(e) if is_nogroup(&e) => {
-                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
-                self.ensure_group(p, group).await?;
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.taken(p, group, read).await
     }
 
     /// Takes over entries another consumer left pending for longer than
-    /// `min_idle` (that consumer died before acknowledging them); hostile
-    /// ones are dead-lettered inside Redis, as in [`Store::take_new`].
+    /// `min_idle` (that consumer died before acknowledging them), under
+    /// `limits` as [`Store::take_new`].
     pub async fn reclaim(
         &self,
         p: &PartitionKeys,
@@ -155,52 +100,54 @@ impl Store {
         count: usize,
         limits: &EventLimits,
     ) -> Result<Taken> {
-        self.take(p, group, consumer, count, Some(min_idle), limits)
-            .await
+        let read = self
+            .reader(p)
+            .reclaim(group, consumer, &p.stream, min_idle, count, limits)
+            .await;
+        self.taken(p, group, read).await
     }
 
-    async fn take(
+    fn reader(&self, p: &PartitionKeys) -> &EntryReader {
+        &self.readers[p.index as usize % self.readers.len()]
+    }
+
+    /// What a read took: the oversized entries dead-lettered, a missing
+    /// group made again.
+    async fn taken(
         &self,
         p: &PartitionKeys,
         group: &str,
-        consumer: &str,
-        count: usize,
-        min_idle: Option<Duration>,
-        limits: &EventLimits,
+        read: std::result::Result<Read, ReadError>,
     ) -> Result<Taken> {
-        let mut conn = self.conn.clone();
-        let reply: redis::RedisResult<Value> = self
-            .scripts
-            .read
-            .key(&p.stream)
-            .key(self.keys.dead_letter())
-            .arg(group)
-            .arg(consumer)
-            .arg(count)
-            .arg(
-                min_idle
-                    .map(|d| d.as_millis().to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(limits.max_fields)
-            .arg(limits.max_entry_bytes())
-            .arg(self.settings.dead_letter_max_len.max(1))
-            .invoke_async(&mut conn)
-            .await;
-        match reply {
-            Ok(v) => match items(&v)? {
-                [entries, reasons] => Ok(Taken {
-                    entries: parse_entries(entries)?,
-                    dead_lettered: items(reasons)?.iter().map(string).collect::<Result<_>>()?,
-                }),
-                _ => Err(crate::StoreError::Reply(format!("read: {v:?}"))),
-            },
-            Err(e) if is_nogroup(&e) => {
+        let read = match read {
+            Ok(read) => read,
+            Err(ReadError::Server(e)) if e.starts_with("NOGROUP") => {
+                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
                 self.ensure_group(p, group).await?;
-                Ok(Taken::default())
+                return Ok(Taken::default());
             }
-            Err(e) => Err(e.into()),
+            Err(ReadError::Server(e)) => return Err(StoreError::Reply(e)),
+            Err(ReadError::Store(e)) => return Err(e),
+        };
+        if !read.oversized.is_empty() {
+            let mut conn = self.conn.clone();
+            let mut call = self.scripts.dead_letter.key(&p.stream);
+            call.key(self.keys.dead_letter())
+                .arg(group)
+                .arg(self.settings.dead_letter_max_len.max(1));
+            for o in &read.oversized {
+                call.arg(&o.id).arg(o.reason).arg(&o.message);
+            }
+            let _: Value = call.invoke_async(&mut conn).await?;
         }
+        Ok(Taken {
+            entries: read.entries,
+            dead_lettered: read
+                .oversized
+                .into_iter()
+                .map(|o| o.reason.to_string())
+                .collect(),
+        })
     }
 
     /// Resets the idle time of entries `consumer` still works on (they stay
@@ -238,7 +185,7 @@ impl Store {
     ) -> Result<()> {
         let mut conn = self.conn.clone();
         // An entry over the limits is kept cut short: its first fields, each
-        // value to 1 KiB (as the read script does).
+        // value to 1 KiB (as lua/dead_letter.lua does).
         let hostile = limits.oversized(&entry.fields);
         let mut xadd = redis::cmd("XADD");
         // Capped: a producer sending only garbage cannot fill Redis.

@@ -1,0 +1,495 @@
+//! The stream's own connection: `XREADGROUP` and `XAUTOCLAIM` replies parsed
+//! as they arrive, under the event limits.
+//!
+//! RESP gives an entry's field count and each value's length before the
+//! bytes, so an entry over the limits is known before it is read: its bytes
+//! are drained (read and dropped, a buffer at a time) and it is reported by
+//! id, to be dead-lettered inside Redis. No hostile entry is ever held whole
+//! here, and Redis serves a plain read, which costs it less than half of the
+//! same read made from a Lua script (the script copies every entry into Lua
+//! and back).
+//!
+//! One connection per partition, used by that partition's ingest loop only
+//! (reads are never concurrent). It speaks RESP2, authenticates and selects
+//! the database as the URL says, and is dropped on any error or cancelled
+//! read and made again by the next one.
+
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
+
+use hookd_core::EventLimits;
+
+use crate::StoreError;
+use crate::stream::Entry;
+
+trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
+
+type Conn = BufReader<Box<dyn Socket>>;
+
+/// An entry over the limits, left pending for the dead-letter script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Oversized {
+    pub id: String,
+    /// `too_many_fields` or `too_large`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What one read returned.
+#[derive(Debug, Default)]
+pub(crate) struct Read {
+    pub entries: Vec<Entry>,
+    pub oversized: Vec<Oversized>,
+}
+
+/// A read the server refused (its error line), apart from I/O failures.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Server(String),
+    Store(StoreError),
+}
+
+type ReadResult<T> = std::result::Result<T, ReadError>;
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Store(StoreError::Redis(e.into()))
+    }
+}
+
+pub(crate) struct EntryReader {
+    info: ConnectionInfo,
+    conn: Mutex<Option<Conn>>,
+}
+
+/// Longest a read may take beyond its own blocking time (draining a large
+/// hostile entry included) before the connection is given up.
+const SLACK: Duration = Duration::from_secs(10);
+
+impl EntryReader {
+    pub(crate) fn new(info: ConnectionInfo) -> Self {
+        Self {
+            info,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> >`.
+    pub(crate) async fn read_new(
+        &self,
+        group: &str,
+        consumer: &str,
+        stream: &str,
+        count: usize,
+        block: Option<Duration>,
+        limits: &EventLimits,
+    ) -> ReadResult<Read> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(stream).arg(">");
+        let wait = block.unwrap_or_default() + SLACK;
+        self.exchange(&cmd.get_packed_command(), wait, Shape::Read, limits)
+            .await
+    }
+
+    /// `XAUTOCLAIM <stream> <group> <consumer> <min idle ms> 0-0 COUNT <count>`.
+    pub(crate) async fn reclaim(
+        &self,
+        group: &str,
+        consumer: &str,
+        stream: &str,
+        min_idle: Duration,
+        count: usize,
+        limits: &EventLimits,
+    ) -> ReadResult<Read> {
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count);
+        self.exchange(&cmd.get_packed_command(), SLACK, Shape::AutoClaim, limits)
+            .await
+    }
+
+    /// Sends one command and parses its reply (of `shape`), on the
+    /// connection (made if there is none). Any failure, timeout or
+    /// cancellation drops the connection: it may be mid-reply.
+    async fn exchange(
+        &self,
+        command: &[u8],
+        wait: Duration,
+        shape: Shape,
+        limits: &EventLimits,
+    ) -> ReadResult<Read> {
+        let mut slot = self.conn.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => connect(&self.info).await?,
+        };
+        let done = tokio::time::timeout(wait, async {
+            conn.get_mut().write_all(command).await?;
+            shape.parse(&mut conn, limits).await
+        })
+        .await;
+        match done {
+            Ok(Ok(read)) => {
+                *slot = Some(conn);
+                Ok(read)
+            }
+            // The server's refusal ends its reply: the connection is fine.
+            Ok(Err(ReadError::Server(e))) => {
+                *slot = Some(conn);
+                Err(ReadError::Server(e))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(reply("the stream read timed out")),
+        }
+    }
+}
+
+/// The two replies read here.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// XREADGROUP: nil when nothing came, else `[[stream, entries]]`.
+    Read,
+    /// XAUTOCLAIM: `[next cursor, entries, deleted ids]` (Redis 7).
+    AutoClaim,
+}
+
+impl Shape {
+    async fn parse(self, conn: &mut Conn, limits: &EventLimits) -> ReadResult<Read> {
+        let mut read = Read::default();
+        match self {
+            Shape::Read => {
+                if let Some(streams) = array(conn).await? {
+                    for _ in 0..streams {
+                        expect_array(conn, 2).await?;
+                        drain_value(conn).await?;
+                        entries(conn, limits, &mut read).await?;
+                    }
+                }
+            }
+            Shape::AutoClaim => {
+                let parts = array(conn).await?.unwrap_or(0);
+                if parts < 2 {
+                    return Err(reply("XAUTOCLAIM: a short reply"));
+                }
+                drain_value(conn).await?;
+                entries(conn, limits, &mut read).await?;
+                for _ in 2..parts {
+                    drain_value(conn).await?;
+                }
+            }
+        }
+        Ok(read)
+    }
+}
+
+fn reply(message: &str) -> ReadError {
+    ReadError::Store(StoreError::Reply(message.to_string()))
+}
+
+async fn connect(info: &ConnectionInfo) -> ReadResult<Conn> {
+    let socket: Box<dyn Socket> = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            let tcp = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            .map_err(|_| reply("connecting to Redis timed out"))??;
+            tcp.set_nodelay(true)?;
+            Box::new(tcp)
+        }
+        #[cfg(unix)]
+        ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+        other => {
+            return Err(reply(&format!(
+                "the stream reader cannot connect to {other:?}"
+            )));
+        }
+    };
+    let mut conn = BufReader::with_capacity(64 * 1024, socket);
+    let redis = info.redis_settings();
+    if let Some(password) = redis.password() {
+        let mut auth = redis::cmd("AUTH");
+        if let Some(user) = redis.username() {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        simple(&mut conn, &auth.get_packed_command()).await?;
+    }
+    if redis.db() != 0 {
+        simple(
+            &mut conn,
+            &redis::cmd("SELECT").arg(redis.db()).get_packed_command(),
+        )
+        .await?;
+    }
+    Ok(conn)
+}
+
+/// Sends a command whose reply is `+OK` (or an error).
+async fn simple(conn: &mut Conn, command: &[u8]) -> ReadResult<()> {
+    conn.get_mut().write_all(command).await?;
+    match head(conn).await? {
+        Head::Simple => Ok(()),
+        Head::Error(e) => Err(ReadError::Store(StoreError::Reply(format!(
+            "the stream reader's connection was refused: {e}"
+        )))),
+        Head::Len(..) => Err(reply("an unexpected reply from Redis")),
+    }
+}
+
+/// Longest header or error line accepted (lengths are short; errors too).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// One RESP line.
+#[derive(Debug)]
+enum Head {
+    /// `*`, `$` or `:` and its number (negative for nil).
+    Len(u8, i64),
+    /// `+...` (`+OK`)
+    Simple,
+    /// `-...`: the server refused the command.
+    Error(String),
+}
+
+/// Reads one line, parsed in the buffer when it is all there (the usual case).
+async fn head(conn: &mut Conn) -> ReadResult<Head> {
+    let buf = conn.fill_buf().await?;
+    if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+        let head = parse_head(&buf[..=end])?;
+        conn.consume(end + 1);
+        return Ok(head);
+    }
+    let mut line = Vec::new();
+    (&mut *conn)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .await?;
+    parse_head(&line)
+}
+
+fn parse_head(line: &[u8]) -> ReadResult<Head> {
+    if line.len() < 3 || !line.ends_with(b"\r\n") {
+        return Err(reply("a malformed reply line from Redis"));
+    }
+    let body = &line[1..line.len() - 2];
+    match line[0] {
+        kind @ (b'*' | b'$' | b':') => std::str::from_utf8(body)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(|n| Head::Len(kind, n))
+            .ok_or_else(|| reply("a malformed length in a reply from Redis")),
+        b'+' => Ok(Head::Simple),
+        b'-' => Ok(Head::Error(String::from_utf8_lossy(body).into_owned())),
+        _ => Err(reply("a reply from Redis of a type not expected here")),
+    }
+}
+
+/// An array's length, `None` for nil; a server error is [`ReadError::Server`].
+async fn array(conn: &mut Conn) -> ReadResult<Option<usize>> {
+    match head(conn).await? {
+        Head::Len(b'*' | b'$', n) if n < 0 => Ok(None),
+        Head::Len(b'*', n) => Ok(Some(n as usize)),
+        Head::Error(e) => Err(ReadError::Server(e)),
+        _ => Err(reply("expected an array from Redis")),
+    }
+}
+
+async fn expect_array(conn: &mut Conn, n: usize) -> ReadResult<()> {
+    match array(conn).await? {
+        Some(found) if found == n => Ok(()),
+        _ => Err(reply("a reply from Redis of an unexpected shape")),
+    }
+}
+
+/// A bulk string's length, `None` for nil.
+async fn bulk_len(conn: &mut Conn) -> ReadResult<Option<u64>> {
+    match head(conn).await? {
+        Head::Len(b'$', n) => Ok((n >= 0).then_some(n as u64)),
+        _ => Err(reply("expected a string from Redis")),
+    }
+}
+
+/// Reads `n` bytes of a bulk string and its `\r\n`.
+async fn bulk_body(conn: &mut Conn, n: u64) -> ReadResult<Vec<u8>> {
+    let mut body = vec![0; n as usize + 2];
+    conn.read_exact(&mut body).await?;
+    body.truncate(n as usize);
+    Ok(body)
+}
+
+/// Reads and drops `n` bytes of a bulk string and its `\r\n`.
+async fn skip(conn: &mut Conn, n: u64) -> ReadResult<()> {
+    let skipped = tokio::io::copy(&mut (&mut *conn).take(n + 2), &mut tokio::io::sink()).await?;
+    if skipped != n + 2 {
+        return Err(reply("the connection to Redis closed mid-reply"));
+    }
+    Ok(())
+}
+
+/// Reads and drops one value of any shape (a stream name, a cursor, a list of ids).
+async fn drain_value(conn: &mut Conn) -> ReadResult<()> {
+    let mut owed: u64 = 1;
+    while owed > 0 {
+        owed -= 1;
+        match head(conn).await? {
+            Head::Len(b'$', n) if n >= 0 => skip(conn, n as u64).await?,
+            Head::Len(b'*', n) if n > 0 => owed += n as u64,
+            Head::Error(e) => return Err(ReadError::Server(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An array of entries, `[id, [name, value, ...]]` each, into `read`.
+async fn entries(conn: &mut Conn, limits: &EventLimits, read: &mut Read) -> ReadResult<()> {
+    let n = array(conn).await?.unwrap_or(0);
+    read.entries.reserve(n);
+    for _ in 0..n {
+        expect_array(conn, 2).await?;
+        let id_len = bulk_len(conn)
+            .await?
+            .ok_or_else(|| reply("a stream entry without an id"))?;
+        if id_len > MAX_LINE {
+            return Err(reply("a stream entry id of an impossible length"));
+        }
+        let id = String::from_utf8_lossy(&bulk_body(conn, id_len).await?).into_owned();
+        // (A pending entry trimmed away comes back without fields: nothing to deliver.)
+        let Some(flat) = array(conn).await? else {
+            continue;
+        };
+        let count = flat / 2;
+        if count > limits.max_fields {
+            for _ in 0..flat {
+                drain_value(conn).await?;
+            }
+            read.oversized.push(Oversized {
+                id,
+                reason: "too_many_fields",
+                message: format!(
+                    "{count} fields, over the limit of {} ([ingest] max_fields)",
+                    limits.max_fields
+                ),
+            });
+            continue;
+        }
+        let max = limits.max_entry_bytes() as u64;
+        let mut total = 0u64;
+        let mut fields = Vec::with_capacity(count);
+        let mut name = None;
+        for _ in 0..flat {
+            let len = bulk_len(conn).await?.unwrap_or(0);
+            total += len;
+            if total > max {
+                skip(conn, len).await?;
+                continue;
+            }
+            let body = bulk_body(conn, len).await?;
+            match name.take() {
+                None => name = Some(String::from_utf8_lossy(&body).into_owned()),
+                Some(field) => fields.push((field, body)),
+            }
+        }
+        if total > max {
+            read.oversized.push(Oversized {
+                id,
+                reason: "too_large",
+                message: format!(
+                    "the entry is {total} bytes, over the limit ([ingest] max_payload_bytes)"
+                ),
+            });
+        } else {
+            read.entries.push(Entry { id, fields });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn_over(bytes: &'static [u8]) -> Conn {
+        BufReader::with_capacity(16, Box::new(tokio_test_stream(bytes)) as Box<dyn Socket>)
+    }
+
+    /// A socket that reads from a fixed buffer and swallows writes.
+    fn tokio_test_stream(bytes: &'static [u8]) -> impl Socket {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move {
+            server.write_all(bytes).await.ok();
+            // Keep the server end open until the reader is done with it.
+            let mut sink = Vec::new();
+            server.read_to_end(&mut sink).await.ok();
+        });
+        client
+    }
+
+    fn limits() -> EventLimits {
+        EventLimits {
+            max_payload_bytes: 10,
+            max_fields: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_within_the_limits_are_read_and_the_others_drained_by_id() {
+        // Max entry bytes is 10 + 1024: the third entry's value is over it.
+        let big = "x".repeat(1100);
+        let reply = format!(
+            "*3\r\n\
+             *2\r\n$3\r\n1-0\r\n*4\r\n$4\r\ntype\r\n$1\r\na\r\n$4\r\ndata\r\n$2\r\n{{}}\r\n\
+             *2\r\n$3\r\n2-0\r\n*6\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n$1\r\nc\r\n$1\r\n3\r\n\
+             *2\r\n$3\r\n3-0\r\n*2\r\n$4\r\ndata\r\n${}\r\n{big}\r\n",
+            big.len()
+        );
+        let reply: &'static [u8] = Box::leak(reply.into_bytes().into_boxed_slice());
+        let mut conn = conn_over(reply);
+        let mut read = Read::default();
+        entries(&mut conn, &limits(), &mut read).await.unwrap();
+        assert_eq!(read.entries.len(), 1);
+        assert_eq!(read.entries[0].id, "1-0");
+        assert_eq!(
+            read.entries[0].fields,
+            vec![
+                ("type".to_string(), b"a".to_vec()),
+                ("data".to_string(), b"{}".to_vec())
+            ]
+        );
+        let reasons: Vec<_> = read
+            .oversized
+            .iter()
+            .map(|o| (o.id.as_str(), o.reason))
+            .collect();
+        assert_eq!(reasons, [("2-0", "too_many_fields"), ("3-0", "too_large")]);
+        assert!(read.oversized[1].message.contains("1104 bytes"));
+    }
+
+    #[tokio::test]
+    async fn nil_and_errors_are_told_apart() {
+        let mut conn = conn_over(b"*-1\r\n-NOGROUP No such key\r\n");
+        assert_eq!(array(&mut conn).await.unwrap(), None);
+        match array(&mut conn).await {
+            Err(ReadError::Server(e)) => assert!(e.starts_with("NOGROUP")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
