@@ -234,14 +234,14 @@ impl Store {
         let mut conn = self.conn.clone();
         // Only while the endpoint exists: a pause racing a delete must not
         // leave a hash behind.
-        let written: i64 = redis::cmd("EVAL")
-            .arg("if redis.call('HEXISTS', KEYS[1], 'doc') == 0 then return 0 end redis.call('HSET', KEYS[1], 'paused', '1', 'paused_reason', ARGV[1], 'paused_at', ARGV[2]) redis.call('INCR', KEYS[2]) return 1")
-            .arg(2)
-            .arg(p.endpoint(id))
-            .arg(p.config())
+        let written: i64 = self
+            .scripts
+            .pause
+            .key(p.endpoint(id))
+            .key(p.config())
             .arg(reason)
             .arg(now_ms)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
         if written == 0 {
             return Err(StoreError::NotFound(format!("endpoint {id}")));
@@ -379,14 +379,14 @@ impl Store {
                 continue;
             }
             let ep = self.parse_doc(&id, stored.as_bytes())?;
-            let swapped: i64 = redis::cmd("EVAL")
-                .arg("if redis.call('HGET', KEYS[1], 'doc') == ARGV[1] then redis.call('HSET', KEYS[1], 'doc', ARGV[2]) redis.call('INCR', KEYS[2]) return 1 end return 0")
-                .arg(2)
-                .arg(&key)
-                .arg(p.config())
+            let swapped: i64 = self
+                .scripts
+                .swap_doc
+                .key(&key)
+                .key(p.config())
                 .arg(&stored)
                 .arg(self.doc(&ep)?)
-                .query_async(&mut conn)
+                .invoke_async(&mut conn)
                 .await?;
             resealed += swapped as u64;
         }

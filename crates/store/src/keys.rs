@@ -355,6 +355,8 @@ mod tests {
             include_str!("lua/requeue.lua"),
             include_str!("lua/dead_letter.lua"),
             include_str!("lua/endpoint_write.lua"),
+            include_str!("lua/pause.lua"),
+            include_str!("lua/swap_doc.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

@@ -11,7 +11,9 @@
 //! - [`recovery`]: redelivering one delivery, recovery jobs for many;
 //! - [`api_keys`]: admin API keys (by hash) and their request counters;
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
-//! - [`stats`]: queue depths and stream lag, for metrics and readiness.
+//! - [`stats`]: queue depths and stream lag, for metrics and readiness;
+//! - `scripts`: every Lua script (the files in `lua/`), loaded once;
+//! - `reader`: the stream's own connection, parsing replies under the limits.
 //!
 //! Connections: one multiplexed [`ConnectionManager`] for ordinary
 //! commands, and one per partition for its stream reads (`reader.rs`: a
@@ -29,6 +31,7 @@ pub mod log;
 mod reader;
 pub mod recovery;
 pub mod schedule;
+mod scripts;
 pub mod stats;
 pub mod stream;
 mod value;
@@ -118,7 +121,7 @@ pub struct Store {
     pub(crate) readers: std::sync::Arc<Vec<reader::EntryReader>>,
     pub(crate) keys: Keys,
     pub(crate) settings: StoreSettings,
-    pub(crate) scripts: std::sync::Arc<schedule::Scripts>,
+    pub(crate) scripts: std::sync::Arc<scripts::Scripts>,
 }
 
 impl Store {

@@ -7,48 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hookd_core::{Attempt, AttemptTrigger, DeliveryStatus, Endpoint};
-use redis::{Script, Value};
+use redis::Value;
 
 use crate::keys::PartitionKeys;
 use crate::value::{bytes, int, items, string};
 use crate::{Result, Store, StoreError};
-
-/// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
-pub(crate) struct Scripts {
-    pub(crate) slots: Script,
-    pub(crate) settle: Script,
-    pub(crate) claim: Script,
-    pub(crate) record: Script,
-    pub(crate) resume: Script,
-    pub(crate) requeue: Script,
-    pub(crate) endpoint_write: Script,
-    pub(crate) dead_letter: Script,
-}
-
-impl Default for Scripts {
-    fn default() -> Self {
-        // Every script starts with the key and status names (keys.rs), and
-        // those that move deliveries between queues with queues.lua.
-        let prelude = crate::keys::lua_prelude();
-        let with_queues = |body: &str| {
-            Script::new(&format!(
-                "{prelude}{}{body}",
-                include_str!("lua/queues.lua")
-            ))
-        };
-        let plain = |body: &str| Script::new(&format!("{prelude}{body}"));
-        Self {
-            slots: plain(include_str!("lua/slots.lua")),
-            settle: with_queues(include_str!("lua/settle.lua")),
-            claim: with_queues(include_str!("lua/claim.lua")),
-            record: with_queues(include_str!("lua/record.lua")),
-            resume: plain(include_str!("lua/resume.lua")),
-            requeue: plain(include_str!("lua/requeue.lua")),
-            endpoint_write: plain(include_str!("lua/endpoint_write.lua")),
-            dead_letter: plain(include_str!("lua/dead_letter.lua")),
-        }
-    }
-}
 
 /// One finished attempt, to be recorded.
 #[derive(Debug, Clone)]

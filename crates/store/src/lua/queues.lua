@@ -1,5 +1,5 @@
 -- Shared by the scripts that move deliveries between queues; prepended to
--- each of them when they are loaded (see `Scripts` in schedule.rs).
+-- each of them when they are loaded (see `Scripts` in scripts.rs).
 
 -- Appends one or two values to the list kept under `key` in `t`, making it
 -- on first use: writes gathered per key, for one variadic command each.

@@ -1,0 +1,48 @@
+//! Every Lua script hookd runs, in one place: the files under `lua/`, each
+//! prefixed with the key and status names (`keys::lua_prelude`) and, for
+//! those that move deliveries between queues, with `lua/queues.lua`. Each
+//! is called from the one Store function that owns its step (settling,
+//! claiming, recording, reading the stream, writing endpoints).
+
+use redis::Script;
+
+/// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
+pub(crate) struct Scripts {
+    pub(crate) slots: Script,
+    pub(crate) settle: Script,
+    pub(crate) claim: Script,
+    pub(crate) record: Script,
+    pub(crate) resume: Script,
+    pub(crate) requeue: Script,
+    pub(crate) endpoint_write: Script,
+    pub(crate) dead_letter: Script,
+    pub(crate) pause: Script,
+    pub(crate) swap_doc: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        // Every script starts with the key and status names (keys.rs), and
+        // those that move deliveries between queues with queues.lua.
+        let prelude = crate::keys::lua_prelude();
+        let with_queues = |body: &str| {
+            Script::new(&format!(
+                "{prelude}{}{body}",
+                include_str!("lua/queues.lua")
+            ))
+        };
+        let plain = |body: &str| Script::new(&format!("{prelude}{body}"));
+        Self {
+            slots: plain(include_str!("lua/slots.lua")),
+            settle: with_queues(include_str!("lua/settle.lua")),
+            claim: with_queues(include_str!("lua/claim.lua")),
+            record: with_queues(include_str!("lua/record.lua")),
+            resume: plain(include_str!("lua/resume.lua")),
+            requeue: plain(include_str!("lua/requeue.lua")),
+            endpoint_write: plain(include_str!("lua/endpoint_write.lua")),
+            dead_letter: plain(include_str!("lua/dead_letter.lua")),
+            pause: plain(include_str!("lua/pause.lua")),
+            swap_doc: plain(include_str!("lua/swap_doc.lua")),
+        }
+    }
+}
