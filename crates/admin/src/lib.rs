@@ -41,7 +41,7 @@ use utoipa_axum::routes;
 use utoipa_scalar::{Scalar, Servable};
 
 /// An event type declared in configuration.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct CatalogEntry {
     pub name: String,
     #[serde(default)]

@@ -63,6 +63,12 @@ pub enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Print the effective configuration (secrets redacted) and where each
+    /// value came from: the file, an environment variable, or the built-in default.
+    Config {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Check the signature of one captured request; exit 0 when valid, 1 when not.
     Verify(crate::receive::VerifyArgs),
     /// Run a local receiver that prints each delivery (and can fail on purpose).
@@ -357,7 +363,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             output::endpoints(&store.endpoints(workspace.as_deref()).await?, out.json)
         }
         EndpointCommand::Show { id, out } => {
-            output::endpoint(&store.endpoint(&id).await?, out.json)
+            output::endpoint(&store.endpoint_view(&id).await?, out.json)
         }
         EndpointCommand::Secret { id, out } => {
             output::secrets(&store.endpoint(&id).await?, out.json)

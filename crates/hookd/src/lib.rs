@@ -23,6 +23,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A command run where there is no configuration file says so, once:
+    // its behaviour (no sealing key, internal networks refused) would
+    // otherwise depend on the working directory in a way no one can see.
+    if config.file.is_none() && !matches!(cli.command, cli::Command::Config { .. }) {
+        eprintln!(
+            "hookd: no configuration file (no --config, no HOOKD_CONFIG, no {} here): built-in defaults and HOOKD__* variables; `hookd config` shows them",
+            settings::DEFAULT_CONFIG
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +56,7 @@ pub fn main() -> ExitCode {
             }
             cli::Command::Secrets(cmd) => done(cli::secrets(&config, cmd).await),
             cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
+            cli::Command::Config { out } => done(output::config(&config, out.json)),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {
                 receive::verify(args, &config.signing.header_prefix).map(|valid| {

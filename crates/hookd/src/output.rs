@@ -2,6 +2,7 @@
 
 use hookd_core::{Delivery, Endpoint, time};
 use serde_json::{Value, json};
+use std::io::Write;
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(v)?);
@@ -356,6 +357,37 @@ pub fn event_types(
             r["last_seen"].as_str().unwrap_or("-"),
             if r["in_catalog"] == true { "yes" } else { "no" }
         );
+    }
+    Ok(())
+}
+
+/// `hookd config`: the file read, then every setting, its value and its source.
+pub fn config(config: &crate::settings::Config, json: bool) -> anyhow::Result<()> {
+    let settings = config.describe()?;
+    let file = config.file.as_ref().map(|f| f.display().to_string());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "file": file, "settings": settings })
+        );
+        return Ok(());
+    }
+    match &file {
+        Some(file) => println!("# read {file}, then HOOKD__* variables, over built-in defaults"),
+        None => println!(
+            "# no configuration file (no --config, no HOOKD_CONFIG, no {} in this folder): built-in defaults and HOOKD__* variables",
+            crate::settings::DEFAULT_CONFIG
+        ),
+    }
+    let width = settings.iter().map(|s| s.key.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for s in &settings {
+        let line = writeln!(out, "{:width$} = {}  # {}", s.key, s.value, s.source);
+        // `hookd config | head` closes the pipe early: not an error.
+        if matches!(&line, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+            break;
+        }
+        line?;
     }
     Ok(())
 }

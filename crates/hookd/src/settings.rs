@@ -2,17 +2,25 @@
 //! `HOOKD__SECTION__KEY` environment variables, turned into the typed
 //! settings the libraries take. Only the binary reads configuration.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use hookd_core::{EventLimits, RetryPolicy};
 use hookd_delivery::{DaemonSettings, IngestSettings, ScheduleSettings, SenderSettings};
 use hookd_store::StoreSettings;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The file `hookd` reads when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
+
+fn duration_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn displayed<S: Serializer, T: std::fmt::Display>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().map(|i| i.to_string()))
+}
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -23,7 +31,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub redis: Redis,
@@ -38,9 +46,12 @@ pub struct Config {
     /// Built from `[secrets]` when the configuration is loaded.
     #[serde(skip)]
     sealer: Option<hookd_core::sealing::Sealer>,
+    /// The file read, if any (`None`: built-in defaults and the environment).
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Secrets {
     /// Keys that seal endpoint secrets at rest: `<id>:<base64 of 32 random
@@ -77,35 +88,35 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Redis {
     pub url: String,
     pub key_prefix: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
     pub stream: String,
     pub group: String,
     pub partitions: u32,
     pub batch: usize,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub reclaim_idle: Duration,
     pub max_payload_bytes: usize,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub stream_retention: Duration,
     /// The dead-letter stream keeps at most this many entries.
     pub dead_letter_max_len: u64,
     /// Most fields a stream entry may have.
     pub max_fields: usize,
     /// How often to trim the stream and history indexes and forget stopped consumers.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub housekeeping_interval: Duration,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
     pub concurrency: usize,
@@ -116,29 +127,29 @@ pub struct Delivery {
     /// across all daemons (0: no limit).
     pub workspace_concurrency: u32,
     pub claim_batch: usize,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub poll_interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub connect_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub request_timeout: Duration,
     pub response_excerpt_bytes: usize,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub shutdown_grace: Duration,
     /// Internal networks deliveries may reach anyway (every internal address
     /// is refused otherwise). A list, or one comma-separated string (for the
     /// environment: HOOKD__DELIVERY__ALLOW_NETWORKS=10.0.0.0/8,127.0.0.0/8).
-    #[serde(deserialize_with = "networks")]
+    #[serde(deserialize_with = "networks", serialize_with = "displayed")]
     pub allow_networks: Vec<hookd_core::network::Cidr>,
     /// DNS servers (`ip:port`) that receiver names are resolved with;
     /// empty: the system's (/etc/resolv.conf). A list or one comma-separated string.
-    #[serde(deserialize_with = "socket_addrs")]
+    #[serde(deserialize_with = "socket_addrs", serialize_with = "displayed")]
     pub nameservers: Vec<std::net::SocketAddr>,
     /// The circuit breaker pauses an endpoint after this many failed attempts
     /// in a row (0: never) ...
     pub breaker_failures: u32,
     /// ... that span at least this long.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub breaker_window: Duration,
     /// Stream of operational events (an endpoint paused by the breaker).
     pub operational_stream: String,
@@ -162,34 +173,34 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<hookd_core::network::
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retry {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub initial_delay: Duration,
     pub factor: f64,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub max_delay: Duration,
     pub max_attempts: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub max_age: Duration,
     pub jitter: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Signing {
     pub header_prefix: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct History {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub retention: Duration,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
     /// Serve the admin API at all.
@@ -197,21 +208,21 @@ pub struct Admin {
     pub bind: String,
     /// Requests per API key per `rate_window`, shared by every daemon.
     pub rate_limit: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub rate_window: Duration,
     pub max_body_bytes: usize,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub request_timeout: Duration,
     /// Most endpoints per workspace (0: no limit); bounds an event's fan-out.
     pub max_endpoints_per_workspace: u32,
     /// How often the queue figures `/metrics` shows are read from Redis.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub stats_interval: Duration,
     /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
     pub event_types: Vec<hookd_admin::CatalogEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `text` or `json`.
@@ -282,6 +293,7 @@ impl Default for Config {
                 current: String::new(),
             },
             sealer: None,
+            file: None,
             admin: Admin {
                 enabled: true,
                 bind: "127.0.0.1:8080".into(),
@@ -344,15 +356,13 @@ impl Config {
     /// Reads `path` (or the default file when present) and the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder();
-        match path {
-            Some(path) => {
-                builder = builder.add_source(config::File::from(path).required(true));
-            }
-            None if Path::new(DEFAULT_CONFIG).exists() => {
-                builder =
-                    builder.add_source(config::File::with_name(DEFAULT_CONFIG).required(true));
-            }
-            None => {}
+        let file = match path {
+            Some(path) => Some(path.to_path_buf()),
+            None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
+            None => None,
+        };
+        if let Some(file) = &file {
+            builder = builder.add_source(config::File::from(file.as_path()).required(true));
         }
         let built = builder
             .add_source(
@@ -364,6 +374,7 @@ impl Config {
             .build()
             .context("reading configuration")?;
         let mut config: Config = built.try_deserialize().context("invalid configuration")?;
+        config.file = file;
         config.check()?;
         if !config.secrets.keys.is_empty() {
             let sealer =
@@ -550,6 +561,80 @@ impl Config {
             stream_retention: self.ingest.stream_retention,
             housekeeping_interval: self.ingest.housekeeping_interval,
         }
+    }
+}
+
+/// One effective setting, for `hookd config`.
+#[derive(Debug, Serialize)]
+pub struct Setting {
+    /// `section.key`.
+    pub key: String,
+    /// The value, secrets redacted.
+    pub value: serde_json::Value,
+    /// `file <path>`, `env HOOKD__SECTION__KEY` or `default`.
+    pub source: String,
+}
+
+impl Config {
+    /// Every setting with its effective value (secrets redacted) and source.
+    pub fn describe(&self) -> anyhow::Result<Vec<Setting>> {
+        let file = match &self.file {
+            Some(path) => Some(
+                config::Config::builder()
+                    .add_source(config::File::from(path.as_path()))
+                    .build()
+                    .context("reading configuration")?,
+            ),
+            None => None,
+        };
+        let serde_json::Value::Object(sections) = serde_json::to_value(self)? else {
+            anyhow::bail!("the configuration did not serialise to an object");
+        };
+        let mut out = Vec::new();
+        for (section, keys) in sections {
+            let serde_json::Value::Object(keys) = keys else {
+                continue;
+            };
+            for (key, value) in keys {
+                let name = format!("{section}.{key}");
+                let env = format!("HOOKD__{}__{}", section.to_uppercase(), key.to_uppercase());
+                let source = if std::env::var_os(&env).is_some() {
+                    format!("env {env}")
+                } else if file
+                    .as_ref()
+                    .is_some_and(|f| f.get::<config::Value>(&name).is_ok())
+                {
+                    format!(
+                        "file {}",
+                        self.file.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                } else {
+                    "default".to_string()
+                };
+                out.push(Setting {
+                    value: redacted(&name, value),
+                    key: name,
+                    source,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn redacted(name: &str, value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (name, value) {
+        ("redis.url", Value::String(url)) => Value::String(redact_url(&url)),
+        ("secrets.keys", Value::Array(keys)) => Value::Array(
+            keys.into_iter()
+                .map(|k| {
+                    let id = k.as_str().and_then(|k| k.split_once(':')).map(|(id, _)| id);
+                    Value::String(format!("{}:***", id.unwrap_or("?")))
+                })
+                .collect(),
+        ),
+        (_, value) => value,
     }
 }
 

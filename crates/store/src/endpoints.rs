@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use hookd_core::Endpoint;
+use hookd_core::sealing::SealError;
 
 use crate::keys::PartitionKeys;
 use crate::{Result, Store, StoreError};
@@ -24,14 +25,37 @@ impl Store {
     pub(crate) fn parse_doc(&self, id: &str, doc: &[u8]) -> Result<Endpoint> {
         let mut ep: Endpoint = serde_json::from_slice(doc)
             .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+        ep.map_secrets(|s| self.open(s))?;
+        Ok(ep)
+    }
+
+    /// Opens one sealed value (a value in clear comes back as it is).
+    fn open(&self, stored: &str) -> std::result::Result<String, SealError> {
         match &self.settings.sealer {
-            Some(sealer) => ep.map_secrets(|s| sealer.open(s))?,
-            None if ep.secret.starts_with("enc:") => {
-                return Err(
-                    hookd_core::sealing::SealError::UnknownKey("(none configured)".into()).into(),
-                );
-            }
-            None => {}
+            Some(sealer) => sealer.open(stored),
+            // Name the key it was sealed with, not the absence of keys.
+            None => match stored.strip_prefix("enc:") {
+                Some(rest) => Err(SealError::UnknownKey(
+                    rest.split(':').next().unwrap_or_default().to_string(),
+                )),
+                None => Ok(stored.to_string()),
+            },
+        }
+    }
+
+    /// Reads an endpoint document for display: the signing secrets (current
+    /// and in grace) are not opened, and are left empty, so listing or
+    /// showing endpoints never needs the sealing key; custom header values
+    /// are opened when the key is there, else shown as `***`.
+    fn parse_view(&self, id: &str, doc: &[u8]) -> Result<Endpoint> {
+        let mut ep: Endpoint = serde_json::from_slice(doc)
+            .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+        ep.secret.clear();
+        for p in &mut ep.previous_secrets {
+            p.secret.clear();
+        }
+        for v in ep.headers.values_mut() {
+            *v = self.open(v).unwrap_or_else(|_| "***".to_string());
         }
         Ok(ep)
     }
@@ -42,10 +66,19 @@ impl Store {
         id: &str,
         fields: &HashMap<String, String>,
     ) -> Result<Endpoint> {
+        self.endpoint_with(id, fields, Self::parse_doc)
+    }
+
+    fn endpoint_with(
+        &self,
+        id: &str,
+        fields: &HashMap<String, String>,
+        parse: fn(&Self, &str, &[u8]) -> Result<Endpoint>,
+    ) -> Result<Endpoint> {
         let doc = fields
             .get("doc")
             .ok_or_else(|| StoreError::NotFound(format!("endpoint {id}")))?;
-        let mut ep = self.parse_doc(id, doc.as_bytes())?;
+        let mut ep = parse(self, id, doc.as_bytes())?;
         ep.paused = fields.get("paused").is_some_and(|p| p == "1");
         ep.paused_reason = fields.get("paused_reason").cloned();
         ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
@@ -175,14 +208,26 @@ impl Store {
         Ok(self.keys.partition_of(&ws))
     }
 
+    /// An endpoint with its secrets opened (to sign, to rotate, to write back).
     pub async fn endpoint(&self, id: &str) -> Result<Endpoint> {
+        let fields = self.endpoint_hash(id).await?;
+        self.endpoint_from_hash(id, &fields)
+    }
+
+    /// An endpoint to show: its signing secrets left sealed and empty (see
+    /// `parse_view`). Never write it back.
+    pub async fn endpoint_view(&self, id: &str) -> Result<Endpoint> {
+        let fields = self.endpoint_hash(id).await?;
+        self.endpoint_with(id, &fields, Self::parse_view)
+    }
+
+    async fn endpoint_hash(&self, id: &str) -> Result<HashMap<String, String>> {
         let p = self.endpoint_partition(id).await?;
         let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+        Ok(redis::cmd("HGETALL")
             .arg(p.endpoint(id))
             .query_async(&mut conn)
-            .await?;
-        self.endpoint_from_hash(id, &fields)
+            .await?)
     }
 
     /// Endpoints of one workspace, or of all workspaces; ordered by id (creation).
@@ -197,6 +242,7 @@ impl Store {
         Ok(all.into_iter().collect())
     }
 
+    /// Endpoints to show (signing secrets not opened, as [`Store::endpoint_view`]).
     pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
         let mut conn = self.conn.clone();
         let mut ids: Vec<(String, String)> = match workspace {
@@ -223,7 +269,7 @@ impl Store {
         ids.iter()
             .zip(hashes)
             .filter(|(_, h)| !h.is_empty())
-            .map(|((id, _), h)| self.endpoint_from_hash(id, &h))
+            .map(|((id, _), h)| self.endpoint_with(id, &h, Self::parse_view))
             .collect()
     }
 

@@ -107,8 +107,15 @@ pub enum StoreError {
     /// A compare-and-set write lost to other writers every time it retried.
     #[error("{0}")]
     Conflict(String),
+    /// (No `source`: the message carries it, and error chains print it once.)
     #[error("endpoint secret: {0} (check [secrets] keys)")]
-    Sealing(#[from] hookd_core::sealing::SealError),
+    Sealing(hookd_core::sealing::SealError),
+}
+
+impl From<hookd_core::sealing::SealError> for StoreError {
+    fn from(e: hookd_core::sealing::SealError) -> Self {
+        StoreError::Sealing(e)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -1,0 +1,266 @@
+//! The first hour with hookd, as a newcomer lives it: the README's
+//! walkthrough run as written (its receiver, its commands, the repository's
+//! `config/default.toml`), and the CLI run from a folder without a
+//! configuration file. A real redis-server and real hookd processes.
+
+mod harness;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harness::*;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is inside the repository")
+        .to_path_buf()
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(repo_root().join("README.md")).expect("README.md")
+}
+
+/// The first line of a README shell block that starts with `prefix`.
+fn readme_command(readme: &str, prefix: &str) -> String {
+    readme
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the README has no command starting {prefix:?}"))
+        .to_string()
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A folder whose `hookd` is the binary under test, to put first on PATH.
+fn hookd_on_path() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hookd-path-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("hookd");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hookd-e2e"), &link).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_works_as_written() {
+    let redis = Redis::start();
+    let readme = readme();
+    let port = free_port();
+    // The receiver, as the README gives it, on a free port instead of 9000.
+    let start = readme
+        .find("python3 - <<'PY'\n")
+        .expect("the walkthrough's receiver");
+    let body = &readme[start + "python3 - <<'PY'\n".len()..];
+    let receiver_code = body[..body.find("\nPY\n").expect("end of the receiver")]
+        .replace("9000", &port.to_string());
+    let mut receiver = Killed(
+        Command::new("python3")
+            .arg("-c")
+            .arg(&receiver_code)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = receiver.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    // `make run`'s daemon: config/default.toml, from the repository's folder.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let shell = |line: &str| {
+        let path = format!(
+            "{}:{}",
+            hookd_on_path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let line = line.replace("9000", &port.to_string()).replacen(
+            "redis-cli ",
+            &format!("redis-cli -u {} ", redis.url()),
+            1,
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .current_dir(repo_root())
+            .env("PATH", path)
+            .env("HOOKD__REDIS__URL", redis.url())
+            .env("HOOKD__ADMIN__BIND", &bind)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let _daemon = Killed(
+        Command::new(env!("CARGO_BIN_EXE_hookd-e2e"))
+            .arg("serve")
+            .current_dir(repo_root())
+            .env("HOOKD__REDIS__URL", redis.url())
+            .env("HOOKD__ADMIN__BIND", &bind)
+            .env("HOOKD__LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("hookd serve"),
+    );
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "hookd ready", || async {
+        let r = http.get(format!("http://{bind}/readyz")).send().await;
+        r.is_ok_and(|r| r.status() == 200).then_some(())
+    })
+    .await;
+
+    let created = shell(&readme_command(&readme, "hookd endpoints create"));
+    assert!(created.contains("ep_"), "{created}");
+    shell(&readme_command(&readme, "redis-cli XADD"));
+
+    let line = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the receiver printed a delivery");
+    for header in [
+        "x-hookd-event-id",
+        "x-hookd-delivery-id",
+        "x-hookd-attempt",
+        "x-hookd-timestamp",
+        "x-hookd-signature': 'sha256=",
+    ] {
+        assert!(line.contains(header), "{header} not in: {line}");
+    }
+    assert!(
+        line.contains(r#""type":"card.created","workspaceId":"ws_1""#)
+            && line.contains(r#""boardId":"b_1""#),
+        "{line}"
+    );
+    let history = shell("hookd deliveries list");
+    assert!(
+        history.contains("dlv_") && history.contains("succeeded"),
+        "{history}"
+    );
+}
+
+/// A folder with no configuration file in it.
+fn elsewhere() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hookd-elsewhere-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn outside_the_repository_the_cli_says_what_it_read_and_lists_without_the_sealing_key() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let (id, _) = create_endpoint(&env, "ws_a", "http://127.0.0.1:9/hook", &[]);
+    // The same Redis, without the sealing key the secret was sealed with.
+    let bare: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("HOOKD__SECRETS"))
+        .cloned()
+        .collect();
+    let run = |args: &[&str]| {
+        hookd_command(&bare)
+            .args(args)
+            .current_dir(elsewhere())
+            .output()
+            .expect("hookd")
+    };
+    let listed = run(&["endpoints", "list"]);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
+    assert!(stderr.contains("no configuration file"), "{stderr}");
+    let shown = run(&["endpoints", "show", &id]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+
+    // A command that needs the secret says which key, once.
+    let secret = run(&["endpoints", "secret", &id]);
+    assert!(!secret.status.success());
+    let stderr = String::from_utf8_lossy(&secret.stderr);
+    assert!(stderr.contains(r#"sealed with key "t1""#), "{stderr}");
+    assert_eq!(stderr.matches("sealed with key").count(), 1, "{stderr}");
+}
+
+#[test]
+fn hookd_config_prints_each_value_with_its_source_and_secrets_redacted() {
+    let dir = elsewhere();
+    let file = dir.join("hookd.toml");
+    std::fs::write(&file, "[retry]\nmax_attempts = 7\n").unwrap();
+    let env = vec![
+        (
+            "HOOKD_CONFIG".to_string(),
+            file.to_string_lossy().into_owned(),
+        ),
+        (
+            "HOOKD__REDIS__URL".to_string(),
+            "redis://app:s3cret@10.0.0.5:6379".to_string(),
+        ),
+        (
+            "HOOKD__SECRETS__KEYS".to_string(),
+            TEST_SEALING_KEY.to_string(),
+        ),
+        ("HOOKD__SECRETS__CURRENT".to_string(), "t1".to_string()),
+    ];
+    let out = hookd_command(&env)
+        .args(["config", "--json"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("AAECAwQF"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["file"], file.to_string_lossy().as_ref());
+    let setting = |key: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap_or_else(|| panic!("{key} not in {v}"))
+            .clone()
+    };
+    let attempts = setting("retry.max_attempts");
+    assert_eq!(attempts["value"], 7);
+    assert_eq!(
+        attempts["source"],
+        format!("file {}", file.to_string_lossy())
+    );
+    let url = setting("redis.url");
+    assert_eq!(url["value"], "redis://app:***@10.0.0.5:6379");
+    assert_eq!(url["source"], "env HOOKD__REDIS__URL");
+    assert_eq!(
+        setting("secrets.keys")["value"],
+        serde_json::json!(["t1:***"])
+    );
+    let networks = setting("delivery.allow_networks");
+    assert_eq!(networks["value"], serde_json::json!([]));
+    assert_eq!(networks["source"], "default");
+    assert_eq!(setting("retry.initial_delay")["value"], "5s");
+}
