@@ -2,6 +2,7 @@
 //! walkthrough run as written (its receiver, its commands, the repository's
 //! `config/default.toml`), and the CLI run from a folder without a
 //! configuration file. A real redis-server and real hookd processes.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod harness;
 
