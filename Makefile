@@ -50,3 +50,5 @@ check-tools:
 	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server (the tests spawn their own)"; apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install -q 'standardwebhooks==1.1.0'
+	@python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q 'openapi-spec-validator==0.9.0'
+	@command -v openapi-python-client >/dev/null 2>&1 || python3 -m pip install -q 'openapi-python-client==0.29.1'

@@ -265,3 +265,61 @@ fn hookd_config_prints_each_value_with_its_source_and_secrets_redacted() {
     assert_eq!(networks["source"], "default");
     assert_eq!(setting("retry.initial_delay")["value"], "5s");
 }
+
+/// The OpenAPI document the server serves is valid (openapi-spec-validator),
+/// and a client generated from it (openapi-python-client) drives the API:
+/// endpoints, publishing, history, pause and resume, rotation, keys, errors.
+/// (Two worker threads: the receiver answers while the client's process runs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_openapi_document_drives_the_api() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let daemon = Daemon::ready(&env).await;
+    let key = api_key(&env, "ws_sdk", "admin");
+    let dir = elsewhere();
+    let doc = reqwest::get(format!("{}/openapi.json", daemon.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let spec = dir.join("openapi.json");
+    std::fs::write(&spec, doc).unwrap();
+    let tool = |program: &str, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (make check-tools installs it)"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tool("python3", &["-m", "openapi_spec_validator", "openapi.json"]);
+    tool(
+        "openapi-python-client",
+        &["generate", "--path", "openapi.json", "--meta", "none"],
+    );
+    let script = repo_root().join("tests/sdk/use_client.py");
+    let out = tool(
+        "python3",
+        &[
+            &script.to_string_lossy(),
+            &dir.to_string_lossy(),
+            &daemon.admin,
+            &key,
+            &receiver.url(),
+        ],
+    );
+    let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        seen["delivery"].as_str().unwrap().starts_with("dlv_"),
+        "{seen}"
+    );
+    assert_eq!(receiver.count(), 1);
+}

@@ -144,10 +144,10 @@ fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DeliveryStatu
 }
 
 /// Delivery history, newest first.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/deliveries", tag = "deliveries",
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/api/v1/workspaces/{ws}/deliveries", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), DeliveryQuery),
-    responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody, description = "endpoint_id names no endpoint of this workspace"), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = DeliveryPage), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "endpoint_id names no endpoint of this workspace"), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,9 +207,9 @@ async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Delivery> {
 }
 
 /// One delivery with every attempt.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/deliveries/{id}", tag = "deliveries",
+#[utoipa::path(get, operation_id = "get_delivery", path = "/api/v1/workspaces/{ws}/deliveries/{id}", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
-    responses((status = 200, body = DeliveryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = DeliveryView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,9 +224,9 @@ pub async fn get(
 
 /// Make a fresh attempt now (recorded in this delivery's history as `manual`).
 /// The attempt is made by the scheduler; poll the delivery for its result.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver", tag = "deliveries",
+#[utoipa::path(post, operation_id = "redeliver", path = "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
-    responses((status = 202, body = DeliveryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted", body = DeliveryView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 409, description = "Conflicts with the resource's state (`conflict`)", body = ErrorBody)))]
 pub async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
@@ -287,9 +287,9 @@ impl From<Job> for JobView {
 }
 
 /// A recovery job's progress.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/jobs/{id}", tag = "deliveries",
+#[utoipa::path(get, operation_id = "get_recovery_job", path = "/api/v1/workspaces/{ws}/jobs/{id}", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn job(
     State(state): State<AppState>,
     caller: Caller,

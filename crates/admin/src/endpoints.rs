@@ -234,10 +234,10 @@ async fn view(
 }
 
 /// Register an endpoint. The response carries its signing secret, once.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
+#[utoipa::path(post, operation_id = "create_endpoint", path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id")),
     request_body = CreateEndpoint,
-    responses((status = 201, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = EndpointView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,9 +268,9 @@ pub async fn create(
 }
 
 /// The workspace's endpoints, oldest first.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
+#[utoipa::path(get, operation_id = "list_endpoints", path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id")),
-    responses((status = 200, body = EndpointList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -285,9 +285,9 @@ pub async fn list(
 }
 
 /// One endpoint.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+#[utoipa::path(get, operation_id = "get_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,10 +299,10 @@ pub async fn get(
 }
 
 /// Change an endpoint's settings (not its secret or pause state).
-#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+#[utoipa::path(patch, operation_id = "update_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
     request_body = UpdateEndpoint,
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -344,9 +344,9 @@ pub async fn update(
 }
 
 /// Delete an endpoint: its pending deliveries fail; its history stays until retention.
-#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
+#[utoipa::path(delete, operation_id = "delete_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -359,10 +359,10 @@ pub async fn delete(
 }
 
 /// Pause: new and due deliveries are held until resume.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/pause", tag = "endpoints",
+#[utoipa::path(post, operation_id = "pause_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}/pause", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
     request_body(content = Option<PauseRequest>),
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -382,9 +382,9 @@ pub async fn pause(
 }
 
 /// Resume: held deliveries go out.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/resume", tag = "endpoints",
+#[utoipa::path(post, operation_id = "resume_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}/resume", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
-    responses((status = 200, body = Resumed), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Resumed), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
@@ -402,10 +402,10 @@ pub async fn resume(
 
 /// Rotate the signing secret; the response carries the new one, once. During
 /// the grace window deliveries carry both signatures, newest first.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/secret/rotate", tag = "endpoints",
+#[utoipa::path(post, operation_id = "rotate_endpoint_secret", path = "/api/v1/workspaces/{ws}/endpoints/{id}/secret/rotate", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
     request_body(content = Option<RotateRequest>),
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -442,10 +442,10 @@ pub async fn rotate_secret(
 
 /// Start a job that re-queues the endpoint's deliveries created in a window
 /// with a status (default `failed`), paced by the endpoint's rate limit.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/endpoints/{id}/recover", tag = "endpoints",
+#[utoipa::path(post, operation_id = "recover_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}/recover", tag = "endpoints",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
     request_body = RecoverRequest,
-    responses((status = 202, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted", body = JobView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn recover(
     State(state): State<AppState>,
     caller: Caller,

@@ -87,16 +87,16 @@ async fn merged(state: &AppState, ws: &str) -> ApiResult<EventTypeList> {
 }
 
 /// Event types of the calling key's workspace: catalog plus types seen.
-#[utoipa::path(get, path = "/api/v1/event-types", tag = "event types",
-    responses((status = 200, body = EventTypeList), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_event_types", path = "/api/v1/event-types", tag = "event types",
+    responses((status = 200, description = "OK", body = EventTypeList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<EventTypeList>> {
     Ok(Json(merged(&state, &caller.0.workspace).await?))
 }
 
 /// Event types of a workspace: catalog plus types seen.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/event-types", tag = "event types",
+#[utoipa::path(get, operation_id = "list_workspace_event_types", path = "/api/v1/workspaces/{ws}/event-types", tag = "event types",
     params(("ws" = String, Path, description = "Workspace id")),
-    responses((status = 200, body = EventTypeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EventTypeList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody)))]
 pub async fn list_in_workspace(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,10 +107,10 @@ pub async fn list_in_workspace(
 }
 
 /// Add or replace a catalog entry for the calling key's workspace (admin scope).
-#[utoipa::path(put, path = "/api/v1/event-types/{name}", tag = "event types",
+#[utoipa::path(put, operation_id = "put_event_type", path = "/api/v1/event-types/{name}", tag = "event types",
     params(("name" = crate::schema::EventTypeName, Path, description = "Event type")),
     request_body(content = Option<CatalogEntryBody>),
-    responses((status = 200, body = EventTypeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EventTypeView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,

@@ -44,12 +44,12 @@ pub struct Published {
 }
 
 /// Publish an event.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/events", tag = "events",
+#[utoipa::path(post, operation_id = "publish_event", path = "/api/v1/workspaces/{ws}/events", tag = "events",
     params(("ws" = String, Path, description = "Workspace id"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Event id, when the body has none")),
     request_body = PublishEvent,
-    responses((status = 202, body = Published), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The body's id and the Idempotency-Key header differ"), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted", body = Published), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The body's id and the Idempotency-Key header differ"), (status = 413, description = "The body is over `[admin] max_body_bytes` (`payload_too_large`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,

@@ -100,10 +100,10 @@ pub async fn mint(
 }
 
 /// Make an API key for the workspace (admin scope). The key is in this response only.
-#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
+#[utoipa::path(post, operation_id = "create_api_key", path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
     params(("ws" = String, Path, description = "Workspace id")),
     request_body = CreateKey,
-    responses((status = 201, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = KeyView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,9 +117,9 @@ pub async fn create(
 }
 
 /// The workspace's keys, revoked ones included.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
+#[utoipa::path(get, operation_id = "list_api_keys", path = "/api/v1/workspaces/{ws}/keys", tag = "keys",
     params(("ws" = String, Path, description = "Workspace id")),
-    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = KeyList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,9 +133,9 @@ pub async fn list(
 }
 
 /// Revoke a key: it gets 401 from now on.
-#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/keys/{id}", tag = "keys",
+#[utoipa::path(delete, operation_id = "revoke_api_key", path = "/api/v1/workspaces/{ws}/keys/{id}", tag = "keys",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = KeyView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

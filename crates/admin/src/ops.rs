@@ -25,7 +25,7 @@ pub struct Health {
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "ops", security(()), responses((status = 200, description = "OK", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -34,8 +34,8 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Redis answers and the ingest consumer has run recently.
-#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
-    responses((status = 200, body = Health), (status = 503, body = Health)))]
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "ops", security(()),
+    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Redis is unavailable (`store_unavailable`)", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let mut problems = Vec::new();
     if let Err(e) = state.store.ping().await {
@@ -81,7 +81,7 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: u64) {
 
 /// Prometheus metrics: the daemon's counters and histograms, and queue
 /// figures read from Redis on an interval ([`QueueFigures`]).
-#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "ops", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut families = state.registry.gather();
@@ -171,7 +171,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This API's OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()),
+#[utoipa::path(get, operation_id = "openapi_document", path = "/openapi.json", tag = "ops", security(()),
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
 pub async fn openapi_json(
     Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
