@@ -323,3 +323,88 @@ async fn a_client_generated_from_the_openapi_document_drives_the_api() {
     );
     assert_eq!(receiver.count(), 1);
 }
+
+async fn stream_length(redis: &Redis) -> u64 {
+    redis::cmd("XLEN")
+        .arg("hookd:events")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap()
+}
+
+/// A repeated Idempotency-Key is answered as a repeat (the first entry, no
+/// second one written), a different body under it is a conflict, through
+/// the API and the CLI alike; the CLI refuses reserved field names as the
+/// API does.
+#[tokio::test]
+async fn a_repeated_event_id_is_a_repeat_or_a_conflict_never_a_silent_drop() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws_a", "write"));
+    let body = |title: &str| {
+        Some(
+            serde_json::json!({"type": "card.created", "data": {"title": title}})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    let path = "/api/v1/workspaces/ws_a/events";
+    let key = [("idempotency-key", "order-42")];
+    let first = api.raw("POST", path, body("x"), &key).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    assert_eq!(first.body["repeat"], false);
+    let again = api.raw("POST", path, body("x"), &key).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert_eq!(again.body["repeat"], true);
+    assert_eq!(again.body["event_id"], "order-42");
+    assert_eq!(again.body["entry_id"], first.body["entry_id"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let changed = api.raw("POST", path, body("y"), &key).await;
+    assert_eq!(changed.status, 409, "{:?}", changed.body);
+    assert_eq!(changed.body["code"], "conflict");
+    assert_eq!(
+        stream_length(&redis).await,
+        1,
+        "one entry for three publishes"
+    );
+
+    // The CLI answers the same way.
+    let args = [
+        "publish",
+        "--workspace",
+        "ws_a",
+        "--type",
+        "card.created",
+        "--data",
+        r#"{"title":"x"}"#,
+        "--id",
+        "order-42",
+        "--json",
+    ];
+    let repeat: serde_json::Value = serde_json::from_str(&cli(&env, &args)).unwrap();
+    assert_eq!(repeat["repeat"], true);
+    assert_eq!(repeat["entry_id"], first.body["entry_id"]);
+    let mut changed_args = args;
+    changed_args[6] = r#"{"title":"z"}"#;
+    let out = hookd_command(&env).args(changed_args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"));
+    let out = hookd_command(&env)
+        .args([
+            "publish",
+            "--workspace",
+            "ws_a",
+            "--type",
+            "card.created",
+            "--data",
+            "{}",
+            "--field",
+            "id=x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "--field id=x must be refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+    assert_eq!(stream_length(&redis).await, 1);
+}

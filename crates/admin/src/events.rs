@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use hookd_core::{Event, Scope, id, time};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use hookd_store::stream::Publication;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -39,8 +41,10 @@ pub struct PublishEvent {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Published {
     pub event_id: String,
-    /// The stream entry id.
+    /// The stream entry id (for a repeat, the first one's).
     pub entry_id: String,
+    /// The event id was published before: nothing was written this time.
+    pub repeat: bool,
 }
 
 /// Publish an event.
@@ -48,15 +52,16 @@ pub struct Published {
     params(("ws" = String, Path, description = "Workspace id"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Event id, when the body has none")),
     request_body = PublishEvent,
-    responses((status = 202, description = "Accepted", body = Published), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The body's id and the Idempotency-Key header differ"), (status = 413, description = "The body is over `[admin] max_body_bytes` (`payload_too_large`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: a new stream entry", body = Published),
+        (status = 200, description = "A repeat of an event published before with the same id and body: nothing written, the first entry returned (header `Idempotent-Replayed: true`)", body = Published), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The body's id and the Idempotency-Key header differ, or the id was published before with a different body (`conflict`)"), (status = 413, description = "The body is over `[admin] max_body_bytes` (`payload_too_large`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<PublishEvent>,
-) -> ApiResult<(StatusCode, Json<Published>)> {
+) -> ApiResult<(StatusCode, HeaderMap, Json<Published>)> {
     caller.require(&ws, Scope::Write)?;
     let key = headers
         .get("idempotency-key")
@@ -81,7 +86,7 @@ pub async fn publish(
         fields.push(("occurred_at".to_string(), at));
     }
     for (k, v) in req.fields {
-        if ["type", "workspace", "data", "id", "occurred_at"].contains(&k.as_str()) {
+        if hookd_core::event::RESERVED_FIELDS.contains(&k.as_str()) {
             return Err(ApiError::invalid(
                 &format!("fields/{k}"),
                 "is a reserved member; use the top-level field",
@@ -91,6 +96,34 @@ pub async fn publish(
     }
     Event::from_fields(&fields, state.settings.event_limits, time::now_ms())
         .map_err(|r| ApiError::invalid("", format!("{}: {}", r.code, r.message)))?;
-    let entry_id = state.store.publish(&ws, &fields).await?;
-    Ok((StatusCode::ACCEPTED, Json(Published { event_id, entry_id })))
+    match state.store.publish(&ws, &event_id, &fields).await? {
+        Publication::New { entry_id } => Ok((
+            StatusCode::ACCEPTED,
+            HeaderMap::new(),
+            Json(Published {
+                event_id,
+                entry_id,
+                repeat: false,
+            }),
+        )),
+        Publication::Repeat {
+            same: Some(false),
+            entry_id,
+        } => Err(ApiError::conflict(format!(
+            "event {event_id} was published before (entry {entry_id}) with a different body; publish a changed event under a new id"
+        ))),
+        Publication::Repeat { entry_id, .. } => {
+            let mut headers = HeaderMap::new();
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok((
+                StatusCode::OK,
+                headers,
+                Json(Published {
+                    event_id,
+                    entry_id,
+                    repeat: true,
+                }),
+            ))
+        }
+    }
 }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use hookd_core::{DeliveryStatus, Endpoint, Event, Scope, SignatureScheme, id, time};
 use hookd_store::Store;
 use hookd_store::history::{Cursor, DeliveryFilter};
+use hookd_store::stream::Publication;
 
 use crate::output;
 use crate::settings::Config;
@@ -448,16 +449,33 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
         let (k, v) = f
             .split_once('=')
             .with_context(|| format!("--field {f:?} must be `name=value`"))?;
+        // As the API: a reserved name has its own flag.
+        if hookd_core::event::RESERVED_FIELDS.contains(&k) {
+            bail!("--field {k}: is a reserved member; use --type, --workspace, --data or --id");
+        }
         fields.push((k.to_string(), v.to_string()));
     }
     // Refuse here what ingest would dead-letter, with the same reason.
     Event::from_fields(&fields, config.limits(), time::now_ms())
         .map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.message))?;
     let store = connect(config).await?;
-    let entry = store.publish(&args.workspace, &fields).await?;
+    let (entry, repeat) = match store.publish(&args.workspace, &id, &fields).await? {
+        Publication::New { entry_id } => (entry_id, false),
+        Publication::Repeat {
+            same: Some(false),
+            entry_id,
+        } => bail!(
+            "conflict: event {id} was published before (entry {entry_id}) with a different body; publish a changed event under a new id"
+        ),
+        Publication::Repeat { entry_id, .. } => (entry_id, true),
+    };
     output::object(
         args.out.json,
-        &[("event_id", id.into()), ("entry_id", entry.into())],
+        &[
+            ("event_id", id.into()),
+            ("entry_id", entry.into()),
+            ("repeat", repeat.into()),
+        ],
     )
 }
 

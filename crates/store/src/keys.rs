@@ -13,6 +13,7 @@
 //! | `P:ws:<ws>:eps` | set | the workspace's endpoint ids |
 //! | `P:ws:<ws>:type:<type>` / `P:ws:<ws>:all` | set | endpoints subscribed to a type / to every type |
 //! | `P:evt:<ws>:<event id>` | string | the idempotency marker: the id of the stream entry that first carried the event (expires after the retention) |
+//! | `P:pub:<ws>:<event id>` | string | an event published through the API or CLI: `<entry id> <fingerprint of the event without its id>` (expires after the retention), so a repeat is answered with the first entry, and a different body under the same id is a conflict |
 //! | `P:env:<ws>:<event id>` | string | the envelope, only for events with a delivery that outlived its first attempt (a delivery whose first attempt succeeded needs none: its payload stays in the stream entry) |
 //! | `P:dlv:<delivery>` | hash | durable delivery state, made only when a delivery outlives its first attempt (failed, held, waiting for a slot, redelivered; see `lua/settle.lua`) |
 //! | `P:dlv:<delivery>:attempts` | list | attempt records, JSON |
@@ -241,6 +242,11 @@ impl PartitionKeys {
     pub fn event(&self, workspace: &str, event_id: &str) -> String {
         format!("{}:evt:{}:{event_id}", self.tag, ws(workspace))
     }
+    /// What publishing (workspace, event id) through the API or CLI wrote:
+    /// `<entry id> <fingerprint>`, to answer a repeat without a second entry.
+    pub fn published(&self, workspace: &str, event_id: &str) -> String {
+        format!("{}:pub:{}:{event_id}", self.tag, ws(workspace))
+    }
     /// The envelope of an event with a delivery that outlived its first attempt.
     pub fn envelope(&self, workspace: &str, event_id: &str) -> String {
         format!("{}:env:{}:{event_id}", self.tag, ws(workspace))
@@ -357,6 +363,7 @@ mod tests {
             include_str!("lua/endpoint_write.lua"),
             include_str!("lua/pause.lua"),
             include_str!("lua/swap_doc.lua"),
+            include_str!("lua/publish.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

@@ -18,6 +18,7 @@ pub(crate) struct Scripts {
     pub(crate) dead_letter: Script,
     pub(crate) pause: Script,
     pub(crate) swap_doc: Script,
+    pub(crate) publish: Script,
 }
 
 impl Default for Scripts {
@@ -43,6 +44,7 @@ impl Default for Scripts {
             dead_letter: plain(include_str!("lua/dead_letter.lua")),
             pause: plain(include_str!("lua/pause.lua")),
             swap_doc: plain(include_str!("lua/swap_doc.lua")),
+            publish: plain(include_str!("lua/publish.lua")),
         }
     }
 }

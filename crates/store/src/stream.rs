@@ -25,6 +25,20 @@ fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
+/// What publishing an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// A new stream entry.
+    New { entry_id: String },
+    /// The event id was published before: nothing written. `same` says
+    /// whether the event was the same apart from its id (`None` when the
+    /// first came from a producer's XADD, which left nothing to compare).
+    Repeat {
+        entry_id: String,
+        same: Option<bool>,
+    },
+}
+
 /// Entries taken by a read, and the reasons of those it moved to the
 /// dead-letter stream without reading them (too many fields, too large).
 #[derive(Debug, Default)]
@@ -304,17 +318,40 @@ fn stream_id(id: &str) -> Option<(u64, u64)> {
 }
 
 impl Store {
-    /// Appends an event to its workspace's partition stream, exactly as a
-    /// producer's `XADD` would. Returns the entry id.
-    pub async fn publish(&self, workspace: &str, fields: &[(String, String)]) -> Result<String> {
+    /// Puts an event on its workspace's stream unless (workspace, `event_id`)
+    /// was published before within the retention: then nothing is written,
+    /// and the answer says what the first one was.
+    pub async fn publish(
+        &self,
+        workspace: &str,
+        event_id: &str,
+        fields: &[(String, String)],
+    ) -> Result<Publication> {
         let p = self.keys.partition_of(workspace);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&p.stream).arg("*");
+        let fingerprint = hookd_core::event::fingerprint(fields);
+        let mut call = self.scripts.publish.key(&p.stream);
+        call.key(p.published(workspace, event_id))
+            .key(p.event(workspace, event_id))
+            .arg(&fingerprint)
+            .arg(self.retention_secs());
         for (k, v) in fields {
-            cmd.arg(k).arg(v);
+            call.arg(k).arg(v);
         }
         let mut conn = self.conn.clone();
-        Ok(cmd.query_async(&mut conn).await?)
+        let reply: Value = call.invoke_async(&mut conn).await?;
+        match items(&reply)? {
+            [kind, entry] if string(kind)? == "new" => Ok(Publication::New {
+                entry_id: string(entry)?,
+            }),
+            [_, entry, first] => {
+                let first = string(first)?;
+                Ok(Publication::Repeat {
+                    entry_id: string(entry)?,
+                    same: (!first.is_empty()).then(|| first == fingerprint),
+                })
+            }
+            _ => Err(StoreError::Reply(format!("publish: {reply:?}"))),
+        }
     }
 }
 
