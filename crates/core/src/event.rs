@@ -301,6 +301,26 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// A fingerprint of an event's fields apart from its `id` (SHA-256, hex),
+/// in the order given: publishing the same event again under the same id
+/// gives the same fingerprint, a different body another.
+pub fn fingerprint(fields: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (k, v) in fields.iter().filter(|(k, _)| k != "id") {
+        // Length-prefixed, so no two field lists run together the same way.
+        hash.update((k.len() as u64).to_le_bytes());
+        hash.update(k.as_bytes());
+        hash.update((v.len() as u64).to_le_bytes());
+        hash.update(v.as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
+/// The entry fields with a meaning of their own; a publisher's extra fields
+/// may not use these names.
+pub const RESERVED_FIELDS: [&str; 5] = ["type", "workspace", "data", "id", "occurred_at"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,23 +432,3 @@ mod tests {
         );
     }
 }
-
-/// A fingerprint of an event's fields apart from its `id` (SHA-256, hex),
-/// in the order given: publishing the same event again under the same id
-/// gives the same fingerprint, a different body another.
-pub fn fingerprint(fields: &[(String, String)]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for (k, v) in fields.iter().filter(|(k, _)| k != "id") {
-        // Length-prefixed, so no two field lists run together the same way.
-        hash.update((k.len() as u64).to_le_bytes());
-        hash.update(k.as_bytes());
-        hash.update((v.len() as u64).to_le_bytes());
-        hash.update(v.as_bytes());
-    }
-    hex::encode(hash.finalize())
-}
-
-/// The entry fields with a meaning of their own; a publisher's extra fields
-/// may not use these names.
-pub const RESERVED_FIELDS: [&str; 5] = ["type", "workspace", "data", "id", "occurred_at"];
