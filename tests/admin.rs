@@ -183,19 +183,19 @@ async fn endpoint_crud_and_validation() {
 
     // 422 with issues: invalid url, unknown field, wrong types.
     for (body, path) in [
-        (json!({ "url": "ftp://example.com" }), "url"),
+        (json!({ "url": "ftp://example.com" }), "/url"),
         (
             json!({ "url": "https://example.com", "colour": "red" }),
-            "colour",
+            "/colour",
         ),
-        (json!({ "url": 42 }), "url"),
+        (json!({ "url": 42 }), "/url"),
         (
             json!({ "url": "https://example.com", "max_concurrency": "many" }),
-            "max_concurrency",
+            "/max_concurrency",
         ),
         (
             json!({ "url": "https://example.com", "event_types": ["Not A Type"] }),
-            "event_types/0",
+            "/event_types/0",
         ),
     ] {
         let r = api.call("POST", base, Some(body.clone())).await;
@@ -221,6 +221,66 @@ async fn endpoint_crud_and_validation() {
         .raw("POST", base, Some(b"{not json".to_vec()), &[])
         .await;
     assert_eq!((r.status, code(&r)), (400, "invalid_json"));
+    // Trailing data after the object is not a body either.
+    let r = api
+        .raw(
+            "POST",
+            base,
+            Some(br#"{"url":"https://example.com"} garbage"#.to_vec()),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (400, "invalid_json"), "{:?}", r.body);
+    // Every member of the wrong type, unknown or missing is its own issue.
+    let r = api
+        .call(
+            "POST",
+            base,
+            Some(json!({ "max_concurrency": "many", "rate_limit": -1, "colour": "red", "headers": {"X-A": 5} })),
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (422, "validation_failed"));
+    let mut paths: Vec<&str> = r.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/colour",
+            "/headers/X-A",
+            "/max_concurrency",
+            "/rate_limit",
+            "/url"
+        ],
+        "{:?}",
+        r.body
+    );
+    // Query parameters are /query/<name>, all of them.
+    let r = api
+        .call(
+            "GET",
+            &base.replace("/endpoints", "/deliveries?status=nope&limit=x&colour=1"),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (422, "validation_failed"));
+    let mut paths: Vec<&str> = r.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/query/colour", "/query/limit", "/query/status"],
+        "{:?}",
+        r.body
+    );
     let big = json!({ "url": "https://example.com", "description": "x".repeat(8000) });
     let r = api.call("POST", base, Some(big)).await;
     assert_eq!((r.status, code(&r)), (413, "payload_too_large"));
@@ -675,7 +735,7 @@ async fn internal_addresses_are_refused_unless_allowed() {
     ] {
         let r = api.call("POST", base, Some(json!({ "url": url }))).await;
         assert_eq!(r.status, 422, "{url}: {:?}", r.body);
-        assert_eq!(r.body["issues"][0]["path"], "url");
+        assert_eq!(r.body["issues"][0]["path"], "/url");
     }
     // A name that resolves to loopback passes registration, and is refused by the resolver.
     let url = format!("http://localhost:{}/hook", receiver.port);
@@ -839,11 +899,13 @@ async fn endpoint_secrets_are_sealed_at_rest_and_the_key_rotates() {
     let shown = cli_json(&with(t2, "t2"), &["endpoints", "secret", &id]);
     assert_eq!(shown["secret"], secret.as_str());
     let old_only = hookd_command(&with(TEST_SEALING_KEY, "t1"))
-        .args(["endpoints", "show", &id])
+        .args(["endpoints", "secret", &id])
         .output()
         .unwrap();
     assert!(!old_only.status.success());
     assert!(String::from_utf8_lossy(&old_only.stderr).contains("t2"));
+    // Showing it needs no secret, so no key either.
+    cli_json(&with(TEST_SEALING_KEY, "t1"), &["endpoints", "show", &id]);
 }
 
 #[tokio::test]

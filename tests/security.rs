@@ -240,7 +240,7 @@ async fn a_slow_greedy_tenant_leaves_other_tenants_their_workers() {
         .await;
     assert_eq!(r.status, 422, "{:?}", r.body);
     assert_eq!(
-        r.body["issues"][0]["path"], "max_concurrency",
+        r.body["issues"][0]["path"], "/max_concurrency",
         "{:?}",
         r.body
     );

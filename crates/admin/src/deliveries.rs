@@ -157,15 +157,17 @@ pub async fn list(
     caller.require(&ws, Scope::Read)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+        return Err(ApiError::invalid(
+            "/query/limit",
+            "must be between 1 and 500",
+        ));
     }
-    let before =
-        match &q.before {
-            None => None,
-            Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
-                ApiError::invalid("before", "is not a cursor from an earlier page")
-            })?),
-        };
+    let before = match &q.before {
+        None => None,
+        Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
+            ApiError::invalid("/query/before", "is not a cursor from an earlier page")
+        })?),
+    };
     if let Some(ep) = &q.endpoint_id {
         crate::endpoints::owned(&state, &ws, ep).await?;
     }
@@ -180,12 +182,12 @@ pub async fn list(
             since_ms: q
                 .since
                 .as_deref()
-                .map(|s| parse_time("since", s))
+                .map(|s| parse_time("/query/since", s))
                 .transpose()?,
             until_ms: q
                 .until
                 .as_deref()
-                .map(|s| parse_time("until", s))
+                .map(|s| parse_time("/query/until", s))
                 .transpose()?,
             before,
             limit,

@@ -73,7 +73,20 @@ impl ApiError {
     }
 
     /// 422 with one issue per (path, message).
+    /// Paths are JSON Pointers: body members `/url`, `/headers/X-Team`;
+    /// query parameters `/query/<name>`; path parameters `/path/<name>`; the
+    /// whole body `""`. A path given without its leading `/` gets one.
     pub fn validation(issues: Vec<(String, String)>) -> Self {
+        let issues: Vec<(String, String)> = issues
+            .into_iter()
+            .map(|(path, message)| {
+                if path.is_empty() || path.starts_with('/') {
+                    (path, message)
+                } else {
+                    (format!("/{path}"), message)
+                }
+            })
+            .collect();
         let message = match issues.as_slice() {
             [(path, message)] => format!("{path}: {message}"),
             _ => format!("{} fields are invalid", issues.len()),

@@ -20,6 +20,8 @@ use crate::extract::JsonBody;
 pub struct CatalogEntryBody {
     pub description: Option<String>,
     /// JSON Schema of the event's `data` (an object or a boolean).
+    /// Documentation only: hookd stores and serves it for receivers and SDK
+    /// generators, and does not validate published events against it.
     #[schema(value_type = Option<crate::schema::JsonSchemaDoc>)]
     pub schema: Option<serde_json::Value>,
 }
@@ -120,7 +122,10 @@ pub async fn put(
     let ws = caller.0.workspace.clone();
     caller.require(&ws, Scope::Admin)?;
     if !event::is_valid_event_type(&name) {
-        return Err(ApiError::invalid("name", "must match [a-z0-9_.-]{1,128}"));
+        return Err(ApiError::invalid(
+            "/path/name",
+            "must match [a-z0-9_.-]{1,128}",
+        ));
     }
     if entry
         .schema

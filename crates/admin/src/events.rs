@@ -94,8 +94,19 @@ pub async fn publish(
         }
         fields.push((k, v));
     }
-    Event::from_fields(&fields, state.settings.event_limits, time::now_ms())
-        .map_err(|r| ApiError::invalid("", format!("{}: {}", r.code, r.message)))?;
+    Event::from_fields(&fields, state.settings.event_limits, time::now_ms()).map_err(|r| {
+        // The member of the request the stream entry's check is about.
+        let at = match r.code {
+            "invalid_type" => "/type",
+            "invalid_json" | "too_large" => "/data",
+            "invalid_occurred_at" => "/occurred_at",
+            "invalid_id" => "/id",
+            "invalid_workspace" => "/path/ws",
+            "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
+            _ => "",
+        };
+        ApiError::invalid(at, format!("{}: {}", r.code, r.message))
+    })?;
     match state.store.publish(&ws, &event_id, &fields).await? {
         Publication::New { entry_id } => Ok((
             StatusCode::ACCEPTED,

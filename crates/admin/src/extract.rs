@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -50,30 +51,94 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses a JSON object, reporting where a value has the wrong shape.
+/// Parses a JSON object, reporting every member with the wrong shape.
+///
+/// Syntax errors and trailing data after the object are 400 `invalid_json`.
+/// Otherwise each member serde refuses is recorded (its JSON Pointer and
+/// why), taken out, and the rest parsed again, so one answer lists every
+/// bad member, not only the first.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Every request body is an object; serde would also take a struct as an array.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| {
-        *b == b'[' || b.is_ascii_digit() || *b == b'"' || *b == b'-' || *b == b't' || *b == b'f'
-    }) {
+    // (serde_json refuses trailing data after the value: "trailing characters".)
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !doc.is_object() {
         return Err(ApiError::invalid("", "the body must be a JSON object"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string().replace('.', "/");
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
-        } else {
-            let path = if path == "?" { String::new() } else { path };
-            ApiError::invalid(&path, strip_position(&inner.to_string()))
+    let mut issues: Vec<(String, String)> = Vec::new();
+    let mut taken_out: Vec<String> = Vec::new();
+    // Each turn takes one member out; a body has few members.
+    for _ in 0..64 {
+        let err = match serde_path_to_error::deserialize::<_, T>(&doc) {
+            Ok(value) if issues.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let at = pointer(err.path());
+        let message = strip_position(&err.inner().to_string());
+        if let Some(name) = named(&message, "missing field `") {
+            // Reported after every present member parsed: the last one to find.
+            let member = format!("{at}/{}", escape(name));
+            if !taken_out.contains(&member) {
+                issues.push((member, "is required".to_string()));
+            }
+            break;
         }
-    })
+        let member = match named(&message, "unknown field `") {
+            Some(name) if !at.ends_with(&format!("/{}", escape(name))) => {
+                format!("{at}/{}", escape(name))
+            }
+            _ => at,
+        };
+        issues.push((member.clone(), message));
+        if !take_out(&mut doc, &member) {
+            break;
+        }
+        taken_out.push(member);
+    }
+    Err(ApiError::validation(issues))
+}
+
+/// A serde path as a JSON Pointer (RFC 6901): `headers.X-Team` -> `/headers/X-Team`.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => out.push_str(&format!("/{}", escape(key))),
+            Segment::Enum { variant } => out.push_str(&format!("/{}", escape(variant))),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// The name in a serde message like ``missing field `url` ``.
+fn named<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    Some(&rest[..rest.find('`')?])
+}
+
+/// Removes the object member `at` points to; false when it cannot (the
+/// root, or an array element, whose removal would renumber the rest).
+fn take_out(doc: &mut Value, at: &str) -> bool {
+    let Some((parent, last)) = at.rsplit_once('/') else {
+        return false;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match doc.pointer_mut(parent) {
+        Some(Value::Object(members)) => members.remove(&key).is_some(),
+        _ => false,
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -83,16 +148,43 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// Query-string parameters.
+/// Query-string parameters. A parameter serde refuses is reported at
+/// `/query/<name>`, every one of them, as body members are.
 pub struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| QueryParams(q.0))
-            .map_err(|e| ApiError::invalid("query", e.body_text()))
+        let query = parts.uri.query().unwrap_or_default();
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let mut issues = Vec::new();
+        for _ in 0..64 {
+            let encoded = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let de =
+                serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+            let err = match serde_path_to_error::deserialize::<_, T>(de) {
+                Ok(value) if issues.is_empty() => return Ok(QueryParams(value)),
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            let message = strip_position(&err.inner().to_string());
+            let name = named(&message, "unknown field `")
+                .or_else(|| named(&message, "missing field `"))
+                .map(str::to_string)
+                .unwrap_or_else(|| pointer(err.path()).trim_start_matches('/').to_string());
+            issues.push((format!("/query/{}", escape(&name)), message));
+            let before = pairs.len();
+            pairs.retain(|(k, _)| *k != name);
+            if pairs.len() == before {
+                break;
+            }
+        }
+        Err(ApiError::validation(issues))
     }
 }
 
