@@ -123,7 +123,7 @@ async fn chaos_every_event_reaches_every_endpoint() {
     }
 
     let ws1_endpoints: HashSet<String> =
-        cli_json(&env, &["endpoints", "list", "--workspace", "ws_1"])["endpoints"]
+        cli_json(&env, &["endpoints", "list", "--workspace", "ws_1"])["data"]
             .as_array()
             .unwrap()
             .iter()

@@ -408,3 +408,154 @@ async fn a_repeated_event_id_is_a_repeat_or_a_conflict_never_a_silent_drop() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
     assert_eq!(stream_length(&redis).await, 1);
 }
+
+/// The CLI's `--json` is the API's JSON: the same members, names, times and
+/// list shape, for endpoints, deliveries and keys; and the CLI refuses what
+/// the API refuses (a missing endpoint's history, a grace over 30 days).
+#[tokio::test]
+async fn the_cli_json_is_the_api_json() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws_a", "admin"));
+    let created = create_endpoint_with(
+        &env,
+        "ws_a",
+        &receiver.url(),
+        &[
+            "--metadata",
+            "owner=ana",
+            "--header",
+            "X-Team: boards",
+            "--rate-limit",
+            "50",
+        ],
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    cli_json(
+        &env,
+        &[
+            "endpoints",
+            "update",
+            &id,
+            "--metadata",
+            "tier=gold",
+            "--header",
+            "X-Extra: 1",
+        ],
+    );
+    let published = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/events",
+            Some(serde_json::json!({"type": "card.created", "data": {}})),
+        )
+        .await;
+    assert_eq!(published.status, 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let same = |cli: serde_json::Value, api: serde_json::Value, what: &str| {
+        assert_eq!(cli, api, "{what}: the CLI's JSON differs from the API's");
+    };
+    let one = format!("/api/v1/workspaces/ws_a/endpoints/{id}");
+    let shown = cli_json(&env, &["endpoints", "show", &id]);
+    assert_eq!(
+        shown["metadata"],
+        serde_json::json!({"owner": "ana", "tier": "gold"})
+    );
+    assert_eq!(shown["headers"]["X-Extra"], "1");
+    same(
+        shown,
+        api.call("GET", &one, None).await.body,
+        "endpoints show",
+    );
+    same(
+        cli_json(&env, &["endpoints", "list", "--workspace", "ws_a"]),
+        api.call("GET", "/api/v1/workspaces/ws_a/endpoints", None)
+            .await
+            .body,
+        "endpoints list",
+    );
+    let page = eventually(Duration::from_secs(20), "a succeeded delivery", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_a/deliveries", None)
+            .await
+            .body;
+        (page["data"][0]["status"] == "succeeded").then_some(page)
+    })
+    .await;
+    same(
+        cli_json(&env, &["deliveries", "list", "--workspace", "ws_a"]),
+        page.clone(),
+        "deliveries list",
+    );
+    let delivery = page["data"][0]["id"].as_str().unwrap();
+    same(
+        cli_json(&env, &["deliveries", "show", delivery]),
+        api.call(
+            "GET",
+            &format!("/api/v1/workspaces/ws_a/deliveries/{delivery}"),
+            None,
+        )
+        .await
+        .body,
+        "deliveries show",
+    );
+    same(
+        cli_json(&env, &["keys", "list", "--workspace", "ws_a"]),
+        api.call("GET", "/api/v1/workspaces/ws_a/keys", None)
+            .await
+            .body,
+        "keys list",
+    );
+
+    // Refused by both.
+    let missing = api
+        .call(
+            "GET",
+            "/api/v1/workspaces/ws_a/deliveries?endpoint_id=ep_missing",
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let out = hookd_command(&env)
+        .args(["deliveries", "list", "--endpoint", "ep_missing"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = hookd_command(&env)
+        .args(["endpoints", "rotate-secret", &id, "--grace", "90d"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("30 days"));
+    let r = api
+        .call(
+            "POST",
+            &format!("{one}/secret/rotate"),
+            Some(serde_json::json!({"grace_seconds": 90 * 86_400})),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+
+    // An oversized event names the configuration key that limits it.
+    let big = "x".repeat(300 * 1024);
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/events",
+            Some(serde_json::json!({"type": "card.created", "data": {"text": big}})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(r.body["issues"][0]["path"], "/data");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("[ingest] max_payload_bytes"),
+        "{:?}",
+        r.body
+    );
+}

@@ -79,7 +79,7 @@ pub struct DeliveryView {
 }
 
 impl DeliveryView {
-    fn new(d: Delivery, with_attempts: bool) -> Self {
+    pub fn new(d: Delivery, with_attempts: bool) -> Self {
         Self {
             attempts: with_attempts
                 .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),

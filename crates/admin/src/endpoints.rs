@@ -49,7 +49,8 @@ pub struct EndpointView {
 }
 
 impl EndpointView {
-    fn new(ep: Endpoint, held: u64, with_secret: bool, header_values: bool) -> Self {
+    /// `header_values`: show custom header values (else `***`).
+    pub fn new(ep: Endpoint, held: u64, with_secret: bool, header_values: bool) -> Self {
         let now = time::now_ms();
         let headers = if header_values {
             ep.headers

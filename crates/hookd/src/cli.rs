@@ -1,7 +1,6 @@
 //! The command line: `hookd serve` runs the daemon; the other commands manage
 //! endpoints, publish events and read delivery history straight from Redis.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -100,6 +99,9 @@ pub enum EndpointCommand {
         /// Extra request header, `Name: value` (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
+        /// Your own label, `key=value` (repeatable), as the API's `metadata`.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
         /// Most attempts in flight at once to this endpoint, across all daemons
         /// (default: [delivery] endpoint_concurrency).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -176,6 +178,13 @@ pub enum EndpointCommand {
         /// Attempts per second; 0 removes the limit.
         #[arg(long)]
         rate_limit: Option<u32>,
+        /// Set a request header, `Name: value`; `Name:` with no value removes
+        /// it (repeatable; other headers stay).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Set a metadata label, `key=value`; `key=` removes it (repeatable).
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -286,8 +295,15 @@ pub enum DeliveryCommand {
         /// Only deliveries of this event id.
         #[arg(long)]
         event_id: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Created at or after: RFC 3339, unix ms, or a duration ago (`2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Created at or before: RFC 3339, unix ms, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// 1 to 500, as the API's `limit`.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: u16,
         /// Continue after this cursor (printed as `next` by the previous page).
         #[arg(long)]
         before: Option<String>,
@@ -327,6 +343,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             event_types,
             description,
             headers,
+            metadata,
             max_concurrency,
             rate_limit,
             scheme,
@@ -335,52 +352,47 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             let scheme = SignatureScheme::parse(&scheme).with_context(|| {
                 format!("--scheme {scheme:?} must be sha256 or standard-webhooks")
             })?;
-            let headers = headers
-                .iter()
-                .map(|h| {
-                    let (k, v) = h
-                        .split_once(':')
-                        .with_context(|| format!("--header {h:?} must be `Name: value`"))?;
-                    Ok((k.trim().to_string(), v.trim().to_string()))
-                })
-                .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+            let headers = header_pairs(&headers)?.into_iter().collect();
             let mut ep = Endpoint::new(workspace, url, scheme, now)
                 .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
             ep.description = description;
             ep.event_types = (!event_types.is_empty()).then_some(event_types);
             ep.headers = headers;
+            ep.metadata = metadata_pairs(&metadata)?.into_iter().collect();
             ep.max_concurrency = max_concurrency;
             ep.rate_limit = rate_limit;
-            if let Some(why) = config.network().refuses_url(&ep.url) {
-                bail!("url: {why}");
-            }
-            if let Some((field, message)) = ep.problems().into_iter().next() {
-                bail!("{field}: {message}");
-            }
+            check_endpoint(config, &ep)?;
             store.create_endpoint(&ep).await?;
             output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::List { workspace, out } => {
-            output::endpoints(&store.endpoints(workspace.as_deref()).await?, out.json)
+            let mut list = Vec::new();
+            for ep in store.endpoints(workspace.as_deref()).await? {
+                let held = held(&store, &ep).await?;
+                list.push((ep, held));
+            }
+            output::endpoints(&list, out.json)
         }
         EndpointCommand::Show { id, out } => {
-            output::endpoint(&store.endpoint_view(&id).await?, out.json)
+            let ep = store.endpoint_view(&id).await?;
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Secret { id, out } => {
             output::secrets(&store.endpoint(&id).await?, out.json)
         }
         EndpointCommand::Pause { id, reason, out } => {
-            output::endpoint(&store.pause_endpoint(&id, &reason, now).await?, out.json)
+            let ep = store.pause_endpoint(&id, &reason, now).await?;
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Resume { id, out } => {
             let released = store.resume_endpoint(&id, now).await?;
-            let ep = store.endpoint(&id).await?;
-            if !out.json {
-                println!("released {released} held deliveries");
-            }
-            output::endpoint_with(&ep, out.json, &[("released", released.into())])
+            output::resumed(&store.endpoint_view(&id).await?, released, out.json)
         }
         EndpointCommand::RotateSecret { id, grace, out } => {
+            // The API's limit: a longer grace keeps a leaked secret valid too long.
+            if grace > MAX_GRACE {
+                bail!("--grace: must be at most 30 days (2592000 s), as the API's grace_seconds");
+            }
             let scheme = store.endpoint(&id).await?.scheme;
             let secret = id::new_secret(scheme)
                 .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
@@ -397,9 +409,12 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             all_types,
             max_concurrency,
             rate_limit,
+            headers,
+            metadata,
             out,
         } => {
-            let network = config.network();
+            let headers = header_pairs(&headers)?;
+            let metadata = metadata_pairs(&metadata)?;
             let ep = store
                 .modify_endpoint(&id, |ep| {
                     if let Some(url) = url.clone() {
@@ -419,22 +434,81 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                     if let Some(rate) = rate_limit {
                         ep.rate_limit = (rate > 0).then_some(rate);
                     }
-                    if let Some(why) = network.refuses_url(&ep.url) {
-                        bail!("url: {why}");
+                    for (k, v) in &headers {
+                        match v.is_empty() {
+                            true => ep.headers.remove(k),
+                            false => ep.headers.insert(k.clone(), v.clone()),
+                        };
                     }
-                    if let Some((field, message)) = ep.problems().into_iter().next() {
-                        bail!("{field}: {message}");
+                    for (k, v) in &metadata {
+                        match v.is_empty() {
+                            true => ep.metadata.remove(k),
+                            false => ep.metadata.insert(k.clone(), v.clone()),
+                        };
                     }
-                    Ok(())
+                    check_endpoint(config, ep)
                 })
                 .await?;
-            output::endpoint(&ep, out.json)
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Delete { id, out } => {
-            let ep = store.delete_endpoint(&id, now).await?;
-            output::endpoint_with(&ep, out.json, &[("deleted", true.into())])
+            output::deleted(&store.delete_endpoint(&id, now).await?, out.json)
         }
     }
+}
+
+/// The API's longest rotation grace (`grace_seconds` at most 30 days).
+const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// How many deliveries a paused endpoint holds (0 when it is not paused), as the API shows.
+async fn held(store: &Store, ep: &Endpoint) -> anyhow::Result<u64> {
+    Ok(if ep.paused {
+        store.held_count(ep).await?
+    } else {
+        0
+    })
+}
+
+/// Refuses what the API refuses, every problem at once (one per line).
+fn check_endpoint(config: &Config, ep: &Endpoint) -> anyhow::Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(why) = config.network().refuses_url(&ep.url) {
+        problems.push(format!("url: {why}"));
+    }
+    for (field, message) in ep.problems() {
+        problems.push(format!("{field}: {message}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("\n"))
+    }
+}
+
+/// `Name: value` flags; a name with nothing after the colon has an empty value.
+fn header_pairs(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|h| {
+            let (k, v) = h
+                .split_once(':')
+                .with_context(|| format!("--header {h:?} must be `Name: value`"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `key=value` flags.
+fn metadata_pairs(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|m| {
+            let (k, v) = m
+                .split_once('=')
+                .with_context(|| format!("--metadata {m:?} must be `key=value`"))?;
+            Ok((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
@@ -488,10 +562,23 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
             status,
             event_type,
             event_id,
+            since,
+            until,
             limit,
             before,
             out,
         } => {
+            // As the API: an endpoint that does not exist (or is another
+            // workspace's) is an error, not an empty page.
+            if let Some(id) = &endpoint {
+                let ep = store.endpoint_view(id).await?;
+                if workspace.as_ref().is_some_and(|ws| *ws != ep.workspace) {
+                    bail!("endpoint {id} not found in workspace {}", ep.workspace);
+                }
+            }
+            let now = time::now_ms();
+            let since_ms = since.map(|v| parse_when("--since", &v, now)).transpose()?;
+            let until_ms = until.map(|v| parse_when("--until", &v, now)).transpose()?;
             let before = match before {
                 None => None,
                 Some(c) => Some(Cursor::parse(&c).with_context(|| {
@@ -513,9 +600,10 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
                     status,
                     event_type,
                     event_id,
+                    since_ms,
+                    until_ms,
                     before,
-                    limit,
-                    ..Default::default()
+                    limit: usize::from(limit),
                 })
                 .await?;
             output::deliveries(&list.deliveries, list.next.as_ref(), out.json)

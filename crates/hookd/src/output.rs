@@ -1,5 +1,8 @@
 //! How the CLI prints records: aligned text for people, one JSON object with `--json`.
 
+use hookd_admin::deliveries::{DeliveryPage, DeliveryView};
+use hookd_admin::endpoints::EndpointView;
+use hookd_admin::keys::KeyView;
 use hookd_core::{Delivery, Endpoint, time};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -9,36 +12,52 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An endpoint as JSON. The signing secret only when `with_secret` (create
-/// and rotate, as in the API); earlier secrets never (`endpoints secret`).
-fn endpoint_json(ep: &Endpoint, with_secret: bool) -> anyhow::Result<Value> {
-    let mut v = serde_json::to_value(ep)?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("previous_secrets");
-        if !with_secret {
-            obj.remove("secret");
-        }
-        obj.insert(
-            "created_at".into(),
-            time::format_rfc3339_ms(ep.created_at_ms).into(),
-        );
-    }
-    Ok(v)
+/// An endpoint as JSON: exactly the API's view of it (`EndpointView`). The
+/// signing secret only when `with_secret` (create and rotate, as in the
+/// API); earlier secrets never (`endpoints secret`).
+fn endpoint_json(ep: &Endpoint, held: u64, with_secret: bool) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(EndpointView::new(
+        ep.clone(),
+        held,
+        with_secret,
+        true,
+    ))?)
 }
 
-/// An endpoint, without its secrets.
-pub fn endpoint(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
-    endpoint_with(ep, json, &[])
+/// An endpoint, without its secrets; `held`: its held deliveries.
+pub fn endpoint(ep: &Endpoint, held: u64, json: bool) -> anyhow::Result<()> {
+    print_endpoint(ep, held, json, false)
 }
 
 /// An endpoint just made or rotated, with its (new) signing secret.
 pub fn endpoint_with_secret(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
-    print_endpoint(ep, json, &[], true)
+    print_endpoint(ep, 0, json, true)
 }
 
-/// An endpoint plus a few extra members (`released`, `deleted`), without its secrets.
-pub fn endpoint_with(ep: &Endpoint, json: bool, extra: &[(&str, Value)]) -> anyhow::Result<()> {
-    print_endpoint(ep, json, extra, false)
+/// A resumed endpoint and how many held deliveries it released (the API's `Resumed`).
+pub fn resumed(ep: &Endpoint, released: u64, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(
+            &json!({ "released": released, "endpoint": endpoint_json(ep, 0, false)? }),
+        );
+    }
+    print_endpoint(ep, 0, false, false)?;
+    println!("released:    {released} held deliveries");
+    Ok(())
+}
+
+/// A deleted endpoint (the API answers 204 without a body; the CLI shows what went).
+pub fn deleted(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut v = endpoint_json(ep, 0, false)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("deleted".into(), true.into());
+        }
+        return print_json(&v);
+    }
+    print_endpoint(ep, 0, false, false)?;
+    println!("deleted:     yes");
+    Ok(())
 }
 
 /// The secrets an endpoint signs with now: current, then those in a
@@ -70,20 +89,9 @@ pub fn secrets(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_endpoint(
-    ep: &Endpoint,
-    json: bool,
-    extra: &[(&str, Value)],
-    with_secret: bool,
-) -> anyhow::Result<()> {
+fn print_endpoint(ep: &Endpoint, held: u64, json: bool, with_secret: bool) -> anyhow::Result<()> {
     if json {
-        let mut v = endpoint_json(ep, with_secret)?;
-        if let Some(obj) = v.as_object_mut() {
-            for (k, val) in extra {
-                obj.insert((*k).into(), val.clone());
-            }
-        }
-        return print_json(&v);
+        return print_json(&endpoint_json(ep, held, with_secret)?);
     }
     println!("id:          {}", ep.id);
     println!("workspace:   {}", ep.workspace);
@@ -123,23 +131,30 @@ fn print_endpoint(
     } else {
         println!("paused:      no");
     }
-    println!("created:     {}", time::format_rfc3339_ms(ep.created_at_ms));
-    for (k, v) in extra {
-        println!("{k}: {v}");
+    if let Some(n) = ep.rate_limit {
+        println!("rate limit:  {n} attempts/s");
     }
+    for (k, v) in &ep.metadata {
+        println!("metadata:    {k} = {v}");
+    }
+    if held > 0 {
+        println!("held:        {held} deliveries");
+    }
+    println!("created:     {}", time::format_rfc3339_ms(ep.created_at_ms));
     Ok(())
 }
 
-pub fn endpoints(list: &[Endpoint], json: bool) -> anyhow::Result<()> {
+/// Endpoints with their held counts, as the API lists them (`{"data": [...]}`).
+pub fn endpoints(list: &[(Endpoint, u64)], json: bool) -> anyhow::Result<()> {
     if json {
-        let items = list
+        let data = list
             .iter()
-            .map(|ep| endpoint_json(ep, false))
+            .map(|(ep, held)| endpoint_json(ep, *held, false))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        return print_json(&json!({ "endpoints": items }));
+        return print_json(&json!({ "data": data }));
     }
     println!("{:<36}  {:<16}  {:<6}  URL", "ID", "WORKSPACE", "PAUSED");
-    for ep in list {
+    for (ep, _) in list {
         println!(
             "{:<36}  {:<16}  {:<6}  {}",
             ep.id,
@@ -177,7 +192,11 @@ pub fn deliveries(
 ) -> anyhow::Result<()> {
     let next = next.map(ToString::to_string);
     if json {
-        return print_json(&json!({ "deliveries": list, "next": next }));
+        let data: Vec<DeliveryView> = list
+            .iter()
+            .map(|d| DeliveryView::new(d.clone(), false))
+            .collect();
+        return print_json(&serde_json::to_value(DeliveryPage { data, next })?);
     }
     println!(
         "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED",
@@ -202,7 +221,7 @@ pub fn deliveries(
 
 pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&serde_json::to_value(d)?);
+        return print_json(&serde_json::to_value(DeliveryView::new(d.clone(), true))?);
     }
     println!("id:         {}", d.id);
     println!("endpoint:   {}", d.endpoint_id);
@@ -242,11 +261,8 @@ pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
 
 pub fn api_key(key: &hookd_core::ApiKey, text: Option<&str>, json: bool) -> anyhow::Result<()> {
     if json {
-        let mut v = serde_json::to_value(key)?;
-        if let (Some(obj), Some(text)) = (v.as_object_mut(), text) {
-            obj.insert("key".into(), text.into());
-        }
-        return print_json(&v);
+        let view = KeyView::new(key.clone(), text.map(str::to_string));
+        return print_json(&serde_json::to_value(view)?);
     }
     if let Some(text) = text {
         println!("key:        {text}");
@@ -262,7 +278,8 @@ pub fn api_key(key: &hookd_core::ApiKey, text: Option<&str>, json: bool) -> anyh
 
 pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&json!({ "keys": keys }));
+        let data: Vec<KeyView> = keys.iter().map(|k| KeyView::new(k.clone(), None)).collect();
+        return print_json(&json!({ "data": data }));
     }
     println!(
         "{:<36}  {:<20}  {:<6}  {:<20}  STATE",
