@@ -550,8 +550,46 @@ async fn recover_resends_exactly_the_failed_deliveries_in_the_window() {
         (json!(0), json!("completed")),
         "{out}"
     );
-    let shown = cli_json(&env, &["job", out["id"].as_str().unwrap()]);
+    let shown = cli_json(&env, &["jobs", "show", out["id"].as_str().unwrap()]);
     assert_eq!(shown, out);
+    // The CLI's job is the API's, and both list it.
+    let api_job = api
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/workspaces/ws_a/jobs/{}",
+                out["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(shown, api_job);
+    let listed = cli_json(&env, &["jobs", "list", "--workspace", "ws_a"]);
+    assert_eq!(
+        listed,
+        api.call("GET", "/api/v1/workspaces/ws_a/jobs", None)
+            .await
+            .body
+    );
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["data"][0]["id"], out["id"], "newest first");
+    // Progress into a file or pipe: the job id first, plain lines, no `\r`.
+    let plain = hookd_command(&env)
+        .args(["recover", "--endpoint", &ep, "--since", "1h"])
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| !l.starts_with("hookd: no configuration"));
+    assert!(
+        first.is_some_and(|l| l.starts_with("recovery job job_")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    assert!(stderr.contains("/s, ETA"), "{stderr}");
     let types = cli_json(&env, &["event-types", "--workspace", "ws_a"]);
     assert_eq!(types["event_types"][0]["name"], "card.created");
     assert_eq!(types["event_types"][0]["count"], 5);

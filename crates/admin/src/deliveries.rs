@@ -288,6 +288,28 @@ impl From<Job> for JobView {
     }
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first; jobs are kept for `[history] retention`.
+    pub data: Vec<JobView>,
+}
+
+/// The workspace's recovery jobs, newest first.
+#[utoipa::path(get, operation_id = "list_recovery_jobs", path = "/api/v1/workspaces/{ws}/jobs", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id")),
+    responses((status = 200, description = "OK", body = JobList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody)))]
+pub async fn jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<JobList>> {
+    caller.require(&ws, Scope::Read)?;
+    let data = state.store.jobs(Some(&ws)).await?;
+    Ok(Json(JobList {
+        data: data.into_iter().map(JobView::from).collect(),
+    }))
+}
+
 /// A recovery job's progress.
 #[utoipa::path(get, operation_id = "get_recovery_job", path = "/api/v1/workspaces/{ws}/jobs/{id}", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Job id")),

@@ -140,6 +140,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::redeliver))
         .routes(routes!(deliveries::job))
+        .routes(routes!(deliveries::jobs))
         .routes(routes!(events::publish))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke));

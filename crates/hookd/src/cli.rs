@@ -57,7 +57,11 @@ pub enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Show a recovery job's progress.
+    /// Recovery jobs: list them, or show one's progress.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Show a recovery job's progress (the same as `jobs show`).
+    #[command(hide = true)]
     Job {
         id: String,
         #[command(flatten)]
@@ -276,6 +280,23 @@ pub struct PublishArgs {
     fields: Vec<String>,
     #[command(flatten)]
     out: JsonFlag,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Recovery jobs still within the history retention, newest first.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// One job's progress.
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Subcommand)]
@@ -684,21 +705,20 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
     let job = hookd_admin::endpoints::start_recovery(&store, endpoint, since, until, status)
         .await
         .map_err(api_error)?;
-    let mut shown = String::new();
+    // The id first, so an interrupted wait loses nothing: the job goes on.
+    eprintln!(
+        "recovery job {} started (`hookd jobs show {}` follows it)",
+        job.id, job.id
+    );
+    let mut progress = output::Progress::new();
     loop {
         let job = store.job(&job.id).await?;
         let finished = job.scanned && (args.no_wait || job.done >= job.queued);
         if !args.out.json {
-            let line = output::progress(&job);
-            if line != shown {
-                eprint!("\r{line}");
-                shown = line;
-            }
+            progress.show(&job);
         }
         if finished {
-            if !args.out.json {
-                eprintln!();
-            }
+            progress.finish();
             return output::job(&job, args.out.json);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -710,6 +730,16 @@ pub async fn event_types(config: &Config, workspace: &str, json: bool) -> anyhow
     let seen = store.types_seen(workspace).await?;
     let catalog = store.catalog(workspace).await?;
     output::event_types(&config.admin.event_types, &catalog, &seen, json)
+}
+
+pub async fn jobs(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobsCommand::List { workspace, out } => {
+            let store = connect(config).await?;
+            output::jobs(&store.jobs(workspace.as_deref()).await?, out.json)
+        }
+        JobsCommand::Show { id, out } => job(config, &id, out.json).await,
+    }
 }
 
 pub async fn job(config: &Config, id: &str, json: bool) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! How the CLI prints records: aligned text for people, one JSON object with `--json`.
 
-use hookd_admin::deliveries::{DeliveryPage, DeliveryView};
+use hookd_admin::deliveries::{DeliveryPage, DeliveryView, JobView};
 use hookd_admin::endpoints::EndpointView;
 use hookd_admin::keys::KeyView;
 use hookd_core::{Delivery, Endpoint, time};
@@ -302,39 +302,124 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of a recovery job's progress bar.
-pub fn progress(job: &hookd_store::recovery::Job) -> String {
-    const WIDTH: u64 = 30;
-    let filled = match (WIDTH * job.done.min(job.queued)).checked_div(job.queued) {
-        Some(n) => n,
-        None if job.scanned => WIDTH,
-        None => 0,
-    };
-    format!(
-        "[{}{}] {}/{} attempted, {} succeeded ({} matched, {})",
-        "#".repeat(filled as usize),
-        "-".repeat((WIDTH - filled) as usize),
-        job.done,
-        job.queued,
-        job.succeeded,
-        job.matched,
-        job.state()
-    )
+/// A recovery job's progress on stderr: an indicatif bar with rate and ETA
+/// on a terminal; elsewhere (a file, a pipe, CI logs) a plain line when the
+/// figures change, at most once a second, never redrawn with `\r`.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    last_line: Option<(std::time::Instant, String)>,
 }
 
+impl Progress {
+    pub fn new() -> Self {
+        let target = indicatif::ProgressDrawTarget::stderr();
+        let bar = (!target.is_hidden()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(Some(0), target);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} attempted, {per_sec}, ETA {eta}  {msg}",
+            ) {
+                bar.set_style(style.progress_chars("#>-"));
+            }
+            bar
+        });
+        Self {
+            bar,
+            started: std::time::Instant::now(),
+            last_line: None,
+        }
+    }
+
+    pub fn show(&mut self, job: &hookd_store::recovery::Job) {
+        let message = format!(
+            "{} succeeded, {} matched, {}",
+            job.succeeded,
+            job.matched,
+            job.state()
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_length(job.queued);
+            bar.set_position(job.done.min(job.queued));
+            bar.set_message(message);
+            return;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = job.done as f64 / elapsed;
+        let eta = match job.queued.saturating_sub(job.done) {
+            0 => "0s".to_string(),
+            left if rate > 0.0 => format!("{:.0}s", left as f64 / rate),
+            _ => "unknown".to_string(),
+        };
+        let line = format!(
+            "{}/{} attempted, {rate:.1}/s, ETA {eta}, {message}",
+            job.done, job.queued
+        );
+        let due = self.last_line.as_ref().is_none_or(|(at, shown)| {
+            *shown != line && at.elapsed() >= std::time::Duration::from_secs(1)
+        });
+        if due {
+            eprintln!("{line}");
+            self.last_line = Some((std::time::Instant::now(), line));
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A job as the API shows it (`JobView`).
 pub fn job(job: &hookd_store::recovery::Job, json: bool) -> anyhow::Result<()> {
-    object(
-        json,
-        &[
-            ("id", job.id.clone().into()),
-            ("endpoint_id", job.endpoint_id.clone().into()),
-            ("state", job.state().into()),
-            ("matched", job.matched.into()),
-            ("queued", job.queued.into()),
-            ("done", job.done.into()),
-            ("succeeded", job.succeeded.into()),
-        ],
-    )
+    let view = JobView::from(job.clone());
+    if json {
+        return print_json(&serde_json::to_value(view)?);
+    }
+    println!("id:         {}", view.id);
+    println!("endpoint:   {}", view.endpoint_id);
+    println!(
+        "window:     {} .. {} ({})",
+        view.since,
+        view.until.as_deref().unwrap_or("now"),
+        view.status.as_str()
+    );
+    println!("state:      {}", view.state);
+    println!(
+        "progress:   {}/{} attempted, {} succeeded, {} matched",
+        view.done, view.queued, view.succeeded, view.matched
+    );
+    println!("created:    {}", view.created_at);
+    Ok(())
+}
+
+/// Jobs, newest first, as the API lists them (`{"data": [...]}`).
+pub fn jobs(jobs: &[hookd_store::recovery::Job], json: bool) -> anyhow::Result<()> {
+    let views: Vec<JobView> = jobs.iter().cloned().map(JobView::from).collect();
+    if json {
+        return print_json(&json!({ "data": views }));
+    }
+    println!(
+        "{:<36}  {:<36}  {:<10}  {:>12}  CREATED",
+        "ID", "ENDPOINT", "STATE", "DONE/QUEUED"
+    );
+    for j in &views {
+        println!(
+            "{:<36}  {:<36}  {:<10}  {:>12}  {}",
+            j.id,
+            j.endpoint_id,
+            j.state,
+            format!("{}/{}", j.done, j.queued),
+            j.created_at
+        );
+    }
+    Ok(())
 }
 
 /// Catalog entries (configuration, then the workspace's own) merged with the types seen.

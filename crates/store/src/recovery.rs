@@ -209,6 +209,30 @@ impl Store {
         Ok(())
     }
 
+    /// Recovery jobs (of one workspace, or all) still within the retention,
+    /// newest first.
+    pub async fn jobs(&self, workspace: Option<&str>) -> Result<Vec<Job>> {
+        let mut conn = self.conn.clone();
+        let index: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.job_index())
+            .query_async(&mut conn)
+            .await?;
+        let mut jobs = Vec::new();
+        for (id, ws) in index {
+            if workspace.is_some_and(|w| w != ws) {
+                continue;
+            }
+            match self.job(&id).await {
+                Ok(job) => jobs.push(job),
+                // Expired since (housekeeping forgets its index entry).
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        jobs.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        Ok(jobs)
+    }
+
     /// A job and its progress now.
     pub async fn job(&self, id: &str) -> Result<Job> {
         let mut conn = self.conn.clone();
