@@ -14,7 +14,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 if redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1; then
-  echo "Redis answers at $host:$port" >&2
+  aof=$(redis-cli -h "$host" -p "$port" info persistence 2>/dev/null | tr -d '\r' | sed -n 's/^aof_enabled://p')
+  if [ "$aof" = 0 ]; then
+    echo "Redis answers at $host:$port (already running, not started here), WITHOUT its append-only file: fine to try hookd, not to keep events (see README, Reliability)" >&2
+  else
+    echo "Redis answers at $host:$port (already running, not started here)" >&2
+  fi
   exit 0
 fi
 case "$host" in

@@ -591,8 +591,8 @@ async fn recover_resends_exactly_the_failed_deliveries_in_the_window() {
     assert!(!stderr.contains('\r'), "{stderr:?}");
     assert!(stderr.contains("/s, ETA"), "{stderr}");
     let types = cli_json(&env, &["event-types", "--workspace", "ws_a"]);
-    assert_eq!(types["event_types"][0]["name"], "card.created");
-    assert_eq!(types["event_types"][0]["count"], 5);
+    assert_eq!(types["data"][0]["name"], "card.created");
+    assert_eq!(types["data"][0]["count"], 5);
 }
 
 /// RFC 3339 of now minus `d` (via `date`, to avoid a date crate in tests).

@@ -559,3 +559,125 @@ async fn the_cli_json_is_the_api_json() {
         r.body
     );
 }
+
+/// The smaller things a newcomer trips on: the API reference page has a
+/// title and loads nothing from outside; configuration and connection
+/// errors say what is wrong once; tables are aligned and name their keys;
+/// a Redis without AOF is warned about.
+#[tokio::test]
+async fn small_things_a_newcomer_trips_on() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+
+    // A URL that does not parse is said to be one.
+    let out = hookd_command(&env)
+        .env("HOOKD__REDIS__URL", "localhost:6379")
+        .args(["endpoints", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not a Redis URL"), "{stderr}");
+    assert!(stderr.contains("redis://localhost:6379"), "{stderr}");
+    // Redis down: the cause once, not three times.
+    let out = hookd_command(&env)
+        .env(
+            "HOOKD__REDIS__URL",
+            format!("redis://127.0.0.1:{}", free_port()),
+        )
+        .args(["endpoints", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach Redis"), "{stderr}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+
+    // keys list names each key.
+    cli(
+        &env,
+        &[
+            "keys",
+            "create",
+            "--workspace",
+            "ws_a",
+            "--scope",
+            "read",
+            "--name",
+            "dashboard",
+        ],
+    );
+    let keys = cli(&env, &["keys", "list"]);
+    assert!(keys.lines().next().unwrap().contains("NAME"), "{keys}");
+    assert!(keys.contains("dashboard"), "{keys}");
+
+    // The daemon warns when Redis keeps no append-only file (the test
+    // Redis has none), and serves /docs with a title and nothing from outside.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let daemon = Killed(
+        hookd_command(&env)
+            .env("HOOKD__ADMIN__BIND", &bind)
+            .env("HOOKD__LOG__LEVEL", "warn")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let page = eventually(Duration::from_secs(20), "/docs", || async {
+        let r = http.get(format!("http://{bind}/docs")).send().await.ok()?;
+        (r.status() == 200).then_some(r.text().await.ok()?)
+    })
+    .await;
+    assert!(page.contains("<title>hookd admin API</title>"), "{page}");
+    assert!(
+        !page.contains("https://"),
+        "the page loads nothing from outside: {page}"
+    );
+    let script = http
+        .get(format!("http://{bind}/docs/scalar.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.headers()["content-encoding"], "gzip");
+    assert!(
+        script.bytes().await.unwrap().len() > 100_000,
+        "the vendored script"
+    );
+    // Publish a type with a long name and read the types table.
+    cli(
+        &env,
+        &[
+            "publish",
+            "--workspace",
+            "ws_a",
+            "--type",
+            "board.archived.by.an.admin",
+            "--data",
+            "{}",
+        ],
+    );
+    let table = eventually(Duration::from_secs(20), "the type seen", || async {
+        let t = cli(&env, &["event-types", "--workspace", "ws_a"]);
+        t.contains("board.archived.by.an.admin").then_some(t)
+    })
+    .await;
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    let count_end = header.find("COUNT").unwrap() + "COUNT".len();
+    assert_eq!(&row[count_end - 1..count_end], "1", "aligned:\n{table}");
+    let mut daemon = daemon;
+    let _ = daemon.0.kill();
+    let mut stderr = String::new();
+    use std::io::Read;
+    daemon
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("append-only file"), "{stderr}");
+}

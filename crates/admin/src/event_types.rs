@@ -45,6 +45,16 @@ pub struct EventTypeList {
 }
 
 async fn merged(state: &AppState, ws: &str) -> ApiResult<EventTypeList> {
+    Ok(catalog_and_seen(&state.store, &state.settings.catalog, ws).await?)
+}
+
+/// The configured catalog, the workspace's own entries and the types seen
+/// in its events, merged (what the API and `hookd event-types` list).
+pub async fn catalog_and_seen(
+    store: &hookd_store::Store,
+    configured: &[crate::CatalogEntry],
+    ws: &str,
+) -> Result<EventTypeList, hookd_store::StoreError> {
     let mut types: BTreeMap<String, EventTypeView> = BTreeMap::new();
     let mut add = |name: &str, entry: CatalogEntryBody| {
         types.insert(
@@ -59,7 +69,7 @@ async fn merged(state: &AppState, ws: &str) -> ApiResult<EventTypeList> {
             },
         );
     };
-    for c in &state.settings.catalog {
+    for c in configured {
         add(
             &c.name,
             CatalogEntryBody {
@@ -68,10 +78,10 @@ async fn merged(state: &AppState, ws: &str) -> ApiResult<EventTypeList> {
             },
         );
     }
-    for (name, json) in state.store.catalog(ws).await? {
+    for (name, json) in store.catalog(ws).await? {
         add(&name, serde_json::from_str(&json).unwrap_or_default());
     }
-    for (name, seen) in state.store.types_seen(ws).await? {
+    for (name, seen) in store.types_seen(ws).await? {
         let t = types.entry(name.clone()).or_insert_with(|| EventTypeView {
             name,
             description: None,

@@ -38,7 +38,6 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_scalar::{Scalar, Servable};
 
 /// An event type declared in configuration.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -173,7 +172,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops)
-        .merge(Scalar::with_url("/docs", doc.clone()))
+        .route("/docs", axum::routing::get(ops::docs))
+        .route("/docs/scalar.js", axum::routing::get(ops::docs_script))
         .layer(axum::Extension(Arc::new(doc)))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

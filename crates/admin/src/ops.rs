@@ -228,3 +228,46 @@ impl QueueFigures {
         }
     }
 }
+
+/// The API reference page: Scalar, served from the binary (the script is
+/// vendored under `assets/scalar`, MIT), reading `/openapi.json`. No request
+/// leaves the host: Scalar's own web fonts are turned off.
+pub async fn docs() -> impl IntoResponse {
+    const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>hookd admin API</title>
+</head>
+<body>
+  <script id="api-reference" data-url="/openapi.json"
+    data-configuration='{"withDefaultFonts": false, "hideClientButton": true}'></script>
+  <script src="/docs/scalar.js"></script>
+</body>
+</html>
+"#;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}
+
+/// Scalar's script, gzipped as vendored (every browser accepts gzip).
+pub async fn docs_script() -> impl IntoResponse {
+    const SCRIPT: &[u8] = include_bytes!("../assets/scalar/standalone.js.gz");
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CONTENT_ENCODING, "gzip"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        SCRIPT,
+    )
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureScheme {
-    /// `<P>-Timestamp` and `<P>-Signature: sha256=<hex>` over `{timestamp}.{body}` (DESIGN.md).
+    /// `<P>-Timestamp` and `<P>-Signature: sha256=<hex>` over `{timestamp}.{body}` (docs/DESIGN.md).
     #[default]
     Sha256,
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over

@@ -1,7 +1,7 @@
 //! Events as producers publish them, and the envelope receivers get.
 //!
 //! A stream entry is a flat list of fields. [`Event::from_fields`] validates it
-//! against the producer contract (DESIGN.md) and builds the envelope once: the
+//! against the producer contract (docs/DESIGN.md) and builds the envelope once: the
 //! exact JSON bytes every endpoint receives on every attempt. A bad entry gives
 //! a [`Rejection`] whose `code` and `message` go to the dead-letter stream.
 

@@ -727,9 +727,10 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
 
 pub async fn event_types(config: &Config, workspace: &str, json: bool) -> anyhow::Result<()> {
     let store = connect(config).await?;
-    let seen = store.types_seen(workspace).await?;
-    let catalog = store.catalog(workspace).await?;
-    output::event_types(&config.admin.event_types, &catalog, &seen, json)
+    let list =
+        hookd_admin::event_types::catalog_and_seen(&store, &config.admin.event_types, workspace)
+            .await?;
+    output::event_types(&list, json)
 }
 
 pub async fn jobs(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {

@@ -282,8 +282,8 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
         return print_json(&json!({ "data": data }));
     }
     println!(
-        "{:<36}  {:<20}  {:<6}  {:<20}  STATE",
-        "ID", "WORKSPACE", "SCOPE", "PREFIX"
+        "{:<36}  {:<20}  {:<20}  {:<6}  {:<20}  STATE",
+        "ID", "WORKSPACE", "NAME", "SCOPE", "PREFIX"
     );
     for k in keys {
         let state = if k.revoked_at_ms.is_some() {
@@ -292,9 +292,10 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
             "active"
         };
         println!(
-            "{:<36}  {:<20}  {:<6}  {:<20}  {state}",
+            "{:<36}  {:<20}  {:<20}  {:<6}  {:<20}  {state}",
             k.id,
             k.workspace,
+            k.name.as_deref().unwrap_or("-"),
             k.scope.as_str(),
             k.prefix
         );
@@ -422,42 +423,33 @@ pub fn jobs(jobs: &[hookd_store::recovery::Job], json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-/// Catalog entries (configuration, then the workspace's own) merged with the types seen.
+/// Event types as the API lists them: catalog entries (configuration, then
+/// the workspace's own) merged with the types seen.
 pub fn event_types(
-    configured: &[hookd_admin::CatalogEntry],
-    catalog: &std::collections::BTreeMap<String, String>,
-    seen: &std::collections::BTreeMap<String, hookd_store::event_types::TypeSeen>,
+    list: &hookd_admin::event_types::EventTypeList,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut names: std::collections::BTreeSet<&str> = seen.keys().map(String::as_str).collect();
-    names.extend(configured.iter().map(|c| c.name.as_str()));
-    names.extend(catalog.keys().map(String::as_str));
-    let rows: Vec<Value> = names
-        .iter()
-        .map(|name| {
-            let s = seen.get(*name);
-            json!({
-                "name": name,
-                "in_catalog": configured.iter().any(|c| c.name == *name) || catalog.contains_key(*name),
-                "count": s.map_or(0, |s| s.count),
-                "last_seen": s.map(|s| time::format_rfc3339_ms(s.last_seen_ms)),
-            })
-        })
-        .collect();
     if json {
-        return print_json(&json!({ "event_types": rows }));
+        return print_json(&serde_json::to_value(list)?);
     }
+    let width = list
+        .data
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("TYPE".len());
     println!(
-        "{:<40}  {:>10}  {:<24}  CATALOG",
+        "{:<width$}  {:>10}  {:<24}  CATALOG",
         "TYPE", "COUNT", "LAST SEEN"
     );
-    for r in &rows {
+    for t in &list.data {
         println!(
-            "{:<40}  {:>10}  {:<24}  {}",
-            r["name"].as_str().unwrap_or_default(),
-            r["count"],
-            r["last_seen"].as_str().unwrap_or("-"),
-            if r["in_catalog"] == true { "yes" } else { "no" }
+            "{:<width$}  {:>10}  {:<24}  {}",
+            t.name,
+            t.count,
+            t.last_seen.as_deref().unwrap_or("-"),
+            if t.in_catalog { "yes" } else { "no" }
         );
     }
     Ok(())

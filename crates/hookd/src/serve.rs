@@ -73,6 +73,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    if let Ok(Some(false)) = store.aof_enabled().await {
+        tracing::warn!(
+            "Redis runs without its append-only file (appendonly no): if Redis stops, events published since its last snapshot and delivery state are lost. Run it with appendonly yes and appendfsync everysec (README, Reliability); `make run` does when it starts Redis itself"
+        );
+    }
     if config.secrets.keys.is_empty() {
         tracing::warn!(
             "no [secrets] keys configured: endpoint signing secrets are stored in Redis in clear (set HOOKD__SECRETS__KEYS and HOOKD__SECRETS__CURRENT)"

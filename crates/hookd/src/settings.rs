@@ -386,6 +386,21 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        // A URL that does not parse is a configuration error, said as one
+        // (not "cannot reach Redis" later).
+        for url in self.redis.url.split(',').map(str::trim) {
+            if let Err(e) = redis::Client::open(url) {
+                anyhow::bail!(
+                    "[redis] url {:?} is not a Redis URL ({}): write it like redis://{} (redis://[user:password@]host:port[/db])",
+                    redact_url(url),
+                    e.detail().unwrap_or("it does not parse"),
+                    redact_url(url)
+                        .rsplit("://")
+                        .next()
+                        .unwrap_or("127.0.0.1:6379")
+                );
+            }
+        }
         anyhow::ensure!(
             self.ingest.partitions >= 1,
             "[ingest] partitions must be at least 1"

@@ -90,8 +90,10 @@ impl Default for StoreSettings {
 /// What went wrong talking to Redis, or with what it held.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// (No `source`: redis-rs's message already carries its cause, and an
+    /// error chain would print it again.)
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
     #[error("stored record is corrupt: {0}")]
@@ -110,6 +112,12 @@ pub enum StoreError {
     /// (No `source`: the message carries it, and error chains print it once.)
     #[error("endpoint secret: {0} (check [secrets] keys)")]
     Sealing(hookd_core::sealing::SealError),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(e)
+    }
 }
 
 impl From<hookd_core::sealing::SealError> for StoreError {

@@ -34,6 +34,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether Redis keeps an append-only file (`INFO persistence`, which
+    /// works where `CONFIG` is disabled); `None` when it does not say.
+    pub async fn aof_enabled(&self) -> Result<Option<bool>> {
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn)
+            .await?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("aof_enabled:"))
+            .map(|v| v.trim() == "1"))
+    }
+
     pub async fn queue_stats(&self, group: &str) -> Result<QueueStats> {
         let mut stats = QueueStats::default();
         let mut conn = self.conn.clone();
