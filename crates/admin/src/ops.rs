@@ -242,7 +242,7 @@ pub async fn docs() -> impl IntoResponse {
 </head>
 <body>
   <script id="api-reference" data-url="/openapi.json"
-    data-configuration='{"withDefaultFonts": false, "hideClientButton": true}'></script>
+    data-configuration='{"withDefaultFonts": false, "hideClientButton": true, "showDeveloperTools": "never", "agent": {"disabled": true}}'></script>
   <script src="/docs/scalar.js"></script>
 </body>
 </html>
