@@ -414,7 +414,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             if grace > MAX_GRACE {
                 bail!("--grace: must be at most 30 days (2592000 s), as the API's grace_seconds");
             }
-            let scheme = store.endpoint(&id).await?.scheme;
+            let scheme = store.endpoint_view(&id).await?.scheme;
             let secret = id::new_secret(scheme)
                 .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
             output::endpoint_with_secret(
@@ -701,7 +701,7 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         .map(|u| parse_when("--until", u, now))
         .transpose()?;
     let status = DeliveryStatus::parse(&args.status).context("--status")?;
-    let endpoint = store.endpoint(&args.endpoint).await?;
+    let endpoint = store.endpoint_view(&args.endpoint).await?;
     let job = hookd_admin::endpoints::start_recovery(&store, endpoint, since, until, status)
         .await
         .map_err(api_error)?;
