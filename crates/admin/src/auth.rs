@@ -1,8 +1,14 @@
 //! Who is calling: the bearer key checked against its stored hash (401 when
-//! missing, malformed, unknown or revoked), the per-key rate limit with its
-//! `X-RateLimit-*` headers (429 past it), and scope/workspace checks (403).
+//! missing, malformed, unknown, revoked or expired), when it was last used
+//! (written at most once a minute per key), the rate limit with its
+//! `X-RateLimit-*` headers on every answer (per key; per client address for
+//! requests without a valid key; 429 past it), and scope/workspace checks (403).
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -53,19 +59,44 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<ApiKey> {
+/// When this daemon last recorded each key's use: `last_used_at` is written
+/// at most once a minute per key, so it costs nothing per request.
+#[derive(Clone, Default)]
+pub struct KeyUse(Arc<Mutex<HashMap<String, i64>>>);
+
+impl KeyUse {
+    /// Whether a use at `now_ms` should be written (and notes it if so).
+    fn due(&self, key_id: &str, now_ms: i64) -> bool {
+        const EVERY_MS: i64 = 60_000;
+        let Ok(mut last) = self.0.lock() else {
+            return false;
+        };
+        match last.get(key_id) {
+            Some(at) if now_ms - at < EVERY_MS => false,
+            _ => {
+                // Bounded: keys not seen for a while are forgotten.
+                if last.len() > 100_000 {
+                    last.retain(|_, at| now_ms - *at < EVERY_MS);
+                }
+                last.insert(key_id.to_string(), now_ms);
+                true
+            }
+        }
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap, now_ms: i64) -> ApiResult<ApiKey> {
+    let shape = format!("Bearer {}_<env>_<secret>", state.settings.key_policy.prefix);
     let value = headers
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer hookd_<env>_<secret>"))?;
+        .ok_or_else(|| ApiError::unauthorized(format!("send Authorization: {shape}")))?;
     let token = value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| api_key::is_well_formed(t))
-        .ok_or_else(|| {
-            ApiError::unauthorized("malformed API key: expected Bearer hookd_<env>_<secret>")
-        })?;
+        .ok_or_else(|| ApiError::unauthorized(format!("malformed API key: expected {shape}")))?;
     let key = state
         .store
         .api_key_by_secret(token)
@@ -74,21 +105,41 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<ApiKey
     if key.revoked_at_ms.is_some() {
         return Err(ApiError::unauthorized("this API key was revoked"));
     }
+    if let Some(at) = key.expires_at_ms.filter(|at| *at <= now_ms) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "key_expired",
+            format!(
+                "this API key expired at {}; make a new one",
+                time::format_rfc3339_ms(at)
+            ),
+        ));
+    }
     Ok(key)
 }
 
 /// Middleware on every `/api/v1` route.
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let key = match authenticate(&state, req.headers()).await {
-        Ok(key) => key,
-        Err(e) => return e.into_response(),
+    let now = time::now_ms();
+    let authenticated = authenticate(&state, req.headers(), now).await;
+    // Requests without a valid key are counted by client address, so a 401
+    // carries the same headers and a flood of them meets the same limit.
+    let bucket = match &authenticated {
+        Ok(key) => key.id.clone(),
+        Err(_) => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            format!("ip:{peer}")
+        }
     };
     let limit = state.settings.rate_limit;
     let window = state.settings.rate_window.as_millis().max(1) as i64;
-    let now = time::now_ms();
     let start = now - now.rem_euclid(window);
     let reset_secs = ((start + window - now) as u64).div_ceil(1000);
-    let count = match state.store.count_request(&key.id, start, window).await {
+    let count = match state.store.count_request(&bucket, start, window).await {
         Ok(n) => n,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -98,13 +149,26 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("this key made more than {limit} requests in the current window"),
+                format!("more than {limit} requests in the current window"),
             )
         }
         .into_response()
     } else {
-        req.extensions_mut().insert(Caller(key));
-        next.run(req).await
+        match authenticated {
+            Err(e) => e.into_response(),
+            Ok(key) => {
+                if state.key_use.due(&key.id, now) {
+                    let (store, id) = (state.store.clone(), key.id.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = store.touch_api_key(&id, now).await {
+                            tracing::debug!(error = %e, "could not record an API key's use");
+                        }
+                    });
+                }
+                req.extensions_mut().insert(Caller(key));
+                next.run(req).await
+            }
+        }
     };
     let h = response.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(limit));

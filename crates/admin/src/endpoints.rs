@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::{DeliveryStatus, Endpoint, Scope, SignatureScheme, id, time};
-use hookd_store::recovery::{Job, RecoveryRequest};
+use std::time::Duration;
+
+use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, time};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::actions::{self, EndpointChange, MapChange, NewEndpoint, Recovery};
 use crate::auth::Caller;
-use crate::deliveries::{JobView, parse_time};
-use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
-use crate::extract::JsonBody;
+use crate::error::{ApiResult, ErrorBody, in_workspace};
+use crate::extract::{JsonBody, parse_time};
+use crate::jobs::JobView;
 
 /// An endpoint as the API shows it. `secret` appears only in the responses
 /// of create and rotate.
@@ -44,6 +46,10 @@ pub struct EndpointView {
     pub held: u64,
     /// Until when the previous secret still signs (during a rotation's grace window).
     pub previous_secret_expires_at: Option<String>,
+    /// Signatures during a rotation's grace window: `all` (one per valid
+    /// secret) or `newest` (one); `null` takes the configured default.
+    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    pub rotation_signatures: Option<RotationSignatures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -69,6 +75,7 @@ impl EndpointView {
                 .max()
                 .map(time::format_rfc3339_ms),
             secret: with_secret.then(|| ep.secret.clone()),
+            rotation_signatures: ep.rotation_signatures,
             id: ep.id,
             workspace: ep.workspace,
             url: ep.url,
@@ -116,6 +123,10 @@ pub struct CreateEndpoint {
     /// Default `sha256`.
     #[schema(value_type = Option<crate::schema::SchemeName>)]
     pub scheme: Option<SignatureScheme>,
+    /// Signatures during a rotation's grace window: `all` or `newest`;
+    /// absent or `null` takes `[signing] rotation_signatures`.
+    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    pub rotation_signatures: Option<RotationSignatures>,
 }
 
 /// Absent fields stay as they are; `null` clears the optional ones
@@ -142,6 +153,10 @@ pub struct UpdateEndpoint {
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<Option<u32>>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// `null` returns to the configured default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    pub rotation_signatures: Option<Option<RotationSignatures>>,
 }
 
 /// [`present`] for counts (`3.0` is 3).
@@ -197,18 +212,6 @@ pub struct RecoverRequest {
     pub status: Option<DeliveryStatus>,
 }
 
-fn invalid(state: &AppState, ep: &Endpoint) -> ApiResult<()> {
-    let mut problems = ep.problems();
-    if let Some(why) = state.settings.network.refuses_url(&ep.url) {
-        problems.push(("url".into(), why));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
-}
-
 /// The endpoint, if it belongs to `ws` (another workspace's id reads as not found).
 pub(crate) async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Endpoint> {
     let read = state.store.endpoint(id).await;
@@ -246,22 +249,23 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     caller.require(&ws, Scope::Write)?;
-    let mut ep = Endpoint::new(ws, req.url, req.scheme.unwrap_or_default(), time::now_ms())
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("no randomness: {e}"),
-            )
-        })?;
-    ep.description = req.description;
-    ep.event_types = req.event_types;
-    ep.headers = req.headers;
-    ep.max_concurrency = req.max_concurrency;
-    ep.rate_limit = req.rate_limit;
-    ep.metadata = req.metadata;
-    invalid(&state, &ep)?;
-    state.store.create_endpoint(&ep).await?;
+    let ep = actions::create_endpoint(
+        &state.store,
+        &state.settings.endpoint_policy,
+        NewEndpoint {
+            workspace: ws,
+            url: req.url,
+            description: req.description,
+            event_types: req.event_types,
+            headers: req.headers,
+            metadata: req.metadata,
+            max_concurrency: req.max_concurrency,
+            rate_limit: req.rate_limit,
+            scheme: req.scheme.unwrap_or_default(),
+            rotation_signatures: req.rotation_signatures,
+        },
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointView::new(ep, 0, true, true)),
@@ -312,34 +316,17 @@ pub async fn update(
 ) -> ApiResult<Json<EndpointView>> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    // Applied to the endpoint as stored at the moment of writing: a rotation
-    // or another update that lands first is kept, not overwritten.
-    let ep = state
-        .store
-        .modify_endpoint(&id, |ep| {
-            if let Some(url) = req.url.clone() {
-                ep.url = url;
-            }
-            if let Some(d) = req.description.clone() {
-                ep.description = d;
-            }
-            if let Some(t) = req.event_types.clone() {
-                ep.event_types = t;
-            }
-            if let Some(h) = req.headers.clone() {
-                ep.headers = h;
-            }
-            if let Some(m) = req.max_concurrency {
-                ep.max_concurrency = m;
-            }
-            if let Some(r) = req.rate_limit {
-                ep.rate_limit = r;
-            }
-            if let Some(m) = req.metadata.clone() {
-                ep.metadata = m;
-            }
-            invalid(&state, ep)
-        })
+    let change = EndpointChange {
+        url: req.url,
+        description: req.description,
+        event_types: req.event_types,
+        headers: req.headers.map(MapChange::Replace),
+        metadata: req.metadata.map(MapChange::Replace),
+        max_concurrency: req.max_concurrency,
+        rate_limit: req.rate_limit,
+        rotation_signatures: req.rotation_signatures,
+    };
+    let ep = actions::update_endpoint(&state.store, &state.settings.endpoint_policy, &id, &change)
         .await?;
     Ok(Json(view(&state, &caller, ep, false).await?))
 }
@@ -375,10 +362,7 @@ pub async fn pause(
     let reason = req
         .reason
         .unwrap_or_else(|| "paused through the API".into());
-    let ep = state
-        .store
-        .pause_endpoint(&id, &reason, time::now_ms())
-        .await?;
+    let ep = actions::pause(&state.store, &id, &reason).await?;
     Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
@@ -393,8 +377,7 @@ pub async fn resume(
 ) -> ApiResult<Json<Resumed>> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    let released = state.store.resume_endpoint(&id, time::now_ms()).await?;
-    let ep = state.store.endpoint(&id).await?;
+    let (released, ep) = actions::resume(&state.store, &id).await?;
     Ok(Json(Resumed {
         released,
         endpoint: view(&state, &caller, ep, false).await?,
@@ -414,30 +397,9 @@ pub async fn rotate_secret(
     JsonBody(req): JsonBody<RotateRequest>,
 ) -> ApiResult<Json<EndpointView>> {
     caller.require(&ws, Scope::Write)?;
-    let ep = owned(&state, &ws, &id).await?;
-    let grace = req.grace_seconds.unwrap_or(86_400);
-    if grace > 30 * 86_400 {
-        return Err(ApiError::invalid(
-            "grace_seconds",
-            "must be at most 2592000 (30 days)",
-        ));
-    }
-    let secret = id::new_secret(ep.scheme).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("no randomness: {e}"),
-        )
-    })?;
-    let ep = state
-        .store
-        .rotate_secret(
-            &id,
-            secret,
-            std::time::Duration::from_secs(grace),
-            time::now_ms(),
-        )
-        .await?;
+    owned(&state, &ws, &id).await?;
+    let grace = Duration::from_secs(req.grace_seconds.unwrap_or(86_400));
+    let ep = actions::rotate_secret(&state.store, &id, grace).await?;
     Ok(Json(view(&state, &caller, ep, true).await?))
 }
 
@@ -455,58 +417,21 @@ pub async fn recover(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     caller.require(&ws, Scope::Write)?;
     let endpoint = owned(&state, &ws, &id).await?;
-    let since_ms = parse_time("since", &req.since)?;
+    let since_ms = parse_time("/since", &req.since)?;
     let until_ms = req
         .until
         .as_deref()
-        .map(|u| parse_time("until", u))
+        .map(|u| parse_time("/until", u))
         .transpose()?;
-    let job = start_recovery(
+    let job = actions::start_recovery(
         &state.store,
-        endpoint,
-        since_ms,
-        until_ms,
-        req.status.unwrap_or(DeliveryStatus::Failed),
+        Recovery {
+            endpoint,
+            since_ms,
+            until_ms,
+            status: req.status.unwrap_or(DeliveryStatus::Failed),
+        },
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(JobView::from(job))))
-}
-
-/// Records a recovery job and runs its scan in the background.
-pub async fn start_recovery(
-    store: &hookd_store::Store,
-    endpoint: Endpoint,
-    since_ms: i64,
-    until_ms: Option<i64>,
-    status: DeliveryStatus,
-) -> ApiResult<Job> {
-    let now = time::now_ms();
-    let job = Job {
-        id: id::new_id("job_"),
-        workspace: endpoint.workspace.clone(),
-        endpoint_id: endpoint.id.clone(),
-        since_ms,
-        until_ms,
-        status,
-        created_at_ms: now,
-        matched: 0,
-        queued: 0,
-        done: 0,
-        succeeded: 0,
-        scanned: false,
-    };
-    store.create_job(&job).await?;
-    let request = RecoveryRequest {
-        endpoint,
-        since_ms,
-        until_ms: Some(until_ms.unwrap_or(now)),
-        status,
-    };
-    let (store, job_id) = (store.clone(), job.id.clone());
-    tokio::spawn(async move {
-        if let Err(e) = store.run_recovery(&job_id, &request, time::now_ms()).await {
-            tracing::error!(job = %job_id, error = %e, "recovery job failed");
-        }
-    });
-    Ok(job)
 }

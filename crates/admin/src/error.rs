@@ -109,6 +109,21 @@ impl ApiError {
     }
 }
 
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Invalid(issues) => Self::validation(issues),
+            ActionError::Store(e) => e.into(),
+            ActionError::Randomness(why) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("no randomness: {why}"),
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

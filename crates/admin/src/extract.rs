@@ -219,3 +219,17 @@ where
         Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }
+
+/// Reads a time given as RFC 3339 or unix milliseconds.
+pub(crate) fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| hookd_core::time::parse_rfc3339_ms(value))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{value:?} is not an RFC 3339 time (or unix ms)"),
+            )
+        })
+}

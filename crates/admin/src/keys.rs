@@ -4,14 +4,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::api_key::{KEY_ENVS, new_key};
-use hookd_core::{ApiKey, Scope, id, time};
+use hookd_core::{ApiKey, Scope, time};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::actions::{self, NewKey};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::JsonBody;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,6 +27,10 @@ pub struct KeyView {
     pub prefix: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// After this the key gets 401 `key_expired`; `null`: never.
+    pub expires_at: Option<String>,
+    /// When a request last used the key (to about a minute); `null`: never.
+    pub last_used_at: Option<String>,
     /// The key itself: only in the response that made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -43,6 +47,8 @@ impl KeyView {
             prefix: k.prefix,
             created_at: time::format_rfc3339_ms(k.created_at_ms),
             revoked_at: k.revoked_at_ms.map(time::format_rfc3339_ms),
+            expires_at: k.expires_at_ms.map(time::format_rfc3339_ms),
+            last_used_at: k.last_used_at_ms.map(time::format_rfc3339_ms),
             key,
         }
     }
@@ -57,46 +63,14 @@ pub struct CreateKey {
     /// Default `live`.
     #[schema(value_type = Option<crate::schema::KeyEnvName>)]
     pub env: Option<String>,
+    /// When the key stops working (RFC 3339, in the future); default never.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     pub data: Vec<KeyView>,
-}
-
-/// Makes and stores a key; returns its record and the key text.
-pub async fn mint(
-    store: &hookd_store::Store,
-    workspace: String,
-    scope: Scope,
-    env: &str,
-    name: Option<String>,
-) -> ApiResult<(ApiKey, String)> {
-    if !KEY_ENVS.contains(&env) {
-        return Err(ApiError::invalid("env", "must be live, stg, dev or test"));
-    }
-    let (text, hash) = new_key(env).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("no randomness: {e}"),
-        )
-    })?;
-    let key = ApiKey {
-        id: id::new_id("key_"),
-        workspace,
-        scope,
-        env: env.to_string(),
-        name,
-        prefix: text
-            .chars()
-            .take(format!("hookd_{env}_").len() + 4)
-            .collect(),
-        created_at_ms: time::now_ms(),
-        revoked_at_ms: None,
-    };
-    store.create_api_key(&key, &hash).await?;
-    Ok((key, text))
 }
 
 /// Make an API key for the workspace (admin scope). The key is in this response only.
@@ -111,8 +85,23 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<KeyView>)> {
     caller.require(&ws, Scope::Admin)?;
-    let env = req.env.unwrap_or_else(|| "live".into());
-    let (key, text) = mint(&state.store, ws, req.scope, &env, req.name).await?;
+    let expires_at_ms = req
+        .expires_at
+        .as_deref()
+        .map(|t| crate::extract::parse_time("/expires_at", t))
+        .transpose()?;
+    let (key, text) = actions::mint_key(
+        &state.store,
+        &state.settings.key_policy,
+        NewKey {
+            workspace: ws,
+            scope: req.scope,
+            env: req.env.unwrap_or_else(|| "live".into()),
+            name: req.name,
+            expires_at_ms,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(KeyView::new(key, Some(text)))))
 }
 
@@ -142,9 +131,6 @@ pub async fn revoke(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyView>> {
     caller.require(&ws, Scope::Admin)?;
-    let key = state
-        .store
-        .revoke_api_key(&id, Some(&ws), time::now_ms())
-        .await?;
+    let key = actions::revoke_key(&state.store, &id, Some(&ws)).await?;
     Ok(Json(KeyView::new(key, None)))
 }

@@ -3,8 +3,10 @@
 //! - [`auth`]: bearer keys, scopes, workspaces, the per-key rate limit;
 //! - [`error`] and [`extract`]: the `{code, message, issues}` error shape and
 //!   extractors that fail in it;
-//! - [`endpoints`], [`deliveries`], [`event_types`], [`events`], [`keys`]:
-//!   the resources under `/api/v1`;
+//! - [`actions`]: what an operator does (endpoints, keys, recovery), shared
+//!   with the `hookd` CLI; the handlers only translate HTTP;
+//! - [`endpoints`], [`deliveries`], [`jobs`], [`event_types`], [`events`],
+//!   [`keys`], [`workspaces`]: the resources under `/api/v1`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
@@ -12,6 +14,7 @@
 //! `/openapi.json` and the Scalar reference at `/docs` come from the same
 //! document.
 
+pub mod actions;
 pub mod auth;
 pub mod deliveries;
 pub mod endpoints;
@@ -19,9 +22,11 @@ pub mod error;
 pub mod event_types;
 pub mod events;
 pub mod extract;
+pub mod jobs;
 pub mod keys;
 pub mod ops;
 pub mod schema;
+pub mod workspaces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,8 +72,11 @@ pub struct AdminSettings {
     pub group: String,
     /// What a published event must satisfy (the same limits ingest applies).
     pub event_limits: EventLimits,
-    /// Endpoints whose URL is a literal internal IP are refused (422).
-    pub network: hookd_core::network::NetworkPolicy,
+    /// What an endpoint is held to (endpoints whose URL is a literal
+    /// internal IP are refused, 422).
+    pub endpoint_policy: actions::EndpointPolicy,
+    /// How new API keys are made (their prefix).
+    pub key_policy: actions::KeyPolicy,
     /// The ingest loop must have reported within this for `/readyz`.
     pub ready_within: Duration,
     /// How often the queue figures `/metrics` shows are read from Redis.
@@ -86,6 +94,8 @@ pub struct AppState {
     pub registry: prometheus::Registry,
     /// Queue figures for `/metrics`, refreshed by [`serve`] on an interval.
     pub figures: ops::QueueFigures,
+    /// When this daemon last wrote each key's `last_used_at`.
+    pub key_use: auth::KeyUse,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -122,6 +132,7 @@ impl utoipa::Modify for BearerAuth {
 /// The `/api/v1` routes (behind the key check) and the open ops routes.
 fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     let api = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(workspaces::list))
         .routes(routes!(event_types::list))
         .routes(routes!(event_types::put))
         .routes(routes!(event_types::list_in_workspace))
@@ -138,8 +149,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::redeliver))
-        .routes(routes!(deliveries::job))
-        .routes(routes!(deliveries::jobs))
+        .routes(routes!(jobs::job))
+        .routes(routes!(jobs::jobs))
         .routes(routes!(events::publish))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke));
@@ -212,9 +223,13 @@ pub async fn serve(
         state.settings.stats_interval,
         shutdown.clone(),
     ));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+    // The peer address keys the rate limit of requests without a valid key.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
 }

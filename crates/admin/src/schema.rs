@@ -57,6 +57,15 @@ pub enum SchemeName {
     StandardWebhooks,
 }
 
+/// Signatures during a rotation's grace window: one per valid secret, or
+/// only the newest.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationSignaturesName {
+    All,
+    Newest,
+}
+
 /// What a key may do; each includes the ones before it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -1,5 +1,6 @@
-//! Admin API keys: their format (`hookd_<env>_<secret>`), scopes, and the
-//! hash that is all hookd keeps of them.
+//! Admin API keys: their format (`<prefix>_<env>_<secret>`, the prefix
+//! `hookd` unless `[admin] key_prefix` says otherwise), scopes, and the hash
+//! that is all hookd keeps of them.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,22 +56,48 @@ pub struct ApiKey {
     pub created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<i64>,
+    /// After this the key is refused (401 `key_expired`); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// When a request last used it, to the minute (kept apart from the
+    /// record; filled in by listings).
+    #[serde(skip)]
+    pub last_used_at_ms: Option<i64>,
 }
 
-/// Mints a key for `env`: the text to show once, and its hash to store.
-pub fn new_key(env: &str) -> Result<(String, String), getrandom::Error> {
+/// The prefix of keys when `[admin] key_prefix` is not set.
+pub const DEFAULT_PREFIX: &str = "hookd";
+
+/// Whether `prefix` can start a key: 1 to 32 lower-case letters and digits,
+/// starting with a letter (so `<prefix>_<env>_` splits one way only).
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    (1..=32).contains(&prefix.len())
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Mints a key `<prefix>_<env>_<48 hex digits>`: the text to show once, and
+/// its hash to store.
+pub fn new_key(prefix: &str, env: &str) -> Result<(String, String), getrandom::Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
-    let key = format!("hookd_{env}_{}", hex::encode(bytes));
+    let key = format!("{prefix}_{env}_{}", hex::encode(bytes));
     let hash = hash_key(&key);
     Ok((key, hash))
 }
 
-/// Whether `token` looks like a hookd key (`hookd_<env>_<48 hex digits>`).
+/// Whether `token` looks like a key (`<prefix>_<env>_<48 hex digits>`),
+/// under any valid prefix: keys made before a platform changed
+/// `[admin] key_prefix` keep working (they are found by their hash).
 pub fn is_well_formed(token: &str) -> bool {
-    let Some(rest) = token.strip_prefix("hookd_") else {
+    let Some((prefix, rest)) = token.split_once('_') else {
         return false;
     };
+    if !is_valid_prefix(prefix) {
+        return false;
+    }
     let Some((env, secret)) = rest.split_once('_') else {
         return false;
     };
@@ -89,10 +116,17 @@ mod tests {
 
     #[test]
     fn keys_are_well_formed_and_hashed() {
-        let (key, hash) = new_key("live").unwrap();
+        let (key, hash) = new_key("hookd", "live").unwrap();
         assert!(is_well_formed(&key), "{key}");
         assert_eq!(hash, hash_key(&key));
-        assert_ne!(hash, hash_key(&new_key("live").unwrap().0));
+        assert_ne!(hash, hash_key(&new_key("hookd", "live").unwrap().0));
+        let (kanera, _) = new_key("kanera", "stg").unwrap();
+        assert!(
+            kanera.starts_with("kanera_stg_") && is_well_formed(&kanera),
+            "{kanera}"
+        );
+        assert!(!is_well_formed(&kanera.replacen("kanera", "Kanera", 1)));
+        assert!(is_valid_prefix("wbk") && !is_valid_prefix("9x") && !is_valid_prefix("a_b"));
         assert!(!is_well_formed("hookd_prod_abc"));
         assert!(!is_well_formed(&key.replace("live", "prod")));
         assert!(!is_well_formed(&format!("{key}0")));

@@ -45,6 +45,10 @@ pub struct Endpoint {
     /// Secrets replaced by a rotation that still sign until their grace ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_secrets: Vec<PreviousSecret>,
+    /// How deliveries are signed during a rotation's grace window; `None`
+    /// takes the configured default (`[signing] rotation_signatures`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_signatures: Option<RotationSignatures>,
     /// Extra request headers sent with every delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -69,6 +73,38 @@ pub struct Endpoint {
     /// on the version it read (compare and set). Kept beside the document.
     #[serde(skip)]
     pub version: u64,
+}
+
+/// Which signatures a delivery carries while a rotation's grace window is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationSignatures {
+    /// One per valid secret, newest first (`sha256=<new>,sha256=<old>`): a
+    /// receiver on either secret verifies, if it accepts a list.
+    #[default]
+    All,
+    /// One, under the newest secret: a receiver that compares the whole
+    /// header with one signature keeps working once it has the new secret; one
+    /// still on the old secret fails until it has it (the retries carry the
+    /// deliveries through then; nothing is lost).
+    Newest,
+}
+
+impl RotationSignatures {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "newest" => Some(Self::Newest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Newest => "newest",
+        }
+    }
 }
 
 /// A rotated-out secret, valid until `expires_at_ms`.
@@ -140,6 +176,7 @@ impl Endpoint {
             secret: crate::id::new_secret(scheme)?,
             scheme,
             previous_secrets: Vec::new(),
+            rotation_signatures: None,
             headers: BTreeMap::new(),
             max_concurrency: None,
             rate_limit: None,
@@ -153,9 +190,13 @@ impl Endpoint {
     }
 
     /// The secrets a delivery is signed with at `now_ms`: the current one
-    /// first, then those still in their grace window, newest first.
-    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+    /// first, then (unless the endpoint, or else `default`, says `newest`)
+    /// those still in their grace window, newest first.
+    pub fn signing_secrets(&self, now_ms: i64, default: RotationSignatures) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
+        if self.rotation_signatures.unwrap_or(default) == RotationSignatures::Newest {
+            return secrets;
+        }
         secrets.extend(
             self.previous_secrets
                 .iter()
@@ -326,19 +367,46 @@ mod tests {
         )
         .unwrap();
         ep.rotate_secret("s2".into(), 1000, 0);
-        assert_eq!(ep.signing_secrets(0), ["s2", "s1"]);
-        assert_eq!(ep.signing_secrets(999), ["s2", "s1"]);
-        assert_eq!(ep.signing_secrets(1000), ["s2"]);
-        ep.rotate_secret("s3".into(), 500, 100);
-        assert_eq!(ep.signing_secrets(100), ["s3", "s2", "s1"]);
-        assert_eq!(ep.signing_secrets(599), ["s3", "s2", "s1"]);
+        assert_eq!(ep.signing_secrets(0, RotationSignatures::All), ["s2", "s1"]);
         assert_eq!(
-            ep.signing_secrets(600),
+            ep.signing_secrets(999, RotationSignatures::All),
+            ["s2", "s1"]
+        );
+        assert_eq!(ep.signing_secrets(1000, RotationSignatures::All), ["s2"]);
+        ep.rotate_secret("s3".into(), 500, 100);
+        assert_eq!(
+            ep.signing_secrets(100, RotationSignatures::All),
+            ["s3", "s2", "s1"]
+        );
+        assert_eq!(
+            ep.signing_secrets(599, RotationSignatures::All),
+            ["s3", "s2", "s1"]
+        );
+        assert_eq!(
+            ep.signing_secrets(600, RotationSignatures::All),
             ["s3"],
             "a rotation caps the grace of earlier secrets"
         );
         ep.rotate_secret("s4".into(), 0, 2000);
-        assert_eq!(ep.signing_secrets(2000), ["s4"], "grace 0 switches at once");
+        assert_eq!(
+            ep.signing_secrets(2000, RotationSignatures::All),
+            ["s4"],
+            "grace 0 switches at once"
+        );
         assert!(ep.previous_secrets.is_empty());
+        // `newest`: one signature during the grace, from the endpoint or the default.
+        ep.rotate_secret("s5".into(), 1000, 3000);
+        assert_eq!(
+            ep.signing_secrets(3500, RotationSignatures::All),
+            ["s5", "s4"]
+        );
+        assert_eq!(ep.signing_secrets(3500, RotationSignatures::Newest), ["s5"]);
+        ep.rotation_signatures = Some(RotationSignatures::Newest);
+        assert_eq!(ep.signing_secrets(3500, RotationSignatures::All), ["s5"]);
+        ep.rotation_signatures = Some(RotationSignatures::All);
+        assert_eq!(
+            ep.signing_secrets(3500, RotationSignatures::Newest),
+            ["s5", "s4"]
+        );
     }
 }

@@ -23,6 +23,6 @@ pub mod time;
 
 pub use api_key::{ApiKey, Scope};
 pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind};
-pub use endpoint::{Endpoint, PreviousSecret, SignatureScheme};
+pub use endpoint::{Endpoint, PreviousSecret, RotationSignatures, SignatureScheme};
 pub use event::{Event, EventLimits, Rejection};
 pub use retry::{RetryDecision, RetryPolicy};

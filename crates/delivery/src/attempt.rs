@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use hookd_core::{
-    Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, SignatureScheme, time,
+    Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, RotationSignatures,
+    SignatureScheme, time,
 };
 use hookd_signature::standard;
 use hookd_store::schedule::{Claimed, Outcome, Record};
@@ -43,6 +44,8 @@ pub struct AttemptContext {
     pub headers: HeaderNames,
     pub retry: RetryPolicy,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// For endpoints that do not say (`[signing] rotation_signatures`).
+    pub rotation_signatures: RotationSignatures,
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -60,9 +63,10 @@ impl AttemptContext {
             header_value(&c.delivery_id),
         );
         h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
-        // During a rotation's grace window: one signature per valid secret, newest first.
-        // Grace windows end to the millisecond, not at the signed (whole-second) timestamp.
-        let secrets = c.endpoint.signing_secrets(now_ms);
+        // During a rotation's grace window: one signature per valid secret, newest
+        // first, or the newest alone (`rotation_signatures`). Grace windows end to
+        // the millisecond, not at the signed (whole-second) timestamp.
+        let secrets = c.endpoint.signing_secrets(now_ms, self.rotation_signatures);
         match c.endpoint.scheme {
             SignatureScheme::Sha256 => {
                 h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));

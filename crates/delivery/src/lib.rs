@@ -49,6 +49,8 @@ pub struct DaemonSettings {
     pub retry: RetryPolicy,
     /// `X-Hookd` by default.
     pub header_prefix: String,
+    /// Signatures during a rotation, for endpoints that do not say.
+    pub rotation_signatures: hookd_core::RotationSignatures,
     /// Stream entries older than this are trimmed.
     pub stream_retention: Duration,
     pub housekeeping_interval: Duration,
@@ -85,6 +87,7 @@ pub async fn run(
         headers,
         retry: settings.retry,
         metrics: telemetry.metrics.clone(),
+        rotation_signatures: settings.rotation_signatures,
     };
     let mut tasks = tokio::task::JoinSet::new();
     for partition in store.keys().all_partitions() {

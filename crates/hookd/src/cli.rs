@@ -10,6 +10,11 @@ use hookd_store::Store;
 use hookd_store::history::{Cursor, DeliveryFilter};
 use hookd_store::stream::Publication;
 
+use hookd_admin::actions::{
+    self, ActionError, EndpointChange, MapChange, NewEndpoint, NewKey, Recovery,
+};
+use hookd_core::RotationSignatures;
+
 use crate::output;
 use crate::settings::Config;
 
@@ -117,6 +122,10 @@ pub enum EndpointCommand {
         /// or `standard-webhooks` (webhook-signature, whsec_ secret).
         #[arg(long, default_value = "sha256", value_parser = ["sha256", "standard-webhooks"])]
         scheme: String,
+        /// During a rotation's grace window: `all` (one signature per valid
+        /// secret) or `newest` (one); default: [signing] rotation_signatures.
+        #[arg(long, value_parser = ["all", "newest"])]
+        rotation_signatures: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -189,6 +198,9 @@ pub enum EndpointCommand {
         /// Set a metadata label, `key=value`; `key=` removes it (repeatable).
         #[arg(long = "metadata")]
         metadata: Vec<String>,
+        /// `all`, `newest`, or `default` to follow [signing] rotation_signatures.
+        #[arg(long, value_parser = ["all", "newest", "default"])]
+        rotation_signatures: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -211,9 +223,12 @@ pub enum KeyCommand {
         scope: String,
         #[arg(long)]
         name: Option<String>,
-        /// The <env> in hookd_<env>_<secret>.
+        /// The <env> in <prefix>_<env>_<secret>.
         #[arg(long, default_value = "live", value_parser = ["live", "stg", "dev", "test"])]
         env: String,
+        /// The key stops working then: RFC 3339, or a duration from now (`90d`).
+        #[arg(long)]
+        expires: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -368,22 +383,31 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             max_concurrency,
             rate_limit,
             scheme,
+            rotation_signatures,
             out,
         } => {
             let scheme = SignatureScheme::parse(&scheme).with_context(|| {
                 format!("--scheme {scheme:?} must be sha256 or standard-webhooks")
             })?;
-            let headers = header_pairs(&headers)?.into_iter().collect();
-            let mut ep = Endpoint::new(workspace, url, scheme, now)
-                .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
-            ep.description = description;
-            ep.event_types = (!event_types.is_empty()).then_some(event_types);
-            ep.headers = headers;
-            ep.metadata = metadata_pairs(&metadata)?.into_iter().collect();
-            ep.max_concurrency = max_concurrency;
-            ep.rate_limit = rate_limit;
-            check_endpoint(config, &ep)?;
-            store.create_endpoint(&ep).await?;
+            let ep = actions::create_endpoint(
+                &store,
+                &config.endpoint_policy(),
+                NewEndpoint {
+                    workspace,
+                    url,
+                    description,
+                    event_types: (!event_types.is_empty()).then_some(event_types),
+                    headers: header_pairs(&headers)?.into_iter().collect(),
+                    metadata: metadata_pairs(&metadata)?.into_iter().collect(),
+                    max_concurrency,
+                    rate_limit,
+                    scheme,
+                    rotation_signatures: rotation_signatures
+                        .as_deref()
+                        .and_then(RotationSignatures::parse),
+                },
+            )
+            .await?;
             output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::List { workspace, out } => {
@@ -402,25 +426,24 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             output::secrets(&store.endpoint(&id).await?, out.json)
         }
         EndpointCommand::Pause { id, reason, out } => {
-            let ep = store.pause_endpoint(&id, &reason, now).await?;
+            let ep = actions::pause(&store, &id, &reason).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Resume { id, out } => {
-            let released = store.resume_endpoint(&id, now).await?;
-            output::resumed(&store.endpoint_view(&id).await?, released, out.json)
+            let (released, ep) = actions::resume(&store, &id).await?;
+            output::resumed(&ep, released, out.json)
         }
         EndpointCommand::RotateSecret { id, grace, out } => {
-            // The API's limit: a longer grace keeps a leaked secret valid too long.
-            if grace > MAX_GRACE {
-                bail!("--grace: must be at most 30 days (2592000 s), as the API's grace_seconds");
-            }
-            let scheme = store.endpoint_view(&id).await?.scheme;
-            let secret = id::new_secret(scheme)
-                .map_err(|e| anyhow::anyhow!("no randomness for a secret: {e}"))?;
-            output::endpoint_with_secret(
-                &store.rotate_secret(&id, secret, grace, now).await?,
-                out.json,
-            )
+            let ep = actions::rotate_secret(&store, &id, grace)
+                .await
+                .map_err(|e| match e {
+                    // Named as the flag, not as the API's field.
+                    ActionError::Invalid(_) if grace > actions::MAX_GRACE => anyhow::anyhow!(
+                        "--grace: must be at most 30 days (2592000 s), as the API's grace_seconds"
+                    ),
+                    e => e.into(),
+                })?;
+            output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::Update {
             id,
@@ -432,44 +455,37 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             rate_limit,
             headers,
             metadata,
+            rotation_signatures,
             out,
         } => {
+            let merge = |pairs: Vec<(String, String)>| {
+                MapChange::Merge(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, (!v.is_empty()).then_some(v)))
+                        .collect(),
+                )
+            };
             let headers = header_pairs(&headers)?;
             let metadata = metadata_pairs(&metadata)?;
-            let ep = store
-                .modify_endpoint(&id, |ep| {
-                    if let Some(url) = url.clone() {
-                        ep.url = url;
-                    }
-                    if description.is_some() {
-                        ep.description = description.clone();
-                    }
-                    if all_types {
-                        ep.event_types = None;
-                    } else if !event_types.is_empty() {
-                        ep.event_types = Some(event_types.clone());
-                    }
-                    if max_concurrency.is_some() {
-                        ep.max_concurrency = max_concurrency;
-                    }
-                    if let Some(rate) = rate_limit {
-                        ep.rate_limit = (rate > 0).then_some(rate);
-                    }
-                    for (k, v) in &headers {
-                        match v.is_empty() {
-                            true => ep.headers.remove(k),
-                            false => ep.headers.insert(k.clone(), v.clone()),
-                        };
-                    }
-                    for (k, v) in &metadata {
-                        match v.is_empty() {
-                            true => ep.metadata.remove(k),
-                            false => ep.metadata.insert(k.clone(), v.clone()),
-                        };
-                    }
-                    check_endpoint(config, ep)
-                })
-                .await?;
+            let change = EndpointChange {
+                url,
+                description: description.map(Some),
+                event_types: if all_types {
+                    Some(None)
+                } else {
+                    (!event_types.is_empty()).then_some(Some(event_types))
+                },
+                headers: (!headers.is_empty()).then(|| merge(headers)),
+                metadata: (!metadata.is_empty()).then(|| merge(metadata)),
+                max_concurrency: max_concurrency.map(Some),
+                rate_limit: rate_limit.map(|r| (r > 0).then_some(r)),
+                rotation_signatures: rotation_signatures
+                    .as_deref()
+                    .map(RotationSignatures::parse),
+            };
+            let ep =
+                actions::update_endpoint(&store, &config.endpoint_policy(), &id, &change).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Delete { id, out } => {
@@ -478,9 +494,6 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
     }
 }
 
-/// The API's longest rotation grace (`grace_seconds` at most 30 days).
-const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
-
 /// How many deliveries a paused endpoint holds (0 when it is not paused), as the API shows.
 async fn held(store: &Store, ep: &Endpoint) -> anyhow::Result<u64> {
     Ok(if ep.paused {
@@ -488,22 +501,6 @@ async fn held(store: &Store, ep: &Endpoint) -> anyhow::Result<u64> {
     } else {
         0
     })
-}
-
-/// Refuses what the API refuses, every problem at once (one per line).
-fn check_endpoint(config: &Config, ep: &Endpoint) -> anyhow::Result<()> {
-    let mut problems: Vec<String> = Vec::new();
-    if let Some(why) = config.network().refuses_url(&ep.url) {
-        problems.push(format!("url: {why}"));
-    }
-    for (field, message) in ep.problems() {
-        problems.push(format!("{field}: {message}"));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        bail!("{}", problems.join("\n"))
-    }
 }
 
 /// `Name: value` flags; a name with nothing after the colon has an empty value.
@@ -644,8 +641,18 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
     }
 }
 
-fn api_error(e: hookd_admin::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.message)
+/// A time ahead: RFC 3339, unix ms, or a duration from now (`90d`).
+fn parse_until(flag: &str, value: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(d) = humantime::parse_duration(value) {
+        return Ok(now + d.as_millis() as i64);
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| time::parse_rfc3339_ms(value))
+        .with_context(|| {
+            format!("{flag} {value:?}: expected RFC 3339, unix ms, or a duration like 90d")
+        })
 }
 
 pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
@@ -656,15 +663,27 @@ pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             scope,
             name,
             env,
+            expires,
             out,
         } => {
-            if !hookd_core::event::is_valid_workspace(&workspace) {
-                bail!("--workspace must be 1..128 characters without control characters");
-            }
             let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
-            let (key, text) = hookd_admin::keys::mint(&store, workspace, scope, &env, name)
-                .await
-                .map_err(api_error)?;
+            let now = time::now_ms();
+            let expires_at_ms = expires
+                .as_deref()
+                .map(|e| parse_until("--expires", e, now))
+                .transpose()?;
+            let (key, text) = actions::mint_key(
+                &store,
+                &config.key_policy(),
+                NewKey {
+                    workspace,
+                    scope,
+                    env,
+                    name,
+                    expires_at_ms,
+                },
+            )
+            .await?;
             if !out.json {
                 eprintln!("Store this key now: it is not shown again.");
             }
@@ -674,7 +693,7 @@ pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
         }
         KeyCommand::Revoke { id, out } => output::api_key(
-            &store.revoke_api_key(&id, None, time::now_ms()).await?,
+            &actions::revoke_key(&store, &id, None).await?,
             None,
             out.json,
         ),
@@ -702,9 +721,16 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         .transpose()?;
     let status = DeliveryStatus::parse(&args.status).context("--status")?;
     let endpoint = store.endpoint_view(&args.endpoint).await?;
-    let job = hookd_admin::endpoints::start_recovery(&store, endpoint, since, until, status)
-        .await
-        .map_err(api_error)?;
+    let job = actions::start_recovery(
+        &store,
+        Recovery {
+            endpoint,
+            since_ms: since,
+            until_ms: until,
+            status,
+        },
+    )
+    .await?;
     // The id first, so an interrupted wait loses nothing: the job goes on.
     eprintln!(
         "recovery job {} started (`hookd jobs show {}` follows it)",

@@ -1,7 +1,8 @@
 //! How the CLI prints records: aligned text for people, one JSON object with `--json`.
 
-use hookd_admin::deliveries::{DeliveryPage, DeliveryView, JobView};
+use hookd_admin::deliveries::{DeliveryPage, DeliveryView};
 use hookd_admin::endpoints::EndpointView;
+use hookd_admin::jobs::JobView;
 use hookd_admin::keys::KeyView;
 use hookd_core::{Delivery, Endpoint, time};
 use serde_json::{Value, json};

@@ -99,6 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             heartbeat: telemetry.heartbeat.clone(),
             registry: telemetry.metrics.registry.clone(),
             figures: Default::default(),
+            key_use: Default::default(),
         };
         Some(tokio::spawn(hookd_admin::serve(
             listener,

@@ -191,6 +191,9 @@ pub struct Retry {
 #[serde(deny_unknown_fields, default)]
 pub struct Signing {
     pub header_prefix: String,
+    /// `all` (every valid secret signs during a rotation's grace) or
+    /// `newest` (only the newest), for endpoints that do not say.
+    pub rotation_signatures: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -220,6 +223,9 @@ pub struct Admin {
     pub stats_interval: Duration,
     /// The event-type catalog: `[[admin.event_types]]` with name, description, schema.
     pub event_types: Vec<hookd_admin::CatalogEntry>,
+    /// New API keys are `<key_prefix>_<env>_<secret>`; keys made under an
+    /// earlier prefix keep working.
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -280,6 +286,7 @@ impl Default for Config {
             },
             signing: Signing {
                 header_prefix: "X-Hookd".into(),
+                rotation_signatures: "all".into(),
             },
             history: History {
                 retention: Duration::from_secs(30 * 86_400),
@@ -304,6 +311,7 @@ impl Default for Config {
                 max_endpoints_per_workspace: 1000,
                 stats_interval: Duration::from_secs(10),
                 event_types: Vec::new(),
+                key_prefix: hookd_core::api_key::DEFAULT_PREFIX.into(),
             },
         }
     }
@@ -385,7 +393,22 @@ impl Config {
         Ok(config)
     }
 
+    /// `[signing] rotation_signatures`, checked at load.
+    pub fn rotation_signatures(&self) -> hookd_core::RotationSignatures {
+        hookd_core::RotationSignatures::parse(&self.signing.rotation_signatures).unwrap_or_default()
+    }
+
     fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            hookd_core::api_key::is_valid_prefix(&self.admin.key_prefix),
+            "[admin] key_prefix {:?} must be 1 to 32 lower-case letters and digits, starting with a letter",
+            self.admin.key_prefix
+        );
+        anyhow::ensure!(
+            hookd_core::RotationSignatures::parse(&self.signing.rotation_signatures).is_some(),
+            "[signing] rotation_signatures must be \"all\" or \"newest\", not {:?}",
+            self.signing.rotation_signatures
+        );
         // A URL that does not parse is a configuration error, said as one
         // (not "cannot reach Redis" later).
         for url in self.redis.url.split(',').map(str::trim) {
@@ -502,6 +525,20 @@ impl Config {
         }
     }
 
+    /// What endpoints are held to, for the API and the CLI alike.
+    pub fn endpoint_policy(&self) -> hookd_admin::actions::EndpointPolicy {
+        hookd_admin::actions::EndpointPolicy {
+            network: self.network(),
+        }
+    }
+
+    /// How new API keys are made, for the API and the CLI alike.
+    pub fn key_policy(&self) -> hookd_admin::actions::KeyPolicy {
+        hookd_admin::actions::KeyPolicy {
+            prefix: self.admin.key_prefix.clone(),
+        }
+    }
+
     pub fn admin(&self) -> anyhow::Result<hookd_admin::AdminSettings> {
         Ok(hookd_admin::AdminSettings {
             bind: self.admin_bind()?,
@@ -512,7 +549,8 @@ impl Config {
             catalog: self.admin.event_types.clone(),
             group: self.ingest.group.clone(),
             event_limits: self.limits(),
-            network: self.network(),
+            endpoint_policy: self.endpoint_policy(),
+            key_policy: self.key_policy(),
             // The ingest loop turns at least once per read block (1 s) while Redis answers.
             ready_within: Duration::from_secs(15),
             stats_interval: self.admin.stats_interval,
@@ -573,6 +611,7 @@ impl Config {
             },
             retry: self.retry_policy(),
             header_prefix: self.signing.header_prefix.clone(),
+            rotation_signatures: self.rotation_signatures(),
             stream_retention: self.ingest.stream_retention,
             housekeeping_interval: self.ingest.housekeeping_interval,
         }

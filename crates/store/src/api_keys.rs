@@ -56,8 +56,28 @@ impl Store {
                     .map_or(true, |k| workspace.is_none_or(|w| k.workspace == w))
             })
             .collect::<Result<Vec<_>>>()?;
+        let used: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(self.keys.api_key_used())
+            .query_async(&mut conn)
+            .await?;
+        for k in &mut keys {
+            k.last_used_at_ms = used.get(&k.id).copied();
+        }
         keys.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(keys)
+    }
+
+    /// Records that a key was used at `now_ms` (callers write this at most
+    /// about once a minute per key).
+    pub async fn touch_api_key(&self, id: &str, now_ms: i64) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.keys.api_key_used())
+            .arg(id)
+            .arg(now_ms)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Revokes a key: from now on it gets 401. Returns the key as revoked.

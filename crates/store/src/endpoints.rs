@@ -242,6 +242,16 @@ impl Store {
         Ok(all.into_iter().collect())
     }
 
+    /// How many endpoints a workspace has.
+    pub async fn endpoint_count(&self, workspace: &str) -> Result<u64> {
+        let p = self.keys.partition_of(workspace);
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("SCARD")
+            .arg(p.workspace_endpoints(workspace))
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// Endpoints to show (signing secrets not opened, as [`Store::endpoint_view`]).
     pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
         let mut conn = self.conn.clone();

@@ -40,7 +40,9 @@
 //! - `<prefix>:endpoints`, a hash from endpoint id to workspace, to find an
 //!   endpoint's partition from its id alone;
 //! - `<prefix>:apikeys`, a hash from an API key's SHA-256 to its record (JSON),
-//!   and `<prefix>:apikeys:ids`, from key id to that hash;
+//!   `<prefix>:apikeys:ids`, from key id to that hash, and
+//!   `<prefix>:apikeys:used`, from key id to when it was last used (ms,
+//!   written at most about once a minute per key and daemon);
 //! - `<prefix>:operational`, a stream of operational events (`endpoint.paused`
 //!   when the circuit breaker trips), capped at about 100,000 entries;
 //! - `<prefix>:jobs`, a hash from recovery job id to workspace;
@@ -109,6 +111,11 @@ impl Keys {
     /// API key id -> key hash.
     pub fn api_key_ids(&self) -> String {
         format!("{}:apikeys:ids", self.prefix)
+    }
+
+    /// API key id -> last used (ms).
+    pub fn api_key_used(&self) -> String {
+        format!("{}:apikeys:used", self.prefix)
     }
 
     /// Recovery job id -> workspace.

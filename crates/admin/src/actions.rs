@@ -1,0 +1,349 @@
+//! What an operator does to endpoints, keys and recovery, once: the HTTP
+//! handlers and the `hookd` CLI both call these functions, so the two cannot
+//! drift apart. The handlers only translate HTTP (paths, bodies, scopes,
+//! views); the CLI only translates flags.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hookd_core::network::NetworkPolicy;
+use hookd_core::{
+    ApiKey, DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, api_key, id, time,
+};
+use hookd_store::recovery::{Job, RecoveryRequest};
+use hookd_store::{Store, StoreError};
+
+/// Why an action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// (field, why) for each problem; fields are JSON Pointers into the request.
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
+    /// (No `source`: the message carries it, and error chains print it once.)
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("no randomness for a secret: {0}")]
+    Randomness(String),
+}
+
+impl From<StoreError> for ActionError {
+    fn from(e: StoreError) -> Self {
+        ActionError::Store(e)
+    }
+}
+
+impl ActionError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ActionError::Invalid(vec![(field.to_string(), message.into())])
+    }
+}
+
+pub type ActionResult<T> = Result<T, ActionError>;
+
+/// The limits an endpoint is held to: the operator's network policy.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPolicy {
+    pub network: NetworkPolicy,
+}
+
+impl EndpointPolicy {
+    /// Everything wrong with `ep`, all at once.
+    pub fn check(&self, ep: &Endpoint) -> ActionResult<()> {
+        let mut problems: Vec<(String, String)> = Vec::new();
+        if let Some(why) = self.network.refuses_url(&ep.url) {
+            problems.push(("/url".into(), why));
+        }
+        problems.extend(
+            ep.problems()
+                .into_iter()
+                .map(|(field, message)| (format!("/{field}"), message)),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ActionError::Invalid(problems))
+        }
+    }
+}
+
+/// A new endpoint's settings.
+#[derive(Debug, Clone, Default)]
+pub struct NewEndpoint {
+    pub workspace: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// `None`: every event type.
+    pub event_types: Option<Vec<String>>,
+    pub headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub max_concurrency: Option<u32>,
+    pub rate_limit: Option<u32>,
+    pub scheme: SignatureScheme,
+    pub rotation_signatures: Option<RotationSignatures>,
+}
+
+/// Registers an endpoint; the returned endpoint carries its new secret.
+pub async fn create_endpoint(
+    store: &Store,
+    policy: &EndpointPolicy,
+    new: NewEndpoint,
+) -> ActionResult<Endpoint> {
+    let mut ep = Endpoint::new(new.workspace, new.url, new.scheme, time::now_ms())
+        .map_err(|e| ActionError::Randomness(e.to_string()))?;
+    ep.description = new.description;
+    ep.event_types = new.event_types;
+    ep.headers = new.headers;
+    ep.metadata = new.metadata;
+    ep.max_concurrency = new.max_concurrency;
+    ep.rate_limit = new.rate_limit;
+    ep.rotation_signatures = new.rotation_signatures;
+    policy.check(&ep)?;
+    store.create_endpoint(&ep).await?;
+    Ok(ep)
+}
+
+/// How a map of an endpoint (headers, metadata) changes.
+#[derive(Debug, Clone)]
+pub enum MapChange {
+    /// The whole map (the API's `PATCH` sends it whole).
+    Replace(BTreeMap<String, String>),
+    /// Set these members; `None` removes one (the CLI's `--header`, `--metadata`).
+    Merge(BTreeMap<String, Option<String>>),
+}
+
+impl MapChange {
+    fn apply(&self, map: &mut BTreeMap<String, String>) {
+        match self {
+            MapChange::Replace(whole) => *map = whole.clone(),
+            MapChange::Merge(members) => {
+                for (k, v) in members {
+                    match v {
+                        Some(v) => map.insert(k.clone(), v.clone()),
+                        None => map.remove(k),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A change to an endpoint: `None` leaves a setting as it is; `Some(None)`
+/// clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    pub description: Option<Option<String>>,
+    /// `Some(None)`: every event type.
+    pub event_types: Option<Option<Vec<String>>>,
+    pub headers: Option<MapChange>,
+    pub metadata: Option<MapChange>,
+    pub max_concurrency: Option<Option<u32>>,
+    pub rate_limit: Option<Option<u32>>,
+    pub rotation_signatures: Option<Option<RotationSignatures>>,
+}
+
+/// Applies `change` to the endpoint as stored when it is written (a rotation
+/// or another change that lands first is kept, not overwritten).
+pub async fn update_endpoint(
+    store: &Store,
+    policy: &EndpointPolicy,
+    id: &str,
+    change: &EndpointChange,
+) -> ActionResult<Endpoint> {
+    let ep = store
+        .modify_endpoint(id, |ep| {
+            if let Some(url) = &change.url {
+                ep.url = url.clone();
+            }
+            if let Some(d) = &change.description {
+                ep.description = d.clone();
+            }
+            if let Some(t) = &change.event_types {
+                ep.event_types = t.clone();
+            }
+            if let Some(h) = &change.headers {
+                h.apply(&mut ep.headers);
+            }
+            if let Some(m) = &change.metadata {
+                m.apply(&mut ep.metadata);
+            }
+            if let Some(n) = change.max_concurrency {
+                ep.max_concurrency = n;
+            }
+            if let Some(r) = change.rate_limit {
+                ep.rate_limit = r;
+            }
+            if let Some(r) = change.rotation_signatures {
+                ep.rotation_signatures = r;
+            }
+            policy.check(ep)
+        })
+        .await?;
+    Ok(ep)
+}
+
+/// The longest grace a rotation may give the old secret: longer keeps a
+/// leaked secret valid too long.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Gives an endpoint a new secret; the old one keeps signing for `grace`.
+/// The returned endpoint carries the new secret.
+pub async fn rotate_secret(store: &Store, id: &str, grace: Duration) -> ActionResult<Endpoint> {
+    if grace > MAX_GRACE {
+        return Err(ActionError::invalid(
+            "/grace_seconds",
+            "must be at most 2592000 (30 days)",
+        ));
+    }
+    let scheme = store.endpoint_view(id).await?.scheme;
+    let secret = id::new_secret(scheme).map_err(|e| ActionError::Randomness(e.to_string()))?;
+    Ok(store
+        .rotate_secret(id, secret, grace, time::now_ms())
+        .await?)
+}
+
+/// Pauses an endpoint: its deliveries are held from now on.
+pub async fn pause(store: &Store, id: &str, reason: &str) -> ActionResult<Endpoint> {
+    Ok(store.pause_endpoint(id, reason, time::now_ms()).await?)
+}
+
+/// Resumes an endpoint; returns how many held deliveries it released, and
+/// the endpoint (its secrets not opened).
+pub async fn resume(store: &Store, id: &str) -> ActionResult<(u64, Endpoint)> {
+    let released = store.resume_endpoint(id, time::now_ms()).await?;
+    Ok((released, store.endpoint_view(id).await?))
+}
+
+/// How new API keys are made.
+#[derive(Debug, Clone)]
+pub struct KeyPolicy {
+    /// The first part of every new key (`<prefix>_<env>_<secret>`); keys made
+    /// under an earlier prefix keep working.
+    pub prefix: String,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self {
+            prefix: api_key::DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+/// A new key's settings.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub workspace: String,
+    pub scope: Scope,
+    /// `live`, `stg`, `dev` or `test`.
+    pub env: String,
+    pub name: Option<String>,
+    /// After this the key gets 401 `key_expired`.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Makes and stores a key; returns its record and the key text (shown once).
+pub async fn mint_key(
+    store: &Store,
+    policy: &KeyPolicy,
+    new: NewKey,
+) -> ActionResult<(ApiKey, String)> {
+    let mut problems = Vec::new();
+    if !api_key::KEY_ENVS.contains(&new.env.as_str()) {
+        problems.push((
+            "/env".to_string(),
+            "must be live, stg, dev or test".to_string(),
+        ));
+    }
+    if !hookd_core::event::is_valid_workspace(&new.workspace) {
+        problems.push((
+            "/workspace".to_string(),
+            "must be 1..128 characters without control characters".to_string(),
+        ));
+    }
+    let now = time::now_ms();
+    if new.expires_at_ms.is_some_and(|t| t <= now) {
+        problems.push((
+            "/expires_at".to_string(),
+            "must be in the future".to_string(),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ActionError::Invalid(problems));
+    }
+    let (text, hash) = api_key::new_key(&policy.prefix, &new.env)
+        .map_err(|e| ActionError::Randomness(e.to_string()))?;
+    let key = ApiKey {
+        id: id::new_id("key_"),
+        workspace: new.workspace,
+        scope: new.scope,
+        prefix: text
+            .chars()
+            .take(policy.prefix.len() + new.env.len() + 2 + 4)
+            .collect(),
+        env: new.env,
+        name: new.name,
+        created_at_ms: now,
+        revoked_at_ms: None,
+        expires_at_ms: new.expires_at_ms,
+        last_used_at_ms: None,
+    };
+    store.create_api_key(&key, &hash).await?;
+    Ok((key, text))
+}
+
+/// Revokes a key (of `workspace`, when given): it gets 401 from now on.
+pub async fn revoke_key(store: &Store, id: &str, workspace: Option<&str>) -> ActionResult<ApiKey> {
+    Ok(store.revoke_api_key(id, workspace, time::now_ms()).await?)
+}
+
+/// A recovery: an endpoint's deliveries created in a window with a status.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub endpoint: Endpoint,
+    pub since_ms: i64,
+    pub until_ms: Option<i64>,
+    pub status: DeliveryStatus,
+}
+
+/// Records a recovery job and runs its scan in the background.
+pub async fn start_recovery(store: &Store, recovery: Recovery) -> ActionResult<Job> {
+    let now = time::now_ms();
+    let Recovery {
+        endpoint,
+        since_ms,
+        until_ms,
+        status,
+    } = recovery;
+    if until_ms.is_some_and(|u| u < since_ms) {
+        return Err(ActionError::invalid("/until", "is before since"));
+    }
+    let job = Job {
+        id: id::new_id("job_"),
+        workspace: endpoint.workspace.clone(),
+        endpoint_id: endpoint.id.clone(),
+        since_ms,
+        until_ms,
+        status,
+        created_at_ms: now,
+        matched: 0,
+        queued: 0,
+        done: 0,
+        succeeded: 0,
+        scanned: false,
+    };
+    store.create_job(&job).await?;
+    let request = RecoveryRequest {
+        endpoint,
+        since_ms,
+        until_ms: Some(until_ms.unwrap_or(now)),
+        status,
+    };
+    let (store, job_id) = (store.clone(), job.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.run_recovery(&job_id, &request, time::now_ms()).await {
+            tracing::error!(job = %job_id, error = %e, "recovery job failed");
+        }
+    });
+    Ok(job)
+}
