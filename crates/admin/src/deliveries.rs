@@ -107,11 +107,12 @@ pub struct DeliveryQuery {
     /// Created at or before (RFC 3339).
     #[param(format = DateTime)]
     pub until: Option<String>,
-    /// Page size (default 50).
+    /// Page size: 1 to 500 (default 50).
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The `next` of the previous page.
+    /// Only deliveries before this: the `next` of the previous page (an
+    /// opaque cursor), or a time, RFC 3339 or unix seconds (created before it).
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub before: Option<String>,
 }
@@ -149,8 +150,11 @@ pub async fn list(
     }
     let before = match &q.before {
         None => None,
-        Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
-            ApiError::invalid("/query/before", "is not a cursor from an earlier page")
+        Some(c) => Some(Cursor::parse_before(c).ok_or_else(|| {
+            ApiError::invalid(
+                "/query/before",
+                "is not a cursor from an earlier page, an RFC 3339 time or unix seconds",
+            )
         })?),
     };
     if let Some(ep) = &q.endpoint_id {

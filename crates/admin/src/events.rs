@@ -33,9 +33,12 @@ pub struct PublishEvent {
     /// Default: ingest time.
     #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
-    /// Extra top-level string members of the envelope.
+    /// Extra top-level members of the envelope (`boardId`, `cardId`, ...):
+    /// a string stays a string; any other JSON value enters the envelope as
+    /// that value (on the stream as a `json:<name>` field).
     #[serde(default)]
-    pub fields: BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,14 +88,28 @@ pub async fn publish(
     if let Some(at) = req.occurred_at {
         fields.push(("occurred_at".to_string(), at));
     }
+    let mut reserved = Vec::new();
     for (k, v) in req.fields {
-        if hookd_core::event::RESERVED_FIELDS.contains(&k.as_str()) {
-            return Err(ApiError::invalid(
-                &format!("fields/{k}"),
-                "is a reserved member; use the top-level field",
+        if hookd_core::event::RESERVED_FIELDS.contains(&k.as_str())
+            || k.starts_with(hookd_core::event::JSON_PREFIX)
+        {
+            reserved.push((
+                format!("/fields/{k}"),
+                "is a reserved member; use the top-level field (or a JSON value, not the json: prefix)"
+                    .to_string(),
             ));
+            continue;
         }
-        fields.push((k, v));
+        match v {
+            serde_json::Value::String(text) => fields.push((k, text)),
+            json => fields.push((
+                format!("{}{k}", hookd_core::event::JSON_PREFIX),
+                json.to_string(),
+            )),
+        }
+    }
+    if !reserved.is_empty() {
+        return Err(ApiError::validation(reserved));
     }
     Event::from_fields(&fields, state.settings.event_limits, time::now_ms()).map_err(|r| {
         // The member of the request the stream entry's check is about.

@@ -7,12 +7,13 @@
 //!   with the `hookd` CLI; the handlers only translate HTTP;
 //! - [`endpoints`], [`deliveries`], [`jobs`], [`event_types`], [`events`],
 //!   [`keys`], [`workspaces`]: the resources under `/api/v1`;
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
+//! - [`reference`]: the API reference pages `/docs` and `/swagger`.
 //!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
 //! (utoipa), and [`router`] serves exactly the routes [`openapi`] documents;
-//! `/openapi.json` and the Scalar reference at `/docs` come from the same
-//! document.
+//! `/openapi.json` and the reference pages at `/docs` and `/swagger` read
+//! the same document.
 
 pub mod actions;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod extract;
 pub mod jobs;
 pub mod keys;
 pub mod ops;
+pub mod reference;
 pub mod schema;
 pub mod workspaces;
 
@@ -35,6 +37,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
+use axum::routing::get;
 use hookd_core::EventLimits;
 use hookd_core::heartbeat::Heartbeat;
 use hookd_store::Store;
@@ -183,8 +186,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops)
-        .route("/docs", axum::routing::get(ops::docs))
-        .route("/docs/scalar.js", axum::routing::get(ops::docs_script))
+        .route("/docs", get(reference::docs))
+        .route("/docs/scalar.js", get(reference::scalar_script))
+        .route("/swagger", get(reference::swagger))
+        .route(
+            "/swagger/swagger-ui-bundle.js",
+            get(reference::swagger_script),
+        )
+        .route("/swagger/swagger-ui.css", get(reference::swagger_css))
         .layer(axum::Extension(Arc::new(doc)))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -13,6 +13,10 @@ use crate::{id, time};
 const RESERVED: [&str; 5] = ["id", "type", "workspaceId", "createdAt", "data"];
 /// Stream fields with a meaning of their own (everything else is passed through).
 const KNOWN: [&str; 5] = ["id", "type", "workspace", "data", "occurred_at"];
+/// An extra field named `json:<name>` holds JSON, and enters the envelope as
+/// member `<name>` with that JSON value (validated like `data`); any other
+/// extra field enters it as a string.
+pub const JSON_PREFIX: &str = "json:";
 
 /// Limits applied to every entry.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +78,9 @@ impl EventLimits {
         }
         let mut names = std::collections::HashSet::with_capacity(fields.len());
         for (k, _) in fields {
-            if !names.insert(k.as_ref()) {
+            // `labels` and `json:labels` are the same envelope member.
+            let name = k.as_ref();
+            if !names.insert(name.strip_prefix(JSON_PREFIX).unwrap_or(name)) {
                 return Err(reject(
                     "duplicate_field",
                     format!("field `{}` appears more than once", k.as_ref()),
@@ -257,16 +263,28 @@ impl Event {
             if KNOWN.contains(&name) {
                 continue;
             }
-            if RESERVED.contains(&name) {
+            let (member, json) = match name.strip_prefix(JSON_PREFIX) {
+                Some(member) => (member, true),
+                None => (name, false),
+            };
+            if RESERVED.contains(&member) || KNOWN.contains(&member) || member.is_empty() {
                 return Err(reject(
                     "reserved_field",
                     format!("extra field `{name}` would overwrite an envelope member"),
                 ));
             }
             envelope.push(b',');
-            push_json_string(&mut envelope, name);
+            push_json_string(&mut envelope, member);
             envelope.push(b':');
-            push_json_string(&mut envelope, text(name, value.as_ref())?);
+            let value = text(name, value.as_ref())?;
+            if json {
+                let raw: &RawValue = serde_json::from_str(value).map_err(|e| {
+                    reject("invalid_json", format!("`{name}` is not a JSON value: {e}"))
+                })?;
+                envelope.extend_from_slice(raw.get().as_bytes());
+            } else {
+                push_json_string(&mut envelope, value);
+            }
         }
         envelope.push(b'}');
         if envelope.len() > limits.max_payload_bytes {
@@ -324,6 +342,35 @@ pub const RESERVED_FIELDS: [&str; 5] = ["type", "workspace", "data", "id", "occu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_prefixed_extras_enter_the_envelope_as_json() {
+        let ok = |fields: &[(&str, &str)]| Event::from_fields(fields, EventLimits::default(), 0);
+        let base = [("type", "card.moved"), ("workspace", "ws"), ("data", "{}")];
+        let mut fields = base.to_vec();
+        fields.extend([
+            ("json:labels", r#"["a", "b"]"#),
+            ("boardId", "b_1"),
+            ("json:n", "3"),
+        ]);
+        let e = ok(&fields).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&e.envelope).unwrap();
+        assert_eq!(v["labels"], serde_json::json!(["a", "b"]));
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["boardId"], "b_1");
+        let code = |extra: (&'static str, &'static str)| {
+            let mut f = base.to_vec();
+            f.push(extra);
+            ok(&f).unwrap_err().code
+        };
+        assert_eq!(code(("json:labels", "[oops")), "invalid_json");
+        assert_eq!(code(("json:workspaceId", "1")), "reserved_field");
+        assert_eq!(code(("json:data", "1")), "duplicate_field");
+        assert_eq!(code(("json:", "1")), "reserved_field");
+        let mut twice = base.to_vec();
+        twice.extend([("labels", "x"), ("json:labels", "[]")]);
+        assert_eq!(ok(&twice).unwrap_err().code, "duplicate_field");
+    }
 
     fn parse(fields: &[(&str, &str)]) -> Result<Event, Rejection> {
         Event::from_fields(fields, EventLimits::default(), 1_636_936_200_000)

@@ -290,9 +290,13 @@ pub struct PublishArgs {
     /// Event id (idempotency key within the workspace); assigned when absent.
     #[arg(long)]
     id: Option<String>,
-    /// Extra envelope member, `name=value` (repeatable).
+    /// Extra envelope member, a string: `name=value` (repeatable).
     #[arg(long = "field")]
     fields: Vec<String>,
+    /// Extra envelope member with a JSON value: `name=<json>` (repeatable;
+    /// on the stream as the field `json:<name>`).
+    #[arg(long = "json-field")]
+    json_fields: Vec<String>,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -340,7 +344,8 @@ pub enum DeliveryCommand {
         /// 1 to 500, as the API's `limit`.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
         limit: u16,
-        /// Continue after this cursor (printed as `next` by the previous page).
+        /// Continue after this cursor (printed as `next` by the previous
+        /// page), or only deliveries created before a time (RFC 3339 or unix seconds).
         #[arg(long)]
         before: Option<String>,
         #[command(flatten)]
@@ -542,10 +547,23 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--field {f:?} must be `name=value`"))?;
         // As the API: a reserved name has its own flag.
-        if hookd_core::event::RESERVED_FIELDS.contains(&k) {
-            bail!("--field {k}: is a reserved member; use --type, --workspace, --data or --id");
+        if hookd_core::event::RESERVED_FIELDS.contains(&k)
+            || k.starts_with(hookd_core::event::JSON_PREFIX)
+        {
+            bail!(
+                "--field {k}: is a reserved member; use --type, --workspace, --data or --id (or --json-field)"
+            );
         }
         fields.push((k.to_string(), v.to_string()));
+    }
+    for f in &args.json_fields {
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("--json-field {f:?} must be `name=<json>`"))?;
+        fields.push((
+            format!("{}{k}", hookd_core::event::JSON_PREFIX),
+            v.to_string(),
+        ));
     }
     // Refuse here what ingest would dead-letter, with the same reason.
     Event::from_fields(&fields, config.limits(), time::now_ms())
@@ -599,8 +617,8 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
             let until_ms = until.map(|v| parse_when("--until", &v, now)).transpose()?;
             let before = match before {
                 None => None,
-                Some(c) => Some(Cursor::parse(&c).with_context(|| {
-                    format!("--before {c:?} is not a cursor printed by an earlier page")
+                Some(c) => Some(Cursor::parse_before(&c).with_context(|| {
+                    format!("--before {c:?} is not a cursor printed by an earlier page, an RFC 3339 time or unix seconds")
                 })?),
             };
             let status = match status {

@@ -40,6 +40,24 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// What a client may pass as `before`: a cursor from an earlier page's
+    /// `next`, or a time (RFC 3339, or unix seconds) meaning "created before".
+    pub fn parse_before(s: &str) -> Option<Self> {
+        let time_ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<i64>().ok()?.checked_mul(1000)
+        } else {
+            hookd_core::time::parse_rfc3339_ms(s)
+        };
+        match time_ms {
+            // No id sorts below the empty one: exactly the deliveries created before.
+            Some(created_ms) => Some(Self {
+                created_ms,
+                id: String::new(),
+            }),
+            None => Self::parse(s),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, id) = s.split_once('.')?;
         Some(Self {

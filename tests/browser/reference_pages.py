@@ -1,0 +1,46 @@
+"""Loads the API reference pages of a running hookd in headless Chromium
+(Debian's, driven by Playwright for Python) and checks that each renders the
+API and that no request leaves the host.
+
+argv: <admin base URL, e.g. http://127.0.0.1:8080>
+Prints one JSON object per page; exits 1 on any failure.
+"""
+import json
+import sys
+from urllib.parse import urlparse
+
+from playwright.sync_api import sync_playwright
+
+base = sys.argv[1].rstrip("/")
+host = urlparse(base).netloc
+CHROMIUM = "/usr/bin/chromium"
+
+# Text each page holds once it has read /openapi.json and rendered it (from
+# the document, not in the page's own HTML; Scalar renders a tag's
+# operations only when it is opened, Swagger UI lists them all).
+PAGES = {
+    "/docs": "Every error is {code, message, issues}",
+    "/swagger": "Publish an event",
+}
+
+failed = False
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    for path, rendered in PAGES.items():
+        page = browser.new_page()
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(base + path, wait_until="networkidle")
+        title = page.title()
+        page.wait_for_function(
+            "text => document.body.textContent.includes(text)", arg=rendered, timeout=20000
+        )
+        outside = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
+                   and urlparse(u).netloc != host]
+        ok = not outside and bool(title)
+        failed |= not ok
+        print(json.dumps({"page": path, "title": title, "requests": len(requests),
+                          "outside": outside, "ok": ok}))
+        page.close()
+    browser.close()
+sys.exit(1 if failed else 0)
