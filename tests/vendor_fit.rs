@@ -28,7 +28,7 @@ struct KaneraReceiver {
 impl KaneraReceiver {
     fn start(secret: &str, port: u16) -> Self {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
-        let child = Command::new("node")
+        let mut child = Command::new("node")
             .arg("kanera-express.mjs")
             .current_dir(&dir)
             .env("KANERA_WEBHOOK_SECRET", secret)
@@ -42,6 +42,8 @@ impl KaneraReceiver {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the Kanera receiver did not start on port {port}");
     }
 
