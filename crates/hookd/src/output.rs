@@ -274,6 +274,9 @@ pub fn api_key(key: &hookd_core::ApiKey, text: Option<&str>, json: bool) -> anyh
     if let Some(at) = key.revoked_at_ms {
         println!("revoked:    {}", time::format_rfc3339_ms(at));
     }
+    if let Some(at) = key.expires_at_ms {
+        println!("expires:    {}", time::format_rfc3339_ms(at));
+    }
     Ok(())
 }
 
@@ -283,22 +286,28 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
         return print_json(&json!({ "data": data }));
     }
     println!(
-        "{:<36}  {:<20}  {:<20}  {:<6}  {:<20}  STATE",
-        "ID", "WORKSPACE", "NAME", "SCOPE", "PREFIX"
+        "{:<36}  {:<20}  {:<20}  {:<6}  {:<22}  {:<24}  {:<24}  STATE",
+        "ID", "WORKSPACE", "NAME", "SCOPE", "PREFIX", "LAST USED", "EXPIRES"
     );
+    let now = time::now_ms();
+    let at = |t: Option<i64>| t.map_or("-".to_string(), time::format_rfc3339_ms);
     for k in keys {
         let state = if k.revoked_at_ms.is_some() {
             "revoked"
+        } else if k.expires_at_ms.is_some_and(|t| t <= now) {
+            "expired"
         } else {
             "active"
         };
         println!(
-            "{:<36}  {:<20}  {:<20}  {:<6}  {:<20}  {state}",
+            "{:<36}  {:<20}  {:<20}  {:<6}  {:<22}  {:<24}  {:<24}  {state}",
             k.id,
             k.workspace,
             k.name.as_deref().unwrap_or("-"),
             k.scope.as_str(),
-            k.prefix
+            k.prefix,
+            at(k.last_used_at_ms),
+            at(k.expires_at_ms)
         );
     }
     Ok(())
