@@ -42,6 +42,28 @@ Webhook(secret).verify(sys.stdin.buffer.read(), headers)
     }
 }
 
+/// Producers in Python and Node compute a workspace's partition as hookd
+/// does (the shared vectors; Rust checks them in crates/store/src/keys.rs).
+#[test]
+fn producers_in_python_and_node_pick_the_partitions_hookd_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let vectors = root.join("docs/producers/partition-vectors.json");
+    for (program, script) in [
+        ("python3", "examples/producers/python/partition.py"),
+        ("node", "examples/producers/node/partition.js"),
+    ] {
+        let out = std::process::Command::new(program)
+            .arg(root.join(script))
+            .arg("--check")
+            .arg(&vectors)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{script}: {text}");
+        assert!(text.contains("88 passed, 0 failed"), "{script}: {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standard_webhooks_endpoint_is_verified_by_off_the_shelf_code() {
     let redis = Redis::start();

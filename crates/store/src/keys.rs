@@ -395,4 +395,29 @@ mod tests {
         );
         assert!(prelude.contains("local STATUS_HELD = 'held'"));
     }
+
+    /// The shared vectors producers in other languages check against
+    /// (docs/producers/partition-vectors.json): the same function here.
+    #[test]
+    fn partitions_match_the_shared_vectors() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/producers/partition-vectors.json"))
+                .unwrap();
+        let vectors = doc["vectors"].as_array().unwrap();
+        assert!(vectors.len() >= 80);
+        for v in vectors {
+            let (ws, n) = (
+                v["workspace"].as_str().unwrap(),
+                v["partitions"].as_u64().unwrap() as u32,
+            );
+            let p = Keys::new("hookd:events", "hookd", n).partition_of(ws);
+            assert_eq!(u64::from(p.index), v["partition"].as_u64().unwrap(), "{v}");
+            let expected = if n == 1 {
+                "hookd:events".to_string()
+            } else {
+                format!("hookd:events:p{}", p.index)
+            };
+            assert_eq!(p.stream, expected);
+        }
+    }
 }
