@@ -10,8 +10,11 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::Config;
 
 fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // redis-rs's cluster client logs every reconnection attempt at warn
+    // (hundreds a second during a failover); hookd's own warnings say what
+    // matters, so the client's go to error unless RUST_LOG asks otherwise.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},redis=error", config.log.level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

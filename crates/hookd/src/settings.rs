@@ -91,7 +91,10 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Redis {
+    /// One URL; with `cluster`, one or more seed nodes, comma-separated.
     pub url: String,
+    /// Redis Cluster: the topology is discovered from the seeds and followed.
+    pub cluster: bool,
     pub key_prefix: String,
 }
 
@@ -242,6 +245,7 @@ impl Default for Config {
         Self {
             redis: Redis {
                 url: "redis://127.0.0.1:6379".into(),
+                cluster: false,
                 key_prefix: "hookd".into(),
             },
             ingest: Ingest {
@@ -492,6 +496,7 @@ impl Config {
     pub fn store(&self) -> StoreSettings {
         StoreSettings {
             url: self.redis.url.clone(),
+            cluster: self.redis.cluster,
             stream: self.ingest.stream.clone(),
             key_prefix: self.redis.key_prefix.clone(),
             partitions: self.ingest.partitions,

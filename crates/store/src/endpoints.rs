@@ -271,11 +271,26 @@ impl Store {
             // An empty pipeline is an error in redis-rs.
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (id, ws) in &ids {
-            pipe.hgetall(self.keys.partition_of(ws).endpoint(id));
+        // One pipeline per partition (on a cluster a pipeline stays in one slot).
+        let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); ids.len()];
+        let mut by_partition: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for (i, (_, ws)) in ids.iter().enumerate() {
+            by_partition
+                .entry(self.keys.partition_of(ws).index)
+                .or_default()
+                .push(i);
         }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        for (index, at) in by_partition {
+            let p = self.keys.partition(index);
+            let mut pipe = redis::pipe();
+            for i in &at {
+                pipe.hgetall(p.endpoint(&ids[*i].0));
+            }
+            let got: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+            for (i, h) in at.into_iter().zip(got) {
+                hashes[i] = h;
+            }
+        }
         ids.iter()
             .zip(hashes)
             .filter(|(_, h)| !h.is_empty())

@@ -54,6 +54,9 @@
 pub struct Keys {
     stream: String,
     prefix: String,
+    /// The prefix of global keys written together (endpoint index, API keys,
+    /// jobs): `<prefix>`, or on Redis Cluster `{<prefix>}`, one slot for them.
+    global: String,
     partitions: u32,
     operational: String,
 }
@@ -73,9 +76,20 @@ impl Keys {
         Self {
             stream: stream.to_string(),
             prefix: prefix.to_string(),
+            global: prefix.to_string(),
             partitions: partitions.max(1),
             operational: format!("{prefix}:operational"),
         }
+    }
+
+    /// On Redis Cluster the global keys share one hash tag, `{<prefix>}`, so
+    /// the writes that touch two of them (an API key and its id) stay in one
+    /// slot. (Single-node names are unchanged.)
+    pub fn for_cluster(mut self, cluster: bool) -> Self {
+        if cluster {
+            self.global = format!("{{{}}}", self.prefix);
+        }
+        self
     }
 
     /// Names the operational events stream (default `<prefix>:operational`).
@@ -88,14 +102,30 @@ impl Keys {
         self.partitions
     }
 
-    /// The dead-letter stream: `<stream>:dead`.
-    pub fn dead_letter(&self) -> String {
-        format!("{}:dead", self.stream)
+    /// The dead-letter stream of partition `p`: `<stream>:dead` on one Redis
+    /// node; on Redis Cluster `{<partition stream>}:dead`, one per partition,
+    /// in its slot, so an entry is moved there in one atomic step.
+    pub fn dead_letter(&self, p: &PartitionKeys) -> String {
+        if self.global == self.prefix {
+            format!("{}:dead", self.stream)
+        } else {
+            format!("{}:dead", p.tag)
+        }
+    }
+
+    /// Every dead-letter stream (one, or one per partition on a cluster).
+    pub fn dead_letters(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .all_partitions()
+            .map(|p| self.dead_letter(&p))
+            .collect();
+        all.dedup();
+        all
     }
 
     /// Endpoint id -> workspace.
     pub fn endpoint_index(&self) -> String {
-        format!("{}:endpoints", self.prefix)
+        format!("{}:endpoints", self.global)
     }
 
     /// Operational events (an endpoint paused by the circuit breaker, ...).
@@ -105,22 +135,22 @@ impl Keys {
 
     /// API key hash -> key record.
     pub fn api_keys(&self) -> String {
-        format!("{}:apikeys", self.prefix)
+        format!("{}:apikeys", self.global)
     }
 
     /// API key id -> key hash.
     pub fn api_key_ids(&self) -> String {
-        format!("{}:apikeys:ids", self.prefix)
+        format!("{}:apikeys:ids", self.global)
     }
 
     /// API key id -> last used (ms).
     pub fn api_key_used(&self) -> String {
-        format!("{}:apikeys:used", self.prefix)
+        format!("{}:apikeys:used", self.global)
     }
 
     /// Recovery job id -> workspace.
     pub fn job_index(&self) -> String {
-        format!("{}:jobs", self.prefix)
+        format!("{}:jobs", self.global)
     }
 
     /// Requests of one API key in one rate-limit window.
@@ -337,7 +367,13 @@ mod tests {
         assert_eq!(p.stream, "hookd:events");
         assert_eq!(p.due("ep_1"), "{hookd:events}:due:ep_1");
         assert_eq!(p.event("ws_1", "e1"), "{hookd:events}:evt:4:ws_1:e1");
-        assert_eq!(keys.dead_letter(), "hookd:events:dead");
+        assert_eq!(keys.dead_letter(&keys.partition(0)), "hookd:events:dead");
+        let cluster = Keys::new("hookd:events", "hookd", 2).for_cluster(true);
+        assert_eq!(
+            cluster.dead_letter(&cluster.partition(1)),
+            "{hookd:events:p1}:dead"
+        );
+        assert_eq!(cluster.endpoint_index(), "{hookd}:endpoints");
         assert_eq!(p.workspace_leases("ws_1"), "{hookd:events}:ws:4:ws_1:lease");
         assert_eq!(p.log("ep_1"), "{hookd:events}:ep:ep_1:log");
         assert_eq!(p.endpoint_rate("ep_1", 17), "{hookd:events}:rl:ep_1:17");
@@ -400,9 +436,10 @@ mod tests {
     /// (docs/producers/partition-vectors.json): the same function here.
     #[test]
     fn partitions_match_the_shared_vectors() {
-        let doc: serde_json::Value =
-            serde_json::from_str(include_str!("../../../docs/producers/partition-vectors.json"))
-                .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../docs/producers/partition-vectors.json"
+        ))
+        .unwrap();
         let vectors = doc["vectors"].as_array().unwrap();
         assert!(vectors.len() >= 80);
         for v in vectors {

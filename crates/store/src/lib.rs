@@ -15,13 +15,14 @@
 //! - `scripts`: every Lua script (the files in `lua/`), loaded once;
 //! - `reader`: the stream's own connection, parsing replies under the limits.
 //!
-//! Connections: one multiplexed [`ConnectionManager`] for ordinary
+//! Connections: one multiplexed connection (`connection.rs`: a node or a cluster) for ordinary
 //! commands, and one per partition for its stream reads (`reader.rs`: a
 //! blocked read holds its connection, so partitions must not share one, and
 //! replies are parsed under the event limits as they arrive). All reconnect
 //! on their own.
 
 pub mod api_keys;
+mod connection;
 pub mod endpoints;
 pub mod event_types;
 pub mod history;
@@ -38,14 +39,17 @@ mod value;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 
 pub use keys::{Keys, PartitionKeys};
 
 /// Typed settings for the store (the binary reads them from configuration).
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
+    /// One URL, or with `cluster` one or more seed nodes, comma-separated.
     pub url: String,
+    /// Redis Cluster: the rest of the topology is discovered from `url`.
+    pub cluster: bool,
     /// Stream producers write to.
     pub stream: String,
     /// Prefix of keys outside the partitions.
@@ -73,6 +77,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
             stream: "hookd:events".into(),
             key_prefix: "hookd".into(),
             partitions: 1,
@@ -131,7 +136,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// A handle on hookd's Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: connection::Connection,
     /// Per partition, for its stream reads.
     pub(crate) readers: std::sync::Arc<Vec<reader::EntryReader>>,
     pub(crate) keys: Keys,
@@ -140,31 +145,47 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (both connections). Fails when Redis is not reachable now;
-    /// once connected, both connections reconnect by themselves.
+    /// Connects (the shared connection; stream readers connect on their
+    /// first read). Fails when Redis is not reachable now; once connected,
+    /// every connection reconnects by itself.
     pub async fn connect(settings: StoreSettings) -> Result<Self> {
-        let client = redis::Client::open(settings.url.as_str())?;
-        let base = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_with_config(
-                base.clone()
-                    .set_response_timeout(Some(Duration::from_secs(5))),
-            )
-            .await?;
-        let readers = (0..settings.partitions.max(1))
-            .map(|_| reader::EntryReader::new(client.get_connection_info().clone()))
+        let seeds: Vec<&str> = settings.url.split(',').map(str::trim).collect();
+        let client = redis::Client::open(seeds[0])?;
+        let conn = if settings.cluster {
+            let cluster = redis::cluster::ClusterClient::builder(seeds.clone())
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(5))
+                .retries(6)
+                .build()?;
+            connection::Connection::Cluster(cluster.get_async_connection().await?)
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_max_delay(Duration::from_secs(2))
+                .set_number_of_retries(2)
+                .set_response_timeout(Some(Duration::from_secs(5)));
+            connection::Connection::Node(client.get_connection_manager_with_config(config).await?)
+        };
+        let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions)
+            .with_operational(&settings.operational_stream)
+            .for_cluster(settings.cluster);
+        let readers = keys
+            .all_partitions()
+            .map(|p| {
+                reader::EntryReader::new(
+                    client.get_connection_info().clone(),
+                    conn.clone(),
+                    p.stream,
+                )
+            })
             .collect::<Vec<_>>();
         let readers = std::sync::Arc::new(readers);
-        let info: String = redis::cmd("INFO")
+        // (On a cluster every node answers; any one tells the version.)
+        let info: redis::Value = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn.clone())
             .await?;
-        check_version(&info)?;
-        let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions)
-            .with_operational(&settings.operational_stream);
+        check_version(&info_text(&info))?;
         Ok(Self {
             conn,
             readers,
@@ -190,6 +211,18 @@ impl Store {
 /// The oldest Redis hookd runs on: it uses `PEXPIRE ... NX` (7.0) for API key
 /// rate limits, and XAUTOCLAIM (6.2) and scripts that read streams.
 const MIN_REDIS: (u32, u32) = (7, 0);
+
+/// The text of an `INFO` reply: a node's, or the first node's of a cluster's.
+fn info_text(v: &redis::Value) -> String {
+    use redis::Value;
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => s.clone(),
+        Value::Map(nodes) => nodes.first().map(|(_, v)| info_text(v)).unwrap_or_default(),
+        Value::Array(items) => items.first().map(info_text).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
 
 /// Refuses a server older than [`MIN_REDIS`], from its `INFO server` text.
 fn check_version(info: &str) -> Result<()> {

@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use hookd_core::EventLimits;
 
 use crate::StoreError;
+use crate::connection::Connection;
 use crate::stream::Entry;
 
 trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -62,7 +63,11 @@ impl From<std::io::Error> for ReadError {
 }
 
 pub(crate) struct EntryReader {
+    /// Where to connect (the URL's node; on a cluster, its credentials).
     info: ConnectionInfo,
+    /// On a cluster, asked which primary serves `stream` before connecting.
+    cluster: Connection,
+    stream: String,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -71,11 +76,30 @@ pub(crate) struct EntryReader {
 const SLACK: Duration = Duration::from_secs(10);
 
 impl EntryReader {
-    pub(crate) fn new(info: ConnectionInfo) -> Self {
+    pub(crate) fn new(info: ConnectionInfo, cluster: Connection, stream: String) -> Self {
         Self {
             info,
+            cluster,
+            stream,
             conn: Mutex::new(None),
         }
+    }
+
+    /// Connects to the node serving the stream: the URL's, or on a cluster
+    /// the primary its slot is on now (asked anew after every failure, so a
+    /// failover or a resharding is followed).
+    async fn connect(&self) -> ReadResult<Conn> {
+        if self.cluster.is_cluster() {
+            let (host, port) = self
+                .cluster
+                .primary_for(&self.stream)
+                .await
+                .map_err(|e| ReadError::Store(e.into()))?
+                .ok_or_else(|| reply("no cluster node serves the stream's slot"))?;
+            let info = self.info.clone().set_addr(ConnectionAddr::Tcp(host, port));
+            return connect(&info).await;
+        }
+        connect(&self.info).await
     }
 
     /// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> >`.
@@ -138,7 +162,7 @@ impl EntryReader {
         let mut slot = self.conn.lock().await;
         let mut conn = match slot.take() {
             Some(conn) => conn,
-            None => connect(&self.info).await?,
+            None => self.connect().await?,
         };
         let done = tokio::time::timeout(wait, async {
             conn.get_mut().write_all(command).await?;
@@ -150,9 +174,15 @@ impl EntryReader {
                 *slot = Some(conn);
                 Ok(read)
             }
-            // The server's refusal ends its reply: the connection is fine.
+            // The server's refusal ends its reply: the connection is fine,
+            // unless the slot is served elsewhere now (a failover, a resharding).
             Ok(Err(ReadError::Server(e))) => {
-                *slot = Some(conn);
+                let moved = ["MOVED", "ASK", "CLUSTERDOWN", "READONLY", "TRYAGAIN"]
+                    .iter()
+                    .any(|code| e.starts_with(code));
+                if !moved {
+                    *slot = Some(conn);
+                }
                 Err(ReadError::Server(e))
             }
             Ok(Err(e)) => Err(e),
@@ -286,6 +316,9 @@ async fn head(conn: &mut Conn) -> ReadResult<Head> {
 }
 
 fn parse_head(line: &[u8]) -> ReadResult<Head> {
+    if line.is_empty() {
+        return Err(reply("the connection to Redis closed"));
+    }
     if line.len() < 3 || !line.ends_with(b"\r\n") {
         return Err(reply("a malformed reply line from Redis"));
     }

@@ -158,7 +158,8 @@ impl Store {
         if due.is_empty() {
             return Ok(0);
         }
-        let mut call = self.scripts.requeue.prepare_invoke();
+        // The configuration key only routes the call to the partition's node (on a cluster).
+        let mut call = self.scripts.requeue.key(p.config());
         call.arg(&p.tag).arg(job);
         for (id, at) in due {
             call.arg(id).arg(at);

@@ -411,11 +411,26 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.exists(key_of(id));
-        }
-        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        // The records may be in several partitions: on a cluster, one
+        // command each (a pipeline stays in one slot); housekeeping, not hot.
+        let exists: Vec<bool> = if self.conn.is_cluster() {
+            let mut exists = Vec::with_capacity(ids.len());
+            for id in ids {
+                exists.push(
+                    redis::cmd("EXISTS")
+                        .arg(key_of(id))
+                        .query_async(&mut conn)
+                        .await?,
+                );
+            }
+            exists
+        } else {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.exists(key_of(id));
+            }
+            pipe.query_async(&mut conn).await?
+        };
         let gone: Vec<&String> = ids
             .iter()
             .zip(exists)

@@ -69,18 +69,28 @@ impl Store {
                 stats.lag += field("lag").max(0) as u64;
             }
         }
-        stats.dead_letters = redis::cmd("XLEN")
-            .arg(self.keys.dead_letter())
-            .query_async(&mut conn)
-            .await?;
+        for dead in self.keys.dead_letters() {
+            stats.dead_letters += redis::cmd("XLEN")
+                .arg(dead)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
         // Ids, paused flags and queue sizes only: no endpoint document is
         // parsed and no secret opened on a metrics scrape.
         let endpoints = self.endpoint_ids().await?;
         stats.endpoints = endpoints.len() as u64;
-        if !endpoints.is_empty() {
+        // One pipeline per partition: on a cluster a pipeline stays in one slot.
+        let mut by_partition: std::collections::BTreeMap<u32, Vec<&String>> = Default::default();
+        for (id, ws) in &endpoints {
+            by_partition
+                .entry(self.keys.partition_of(ws).index)
+                .or_default()
+                .push(id);
+        }
+        for (index, ids) in by_partition {
+            let p = self.keys.partition(index);
             let mut pipe = redis::pipe();
-            for (id, ws) in &endpoints {
-                let p = self.keys.partition_of(ws);
+            for id in ids {
                 pipe.hget(p.endpoint(id), "paused")
                     .zcard(p.due(id))
                     .scard(p.held(id));

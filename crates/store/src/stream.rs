@@ -146,7 +146,7 @@ impl Store {
         if !read.oversized.is_empty() {
             let mut conn = self.conn.clone();
             let mut call = self.scripts.dead_letter.key(&p.stream);
-            call.key(self.keys.dead_letter())
+            call.key(self.keys.dead_letter(p))
                 .arg(group)
                 .arg(self.settings.dead_letter_max_len.max(1));
             for o in &read.oversized {
@@ -203,7 +203,7 @@ impl Store {
         let hostile = limits.oversized(&entry.fields);
         let mut xadd = redis::cmd("XADD");
         // Capped: a producer sending only garbage cannot fill Redis.
-        xadd.arg(self.keys.dead_letter())
+        xadd.arg(self.keys.dead_letter(p))
             .arg("MAXLEN")
             .arg(self.settings.dead_letter_max_len.max(1))
             .arg("*")

@@ -1,4 +1,5 @@
 -- Queue deliveries for one operator-requested attempt each (redeliver, recover).
+-- KEYS[1] = a key of the partition, unused: it routes the call on Redis Cluster
 -- ARGV[1] = partition tag, ARGV[2] = job id ('' for none)
 -- then 2 per delivery: delivery id, due (ms)
 -- Returns one integer per delivery: 1 queued (held, when its endpoint is

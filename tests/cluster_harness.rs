@@ -1,0 +1,185 @@
+//! A Redis Cluster for the tests: real `redis-server` processes in cluster
+//! mode on free loopback ports (masters with one replica each), made into a
+//! cluster with `redis-cli --cluster create`, killed on drop. A test may kill
+//! one node (SIGKILL) to force a failover.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::free_port;
+
+pub struct Cluster {
+    pub ports: Vec<u16>,
+    nodes: Vec<Option<Child>>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// `masters` masters with one replica each.
+    pub fn start(masters: usize) -> Self {
+        let ports: Vec<u16> = (0..masters * 2).map(|_| free_port()).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "hookd-test-cluster-{}-{}",
+            ports[0],
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let nodes = ports.iter().map(|port| Some(spawn(&dir, *port))).collect();
+        let cluster = Cluster { ports, nodes, dir };
+        for port in &cluster.ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server did not start on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every live node says the cluster is ok.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all_ok = self.live_ports().iter().all(|p| {
+                self.cli(*p, &["cluster", "info"])
+                    .contains("cluster_state:ok")
+            });
+            if all_ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.nodes)
+            .filter(|(_, n)| n.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// `redis-cli -p <port> <args>`'s output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The seed URLs, comma-separated, as `[redis] url` takes them.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .take(3)
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The port of the master serving `key` now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let port = self.live_ports()[0];
+        let slot: u16 = self
+            .cli(port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = self.cli(port, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            for range in &f[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && (a..=b).contains(&slot)
+                {
+                    let addr = f[1].split('@').next().unwrap();
+                    return addr.rsplit(':').next().unwrap().parse().unwrap();
+                }
+            }
+        }
+        panic!("no master serves slot {slot}:\n{nodes}");
+    }
+
+    /// Starts the node on `port` again, on its files: it rejoins the cluster
+    /// (a killed master comes back as a replica of the one that replaced it).
+    pub fn restart(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        assert!(self.nodes[i].is_none(), "node {port} is running");
+        self.nodes[i] = Some(spawn(&self.dir, port));
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        if let Some(mut c) = self.nodes[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A cluster-mode redis-server on `port`, its files under `dir/<port>`.
+fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&node_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (make test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut().flatten() {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
