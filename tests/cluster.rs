@@ -291,3 +291,62 @@ async fn a_master_failover_mid_run_loses_no_replicated_event() {
         String::from_utf8_lossy(&out.stderr).trim()
     );
 }
+
+/// A partition's slot is migrated to another master while events flow: the
+/// daemons follow it without a restart and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_another_master_mid_run_and_nothing_is_lost() {
+    let cluster = Cluster::start(3);
+    let env = cluster_env(&cluster);
+    let receiver = Receiver::ok().await;
+    for w in 0..20 {
+        create_endpoint(&env, &format!("ws_{w}"), &receiver.url(), &[]);
+    }
+    let _a = Daemon::ready(&env).await;
+    let _b = Daemon::ready(&env).await;
+    let stream = "hookd:events:p0";
+    let from = cluster.master_of(stream);
+    let to = cluster.other_masters(from)[0];
+    let producer = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/safe_producer.py"))
+        .args([
+            &format!("127.0.0.1:{}", cluster.ports[0]),
+            &PARTITIONS.to_string(),
+            "20",
+            "15",
+            "5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with redis-py");
+    receiver.wait_for(60, WAIT).await;
+    let moved_at = receiver.count();
+    cluster.migrate_slot_of(stream, from, to);
+    assert_eq!(cluster.master_of(stream), to, "the partition moved");
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept: HashSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(kept.len(), 300);
+    let got = eventually(Duration::from_secs(90), "every event delivered", || async {
+        let got = receiver.received();
+        let ids: HashSet<String> = got
+            .iter()
+            .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
+            .collect();
+        kept.is_subset(&ids).then_some(got)
+    })
+    .await;
+    println!(
+        "resharding: 300 events, partition p0 moved {from} -> {to} after {moved_at} deliveries, {} deliveries, 0 lost, {} duplicates",
+        got.len(),
+        got.len() - kept.len()
+    );
+}

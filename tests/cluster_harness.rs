@@ -139,6 +139,63 @@ impl Cluster {
         self.nodes[i] = Some(spawn(&self.dir, port));
     }
 
+    /// The node id of the node on `port`.
+    pub fn node_id(&self, port: u16) -> String {
+        self.cli(port, &["cluster", "myid"]).trim().to_string()
+    }
+
+    /// The other masters than `port`.
+    pub fn other_masters(&self, port: u16) -> Vec<u16> {
+        let nodes = self.cli(self.live_ports()[0], &["cluster", "nodes"]);
+        nodes
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (f.len() > 2 && f[2].contains("master") && !f[2].contains("fail"))
+                    .then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())?
+            })
+            .filter(|p| *p != port)
+            .collect()
+    }
+
+    /// Moves the slot of `key` from the master on `from` to the one on `to`
+    /// while clients keep using it (the protocol `redis-cli --cluster
+    /// reshard` follows: IMPORTING/MIGRATING, MIGRATE in batches, SETSLOT NODE).
+    pub fn migrate_slot_of(&self, key: &str, from: u16, to: u16) {
+        let slot = self
+            .cli(from, &["cluster", "keyslot", key])
+            .trim()
+            .to_string();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        assert!(
+            self.cli(to, &["cluster", "setslot", &slot, "importing", &from_id])
+                .contains("OK")
+        );
+        assert!(
+            self.cli(from, &["cluster", "setslot", &slot, "migrating", &to_id])
+                .contains("OK")
+        );
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["migrate", "127.0.0.1"];
+            let to_port = to.to_string();
+            args.extend([to_port.as_str(), "", "0", "5000", "KEYS"]);
+            args.extend(keys.iter().copied());
+            let out = self.cli(from, &args);
+            assert!(
+                out.contains("OK") || out.contains("NOKEY"),
+                "MIGRATE: {out}"
+            );
+        }
+        for port in self.live_ports() {
+            self.cli(port, &["cluster", "setslot", &slot, "node", &to_id]);
+        }
+    }
+
     /// SIGKILLs the node on `port`.
     pub fn kill(&mut self, port: u16) {
         let i = self.ports.iter().position(|p| *p == port).unwrap();

@@ -177,7 +177,7 @@ impl EntryReader {
             // The server's refusal ends its reply: the connection is fine,
             // unless the slot is served elsewhere now (a failover, a resharding).
             Ok(Err(ReadError::Server(e))) => {
-                let moved = ["MOVED", "ASK", "CLUSTERDOWN", "READONLY", "TRYAGAIN"]
+                let moved = ["MOVED", "ASK", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "UNBLOCKED"]
                     .iter()
                     .any(|code| e.starts_with(code));
                 if !moved {
