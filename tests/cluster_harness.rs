@@ -144,14 +144,16 @@ impl Cluster {
         self.cli(port, &["cluster", "myid"]).trim().to_string()
     }
 
-    /// The other masters than `port`.
+    /// The masters serving slots, other than `port`.
     pub fn other_masters(&self, port: u16) -> Vec<u16> {
         let nodes = self.cli(self.live_ports()[0], &["cluster", "nodes"]);
         nodes
             .lines()
             .filter_map(|line| {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                (f.len() > 2 && f[2].contains("master") && !f[2].contains("fail"))
+                // A master that serves slots (a node just made a replica may
+                // still read as a slot-less master for a moment).
+                (f.len() > 8 && f[2].contains("master") && !f[2].contains("fail"))
                     .then(|| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())?
             })
             .filter(|p| *p != port)
@@ -167,14 +169,20 @@ impl Cluster {
             .trim()
             .to_string();
         let (from_id, to_id) = (self.node_id(from), self.node_id(to));
-        assert!(
-            self.cli(to, &["cluster", "setslot", &slot, "importing", &from_id])
-                .contains("OK")
-        );
-        assert!(
-            self.cli(from, &["cluster", "setslot", &slot, "migrating", &to_id])
-                .contains("OK")
-        );
+        for (port, args) in [
+            (to, ["cluster", "setslot", &slot, "importing", &from_id]),
+            (from, ["cluster", "setslot", &slot, "migrating", &to_id]),
+        ] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let out = self.cli(port, &args);
+                if out.contains("OK") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{args:?} on {port}: {out}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         loop {
             let keys = self.cli(from, &["cluster", "getkeysinslot", &slot, "100"]);
             let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();

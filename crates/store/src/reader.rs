@@ -177,9 +177,16 @@ impl EntryReader {
             // The server's refusal ends its reply: the connection is fine,
             // unless the slot is served elsewhere now (a failover, a resharding).
             Ok(Err(ReadError::Server(e))) => {
-                let moved = ["MOVED", "ASK", "CLUSTERDOWN", "READONLY", "TRYAGAIN", "UNBLOCKED"]
-                    .iter()
-                    .any(|code| e.starts_with(code));
+                let moved = [
+                    "MOVED",
+                    "ASK",
+                    "CLUSTERDOWN",
+                    "READONLY",
+                    "TRYAGAIN",
+                    "UNBLOCKED",
+                ]
+                .iter()
+                .any(|code| e.starts_with(code));
                 if !moved {
                     *slot = Some(conn);
                 }
