@@ -16,7 +16,8 @@ run() { echo "running $1 ..." >&2; "$bench" --scenario "$@"; }
   run fanout --events 20000 --endpoints 10; echo ","
   run latency --events 30000 --rate 1000; echo ","
   run slow-baseline --events 30000; echo ","
-  run slow-mixed --events 30000 --slow-endpoints 1 --slow-ms 2000
+  run slow-mixed --events 30000 --slow-endpoints 1 --slow-ms 2000; echo ","
+  run burst-cluster --events 200000 --cluster-masters 3 --partitions 6 --workspaces 12
   echo "]"
 } > "$out.tmp"
 python3 - "$out.tmp" "$out" <<'PY'

@@ -54,6 +54,122 @@ struct Args {
     /// Extra `HOOKD__...=value` settings for the daemon.
     #[arg(long = "set")]
     settings: Vec<String>,
+    /// Run on a Redis Cluster of this many masters (no replicas) instead of
+    /// one redis-server; 0: one node.
+    #[arg(long, default_value_t = 0)]
+    cluster_masters: usize,
+    /// Stream partitions (`[ingest] partitions`); with a cluster, spread
+    /// over its masters.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Workspaces the events are spread over (round robin), each with its
+    /// endpoints; with partitions, they spread over the partitions.
+    #[arg(long, default_value_t = 1)]
+    workspaces: usize,
+}
+
+/// The workspaces of a run: `bench`, or `bench-0` .. `bench-<n-1>`.
+fn workspace_names(n: usize) -> Vec<String> {
+    if n <= 1 {
+        vec!["bench".to_string()]
+    } else {
+        (0..n).map(|i| format!("bench-{i}")).collect()
+    }
+}
+
+/// The stream a workspace's events go to: FNV-1a (32-bit) of its id modulo
+/// the partition count, as every producer computes it (docs/producers).
+fn stream_of(workspace: &str, partitions: u32) -> String {
+    if partitions <= 1 {
+        return "hookd:events".to_string();
+    }
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in workspace.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("hookd:events:p{}", hash % partitions)
+}
+
+/// The Redis the run uses: one node, or a cluster of masters.
+struct Redis {
+    _nodes: Vec<Killed>,
+    ports: Vec<u16>,
+    dirs: Vec<PathBuf>,
+    url: String,
+    cluster: bool,
+}
+
+fn start_redis(masters: usize) -> anyhow::Result<Redis> {
+    let count = masters.max(1);
+    let (mut nodes, mut ports, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..count {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("hookd-bench-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null());
+        if masters > 0 {
+            cmd.args(["--cluster-enabled", "yes"]);
+        }
+        nodes.push(Killed(cmd.spawn().context("starting redis-server")?));
+        ports.push(port);
+        dirs.push(dir);
+    }
+    for port in &ports {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not start on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if masters > 0 {
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = ports.iter().all(|p| {
+                Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not become ok");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let url = ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Redis {
+        _nodes: nodes,
+        ports,
+        dirs,
+        url,
+        cluster: masters > 0,
+    })
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -204,19 +320,59 @@ async fn redis_top_commands(
         .collect())
 }
 
-/// Redis's memory in use (bytes) and the CPU time it has spent (seconds, user + system).
-async fn redis_usage(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<(f64, f64)> {
-    let info: String = redis::cmd("INFO").query_async(conn).await?;
-    let field = |name: &str| -> anyhow::Result<f64> {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("INFO has no {name}"))
-    };
-    Ok((
-        field("used_memory")?,
-        field("used_cpu_user")? + field("used_cpu_sys")?,
-    ))
+/// Redis's memory in use (bytes) and the CPU time it has spent (seconds,
+/// user + system), summed over its nodes.
+async fn redis_usage(
+    nodes: &mut [redis::aio::MultiplexedConnection],
+) -> anyhow::Result<(f64, f64)> {
+    let (mut memory, mut cpu) = (0.0, 0.0);
+    for conn in nodes {
+        let info: String = redis::cmd("INFO").query_async(conn).await?;
+        let field = |name: &str| -> anyhow::Result<f64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| format!("INFO has no {name}"))
+        };
+        memory += field("used_memory")?;
+        cpu += field("used_cpu_user")? + field("used_cpu_sys")?;
+    }
+    Ok((memory, cpu))
+}
+
+/// Where the bench publishes: one node, or the cluster (following its slots).
+#[derive(Clone)]
+enum Publisher {
+    Node(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Publisher {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Publisher::Node(c) => c.req_packed_command(cmd),
+            Publisher::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Publisher::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Publisher::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -238,38 +394,32 @@ async fn main() -> anyhow::Result<()> {
     }
     let epoch = Instant::now();
 
-    let redis_port = free_port()?;
-    let redis_dir = std::env::temp_dir().join(format!("hookd-bench-{redis_port}"));
-    std::fs::create_dir_all(&redis_dir)?;
-    let _redis = Killed(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&redis_dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?,
-    );
-    let url = format!("redis://127.0.0.1:{redis_port}");
-    let client = redis::Client::open(url.as_str())?;
-    let mut conn = loop {
-        match client.get_multiplexed_async_connection().await {
-            Ok(c) => break c,
-            Err(_) if epoch.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(20)).await
+    let redis = start_redis(args.cluster_masters)?;
+    // One plain connection per node, for INFO; the publisher's connection
+    // follows the cluster's slots.
+    let mut nodes = Vec::new();
+    for port in &redis.ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        nodes.push(loop {
+            match client.get_multiplexed_async_connection().await {
+                Ok(c) => break c,
+                Err(_) if epoch.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        }
+        });
+    }
+    let mut conn = if redis.cluster {
+        Publisher::Cluster(
+            redis::cluster::ClusterClient::new(redis.url.split(',').collect::<Vec<_>>())?
+                .get_async_connection()
+                .await?,
+        )
+    } else {
+        Publisher::Node(nodes[0].clone())
     };
+    let url = redis.url.clone();
 
     let mut env: Vec<(String, String)> = vec![
         ("HOOKD__REDIS__URL".into(), url.clone()),
@@ -280,7 +430,13 @@ async fn main() -> anyhow::Result<()> {
             "127.0.0.0/8".into(),
         ),
         ("HOOKD__ADMIN__ENABLED".into(), "false".into()),
+        (
+            "HOOKD__INGEST__PARTITIONS".into(),
+            args.partitions.to_string(),
+        ),
+        ("HOOKD__REDIS__CLUSTER".into(), redis.cluster.to_string()),
     ];
+    let workspaces = workspace_names(args.workspaces);
     for s in &args.settings {
         let (k, v) = s
             .split_once('=')
@@ -304,22 +460,25 @@ async fn main() -> anyhow::Result<()> {
             args.fail_fraction.clamp(0.0, 1.0)
         };
         let (port, log) = receiver(epoch, args.events, delay, fail, failed_answers.clone()).await?;
-        let out = hookd(&args, &env)
-            .args([
-                "endpoints",
-                "create",
-                "--workspace",
-                "bench",
-                "--url",
-                &format!("http://127.0.0.1:{port}/hook"),
-                "--json",
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "creating an endpoint failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        // The receiver is an endpoint of every workspace: each event reaches it once.
+        for ws in &workspaces {
+            let out = hookd(&args, &env)
+                .args([
+                    "endpoints",
+                    "create",
+                    "--workspace",
+                    ws,
+                    "--url",
+                    &format!("http://127.0.0.1:{port}/hook"),
+                    "--json",
+                ])
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "creating an endpoint failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
         }
         if is_slow {
             slow.push(log)
@@ -327,7 +486,7 @@ async fn main() -> anyhow::Result<()> {
             fast.push(log)
         }
     }
-    let (used_before, redis_cpu_before) = redis_usage(&mut conn).await?;
+    let (used_before, redis_cpu_before) = redis_usage(&mut nodes).await?;
     let (_, bench_cpu_before) = proc_stat(std::process::id());
 
     let daemon = Killed(
@@ -352,15 +511,20 @@ async fn main() -> anyhow::Result<()> {
     let mut sent = 0;
     while sent < args.events {
         let end = (sent + chunk).min(args.events);
-        let mut pipe = redis::pipe();
+        // One pipeline per stream (a cluster pipeline stays in one slot).
+        let mut pipes: std::collections::BTreeMap<String, redis::Pipeline> = Default::default();
         for i in sent..end {
-            pipe.cmd("XADD")
-                .arg("hookd:events")
+            let ws = &workspaces[i % workspaces.len()];
+            pipes
+                .entry(stream_of(ws, args.partitions))
+                .or_insert_with(redis::pipe)
+                .cmd("XADD")
+                .arg(stream_of(ws, args.partitions))
                 .arg("*")
                 .arg("type")
                 .arg("bench.event")
                 .arg("workspace")
-                .arg("bench")
+                .arg(ws)
                 .arg("id")
                 .arg(i.to_string())
                 .arg("data")
@@ -368,7 +532,9 @@ async fn main() -> anyhow::Result<()> {
                 .ignore();
         }
         let at = epoch.elapsed();
-        pipe.query_async::<()>(&mut conn).await?;
+        for pipe in pipes.values() {
+            pipe.query_async::<()>(&mut conn).await?;
+        }
         for p in &mut published[sent..end] {
             *p = at;
         }
@@ -392,8 +558,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let (rss_kb, cpu_secs) = proc_stat(pid);
     let (_, bench_cpu_after) = proc_stat(std::process::id());
-    let (used_after, redis_cpu_after) = redis_usage(&mut conn).await?;
-    let redis_commands = redis_top_commands(&mut conn).await?;
+    let (used_after, redis_cpu_after) = redis_usage(&mut nodes).await?;
+    let redis_commands = redis_top_commands(&mut nodes[0]).await?;
     drop(daemon);
 
     let mut latencies = Vec::with_capacity(expected);
@@ -427,6 +593,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let result = json!({
         "scenario": args.scenario,
+        "cluster_masters": args.cluster_masters,
+        "partitions": args.partitions,
+        "workspaces": workspaces.len(),
         "events": args.events,
         "endpoints": args.endpoints,
         "slow_endpoints": args.slow_endpoints,
@@ -460,6 +629,8 @@ async fn main() -> anyhow::Result<()> {
         "failed_answers": failed_answers.load(Ordering::Relaxed),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);
-    let _ = std::fs::remove_dir_all(&redis_dir);
+    for dir in &redis.dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
