@@ -321,11 +321,11 @@ async fn redis_top_commands(
 }
 
 /// Redis's memory in use (bytes) and the CPU time it has spent (seconds,
-/// user + system), summed over its nodes.
+/// user + system), summed over its nodes, and each node's CPU time.
 async fn redis_usage(
     nodes: &mut [redis::aio::MultiplexedConnection],
-) -> anyhow::Result<(f64, f64)> {
-    let (mut memory, mut cpu) = (0.0, 0.0);
+) -> anyhow::Result<(f64, f64, Vec<f64>)> {
+    let (mut memory, mut cpu, mut by_node) = (0.0, 0.0, Vec::new());
     for conn in nodes {
         let info: String = redis::cmd("INFO").query_async(conn).await?;
         let field = |name: &str| -> anyhow::Result<f64> {
@@ -335,9 +335,11 @@ async fn redis_usage(
                 .with_context(|| format!("INFO has no {name}"))
         };
         memory += field("used_memory")?;
-        cpu += field("used_cpu_user")? + field("used_cpu_sys")?;
+        let node = field("used_cpu_user")? + field("used_cpu_sys")?;
+        cpu += node;
+        by_node.push(node);
     }
-    Ok((memory, cpu))
+    Ok((memory, cpu, by_node))
 }
 
 /// Where the bench publishes: one node, or the cluster (following its slots).
@@ -486,7 +488,7 @@ async fn main() -> anyhow::Result<()> {
             fast.push(log)
         }
     }
-    let (used_before, redis_cpu_before) = redis_usage(&mut nodes).await?;
+    let (used_before, redis_cpu_before, nodes_before) = redis_usage(&mut nodes).await?;
     let (_, bench_cpu_before) = proc_stat(std::process::id());
 
     let daemon = Killed(
@@ -558,7 +560,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (rss_kb, cpu_secs) = proc_stat(pid);
     let (_, bench_cpu_after) = proc_stat(std::process::id());
-    let (used_after, redis_cpu_after) = redis_usage(&mut nodes).await?;
+    let (used_after, redis_cpu_after, nodes_after) = redis_usage(&mut nodes).await?;
     let redis_commands = redis_top_commands(&mut nodes[0]).await?;
     drop(daemon);
 
@@ -621,6 +623,12 @@ async fn main() -> anyhow::Result<()> {
         // Steadier than deliveries/s on a shared machine: what each delivery cost.
         "hookd_cpu_us_per_delivery": per_delivery(cpu_secs * 1e6),
         "redis_cpu_us_per_delivery": per_delivery((redis_cpu_after - redis_cpu_before) * 1e6),
+        // Each node's share (one entry on a single node; one per master on a cluster).
+        "redis_cpu_us_per_delivery_by_node": nodes_after
+            .iter()
+            .zip(&nodes_before)
+            .map(|(a, b)| per_delivery((a - b) * 1e6))
+            .collect::<Vec<_>>(),
         // The load generator and receivers (this process) share the machine too.
         "bench_cpu_us_per_delivery": per_delivery((bench_cpu_after - bench_cpu_before) * 1e6),
         "redis_top_commands": redis_commands,
