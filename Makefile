@@ -1,7 +1,7 @@
 # hookd: the commands a developer needs. `make run` and `make test` set up everything else.
 CARGO ?= cargo
 
-.PHONY: run test bench fuzz chaos schemathesis build lint fmt check-tools
+.PHONY: run test bench fuzz chaos chaos-cluster schemathesis build lint fmt check-tools
 
 ## run: start a local Redis when none answers, then hookd with config/default.toml
 run:
@@ -33,6 +33,10 @@ schemathesis:
 CHAOS_SECONDS ?= 300
 chaos: check-tools
 	CHAOS_SECONDS=$(CHAOS_SECONDS) cargo nextest run -p hookd-tests --test chaos --no-capture
+
+## chaos-cluster: the chaos suite on a Redis Cluster (masters killed, daemons killed) for CHAOS_SECONDS
+chaos-cluster: check-tools
+	CHAOS_SECONDS=$(CHAOS_SECONDS) cargo nextest run -p hookd-tests --test chaos_cluster --no-capture
 
 build:
 	$(CARGO) build --release -p hookd

@@ -11,38 +11,13 @@ mod harness;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use cluster_harness::Cluster;
+use cluster_harness::{Cluster, cluster_env};
 use harness::*;
 use hookd_signature::Verifier;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-const PARTITIONS: u32 = 6;
-
-fn cluster_env(cluster: &Cluster) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("HOOKD__REDIS__URL", cluster.url()),
-        ("HOOKD__REDIS__CLUSTER", "true".into()),
-        ("HOOKD__INGEST__PARTITIONS", PARTITIONS.to_string()),
-        ("HOOKD__RETRY__INITIAL_DELAY", "200ms".into()),
-        ("HOOKD__RETRY__MAX_DELAY", "1s".into()),
-        ("HOOKD__RETRY__JITTER", "0".into()),
-        ("HOOKD__INGEST__RECLAIM_IDLE", "2s".into()),
-        ("HOOKD__DELIVERY__POLL_INTERVAL", "20ms".into()),
-        ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
-        ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
-        ("HOOKD__LOG__LEVEL", "warn".into()),
-        ("HOOKD__ADMIN__STATS_INTERVAL", "200ms".into()),
-        ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
-        ("HOOKD__SECRETS__KEYS", TEST_SEALING_KEY.into()),
-        ("HOOKD__SECRETS__CURRENT", "t1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    env.sort();
-    env
-}
+use cluster_harness::PARTITIONS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_delivered_over_a_cluster_with_two_daemons() {

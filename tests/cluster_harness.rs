@@ -3,11 +3,40 @@
 //! cluster with `redis-cli --cluster create`, killed on drop. A test may kill
 //! one node (SIGKILL) to force a failover.
 
+#![allow(dead_code)] // shared by several test binaries, each using a part
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::free_port;
+use crate::harness::{TEST_SEALING_KEY, free_port};
+
+/// The partitions the cluster tests spread the stream over.
+pub const PARTITIONS: u32 = 6;
+
+/// Environment for a hookd process on `cluster`, with fast test timings.
+pub fn cluster_env(cluster: &Cluster) -> Vec<(String, String)> {
+    [
+        ("HOOKD__REDIS__URL", cluster.url()),
+        ("HOOKD__REDIS__CLUSTER", "true".into()),
+        ("HOOKD__INGEST__PARTITIONS", PARTITIONS.to_string()),
+        ("HOOKD__RETRY__INITIAL_DELAY", "200ms".into()),
+        ("HOOKD__RETRY__MAX_DELAY", "1s".into()),
+        ("HOOKD__RETRY__JITTER", "0".into()),
+        ("HOOKD__INGEST__RECLAIM_IDLE", "2s".into()),
+        ("HOOKD__DELIVERY__POLL_INTERVAL", "20ms".into()),
+        ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
+        ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
+        ("HOOKD__LOG__LEVEL", "warn".into()),
+        ("HOOKD__ADMIN__STATS_INTERVAL", "200ms".into()),
+        ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
+        ("HOOKD__SECRETS__KEYS", TEST_SEALING_KEY.into()),
+        ("HOOKD__SECRETS__CURRENT", "t1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
 
 pub struct Cluster {
     pub ports: Vec<u16>,
