@@ -50,6 +50,30 @@ for p in problems:
 sys.exit(1 if problems else 0)
 PY
 
+echo "compose files" >&2
+python3 - <<'PY'
+import re, sys, yaml
+problems = []
+single = yaml.safe_load(open("deploy/docker/compose.yaml"))
+if "redis" not in single["services"] or "hookd" not in single["services"]:
+    problems.append("compose.yaml must run redis and hookd")
+c = yaml.safe_load(open("deploy/docker/compose.cluster.yaml"))
+svc = c["services"]
+nodes = {n: s["networks"]["hookd"]["ipv4_address"] for n, s in svc.items() if n.startswith("redis-")}
+if len(nodes) != 6:
+    problems.append(f"compose.cluster.yaml must run 6 redis nodes, not {len(nodes)}")
+created = set(re.findall(r"(\d+\.\d+\.\d+\.\d+):6379", svc["cluster-init"]["command"][-1]))
+if created != set(nodes.values()):
+    problems.append(f"cluster-init creates {sorted(created)}, the nodes are {sorted(nodes.values())}")
+env = svc["hookd"]["environment"]
+seeds = set(re.findall(r"redis://(\d+\.\d+\.\d+\.\d+):6379", env["HOOKD__REDIS__URL"]))
+if env.get("HOOKD__REDIS__CLUSTER") != "true" or not seeds or not seeds <= set(nodes.values()):
+    problems.append("hookd must run in cluster mode with seeds among the nodes")
+for p in problems:
+    print("deploy/docker:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+
 echo "Dockerfile" >&2
 # Every RUN of the Dockerfile, run here (from the repository root).
 grep -E '^RUN ' deploy/docker/Dockerfile | sed 's/^RUN //' | while read -r cmd; do
