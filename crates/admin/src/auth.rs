@@ -86,17 +86,20 @@ impl KeyUse {
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap, now_ms: i64) -> ApiResult<ApiKey> {
-    let shape = format!("Bearer {}_<env>_<secret>", state.settings.key_policy.prefix);
+    // The key shape named in refusals (built only when refusing).
+    let shape = || format!("Bearer {}_<env>_<secret>", state.settings.key_policy.prefix);
     let value = headers
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized(format!("send Authorization: {shape}")))?;
+        .ok_or_else(|| ApiError::unauthorized(format!("send Authorization: {}", shape())))?;
     let token = value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| api_key::is_well_formed(t))
-        .ok_or_else(|| ApiError::unauthorized(format!("malformed API key: expected {shape}")))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!("malformed API key: expected {}", shape()))
+        })?;
     let key = state
         .store
         .api_key_by_secret(token)

@@ -23,8 +23,7 @@ impl Store {
 
     /// Reads an endpoint document, opening its secrets.
     pub(crate) fn parse_doc(&self, id: &str, doc: &[u8]) -> Result<Endpoint> {
-        let mut ep: Endpoint = serde_json::from_slice(doc)
-            .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+        let mut ep = read_doc(id, doc)?;
         ep.map_secrets(|s| self.open(s))?;
         Ok(ep)
     }
@@ -48,8 +47,7 @@ impl Store {
     /// showing endpoints never needs the sealing key; custom header values
     /// are opened when the key is there, else shown as `***`.
     fn parse_view(&self, id: &str, doc: &[u8]) -> Result<Endpoint> {
-        let mut ep: Endpoint = serde_json::from_slice(doc)
-            .map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))?;
+        let mut ep = read_doc(id, doc)?;
         ep.secret.clear();
         for p in &mut ep.previous_secrets {
             p.secret.clear();
@@ -85,6 +83,11 @@ impl Store {
         ep.version = fields.get("v").and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(ep)
     }
+}
+
+/// An endpoint document as stored (secrets still sealed).
+fn read_doc(id: &str, doc: &[u8]) -> Result<Endpoint> {
+    serde_json::from_slice(doc).map_err(|e| StoreError::Corrupt(format!("endpoint {id}: {e}")))
 }
 
 /// What the claim script reads from the endpoint hash beside the document:
@@ -144,11 +147,7 @@ impl Store {
         let max = self.settings.max_endpoints_per_workspace;
         if max > 0 {
             // Checked before writing: creates racing each other may pass it by a few.
-            let mut conn = self.conn.clone();
-            let count: u64 = redis::cmd("SCARD")
-                .arg(p.workspace_endpoints(&ep.workspace))
-                .query_async(&mut conn)
-                .await?;
+            let count = self.endpoint_count(&ep.workspace).await?;
             if count >= u64::from(max) {
                 return Err(StoreError::Invalid(
                     "url".into(),
@@ -271,17 +270,11 @@ impl Store {
             // An empty pipeline is an error in redis-rs.
             return Ok(Vec::new());
         }
-        // One pipeline per partition (on a cluster a pipeline stays in one slot).
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); ids.len()];
-        let mut by_partition: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-        for (i, (_, ws)) in ids.iter().enumerate() {
-            by_partition
-                .entry(self.keys.partition_of(ws).index)
-                .or_default()
-                .push(i);
-        }
-        for (index, at) in by_partition {
-            let p = self.keys.partition(index);
+        let groups = self
+            .keys
+            .by_partition(ids.iter().enumerate().map(|(i, (_, ws))| (ws.as_str(), i)));
+        for (p, at) in groups {
             let mut pipe = redis::pipe();
             for i in &at {
                 pipe.hgetall(p.endpoint(&ids[*i].0));

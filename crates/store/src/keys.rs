@@ -106,11 +106,17 @@ impl Keys {
     /// node; on Redis Cluster `{<partition stream>}:dead`, one per partition,
     /// in its slot, so an entry is moved there in one atomic step.
     pub fn dead_letter(&self, p: &PartitionKeys) -> String {
-        if self.global == self.prefix {
-            format!("{}:dead", self.stream)
-        } else {
+        if self.is_cluster() {
             format!("{}:dead", p.tag)
+        } else {
+            format!("{}:dead", self.stream)
         }
+    }
+
+    /// Laid out for Redis Cluster ([`Keys::for_cluster`]): the global keys
+    /// carry the `{<prefix>}` hash tag.
+    fn is_cluster(&self) -> bool {
+        self.global != self.prefix
     }
 
     /// Every dead-letter stream (one, or one per partition on a cluster).
@@ -181,6 +187,26 @@ impl Keys {
             hash = hash.wrapping_mul(0x0100_0193);
         }
         self.partition(hash % self.partitions)
+    }
+
+    /// Items grouped by the partition of their workspace, partitions in
+    /// order: one pipeline per group, since on a cluster a pipeline stays in
+    /// one slot.
+    pub fn by_partition<'a, T>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, T)>,
+    ) -> Vec<(PartitionKeys, Vec<T>)> {
+        let mut groups: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
+        for (workspace, item) in items {
+            groups
+                .entry(self.partition_of(workspace).index)
+                .or_default()
+                .push(item);
+        }
+        groups
+            .into_iter()
+            .map(|(index, items)| (self.partition(index), items))
+            .collect()
     }
 
     pub fn all_partitions(&self) -> impl Iterator<Item = PartitionKeys> + '_ {

@@ -79,16 +79,10 @@ impl Store {
         // parsed and no secret opened on a metrics scrape.
         let endpoints = self.endpoint_ids().await?;
         stats.endpoints = endpoints.len() as u64;
-        // One pipeline per partition: on a cluster a pipeline stays in one slot.
-        let mut by_partition: std::collections::BTreeMap<u32, Vec<&String>> = Default::default();
-        for (id, ws) in &endpoints {
-            by_partition
-                .entry(self.keys.partition_of(ws).index)
-                .or_default()
-                .push(id);
-        }
-        for (index, ids) in by_partition {
-            let p = self.keys.partition(index);
+        let groups = self
+            .keys
+            .by_partition(endpoints.iter().map(|(id, ws)| (ws.as_str(), id)));
+        for (p, ids) in groups {
             let mut pipe = redis::pipe();
             for id in ids {
                 pipe.hget(p.endpoint(id), "paused")
