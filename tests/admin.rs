@@ -240,13 +240,7 @@ async fn endpoint_crud_and_validation() {
         )
         .await;
     assert_eq!((r.status, code(&r)), (422, "validation_failed"));
-    let mut paths: Vec<&str> = r.body["issues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["path"].as_str().unwrap())
-        .collect();
-    paths.sort();
+    let paths = issue_paths(&r);
     assert_eq!(
         paths,
         [
@@ -268,13 +262,7 @@ async fn endpoint_crud_and_validation() {
         )
         .await;
     assert_eq!((r.status, code(&r)), (422, "validation_failed"));
-    let mut paths: Vec<&str> = r.body["issues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["path"].as_str().unwrap())
-        .collect();
-    paths.sort();
+    let paths = issue_paths(&r);
     assert_eq!(
         paths,
         ["/query/colour", "/query/limit", "/query/status"],
@@ -946,6 +934,18 @@ async fn endpoint_secrets_are_sealed_at_rest_and_the_key_rotates() {
     assert!(String::from_utf8_lossy(&old_only.stderr).contains("t2"));
     // Showing it needs no secret, so no key either.
     cli_json(&with(TEST_SEALING_KEY, "t1"), &["endpoints", "show", &id]);
+}
+
+/// The paths of a 422's issues, sorted.
+fn issue_paths(r: &Reply) -> Vec<&str> {
+    let mut paths: Vec<&str> = r.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    paths
 }
 
 #[tokio::test]

@@ -12,11 +12,11 @@
 mod cluster_harness;
 mod harness;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster_harness::{Cluster, PARTITIONS, cluster_env};
+use cluster_harness::{Cluster, PARTITIONS, cluster_env, kept_events, start_safe_producer};
 use harness::*;
 
 /// The receiver's answer to its `n`th request: mostly 200, some 500s, some 429s.
@@ -47,19 +47,7 @@ async fn chaos_on_a_cluster_every_replicated_event_reaches_its_endpoint() {
     }
     // About 50 events/s for the run's length.
     let per_workspace = (seconds * 50 / workspaces).max(5);
-    let producer = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/safe_producer.py"))
-        .args([
-            &format!("127.0.0.1:{}", cluster.ports[0]),
-            &PARTITIONS.to_string(),
-            &workspaces.to_string(),
-            &per_workspace.to_string(),
-            "15",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with redis-py");
+    let producer = start_safe_producer(cluster.ports[0], workspaces, per_workspace, 15);
 
     let start = Instant::now();
     let (mut daemon_kills, mut master_kills) = (0, 0);
@@ -96,16 +84,7 @@ async fn chaos_on_a_cluster_every_replicated_event_reaches_its_endpoint() {
         cluster.restart(port);
         cluster.wait_ok();
     }
-    let out = producer.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kept: HashSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (kept, producer_log) = kept_events(producer);
     assert_eq!(kept.len() as u64, workspaces * per_workspace);
 
     // Every kept event answered 2xx at least once.
@@ -130,6 +109,6 @@ async fn chaos_on_a_cluster_every_replicated_event_reaches_its_endpoint() {
         "chaos-cluster: {seconds} s, {} events kept, {daemon_kills} daemon kills, {master_kills} master kills, {} requests, 0 lost, {duplicates} duplicates; producer {}",
         kept.len(),
         receiver.count(),
-        String::from_utf8_lossy(&out.stderr).trim()
+        producer_log
     );
 }

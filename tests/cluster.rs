@@ -11,13 +11,30 @@ mod harness;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use cluster_harness::{Cluster, cluster_env};
+use cluster_harness::{Cluster, cluster_env, kept_events, start_safe_producer};
 use harness::*;
 use hookd_signature::Verifier;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 use cluster_harness::PARTITIONS;
+
+/// Every request the receiver got, once each of `kept` has arrived.
+async fn all_received(receiver: &Receiver, kept: &HashSet<String>) -> Vec<Received> {
+    eventually(
+        Duration::from_secs(90),
+        "every kept event delivered",
+        || async {
+            let got = receiver.received();
+            let ids: HashSet<String> = got
+                .iter()
+                .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
+                .collect();
+            kept.is_subset(&ids).then_some(got)
+        },
+    )
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_delivered_over_a_cluster_with_two_daemons() {
@@ -211,19 +228,7 @@ async fn a_master_failover_mid_run_loses_no_replicated_event() {
     } else {
         seed_port
     };
-    let producer = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/safe_producer.py"))
-        .args([
-            &format!("127.0.0.1:{seed}"),
-            &PARTITIONS.to_string(),
-            "20",
-            "15",
-            "5",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with redis-py");
+    let producer = start_safe_producer(seed, 20, 15, 5);
     // Mid-run: some delivered, more to come.
     receiver.wait_for(60, WAIT).await;
     cluster.kill(victim);
@@ -234,36 +239,15 @@ async fn a_master_failover_mid_run_loses_no_replicated_event() {
     // master with no replica cannot confirm a write is kept).
     std::thread::sleep(Duration::from_secs(5));
     cluster.restart(victim);
-    let out = producer.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kept: HashSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (kept, producer_log) = kept_events(producer);
     assert_eq!(kept.len(), 300);
     cluster.wait_ok();
-    let got = eventually(
-        Duration::from_secs(90),
-        "every kept event delivered",
-        || async {
-            let got = receiver.received();
-            let ids: HashSet<String> = got
-                .iter()
-                .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
-                .collect();
-            kept.is_subset(&ids).then_some(got)
-        },
-    )
-    .await;
+    let got = all_received(&receiver, &kept).await;
     let duplicates = got.len() - kept.len();
     println!(
         "failover: 300 events kept, master {victim} killed after {killed_at} deliveries, {} deliveries, 0 lost, {duplicates} duplicates; producer {}",
         got.len(),
-        String::from_utf8_lossy(&out.stderr).trim()
+        producer_log
     );
 }
 
@@ -282,43 +266,14 @@ async fn a_partition_moves_to_another_master_mid_run_and_nothing_is_lost() {
     let stream = "hookd:events:p0";
     let from = cluster.master_of(stream);
     let to = cluster.other_masters(from)[0];
-    let producer = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/safe_producer.py"))
-        .args([
-            &format!("127.0.0.1:{}", cluster.ports[0]),
-            &PARTITIONS.to_string(),
-            "20",
-            "15",
-            "5",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with redis-py");
+    let producer = start_safe_producer(cluster.ports[0], 20, 15, 5);
     receiver.wait_for(60, WAIT).await;
     let moved_at = receiver.count();
     cluster.migrate_slot_of(stream, from, to);
     assert_eq!(cluster.master_of(stream), to, "the partition moved");
-    let out = producer.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let kept: HashSet<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (kept, _) = kept_events(producer);
     assert_eq!(kept.len(), 300);
-    let got = eventually(Duration::from_secs(90), "every event delivered", || async {
-        let got = receiver.received();
-        let ids: HashSet<String> = got
-            .iter()
-            .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
-            .collect();
-        kept.is_subset(&ids).then_some(got)
-    })
-    .await;
+    let got = all_received(&receiver, &kept).await;
     println!(
         "resharding: 300 events, partition p0 moved {from} -> {to} after {moved_at} deliveries, {} deliveries, 0 lost, {} duplicates",
         got.len(),

@@ -9,33 +9,48 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{TEST_SEALING_KEY, free_port};
+use crate::harness::{free_port, test_env_for};
 
 /// The partitions the cluster tests spread the stream over.
 pub const PARTITIONS: u32 = 6;
 
-/// Environment for a hookd process on `cluster`, with fast test timings.
+/// Environment for a hookd process on `cluster`: the tests' own, in cluster
+/// mode, over [`PARTITIONS`] partitions.
 pub fn cluster_env(cluster: &Cluster) -> Vec<(String, String)> {
-    [
-        ("HOOKD__REDIS__URL", cluster.url()),
-        ("HOOKD__REDIS__CLUSTER", "true".into()),
-        ("HOOKD__INGEST__PARTITIONS", PARTITIONS.to_string()),
-        ("HOOKD__RETRY__INITIAL_DELAY", "200ms".into()),
-        ("HOOKD__RETRY__MAX_DELAY", "1s".into()),
-        ("HOOKD__RETRY__JITTER", "0".into()),
-        ("HOOKD__INGEST__RECLAIM_IDLE", "2s".into()),
-        ("HOOKD__DELIVERY__POLL_INTERVAL", "20ms".into()),
-        ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
-        ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
-        ("HOOKD__LOG__LEVEL", "warn".into()),
-        ("HOOKD__ADMIN__STATS_INTERVAL", "200ms".into()),
-        ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),
-        ("HOOKD__SECRETS__KEYS", TEST_SEALING_KEY.into()),
-        ("HOOKD__SECRETS__CURRENT", "t1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let mut env = test_env_for(cluster.url());
+    env.push(("HOOKD__REDIS__CLUSTER".into(), "true".into()));
+    env.push(("HOOKD__INGEST__PARTITIONS".into(), PARTITIONS.to_string()));
+    env
+}
+
+/// Starts `tests/cluster/safe_producer.py` (XADD, then WAIT 1) against the
+/// node on `seed`: `per_workspace` events to each of `workspaces`.
+pub fn start_safe_producer(seed: u16, workspaces: u64, per_workspace: u64, pause_ms: u64) -> Child {
+    Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/safe_producer.py"))
+        .args([
+            format!("127.0.0.1:{seed}"),
+            PARTITIONS.to_string(),
+            workspaces.to_string(),
+            per_workspace.to_string(),
+            pause_ms.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with redis-py (make check-tools installs it)")
+}
+
+/// Waits for the producer; the ids of the events it saw kept, and its stderr.
+pub fn kept_events(producer: Child) -> (std::collections::HashSet<String>, String) {
+    let out = producer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(out.status.success(), "{stderr}");
+    let kept = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (kept, stderr)
 }
 
 pub struct Cluster {

@@ -232,8 +232,13 @@ pub const TEST_SEALING_KEY: &str = "t1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdH
 
 /// Environment for a hookd process talking to `redis`, with fast test timings.
 pub fn test_env(redis: &Redis) -> Vec<(String, String)> {
+    test_env_for(redis.url())
+}
+
+/// The test environment for a Redis at `url` (one node, or a cluster's seeds).
+pub fn test_env_for(url: String) -> Vec<(String, String)> {
     [
-        ("HOOKD__REDIS__URL", redis.url()),
+        ("HOOKD__REDIS__URL", url),
         ("HOOKD__RETRY__INITIAL_DELAY", "200ms".into()),
         ("HOOKD__RETRY__MAX_DELAY", "1s".into()),
         ("HOOKD__RETRY__JITTER", "0".into()),
