@@ -148,9 +148,17 @@ impl Ingest {
 
     async fn process(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
         let mut events = Vec::with_capacity(entries.len());
+        let mut elsewhere = Vec::new();
         for entry in entries {
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
-                Ok(event) => events.push((entry.id.clone(), event)),
+                Ok(event) => {
+                    let home = self.store.keys().partition_of(&event.workspace);
+                    if home.index == self.partition.index {
+                        events.push((entry.id.clone(), event));
+                    } else {
+                        elsewhere.push((entry, home));
+                    }
+                }
                 Err(rejection) => {
                     self.metrics.dead_letter(rejection.code);
                     tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
@@ -166,6 +174,15 @@ impl Ingest {
                         .await?;
                 }
             }
+        }
+        if !elsewhere.is_empty() {
+            // A producer still using an earlier partition count (see
+            // `hookd repartition`): the entry goes to its workspace's stream.
+            self.store
+                .forward(&self.partition, &self.settings.group, &elsewhere)
+                .await?;
+            self.metrics.forwarded(elsewhere.len());
+            tracing::info!(count = elsewhere.len(), stream = %self.partition.stream, "entries of workspaces in other partitions forwarded to their streams");
         }
         if events.is_empty() {
             return Ok(());

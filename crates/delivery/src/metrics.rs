@@ -13,6 +13,7 @@ pub struct Metrics {
     attempts: IntCounterVec,
     attempt_seconds: Histogram,
     breaker_trips: IntCounter,
+    forwarded: IntCounter,
 }
 
 impl Metrics {
@@ -53,6 +54,11 @@ impl Metrics {
             "hookd_circuit_breaker_trips_total",
             "Endpoints paused by the circuit breaker.",
         )?;
+        let forwarded = IntCounter::new(
+            "hookd_entries_forwarded_total",
+            "Stream entries moved to their workspace's partition (written with an earlier partition count).",
+        )?;
+        registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
@@ -67,12 +73,17 @@ impl Metrics {
             attempts,
             attempt_seconds,
             breaker_trips,
+            forwarded,
         })
     }
 
     pub(crate) fn ingested(&self, events: u64, duplicates: u64) {
         self.events.inc_by(events);
         self.duplicates.inc_by(duplicates);
+    }
+
+    pub(crate) fn forwarded(&self, entries: usize) {
+        self.forwarded.inc_by(entries as u64);
     }
 
     pub(crate) fn dead_letter(&self, reason: &str) {

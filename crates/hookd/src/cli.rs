@@ -78,6 +78,10 @@ pub enum Command {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Change the partition count: move every workspace's state to its new
+    /// partition and forward waiting events (stop every daemon first; see
+    /// deploy/README.md, "Changing the partition count").
+    Repartition(RepartitionArgs),
     /// Check the signature of one captured request; exit 0 when valid, 1 when not.
     Verify(crate::receive::VerifyArgs),
     /// Run a local receiver that prints each delivery (and can fail on purpose).
@@ -365,13 +369,70 @@ pub enum DeliveryCommand {
     },
 }
 
+/// The store, once Redis holds state for the configured partition count.
 async fn connect(config: &Config) -> anyhow::Result<Store> {
+    let store = connect_any(config).await?;
+    store.check_partitions().await?;
+    Ok(store)
+}
+
+async fn connect_any(config: &Config) -> anyhow::Result<Store> {
     Store::connect(config.store()).await.with_context(|| {
         format!(
             "cannot reach Redis at {} (set [redis] url or HOOKD__REDIS__URL)",
             config.redis_url_redacted()
         )
     })
+}
+
+#[derive(Args)]
+pub struct RepartitionArgs {
+    /// The new partition count.
+    #[arg(long)]
+    pub to: u32,
+    /// Move state even though a consumer read the streams in the last
+    /// seconds (only when you know every daemon is stopped).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `hookd repartition --to M`: see `hookd_store::repartition`. State moves
+/// only with every daemon stopped; a run that only forwards from retired
+/// streams (the count is already M) may run beside them.
+pub async fn repartition(config: &Config, args: RepartitionArgs) -> anyhow::Result<()> {
+    if args.to == 0 {
+        anyhow::bail!("--to must be 1 or more");
+    }
+    let store = connect_any(config).await?;
+    let group = &config.ingest.group;
+    let moving = store
+        .stored_partitions()
+        .await?
+        .unwrap_or(store.keys().partitions())
+        != args.to;
+    if moving && !args.force {
+        // A running daemon reads every second or so (`[redis] read_block`).
+        let quiet = (config.store().read_block * 3).max(std::time::Duration::from_secs(3));
+        let deadline = std::time::Instant::now() + quiet + std::time::Duration::from_secs(10);
+        loop {
+            let active = store.active_consumers(group, args.to, quiet).await?;
+            if active.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "daemons are still reading the streams ({}); stop every daemon first, \
+                     or pass --force if you know they are stopped",
+                    active.join(", ")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let report = store.repartition(args.to, group).await?;
+    output::repartition(&report, args.out.json)
 }
 
 pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {

@@ -186,6 +186,24 @@ pub fn object(json: bool, members: &[(&str, Value)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn repartition(r: &hookd_store::repartition::Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(r)?);
+    }
+    println!(
+        "partitions: {} -> {}\nworkspaces moved: {}\nkeys moved: {}\nenvelopes copied: {}\nentries forwarded: {}",
+        r.from, r.to, r.workspaces_moved, r.keys_moved, r.envelopes_copied, r.entries_forwarded
+    );
+    if !r.retired_streams.is_empty() {
+        println!(
+            "retired streams (no daemon reads them; run this again after every producer uses {} partition(s)): {}",
+            r.to,
+            r.retired_streams.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn deliveries(
     list: &[Delivery],
     next: Option<&hookd_store::history::Cursor>,

@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    store.check_partitions().await?;
     if let Ok(Some(false)) = store.aof_enabled().await {
         tracing::warn!(
             "Redis runs without its append-only file (appendonly no): if Redis stops, events published since its last snapshot and delivery state are lost. Run it with appendonly yes and appendfsync everysec (README, Reliability); `make run` does when it starts Redis itself"

@@ -6,7 +6,7 @@
 //! partition, which share a hash tag and so one slot; the cluster
 //! connection routes it by its first key.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -14,6 +14,9 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 pub(crate) enum Connection {
     Node(ConnectionManager),
     Cluster(ClusterConnection),
+    /// One node of a cluster, for what is asked of a node rather than of a
+    /// slot (`SCAN` of a partition's keys).
+    Direct(MultiplexedConnection),
 }
 
 impl ConnectionLike for Connection {
@@ -21,6 +24,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Node(c) => c.req_packed_command(cmd),
             Connection::Cluster(c) => c.req_packed_command(cmd),
+            Connection::Direct(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -33,6 +37,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Node(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Direct(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -40,6 +45,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Node(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
+            Connection::Direct(c) => c.get_db(),
         }
     }
 }
@@ -47,6 +53,26 @@ impl ConnectionLike for Connection {
 impl Connection {
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Connection::Cluster(_))
+    }
+
+    /// A connection to the node serving `key`'s slot: this one on a single
+    /// node; on a cluster a new one to the slot's primary (`seed` gives the
+    /// credentials and TLS settings).
+    pub(crate) async fn node_for(
+        &self,
+        key: &str,
+        seed: &redis::ConnectionInfo,
+    ) -> redis::RedisResult<Connection> {
+        let Some((host, port)) = self.primary_for(key).await? else {
+            return Ok(self.clone());
+        };
+        let info = seed
+            .clone()
+            .set_addr(redis::ConnectionAddr::Tcp(host, port));
+        let client = redis::Client::open(info)?;
+        Ok(Connection::Direct(
+            client.get_multiplexed_async_connection().await?,
+        ))
     }
 
     /// The `host:port` of the primary serving `key`'s slot (cluster only).

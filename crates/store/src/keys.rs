@@ -46,6 +46,9 @@
 //! - `<prefix>:operational`, a stream of operational events (`endpoint.paused`
 //!   when the circuit breaker trips), capped at about 100,000 entries;
 //! - `<prefix>:jobs`, a hash from recovery job id to workspace;
+//! - `<prefix>:partitions`, the partition count the state is laid out for,
+//!   and `<prefix>:partitions:retired`, the streams of partitions that
+//!   `hookd repartition` retired (see `repartition.rs`);
 //! - `<prefix>:rate:<key id>:<window>`, a counter of one API key's requests in
 //!   one rate-limit window (expires with it).
 
@@ -152,6 +155,26 @@ impl Keys {
     /// API key id -> last used (ms).
     pub fn api_key_used(&self) -> String {
         format!("{}:apikeys:used", self.global)
+    }
+
+    /// The partition count the state in Redis is laid out for (written by
+    /// the first daemon, changed only by `hookd repartition`).
+    pub fn partition_count(&self) -> String {
+        format!("{}:partitions", self.global)
+    }
+
+    /// Streams of partitions that `hookd repartition` retired: no daemon
+    /// reads them; the command forwards what producers still write there.
+    pub fn retired_streams(&self) -> String {
+        format!("{}:partitions:retired", self.global)
+    }
+
+    /// The same deployment laid out for another partition count.
+    pub fn with_partitions(&self, partitions: u32) -> Self {
+        Self {
+            partitions: partitions.max(1),
+            ..self.clone()
+        }
     }
 
     /// Recovery job id -> workspace.
@@ -346,6 +369,53 @@ impl PartitionKeys {
     }
 }
 
+/// Whose state a key of a partition holds: what `hookd repartition` needs
+/// to know to move it to the partition its workspace has under another count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Workspace(String),
+    Endpoint(String),
+    Job(String),
+    /// Shared by the partition (`ready`, `logs`, `cfg`, the dead letters).
+    Partition,
+    /// Expires within seconds (rate-limit counters): left where it is.
+    Ephemeral,
+}
+
+impl PartitionKeys {
+    /// The owner of `key`, one of this partition's keys; `None` when the key
+    /// is not in this partition or not a key hookd writes.
+    pub(crate) fn owner_of(&self, key: &str) -> Option<Owner> {
+        let rest = key.strip_prefix(&self.tag)?.strip_prefix(':')?;
+        let (kind, id) = rest.split_once(':').unwrap_or((rest, ""));
+        let workspace = |id: &str| {
+            let (len, tail) = id.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            tail.get(..len).map(str::to_string)
+        };
+        let first = |id: &str| id.split(':').next().map(str::to_string);
+        Some(match kind {
+            "ready" | "logs" | "cfg" | "dead" if id.is_empty() => Owner::Partition,
+            "rl" => Owner::Ephemeral,
+            "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
+            "ep" | "due" | "lease" | "held" => Owner::Endpoint(first(id)?),
+            "dlv" => {
+                let delivery = id.strip_suffix(":attempts").unwrap_or(id);
+                let (_, endpoint) = hookd_core::delivery::parse_delivery_id(delivery)?;
+                Owner::Endpoint(endpoint.to_string())
+            }
+            "job" => Owner::Job(id.to_string()),
+            _ => return None,
+        })
+    }
+
+    /// `key` (one of this partition's) renamed into partition `to`.
+    pub(crate) fn moved_to(&self, key: &str, to: &PartitionKeys) -> Option<String> {
+        key.strip_prefix(&self.tag)
+            .map(|rest| format!("{}{rest}", to.tag))
+    }
+}
+
 /// The Lua every script starts with: a `key_<kind>(tag[, id])` function per
 /// key kind above, and `STATUS_<NAME>` for each delivery status, so key and
 /// status names are written once, here, and the scripts cannot drift.
@@ -385,6 +455,59 @@ pub fn lua_prelude() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_partition_key_names_its_owner() {
+        let keys = Keys::new("hookd:events", "hookd", 3);
+        let p = keys.partition_of("ws:1");
+        let ws = || Some(Owner::Workspace("ws:1".into()));
+        let ep = || Some(Owner::Endpoint("ep_1".into()));
+        let dlv = "dlv_1700000000000-0_ep_1";
+        for key in [
+            p.workspace_endpoints("ws:1"),
+            p.type_subscribers("ws:1", "a:b"),
+            p.all_subscribers("ws:1"),
+            p.event("ws:1", "evt:1"),
+            p.published("ws:1", "evt:1"),
+            p.envelope("ws:1", "evt:1"),
+            p.types_seen("ws:1"),
+            p.catalog("ws:1"),
+            p.workspace_leases("ws:1"),
+        ] {
+            assert_eq!(p.owner_of(&key), ws(), "{key}");
+        }
+        for key in [
+            p.endpoint("ep_1"),
+            p.log("ep_1"),
+            p.due("ep_1"),
+            p.leases("ep_1"),
+            p.held("ep_1"),
+            p.delivery(dlv),
+            p.attempts(dlv),
+        ] {
+            assert_eq!(p.owner_of(&key), ep(), "{key}");
+        }
+        assert_eq!(
+            p.owner_of(&p.job("job_1")),
+            Some(Owner::Job("job_1".into()))
+        );
+        for key in [
+            p.ready(),
+            p.logs(),
+            p.config(),
+            keys.clone().for_cluster(true).dead_letter(&p),
+        ] {
+            assert_eq!(p.owner_of(&key), Some(Owner::Partition), "{key}");
+        }
+        assert_eq!(
+            p.owner_of(&p.endpoint_rate("ep_1", 5)),
+            Some(Owner::Ephemeral)
+        );
+        assert_eq!(p.owner_of(&keys.partition(9).endpoint("ep_1")), None);
+        assert_eq!(p.owner_of("hookd:endpoints"), None);
+        let to = keys.with_partitions(5).partition(4);
+        assert_eq!(p.moved_to(&p.log("ep_1"), &to), Some(to.log("ep_1")));
+    }
 
     #[test]
     fn one_partition_shares_the_stream_slot() {

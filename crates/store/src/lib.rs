@@ -9,6 +9,7 @@
 //! - [`schedule`]: claiming due deliveries and recording attempts;
 //! - [`history`]: reading deliveries and their attempts back, a page at a time;
 //! - [`recovery`]: redelivering one delivery, recovery jobs for many;
+//! - [`repartition`]: moving state and events to a new partition count;
 //! - [`api_keys`]: admin API keys (by hash) and their request counters;
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
 //! - [`stats`]: queue depths and stream lag, for metrics and readiness;
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod log;
 mod reader;
 pub mod recovery;
+pub mod repartition;
 pub mod schedule;
 mod scripts;
 pub mod stats;
@@ -142,6 +144,9 @@ pub struct Store {
     pub(crate) keys: Keys,
     pub(crate) settings: StoreSettings,
     pub(crate) scripts: std::sync::Arc<scripts::Scripts>,
+    /// The first seed node's address and credentials (cluster: for direct
+    /// connections to one node).
+    pub(crate) seed: redis::ConnectionInfo,
 }
 
 impl Store {
@@ -192,6 +197,7 @@ impl Store {
             keys,
             settings,
             scripts: Default::default(),
+            seed: client.get_connection_info().clone(),
         })
     }
 
@@ -201,6 +207,11 @@ impl Store {
 
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
+    }
+
+    /// A connection to the node serving `key` (see `Connection::node_for`).
+    pub(crate) async fn node_for(&self, key: &str) -> Result<connection::Connection> {
+        Ok(self.conn.node_for(key, &self.seed).await?)
     }
 
     pub(crate) fn retention_secs(&self) -> u64 {

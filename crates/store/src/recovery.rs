@@ -99,31 +99,30 @@ impl Store {
         if exists {
             return Ok(());
         }
-        type Fields = Vec<(String, Vec<u8>)>;
-        let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
-            .arg(&p.stream)
-            .arg(&r.entry_id)
-            .arg(&r.entry_id)
+        // The envelope: kept already (copied there when the workspace moved
+        // partition, see `repartition.rs`), or rebuilt from the stream entry.
+        let envkey = p.envelope(workspace, &r.event_id);
+        let kept: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&envkey)
             .query_async(&mut conn)
             .await?;
-        let Some((_, fields)) = entries.into_iter().next() else {
-            return Ok(());
-        };
-        let limits = EventLimits {
-            max_payload_bytes: usize::MAX / 2,
-            max_fields: usize::MAX / 2,
-        };
-        let Ok(event) = Event::from_entry(&r.entry_id, &fields, limits) else {
-            return Ok(());
+        let envelope = match kept {
+            Some(envelope) => envelope,
+            None => match self
+                .entry_envelope(&p.stream, &r.entry_id, &r.event_id)
+                .await?
+            {
+                Some(envelope) => envelope,
+                None => return Ok(()),
+            },
         };
         let created = hookd_core::delivery::entry_time_ms(&r.entry_id).unwrap_or(0);
-        let envkey = p.envelope(workspace, &r.event_id);
         let retention = self.retention_secs();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
             .arg(&envkey)
-            .arg(event.envelope.as_slice())
+            .arg(envelope.as_slice())
             .arg("EX")
             .arg(retention)
             .ignore()
@@ -152,6 +151,35 @@ impl Store {
         }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
+    }
+
+    /// The envelope of the event in stream entry `entry_id`, if the entry is
+    /// still there and carries event `event_id` (a stream written after a
+    /// repartition may hold another entry under the same id).
+    pub(crate) async fn entry_envelope(
+        &self,
+        stream: &str,
+        entry_id: &str,
+        event_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        type Fields = Vec<(String, Vec<u8>)>;
+        let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(entry_id)
+            .arg(entry_id)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let Some((_, fields)) = entries.into_iter().next() else {
+            return Ok(None);
+        };
+        let limits = EventLimits {
+            max_payload_bytes: usize::MAX / 2,
+            max_fields: usize::MAX / 2,
+        };
+        Ok(Event::from_entry(entry_id, &fields, limits)
+            .ok()
+            .filter(|event| event.id == event_id)
+            .map(|event| event.envelope))
     }
 
     async fn requeue(&self, p: &PartitionKeys, job: &str, due: &[(String, i64)]) -> Result<u64> {
