@@ -246,7 +246,10 @@ pub fn test_env_for(url: String) -> Vec<(String, String)> {
         ("HOOKD__DELIVERY__POLL_INTERVAL", "20ms".into()),
         ("HOOKD__DELIVERY__REQUEST_TIMEOUT", "3s".into()),
         ("HOOKD__DELIVERY__SHUTDOWN_GRACE", "3s".into()),
-        ("HOOKD__LOG__LEVEL", "warn".into()),
+        (
+            "HOOKD__LOG__LEVEL",
+            std::env::var("TEST_LOG").unwrap_or("warn".into()),
+        ),
         ("HOOKD__ADMIN__STATS_INTERVAL", "200ms".into()),
         // The test receivers are on loopback, which the default policy refuses.
         ("HOOKD__DELIVERY__ALLOW_NETWORKS", "127.0.0.0/8".into()),

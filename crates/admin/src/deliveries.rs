@@ -161,7 +161,7 @@ pub async fn list(
         crate::endpoints::owned(&state, &ws, ep).await?;
     }
     let page = state
-        .store
+        .history
         .deliveries(&DeliveryFilter {
             workspace: Some(ws),
             endpoint: q.endpoint_id,
@@ -193,7 +193,7 @@ pub async fn list(
 }
 
 async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<Delivery> {
-    let read = state.store.delivery(id).await;
+    let read = state.history.delivery(id).await;
     in_workspace(read, ws, |d| &d.workspace, format!("delivery {id}"))
 }
 

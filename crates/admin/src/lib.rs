@@ -90,6 +90,10 @@ pub struct AdminSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Delivery history: Redis, and PostgreSQL when it is configured.
+    pub history: hookd_history::merged::HistoryReader,
+    /// Whether history ships to PostgreSQL (`None`: not configured), for `/readyz`.
+    pub shipping: Option<std::sync::Arc<hookd_history::shipper::ShipHealth>>,
     pub settings: Arc<AdminSettings>,
     /// Beaten by the ingest loop; `/readyz` checks it.
     pub heartbeat: Heartbeat,

@@ -18,7 +18,8 @@ use crate::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `not_ready`.
+    /// `ok`, `ready`, `degraded` (delivering, but history is not reaching
+    /// PostgreSQL) or `not_ready`.
     pub status: String,
     /// What failed, when not ready.
     pub problems: Vec<String>,
@@ -49,16 +50,19 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         }
         Some(_) => {}
     }
+    // History not reaching PostgreSQL degrades history, not delivery: ready.
+    let degraded = state.shipping.as_ref().and_then(|s| s.problem());
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let word = if problems.is_empty() {
-        "ready"
-    } else {
-        "not_ready"
+    let word = match (problems.is_empty(), &degraded) {
+        (false, _) => "not_ready",
+        (true, Some(_)) => "degraded",
+        (true, None) => "ready",
     };
+    problems.extend(degraded);
     (
         status,
         Json(Health {

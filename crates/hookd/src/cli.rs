@@ -82,6 +82,8 @@ pub enum Command {
     /// partition and forward waiting events (stop every daemon first; see
     /// deploy/README.md, "Changing the partition count").
     Repartition(RepartitionArgs),
+    /// Create or migrate the PostgreSQL history schema (`[history] postgres_url`).
+    Migrate(MigrateArgs),
     /// Check the signature of one captured request; exit 0 when valid, 1 when not.
     Verify(crate::receive::VerifyArgs),
     /// Run a local receiver that prints each delivery (and can fail on purpose).
@@ -386,6 +388,42 @@ async fn connect_any(config: &Config) -> anyhow::Result<Store> {
 }
 
 #[derive(Args)]
+pub struct MigrateArgs {
+    /// Stop after this schema version (default: the newest).
+    #[arg(long)]
+    pub to: Option<i32>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `hookd migrate`: creates or migrates the PostgreSQL history schema.
+pub async fn migrate(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
+    let Some(settings) = config.archive() else {
+        bail!(
+            "no [history] postgres_url (HOOKD__HISTORY__POSTGRES_URL) is set: history lives in Redis only"
+        );
+    };
+    let archive = hookd_history::Archive::new(settings);
+    let mut client = archive
+        .dedicated()
+        .await
+        .context("cannot reach PostgreSQL at [history] postgres_url")?;
+    let applied = hookd_history::migrate::migrate(&mut client, args.to).await?;
+    let version = hookd_history::migrate::current_version(&client).await?;
+    output::object(
+        args.out.json,
+        &[
+            ("applied", serde_json::json!(applied)),
+            ("version", serde_json::json!(version)),
+            (
+                "latest",
+                serde_json::json!(hookd_history::migrate::latest()),
+            ),
+        ],
+    )
+}
+
+#[derive(Args)]
 pub struct RepartitionArgs {
     /// The new partition count.
     #[arg(long)]
@@ -652,6 +690,10 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
 
 pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
     let store = connect(config).await?;
+    let history = hookd_history::merged::HistoryReader {
+        store: store.clone(),
+        archive: config.archive().map(hookd_history::Archive::new),
+    };
     match cmd {
         DeliveryCommand::List {
             workspace,
@@ -690,7 +732,7 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
                     )
                 })?),
             };
-            let list = store
+            let list = history
                 .deliveries(&DeliveryFilter {
                     workspace,
                     endpoint,
@@ -706,10 +748,10 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
             output::deliveries(&list.deliveries, list.next.as_ref(), out.json)
         }
         DeliveryCommand::Show { id, out } => {
-            output::delivery(&store.delivery(&id).await?, out.json)
+            output::delivery(&history.delivery(&id).await?, out.json)
         }
         DeliveryCommand::Redeliver { id, out } => {
-            let d = store.delivery(&id).await?;
+            let d = history.delivery(&id).await?;
             if !store.redeliver(&d.workspace, &id, time::now_ms()).await? {
                 bail!(
                     "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"

@@ -58,6 +58,7 @@ pub fn main() -> ExitCode {
             cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
             cli::Command::Jobs(cmd) => done(cli::jobs(&config, cmd).await),
             cli::Command::Repartition(args) => done(cli::repartition(&config, args).await),
+            cli::Command::Migrate(args) => done(cli::migrate(&config, args).await),
             cli::Command::Config { out } => done(output::config(&config, out.json)),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {

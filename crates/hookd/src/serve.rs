@@ -53,6 +53,61 @@ async fn shutdown_signal(tx: watch::Sender<bool>) {
     let _ = tx.send(true);
 }
 
+/// With `[history] postgres_url`: migrations when asked, and the shipping
+/// loops. Returns how history is read, shipping's health, and the loops.
+async fn ship_history(
+    config: &Config,
+    store: &Store,
+    telemetry: &hookd_delivery::Telemetry,
+    consumer: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<(
+    hookd_history::merged::HistoryReader,
+    Option<std::sync::Arc<hookd_history::shipper::ShipHealth>>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    use hookd_history::shipper::{ShipHealth, ShipMetrics, Shipper, ShipperSettings};
+    let Some(settings) = config.archive() else {
+        let reader = hookd_history::merged::HistoryReader {
+            store: store.clone(),
+            archive: None,
+        };
+        return Ok((reader, None, Vec::new()));
+    };
+    let archive = hookd_history::Archive::new(settings);
+    if config.history.migrate {
+        // PostgreSQL away at start-up: delivery goes on; shipping reports it.
+        match archive.dedicated().await {
+            Ok(mut client) => match hookd_history::migrate::migrate(&mut client, None).await {
+                Ok(applied) => tracing::info!(?applied, "history schema migrated"),
+                Err(e) => tracing::error!(error = %e, "history schema migration failed"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "PostgreSQL not reachable for migrations; run `hookd migrate` once it is")
+            }
+        }
+    }
+    let health = std::sync::Arc::new(ShipHealth::default());
+    let shipper = Shipper {
+        store: store.clone(),
+        archive: archive.clone(),
+        settings: ShipperSettings {
+            group: "hookd-ship".into(),
+            consumer: consumer.to_string(),
+            batch: config.history.ship_batch.max(1),
+            reclaim_idle: config.ingest.reclaim_idle,
+        },
+        metrics: std::sync::Arc::new(ShipMetrics::new(&telemetry.metrics.registry)?),
+        health: health.clone(),
+    };
+    let tasks = shipper.spawn(shutdown.clone());
+    let reader = hookd_history::merged::HistoryReader {
+        store: store.clone(),
+        archive: Some(archive),
+    };
+    Ok((reader, Some(health), tasks))
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let (tx, rx) = watch::channel(false);
@@ -91,6 +146,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: std::sync::Arc::new(hookd_delivery::Metrics::new()?),
         heartbeat: Default::default(),
     };
+    let consumer = consumer_name();
+    let (history, shipping, shipper) =
+        ship_history(&config, &store, &telemetry, &consumer, &rx).await?;
     let admin = if config.admin.enabled {
         let settings = config.admin()?;
         let listener = tokio::net::TcpListener::bind(settings.bind)
@@ -99,6 +157,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(address = %settings.bind, "admin API listening");
         let state = hookd_admin::AppState {
             store: store.clone(),
+            history,
+            shipping,
             settings: std::sync::Arc::new(settings),
             heartbeat: telemetry.heartbeat.clone(),
             registry: telemetry.metrics.registry.clone(),
@@ -113,7 +173,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    hookd_delivery::run(store, config.daemon(consumer_name()), telemetry, rx).await?;
+    hookd_delivery::run(store, config.daemon(consumer), telemetry, rx).await?;
+    for task in shipper {
+        let _ = task.await;
+    }
     if let Some(admin) = admin {
         match admin.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "admin API stopped with an error"),

@@ -202,8 +202,24 @@ pub struct Signing {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct History {
+    /// How long Redis keeps deliveries, attempts and envelopes (the hot
+    /// window; also the window in which a repeated event id is dropped).
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub retention: Duration,
+    /// PostgreSQL for long history (`postgres://user:pw@host/db` or a
+    /// libpq string); empty: history lives in Redis only.
+    pub postgres_url: String,
+    /// How long PostgreSQL keeps history (whole days, dropped by partition).
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub long_retention: Duration,
+    /// Apply the schema migrations at start-up (else run `hookd migrate`).
+    pub migrate: bool,
+    /// Backlog entries shipped per batch.
+    pub ship_batch: usize,
+    /// Most backlog entries each partition holds while PostgreSQL is away;
+    /// past it the oldest unshipped records are dropped (alert on
+    /// `hookd_history_ship_backlog`).
+    pub ship_backlog: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -293,7 +309,12 @@ impl Default for Config {
                 rotation_signatures: "all".into(),
             },
             history: History {
-                retention: Duration::from_secs(30 * 86_400),
+                retention: Duration::from_secs(7 * 86_400),
+                postgres_url: String::new(),
+                long_retention: Duration::from_secs(90 * 86_400),
+                migrate: false,
+                ship_batch: 200,
+                ship_backlog: 1_000_000,
             },
             log: Log {
                 format: "text".into(),
@@ -507,6 +528,11 @@ impl Config {
             max_endpoints_per_workspace: self.admin.max_endpoints_per_workspace,
             max_endpoint_concurrency: self.delivery.max_endpoint_concurrency,
             dead_letter_max_len: self.ingest.dead_letter_max_len,
+            ship_backlog: if self.history.postgres_url.is_empty() {
+                0
+            } else {
+                self.history.ship_backlog.max(1)
+            },
         }
     }
 
@@ -520,6 +546,14 @@ impl Config {
     }
 
     /// `[redis] url` fit for logs and error texts: any password replaced by `***`.
+    /// The PostgreSQL history settings, when `[history] postgres_url` is set.
+    pub fn archive(&self) -> Option<hookd_history::ArchiveSettings> {
+        (!self.history.postgres_url.is_empty()).then(|| hookd_history::ArchiveSettings {
+            url: self.history.postgres_url.clone(),
+            long_retention: self.history.long_retention,
+        })
+    }
+
     pub fn redis_url_redacted(&self) -> String {
         redact_url(&self.redis.url)
     }
@@ -685,6 +719,11 @@ fn redacted(name: &str, value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match (name, value) {
         ("redis.url", Value::String(url)) => Value::String(redact_url(&url)),
+        // A libpq `key=value` string may hold `password=`: shown only as set.
+        ("history.postgres_url", Value::String(url)) if !url.contains("://") && !url.is_empty() => {
+            Value::String("***".into())
+        }
+        ("history.postgres_url", Value::String(url)) => Value::String(redact_url(&url)),
         ("secrets.keys", Value::Array(keys)) => Value::Array(
             keys.into_iter()
                 .map(|k| {

@@ -247,7 +247,8 @@ impl Store {
             .arg(now_ms)
             .arg(breaker.trip_after)
             .arg(breaker.trip_window.as_millis() as u64)
-            .arg(deliveries.len());
+            .arg(deliveries.len())
+            .arg(self.settings.ship_backlog);
         for d in deliveries {
             let created = hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms);
             let member = self.log_member(d);
@@ -330,6 +331,19 @@ impl Store {
                 .ignore()
                 .hdel(p.endpoint(ep), &["fails", "failing_since"])
                 .ignore();
+        }
+        if self.settings.ship_backlog > 0 && !deliveries.is_empty() {
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(p.ship())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.settings.ship_backlog)
+                .arg("*");
+            for d in deliveries {
+                xadd.arg(format!("l{} {}", d.endpoint, d.workspace))
+                    .arg(self.log_member(d));
+            }
+            pipe.add_command(xadd).ignore();
         }
         count_sightings(&mut pipe, p, seen, now_ms);
         if !acks.is_empty() {

@@ -29,6 +29,7 @@
 //! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
 //! | `P:rl:<endpoint>:<second>` | string | attempts claimed in that second, for the endpoint's rate limit (expires after 2 s) |
 //! | `P:job:<job>` | hash | a recovery job's progress (`matched`, `queued`, `done`, ...) |
+//! | `P:ship` | stream | with `[history] postgres_url`: history records not yet shipped to PostgreSQL, written in the step that writes them to Redis (see `ship.rs`) |
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
 //! id can run together into another pair's key. The Lua scripts in `lua/`
@@ -284,6 +285,7 @@ kinds! {
     READY = "ready", ":ready", None, "";
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
+    SHIP = "ship", ":ship", None, "";
 }
 
 impl PartitionKeys {
@@ -349,6 +351,10 @@ impl PartitionKeys {
     pub fn leases(&self, endpoint: &str) -> String {
         self.key(&LEASES, endpoint)
     }
+    /// History records waiting to be shipped to PostgreSQL (a stream).
+    pub fn ship(&self) -> String {
+        self.key(&SHIP, "")
+    }
     pub fn ready(&self) -> String {
         self.key(&READY, "")
     }
@@ -395,7 +401,7 @@ impl PartitionKeys {
         };
         let first = |id: &str| id.split(':').next().map(str::to_string);
         Some(match kind {
-            "ready" | "logs" | "cfg" | "dead" if id.is_empty() => Owner::Partition,
+            "ready" | "logs" | "cfg" | "dead" | "ship" if id.is_empty() => Owner::Partition,
             "rl" => Owner::Ephemeral,
             "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
             "ep" | "due" | "lease" | "held" => Owner::Endpoint(first(id)?),

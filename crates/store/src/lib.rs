@@ -12,6 +12,7 @@
 //! - [`repartition`]: moving state and events to a new partition count;
 //! - [`api_keys`]: admin API keys (by hash) and their request counters;
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
+//! - [`ship`]: history records waiting to be shipped to PostgreSQL;
 //! - [`stats`]: queue depths and stream lag, for metrics and readiness;
 //! - `scripts`: every Lua script (the files in `lua/`), loaded once;
 //! - `reader`: the stream's own connection, parsing replies under the limits.
@@ -35,6 +36,7 @@ pub mod recovery;
 pub mod repartition;
 pub mod schedule;
 mod scripts;
+pub mod ship;
 pub mod stats;
 pub mod stream;
 mod value;
@@ -73,6 +75,10 @@ pub struct StoreSettings {
     pub max_endpoint_concurrency: u32,
     /// The dead-letter stream keeps at most this many entries (the oldest go).
     pub dead_letter_max_len: u64,
+    /// With history shipped to PostgreSQL: the most records each partition's
+    /// shipping backlog (`P:ship`) holds (the oldest go past it). 0: history
+    /// is not shipped.
+    pub ship_backlog: u64,
 }
 
 impl Default for StoreSettings {
@@ -90,6 +96,7 @@ impl Default for StoreSettings {
             max_endpoints_per_workspace: 1000,
             max_endpoint_concurrency: 128,
             dead_letter_max_len: 100_000,
+            ship_backlog: 0,
         }
     }
 }

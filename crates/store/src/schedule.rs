@@ -199,7 +199,8 @@ impl Store {
         call.arg(&p.tag)
             .arg(now_ms)
             .arg(breaker.trip_after)
-            .arg(breaker.trip_window.as_millis() as u64);
+            .arg(breaker.trip_window.as_millis() as u64)
+            .arg(self.settings.ship_backlog);
         for r in records {
             let (status, next) = match r.outcome {
                 Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),

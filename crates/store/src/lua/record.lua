@@ -3,7 +3,8 @@
 -- (`push`, `refresh`, `tally` and `breaker` come from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = ready zset
 -- ARGV[1] = partition tag, ARGV[2] = now (ms),
--- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms)
+-- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms),
+-- ARGV[5] = the shipping backlog's cap (0: history is not shipped; see ship.rs)
 -- then 9 per attempt: delivery id, attempt JSON, attempt number,
 --   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
 --   error ('' when it succeeded), manual ('1' for an operator's attempt),
@@ -16,6 +17,8 @@
 local ready, tag = KEYS[1], ARGV[1]
 local now = ARGV[2]
 local trip_after, trip_window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ship_cap = tonumber(ARGV[5])
+local shipped = {}
 local out = {}
 local tripped = {}
 local touched = {}
@@ -23,11 +26,11 @@ local touched = {}
 local streak = {}
 -- Per endpoint: leases to drop, due entries to drop, due entries to (re)schedule.
 local unlease, undue, redue = {}, {}, {}
-for i = 5, #ARGV, 9 do
+for i = 6, #ARGV, 9 do
   local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
   local dkey = key_delivery(tag, id)
-  local d = redis.call('HMGET', dkey, 'endpoint', 'job')
+  local d = redis.call('HMGET', dkey, 'endpoint', 'job', 'workspace', 'event_id', 'type', 'created')
   local ep = d[1]
   if not ep then
     table.insert(out, 0)
@@ -65,6 +68,10 @@ for i = 5, #ARGV, 9 do
     end
     touched[ep] = true
     table.insert(out, 1)
+    if ship_cap > 0 then
+      table.insert(shipped, 'r')
+      table.insert(shipped, cjson.encode({id, ep, d[3] or '', d[4] or '', d[5] or '', tonumber(d[6]) or 0, status, tonumber(number), json}))
+    end
   end
 end
 -- Batches are at most a few hundred attempts, well within Lua's unpack limit.
@@ -79,6 +86,9 @@ for ep, ids in pairs(undue) do
 end
 for ep, pairs_ in pairs(redue) do
   redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
+end
+if #shipped > 0 then
+  redis.call('XADD', key_ship(tag), 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
 end
 breaker(tag, streak, now, trip_after, trip_window, tripped)
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.

@@ -10,7 +10,8 @@
 -- (`push`, `tally` and `breaker` come from queues.lua, prepended when the script is loaded.)
 -- KEYS[1] = stream
 -- ARGV[1] = group, ARGV[2] = partition tag, ARGV[3] = retention (s), ARGV[4] = now (ms),
--- ARGV[5] = trip_after (0: no breaker), ARGV[6] = trip_window (ms), ARGV[7] = how many deliveries
+-- ARGV[5] = trip_after (0: no breaker), ARGV[6] = trip_window (ms), ARGV[7] = how many deliveries,
+-- ARGV[8] = the shipping backlog's cap (0: history is not shipped; see ship.rs)
 -- then 14 per delivery: delivery id, endpoint, workspace, event id, event type,
 --   created (ms), log member, status, attempt JSON ('' when none was made),
 --   next due (ms, for retrying and pending), pause reason ('' for none),
@@ -20,18 +21,24 @@
 local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
 local retention, now = ARGV[3], ARGV[4]
 local trip_after, trip_window, count = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local ship_cap = tonumber(ARGV[8])
+local shipped = {}
 local streak, tripped = {}, {}
 -- Log members and due entries, gathered per key for one variadic command each.
 local logged, due, held = {}, {}, {}
 local workspaces = {}
 local envelopes = {}
-local i = 8
+local i = 9
 for _ = 1, count do
   local id, ep, ws, evid, evtype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local next_at, pause, err, envkey, envelope = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], ARGV[i + 13]
   i = i + 14
   push(logged, ep, created, member)
+  if ship_cap > 0 then
+    table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+    table.insert(shipped, member)
+  end
   workspaces[ep] = ws
   if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
   if status ~= STATUS_SUCCEEDED then
@@ -75,6 +82,9 @@ for ep, pairs_ in pairs(due) do
   redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
   local head = redis.call('ZRANGE', key_due(tag, ep), 0, 0, 'WITHSCORES')
   redis.call('ZADD', key_ready(tag), 'LT', head[2], ep)
+end
+if #shipped > 0 then
+  redis.call('XADD', key_ship(tag), 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
 end
 if i <= #ARGV then
   redis.call('XACK', stream, group, unpack(ARGV, i))

@@ -1,0 +1,33 @@
+//! hookd-history: delivery history kept in PostgreSQL for long retention,
+//! while Redis keeps the hot window (`[history] retention`).
+//!
+//! - [`migrate`]: the schema, created and migrated by hookd itself from the
+//!   SQL files in `migrations/`;
+//! - [`archive`]: the tables (one partition per UTC day, dropped whole at
+//!   `long_retention`), storing shipped records idempotently, and queries;
+//! - [`shipper`]: the loop that moves records from Redis's shipping backlog
+//!   (`hookd_store::ship`) into PostgreSQL, at least once, stored once;
+//! - [`merged`]: the history API's answers from both stores, so an operator
+//!   never sees a gap between what is shipped and what is not yet.
+
+pub mod archive;
+pub mod merged;
+pub mod migrate;
+pub mod shipper;
+
+pub use archive::{Archive, ArchiveSettings};
+
+/// What went wrong with PostgreSQL (or the Redis side of shipping).
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Store(#[from] hookd_store::StoreError),
+    #[error("stored history is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Migration(String),
+}
+
+pub type Result<T> = std::result::Result<T, HistoryError>;
