@@ -299,7 +299,7 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
         .await
         .unwrap();
     let latest = cli_json(&env, &["migrate"]);
-    assert_eq!(latest["applied"], serde_json::json!([2]), "{latest}");
+    assert_eq!(latest["applied"], serde_json::json!([2, 3]), "{latest}");
     assert_eq!(latest["version"], latest["latest"]);
     assert_eq!(
         pg.count("SELECT count(*) FROM hookd_deliveries WHERE id = 'dlv_5-0_ep_1'")
@@ -329,7 +329,7 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
                 .query_opt("SELECT max(version) FROM hookd_schema_migrations", &[])
                 .await
                 .ok()??;
-            (v.get::<_, Option<i32>>(0) == Some(2)).then_some(())
+            (v.get::<_, Option<i32>>(0) == Some(3)).then_some(())
         },
     )
     .await;

@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "history_indexes",
         include_str!("../migrations/0002_history_indexes.sql"),
     ),
+    (
+        3,
+        "stored_at",
+        include_str!("../migrations/0003_stored_at.sql"),
+    ),
 ];
 
 /// Any number that is hookd's alone, for `pg_advisory_xact_lock`.
