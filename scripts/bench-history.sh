@@ -22,15 +22,18 @@ work=$(mktemp -d /tmp/hookd-bench-pg.XXXX)
 as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$work"
 cleanup() {
-  [ -n "${pm:-}" ] && kill -INT "$pm" 2>/dev/null && wait "$pm" 2>/dev/null
+  if [ -n "${pm:-}" ]; then
+    kill -INT "$pm" 2>/dev/null || true
+    while kill -0 "$pm" 2>/dev/null; do sleep 0.2; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 as_pg "$bin/initdb" -D "$work/data" -U hookd --auth=trust -E UTF8 --no-sync >/dev/null
 as_pg "$bin/postgres" -D "$work/data" -p "$port" -k "$work" -c listen_addresses=127.0.0.1 \
   -c shared_buffers=512MB -c max_wal_size=4GB >"$work/log" 2>&1 &
-pm=$!
 until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; do sleep 0.2; done
+pm=$(head -1 "$work/data/postmaster.pid")  # (not $!: that is the subshell running as_pg)
 "$bin/createdb" -h 127.0.0.1 -p "$port" -U hookd hookd
 url="postgres://hookd@127.0.0.1:$port/hookd"
 psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U hookd hookd "$@"; }
@@ -60,14 +63,16 @@ EOF
 }
 
 summary() {
-  python3 -c '
+  python3 - "$1" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"{r[\"deliveries_per_sec\"]:.0f}/s  hookd {r[\"hookd_cpu_us_per_delivery\"]:.1f} µs  redis {r[\"redis_cpu_us_per_delivery\"]:.1f} µs  bench {r[\"bench_cpu_us_per_delivery\"]:.1f} µs  redis {r[\"redis_bytes_per_delivery\"]:.0f} B/delivery  missing {r[\"missing\"]}", end="")
-' "$1"
+print("%.0f/s  hookd %.1f us  redis %.1f us  bench %.1f us  redis %.0f B/delivery  missing %d" % (
+    r["deliveries_per_sec"], r["hookd_cpu_us_per_delivery"], r["redis_cpu_us_per_delivery"],
+    r["bench_cpu_us_per_delivery"], r["redis_bytes_per_delivery"], r["missing"]), end="")
+EOF
 }
 
-for round in $(seq "$ROUNDS"); do
+for round in $(seq 1 "$ROUNDS"); do
   target/release/hookd-bench --scenario burst --events "$EVENTS" >"$work/off.json"
   echo "round $round, redis only:   $(summary "$work/off.json")"
   psql_ -c "TRUNCATE hookd_deliveries, hookd_attempts"
@@ -99,7 +104,7 @@ done
 start=$(( now - 30 * 86400000 ))
 load_start=$(date +%s)
 psql_ -c "INSERT INTO hookd_deliveries (created_ms, id, workspace, endpoint_id, event_id, event_type, status, attempts_made, recorded_ms)
-  SELECT $start + i * (30 * 86400000 / $QUERY_ROWS), 'dlv_' || ($start + i * (30 * 86400000 / $QUERY_ROWS)) || '-0_ep_' || (i % 1000),
+  SELECT $start + i * (30::bigint * 86400000 / $QUERY_ROWS), 'dlv_' || ($start + i * (30::bigint * 86400000 / $QUERY_ROWS)) || '-0_ep_' || (i % 1000),
          'ws_' || (i % 100), 'ep_' || (i % 1000), 'evt_' || i, 'order.created',
          CASE WHEN i % 100 = 7 THEN 'failed' ELSE 'succeeded' END, 1, $start
     FROM generate_series(1, $QUERY_ROWS) AS i"
@@ -110,7 +115,7 @@ psql_ -c "ANALYZE"
 echo "loaded in $(( $(date +%s) - load_start )) s; database $(psql_ -c "SELECT pg_size_pretty(pg_database_size('hookd'))")"
 one=$(psql_ -c "SELECT id || ' ' || created_ms FROM hookd_deliveries WHERE workspace = 'ws_7' ORDER BY created_ms DESC LIMIT 1 OFFSET 5000")
 read -r one_id one_ms <<<"$one"
-timed() { psql_ -c "EXPLAIN (ANALYZE, FORMAT JSON) $1" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print(f"{p[\"Planning Time\"] + p[\"Execution Time\"]:.2f} ms")'; }
+timed() { psql_ -c "EXPLAIN (ANALYZE, FORMAT JSON) $1" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print("%.2f ms" % (p["Planning Time"] + p["Execution Time"]))'; }
 for run in 1 2 3; do
   echo "run $run: failed page of a workspace (51 rows): $(timed "SELECT created_ms, id, workspace, endpoint_id, event_id, event_type, status, attempts_made FROM hookd_deliveries WHERE true AND workspace = 'ws_7' AND status = 'failed' ORDER BY created_ms DESC, id DESC LIMIT 51")"
   echo "run $run: a workspace's newest page (51 rows): $(timed "SELECT created_ms, id, workspace, endpoint_id, event_id, event_type, status, attempts_made FROM hookd_deliveries WHERE true AND workspace = 'ws_7' ORDER BY created_ms DESC, id DESC LIMIT 51")"

@@ -336,7 +336,7 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
     assert_eq!(
         pg2.count("SELECT count(*) FROM hookd_schema_migrations")
             .await,
-        2
+        3
     );
     drop((a, b));
 }

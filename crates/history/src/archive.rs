@@ -83,7 +83,7 @@ impl Archive {
 
     /// Stores shipped records: one row per delivery (its newest state) and
     /// one per attempt.
-    pub async fn store(&self, records: &[ShipRecord]) -> Result<()> {
+    pub async fn store(&self, records: &[&ShipRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -95,7 +95,7 @@ impl Archive {
         self.ensure_days(&client, days).await?;
         // Newest record per delivery: one statement may not update a row twice.
         let mut newest: HashMap<&str, &ShipRecord> = HashMap::new();
-        for r in records {
+        for &r in records {
             let e = newest.entry(&r.delivery_id).or_insert(r);
             if (r.attempts_made, r.recorded_ms) >= (e.attempts_made, e.recorded_ms) {
                 *e = r;
@@ -128,7 +128,7 @@ impl Archive {
             )
             .await?;
         let mut attempts: Vec<(i64, &str, i32, String)> = Vec::new();
-        for r in records {
+        for &r in records {
             if let Some(a) = &r.attempt {
                 let json =
                     serde_json::to_string(a).map_err(|e| HistoryError::Corrupt(e.to_string()))?;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use hookd_core::time;
+use hookd_store::ship::ShipRecord;
 use hookd_store::{PartitionKeys, Store};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio::sync::watch;
@@ -186,7 +187,7 @@ impl Shipper {
                     continue;
                 }
             }
-            let records: Vec<_> = batch.iter().flat_map(|s| s.records.clone()).collect();
+            let records: Vec<&ShipRecord> = batch.iter().flat_map(|s| &s.records).collect();
             match self.archive.store(&records).await {
                 Ok(()) => {
                     let ids: Vec<String> = batch.iter().map(|s| s.entry_id.clone()).collect();

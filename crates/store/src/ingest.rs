@@ -315,13 +315,25 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let retention = self.retention_secs() as i64;
+        let shipping = self.settings.ship_backlog > 0;
+        let mut ship = redis::cmd("XADD");
+        ship.arg(p.ship())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.settings.ship_backlog)
+            .arg("*");
         for (ep, ds) in by_endpoint {
             let log = p.log(ep);
             let mut zadd = redis::cmd("ZADD");
             zadd.arg(&log);
             for d in &ds {
+                let member = self.log_member(d);
+                if shipping {
+                    ship.arg(format!("l{} {}", d.endpoint, d.workspace))
+                        .arg(&member);
+                }
                 zadd.arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
-                    .arg(self.log_member(d));
+                    .arg(member);
             }
             pipe.add_command(zadd)
                 .ignore()
@@ -332,18 +344,8 @@ impl Store {
                 .hdel(p.endpoint(ep), &["fails", "failing_since"])
                 .ignore();
         }
-        if self.settings.ship_backlog > 0 && !deliveries.is_empty() {
-            let mut xadd = redis::cmd("XADD");
-            xadd.arg(p.ship())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.settings.ship_backlog)
-                .arg("*");
-            for d in deliveries {
-                xadd.arg(format!("l{} {}", d.endpoint, d.workspace))
-                    .arg(self.log_member(d));
-            }
-            pipe.add_command(xadd).ignore();
+        if shipping && !deliveries.is_empty() {
+            pipe.add_command(ship).ignore();
         }
         count_sightings(&mut pipe, p, seen, now_ms);
         if !acks.is_empty() {
