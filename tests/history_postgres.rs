@@ -375,3 +375,88 @@ async fn day_partitions_past_long_retention_are_dropped_whole() {
     assert_eq!(pg.count(DELIVERIES).await, 5, "today's rows stay");
     drop(daemon);
 }
+
+/// The admin API's pagination walk (as in tests/admin.rs) with history in
+/// both stores: all in Redis and PostgreSQL, then with the older half gone
+/// from Redis (the hot window's end), then PostgreSQL alone. The same 1,200
+/// deliveries, newest first, no gap, no repeat, at page sizes 500 and 7.
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_walks_the_same_history_across_both_stores() {
+    let redis = Redis::start();
+    let pg = Postgres::start();
+    let env = env_with(&redis, &pg);
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws", "admin"));
+    let base = "/api/v1/workspaces/ws/endpoints";
+    let r = api
+        .call(
+            "POST",
+            base,
+            Some(serde_json::json!({ "url": "http://127.0.0.1:9/never" })),
+        )
+        .await;
+    let ep = r.body["id"].as_str().unwrap().to_string();
+    api.call("POST", &format!("{base}/{ep}/pause"), None).await;
+    publish(&redis, "e", 1200).await;
+    wait_count(&pg, DELIVERIES, 1200, "1200 held deliveries shipped").await;
+
+    let walk = |page_size: usize| {
+        let api = &api;
+        async move {
+            let mut seen = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let mut path = format!("/api/v1/workspaces/ws/deliveries?limit={page_size}");
+                if let Some(b) = &before {
+                    path.push_str(&format!("&before={b}"));
+                }
+                let r = api.call("GET", &path, None).await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                let data = r.body["data"].as_array().unwrap();
+                assert!(data.len() <= page_size);
+                seen.extend(data.iter().map(|d| {
+                    (
+                        d["created_at"].as_str().unwrap().to_string(),
+                        d["id"].as_str().unwrap().to_string(),
+                        d["status"].as_str().unwrap().to_string(),
+                    )
+                }));
+                match r.body["next"].as_str() {
+                    Some(next) => before = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            seen
+        }
+    };
+    let check = |seen: &Vec<(String, String, String)>, what: &str| {
+        let unique: HashSet<&String> = seen.iter().map(|(_, id, _)| id).collect();
+        assert_eq!(seen.len(), 1200, "{what}: no repeat, no gap");
+        assert_eq!(unique.len(), 1200, "{what}");
+        let mut sorted = seen.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(*seen, sorted, "{what}: newest first across pages");
+        assert!(seen.iter().all(|(.., s)| s == "held"), "{what}");
+    };
+    let both = walk(500).await;
+    check(&both, "both stores");
+    check(&walk(7).await, "both stores, pages of 7");
+    // The older half leaves Redis: pages join the two stores mid-way.
+    let removed: i64 = redis::cmd("ZREMRANGEBYRANK")
+        .arg(format!("{{hookd:events}}:ep:{ep}:log"))
+        .arg(0)
+        .arg(599)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(removed, 600);
+    for size in [500, 7] {
+        let seen = walk(size).await;
+        check(&seen, "half in Redis");
+        assert_eq!(seen, both);
+    }
+    forget_redis_history(&redis).await;
+    let seen = walk(7).await;
+    check(&seen, "PostgreSQL alone");
+    assert_eq!(seen, both);
+}

@@ -268,6 +268,15 @@ async fn growing_and_shrinking_the_partition_count_loses_nothing() {
     // streams retire.
     assert!(daemon.terminate());
     let e = produce(&redis, 3, "e").await;
+    // A history record still waiting to ship from a retiring partition.
+    let _: String = redis::cmd("XADD")
+        .arg("{hookd:events:p2}:ship")
+        .arg("*")
+        .arg("lep_x ws-x")
+        .arg("1700000000000-0_[\"evt\",\"t\",\"succeeded\"]")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
     let report = repartition(&env3, 1);
     println!("3 -> 1: {report}");
     assert_eq!(
@@ -276,6 +285,20 @@ async fn growing_and_shrinking_the_partition_count_loses_nothing() {
         "{report}"
     );
     assert!(report["entries_forwarded"].as_u64().unwrap() >= e.len() as u64);
+    let mut conn = redis.conn().await;
+    let backlog: Vec<i64> = redis::pipe()
+        .cmd("XLEN")
+        .arg("{hookd:events:p2}:ship")
+        .cmd("XLEN")
+        .arg("{hookd:events}:ship")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        backlog,
+        [0, 1],
+        "the shipping backlog moved with its partition"
+    );
     daemon = Daemon::ready(&env1).await;
     // A producer not yet switched writes to a retired stream; after every
     // producer has switched, a second run (daemons running) forwards it.

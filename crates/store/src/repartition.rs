@@ -189,6 +189,12 @@ impl Store {
             self.move_state(&old, &new, &mut report).await?;
         }
         report.entries_forwarded = self.drain_retired(&new, group).await?;
+        // History records still waiting to ship from a partition that no
+        // longer exists go to partition 0's backlog (records say whose they are).
+        let live_tags: HashSet<String> = new.all_partitions().map(|p| p.tag).collect();
+        for p in old.all_partitions().filter(|p| !live_tags.contains(&p.tag)) {
+            self.move_backlog(&p, &new.partition(0)).await?;
+        }
         report.retired_streams = redis::cmd("SMEMBERS")
             .arg(self.keys.retired_streams())
             .query_async(&mut conn)
@@ -328,6 +334,39 @@ impl Store {
         }
         report.workspaces_moved = moved_workspaces.len();
         Ok(())
+    }
+
+    /// Moves the entries of `from`'s shipping backlog to `to`'s (copied,
+    /// then deleted: a crash in between ships a record twice, stored once).
+    async fn move_backlog(&self, from: &PartitionKeys, to: &PartitionKeys) -> Result<()> {
+        let mut conn = self.conn.clone();
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(from.ship())
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(CHUNK)
+                .query_async(&mut conn)
+                .await?;
+            let entries = stream_entries(&reply)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for (id, fields) in &entries {
+                let mut add = redis::cmd("XADD");
+                add.arg(to.ship()).arg("*");
+                for (k, v) in fields {
+                    add.arg(k).arg(v.as_slice());
+                }
+                let _: String = add.query_async(&mut conn).await?;
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(from.ship())
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
     }
 
     /// Every key of partition `p`: a `SCAN` of its hash tag, on the node
