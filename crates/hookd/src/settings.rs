@@ -14,7 +14,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The file `hookd` reads when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
 
+/// Whole days as days (`90d`: humantime would say "2months 29days 2h 52m
+/// 48s", its months being 30.44 days), anything else as humantime writes it.
 fn duration_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    let secs = d.as_secs();
+    if secs >= 86_400 && secs % 86_400 == 0 && d.subsec_nanos() == 0 {
+        return s.serialize_str(&format!("{}d", secs / 86_400));
+    }
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
