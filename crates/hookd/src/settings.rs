@@ -18,7 +18,7 @@ pub const DEFAULT_CONFIG: &str = "config/default.toml";
 /// 48s", its months being 30.44 days), anything else as humantime writes it.
 fn duration_text<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     let secs = d.as_secs();
-    if secs >= 86_400 && secs % 86_400 == 0 && d.subsec_nanos() == 0 {
+    if secs >= 86_400 && secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
         return s.serialize_str(&format!("{}d", secs / 86_400));
     }
     s.serialize_str(&humantime::format_duration(*d).to_string())
