@@ -79,6 +79,7 @@ pub struct ShipMetrics {
     errors: IntCounter,
     lag: Histogram,
     backlog: IntGauge,
+    backlog_by_partition: std::sync::Mutex<std::collections::HashMap<u32, i64>>,
     dropped_partitions: IntCounter,
 }
 
@@ -119,6 +120,7 @@ impl ShipMetrics {
             errors,
             lag,
             backlog,
+            backlog_by_partition: Default::default(),
             dropped_partitions,
         })
     }
@@ -180,9 +182,7 @@ impl Shipper {
                     }
                 }
                 if batch.is_empty() {
-                    if let Ok(n) = self.store.ship_backlog().await {
-                        self.metrics.backlog.set(n as i64);
-                    }
+                    self.count_backlog(&p).await;
                     sleep_or_shutdown(POLL, &mut shutdown).await;
                     continue;
                 }
@@ -212,13 +212,23 @@ impl Shipper {
                         tracing::warn!(error = %e, "shipping history to PostgreSQL failed; retrying (delivery goes on, history waits in Redis)");
                     }
                     self.health.failed(&e);
-                    if let Ok(n) = self.store.ship_backlog().await {
-                        self.metrics.backlog.set(n as i64);
-                    }
+                    self.count_backlog(&p).await;
                     sleep_or_shutdown(wait, &mut shutdown).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// This partition's backlog into the gauge of all of them (each
+    /// partition's loop counts only its own).
+    async fn count_backlog(&self, p: &PartitionKeys) {
+        let Ok(n) = self.store.ship_backlog(p).await else {
+            return;
+        };
+        if let Ok(mut by_partition) = self.metrics.backlog_by_partition.lock() {
+            by_partition.insert(p.index, n as i64);
+            self.metrics.backlog.set(by_partition.values().sum());
         }
     }
 

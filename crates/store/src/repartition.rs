@@ -34,6 +34,7 @@ use redis::Value;
 
 use crate::keys::Owner;
 use crate::log::LogRecord;
+use crate::stream::raw_entries;
 use crate::value::{int, items, pairs, string};
 use crate::{Keys, PartitionKeys, Result, Store, StoreError};
 
@@ -349,7 +350,7 @@ impl Store {
                 .arg(CHUNK)
                 .query_async(&mut conn)
                 .await?;
-            let entries = stream_entries(&reply)?;
+            let entries = raw_entries(&reply)?;
             if entries.is_empty() {
                 return Ok(());
             }
@@ -505,48 +506,12 @@ impl Store {
             if !exists {
                 continue;
             }
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg(group)
-                .arg("0")
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = created
-                && e.code() != Some("BUSYGROUP")
-            {
-                return Err(e.into());
-            }
+            self.create_group(&stream, group, false).await?;
             loop {
                 // Pending first (left by daemons), then never read.
-                let reply: Value = redis::cmd("XAUTOCLAIM")
-                    .arg(&stream)
-                    .arg(group)
-                    .arg(CONSUMER)
-                    .arg(0)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(CHUNK)
-                    .query_async(&mut conn)
+                let entries = self
+                    .take_entries(&stream, group, CONSUMER, Duration::ZERO, CHUNK)
                     .await?;
-                let mut entries = match items(&reply)? {
-                    [_, claimed, ..] => stream_entries(claimed)?,
-                    _ => Vec::new(),
-                };
-                if entries.is_empty() {
-                    let reply: Value = redis::cmd("XREADGROUP")
-                        .arg("GROUP")
-                        .arg(group)
-                        .arg(CONSUMER)
-                        .arg("COUNT")
-                        .arg(CHUNK)
-                        .arg("STREAMS")
-                        .arg(&stream)
-                        .arg(">")
-                        .query_async(&mut conn)
-                        .await?;
-                    entries = read_entries(&reply)?;
-                }
                 if entries.is_empty() {
                     break;
                 }
@@ -611,42 +576,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-type Fields = Vec<(String, Vec<u8>)>;
-
-/// `[[id, [field, value, ...]], ...]` (deleted entries, with nil fields, skipped).
-fn stream_entries(v: &Value) -> Result<Vec<(String, Fields)>> {
-    let mut out = Vec::new();
-    for entry in items(v)? {
-        let [id, fields] = items(entry)? else {
-            continue;
-        };
-        let Ok(fields) = items(fields) else { continue };
-        let fields = fields
-            .chunks_exact(2)
-            .filter_map(|kv| Some((string(&kv[0]).ok()?, crate::value::bytes(&kv[1])?.to_vec())))
-            .collect();
-        out.push((string(id)?, fields));
-    }
-    Ok(out)
-}
-
-/// An XREADGROUP reply of one stream (nil when nothing is new).
-fn read_entries(v: &Value) -> Result<Vec<(String, Fields)>> {
-    let streams: Vec<&Value> = match v {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
-        other => items(other)?
-            .iter()
-            .filter_map(|s| items(s).ok()?.get(1))
-            .collect(),
-    };
-    let mut out = Vec::new();
-    for entries in streams {
-        out.extend(stream_entries(entries)?);
-    }
-    Ok(out)
 }
 
 /// `s` with the characters `SCAN MATCH` treats as a pattern escaped.

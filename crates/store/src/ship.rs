@@ -14,13 +14,11 @@
 
 use std::time::Duration;
 
+use crate::log::LogRecord;
+use crate::stream::RawFields;
+use crate::{PartitionKeys, Result, Store, StoreError};
 use hookd_core::delivery::{delivery_id, entry_time_ms};
 use hookd_core::{Attempt, DeliveryStatus};
-use redis::Value;
-
-use crate::log::LogRecord;
-use crate::value::{items, string};
-use crate::{PartitionKeys, Result, Store, StoreError};
 
 /// One delivery's state as a history write left it, with the attempt it
 /// recorded (if any).
@@ -49,24 +47,12 @@ pub struct Shipment {
 impl Store {
     /// Creates the shippers' consumer group on partition `p`'s backlog.
     pub async fn ensure_ship_group(&self, p: &PartitionKeys, group: &str) -> Result<()> {
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(p.ship())
-            .arg(group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
-            _ => Ok(()),
-        }
+        self.create_group(&p.ship(), group, true).await
     }
 
     /// Up to `count` backlog entries: first those other shippers left
-    /// pending longer than `reclaim_idle`, then new ones. Never waits: a
-    /// blocking read would hold the shared connection every other command
-    /// goes through (the caller polls).
+    /// pending longer than `reclaim_idle`, then new ones. Never waits (the
+    /// caller polls; see `Store::take_entries`).
     pub async fn take_shipments(
         &self,
         p: &PartitionKeys,
@@ -75,46 +61,11 @@ impl Store {
         count: usize,
         reclaim_idle: Duration,
     ) -> Result<Vec<Shipment>> {
-        let mut conn = self.conn.clone();
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(p.ship())
-            .arg(group)
-            .arg(consumer)
-            .arg(reclaim_idle.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
-        let mut out = match items(&reply)? {
-            [_, claimed, ..] => shipments(claimed)?,
-            _ => Vec::new(),
-        };
-        if out.is_empty() {
-            let reply: Value = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(group)
-                .arg(consumer)
-                .arg("COUNT")
-                .arg(count)
-                .arg("STREAMS")
-                .arg(p.ship())
-                .arg(">")
-                .query_async(&mut conn)
-                .await?;
-            let streams: Vec<&Value> = match &reply {
-                Value::Nil => Vec::new(),
-                Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
-                other => items(other)?
-                    .iter()
-                    .filter_map(|s| items(s).ok()?.get(1))
-                    .collect(),
-            };
-            for entries in streams {
-                out.extend(shipments(entries)?);
-            }
-        }
-        Ok(out)
+        self.take_entries(&p.ship(), group, consumer, reclaim_idle, count)
+            .await?
+            .into_iter()
+            .map(|(entry_id, fields)| shipment(entry_id, &fields))
+            .collect()
     }
 
     /// Shipped: acknowledged and deleted from the backlog.
@@ -138,41 +89,27 @@ impl Store {
         Ok(())
     }
 
-    /// Records waiting in every partition's backlog (entries, each the
-    /// records of one step).
-    pub async fn ship_backlog(&self) -> Result<u64> {
-        let mut total = 0;
-        for p in self.keys.all_partitions() {
-            let n: u64 = redis::cmd("XLEN")
-                .arg(p.ship())
-                .query_async(&mut self.conn.clone())
-                .await?;
-            total += n;
-        }
-        Ok(total)
+    /// Entries waiting in partition `p`'s backlog (each holds the records
+    /// of one step).
+    pub async fn ship_backlog(&self, p: &PartitionKeys) -> Result<u64> {
+        Ok(redis::cmd("XLEN")
+            .arg(p.ship())
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 }
 
-fn shipments(v: &Value) -> Result<Vec<Shipment>> {
-    let mut out = Vec::new();
-    for entry in items(v)? {
-        let Ok([id, fields]) = items(entry) else {
-            continue;
-        };
-        let Ok(fields) = items(fields) else { continue }; // deleted meanwhile
-        let entry_id = string(id)?;
-        let recorded_ms = entry_time_ms(&entry_id).unwrap_or(0);
-        let mut records = Vec::new();
-        for kv in fields.chunks_exact(2) {
-            let (name, value) = (string(&kv[0])?, string(&kv[1])?);
-            let record = decode(&name, &value, recorded_ms).ok_or_else(|| {
-                StoreError::Corrupt(format!("shipping record {entry_id}: {name} {value}"))
-            })?;
-            records.push(record);
-        }
-        out.push(Shipment { entry_id, records });
+fn shipment(entry_id: String, fields: &RawFields) -> Result<Shipment> {
+    let recorded_ms = entry_time_ms(&entry_id).unwrap_or(0);
+    let mut records = Vec::new();
+    for (name, value) in fields {
+        let value = String::from_utf8_lossy(value);
+        let record = decode(name, &value, recorded_ms).ok_or_else(|| {
+            StoreError::Corrupt(format!("shipping record {entry_id}: {name} {value}"))
+        })?;
+        records.push(record);
     }
-    Ok(out)
+    Ok(Shipment { entry_id, records })
 }
 
 /// One field/value pair of a backlog entry (see the module comment).

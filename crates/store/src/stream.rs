@@ -10,7 +10,7 @@ use hookd_core::EventLimits;
 
 use crate::keys::PartitionKeys;
 use crate::reader::{EntryReader, Read, ReadError};
-use crate::value::{int, items, pairs, string};
+use crate::value::{bytes, int, items, pairs, string};
 use crate::{Result, Store, StoreError};
 
 /// One stream entry as read: its id and its raw fields.
@@ -50,19 +50,86 @@ pub struct Taken {
 impl Store {
     /// Creates the consumer group (and the stream) if missing. Idempotent.
     pub async fn ensure_group(&self, p: &PartitionKeys, group: &str) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&p.stream)
-            .arg(group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
+        self.create_group(&p.stream, group, true).await
+    }
+
+    /// Creates `group` on `stream`, reading from its start, unless it
+    /// exists; with `make_stream` the stream too (else a missing stream is
+    /// an error).
+    pub(crate) async fn create_group(
+        &self,
+        stream: &str,
+        group: &str,
+        make_stream: bool,
+    ) -> Result<()> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(stream).arg(group).arg("0");
+        if make_stream {
+            cmd.arg("MKSTREAM");
+        }
+        let created: redis::RedisResult<()> = cmd.query_async(&mut self.conn.clone()).await;
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Up to `count` entries of `stream` for `consumer` of `group`: those
+    /// pending in any consumer longer than `min_idle` first, otherwise new
+    /// ones. Never waits: a blocking read would hold the shared connection
+    /// every other command goes through (callers poll). Entries deleted
+    /// while pending are skipped. For the side streams (retired partitions,
+    /// the history backlog); partitions' own reads go through `reader.rs`.
+    pub(crate) async fn take_entries(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<(String, RawFields)>> {
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        let claimed = match items(&reply)? {
+            [_, claimed, ..] => raw_entries(claimed)?,
+            _ => Vec::new(),
+        };
+        if !claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        let streams: Vec<&Value> = match &reply {
+            Value::Nil => Vec::new(),
+            Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
+            other => items(other)?
+                .iter()
+                .filter_map(|s| items(s).ok()?.get(1))
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for entries in streams {
+            out.extend(raw_entries(entries)?);
+        }
+        Ok(out)
     }
 
     /// Takes up to `count` new entries for `consumer` without waiting.
@@ -309,6 +376,27 @@ pub(crate) fn group_info<'a>(
         }
     }
     Ok(None)
+}
+
+/// An entry's fields as Redis holds them (names, and values as bytes).
+pub(crate) type RawFields = Vec<(String, Vec<u8>)>;
+
+/// `[[id, [field, value, ...]], ...]` (entries deleted meanwhile, with nil
+/// fields, skipped).
+pub(crate) fn raw_entries(v: &Value) -> Result<Vec<(String, RawFields)>> {
+    let mut out = Vec::new();
+    for entry in items(v)? {
+        let Ok([id, fields]) = items(entry) else {
+            continue;
+        };
+        let Ok(fields) = items(fields) else { continue };
+        let fields = fields
+            .chunks_exact(2)
+            .filter_map(|kv| Some((string(&kv[0]).ok()?, bytes(&kv[1])?.to_vec())))
+            .collect();
+        out.push((string(id)?, fields));
+    }
+    Ok(out)
 }
 
 /// A stream entry id `<ms>-<seq>` as numbers, in stream order.
