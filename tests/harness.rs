@@ -187,6 +187,45 @@ impl Redis {
         }
     }
 
+    /// Forgets the deliveries' history (durable state and logs), as the end
+    /// of the hot window would (one-partition key layout).
+    pub async fn forget_history(&self) {
+        self.del_matching("{hookd:events}:*", |k| {
+            k.contains(":dlv:") || k.ends_with(":log")
+        })
+        .await;
+    }
+
+    /// Forgets the history and the payloads too: kept envelopes and the
+    /// stream's entries.
+    pub async fn forget_history_and_payloads(&self) {
+        self.forget_history().await;
+        self.del_matching("{hookd:events}:env:*", |_| true).await;
+        let _: i64 = redis::cmd("XTRIM")
+            .arg("hookd:events")
+            .arg("MAXLEN")
+            .arg(0)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("XTRIM");
+    }
+
+    async fn del_matching(&self, pattern: &str, keep: impl Fn(&str) -> bool) {
+        let mut conn = self.conn().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        for key in keys.iter().filter(|k| keep(k)) {
+            let _: i64 = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("DEL");
+        }
+    }
+
     /// One section of `INFO` (`memory`, `commandstats`, ...).
     pub async fn info(&self, section: &str) -> String {
         redis::cmd("INFO")
@@ -671,6 +710,28 @@ impl Api {
             status,
             headers,
             body,
+        }
+    }
+}
+
+/// Every delivery of workspace `ws` through the admin API, walking pages of
+/// `page_size` with the `next` cursor (each page checked to be no longer).
+pub async fn walk_deliveries(api: &Api, ws: &str, page_size: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/workspaces/{ws}/deliveries?limit={page_size}");
+        if let Some(b) = &before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let r = api.call("GET", &path, None).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let data = r.body["data"].as_array().expect("data");
+        assert!(data.len() <= page_size);
+        seen.extend(data.iter().cloned());
+        match r.body["next"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => return seen,
         }
     }
 }

@@ -66,26 +66,6 @@ fn history(env: &[(String, String)]) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Removes the workspace's history from Redis, as the end of the hot
-/// window would: what is left is PostgreSQL's.
-async fn forget_redis_history(redis: &Redis) {
-    let mut conn = redis.conn().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("{hookd:events}:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for key in keys {
-        if key.contains(":dlv:") || key.ends_with(":log") {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_attempt_is_stored_once_and_history_reads_the_same_from_both_stores() {
     let redis = Redis::start();
@@ -169,7 +149,7 @@ async fn every_attempt_is_stored_once_and_history_reads_the_same_from_both_store
     let (flaky_delivery, flaky_attempts) = flaky_delivery;
     assert!(flaky_attempts >= 2);
     let shown_redis = cli_json(&env, &["deliveries", "show", &flaky_delivery]);
-    forget_redis_history(&redis).await;
+    redis.forget_history().await;
     assert_eq!(history(&env), from_redis);
     let shown_pg = cli_json(&env, &["deliveries", "show", &flaky_delivery]);
     assert_eq!(shown_pg, shown_redis);
@@ -287,9 +267,9 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
     let pg = Postgres::start();
     let mut env = test_env(&redis);
     env.push(("HOOKD__HISTORY__POSTGRES_URL".into(), pg.url()));
-    // The previous version (1), with a row in it.
-    let v1 = cli_json(&env, &["migrate", "--to", "1"]);
-    assert_eq!(v1["version"], 1, "{v1}");
+    // The previous version (3: before payloads were shipped), with a row in it.
+    let v3 = cli_json(&env, &["migrate", "--to", "3"]);
+    assert_eq!(v3["version"], 3, "{v3}");
     let client = pg.client().await;
     client
         .batch_execute(
@@ -299,7 +279,7 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
         .await
         .unwrap();
     let latest = cli_json(&env, &["migrate"]);
-    assert_eq!(latest["applied"], serde_json::json!([2, 3]), "{latest}");
+    assert_eq!(latest["applied"], serde_json::json!([4]), "{latest}");
     assert_eq!(latest["version"], latest["latest"]);
     assert_eq!(
         pg.count("SELECT count(*) FROM hookd_deliveries WHERE id = 'dlv_5-0_ep_1'")
@@ -329,14 +309,14 @@ async fn migrations_run_from_empty_and_from_the_previous_version() {
                 .query_opt("SELECT max(version) FROM hookd_schema_migrations", &[])
                 .await
                 .ok()??;
-            (v.get::<_, Option<i32>>(0) == Some(3)).then_some(())
+            (v.get::<_, Option<i32>>(0) == Some(4)).then_some(())
         },
     )
     .await;
     assert_eq!(
         pg2.count("SELECT count(*) FROM hookd_schema_migrations")
             .await,
-        3
+        4
     );
     drop((a, b));
 }
@@ -403,30 +383,17 @@ async fn pagination_walks_the_same_history_across_both_stores() {
     let walk = |page_size: usize| {
         let api = &api;
         async move {
-            let mut seen = Vec::new();
-            let mut before: Option<String> = None;
-            loop {
-                let mut path = format!("/api/v1/workspaces/ws/deliveries?limit={page_size}");
-                if let Some(b) = &before {
-                    path.push_str(&format!("&before={b}"));
-                }
-                let r = api.call("GET", &path, None).await;
-                assert_eq!(r.status, 200, "{:?}", r.body);
-                let data = r.body["data"].as_array().unwrap();
-                assert!(data.len() <= page_size);
-                seen.extend(data.iter().map(|d| {
+            walk_deliveries(api, "ws", page_size)
+                .await
+                .iter()
+                .map(|d| {
                     (
                         d["created_at"].as_str().unwrap().to_string(),
                         d["id"].as_str().unwrap().to_string(),
                         d["status"].as_str().unwrap().to_string(),
                     )
-                }));
-                match r.body["next"].as_str() {
-                    Some(next) => before = Some(next.to_string()),
-                    None => break,
-                }
-            }
-            seen
+                })
+                .collect::<Vec<_>>()
         }
     };
     let check = |seen: &Vec<(String, String, String)>, what: &str| {
@@ -455,8 +422,132 @@ async fn pagination_walks_the_same_history_across_both_stores() {
         check(&seen, "half in Redis");
         assert_eq!(seen, both);
     }
-    forget_redis_history(&redis).await;
+    redis.forget_history().await;
     let seen = walk(7).await;
     check(&seen, "PostgreSQL alone");
     assert_eq!(seen, both);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_redis_has_forgotten_are_redelivered_and_recovered_from_postgresql() {
+    let redis = Redis::start();
+    let pg = Postgres::start();
+    let mut env = env_with(&redis, &pg);
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "2".into()));
+    // 20 events, 2 attempts each, all refused; then the receiver is fixed.
+    let receiver = Receiver::sequence(&[500; 40]).await;
+    let (ep, secret) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let daemon = Daemon::ready(&env).await;
+    let events: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("f-{i}"), format!(r#"{{"n":{i}}}"#)))
+        .collect();
+    redis
+        .xadd_events("ws", "order.created", events.iter().cloned())
+        .await;
+    eventually(Duration::from_secs(60), "20 failed deliveries", || async {
+        let h = history(&env);
+        (h.len() == 20 && h.iter().all(|(_, s, _)| s == "failed")).then_some(())
+    })
+    .await;
+    wait_count(
+        &pg,
+        "SELECT count(*) FROM hookd_deliveries WHERE status = 'failed'",
+        20,
+        "20 failed deliveries shipped",
+    )
+    .await;
+    wait_count(
+        &pg,
+        "SELECT count(*) FROM hookd_envelopes",
+        20,
+        "20 payloads shipped",
+    )
+    .await;
+    assert_eq!(receiver.count(), 40);
+    let first_bodies: Vec<Vec<u8>> = receiver.received().iter().map(|r| r.body.clone()).collect();
+    redis.forget_history_and_payloads().await;
+    let failed = history(&env);
+    assert_eq!(failed.len(), 20, "PostgreSQL still lists them");
+
+    // One redelivered through the API: its payload comes back from PostgreSQL.
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws", "write"));
+    let one = &failed[0].0;
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/ws/deliveries/{one}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let got = receiver.wait_for(41, Duration::from_secs(30)).await;
+    let resent = &got[40];
+    assert!(
+        first_bodies.contains(&resent.body),
+        "the original payload was resent: {}",
+        String::from_utf8_lossy(&resent.body)
+    );
+    assert!(
+        hookd_signature::Verifier::new(&secret)
+            .verify_parts(
+                resent.header("x-hookd-timestamp"),
+                resent.header("x-hookd-signature"),
+                &resent.body,
+            )
+            .is_ok(),
+        "the resent payload is signed with the endpoint's secret"
+    );
+    let shown = eventually(
+        Duration::from_secs(30),
+        "the manual attempt recorded",
+        || async {
+            let d = cli_json(&env, &["deliveries", "show", one]);
+            (d["status"] == "succeeded").then_some(d)
+        },
+    )
+    .await;
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(
+        attempts.len(),
+        3,
+        "both shipped attempts and the new one: {shown}"
+    );
+    assert_eq!(attempts[2]["trigger"], "manual");
+
+    // The other 19 through a recovery job (the CLI's, which waits for it).
+    let out = cli_json(&env, &["recover", "--endpoint", &ep, "--since", "1h"]);
+    assert_eq!(
+        (
+            out["matched"].clone(),
+            out["queued"].clone(),
+            out["succeeded"].clone(),
+            out["state"].clone()
+        ),
+        (
+            serde_json::json!(19),
+            serde_json::json!(19),
+            serde_json::json!(19),
+            serde_json::json!("completed")
+        ),
+        "{out}"
+    );
+    let got = receiver.wait_for(60, Duration::from_secs(30)).await;
+    let mut bodies: Vec<Vec<u8>> = got[40..].iter().map(|r| r.body.clone()).collect();
+    let mut originals: Vec<Vec<u8>> = first_bodies;
+    originals.sort();
+    originals.dedup();
+    bodies.sort();
+    assert_eq!(bodies, originals, "each event's own payload, once each");
+    eventually(Duration::from_secs(30), "all 20 succeeded", || async {
+        let h = history(&env);
+        (h.len() == 20 && h.iter().all(|(_, s, n)| s == "succeeded" && *n == 3)).then_some(())
+    })
+    .await;
+    wait_count(
+        &pg,
+        "SELECT count(*) FROM hookd_deliveries WHERE status = 'succeeded' AND attempts_made = 3",
+        20,
+        "the new state shipped",
+    )
+    .await;
 }

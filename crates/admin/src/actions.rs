@@ -10,6 +10,7 @@ use hookd_core::network::NetworkPolicy;
 use hookd_core::{
     ApiKey, DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, api_key, id, time,
 };
+use hookd_history::merged::HistoryReader;
 use hookd_store::recovery::{Job, RecoveryRequest};
 use hookd_store::{Store, StoreError};
 
@@ -306,8 +307,9 @@ pub struct Recovery {
     pub status: DeliveryStatus,
 }
 
-/// Records a recovery job and runs its scan in the background.
-pub async fn start_recovery(store: &Store, recovery: Recovery) -> ActionResult<Job> {
+/// Records a recovery job and runs its scan in the background (of the
+/// history in Redis, and of the shipped history where there is one).
+pub async fn start_recovery(history: &HistoryReader, recovery: Recovery) -> ActionResult<Job> {
     let now = time::now_ms();
     let Recovery {
         endpoint,
@@ -332,17 +334,20 @@ pub async fn start_recovery(store: &Store, recovery: Recovery) -> ActionResult<J
         succeeded: 0,
         scanned: false,
     };
-    store.create_job(&job).await?;
+    history.store.create_job(&job).await?;
     let request = RecoveryRequest {
         endpoint,
         since_ms,
         until_ms: Some(until_ms.unwrap_or(now)),
         status,
     };
-    let (store, job_id) = (store.clone(), job.id.clone());
+    let (history, started) = (history.clone(), job.clone());
     tokio::spawn(async move {
-        if let Err(e) = store.run_recovery(&job_id, &request, time::now_ms()).await {
-            tracing::error!(job = %job_id, error = %e, "recovery job failed");
+        if let Err(e) = history
+            .run_recovery(&started, &request, time::now_ms())
+            .await
+        {
+            tracing::error!(job = %started.id, error = %e, "recovery job failed");
         }
     });
     Ok(job)

@@ -225,7 +225,7 @@ pub async fn redeliver(
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    if !state.store.redeliver(&ws, &id, time::now_ms()).await? {
+    if !state.history.redeliver(&ws, &id, time::now_ms()).await? {
         return Err(ApiError::conflict(
             "this delivery cannot be attempted now: an attempt is in flight, or its endpoint was deleted",
         ));

@@ -424,7 +424,7 @@ pub async fn recover(
         .map(|u| parse_time("/until", u))
         .transpose()?;
     let job = actions::start_recovery(
-        &state.store,
+        &state.history,
         Recovery {
             endpoint,
             since_ms,

@@ -1,5 +1,5 @@
 //! The PostgreSQL side: one shared connection (re-made when it drops),
-//! storing shipped records idempotently, day partitions made ahead of
+//! storing shipped records and their events' payloads idempotently, day partitions made ahead of
 //! their rows and dropped whole at `long_retention`, and the history
 //! queries.
 //!
@@ -18,7 +18,7 @@ use std::time::Duration;
 use hookd_core::time;
 use hookd_core::{Attempt, Delivery, DeliveryStatus};
 use hookd_store::history::{Cursor, DeliveryFilter};
-use hookd_store::ship::ShipRecord;
+use hookd_store::ship::{ShipRecord, ShippedEnvelope};
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
@@ -27,7 +27,7 @@ use crate::{HistoryError, Result};
 
 const DAY_MS: i64 = 86_400_000;
 /// The partitioned tables, each with one partition per UTC day.
-const TABLES: [&str; 2] = ["hookd_deliveries", "hookd_attempts"];
+const TABLES: [&str; 3] = ["hookd_deliveries", "hookd_attempts", "hookd_envelopes"];
 
 /// Typed settings (the binary reads them from `[history]`).
 #[derive(Debug, Clone)]
@@ -82,8 +82,12 @@ impl Archive {
     }
 
     /// Stores shipped records: one row per delivery (its newest state) and
-    /// one per attempt.
-    pub async fn store(&self, records: &[&ShipRecord]) -> Result<()> {
+    /// one per attempt, and the payloads of their events.
+    pub async fn store(
+        &self,
+        records: &[&ShipRecord],
+        envelopes: &[ShippedEnvelope],
+    ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -93,6 +97,21 @@ impl Archive {
             .map(|r| r.created_ms.div_euclid(DAY_MS))
             .collect();
         self.ensure_days(&client, days).await?;
+        // Payloads first: a delivery row is never there without its payload.
+        if !envelopes.is_empty() {
+            let created: Vec<i64> = envelopes.iter().map(|e| e.created_ms).collect();
+            let workspaces: Vec<&str> = envelopes.iter().map(|e| e.workspace.as_str()).collect();
+            let events: Vec<&str> = envelopes.iter().map(|e| e.event_id.as_str()).collect();
+            let bodies: Vec<&[u8]> = envelopes.iter().map(|e| e.envelope.as_slice()).collect();
+            client
+                .execute(
+                    "INSERT INTO hookd_envelopes (created_ms, workspace, event_id, envelope)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])
+                     ON CONFLICT DO NOTHING",
+                    &[&created, &workspaces, &events, &bodies],
+                )
+                .await?;
+        }
         // Newest record per delivery: one statement may not update a row twice.
         let mut newest: HashMap<&str, &ShipRecord> = HashMap::new();
         for &r in records {
@@ -319,21 +338,72 @@ impl Archive {
         let Some(mut d) = page.pop() else {
             return Ok(None);
         };
+        d.attempts = self
+            .attempts(&[(created, id)])
+            .await?
+            .remove(id)
+            .unwrap_or_default();
+        Ok(Some(d))
+    }
+}
+
+impl Archive {
+    /// The attempts of deliveries, by (creation ms, id), in order.
+    pub async fn attempts(
+        &self,
+        deliveries: &[(i64, &str)],
+    ) -> Result<HashMap<String, Vec<Attempt>>> {
+        let mut out: HashMap<String, Vec<Attempt>> = HashMap::new();
+        if deliveries.is_empty() {
+            return Ok(out);
+        }
         let client = self.client().await?;
+        let created: Vec<i64> = deliveries.iter().map(|d| d.0).collect();
+        let ids: Vec<&str> = deliveries.iter().map(|d| d.1).collect();
         let rows = client
             .query(
-                "SELECT attempt FROM hookd_attempts WHERE created_ms = $1 AND delivery_id = $2 ORDER BY number",
-                &[&created, &id],
+                "SELECT a.delivery_id, a.attempt FROM hookd_attempts a
+                   JOIN unnest($1::bigint[], $2::text[]) AS k(created_ms, delivery_id)
+                     ON a.created_ms = k.created_ms AND a.delivery_id = k.delivery_id
+                  ORDER BY a.delivery_id, a.number",
+                &[&created, &ids],
             )
             .await?;
-        d.attempts = rows
+        for row in rows {
+            let id: String = row.get(0);
+            let attempt = serde_json::from_str::<Attempt>(row.get(1))
+                .map_err(|e| HistoryError::Corrupt(format!("attempt of {id}: {e}")))?;
+            out.entry(id).or_default().push(attempt);
+        }
+        Ok(out)
+    }
+
+    /// The payloads of events of `workspace`, by (creation ms, event id),
+    /// for those shipped.
+    pub async fn envelopes(
+        &self,
+        workspace: &str,
+        events: &[(i64, &str)],
+    ) -> Result<HashMap<(i64, String), Vec<u8>>> {
+        if events.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.client().await?;
+        let created: Vec<i64> = events.iter().map(|e| e.0).collect();
+        let ids: Vec<&str> = events.iter().map(|e| e.1).collect();
+        let rows = client
+            .query(
+                "SELECT e.created_ms, e.event_id, e.envelope FROM hookd_envelopes e
+                   JOIN unnest($2::bigint[], $3::text[]) AS k(created_ms, event_id)
+                     ON e.created_ms = k.created_ms AND e.event_id = k.event_id
+                  WHERE e.workspace = $1",
+                &[&workspace, &created, &ids],
+            )
+            .await?;
+        Ok(rows
             .iter()
-            .map(|row| {
-                serde_json::from_str::<Attempt>(row.get(0))
-                    .map_err(|e| HistoryError::Corrupt(format!("attempt of {id}: {e}")))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Some(d))
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect())
     }
 }
 

@@ -4,9 +4,14 @@
 //! history order (newest first: creation time, then id), Redis's copy
 //! winning where both have a delivery (it is the newer state); one
 //! delivery is Redis's if it has it, else PostgreSQL's.
+//!
+//! Redelivery and recovery jobs reach shipped deliveries too: one that
+//! Redis has forgotten gets durable state again from its shipped copy and
+//! payload (`Store::restore`) before it is queued.
 
 use hookd_core::Delivery;
 use hookd_store::history::{Cursor, DeliveryFilter, Page};
+use hookd_store::recovery::{Job, LogScan, RecoveryRequest};
 use hookd_store::{Store, StoreError};
 
 use crate::{Archive, HistoryError};
@@ -40,8 +45,158 @@ impl HistoryReader {
         let Some(archive) = &self.archive else {
             return Ok(hot);
         };
-        let (shipped, shipped_next) = archive.page(filter).await.map_err(unavailable)?;
+        let (mut shipped, shipped_next) = archive.page(filter).await.map_err(unavailable)?;
+        self.overlay_state(&mut shipped, filter).await?;
         Ok(merge(hot, shipped, shipped_next, filter.limit))
+    }
+}
+
+impl HistoryReader {
+    /// Shipped deliveries that Redis holds durable state for again (given
+    /// back for a redelivery or a recovery) take its status, which is newer;
+    /// those no longer matching the filter's status leave the page.
+    async fn overlay_state(
+        &self,
+        shipped: &mut Vec<Delivery>,
+        filter: &DeliveryFilter,
+    ) -> Result<(), StoreError> {
+        let mut workspaces: Vec<&str> = shipped.iter().map(|d| d.workspace.as_str()).collect();
+        workspaces.sort_unstable();
+        workspaces.dedup();
+        let mut now = std::collections::HashMap::new();
+        for ws in workspaces {
+            let ids: Vec<String> = shipped
+                .iter()
+                .filter(|d| d.workspace == ws)
+                .map(|d| d.id.clone())
+                .collect();
+            for (id, status) in ids.iter().zip(self.store.statuses(ws, &ids).await?) {
+                if let Some(status) = status {
+                    now.insert(id.clone(), status);
+                }
+            }
+        }
+        for d in shipped.iter_mut() {
+            if let Some(status) = now.get(&d.id) {
+                d.status = *status;
+            }
+        }
+        shipped.retain(|d| filter.status.is_none_or(|s| s == d.status));
+        Ok(())
+    }
+
+    /// Queues a delivery for a manual attempt now (see `Store::redeliver`).
+    /// One that Redis has forgotten is first given durable state again from
+    /// its shipped copy and payload.
+    pub async fn redeliver(
+        &self,
+        workspace: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        if let Some(archive) = &self.archive
+            && !self.store.holds_delivery(workspace, id).await?
+            && let Some(d) = archive.delivery(id).await.map_err(unavailable)?
+            && d.workspace == workspace
+        {
+            let envelopes = archive
+                .envelopes(workspace, &[(d.created_at_ms, d.event_id.as_str())])
+                .await
+                .map_err(unavailable)?;
+            if let Some(envelope) = envelopes.values().next() {
+                self.store.restore(&d, envelope).await?;
+            }
+        }
+        self.store.redeliver(workspace, id, now_ms).await
+    }
+
+    /// Runs a recovery job's scan: the history in Redis, then (with
+    /// PostgreSQL) the shipped history older than anything Redis still
+    /// holds in the window, whose deliveries are given durable state again
+    /// from their shipped copies before they are queued. Marks the scan
+    /// finished.
+    pub async fn run_recovery(
+        &self,
+        job: &Job,
+        req: &RecoveryRequest,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let scan = self.store.run_recovery(&job.id, req, now_ms).await?;
+        if let Some(archive) = &self.archive {
+            self.recover_shipped(archive, job, req, scan, now_ms)
+                .await?;
+        }
+        self.store.finish_scan(job).await
+    }
+
+    async fn recover_shipped(
+        &self,
+        archive: &Archive,
+        job: &Job,
+        req: &RecoveryRequest,
+        scan: LogScan,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 500;
+        let ep = &req.endpoint;
+        let until = match (scan.oldest_ms, req.until_ms) {
+            (Some(oldest), Some(until)) => Some(until.min(oldest - 1)),
+            (Some(oldest), None) => Some(oldest - 1),
+            (None, until) => until,
+        };
+        let mut filter = DeliveryFilter {
+            workspace: Some(ep.workspace.clone()),
+            endpoint: Some(ep.id.clone()),
+            status: Some(req.status),
+            since_ms: Some(req.since_ms),
+            until_ms: until,
+            limit: PAGE,
+            ..Default::default()
+        };
+        let mut matched = scan.matched;
+        loop {
+            let (page, next) = archive.page(&filter).await.map_err(unavailable)?;
+            let ids: Vec<String> = page.iter().map(|d| d.id.clone()).collect();
+            let held = self.store.statuses(&ep.workspace, &ids).await?;
+            // Redis's state, where it has some, is newer than the shipped copy.
+            let (forgotten, held): (Vec<_>, Vec<_>) =
+                page.iter().zip(held).partition(|(_, s)| s.is_none());
+            let mut due: Vec<String> = held
+                .into_iter()
+                .filter(|(_, s)| *s == Some(req.status))
+                .map(|(d, _)| d.id.clone())
+                .collect();
+            let keys: Vec<(i64, &str)> = forgotten
+                .iter()
+                .map(|(d, _)| (d.created_at_ms, d.event_id.as_str()))
+                .collect();
+            let envelopes = archive
+                .envelopes(&ep.workspace, &keys)
+                .await
+                .map_err(unavailable)?;
+            let pairs: Vec<(i64, &str)> = forgotten
+                .iter()
+                .map(|(d, _)| (d.created_at_ms, d.id.as_str()))
+                .collect();
+            let mut attempts = archive.attempts(&pairs).await.map_err(unavailable)?;
+            for (d, _) in forgotten {
+                let Some(envelope) = envelopes.get(&(d.created_at_ms, d.event_id.clone())) else {
+                    continue;
+                };
+                let mut full = d.clone();
+                full.attempts = attempts.remove(&d.id).unwrap_or_default();
+                self.store.restore(&full, envelope).await?;
+                due.push(d.id.clone());
+            }
+            matched += self
+                .store
+                .queue_for_job(&job.id, req, &due, matched, now_ms)
+                .await?;
+            match next {
+                Some(cursor) => filter.before = Some(cursor),
+                None => return Ok(()),
+            }
+        }
     }
 }
 

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stored_at",
         include_str!("../migrations/0003_stored_at.sql"),
     ),
+    (
+        4,
+        "envelopes",
+        include_str!("../migrations/0004_envelopes.sql"),
+    ),
 ];
 
 /// Any number that is hookd's alone, for `pg_advisory_xact_lock`.

@@ -156,6 +156,8 @@ impl Shipper {
     async fn ship_partition(self, p: PartitionKeys, mut shutdown: watch::Receiver<bool>) {
         let mut wait = Duration::from_millis(200);
         let mut batch = Vec::new();
+        // The batch's payloads, read once while the batch is retried.
+        let mut envelopes = None;
         while !*shutdown.borrow() {
             if batch.is_empty() {
                 let taken = async {
@@ -188,7 +190,21 @@ impl Shipper {
                 }
             }
             let records: Vec<&ShipRecord> = batch.iter().flat_map(|s| &s.records).collect();
-            match self.archive.store(&records).await {
+            if envelopes.is_none() {
+                match self.store.shipment_envelopes(&p, &records).await {
+                    Ok(found) => envelopes = Some(found),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading shipped events' payloads failed");
+                        sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            let stored = self
+                .archive
+                .store(&records, envelopes.as_deref().unwrap_or_default())
+                .await;
+            match stored {
                 Ok(()) => {
                     let ids: Vec<String> = batch.iter().map(|s| s.entry_id.clone()).collect();
                     if let Err(e) = self.store.shipped(&p, &self.settings.group, &ids).await {
@@ -205,6 +221,7 @@ impl Shipper {
                     self.health.shipped(now);
                     wait = Duration::from_millis(200);
                     batch.clear();
+                    envelopes = None;
                 }
                 Err(e) => {
                     self.metrics.errors.inc();

@@ -752,7 +752,7 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
         }
         DeliveryCommand::Redeliver { id, out } => {
             let d = history.delivery(&id).await?;
-            if !store.redeliver(&d.workspace, &id, time::now_ms()).await? {
+            if !history.redeliver(&d.workspace, &id, time::now_ms()).await? {
                 bail!(
                     "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"
                 );
@@ -842,8 +842,12 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         .transpose()?;
     let status = DeliveryStatus::parse(&args.status).context("--status")?;
     let endpoint = store.endpoint_view(&args.endpoint).await?;
+    let history = hookd_history::merged::HistoryReader {
+        store: store.clone(),
+        archive: config.archive().map(hookd_history::Archive::new),
+    };
     let job = actions::start_recovery(
-        &store,
+        &history,
         Recovery {
             endpoint,
             since_ms: since,

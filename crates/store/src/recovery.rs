@@ -9,11 +9,13 @@
 //!
 //! A delivery that settled on its first attempt has only its log member:
 //! re-queueing it first gives it durable state, its envelope rebuilt from
-//! its stream entry (kept as long as the history).
+//! its stream entry (kept as long as the history). One that Redis has
+//! forgotten altogether is given it back from long-term history
+//! (`Store::restore`, called by hookd-history's reader).
 
 use std::collections::HashMap;
 
-use hookd_core::{DeliveryStatus, Endpoint, Event, EventLimits};
+use hookd_core::{Delivery, DeliveryStatus, Endpoint, Event, EventLimits};
 use redis::Value;
 
 use crate::keys::PartitionKeys;
@@ -90,21 +92,15 @@ impl Store {
         workspace: &str,
         r: &LogRecord,
     ) -> Result<()> {
-        let mut conn = self.conn.clone();
         let id = hookd_core::delivery::delivery_id(&r.entry_id, endpoint);
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(p.delivery(&id))
-            .query_async(&mut conn)
-            .await?;
-        if exists {
+        if self.has_state(p, &id).await? {
             return Ok(());
         }
         // The envelope: kept already (copied there when the workspace moved
         // partition, see `repartition.rs`), or rebuilt from the stream entry.
-        let envkey = p.envelope(workspace, &r.event_id);
         let kept: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&envkey)
-            .query_async(&mut conn)
+            .arg(p.envelope(workspace, &r.event_id))
+            .query_async(&mut self.conn.clone())
             .await?;
         let envelope = match kept {
             Some(envelope) => envelope,
@@ -116,40 +112,94 @@ impl Store {
                 None => return Ok(()),
             },
         };
-        let created = hookd_core::delivery::entry_time_ms(&r.entry_id).unwrap_or(0);
+        let d = Delivery {
+            id,
+            endpoint_id: endpoint.to_string(),
+            workspace: workspace.to_string(),
+            event_id: r.event_id.clone(),
+            event_type: r.event_type.clone(),
+            status: r.status,
+            attempts_made: u32::from(r.attempt.is_some()),
+            created_at_ms: hookd_core::delivery::entry_time_ms(&r.entry_id).unwrap_or(0),
+            next_attempt_at_ms: None,
+            attempts: r.attempt.iter().cloned().collect(),
+        };
+        self.write_state(p, &d, &envelope).await
+    }
+
+    /// Gives a delivery that Redis no longer holds (its history copied out
+    /// to long-term storage, with its payload) durable state again, so it
+    /// can be queued. Does nothing when it has durable state already.
+    pub async fn restore(&self, d: &Delivery, envelope: &[u8]) -> Result<()> {
+        let p = self.keys.partition_of(&d.workspace);
+        if self.has_state(&p, &d.id).await? {
+            return Ok(());
+        }
+        self.write_state(&p, d, envelope).await
+    }
+
+    async fn has_state(&self, p: &PartitionKeys, id: &str) -> Result<bool> {
+        Ok(redis::cmd("EXISTS")
+            .arg(p.delivery(id))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Whether Redis knows delivery `id` of `workspace`: durable state, or
+    /// its log member.
+    pub async fn holds_delivery(&self, workspace: &str, id: &str) -> Result<bool> {
+        let p = self.keys.partition_of(workspace);
+        if self.has_state(&p, id).await? {
+            return Ok(true);
+        }
+        Ok(match hookd_core::delivery::parse_delivery_id(id) {
+            Some((entry, endpoint)) => self.log_record(&p, endpoint, entry).await?.is_some(),
+            None => false,
+        })
+    }
+
+    /// Durable state for `d` (as settle.lua writes it) and its envelope,
+    /// both for the history retention from now.
+    async fn write_state(&self, p: &PartitionKeys, d: &Delivery, envelope: &[u8]) -> Result<()> {
+        let envkey = p.envelope(&d.workspace, &d.event_id);
         let retention = self.retention_secs();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
             .arg(&envkey)
-            .arg(envelope.as_slice())
+            .arg(envelope)
             .arg("EX")
             .arg(retention)
             .ignore()
             .hset_multiple(
-                p.delivery(&id),
+                p.delivery(&d.id),
                 &[
-                    ("endpoint", endpoint),
-                    ("workspace", workspace),
-                    ("event_id", &r.event_id),
+                    ("endpoint", d.endpoint_id.as_str()),
+                    ("workspace", &d.workspace),
+                    ("event_id", &d.event_id),
                     ("event_key", &envkey),
-                    ("type", &r.event_type),
-                    ("status", r.status.as_str()),
-                    ("attempts", if r.attempt.is_some() { "1" } else { "0" }),
-                    ("created", &created.to_string()),
+                    ("type", &d.event_type),
+                    ("status", d.status.as_str()),
+                    ("attempts", &d.attempts_made.to_string()),
+                    ("created", &d.created_at_ms.to_string()),
                 ],
             )
             .ignore()
-            .expire(p.delivery(&id), retention as i64)
+            .expire(p.delivery(&d.id), retention as i64)
             .ignore();
-        if let Some(a) = &r.attempt {
-            let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            pipe.rpush(p.attempts(&id), json)
+        if !d.attempts.is_empty() {
+            let json = d
+                .attempts
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            pipe.rpush(p.attempts(&d.id), json)
                 .ignore()
-                .expire(p.attempts(&id), retention as i64)
+                .expire(p.attempts(&d.id), retention as i64)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
     }
 
@@ -299,83 +349,145 @@ impl Store {
         })
     }
 
-    /// Runs a job's scan: re-queues every matching delivery, due one after
-    /// another at the endpoint's rate limit (all at once without one), and
-    /// updates the job's counts as it goes.
+    /// Runs a job's scan of the history in Redis (the endpoint's log):
+    /// re-queues every matching delivery, due one after another at the
+    /// endpoint's rate limit (all at once without one), and updates the
+    /// job's counts as it goes. The scan is finished with
+    /// [`Store::finish_scan`] (after the long-term history's, if any).
     pub async fn run_recovery(
         &self,
         job_id: &str,
         req: &RecoveryRequest,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<LogScan> {
         const PAGE: usize = 500;
         let ep = &req.endpoint;
         let p = self.keys.partition_of(&ep.workspace);
         let log = p.log(&ep.id);
-        let spacing_ms = ep.rate_limit.map_or(0.0, |r| 1000.0 / f64::from(r.max(1)));
         let max = req.until_ms.map_or("+inf".to_string(), |t| t.to_string());
         let mut conn = self.conn.clone();
-        let (mut offset, mut matched_total) = (0, 0u64);
+        let mut offset = 0;
+        let mut scan = LogScan::default();
         loop {
-            let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
                 .arg(&log)
                 .arg(req.since_ms)
                 .arg(&max)
+                .arg("WITHSCORES")
                 .arg("LIMIT")
                 .arg(offset)
                 .arg(PAGE)
                 .query_async(&mut conn)
                 .await?;
             offset += members.len();
+            if let Some((_, first)) = members.first() {
+                scan.oldest_ms.get_or_insert(*first);
+            }
             let records: Vec<LogRecord> = members
                 .iter()
-                .filter_map(|m| LogRecord::decode(m))
+                .filter_map(|(m, _)| LogRecord::decode(m))
                 .collect();
             let ids: Vec<String> = records
                 .iter()
                 .map(|r| hookd_core::delivery::delivery_id(&r.entry_id, &ep.id))
                 .collect();
             // The status now: durable state's where there is some, else the log's.
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.hget(p.delivery(id), "status");
-            }
-            let statuses: Vec<Option<String>> = if ids.is_empty() {
-                Vec::new()
-            } else {
-                pipe.query_async(&mut conn).await?
-            };
+            let statuses = self.statuses(&ep.workspace, &ids).await?;
             let mut due = Vec::new();
             let mut seen = std::collections::HashSet::new();
             for ((id, r), status) in ids.iter().zip(&records).zip(statuses) {
-                let now = status.as_deref().unwrap_or(r.status.as_str());
-                if now == req.status.as_str() && seen.insert(id.clone()) {
+                if status.unwrap_or(r.status) == req.status && seen.insert(id.clone()) {
                     if status.is_none() {
                         self.materialize(&p, &ep.id, &ep.workspace, r).await?;
                     }
-                    let at = now_ms + (matched_total as f64 * spacing_ms) as i64;
-                    due.push((id.clone(), at));
-                    matched_total += 1;
+                    due.push(id.clone());
                 }
             }
-            let queued = self.requeue(&p, job_id, &due).await?;
-            let _: () = redis::pipe()
-                .hincr(p.job(job_id), "matched", due.len())
-                .ignore()
-                .hincr(p.job(job_id), "queued", queued)
-                .ignore()
-                .query_async(&mut conn)
+            scan.matched += self
+                .queue_for_job(job_id, req, &due, scan.matched, now_ms)
                 .await?;
             if members.len() < PAGE {
                 break;
             }
         }
+        Ok(scan)
+    }
+
+    /// The durable state's status of each delivery (`None`: it has none).
+    pub async fn statuses(
+        &self,
+        workspace: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<DeliveryStatus>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = self.keys.partition_of(workspace);
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(p.delivery(id), "status");
+        }
+        let statuses: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(statuses
+            .iter()
+            .map(|s| s.as_deref().and_then(DeliveryStatus::parse))
+            .collect())
+    }
+
+    /// Re-queues deliveries `due` for recovery job `job_id`, paced after the
+    /// `earlier` ones it matched before, and counts them in the job.
+    /// Returns how many matched (`due.len()`).
+    pub async fn queue_for_job(
+        &self,
+        job_id: &str,
+        req: &RecoveryRequest,
+        due: &[String],
+        earlier: u64,
+        now_ms: i64,
+    ) -> Result<u64> {
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let ep = &req.endpoint;
+        let p = self.keys.partition_of(&ep.workspace);
+        let spacing_ms = ep.rate_limit.map_or(0.0, |r| 1000.0 / f64::from(r.max(1)));
+        let due: Vec<(String, i64)> = due
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let at = now_ms + ((earlier + i as u64) as f64 * spacing_ms) as i64;
+                (id.clone(), at)
+            })
+            .collect();
+        let queued = self.requeue(&p, job_id, &due).await?;
+        let _: () = redis::pipe()
+            .hincr(p.job(job_id), "matched", due.len())
+            .ignore()
+            .hincr(p.job(job_id), "queued", queued)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(due.len() as u64)
+    }
+
+    /// Marks a job's scan finished (`matched` and `queued` are final).
+    pub async fn finish_scan(&self, job: &Job) -> Result<()> {
         let _: i64 = redis::cmd("HSET")
-            .arg(p.job(job_id))
+            .arg(self.keys.partition_of(&job.workspace).job(&job.id))
             .arg("scanned")
             .arg(1)
-            .query_async(&mut conn)
+            .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
+}
+
+/// What a recovery's scan of the history in Redis found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogScan {
+    /// Deliveries matched (and re-queued, or skipped).
+    pub matched: u64,
+    /// The creation time of the oldest delivery in the window that Redis
+    /// still holds (`None`: none): older ones are only in long-term history.
+    pub oldest_ms: Option<i64>,
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use crate::log::LogRecord;
 use crate::stream::RawFields;
 use crate::{PartitionKeys, Result, Store, StoreError};
-use hookd_core::delivery::{delivery_id, entry_time_ms};
-use hookd_core::{Attempt, DeliveryStatus};
+use hookd_core::delivery::{delivery_id, entry_time_ms, parse_delivery_id};
+use hookd_core::{Attempt, DeliveryStatus, Event, EventLimits};
 
 /// One delivery's state as a history write left it, with the attempt it
 /// recorded (if any).
@@ -35,6 +35,20 @@ pub struct ShipRecord {
     pub attempt: Option<Attempt>,
     /// When the record was written (its entry's time, ms).
     pub recorded_ms: i64,
+    /// The delivery's first record (from its log member): its event's
+    /// payload is shipped with it.
+    pub first: bool,
+}
+
+/// The payload of an event with deliveries, shipped with their first
+/// records so they can be attempted again once Redis has forgotten them.
+#[derive(Debug, Clone)]
+pub struct ShippedEnvelope {
+    /// The event's stream entry time (its deliveries' creation time), ms.
+    pub created_ms: i64,
+    pub workspace: String,
+    pub event_id: String,
+    pub envelope: Vec<u8>,
 }
 
 /// One backlog entry: its id and records.
@@ -89,6 +103,65 @@ impl Store {
         Ok(())
     }
 
+    /// The envelopes of the events whose deliveries start in `records`
+    /// (one per event), read from their stream entries, or from the kept
+    /// copy where the entry is gone (see `materialize`). An event whose
+    /// payload is in neither is left out.
+    pub async fn shipment_envelopes(
+        &self,
+        p: &PartitionKeys,
+        records: &[&ShipRecord],
+    ) -> Result<Vec<ShippedEnvelope>> {
+        let mut events: Vec<(&str, &ShipRecord)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for &r in records.iter().filter(|r| r.first) {
+            let Some((entry, _)) = parse_delivery_id(&r.delivery_id) else {
+                continue;
+            };
+            if seen.insert((entry, r.workspace.as_str())) {
+                events.push((entry, r));
+            }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (entry, r) in &events {
+            pipe.cmd("XRANGE").arg(&p.stream).arg(*entry).arg(*entry);
+            pipe.cmd("GET").arg(p.envelope(&r.workspace, &r.event_id));
+        }
+        type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let limits = EventLimits {
+            max_payload_bytes: usize::MAX / 2,
+            max_fields: usize::MAX / 2,
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for ((entry, r), pair) in events.iter().zip(replies.chunks(2)) {
+            let from_entry = pair
+                .first()
+                .and_then(|v| redis::from_redis_value_ref::<Entries>(v).ok())
+                .and_then(|entries| entries.into_iter().next())
+                .and_then(|(_, fields)| Event::from_entry(entry, &fields, limits).ok())
+                .filter(|event| event.id == r.event_id)
+                .map(|event| event.envelope);
+            let kept = || {
+                pair.get(1)
+                    .and_then(|v| redis::from_redis_value_ref::<Option<Vec<u8>>>(v).ok())
+                    .flatten()
+            };
+            if let Some(envelope) = from_entry.or_else(kept) {
+                out.push(ShippedEnvelope {
+                    created_ms: r.created_ms,
+                    workspace: r.workspace.clone(),
+                    event_id: r.event_id.clone(),
+                    envelope,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Entries waiting in partition `p`'s backlog (each holds the records
     /// of one step).
     pub async fn ship_backlog(&self, p: &PartitionKeys) -> Result<u64> {
@@ -128,6 +201,7 @@ fn decode(name: &str, value: &str, recorded_ms: i64) -> Option<ShipRecord> {
             attempts_made: u32::from(r.attempt.is_some()),
             attempt: r.attempt,
             recorded_ms,
+            first: true,
         });
     }
     if name != "r" {
@@ -147,6 +221,7 @@ fn decode(name: &str, value: &str, recorded_ms: i64) -> Option<ShipRecord> {
         attempts_made: v.get(7)?.as_u64()? as u32,
         attempt: Some(attempt),
         recorded_ms,
+        first: false,
     })
 }
 
