@@ -75,7 +75,7 @@ EOF
 for round in $(seq 1 "$ROUNDS"); do
   target/release/hookd-bench --scenario burst --events "$EVENTS" >"$work/off.json"
   echo "round $round, redis only:   $(summary "$work/off.json")"
-  psql_ -c "TRUNCATE hookd_deliveries, hookd_attempts"
+  psql_ -c "TRUNCATE hookd_deliveries, hookd_attempts, hookd_envelopes"
   before=$(pg_cpu)
   target/release/hookd-bench --scenario burst --events "$EVENTS" \
     --set "HOOKD__HISTORY__POSTGRES_URL=$url" >"$work/on.json"
@@ -92,7 +92,7 @@ done
 [ "$QUERY_ROWS" = 0 ] && exit 0
 echo "loading $QUERY_ROWS deliveries and attempts over 30 days (100 workspaces, 1% failed) ..."
 now=$(date +%s%3N)
-psql_ -c "TRUNCATE hookd_deliveries, hookd_attempts"
+psql_ -c "TRUNCATE hookd_deliveries, hookd_attempts, hookd_envelopes"
 # The day partitions first (hookd makes them as records arrive).
 for d in $(seq 0 31); do
   day=$(( (now / 86400000) - d ))

@@ -374,12 +374,24 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(env: &[(String, String)]) -> Self {
+        Self::start_with_stderr(env, Stdio::inherit())
+    }
+
+    /// Starts with its log (stderr) written to `log`.
+    pub async fn ready_logging_to(env: &[(String, String)], log: &std::path::Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        let d = Self::start_with_stderr(env, Stdio::from(file));
+        d.wait_ready().await;
+        d
+    }
+
+    fn start_with_stderr(env: &[(String, String)], stderr: Stdio) -> Self {
         let bind = format!("127.0.0.1:{}", free_port());
         let child = hookd_command(env)
             .env("HOOKD__ADMIN__BIND", &bind)
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start hookd serve");
         Daemon {
@@ -391,13 +403,18 @@ impl Daemon {
     /// Starts and waits until `/readyz` answers 200.
     pub async fn ready(env: &[(String, String)]) -> Self {
         let d = Self::start(env);
+        d.wait_ready().await;
+        d
+    }
+
+    async fn wait_ready(&self) {
+        let d = self;
         let api = Api::new(&d.admin, "");
         eventually(Duration::from_secs(20), "hookd ready", || async {
             let ready = api.http.get(format!("{}/readyz", api.base)).send().await;
             ready.is_ok_and(|r| r.status() == 200).then_some(())
         })
         .await;
-        d
     }
 
     /// The process's peak resident memory (VmHWM), in KiB.

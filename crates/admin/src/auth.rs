@@ -168,8 +168,14 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                         }
                     });
                 }
+                let info = crate::requests::CallerInfo {
+                    key_id: key.id.clone(),
+                    workspace: key.workspace.clone(),
+                };
                 req.extensions_mut().insert(Caller(key));
-                next.run(req).await
+                let mut response = next.run(req).await;
+                response.extensions_mut().insert(info);
+                response
             }
         }
     };

@@ -16,6 +16,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::JsonBody;
+use crate::requests::RequestTrace;
+use hookd_core::trace::TraceParent;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +55,8 @@ pub struct Published {
 /// Publish an event.
 #[utoipa::path(post, operation_id = "publish_event", path = "/api/v1/workspaces/{ws}/events", tag = "events",
     params(("ws" = String, Path, description = "Workspace id"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Event id, when the body has none")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Event id, when the body has none"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context: the event's attempts continue this trace (not payload: it never enters the envelope)")),
     request_body = PublishEvent,
     responses((status = 202, description = "Accepted: a new stream entry", body = Published),
         (status = 200, description = "A repeat of an event published before with the same id and body: nothing written, the first entry returned (header `Idempotent-Replayed: true`)", body = Published), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody),
@@ -63,6 +66,7 @@ pub async fn publish(
     caller: Caller,
     Path(ws): Path<String>,
     headers: HeaderMap,
+    trace: Option<axum::Extension<RequestTrace>>,
     JsonBody(req): JsonBody<PublishEvent>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Published>)> {
     caller.require(&ws, Scope::Write)?;
@@ -87,6 +91,21 @@ pub async fn publish(
     ];
     if let Some(at) = req.occurred_at {
         fields.push(("occurred_at".to_string(), at));
+    }
+    // Trace context (never payload): the request's span when tracing is on,
+    // so the attempts continue the trace under it; else the caller's own.
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let traceparent = match &trace {
+        Some(axum::Extension(RequestTrace(tp))) => Some(tp.clone()),
+        None => header("traceparent")
+            .filter(|tp| TraceParent::parse(tp, None).is_some())
+            .map(str::to_string),
+    };
+    if let Some(tp) = traceparent {
+        fields.push(("traceparent".to_string(), tp));
+        if let Some(state) = header("tracestate") {
+            fields.push(("tracestate".to_string(), state.to_string()));
+        }
     }
     let mut reserved = Vec::new();
     for (k, v) in req.fields {

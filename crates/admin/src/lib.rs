@@ -8,7 +8,8 @@
 //! - [`endpoints`], [`deliveries`], [`jobs`], [`event_types`], [`events`],
 //!   [`keys`], [`workspaces`]: the resources under `/api/v1`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
-//! - [`reference`]: the API reference pages `/docs` and `/swagger`.
+//! - [`reference`]: the API reference pages `/docs` and `/swagger`;
+//! - [`requests`]: every request's id, span and log line.
 //!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
 //! (utoipa), and [`router`] serves exactly the routes [`openapi`] documents;
@@ -27,6 +28,7 @@ pub mod jobs;
 pub mod keys;
 pub mod ops;
 pub mod reference;
+pub mod requests;
 pub mod schema;
 pub mod workspaces;
 
@@ -103,6 +105,8 @@ pub struct AppState {
     pub figures: ops::QueueFigures,
     /// When this daemon last wrote each key's `last_used_at`.
     pub key_use: auth::KeyUse,
+    /// Request spans, when tracing is on.
+    pub spans: hookd_delivery::trace::Spans,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -203,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(state.clone(), deadline))
+        .layer(from_fn_with_state(state.clone(), requests::observe))
         .with_state(state)
 }
 

@@ -56,6 +56,20 @@ pub enum ErrorKind {
     Blocked,
 }
 
+impl ErrorKind {
+    /// The name the API, logs, metrics and spans use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Status => "status",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
 /// What started an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,16 @@ use crate::{id, time};
 /// Envelope members hookd writes itself; an extra field may not reuse them.
 const RESERVED: [&str; 5] = ["id", "type", "workspaceId", "createdAt", "data"];
 /// Stream fields with a meaning of their own (everything else is passed through).
-const KNOWN: [&str; 5] = ["id", "type", "workspace", "data", "occurred_at"];
+/// `traceparent` and `tracestate` are trace context, never payload.
+const KNOWN: [&str; 7] = [
+    "id",
+    "type",
+    "workspace",
+    "data",
+    "occurred_at",
+    "traceparent",
+    "tracestate",
+];
 /// An extra field named `json:<name>` holds JSON, and enters the envelope as
 /// member `<name>` with that JSON value (validated like `data`); any other
 /// extra field enters it as a string.
@@ -110,6 +119,8 @@ pub struct Event {
     pub created_at_ms: i64,
     /// The body of every delivery of this event.
     pub envelope: Vec<u8>,
+    /// The producer's trace context, when it sent a valid one.
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 /// Why an entry was refused. `code` is stable; `message` says what to fix.
@@ -297,12 +308,19 @@ impl Event {
                 ),
             ));
         }
+        let trace = get("traceparent")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|tp| {
+                let state = get("tracestate").and_then(|v| std::str::from_utf8(v).ok());
+                crate::trace::TraceParent::parse(tp, state)
+            });
         Ok(Event {
             id,
             event_type: event_type.to_string(),
             workspace: workspace.to_string(),
             created_at_ms,
             envelope,
+            trace,
         })
     }
 }
@@ -321,11 +339,14 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// A fingerprint of an event's fields apart from its `id` (SHA-256, hex),
 /// in the order given: publishing the same event again under the same id
-/// gives the same fingerprint, a different body another.
+/// gives the same fingerprint (whatever trace context it carries), a
+/// different body another.
 pub fn fingerprint(fields: &[(String, String)]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for (k, v) in fields.iter().filter(|(k, _)| k != "id") {
+    // The id names the event; trace context is not part of it either.
+    let skip = |k: &str| matches!(k, "id" | "traceparent" | "tracestate");
+    for (k, v) in fields.iter().filter(|(k, _)| !skip(k)) {
         // Length-prefixed, so no two field lists run together the same way.
         hash.update((k.len() as u64).to_le_bytes());
         hash.update(k.as_bytes());
@@ -337,7 +358,15 @@ pub fn fingerprint(fields: &[(String, String)]) -> String {
 
 /// The entry fields with a meaning of their own; a publisher's extra fields
 /// may not use these names.
-pub const RESERVED_FIELDS: [&str; 5] = ["type", "workspace", "data", "id", "occurred_at"];
+pub const RESERVED_FIELDS: [&str; 7] = [
+    "type",
+    "workspace",
+    "data",
+    "id",
+    "occurred_at",
+    "traceparent",
+    "tracestate",
+];
 
 #[cfg(test)]
 mod tests {
@@ -389,6 +418,42 @@ mod tests {
         assert_eq!(
             String::from_utf8(e.envelope).unwrap(),
             r#"{"id":"evt_1","type":"card.created","workspaceId":"ws_1","createdAt":"2021-11-15T00:30:00.000Z","data":{"title":"x"},"boardId":"b\"1"}"#
+        );
+    }
+
+    #[test]
+    fn trace_context_is_read_and_kept_out_of_the_envelope() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let fields = [
+            ("type", "card.created"),
+            ("workspace", "ws_1"),
+            ("data", "{}"),
+            ("id", "evt_1"),
+            ("traceparent", tp),
+            ("tracestate", "k=v"),
+        ];
+        let e = parse(&fields).unwrap();
+        assert_eq!(e.trace.as_ref().map(|t| t.header()).as_deref(), Some(tp));
+        assert_eq!(e.trace.unwrap().tracestate.as_deref(), Some("k=v"));
+        assert_eq!(e.envelope, parse(&fields[..4]).unwrap().envelope);
+        // An invalid one is ignored: the event is delivered, in a trace of its own.
+        let e = parse(&[
+            ("type", "card.created"),
+            ("workspace", "ws_1"),
+            ("data", "{}"),
+            ("traceparent", "garbage"),
+        ])
+        .unwrap();
+        assert!(e.trace.is_none());
+        let owned = |f: &[(&str, &str)]| -> Vec<(String, String)> {
+            f.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            fingerprint(&owned(&fields)),
+            fingerprint(&owned(&fields[..4])),
+            "a repeat with other trace context is the same event"
         );
     }
 

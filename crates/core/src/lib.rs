@@ -8,6 +8,7 @@
 //! - [`network`]: which destination addresses deliveries may reach;
 //! - [`sealing`]: endpoint secrets encrypted at rest, with rotatable keys;
 //! - [`retry`]: when the next attempt is due, or that there is none;
+//! - [`trace`]: W3C trace context an event carries (not payload);
 //! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
 
 pub mod api_key;
@@ -20,6 +21,7 @@ pub mod network;
 pub mod retry;
 pub mod sealing;
 pub mod time;
+pub mod trace;
 
 pub use api_key::{ApiKey, Scope};
 pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind};

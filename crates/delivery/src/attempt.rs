@@ -10,9 +10,9 @@ use hookd_core::{
 use hookd_signature::standard;
 use hookd_store::schedule::{Claimed, Outcome, Record};
 use http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
-use tracing::Instrument;
 
 use crate::sender::{Sender, Target};
+use crate::trace::{AttemptSpan, Spans};
 
 /// The signed-request header names for a configured prefix (`X-Hookd` by default).
 #[derive(Debug, Clone)]
@@ -46,6 +46,10 @@ pub struct AttemptContext {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// For endpoints that do not say (`[signing] rotation_signatures`).
     pub rotation_signatures: RotationSignatures,
+    /// Attempt spans, when tracing is on.
+    pub spans: Spans,
+    /// For the operational event of an endpoint a 410 pauses.
+    pub store: hookd_store::Store,
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -107,75 +111,143 @@ impl AttemptContext {
     /// Makes one attempt of a claimed delivery to its endpoint's `target`; returns what to record.
     pub async fn run(&self, c: Claimed, target: &Target, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
-        let span = tracing::debug_span!("attempt", delivery = %c.delivery_id, endpoint = %c.endpoint.id,
-            event = %c.event_id, attempt = number, status = tracing::field::Empty);
-        async move {
-            let started_at_ms = time::now_ms();
-            let headers = self.request_headers(&c, number, started_at_ms);
-            let response = self.sender.send(target, headers, c.envelope.clone()).await;
-            let now_ms = time::now_ms();
-            let mut attempt = Attempt {
-                number,
-                started_at_ms,
-                duration_ms: response.duration.as_millis() as u64,
-                succeeded: false,
-                status_code: None,
-                error_kind: None,
-                error: None,
-                response_excerpt: None,
-                trigger,
-            };
-            let mut retry_after = None;
-            let mut pause_reason = None;
-            match response.result {
-                Ok(answer) => {
-                    attempt.status_code = Some(answer.status);
-                    attempt.response_excerpt = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-                    if (200..300).contains(&answer.status) {
-                        attempt.succeeded = true;
-                    } else {
-                        attempt.error_kind = Some(ErrorKind::Status);
-                        attempt.error = Some(format!("receiver answered {}", answer.status));
-                        if matches!(answer.status, 429 | 503) {
-                            retry_after = answer.retry_after;
-                        }
-                        if answer.status == 410 {
-                            pause_reason = Some("receiver answered 410 Gone".to_string());
-                        }
+        let started_at_ms = time::now_ms();
+        let mut headers = self.request_headers(&c, number, started_at_ms);
+        let span = self.spans.as_deref().map(|t| AttemptSpan::start(t, &c));
+        if let Some(span) = &span {
+            headers.insert(HeaderName::from_static("traceparent"), span.traceparent());
+            if let Some(state) = span.tracestate() {
+                headers.insert(HeaderName::from_static("tracestate"), state);
+            }
+        }
+        let response = self.sender.send(target, headers, c.envelope.clone()).await;
+        let now_ms = time::now_ms();
+        let mut attempt = Attempt {
+            number,
+            started_at_ms,
+            duration_ms: response.duration.as_millis() as u64,
+            succeeded: false,
+            status_code: None,
+            error_kind: None,
+            error: None,
+            response_excerpt: None,
+            trigger,
+        };
+        let mut retry_after = None;
+        let mut pause_reason = None;
+        match response.result {
+            Ok(answer) => {
+                attempt.status_code = Some(answer.status);
+                attempt.response_excerpt = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
+                if (200..300).contains(&answer.status) {
+                    attempt.succeeded = true;
+                } else {
+                    attempt.error_kind = Some(ErrorKind::Status);
+                    attempt.error = Some(format!("receiver answered {}", answer.status));
+                    if matches!(answer.status, 429 | 503) {
+                        retry_after = answer.retry_after;
+                    }
+                    if answer.status == 410 {
+                        pause_reason = Some("receiver answered 410 Gone".to_string());
                     }
                 }
-                Err(failure) => {
-                    attempt.error_kind = Some(failure.kind);
-                    attempt.error = Some(failure.message);
-                }
             }
-            let outcome = if attempt.succeeded {
-                Outcome::Succeeded
-            } else if pause_reason.is_some() {
-                // Due now: the next claim finds the endpoint paused and holds it.
-                Outcome::RetryAt(now_ms)
-            } else {
-                match self.retry.after_failure(number, c.created_at_ms, now_ms, retry_after, fastrand::f64()) {
-                    RetryDecision::RetryAt(at) => Outcome::RetryAt(at),
-                    RetryDecision::GiveUp => Outcome::Failed,
-                }
-            };
-            let label = match outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::RetryAt(_) => "retrying",
-                Outcome::Failed => "failed",
-            };
-            self.metrics.attempt(label, response.duration.as_secs_f64());
-            tracing::Span::current().record("status", tracing::field::debug(&attempt.status_code));
-            match (&outcome, &attempt.error) {
-                (Outcome::Succeeded, _) => tracing::debug!(duration_ms = attempt.duration_ms, "delivered"),
-                (Outcome::RetryAt(at), err) => tracing::info!(error = ?err, retry_in_ms = at - now_ms, "attempt failed; retry scheduled"),
-                (Outcome::Failed, err) => tracing::warn!(error = ?err, "attempt failed; no attempt left, delivery failed"),
+            Err(failure) => {
+                attempt.error_kind = Some(failure.kind);
+                attempt.error = Some(failure.message);
             }
-            Record { delivery_id: c.delivery_id, delivery_created_ms: c.created_at_ms, attempt, outcome, pause_reason }
         }
-        .instrument(span)
-        .await
+        let outcome = if attempt.succeeded {
+            Outcome::Succeeded
+        } else if pause_reason.is_some() {
+            // Due now: the next claim finds the endpoint paused and holds it.
+            Outcome::RetryAt(now_ms)
+        } else {
+            match self.retry.after_failure(
+                number,
+                c.created_at_ms,
+                now_ms,
+                retry_after,
+                fastrand::f64(),
+            ) {
+                RetryDecision::RetryAt(at) => Outcome::RetryAt(at),
+                RetryDecision::GiveUp => Outcome::Failed,
+            }
+        };
+        let label = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RetryAt(_) => "retrying",
+            Outcome::Failed => "failed",
+        };
+        self.metrics.attempt(label, response.duration.as_secs_f64());
+        let ids = span.as_ref().map(AttemptSpan::ids);
+        if !attempt.succeeded {
+            log_failure(
+                &c,
+                &attempt,
+                &outcome,
+                now_ms,
+                pause_reason.as_deref(),
+                ids.as_ref(),
+            );
+        }
+        if let Some(span) = span {
+            span.finish(&c, &attempt, label);
+        }
+        if let Some(reason) = &pause_reason {
+            crate::recorder::announce_gone(&self.store, &c, reason).await;
+        }
+        Record {
+            delivery_id: c.delivery_id,
+            delivery_created_ms: c.created_at_ms,
+            attempt,
+            outcome,
+            pause_reason,
+        }
+    }
+}
+
+/// A failed attempt's log line: values, not debug text; INFO while another
+/// attempt follows, WARN when the delivery gives up (or the endpoint pauses).
+fn log_failure(
+    c: &Claimed,
+    attempt: &Attempt,
+    outcome: &Outcome,
+    now_ms: i64,
+    pause_reason: Option<&str>,
+    ids: Option<&(String, String)>,
+) {
+    let kind = attempt.error_kind.map_or("", ErrorKind::as_str);
+    let status = attempt.status_code.map_or(0, i64::from);
+    let error = attempt.error.as_deref().unwrap_or_default();
+    let host = crate::trace::url_host(&c.endpoint.url).unwrap_or_default();
+    let (trace_id, span_id) = ids.map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
+    macro_rules! line {
+        ($level:ident, $($rest:tt)*) => {
+            tracing::$level!(
+                error_kind = kind,
+                status,
+                error,
+                endpoint = %c.endpoint.id,
+                workspace = %c.endpoint.workspace,
+                delivery = %c.delivery_id,
+                event = %c.event_id,
+                attempt = attempt.number,
+                host,
+                trace_id,
+                span_id,
+                $($rest)*
+            )
+        };
+    }
+    match (outcome, pause_reason) {
+        (_, Some(_)) => line!(warn, "receiver answered 410 Gone; the endpoint is paused"),
+        (Outcome::RetryAt(at), None) => line!(
+            info,
+            retry_in_ms = at - now_ms,
+            "attempt failed; retry scheduled"
+        ),
+        (_, None) => line!(warn, "attempt failed; no attempt left, delivery failed"),
     }
 }
 

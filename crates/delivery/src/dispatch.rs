@@ -243,6 +243,7 @@ impl Dispatch {
         }
         let created_ms = hookd_core::delivery::entry_time_ms(&entry).unwrap_or(event.created_at_ms);
         let envelope = Bytes::from(event.envelope);
+        let trace = event.trace.map(Arc::new);
         for endpoint_id in subscribers.iter() {
             let settled = |status: DeliveryStatus| Settled {
                 entry_id: entry.clone(),
@@ -277,6 +278,7 @@ impl Dispatch {
                         event_type: event.event_type.clone(),
                         envelope: envelope.clone(),
                         manual: false,
+                        trace: trace.clone(),
                     };
                     let mut settled = settled(DeliveryStatus::Succeeded);
                     let (ctx, settler, freed) =

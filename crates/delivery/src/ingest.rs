@@ -37,6 +37,8 @@ pub(crate) struct Ingest {
     pub metrics: Arc<Metrics>,
     /// Beaten on every turn of the loop that reached Redis (for `/readyz`).
     pub heartbeat: Heartbeat,
+    /// Ingest batch spans, when tracing is on.
+    pub spans: crate::trace::Spans,
 }
 
 impl Ingest {
@@ -117,6 +119,10 @@ impl Ingest {
                 backoff.reset();
                 continue;
             }
+            let mut span = self
+                .spans
+                .as_deref()
+                .map(|t| crate::trace::ingest_batch(t, &self.partition.stream, entries.len()));
             // Entries stay pending until this succeeds; keep trying (they are ours).
             while let Err(e) = self.process(&entries).await {
                 self.pause_after_error("accepting events", &e, &mut backoff, &mut shutdown)
@@ -125,6 +131,9 @@ impl Ingest {
                     // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
                     break;
                 }
+            }
+            if let Some(span) = span.as_mut() {
+                opentelemetry::trace::Span::end(span);
             }
             backoff.reset();
         }

@@ -9,7 +9,8 @@
 //! - [`attempt`]: one signed request and the record of it;
 //! - `recorder`: the scheduler's attempts written to Redis in batches;
 //! - [`sender`]: the HTTP client and how failures are classified;
-//! - [`connect`]: every connection resolved and checked against the network policy.
+//! - [`connect`]: every connection resolved and checked against the network policy;
+//! - [`trace`]: OpenTelemetry spans of attempts and ingest batches.
 //!
 //! [`run`] starts one ingest loop and one scheduler per stream partition,
 //! plus housekeeping (trimming the stream and history indexes), and returns
@@ -25,6 +26,7 @@ mod recorder;
 pub mod schedule;
 pub mod sender;
 mod settle;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +72,8 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     /// Beaten by every ingest loop turn that reached Redis.
     pub heartbeat: Heartbeat,
+    /// Where spans go (`None`: tracing off).
+    pub spans: trace::Spans,
 }
 
 /// Runs the daemon until `shutdown` turns true.
@@ -88,6 +92,8 @@ pub async fn run(
         retry: settings.retry,
         metrics: telemetry.metrics.clone(),
         rotation_signatures: settings.rotation_signatures,
+        spans: telemetry.spans.clone(),
+        store: store.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for partition in store.keys().all_partitions() {
@@ -123,6 +129,7 @@ pub async fn run(
             dispatch,
             metrics: telemetry.metrics.clone(),
             heartbeat: telemetry.heartbeat.clone(),
+            spans: telemetry.spans.clone(),
         };
         let scheduler = schedule::Scheduler {
             store: store.clone(),

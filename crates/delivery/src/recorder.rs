@@ -91,6 +91,23 @@ impl Writer {
     }
 }
 
+/// Publishes an endpoint a receiver's 410 Gone pauses (the attempt's WARN
+/// line names it; the record step pauses it).
+pub(crate) async fn announce_gone(store: &Store, c: &hookd_store::schedule::Claimed, reason: &str) {
+    let event = [
+        ("type", "endpoint.paused".to_string()),
+        ("reason", "gone".to_string()),
+        ("endpoint", c.endpoint.id.clone()),
+        ("workspace", c.endpoint.workspace.clone()),
+        ("delivery", c.delivery_id.clone()),
+        ("last_error", reason.to_string()),
+        ("at", time::format_rfc3339_ms(time::now_ms())),
+    ];
+    if let Err(e) = store.operational_event(&event).await {
+        tracing::warn!(error = %e, "could not publish the operational event");
+    }
+}
+
 /// Logs, counts and publishes an endpoint the breaker paused.
 pub(crate) async fn announce(store: &Store, metrics: &crate::Metrics, t: Tripped) {
     tracing::warn!(endpoint = %t.endpoint.id, workspace = %t.endpoint.workspace, failures = t.failures,

@@ -1,6 +1,6 @@
 //! The `hookd` binary as a library, so the end-to-end tests can build the
 //! same program: configuration ([`settings`]), the command line ([`cli`]),
-//! the daemon's wiring ([`serve`]), printing ([`output`]) and the
+//! the daemon's wiring ([`serve`]), span export ([`telemetry`]), printing ([`output`]) and the
 //! receiver-side tools `verify` and `listen` ([`receive`]).
 
 pub mod cli;
@@ -8,6 +8,7 @@ pub mod output;
 pub mod receive;
 pub mod serve;
 pub mod settings;
+pub mod telemetry;
 
 use std::process::ExitCode;
 

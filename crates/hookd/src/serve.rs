@@ -142,9 +142,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "no [secrets] keys configured: endpoint signing secrets are stored in Redis in clear (set HOOKD__SECRETS__KEYS and HOOKD__SECRETS__CURRENT)"
         );
     }
+    let tracing = crate::telemetry::Tracing::start(&config)?;
     let telemetry = hookd_delivery::Telemetry {
         metrics: std::sync::Arc::new(hookd_delivery::Metrics::new()?),
         heartbeat: Default::default(),
+        spans: tracing.as_ref().map(|t| t.tracer.clone()),
     };
     let consumer = consumer_name();
     let (history, shipping, shipper) =
@@ -164,6 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             registry: telemetry.metrics.registry.clone(),
             figures: Default::default(),
             key_use: Default::default(),
+            spans: telemetry.spans.clone(),
         };
         Some(tokio::spawn(hookd_admin::serve(
             listener,
@@ -183,6 +186,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "admin API task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
     }
     Ok(())
 }

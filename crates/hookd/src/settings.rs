@@ -47,6 +47,7 @@ pub struct Config {
     pub signing: Signing,
     pub history: History,
     pub log: Log,
+    pub telemetry: Telemetry,
     pub admin: Admin,
     pub secrets: Secrets,
     /// Built from `[secrets]` when the configuration is loaded.
@@ -255,6 +256,30 @@ pub struct Admin {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// Where spans go over OTLP/HTTP (protobuf), e.g.
+    /// `http://otel-collector:4318`. Empty: `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// and tracing is off when that is unset too.
+    pub otlp_endpoint: String,
+    /// The share of traces started here that are recorded (0 to 1); a
+    /// producer's sampled trace is always continued. `OTEL_TRACES_SAMPLER_ARG` wins when set.
+    pub sampling_ratio: f64,
+    /// The spans' `service.name`. `OTEL_SERVICE_NAME` wins when set.
+    pub service_name: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sampling_ratio: 1.0,
+            service_name: "hookd".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `text` or `json`.
     pub format: String,
@@ -326,6 +351,7 @@ impl Default for Config {
                 format: "text".into(),
                 level: "info".into(),
             },
+            telemetry: Telemetry::default(),
             secrets: Secrets {
                 keys: Vec::new(),
                 current: String::new(),
@@ -482,6 +508,10 @@ impl Config {
         anyhow::ensure!(
             self.retry.max_attempts >= 1,
             "[retry] max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.telemetry.sampling_ratio),
+            "[telemetry] sampling_ratio must be between 0 and 1"
         );
         anyhow::ensure!(
             self.retry.factor >= 1.0,

@@ -43,6 +43,9 @@ pub struct Claimed {
     pub envelope: Bytes,
     /// An operator asked for this attempt (redeliver or recover).
     pub manual: bool,
+    /// The producer's trace context (first attempts, straight from the
+    /// stream entry; a later attempt starts a trace of its own).
+    pub trace: Option<Arc<hookd_core::trace::TraceParent>>,
 }
 
 /// When the circuit breaker pauses an endpoint: after `trip_after`
@@ -175,6 +178,7 @@ impl Store {
                     event_type,
                     envelope,
                     manual,
+                    trace: None,
                 });
             }
         }

@@ -1,0 +1,334 @@
+//! Observability end to end: spans exported over OTLP/HTTP to a real
+//! receiver on loopback (a Python server decoding the protobuf export
+//! requests with opentelemetry-proto, `tests/otlp/receiver.py`), trace
+//! context from a stream entry's `traceparent` and from `POST .../events`
+//! carried to the receiver's `traceparent` header, failed attempts' spans
+//! and log lines, and the admin request log with its request id.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The OTLP receiver process; killed on drop.
+struct Collector {
+    child: Child,
+    port: u16,
+}
+
+impl Collector {
+    fn start() -> Self {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/otlp/receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect(
+                "python3 tests/otlp/receiver.py (make check-tools installs opentelemetry-proto)",
+            );
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the OTLP receiver did not start");
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spans(&self) -> Vec<Value> {
+        let body = reqwest::get(format!("{}/spans", self.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PRODUCER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
+const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+const FAILING_TRACE: &str = "11111111111111111111111111111111";
+
+fn attempt_spans<'a>(spans: &'a [Value], trace: &str) -> Vec<&'a Value> {
+    spans
+        .iter()
+        .filter(|s| s["name"] == "hookd.attempt" && s["trace_id"] == trace)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error() {
+    let collector = Collector::start();
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__TELEMETRY__OTLP_ENDPOINT".into(), collector.url()));
+    env.push(("HOOKD__LOG__FORMAT".into(), "json".into()));
+    env.push(("HOOKD__LOG__LEVEL".into(), "info".into()));
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "1".into()));
+    // Export every 100 ms instead of every 5 s.
+    env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+    let ok = Receiver::ok().await;
+    let failing = Receiver::sequence(&[500; 100]).await;
+    let (ok_ep, _) = create_endpoint(&env, "ws", &ok.url(), &["order.created"]);
+    let (failing_ep, _) = create_endpoint(&env, "ws", &failing.url(), &["order.failed"]);
+    let log = std::env::temp_dir().join(format!("hookd-observability-{}.log", free_port()));
+    let daemon = Daemon::ready_logging_to(&env, &log).await;
+
+    // 1. A producer's XADD with trace context.
+    redis
+        .xadd(&[
+            ("type", "order.created"),
+            ("workspace", "ws"),
+            ("data", r#"{"n":1}"#),
+            ("id", "traced"),
+            (
+                "traceparent",
+                &format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"),
+            ),
+            ("tracestate", "vendor=abc"),
+        ])
+        .await;
+    // 2. One without: a trace of its own.
+    redis
+        .xadd(&[
+            ("type", "order.created"),
+            ("workspace", "ws"),
+            ("data", r#"{"n":2}"#),
+            ("id", "untraced"),
+        ])
+        .await;
+    // 3. Through the API, with the caller's traceparent and a request id.
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws", "write"));
+    let r = api
+        .raw(
+            "POST",
+            "/api/v1/workspaces/ws/events",
+            Some(
+                json!({"id": "via-api", "type": "order.created", "data": {"n": 3}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[
+                ("content-type", "application/json"),
+                (
+                    "traceparent",
+                    &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+                ),
+                ("x-request-id", "req-from-caller-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.header("x-request-id"), Some("req-from-caller-1"));
+    let r = api
+        .call("GET", "/api/v1/workspaces/ws/endpoints", None)
+        .await;
+    let made = r.header("x-request-id").unwrap().to_string();
+    assert!(made.starts_with("req_"), "a request id is made: {made}");
+    // 4. A failing endpoint, traced.
+    redis
+        .xadd(&[
+            ("type", "order.failed"),
+            ("workspace", "ws"),
+            ("data", "{}"),
+            ("id", "fails"),
+            (
+                "traceparent",
+                &format!("00-{FAILING_TRACE}-{PRODUCER_SPAN}-01"),
+            ),
+        ])
+        .await;
+
+    let got = ok.wait_for(3, WAIT).await;
+    failing.wait_for(1, WAIT).await;
+    let header_of = |id: &str| -> String {
+        got.iter()
+            .find(|r| r.header("x-hookd-event-id") == Some(id))
+            .and_then(|r| r.header("traceparent"))
+            .unwrap_or_else(|| panic!("no traceparent on the request of {id}"))
+            .to_string()
+    };
+    for r in &got {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains("traceparent") && !body.contains("vendor=abc"),
+            "trace context is not payload: {body}"
+        );
+    }
+
+    let spans = eventually(WAIT, "the attempt spans exported", || async {
+        let spans = collector.spans().await;
+        let done = [PRODUCER_TRACE, CALLER_TRACE, FAILING_TRACE]
+            .iter()
+            .all(|t| !attempt_spans(&spans, t).is_empty())
+            && spans
+                .iter()
+                .filter(|s| s["name"] == "hookd.attempt")
+                .count()
+                >= 4;
+        done.then_some(spans)
+    })
+    .await;
+
+    // The producer's trace: the attempt span is its child, and the receiver
+    // got that span's traceparent (so it can continue the same trace).
+    let attempt = attempt_spans(&spans, PRODUCER_TRACE)[0];
+    assert_eq!(attempt["parent_span_id"], PRODUCER_SPAN);
+    assert_eq!(attempt["kind"], 3, "a client span");
+    assert_eq!(attempt["service"], "hookd");
+    let sent = header_of("traced");
+    assert_eq!(
+        sent,
+        format!(
+            "00-{PRODUCER_TRACE}-{}-01",
+            attempt["span_id"].as_str().unwrap()
+        )
+    );
+    let a = &attempt["attributes"];
+    assert_eq!(a["hookd.endpoint.id"], ok_ep.as_str());
+    assert_eq!(a["hookd.workspace"], "ws");
+    assert_eq!(a["hookd.event.id"], "traced");
+    assert_eq!(a["hookd.event.type"], "order.created");
+    assert_eq!(a["hookd.attempt.number"], 1);
+    assert_eq!(a["hookd.outcome"], "succeeded");
+    assert_eq!(a["http.response.status_code"], 200);
+    assert!(a["hookd.delivery.id"].as_str().unwrap().starts_with("dlv_"));
+    assert!(
+        a["server.address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let tracestate = got
+        .iter()
+        .find(|r| r.header("x-hookd-event-id") == Some("traced"))
+        .and_then(|r| r.header("tracestate"));
+    assert_eq!(tracestate, Some("vendor=abc"));
+
+    // Without trace context: a trace of its own, and the header names it.
+    let own = header_of("untraced");
+    let own_trace = own.split('-').nth(1).unwrap();
+    assert!(![PRODUCER_TRACE, CALLER_TRACE, FAILING_TRACE].contains(&own_trace));
+    let root = attempt_spans(&spans, own_trace);
+    assert_eq!(root.len(), 1);
+    assert_eq!(root[0]["parent_span_id"], "");
+
+    // Through the API: caller -> the request's server span -> the attempt.
+    let request = spans
+        .iter()
+        .find(|s| s["trace_id"] == CALLER_TRACE && s["kind"] == 2)
+        .expect("the request span");
+    assert_eq!(request["name"], "POST /api/v1/workspaces/{ws}/events");
+    assert_eq!(request["parent_span_id"], CALLER_SPAN);
+    assert_eq!(
+        request["attributes"]["http.route"],
+        "/api/v1/workspaces/{ws}/events"
+    );
+    assert_eq!(request["attributes"]["http.response.status_code"], 202);
+    assert_eq!(request["attributes"]["hookd.workspace"], "ws");
+    assert_eq!(
+        request["attributes"]["hookd.request_id"],
+        "req-from-caller-1"
+    );
+    assert!(
+        request["attributes"]["hookd.key.id"]
+            .as_str()
+            .unwrap()
+            .starts_with("key_")
+    );
+    let via_api = attempt_spans(&spans, CALLER_TRACE);
+    assert_eq!(via_api[0]["parent_span_id"], request["span_id"]);
+    assert!(header_of("via-api").starts_with(&format!("00-{CALLER_TRACE}-")));
+
+    // A failed attempt's span carries the error.
+    let failed = attempt_spans(&spans, FAILING_TRACE)[0];
+    assert_eq!(failed["status"]["code"], 2, "status ERROR: {failed}");
+    assert!(
+        failed["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500")
+    );
+    assert_eq!(failed["attributes"]["error.type"], "status");
+    assert_eq!(failed["attributes"]["http.response.status_code"], 500);
+    assert_eq!(failed["attributes"]["hookd.outcome"], "failed");
+    assert_eq!(
+        failed["attributes"]["hookd.endpoint.id"],
+        failing_ep.as_str()
+    );
+    // Ingest batches have spans too.
+    assert!(spans.iter().any(|s| s["name"] == "hookd.ingest"));
+
+    // The log: the failure line has values (not Rust debug text) and the
+    // trace it belongs to; every API request is logged with its route
+    // template, key and request id.
+    let lines: Vec<Value> = eventually(WAIT, "the log lines", || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "attempt failed; no attempt left, delivery failed")
+            .then_some(lines)
+    })
+    .await;
+    let failure = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "attempt failed; no attempt left, delivery failed")
+        .unwrap();
+    assert_eq!(failure["level"], "WARN");
+    let f = &failure["fields"];
+    assert_eq!(f["error_kind"], "status", "{failure}");
+    assert_eq!(f["status"], 500);
+    assert_eq!(f["error"], "receiver answered 500");
+    assert_eq!(f["endpoint"], failing_ep.as_str());
+    assert_eq!(f["workspace"], "ws");
+    assert_eq!(f["event"], "fails");
+    assert_eq!(f["trace_id"], FAILING_TRACE);
+    assert_eq!(f["span_id"], failed["span_id"]);
+    assert!(f["host"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(f["delivery"].as_str().unwrap().starts_with("dlv_"));
+    let request_line = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "admin request"
+                && l["fields"]["request_id"] == "req-from-caller-1"
+        })
+        .expect("the request's log line");
+    let f = &request_line["fields"];
+    assert_eq!(f["method"], "POST");
+    assert_eq!(f["route"], "/api/v1/workspaces/{ws}/events");
+    assert_eq!(f["status"], 202);
+    assert_eq!(f["workspace"], "ws");
+    assert_eq!(f["trace_id"], CALLER_TRACE);
+    assert!(f["key_id"].as_str().unwrap().starts_with("key_"));
+    assert!(f["duration_ms"].as_f64().is_some());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("Some("), "no Rust debug text in the log");
+    drop(daemon);
+    let _ = std::fs::remove_file(&log);
+}
