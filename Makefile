@@ -59,6 +59,7 @@ check-tools:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (headless browser tests)"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 	@python3 -c 'import playwright' 2>/dev/null || python3 -m pip install -q 'playwright==1.49.1'
 	@python3 -c 'import redis' 2>/dev/null || python3 -m pip install -q 'redis==5.2.1'
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (promtool checks the alert rules)"; apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 	@python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q 'opentelemetry-proto==1.38.0'
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "installing postgresql (history tests start their own cluster)"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 	@command -v node >/dev/null 2>&1 || { echo "installing nodejs (receiver tests)"; apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }

@@ -332,3 +332,140 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
     drop(daemon);
     let _ = std::fs::remove_file(&log);
 }
+
+/// The metric names a PromQL text uses (`hookd_...`).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("hookd_") {
+        let start = i + at;
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        // Not part of a longer word (a file or job name).
+        if !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'/' || b == b'.')
+        {
+            out.insert(text[start..end].to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_and_alerts_use_only_metrics_hookd_exports() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    // The rules are valid and their unit tests pass.
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts_test.yml"][..],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(format!("{deploy}/prometheus"))
+            .output()
+            .expect("promtool (make check-tools installs Debian's prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let ok = Receiver::ok().await;
+    create_endpoint(&env, "ws", &ok.url(), &[]);
+    let daemon = Daemon::ready(&env).await;
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", daemon.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Counters an alert reads exist at 0 before anything happened.
+    let fresh = scrape().await;
+    for series in [
+        r#"hookd_attempts_total{outcome="failed"} 0"#,
+        r#"hookd_dead_letters_total{reason="invalid_json"} 0"#,
+        "hookd_circuit_breaker_trips_total 0",
+        "hookd_events_ingested_total 0",
+    ] {
+        assert!(
+            fresh.contains(series),
+            "{series} missing at start-up:\n{fresh}"
+        );
+    }
+    assert!(fresh.contains(&format!(
+        "hookd_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // One delivery, so the per-endpoint series exist.
+    redis
+        .xadd(&[
+            ("type", "order.created"),
+            ("workspace", "ws"),
+            ("data", "{}"),
+        ])
+        .await;
+    ok.wait_for(1, WAIT).await;
+    let text = eventually(WAIT, "the queue figures and attempt series", || async {
+        let t = scrape().await;
+        (t.contains("hookd_attempt_results_total{") && t.contains("hookd_stream_lag ")).then_some(t)
+    })
+    .await;
+    let mut exported = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            exported.insert(name.to_string());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hookd_attempt_results_total{")
+                && l.contains(r#"result="success""#)
+                && l.contains(r#"workspace="ws""#)
+                && l.contains("endpoint=\"ep_")),
+        "the dashboard's workspace and endpoint variables read these labels:\n{text}"
+    );
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{deploy}/grafana/hookd.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = var["definition"].as_str() {
+            queries.push(q.to_string());
+        }
+    }
+    assert!(queries.len() >= 12, "{queries:?}");
+    let alerts = std::fs::read_to_string(format!("{deploy}/prometheus/alerts.yml")).unwrap();
+    let mut used = metric_names(&queries.join("\n"));
+    let in_alerts = metric_names(&alerts);
+    assert!(in_alerts.len() >= 7, "{in_alerts:?}");
+    used.extend(in_alerts);
+    let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard or alerts query metrics hookd does not export: {missing:?}\nexported: {exported:?}"
+    );
+}

@@ -126,6 +126,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 "Deliveries in due queues (waiting or in flight).",
                 s.due,
             );
+            gauge_f64(
+                &scrape,
+                "hookd_oldest_due_age_seconds",
+                "How long the longest-waiting due delivery has been due (0: none is); retries scheduled for later are not counted.",
+                s.oldest_due_ms
+                    .map_or(0.0, |at| (time::now_ms() - at).max(0) as f64 / 1000.0),
+            );
             gauge(
                 &scrape,
                 "hookd_held_deliveries",

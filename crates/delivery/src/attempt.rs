@@ -112,6 +112,10 @@ impl AttemptContext {
     pub async fn run(&self, c: Claimed, target: &Target, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
         let started_at_ms = time::now_ms();
+        if number == 1 {
+            self.metrics
+                .first_attempt((started_at_ms - c.created_at_ms) as f64 / 1000.0);
+        }
         let mut headers = self.request_headers(&c, number, started_at_ms);
         let span = self.spans.as_deref().map(|t| AttemptSpan::start(t, &c));
         if let Some(span) = &span {
@@ -180,6 +184,11 @@ impl AttemptContext {
             Outcome::Failed => "failed",
         };
         self.metrics.attempt(label, response.duration.as_secs_f64());
+        self.metrics.result(
+            result_label(&attempt),
+            &c.endpoint.workspace,
+            &c.endpoint.id,
+        );
         let ids = span.as_ref().map(AttemptSpan::ids);
         if !attempt.succeeded {
             log_failure(
@@ -204,6 +213,23 @@ impl AttemptContext {
             outcome,
             pause_reason,
         }
+    }
+}
+
+/// The `result` label of an attempt: success, the status class, or the error kind.
+fn result_label(attempt: &Attempt) -> &'static str {
+    if attempt.succeeded {
+        return "success";
+    }
+    match (attempt.error_kind, attempt.status_code) {
+        (Some(ErrorKind::Status), Some(code)) => match code {
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other_status",
+        },
+        (Some(kind), _) => kind.as_str(),
+        (None, _) => "other",
     }
 }
 

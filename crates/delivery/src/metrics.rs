@@ -1,8 +1,43 @@
 //! The daemon's own counters and histograms (Prometheus): events ingested,
-//! dead letters, duplicates, attempts by outcome and their latency.
-//! `/metrics` renders them with the queue figures read from Redis.
+//! dead letters, duplicates, attempts by outcome and their latency, attempt
+//! results by error kind per workspace and endpoint (bounded), the delay
+//! from publish to first attempt, and the build. `/metrics` renders them
+//! with the queue figures read from Redis.
+//!
+//! Counters an alert reads exist at 0 from start-up (every outcome, every
+//! dead-letter reason), so the alert reads 0, not "no data".
+//!
+//! Per-endpoint series are bounded: the first `endpoint_series` endpoints
+//! this process attempts get their own `workspace` and `endpoint` labels;
+//! attempts to any other are counted under `workspace="_other",
+//! endpoint="_other"`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Every outcome label of `hookd_attempts_total`.
+pub const OUTCOMES: [&str; 3] = ["succeeded", "retrying", "failed"];
+/// Every reason label of `hookd_dead_letters_total` (the entry checks'
+/// codes; the stream reader's `other` appears when it is first used).
+pub const DEAD_LETTER_REASONS: [&str; 11] = [
+    "missing_field",
+    "invalid_type",
+    "invalid_workspace",
+    "invalid_json",
+    "invalid_id",
+    "invalid_occurred_at",
+    "invalid_utf8",
+    "reserved_field",
+    "too_large",
+    "too_many_fields",
+    "duplicate_field",
+];
+/// The label for series past the cap.
+const OTHER: &str = "_other";
 
 /// Cheap to share behind an `Arc`; every metric lives in `registry`.
 pub struct Metrics {
@@ -14,10 +49,20 @@ pub struct Metrics {
     attempt_seconds: Histogram,
     breaker_trips: IntCounter,
     forwarded: IntCounter,
+    results: IntCounterVec,
+    first_attempt_delay: Histogram,
+    /// Endpoints with series of their own, at most `endpoint_series`.
+    labelled: Mutex<HashSet<String>>,
+    endpoint_series: usize,
 }
 
 impl Metrics {
+    /// Metrics with at most 100 endpoints labelled.
     pub fn new() -> Result<Self, prometheus::Error> {
+        Self::with_endpoint_series(100)
+    }
+
+    pub fn with_endpoint_series(endpoint_series: usize) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let events = IntCounter::new(
             "hookd_events_ingested_total",
@@ -58,6 +103,39 @@ impl Metrics {
             "hookd_entries_forwarded_total",
             "Stream entries moved to their workspace's partition (written with an earlier partition count).",
         )?;
+        let results = IntCounterVec::new(
+            Opts::new(
+                "hookd_attempt_results_total",
+                "Delivery attempts by result (success, 3xx, 4xx, 5xx, timeout, connect, dns, tls, blocked), workspace and endpoint (the first [telemetry] endpoint_series endpoints; the rest under _other).",
+            ),
+            &["result", "workspace", "endpoint"],
+        )?;
+        let first_attempt_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "hookd_first_attempt_delay_seconds",
+                "From an event's publication (its stream entry) to the start of a delivery's first attempt.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )?;
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "hookd_build_info",
+                "Always 1; the labels say which hookd this is.",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for outcome in OUTCOMES {
+            attempts.with_label_values(&[outcome]);
+        }
+        for reason in DEAD_LETTER_REASONS {
+            dead_letters.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(results.clone()))?;
+        registry.register(Box::new(first_attempt_delay.clone()))?;
+        registry.register(Box::new(build))?;
         registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
@@ -74,6 +152,10 @@ impl Metrics {
             attempt_seconds,
             breaker_trips,
             forwarded,
+            results,
+            first_attempt_delay,
+            labelled: Mutex::new(HashSet::new()),
+            endpoint_series,
         })
     }
 
@@ -97,5 +179,31 @@ impl Metrics {
     pub(crate) fn attempt(&self, outcome: &str, seconds: f64) {
         self.attempts.with_label_values(&[outcome]).inc();
         self.attempt_seconds.observe(seconds);
+    }
+
+    /// An attempt's result for `workspace`'s `endpoint` (see the module
+    /// comment for the cap).
+    pub(crate) fn result(&self, result: &str, workspace: &str, endpoint: &str) {
+        let own = match self.labelled.lock() {
+            Ok(mut labelled) => {
+                labelled.contains(endpoint)
+                    || (labelled.len() < self.endpoint_series
+                        && labelled.insert(endpoint.to_string()))
+            }
+            Err(_) => false,
+        };
+        let (workspace, endpoint) = if own {
+            (workspace, endpoint)
+        } else {
+            (OTHER, OTHER)
+        };
+        self.results
+            .with_label_values(&[result, workspace, endpoint])
+            .inc();
+    }
+
+    /// A first attempt started `seconds` after its event was published.
+    pub(crate) fn first_attempt(&self, seconds: f64) {
+        self.first_attempt_delay.observe(seconds.max(0.0));
     }
 }

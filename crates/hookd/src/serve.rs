@@ -144,7 +144,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let tracing = crate::telemetry::Tracing::start(&config)?;
     let telemetry = hookd_delivery::Telemetry {
-        metrics: std::sync::Arc::new(hookd_delivery::Metrics::new()?),
+        metrics: std::sync::Arc::new(hookd_delivery::Metrics::with_endpoint_series(
+            config.telemetry.endpoint_series,
+        )?),
         heartbeat: Default::default(),
         spans: tracing.as_ref().map(|t| t.tracer.clone()),
     };

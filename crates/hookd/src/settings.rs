@@ -266,6 +266,9 @@ pub struct Telemetry {
     pub sampling_ratio: f64,
     /// The spans' `service.name`. `OTEL_SERVICE_NAME` wins when set.
     pub service_name: String,
+    /// How many endpoints get series of their own in
+    /// `hookd_attempt_results_total` (the rest are counted as `_other`).
+    pub endpoint_series: usize,
 }
 
 impl Default for Telemetry {
@@ -274,6 +277,7 @@ impl Default for Telemetry {
             otlp_endpoint: String::new(),
             sampling_ratio: 1.0,
             service_name: "hookd".into(),
+            endpoint_series: 100,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the queues hold right now, for `/metrics` and `/readyz`: stream
-//! length, consumer-group lag and pending entries, due and held deliveries,
-//! paused endpoints.
+//! length, consumer-group lag and pending entries, due and held deliveries
+//! (and how long the longest-waiting has been due), paused endpoints.
 
 use redis::Value;
 
@@ -24,6 +24,9 @@ pub struct QueueStats {
     pub paused_endpoints: u64,
     /// Entries in the dead-letter stream.
     pub dead_letters: u64,
+    /// When the longest-waiting due delivery became due (ms; `None`:
+    /// nothing is due). Retries scheduled for later are not due yet.
+    pub oldest_due_ms: Option<i64>,
 }
 
 impl Store {
@@ -87,13 +90,22 @@ impl Store {
             for id in ids {
                 pipe.hget(p.endpoint(id), "paused")
                     .zcard(p.due(id))
-                    .scard(p.held(id));
+                    .scard(p.held(id))
+                    .zrange_withscores(p.due(id), 0, 0);
             }
-            let counts: Vec<(Option<String>, u64, u64)> = pipe.query_async(&mut conn).await?;
-            for (paused, due, held) in counts {
+            type Counts = (Option<String>, u64, u64, Vec<(String, f64)>);
+            let counts: Vec<Counts> = pipe.query_async(&mut conn).await?;
+            let now = hookd_core::time::now_ms();
+            for (paused, due, held, first) in counts {
                 stats.paused_endpoints += u64::from(paused.as_deref() == Some("1"));
                 stats.due += due;
                 stats.held += held;
+                if let Some((_, at)) = first.first()
+                    && (*at as i64) <= now
+                {
+                    let at = *at as i64;
+                    stats.oldest_due_ms = Some(stats.oldest_due_ms.map_or(at, |o| o.min(at)));
+                }
             }
         }
         Ok(stats)
