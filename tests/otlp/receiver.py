@@ -1,11 +1,14 @@
 """A real OTLP/HTTP trace receiver for the tests: decodes the protobuf
 export requests hookd sends (opentelemetry-proto) and serves what it got.
 
-  python3 receiver.py PORT
+  python3 receiver.py PORT [discard]
   POST /v1/traces   an ExportTraceServiceRequest (protobuf, maybe gzip)
   GET  /spans       every span received so far, as JSON: name, kind,
                     trace_id, span_id, parent_span_id (hex), attributes,
                     status {code, message}, service (resource service.name)
+
+With `discard` (for benchmarks) it counts requests and bytes and decodes
+nothing; GET answers {"requests": n, "bytes": n}.
 """
 import gzip
 import json
@@ -17,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 SPANS = []
 LOCK = threading.Lock()
+DISCARD = len(sys.argv) > 2 and sys.argv[2] == "discard"
+COUNTS = {"requests": 0, "bytes": 0}
 
 
 def value(v):
@@ -38,6 +43,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if DISCARD:
+            with LOCK:
+                COUNTS["requests"] += 1
+                COUNTS["bytes"] += len(body)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         req = trace_service_pb2.ExportTraceServiceRequest()
@@ -69,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         with LOCK:
-            out = json.dumps(SPANS).encode()
+            out = json.dumps(COUNTS if DISCARD else SPANS).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
