@@ -708,6 +708,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/workspaces"),
     ("get", "/api/v1/workspaces/{ws}/jobs"),
     ("get", "/api/v1/workspaces/{ws}/jobs/{id}"),
+    ("get", "/api/v1/workspaces/{ws}/audit"),
     ("post", "/api/v1/workspaces/{ws}/events"),
     ("post", "/api/v1/workspaces/{ws}/keys"),
     ("get", "/api/v1/workspaces/{ws}/keys"),

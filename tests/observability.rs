@@ -469,3 +469,280 @@ async fn the_dashboard_and_alerts_use_only_metrics_hookd_exports() {
         "the dashboard or alerts query metrics hookd does not export: {missing:?}\nexported: {exported:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_is_in_the_workspace_audit_log_and_no_secret_is_logged() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__LOG__FORMAT".into(), "json".into()));
+    env.push(("HOOKD__LOG__LEVEL".into(), "debug".into()));
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "1".into()));
+    let log = std::env::temp_dir().join(format!("hookd-audit-{}.log", free_port()));
+    let daemon = Daemon::ready_logging_to(&env, &log).await;
+    let admin_key = api_key(&env, "ws", "admin");
+    let api = Api::new(&daemon.admin, &admin_key);
+    let ok = Receiver::ok().await;
+    let gone = Receiver::sequence(&[410]).await;
+    let base = "/api/v1/workspaces/ws/endpoints";
+
+    // Changes through the API, one with the caller's request id.
+    let r = api
+        .raw(
+            "POST",
+            base,
+            Some(
+                json!({
+                    "url": format!("{}?token=url-secret-value", ok.url()),
+                    "headers": {"Authorization": "Bearer header-secret-value"},
+                    "event_types": ["order.created"]
+                })
+                .to_string()
+                .into_bytes(),
+            ),
+            &[
+                ("content-type", "application/json"),
+                ("x-request-id", "req-audit-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let ep = r.body["id"].as_str().unwrap().to_string();
+    let first_secret = r.body["secret"].as_str().unwrap().to_string();
+    let one = format!("{base}/{ep}");
+    let r = api
+        .call(
+            "PATCH",
+            &one,
+            Some(json!({"headers": {"Authorization": "Bearer header-secret-2"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    api.call(
+        "POST",
+        &format!("{one}/pause"),
+        Some(json!({"reason": "receiver maintenance"})),
+    )
+    .await;
+    api.call("POST", &format!("{one}/resume"), None).await;
+    let r = api
+        .call(
+            "POST",
+            &format!("{one}/secret/rotate"),
+            Some(json!({"grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let second_secret = r.body["secret"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws/events",
+            Some(json!({"id": "e1", "type": "order.created", "data": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    ok.wait_for(1, WAIT).await;
+    let delivery = eventually(WAIT, "the delivery in history", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws/deliveries", None)
+            .await;
+        page.body["data"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/ws/deliveries/{delivery}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            &format!("{one}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let job = r.body["id"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/event-types/order.created",
+            Some(json!({"description": "An order"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws/keys",
+            Some(json!({"scope": "read", "name": "dashboards"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let read_key = r.body["key"].as_str().unwrap().to_string();
+    let read_id = r.body["id"].as_str().unwrap().to_string();
+    // The command line, and hookd itself (a receiver's 410 pauses its endpoint).
+    cli(
+        &env,
+        &["endpoints", "pause", &ep, "--reason", "from the cli"],
+    );
+    let (gone_ep, _) = create_endpoint(&env, "ws", &gone.url(), &["order.gone"]);
+    redis
+        .xadd(&[("type", "order.gone"), ("workspace", "ws"), ("data", "{}")])
+        .await;
+    gone.wait_for(1, WAIT).await;
+    let r = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/workspaces/ws/keys/{read_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.call("DELETE", &one, None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+
+    let audit = eventually(WAIT, "the automatic pause in the audit log", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws/audit?limit=500", None)
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        page.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "hookd")
+            .then_some(page.body)
+    })
+    .await;
+    let entries = audit["data"].as_array().unwrap();
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            let actor = if e["actor"].as_str().unwrap().starts_with("key_") {
+                "key".to_string()
+            } else {
+                e["actor"].as_str().unwrap().to_string()
+            };
+            (
+                actor,
+                e["action"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    let expected = vec![
+        s(
+            "cli",
+            "key.created",
+            entries.last().unwrap()["target"].as_str().unwrap(),
+        ),
+        s("key", "endpoint.created", &ep),
+        s("key", "endpoint.updated", &ep),
+        s("key", "endpoint.paused", &ep),
+        s("key", "endpoint.resumed", &ep),
+        s("key", "endpoint.secret_rotated", &ep),
+        s("key", "delivery.redelivered", &delivery),
+        s("key", "recovery.started", &job),
+        s("key", "catalog.changed", "order.created"),
+        s("key", "key.created", &read_id),
+        s("cli", "endpoint.paused", &ep),
+        s("cli", "endpoint.created", &gone_ep),
+        s("hookd", "endpoint.paused", &gone_ep),
+        s("key", "key.revoked", &read_id),
+        s("key", "endpoint.deleted", &ep),
+    ];
+    assert_eq!(seen, expected, "{audit:#}");
+    let created = entries
+        .iter()
+        .find(|e| e["action"] == "endpoint.created" && e["target"] == ep.as_str())
+        .unwrap();
+    assert_eq!(created["request_id"], "req-audit-1");
+    assert!(created["at"].as_str().unwrap().ends_with('Z'));
+    let paused = entries
+        .iter()
+        .find(|e| {
+            e["action"] == "endpoint.paused" && e["actor"] != "cli" && e["target"] == ep.as_str()
+        })
+        .unwrap();
+    assert_eq!(paused["detail"], "receiver maintenance");
+    let updated = entries
+        .iter()
+        .find(|e| e["action"] == "endpoint.updated")
+        .unwrap();
+    assert_eq!(
+        updated["detail"], "headers",
+        "names of settings, never their values"
+    );
+    let auto = entries.iter().find(|e| e["actor"] == "hookd").unwrap();
+    assert!(auto["detail"].as_str().unwrap().contains("410"), "{auto}");
+
+    // Pages of 4 walk the same entries; the CLI shows the same page.
+    let mut walked = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut path = "/api/v1/workspaces/ws/audit?limit=4".to_string();
+        if let Some(b) = &before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let page = api.call("GET", &path, None).await.body;
+        walked.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => before = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(&walked, entries);
+    let from_cli = cli_json(
+        &env,
+        &["audit", "--workspace", "ws", "--limit", "500"],
+    );
+    assert_eq!(from_cli, audit);
+    // Admin scope only, own workspace only.
+    let r = api
+        .with_key(&read_key)
+        .call("GET", "/api/v1/workspaces/ws/audit", None)
+        .await;
+    assert_eq!(r.status, 401, "the revoked key");
+    let reader = Api::new(&daemon.admin, &api_key(&env, "ws", "read"));
+    assert_eq!(
+        reader
+            .call("GET", "/api/v1/workspaces/ws/audit", None)
+            .await
+            .status,
+        403
+    );
+    let other = Api::new(&daemon.admin, &api_key(&env, "other", "admin"));
+    assert_eq!(
+        other
+            .call("GET", "/api/v1/workspaces/ws/audit", None)
+            .await
+            .status,
+        403
+    );
+
+    // No secret or header value in the audit log or in any log line
+    // (the daemon ran at debug level).
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("admin request"), "the log was captured");
+    let audit_text = audit.to_string();
+    for secret in [
+        first_secret.as_str(),
+        second_secret.as_str(),
+        "header-secret-value",
+        "header-secret-2",
+        "url-secret-value",
+        admin_key.as_str(),
+        read_key.as_str(),
+    ] {
+        assert!(!audit_text.contains(secret), "{secret} in the audit log");
+        assert!(!text.contains(secret), "{secret} in the daemon's log");
+    }
+    drop(daemon);
+    let _ = std::fs::remove_file(&log);
+}

@@ -11,6 +11,7 @@ use hookd_core::{
     ApiKey, DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, api_key, id, time,
 };
 use hookd_history::merged::HistoryReader;
+use hookd_store::audit::Actor;
 use hookd_store::recovery::{Job, RecoveryRequest};
 use hookd_store::{Store, StoreError};
 
@@ -86,6 +87,7 @@ pub struct NewEndpoint {
 /// Registers an endpoint; the returned endpoint carries its new secret.
 pub async fn create_endpoint(
     store: &Store,
+    actor: &Actor,
     policy: &EndpointPolicy,
     new: NewEndpoint,
 ) -> ActionResult<Endpoint> {
@@ -100,6 +102,15 @@ pub async fn create_endpoint(
     ep.rotation_signatures = new.rotation_signatures;
     policy.check(&ep)?;
     store.create_endpoint(&ep).await?;
+    record(
+        store,
+        actor,
+        &ep.workspace,
+        "endpoint.created",
+        &ep.id,
+        None,
+    )
+    .await;
     Ok(ep)
 }
 
@@ -143,10 +154,30 @@ pub struct EndpointChange {
     pub rotation_signatures: Option<Option<RotationSignatures>>,
 }
 
+impl EndpointChange {
+    /// The settings it changes, by name (for the audit log: names, never values).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("url", self.url.is_some()),
+            ("description", self.description.is_some()),
+            ("event_types", self.event_types.is_some()),
+            ("headers", self.headers.is_some()),
+            ("metadata", self.metadata.is_some()),
+            ("max_concurrency", self.max_concurrency.is_some()),
+            ("rate_limit", self.rate_limit.is_some()),
+            ("rotation_signatures", self.rotation_signatures.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
 /// Applies `change` to the endpoint as stored when it is written (a rotation
 /// or another change that lands first is kept, not overwritten).
 pub async fn update_endpoint(
     store: &Store,
+    actor: &Actor,
     policy: &EndpointPolicy,
     id: &str,
     change: &EndpointChange,
@@ -180,6 +211,16 @@ pub async fn update_endpoint(
             policy.check(ep)
         })
         .await?;
+    let changed = change.names().join(", ");
+    record(
+        store,
+        actor,
+        &ep.workspace,
+        "endpoint.updated",
+        &ep.id,
+        Some(&changed),
+    )
+    .await;
     Ok(ep)
 }
 
@@ -189,7 +230,12 @@ pub const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 
 /// Gives an endpoint a new secret; the old one keeps signing for `grace`.
 /// The returned endpoint carries the new secret.
-pub async fn rotate_secret(store: &Store, id: &str, grace: Duration) -> ActionResult<Endpoint> {
+pub async fn rotate_secret(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    grace: Duration,
+) -> ActionResult<Endpoint> {
     if grace > MAX_GRACE {
         return Err(ActionError::invalid(
             "/grace_seconds",
@@ -198,21 +244,53 @@ pub async fn rotate_secret(store: &Store, id: &str, grace: Duration) -> ActionRe
     }
     let scheme = store.endpoint_view(id).await?.scheme;
     let secret = id::new_secret(scheme).map_err(|e| ActionError::Randomness(e.to_string()))?;
-    Ok(store
+    let ep = store
         .rotate_secret(id, secret, grace, time::now_ms())
-        .await?)
+        .await?;
+    let detail = format!("old secret valid {}s more", grace.as_secs());
+    record(
+        store,
+        actor,
+        &ep.workspace,
+        "endpoint.secret_rotated",
+        &ep.id,
+        Some(&detail),
+    )
+    .await;
+    Ok(ep)
 }
 
 /// Pauses an endpoint: its deliveries are held from now on.
-pub async fn pause(store: &Store, id: &str, reason: &str) -> ActionResult<Endpoint> {
-    Ok(store.pause_endpoint(id, reason, time::now_ms()).await?)
+pub async fn pause(store: &Store, actor: &Actor, id: &str, reason: &str) -> ActionResult<Endpoint> {
+    let ep = store.pause_endpoint(id, reason, time::now_ms()).await?;
+    record(
+        store,
+        actor,
+        &ep.workspace,
+        "endpoint.paused",
+        &ep.id,
+        Some(reason),
+    )
+    .await;
+    Ok(ep)
 }
 
 /// Resumes an endpoint; returns how many held deliveries it released, and
 /// the endpoint (its secrets not opened).
-pub async fn resume(store: &Store, id: &str) -> ActionResult<(u64, Endpoint)> {
+pub async fn resume(store: &Store, actor: &Actor, id: &str) -> ActionResult<(u64, Endpoint)> {
     let released = store.resume_endpoint(id, time::now_ms()).await?;
-    Ok((released, store.endpoint_view(id).await?))
+    let ep = store.endpoint_view(id).await?;
+    let detail = format!("{released} held deliveries released");
+    record(
+        store,
+        actor,
+        &ep.workspace,
+        "endpoint.resumed",
+        &ep.id,
+        Some(&detail),
+    )
+    .await;
+    Ok((released, ep))
 }
 
 /// How new API keys are made.
@@ -246,6 +324,7 @@ pub struct NewKey {
 /// Makes and stores a key; returns its record and the key text (shown once).
 pub async fn mint_key(
     store: &Store,
+    actor: &Actor,
     policy: &KeyPolicy,
     new: NewKey,
 ) -> ActionResult<(ApiKey, String)> {
@@ -290,12 +369,44 @@ pub async fn mint_key(
         last_used_at_ms: None,
     };
     store.create_api_key(&key, &hash).await?;
+    let detail = format!("scope {}", key.scope.as_str());
+    record(
+        store,
+        actor,
+        &key.workspace,
+        "key.created",
+        &key.id,
+        Some(&detail),
+    )
+    .await;
     Ok((key, text))
 }
 
 /// Revokes a key (of `workspace`, when given): it gets 401 from now on.
-pub async fn revoke_key(store: &Store, id: &str, workspace: Option<&str>) -> ActionResult<ApiKey> {
-    Ok(store.revoke_api_key(id, workspace, time::now_ms()).await?)
+pub async fn revoke_key(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    workspace: Option<&str>,
+) -> ActionResult<ApiKey> {
+    let key = store.revoke_api_key(id, workspace, time::now_ms()).await?;
+    record(store, actor, &key.workspace, "key.revoked", &key.id, None).await;
+    Ok(key)
+}
+
+/// Writes a change into its workspace's audit log. A failure to write it
+/// is logged, not returned: the change itself was made.
+pub async fn record(
+    store: &Store,
+    actor: &Actor,
+    workspace: &str,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+) {
+    if let Err(e) = store.audit(workspace, actor, action, target, detail).await {
+        tracing::error!(error = %e, workspace, action, target, "could not write the audit log");
+    }
 }
 
 /// A recovery: an endpoint's deliveries created in a window with a status.
@@ -309,7 +420,11 @@ pub struct Recovery {
 
 /// Records a recovery job and runs its scan in the background (of the
 /// history in Redis, and of the shipped history where there is one).
-pub async fn start_recovery(history: &HistoryReader, recovery: Recovery) -> ActionResult<Job> {
+pub async fn start_recovery(
+    history: &HistoryReader,
+    actor: &Actor,
+    recovery: Recovery,
+) -> ActionResult<Job> {
     let now = time::now_ms();
     let Recovery {
         endpoint,
@@ -335,6 +450,21 @@ pub async fn start_recovery(history: &HistoryReader, recovery: Recovery) -> Acti
         scanned: false,
     };
     history.store.create_job(&job).await?;
+    let detail = format!(
+        "endpoint {}, {} deliveries since {}",
+        job.endpoint_id,
+        job.status.as_str(),
+        time::format_rfc3339_ms(job.since_ms)
+    );
+    record(
+        &history.store,
+        actor,
+        &job.workspace,
+        "recovery.started",
+        &job.id,
+        Some(&detail),
+    )
+    .await;
     let request = RecoveryRequest {
         endpoint,
         since_ms,

@@ -18,11 +18,20 @@ use hookd_core::{ApiKey, Scope, api_key, time};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
-/// The authenticated key of a request.
+/// The authenticated key of a request, and the request's id.
 #[derive(Debug, Clone)]
-pub struct Caller(pub ApiKey);
+pub struct Caller(pub ApiKey, pub Option<String>);
 
 impl Caller {
+    /// Who is making changes, for the audit log.
+    pub fn actor(&self) -> hookd_store::audit::Actor {
+        hookd_store::audit::Actor {
+            id: self.0.id.clone(),
+            name: self.0.name.clone(),
+            request_id: self.1.clone(),
+        }
+    }
+
     /// Whether the key may act on `workspace` with `scope` (no error: for
     /// deciding what a view shows).
     pub fn may(&self, workspace: &str, scope: Scope) -> bool {
@@ -172,7 +181,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                     key_id: key.id.clone(),
                     workspace: key.workspace.clone(),
                 };
-                req.extensions_mut().insert(Caller(key));
+                let request_id = req
+                    .extensions()
+                    .get::<crate::requests::RequestId>()
+                    .map(|r| r.0.clone());
+                req.extensions_mut().insert(Caller(key, request_id));
                 let mut response = next.run(req).await;
                 response.extensions_mut().insert(info);
                 response

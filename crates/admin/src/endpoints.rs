@@ -251,6 +251,7 @@ pub async fn create(
     caller.require(&ws, Scope::Write)?;
     let ep = actions::create_endpoint(
         &state.store,
+        &caller.actor(),
         &state.settings.endpoint_policy,
         NewEndpoint {
             workspace: ws,
@@ -326,8 +327,14 @@ pub async fn update(
         rate_limit: req.rate_limit,
         rotation_signatures: req.rotation_signatures,
     };
-    let ep = actions::update_endpoint(&state.store, &state.settings.endpoint_policy, &id, &change)
-        .await?;
+    let ep = actions::update_endpoint(
+        &state.store,
+        &caller.actor(),
+        &state.settings.endpoint_policy,
+        &id,
+        &change,
+    )
+    .await?;
     Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
@@ -343,6 +350,15 @@ pub async fn delete(
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
     state.store.delete_endpoint(&id, time::now_ms()).await?;
+    actions::record(
+        &state.store,
+        &caller.actor(),
+        &ws,
+        "endpoint.deleted",
+        &id,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,7 +378,7 @@ pub async fn pause(
     let reason = req
         .reason
         .unwrap_or_else(|| "paused through the API".into());
-    let ep = actions::pause(&state.store, &id, &reason).await?;
+    let ep = actions::pause(&state.store, &caller.actor(), &id, &reason).await?;
     Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
@@ -377,7 +393,7 @@ pub async fn resume(
 ) -> ApiResult<Json<Resumed>> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    let (released, ep) = actions::resume(&state.store, &id).await?;
+    let (released, ep) = actions::resume(&state.store, &caller.actor(), &id).await?;
     Ok(Json(Resumed {
         released,
         endpoint: view(&state, &caller, ep, false).await?,
@@ -399,7 +415,7 @@ pub async fn rotate_secret(
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
     let grace = Duration::from_secs(req.grace_seconds.unwrap_or(86_400));
-    let ep = actions::rotate_secret(&state.store, &id, grace).await?;
+    let ep = actions::rotate_secret(&state.store, &caller.actor(), &id, grace).await?;
     Ok(Json(view(&state, &caller, ep, true).await?))
 }
 
@@ -425,6 +441,7 @@ pub async fn recover(
         .transpose()?;
     let job = actions::start_recovery(
         &state.history,
+        &caller.actor(),
         Recovery {
             endpoint,
             since_ms,

@@ -92,6 +92,7 @@ pub async fn create(
         .transpose()?;
     let (key, text) = actions::mint_key(
         &state.store,
+        &caller.actor(),
         &state.settings.key_policy,
         NewKey {
             workspace: ws,
@@ -131,6 +132,6 @@ pub async fn revoke(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyView>> {
     caller.require(&ws, Scope::Admin)?;
-    let key = actions::revoke_key(&state.store, &id, Some(&ws)).await?;
+    let key = actions::revoke_key(&state.store, &caller.actor(), &id, Some(&ws)).await?;
     Ok(Json(KeyView::new(key, None)))
 }

@@ -6,7 +6,7 @@
 //! - [`actions`]: what an operator does (endpoints, keys, recovery), shared
 //!   with the `hookd` CLI; the handlers only translate HTTP;
 //! - [`endpoints`], [`deliveries`], [`jobs`], [`event_types`], [`events`],
-//!   [`keys`], [`workspaces`]: the resources under `/api/v1`;
+//!   [`keys`], [`workspaces`], [`audit`]: the resources under `/api/v1`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
 //! - [`reference`]: the API reference pages `/docs` and `/swagger`;
 //! - [`requests`]: every request's id, span and log line.
@@ -17,6 +17,7 @@
 //! the same document.
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod deliveries;
 pub mod endpoints;
@@ -164,7 +165,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(jobs::jobs))
         .routes(routes!(events::publish))
         .routes(routes!(keys::create, keys::list))
-        .routes(routes!(keys::revoke));
+        .routes(routes!(keys::revoke))
+        .routes(routes!(audit::list));
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

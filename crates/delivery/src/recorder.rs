@@ -106,6 +106,18 @@ pub(crate) async fn announce_gone(store: &Store, c: &hookd_store::schedule::Clai
     if let Err(e) = store.operational_event(&event).await {
         tracing::warn!(error = %e, "could not publish the operational event");
     }
+    audit_pause(store, &c.endpoint.workspace, &c.endpoint.id, reason).await;
+}
+
+/// An automatic pause in the workspace's audit log (actor `hookd`).
+async fn audit_pause(store: &Store, workspace: &str, endpoint: &str, reason: &str) {
+    let actor = hookd_store::audit::Actor::hookd();
+    if let Err(e) = store
+        .audit(workspace, &actor, "endpoint.paused", endpoint, Some(reason))
+        .await
+    {
+        tracing::error!(error = %e, workspace, endpoint, "could not write the audit log");
+    }
 }
 
 /// Logs, counts and publishes an endpoint the breaker paused.
@@ -126,4 +138,9 @@ pub(crate) async fn announce(store: &Store, metrics: &crate::Metrics, t: Tripped
     if let Err(e) = store.operational_event(&event).await {
         tracing::warn!(error = %e, "could not publish the operational event");
     }
+    let reason = format!(
+        "circuit breaker: {} consecutive failed attempts; last error: {}",
+        t.failures, t.last_error
+    );
+    audit_pause(store, &t.endpoint.workspace, &t.endpoint.id, &reason).await;
 }

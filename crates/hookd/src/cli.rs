@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hookd_core::{DeliveryStatus, Endpoint, Event, Scope, SignatureScheme, id, time};
 use hookd_store::Store;
+use hookd_store::audit::Actor;
 use hookd_store::history::{Cursor, DeliveryFilter};
 use hookd_store::stream::Publication;
 
@@ -65,6 +66,19 @@ pub enum Command {
     /// Recovery jobs: list them, or show one's progress.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// A workspace's audit log, newest first: who changed what, when.
+    Audit {
+        #[arg(long)]
+        workspace: String,
+        /// Entries per page (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u16,
+        /// The `next` cursor a previous page printed.
+        #[arg(long)]
+        before: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Show a recovery job's progress (the same as `jobs show`).
     #[command(hide = true)]
     Job {
@@ -495,6 +509,7 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             })?;
             let ep = actions::create_endpoint(
                 &store,
+                &Actor::cli(),
                 &config.endpoint_policy(),
                 NewEndpoint {
                     workspace,
@@ -530,15 +545,15 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
             output::secrets(&store.endpoint(&id).await?, out.json)
         }
         EndpointCommand::Pause { id, reason, out } => {
-            let ep = actions::pause(&store, &id, &reason).await?;
+            let ep = actions::pause(&store, &Actor::cli(), &id, &reason).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Resume { id, out } => {
-            let (released, ep) = actions::resume(&store, &id).await?;
+            let (released, ep) = actions::resume(&store, &Actor::cli(), &id).await?;
             output::resumed(&ep, released, out.json)
         }
         EndpointCommand::RotateSecret { id, grace, out } => {
-            let ep = actions::rotate_secret(&store, &id, grace)
+            let ep = actions::rotate_secret(&store, &Actor::cli(), &id, grace)
                 .await
                 .map_err(|e| match e {
                     // Named as the flag, not as the API's field.
@@ -588,12 +603,28 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
                     .as_deref()
                     .map(RotationSignatures::parse),
             };
-            let ep =
-                actions::update_endpoint(&store, &config.endpoint_policy(), &id, &change).await?;
+            let ep = actions::update_endpoint(
+                &store,
+                &Actor::cli(),
+                &config.endpoint_policy(),
+                &id,
+                &change,
+            )
+            .await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Delete { id, out } => {
-            output::deleted(&store.delete_endpoint(&id, now).await?, out.json)
+            let deleted = store.delete_endpoint(&id, now).await?;
+            actions::record(
+                &store,
+                &Actor::cli(),
+                &deleted.workspace,
+                "endpoint.deleted",
+                &id,
+                None,
+            )
+            .await;
+            output::deleted(&deleted, out.json)
         }
     }
 }
@@ -757,6 +788,15 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
                     "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"
                 );
             }
+            actions::record(
+                &store,
+                &Actor::cli(),
+                &d.workspace,
+                "delivery.redelivered",
+                &id,
+                None,
+            )
+            .await;
             output::delivery(&store.delivery(&id).await?, out.json)
         }
     }
@@ -795,6 +835,7 @@ pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
                 .transpose()?;
             let (key, text) = actions::mint_key(
                 &store,
+                &Actor::cli(),
                 &config.key_policy(),
                 NewKey {
                     workspace,
@@ -814,7 +855,7 @@ pub async fn keys(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
         }
         KeyCommand::Revoke { id, out } => output::api_key(
-            &actions::revoke_key(&store, &id, None).await?,
+            &actions::revoke_key(&store, &Actor::cli(), &id, None).await?,
             None,
             out.json,
         ),
@@ -848,6 +889,7 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
     };
     let job = actions::start_recovery(
         &history,
+        &Actor::cli(),
         Recovery {
             endpoint,
             since_ms: since,
@@ -882,6 +924,31 @@ pub async fn event_types(config: &Config, workspace: &str, json: bool) -> anyhow
         hookd_admin::event_types::catalog_and_seen(&store, &config.admin.event_types, workspace)
             .await?;
     output::event_types(&list, json)
+}
+
+/// `hookd audit`: a page of a workspace's audit log.
+pub async fn audit(
+    config: &Config,
+    workspace: &str,
+    limit: u16,
+    before: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=500).contains(&limit),
+        "--limit must be between 1 and 500"
+    );
+    if let Some(b) = before {
+        anyhow::ensure!(
+            hookd_core::delivery::entry_time_ms(b).is_some(),
+            "--before {b:?} is not a cursor printed by an earlier page"
+        );
+    }
+    let store = connect(config).await?;
+    let (entries, next) = store
+        .audit_page(workspace, before, usize::from(limit))
+        .await?;
+    output::audit(entries, next, json)
 }
 
 pub async fn jobs(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {

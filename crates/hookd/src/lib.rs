@@ -58,6 +58,12 @@ pub fn main() -> ExitCode {
             cli::Command::Secrets(cmd) => done(cli::secrets(&config, cmd).await),
             cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
             cli::Command::Jobs(cmd) => done(cli::jobs(&config, cmd).await),
+            cli::Command::Audit {
+                workspace,
+                limit,
+                before,
+                out,
+            } => done(cli::audit(&config, &workspace, limit, before.as_deref(), out.json).await),
             cli::Command::Repartition(args) => done(cli::repartition(&config, args).await),
             cli::Command::Migrate(args) => done(cli::migrate(&config, args).await),
             cli::Command::Config { out } => done(output::config(&config, out.json)),

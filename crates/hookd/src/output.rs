@@ -204,6 +204,41 @@ pub fn repartition(r: &hookd_store::repartition::Report, json: bool) -> anyhow::
     Ok(())
 }
 
+/// A page of an audit log: the API's JSON, or one line per entry.
+pub fn audit(
+    entries: Vec<hookd_store::audit::AuditEntry>,
+    next: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use hookd_admin::audit::{AuditPage, AuditView};
+    let data: Vec<AuditView> = entries.into_iter().map(AuditView::from).collect();
+    if json {
+        return print_json(&serde_json::to_value(AuditPage { data, next })?);
+    }
+    println!(
+        "{:<24}  {:<24}  {:<24}  {:<40}  DETAIL",
+        "AT", "ACTOR", "ACTION", "TARGET"
+    );
+    for e in &data {
+        let actor = match &e.actor_name {
+            Some(name) => format!("{} ({name})", e.actor),
+            None => e.actor.clone(),
+        };
+        println!(
+            "{:<24}  {:<24}  {:<24}  {:<40}  {}",
+            e.at,
+            actor,
+            e.action,
+            e.target,
+            e.detail.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(next) = next {
+        println!("more: --before {next}");
+    }
+    Ok(())
+}
+
 pub fn deliveries(
     list: &[Delivery],
     next: Option<&hookd_store::history::Cursor>,

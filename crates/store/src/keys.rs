@@ -27,6 +27,7 @@
 //! | `P:cfg` | string | the configuration version: bumped by every endpoint write; daemons check their cache against it once per batch |
 //! | `P:ws:<ws>:types` | hash | event types seen: `n:<type>` count, `t:<type>` last seen (ms) |
 //! | `P:ws:<ws>:catalog` | hash | event type -> catalog entry JSON (set through the API) |
+//! | `P:ws:<ws>:audit` | stream | the workspace's audit log: one entry per change (who, what, which, request id), trimmed to the history retention (see `audit.rs`) |
 //! | `P:rl:<endpoint>:<second>` | string | attempts claimed in that second, for the endpoint's rate limit (expires after 2 s) |
 //! | `P:job:<job>` | hash | a recovery job's progress (`matched`, `queued`, `done`, ...) |
 //! | `P:ship` | stream | with `[history] postgres_url`: history records not yet shipped to PostgreSQL, written in the step that writes them to Redis (see `ship.rs`) |
@@ -276,6 +277,7 @@ kinds! {
     WORKSPACE_LEASES = "workspace_leases", ":ws:", Workspace, ":lease";
     TYPES_SEEN = "types_seen", ":ws:", Workspace, ":types";
     CATALOG = "catalog", ":ws:", Workspace, ":catalog";
+    AUDIT = "audit", ":ws:", Workspace, ":audit";
     DELIVERY = "delivery", ":dlv:", Plain, "";
     ATTEMPTS = "attempts", ":dlv:", Plain, ":attempts";
     DUE = "due", ":due:", Plain, "";
@@ -369,6 +371,9 @@ impl PartitionKeys {
     }
     pub fn catalog(&self, workspace: &str) -> String {
         self.key(&CATALOG, workspace)
+    }
+    pub fn audit(&self, workspace: &str) -> String {
+        self.key(&AUDIT, workspace)
     }
     pub fn job(&self, id: &str) -> String {
         self.key(&JOB, id)

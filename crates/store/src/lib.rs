@@ -11,6 +11,7 @@
 //! - [`recovery`]: redelivering one delivery, recovery jobs for many;
 //! - [`repartition`]: moving state and events to a new partition count;
 //! - [`api_keys`]: admin API keys (by hash) and their request counters;
+//! - [`audit`]: each workspace's log of changes and who made them;
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
 //! - [`ship`]: history records waiting to be shipped to PostgreSQL;
 //! - [`stats`]: queue depths and stream lag, for metrics and readiness;
@@ -24,6 +25,7 @@
 //! on their own.
 
 pub mod api_keys;
+pub mod audit;
 mod connection;
 pub mod endpoints;
 pub mod event_types;
