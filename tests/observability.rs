@@ -698,10 +698,7 @@ async fn every_change_is_in_the_workspace_audit_log_and_no_secret_is_logged() {
         }
     }
     assert_eq!(&walked, entries);
-    let from_cli = cli_json(
-        &env,
-        &["audit", "--workspace", "ws", "--limit", "500"],
-    );
+    let from_cli = cli_json(&env, &["audit", "--workspace", "ws", "--limit", "500"]);
     assert_eq!(from_cli, audit);
     // Admin scope only, own workspace only.
     let r = api
