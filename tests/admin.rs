@@ -705,6 +705,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/workspaces/{ws}/deliveries"),
     ("get", "/api/v1/workspaces/{ws}/deliveries/{id}"),
     ("post", "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver"),
+    ("get", "/api/v1/workspaces/{ws}/deliveries/{id}/request"),
     ("get", "/api/v1/workspaces"),
     ("get", "/api/v1/workspaces/{ws}/jobs"),
     ("get", "/api/v1/workspaces/{ws}/jobs/{id}"),

@@ -472,6 +472,24 @@ async fn deliveries_redis_has_forgotten_are_redelivered_and_recovered_from_postg
     // One redelivered through the API: its payload comes back from PostgreSQL.
     let api = Api::new(&daemon.admin, &api_key(&env, "ws", "write"));
     let one = &failed[0].0;
+    // What it sent, read from PostgreSQL too.
+    let sent = api
+        .call(
+            "GET",
+            &format!("/api/v1/workspaces/ws/deliveries/{one}/request"),
+            None,
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{:?}", sent.body);
+    let sent_body = serde_json::to_vec(&sent.body["body"]).unwrap();
+    assert!(
+        first_bodies
+            .iter()
+            .any(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap() == sent.body["body"]),
+        "the envelope from PostgreSQL: {}",
+        String::from_utf8_lossy(&sent_body)
+    );
+    assert_eq!(sent.body["attempt"], 2);
     let r = api
         .call(
             "POST",

@@ -244,3 +244,94 @@ pub async fn redeliver(
         Json(DeliveryView::new(owned(&state, &ws, &id).await?, false)),
     ))
 }
+
+/// One header of the request an attempt sends.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SentHeader {
+    pub name: String,
+    /// `null` for the signature: it is not stored (an HMAC of the
+    /// timestamp and body with the secrets in force when the attempt was
+    /// signed; `note` says so).
+    pub value: Option<String>,
+    pub note: Option<String>,
+}
+
+/// What the latest attempt of a delivery sent: its headers and body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SentRequest {
+    /// The attempt the headers are of (0: no attempt yet; they are then the
+    /// first attempt's).
+    pub attempt: u32,
+    pub headers: Vec<SentHeader>,
+    /// The envelope, the same bytes on every attempt; `null` once neither
+    /// Redis nor the history database holds it.
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The request the delivery's latest attempt sent: signature headers (the
+/// signature itself is not stored) and the envelope.
+#[utoipa::path(get, operation_id = "get_delivery_request", path = "/api/v1/workspaces/{ws}/deliveries/{id}/request", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
+    responses((status = 200, description = "OK", body = SentRequest), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
+pub async fn request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<SentRequest>> {
+    caller.require(&ws, Scope::Read)?;
+    let d = owned(&state, &ws, &id).await?;
+    let body = state
+        .history
+        .envelope(&d)
+        .await?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| serde_json::value::RawValue::from_string(text).ok());
+    // The endpoint's scheme names the headers (a deleted endpoint: the default's).
+    let scheme = state
+        .store
+        .endpoint_view(&d.endpoint_id)
+        .await
+        .map(|ep| ep.scheme)
+        .unwrap_or(hookd_core::SignatureScheme::Sha256);
+    let last = d.attempts.last();
+    let number = last.map_or(0, |a| a.number);
+    let timestamp = last.map(|a| (a.started_at_ms / 1000).to_string());
+    let header = |name: String, value: Option<String>| SentHeader {
+        name,
+        value,
+        note: None,
+    };
+    let not_stored = "not stored: an HMAC-SHA256 of the timestamp and body with the secret(s) in force when the attempt was signed";
+    let p = &state.settings.header_prefix;
+    let mut headers = vec![
+        header("Content-Type".into(), Some("application/json".into())),
+        header(format!("{p}-Event-Id"), Some(d.event_id.clone())),
+        header(format!("{p}-Delivery-Id"), Some(d.id.clone())),
+        header(format!("{p}-Attempt"), Some(number.max(1).to_string())),
+    ];
+    match scheme {
+        hookd_core::SignatureScheme::Sha256 => {
+            headers.push(header(format!("{p}-Timestamp"), timestamp));
+            headers.push(SentHeader {
+                name: format!("{p}-Signature"),
+                value: None,
+                note: Some(format!("sha256=<hex>, {not_stored}")),
+            });
+        }
+        hookd_core::SignatureScheme::StandardWebhooks => {
+            headers.push(header("webhook-id".into(), Some(d.event_id.clone())));
+            headers.push(header("webhook-timestamp".into(), timestamp));
+            headers.push(SentHeader {
+                name: "webhook-signature".into(),
+                value: None,
+                note: Some(format!("v1,<base64>, {not_stored}")),
+            });
+        }
+    }
+    Ok(Json(SentRequest {
+        attempt: number,
+        headers,
+        body,
+    }))
+}

@@ -9,7 +9,8 @@
 //!   [`keys`], [`workspaces`], [`audit`]: the resources under `/api/v1`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
 //! - [`reference`]: the API reference pages `/docs` and `/swagger`;
-//! - [`requests`]: every request's id, span and log line.
+//! - [`requests`]: every request's id, span and log line;
+//! - [`console`]: the SRE console at `/console` (a page over `/api/v1`).
 //!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
 //! (utoipa), and [`router`] serves exactly the routes [`openapi`] documents;
@@ -19,6 +20,7 @@
 pub mod actions;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod deliveries;
 pub mod endpoints;
 pub mod error;
@@ -87,6 +89,8 @@ pub struct AdminSettings {
     pub ready_within: Duration,
     /// How often the queue figures `/metrics` shows are read from Redis.
     pub stats_interval: Duration,
+    /// The signed requests' header prefix (`X-Hookd`), to show what an attempt sent.
+    pub header_prefix: String,
 }
 
 /// What every handler can reach.
@@ -161,6 +165,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::redeliver))
+        .routes(routes!(deliveries::request))
         .routes(routes!(jobs::job))
         .routes(routes!(jobs::jobs))
         .routes(routes!(events::publish))
@@ -196,6 +201,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops)
+        .route("/console", get(console::page))
+        .route("/console/app.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .route("/docs", get(reference::docs))
         .route("/docs/scalar.js", get(reference::scalar_script))
         .route("/swagger", get(reference::swagger))

@@ -39,6 +39,22 @@ impl HistoryReader {
         }
     }
 
+    /// The body delivery `d` sends: from Redis while it holds it, else the
+    /// payload shipped to PostgreSQL.
+    pub async fn envelope(&self, d: &Delivery) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(envelope) = self.store.delivery_envelope(d).await? {
+            return Ok(Some(envelope));
+        }
+        let Some(archive) = &self.archive else {
+            return Ok(None);
+        };
+        let mut found = archive
+            .envelopes(&d.workspace, &[(d.created_at_ms, d.event_id.as_str())])
+            .await
+            .map_err(unavailable)?;
+        Ok(found.remove(&(d.created_at_ms, d.event_id.clone())))
+    }
+
     /// A page of deliveries, newest first, without their attempts.
     pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Page, StoreError> {
         let hot = self.store.deliveries(filter).await?;

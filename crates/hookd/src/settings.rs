@@ -633,6 +633,7 @@ impl Config {
             // The ingest loop turns at least once per read block (1 s) while Redis answers.
             ready_within: Duration::from_secs(15),
             stats_interval: self.admin.stats_interval,
+            header_prefix: self.signing.header_prefix.clone(),
         })
     }
 

@@ -203,6 +203,23 @@ impl Store {
         Ok(())
     }
 
+    /// The body delivery `d` sends: its kept envelope, else its stream
+    /// entry's (`None` once both are gone).
+    pub async fn delivery_envelope(&self, d: &Delivery) -> Result<Option<Vec<u8>>> {
+        let p = self.keys.partition_of(&d.workspace);
+        let kept: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(p.envelope(&d.workspace, &d.event_id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if kept.is_some() {
+            return Ok(kept);
+        }
+        match hookd_core::delivery::parse_delivery_id(&d.id) {
+            Some((entry, _)) => self.entry_envelope(&p.stream, entry, &d.event_id).await,
+            None => Ok(None),
+        }
+    }
+
     /// The envelope of the event in stream entry `entry_id`, if the entry is
     /// still there and carries event `event_id` (a stream written after a
     /// repartition may hold another entry under the same id).

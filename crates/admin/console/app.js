@@ -1,0 +1,443 @@
+// The SRE console: a page over the same /api/v1 routes, with the same
+// scopes, as curl and the CLI. The API key lives in sessionStorage (this
+// browser tab's session only) and goes in the Authorization header, so
+// there is no cookie and no cross-site request can act with it. Every
+// value from the API is put on the page as text, never as HTML.
+
+const KEY = "hookd.console.key";
+const main = document.getElementById("main");
+const statusLine = document.getElementById("status");
+let session = null; // {key, ws, scope}
+
+// ---- small helpers -------------------------------------------------------
+
+/** An element: h("a", {href: "#/x"}, "text", child, ...). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+  main.focus();
+}
+
+function say(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.className = isError ? "error" : "";
+}
+
+const canWrite = () => session && (session.scope === "write" || session.scope === "admin");
+const isAdmin = () => session && session.scope === "admin";
+const wsPath = (rest) => `/workspaces/${encodeURIComponent(session.ws)}${rest}`;
+const badge = (text, cls) => h("span", { class: `badge ${cls || text}` }, text);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const ago = (ms) => new Date(Date.now() - ms).toISOString();
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.message ? `${body.message} (${status})` : `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { authorization: `Bearer ${session.key}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(`/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = r.status === 204 ? null : await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+function routeParams() {
+  const hash = location.hash.slice(1) || "/endpoints";
+  const [path, qs] = hash.split("?");
+  return { parts: path.split("/").filter(Boolean), params: Object.fromEntries(new URLSearchParams(qs || "")) };
+}
+
+// ---- sign-in -------------------------------------------------------------
+
+async function signIn(key) {
+  session = { key, ws: null, scope: null };
+  const list = await api("GET", "/workspaces");
+  const ws = list.data[0];
+  session = { key, ws: ws.id, scope: ws.scope };
+  sessionStorage.setItem(KEY, key);
+}
+
+function signOut() {
+  sessionStorage.removeItem(KEY);
+  session = null;
+  location.hash = "";
+  render();
+}
+
+function signInView(message) {
+  const input = h("input", { id: "api-key", type: "password", autocomplete: "off", required: true, size: 48 });
+  const form = h("form", { "aria-label": "Sign in", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await signIn(input.value.trim());
+      location.hash = "#/endpoints";
+      render();
+    } catch (err) {
+      session = null;
+      show(signInView(`Sign-in failed: ${err.message}`));
+    }
+  } },
+    h("label", { for: "api-key" }, "API key", input),
+    h("button", { type: "submit" }, "Sign in"));
+  return h("section", {},
+    h("h1", {}, "Sign in"),
+    h("p", {}, "An API key of your workspace (hookd keys create, or POST /api/v1/workspaces/{ws}/keys). It is kept for this browser tab only."),
+    message ? h("p", { class: "error", role: "alert" }, message) : null,
+    form);
+}
+
+// ---- endpoints -----------------------------------------------------------
+
+function endpointState(ep) {
+  if (!ep.paused) return badge("active");
+  const tripped = (ep.paused_reason || "").includes("circuit breaker");
+  return h("span", {},
+    badge(tripped ? "tripped" : "paused", tripped ? "tripped" : "paused"),
+    " ", ep.paused_reason || "", ep.paused_at ? ` (since ${when(ep.paused_at)})` : "");
+}
+
+async function endpointsView(params) {
+  const PAGE = 50;
+  const list = (await api("GET", wsPath("/endpoints"))).data;
+  const page = Math.max(0, Number(params.page || 0));
+  const rows = list.slice(page * PAGE, (page + 1) * PAGE).map((ep) =>
+    h("tr", {},
+      h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, ep.id)),
+      h("td", {}, ep.url),
+      h("td", {}, endpointState(ep)),
+      h("td", {}, String(ep.held)),
+      h("td", {}, ep.event_types ? ep.event_types.join(", ") : h("span", { class: "muted" }, "every type"))));
+  return h("section", {},
+    h("h1", {}, `Endpoints of ${session.ws}`),
+    h("table", {},
+      h("caption", { class: "muted" }, `${list.length} endpoints`),
+      h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)),
+    pager(page > 0 ? `#/endpoints?page=${page - 1}` : null, (page + 1) * PAGE < list.length ? `#/endpoints?page=${page + 1}` : null));
+}
+
+function pager(prev, next) {
+  return h("nav", { class: "pager", "aria-label": "Pages" },
+    prev ? h("a", { href: prev }, "Newer") : null,
+    next ? h("a", { href: next }, "Older / next page") : null);
+}
+
+/** The last hour of an endpoint: deliveries by status, attempts, the last error. */
+async function lastHour(id) {
+  const page = await api("GET", wsPath(`/deliveries${query({ endpoint_id: id, since: ago(3600e3), limit: 500 })}`));
+  const counts = {};
+  let attempts = 0;
+  for (const d of page.data) {
+    counts[d.status] = (counts[d.status] || 0) + 1;
+    attempts += d.attempts_made;
+  }
+  const settled = (counts.succeeded || 0) + (counts.failed || 0) + (counts.retrying || 0);
+  const rate = settled ? `${Math.round((100 * (counts.succeeded || 0)) / settled)}%` : "—";
+  let lastError = null;
+  const failing = page.data.find((d) => d.status === "failed" || d.status === "retrying");
+  if (failing) {
+    const d = await api("GET", wsPath(`/deliveries/${encodeURIComponent(failing.id)}`));
+    const a = [...d.attempts].reverse().find((x) => !x.succeeded);
+    if (a) lastError = { text: a.error || a.error_kind, at: a.started_at, delivery: d.id };
+  }
+  return { counts, attempts, rate, lastError, more: Boolean(page.next), n: page.data.length };
+}
+
+async function endpointView(id) {
+  const ep = await api("GET", wsPath(`/endpoints/${encodeURIComponent(id)}`));
+  const stats = await lastHour(id);
+  const out = h("section", {},
+    h("h1", {}, `Endpoint ${ep.id}`),
+    h("dl", {},
+      h("dt", {}, "URL"), h("dd", {}, ep.url),
+      h("dt", {}, "Status"), h("dd", { id: "endpoint-status" }, endpointState(ep)),
+      h("dt", {}, "Held"), h("dd", {}, String(ep.held)),
+      h("dt", {}, "Event types"), h("dd", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
+      h("dt", {}, "Created"), h("dd", {}, when(ep.created_at)),
+      ep.previous_secret_expires_at ? [h("dt", {}, "Previous secret valid until"), h("dd", {}, when(ep.previous_secret_expires_at))] : null),
+    h("h2", {}, "Last hour"),
+    h("dl", { id: "last-hour" },
+      h("dt", {}, "Deliveries"), h("dd", {}, `${stats.n}${stats.more ? "+" : ""}: ` + Object.entries(stats.counts).map(([s, n]) => `${n} ${s}`).join(", ")),
+      h("dt", {}, "Success rate"), h("dd", { id: "success-rate" }, stats.rate),
+      h("dt", {}, "Attempts"), h("dd", {}, String(stats.attempts)),
+      h("dt", {}, "Last error"), h("dd", { id: "last-error" }, stats.lastError
+        ? [stats.lastError.text, " ", h("span", { class: "muted" }, `at ${when(stats.lastError.at)}, `), h("a", { href: `#/delivery/${encodeURIComponent(stats.lastError.delivery)}` }, stats.lastError.delivery)]
+        : "none")),
+    h("p", {}, h("a", { href: `#/deliveries${query({ endpoint_id: ep.id, status: "failed" })}` }, "Failed deliveries of this endpoint"),
+      " · ", h("a", { href: `#/deliveries${query({ endpoint_id: ep.id })}` }, "All its deliveries")));
+  if (canWrite()) out.append(endpointActions(ep));
+  return out;
+}
+
+function endpointActions(ep) {
+  const base = wsPath(`/endpoints/${encodeURIComponent(ep.id)}`);
+  const result = h("div", { id: "action-result", role: "status", "aria-live": "polite" });
+  const reason = h("input", { id: "pause-reason", placeholder: "receiver maintenance" });
+  const pause = ep.paused
+    ? h("form", { "aria-label": "Resume", onsubmit: async (e) => {
+        e.preventDefault();
+        const r = await api("POST", `${base}/resume`);
+        result.replaceChildren(h("p", { id: "released" }, `Resumed: ${r.released} held deliveries released.`));
+        refreshStatus(r.endpoint);
+      } }, h("button", { type: "submit", "data-write": "" }, "Resume"))
+    : h("form", { "aria-label": "Pause", onsubmit: async (e) => {
+        e.preventDefault();
+        const r = await api("POST", `${base}/pause`, { reason: reason.value || undefined });
+        result.replaceChildren(h("p", {}, `Paused: ${r.paused_reason || ""}`));
+        refreshStatus(r);
+      } }, h("label", { for: "pause-reason" }, "Reason", reason), h("button", { type: "submit", "data-write": "" }, "Pause"));
+  const grace = h("select", { id: "rotate-grace" },
+    [["86400", "1 day"], ["3600", "1 hour"], ["604800", "7 days"], ["0", "none: switch now"]].map(([v, t]) => h("option", { value: v }, t)));
+  const rotate = h("form", { "aria-label": "Rotate the secret", onsubmit: async (e) => {
+    e.preventDefault();
+    if (!confirm("Rotate this endpoint's signing secret?")) return;
+    const r = await api("POST", `${base}/secret/rotate`, { grace_seconds: Number(grace.value) });
+    const secret = h("code", { id: "new-secret" }, r.secret);
+    result.replaceChildren(h("div", { class: "secret" },
+      h("p", {}, "The new secret, shown this once: copy it to the receiver now."), secret, " ",
+      h("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard.writeText(r.secret).then(() => say("Copied.")) }, "Copy"),
+      h("p", { class: "muted" }, r.previous_secret_expires_at ? `The old secret signs too until ${when(r.previous_secret_expires_at)}.` : "The old secret no longer signs.")));
+  } }, h("label", { for: "rotate-grace" }, "Old secret keeps signing for", grace), h("button", { type: "submit", "data-write": "" }, "Rotate secret"));
+  const since = h("select", { id: "recover-since" },
+    [["3600e3", "the last hour"], ["21600e3", "the last 6 hours"], ["86400e3", "the last day"], ["604800e3", "the last 7 days"]].map(([v, t]) => h("option", { value: v }, t)));
+  const recover = h("form", { "aria-label": "Recover failed deliveries", onsubmit: async (e) => {
+    e.preventDefault();
+    const job = await api("POST", `${base}/recover`, { since: ago(Number(since.value)), status: "failed" });
+    result.replaceChildren(jobProgress(job));
+  } }, h("label", { for: "recover-since" }, "Re-send failed deliveries of", since), h("button", { type: "submit", "data-write": "" }, "Recover"));
+  return h("section", { "aria-label": "Actions" }, h("h2", {}, "Actions"), pause, rotate, recover, result);
+}
+
+function refreshStatus(ep) {
+  const el = document.getElementById("endpoint-status");
+  if (el) el.replaceChildren(endpointState(ep));
+}
+
+/** A recovery job's progress, polled until it completes. */
+function jobProgress(job) {
+  const bar = h("progress", { id: "job-progress", max: "1", value: "0", "aria-label": "Recovery progress" });
+  const text = h("span", { id: "job-state" });
+  const box = h("div", { id: "job" }, h("p", {}, `Recovery job ${job.id}: `, text), bar);
+  const update = (j) => {
+    text.textContent = `${j.state}: ${j.done} of ${j.queued} re-sent (${j.matched} matched), ${j.succeeded} succeeded`;
+    bar.max = Math.max(1, j.queued);
+    bar.value = j.done;
+  };
+  update(job);
+  const poll = async () => {
+    if (!box.isConnected) return;
+    const j = await api("GET", wsPath(`/jobs/${encodeURIComponent(job.id)}`));
+    update(j);
+    if (j.state !== "completed") setTimeout(poll, 500);
+  };
+  setTimeout(poll, 300);
+  return box;
+}
+
+// ---- deliveries ----------------------------------------------------------
+
+async function deliveriesView(params) {
+  const fields = [
+    ["status", "Status", h("select", { id: "f-status", name: "status" },
+      ["", "failed", "retrying", "succeeded", "pending", "held"].map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")))],
+    ["endpoint_id", "Endpoint", h("input", { id: "f-endpoint_id", name: "endpoint_id", value: params.endpoint_id || "" })],
+    ["event_type", "Event type", h("input", { id: "f-event_type", name: "event_type", value: params.event_type || "" })],
+    ["since", "Created since (RFC 3339)", h("input", { id: "f-since", name: "since", value: params.since || "" })],
+    ["until", "Created until", h("input", { id: "f-until", name: "until", value: params.until || "" })],
+  ];
+  const filter = h("form", { "aria-label": "Filter deliveries", onsubmit: (e) => {
+    e.preventDefault();
+    const values = Object.fromEntries(fields.map(([k, , el]) => [k, el.value.trim()]));
+    location.hash = `#/deliveries${query(values)}`;
+  } }, fields.map(([k, label, el]) => h("label", { for: el.id }, label, el)), h("button", { type: "submit" }, "Show"));
+  const page = await api("GET", wsPath(`/deliveries${query({ ...params, limit: 50 })}`));
+  const rows = page.data.map((d) => h("tr", {},
+    h("td", {}, h("a", { href: `#/delivery/${encodeURIComponent(d.id)}` }, d.id)),
+    h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
+    h("td", {}, d.event_type),
+    h("td", {}, badge(d.status)),
+    h("td", {}, String(d.attempts_made)),
+    h("td", {}, when(d.created_at))));
+  const next = page.next ? `#/deliveries${query({ ...params, before: page.next })}` : null;
+  return h("section", {},
+    h("h1", {}, "Deliveries"),
+    filter,
+    h("table", {},
+      h("thead", {}, h("tr", {}, ["Id", "Endpoint", "Event type", "Status", "Attempts", "Created"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)),
+    page.data.length ? null : h("p", { class: "muted" }, "No deliveries match."),
+    pager(params.before ? `#/deliveries${query({ ...params, before: "" })}` : null, next));
+}
+
+async function deliveryView(id) {
+  const d = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}`));
+  const attempts = d.attempts.map((a) => h("tr", {},
+    h("td", {}, String(a.number)),
+    h("td", {}, when(a.started_at)),
+    h("td", {}, `${a.duration_ms} ms`),
+    h("td", {}, a.succeeded ? badge("succeeded") : badge(a.status_code ? String(a.status_code) : a.error_kind, "failed")),
+    h("td", {}, a.error || ""),
+    h("td", {}, a.response_excerpt ? h("pre", {}, a.response_excerpt) : ""),
+    h("td", {}, a.trigger)));
+  const sent = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}/request`));
+  const out = h("section", {},
+    h("h1", {}, `Delivery ${d.id}`),
+    h("dl", {},
+      h("dt", {}, "Status"), h("dd", { id: "delivery-status" }, badge(d.status)),
+      h("dt", {}, "Endpoint"), h("dd", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
+      h("dt", {}, "Event"), h("dd", {}, `${d.event_id} (${d.event_type})`),
+      h("dt", {}, "Created"), h("dd", {}, when(d.created_at)),
+      d.next_attempt_at ? [h("dt", {}, "Next attempt"), h("dd", {}, when(d.next_attempt_at))] : null),
+    h("h2", {}, "Attempts"),
+    h("table", { id: "attempts" },
+      h("thead", {}, h("tr", {}, ["#", "Started", "Took", "Result", "Error", "Response", "Trigger"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, attempts)),
+    h("h2", {}, sent.attempt ? `Request of attempt ${sent.attempt}` : "Request"),
+    h("table", { id: "sent-headers" },
+      h("thead", {}, h("tr", {}, ["Header", "Value"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, sent.headers.map((x) => h("tr", {}, h("td", {}, h("code", {}, x.name)),
+        h("td", {}, x.value !== null ? h("code", {}, x.value) : h("span", { class: "muted" }, x.note || "")))))),
+    h("h3", {}, "Body (the envelope)"),
+    h("pre", { id: "envelope" }, sent.body === null ? "no longer kept" : JSON.stringify(sent.body, null, 2)));
+  if (canWrite()) {
+    out.append(h("form", { "aria-label": "Redeliver", onsubmit: async (e) => {
+      e.preventDefault();
+      await api("POST", wsPath(`/deliveries/${encodeURIComponent(d.id)}/redeliver`));
+      say("Redelivery queued; waiting for the attempt...");
+      const before = d.attempts.length;
+      for (let i = 0; i < 60; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        const now = await api("GET", wsPath(`/deliveries/${encodeURIComponent(d.id)}`));
+        if (now.attempts.length > before) break;
+      }
+      say("");
+      render();
+    } }, h("button", { type: "submit", "data-write": "" }, "Redeliver now")));
+  }
+  return out;
+}
+
+// ---- event types, keys, audit --------------------------------------------
+
+async function eventTypesView() {
+  const list = (await api("GET", wsPath("/event-types"))).data;
+  return h("section", {},
+    h("h1", {}, "Event types"),
+    h("table", {},
+      h("thead", {}, h("tr", {}, ["Type", "In catalog", "Description", "Seen", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, list.map((t) => h("tr", {},
+        h("td", {}, t.name), h("td", {}, t.in_catalog ? "yes" : "no"), h("td", {}, t.description || ""),
+        h("td", {}, String(t.count)), h("td", {}, when(t.last_seen)))))));
+}
+
+async function keysView() {
+  const list = (await api("GET", wsPath("/keys"))).data;
+  const shown = h("div", { role: "status", "aria-live": "polite" });
+  const scope = h("select", { id: "key-scope" }, ["read", "write", "admin"].map((s) => h("option", { value: s }, s)));
+  const name = h("input", { id: "key-name" });
+  const create = h("form", { "aria-label": "Create a key", onsubmit: async (e) => {
+    e.preventDefault();
+    const k = await api("POST", wsPath("/keys"), { scope: scope.value, name: name.value || undefined });
+    shown.replaceChildren(h("div", { class: "secret" }, h("p", {}, "The new key, shown this once:"), h("code", {}, k.key), " ",
+      h("button", { type: "button", class: "secondary", onclick: () => navigator.clipboard.writeText(k.key) }, "Copy")));
+  } }, h("label", { for: "key-scope" }, "Scope", scope), h("label", { for: "key-name" }, "Name", name), h("button", { type: "submit", "data-write": "" }, "Create key"));
+  const rows = list.map((k) => h("tr", {},
+    h("td", {}, k.id), h("td", {}, k.name || ""), h("td", {}, k.scope), h("td", {}, k.prefix), h("td", {}, when(k.last_used_at)),
+    h("td", {}, k.revoked_at ? `revoked ${when(k.revoked_at)}` : h("button", { type: "button", class: "secondary", "data-write": "",
+      "aria-label": `Revoke key ${k.id}`, onclick: async () => {
+        if (!confirm(`Revoke ${k.id}? It gets 401 from now on.`)) return;
+        await api("DELETE", wsPath(`/keys/${encodeURIComponent(k.id)}`));
+        render();
+      } }, "Revoke"))));
+  return h("section", {}, h("h1", {}, "API keys"), create, shown,
+    h("table", {}, h("thead", {}, h("tr", {}, ["Id", "Name", "Scope", "Prefix", "Last used", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)));
+}
+
+async function auditView(params) {
+  const page = await api("GET", wsPath(`/audit${query({ before: params.before, limit: 50 })}`));
+  return h("section", {}, h("h1", {}, "Audit log"),
+    h("table", {}, h("thead", {}, h("tr", {}, ["When", "Who", "Action", "Target", "Detail", "Request"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, page.data.map((e) => h("tr", {},
+        h("td", {}, when(e.at)), h("td", {}, e.actor_name ? `${e.actor} (${e.actor_name})` : e.actor), h("td", {}, e.action),
+        h("td", {}, e.target), h("td", {}, e.detail || ""), h("td", {}, e.request_id || ""))))),
+    pager(null, page.next ? `#/audit?before=${encodeURIComponent(page.next)}` : null));
+}
+
+// ---- routing -------------------------------------------------------------
+
+async function render() {
+  if (!session) {
+    const stored = sessionStorage.getItem(KEY);
+    if (stored) {
+      try { await signIn(stored); } catch { session = null; sessionStorage.removeItem(KEY); }
+    }
+  }
+  const nav = document.getElementById("nav");
+  const out = document.getElementById("sign-out");
+  if (!session) {
+    nav.hidden = true;
+    out.hidden = true;
+    document.getElementById("who").textContent = "";
+    show(signInView());
+    return;
+  }
+  nav.hidden = false;
+  out.hidden = false;
+  for (const a of nav.querySelectorAll("[data-scope=admin]")) a.hidden = !isAdmin();
+  document.getElementById("who").textContent = `${session.ws} · ${session.scope} key`;
+  const { parts, params } = routeParams();
+  const views = {
+    endpoints: () => endpointsView(params),
+    endpoint: () => endpointView(decodeURIComponent(parts[1] || "")),
+    deliveries: () => deliveriesView(params),
+    delivery: () => deliveryView(decodeURIComponent(parts[1] || "")),
+    "event-types": () => eventTypesView(),
+    keys: () => keysView(),
+    audit: () => auditView(params),
+  };
+  const view = views[parts[0]] || views.endpoints;
+  try {
+    say("Loading...");
+    show(await view());
+    say("");
+  } catch (err) {
+    show(h("section", {}, h("h1", {}, "Cannot show this"), h("p", { class: "error", role: "alert" }, err.message)));
+    say("");
+  }
+}
+
+document.getElementById("sign-out").addEventListener("click", signOut);
+window.addEventListener("hashchange", render);
+// Errors of actions (a click after the page was drawn) show in the status line.
+window.addEventListener("unhandledrejection", (e) => say(e.reason ? e.reason.message : "failed", true));
+render();

@@ -1,0 +1,170 @@
+"""Drives the SRE console of a running hookd in headless Chromium (Debian's,
+through Playwright for Python), as an SRE would during an incident, with
+every request to any host but hookd's blocked. tests/console.rs sets up
+hookd, Redis and the receivers, and passes what it made as JSON in argv[1]:
+{base, admin_key, read_key, other_key, endpoint, screenshots}.
+
+Each step asserts what the page shows; a screenshot of each is saved under
+`screenshots` (target/console/, not committed). Exits non-zero on failure.
+"""
+import json
+import os
+import re
+import sys
+from urllib.parse import urlparse
+
+from playwright.sync_api import expect, sync_playwright
+
+cfg = json.loads(sys.argv[1])
+base = cfg["base"].rstrip("/")
+host = urlparse(base).netloc
+shots = cfg["screenshots"]
+os.makedirs(shots, exist_ok=True)
+endpoint = cfg["endpoint"]
+blocked = []
+TIMEOUT = 20000
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(shots, f"{name}.png"), full_page=True)
+
+
+def only_hookd(route):
+    if urlparse(route.request.url).netloc == host:
+        route.continue_()
+    else:
+        blocked.append(route.request.url)
+        route.abort()
+
+
+def sign_in(page, key):
+    page.goto(f"{base}/console")
+    # By keyboard: focus the labelled field, type, Enter.
+    field = page.get_by_label("API key")
+    field.focus()
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("Endpoints of"))).to_be_visible(timeout=TIMEOUT)
+
+
+def sign_out(page):
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT)
+
+
+def unlabelled(page):
+    """Controls a screen reader could not name."""
+    return page.evaluate("""() => [...document.querySelectorAll('input, select, button, a')]
+        .filter(el => !el.hidden && el.offsetParent !== null)
+        .filter(el => {
+            const label = el.labels && el.labels.length ? el.labels[0].textContent : '';
+            return !(label.trim() || el.getAttribute('aria-label') || el.textContent.trim());
+        }).map(el => el.outerHTML)""")
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+    context = browser.new_context()
+    context.route("**/*", only_hookd)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.on("dialog", lambda d: d.accept())
+
+    # 1. Sign in: the endpoints, one of them failing.
+    sign_in(page, cfg["admin_key"])
+    expect(page.get_by_role("link", name=endpoint)).to_be_visible()
+    assert unlabelled(page) == [], unlabelled(page)
+    shot(page, "1-endpoints")
+
+    # 2. The failing endpoint: its failures and the last error.
+    page.get_by_role("link", name=endpoint).click()
+    expect(page.locator("#last-error")).to_contain_text("receiver answered 500")
+    expect(page.locator("#success-rate")).to_have_text("0%")
+    assert unlabelled(page) == [], unlabelled(page)
+    shot(page, "2-failing-endpoint")
+
+    # 3. The receiver is fixed: redeliver one and see the new attempt succeed.
+    page.get_by_role("link", name="Failed deliveries of this endpoint").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(3)
+    shot(page, "3-failed-deliveries")
+    rows.first.get_by_role("link").first.click()
+    expect(page.locator("#attempts tbody tr")).to_have_count(1)
+    # What was sent: the envelope and the signature headers.
+    expect(page.locator("#envelope")).to_contain_text('"n":')
+    expect(page.locator("#envelope")).to_contain_text('"type": "order.created"')
+    expect(page.locator("#sent-headers")).to_contain_text("X-Hookd-Signature")
+    expect(page.locator("#sent-headers")).to_contain_text("X-Hookd-Delivery-Id")
+    page.get_by_role("button", name="Redeliver now").click()
+    expect(page.locator("#attempts tbody tr")).to_have_count(2)
+    expect(page.locator("#attempts tbody tr").nth(1)).to_contain_text("manual")
+    expect(page.locator("#delivery-status")).to_have_text("succeeded")
+    shot(page, "4-redelivered")
+
+    # 4. Recover the rest and watch the job reach completed.
+    page.goto(f"{base}/console#/endpoint/{endpoint}")
+    page.get_by_label("Re-send failed deliveries of").select_option(label="the last hour")
+    page.get_by_role("button", name="Recover").click()
+    expect(page.locator("#job-state")).to_contain_text("completed", timeout=30000)
+    expect(page.locator("#job-state")).to_contain_text("2 of 2 re-sent (2 matched), 2 succeeded")
+    shot(page, "5-recovered")
+
+    # 5. Pause with a reason, then resume and see how many were released.
+    page.get_by_label("Reason").fill("receiver maintenance")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#endpoint-status")).to_contain_text("paused")
+    expect(page.locator("#endpoint-status")).to_contain_text("receiver maintenance")
+    page.reload()
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#released")).to_contain_text("held deliveries released")
+    shot(page, "6-paused-and-resumed")
+
+    # 6. Rotate: the new secret shows once; a reload does not show it again.
+    page.get_by_label("Old secret keeps signing for").select_option(label="1 hour")
+    page.get_by_role("button", name="Rotate secret").click()
+    secret = page.locator("#new-secret")
+    expect(secret).to_have_text(re.compile(r"\S{16,}"))
+    value = secret.text_content()
+    shot(page, "7-rotated")
+    page.reload()
+    expect(page.get_by_role("heading", name=f"Endpoint {endpoint}")).to_be_visible()
+    assert page.locator("#new-secret").count() == 0
+    assert value not in page.content(), "the secret shows again after a reload"
+
+    # 7. Event types with counts; the audit log names what was done.
+    page.get_by_role("link", name="Event types").click()
+    expect(page.locator("table tbody tr").first).to_contain_text("order.created")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.locator("table")).to_contain_text("endpoint.secret_rotated")
+    expect(page.locator("table")).to_contain_text("recovery.started")
+    shot(page, "8-audit")
+    sign_out(page)
+
+    # 8. A read-scoped key sees the pages and no control that writes.
+    sign_in(page, cfg["read_key"])
+    page.get_by_role("link", name=endpoint).click()
+    expect(page.locator("#last-error")).to_be_visible()
+    assert page.locator("[data-write]").count() == 0
+    assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.get_by_role("link", name="API keys").is_hidden()
+    page.get_by_role("link", name="All its deliveries").click()
+    page.locator("table tbody tr").first.get_by_role("link").first.click()
+    expect(page.locator("#attempts")).to_be_visible()
+    assert page.get_by_role("button", name="Redeliver now").count() == 0
+    shot(page, "9-read-scope")
+    sign_out(page)
+
+    # 9. A key of another workspace sees nothing of this one.
+    sign_in(page, cfg["other_key"])
+    assert page.get_by_role("link", name=endpoint).count() == 0
+    page.goto(f"{base}/console#/endpoint/{endpoint}")
+    expect(page.get_by_role("heading", name="Cannot show this")).to_be_visible()
+    page.goto(f"{base}/console#/deliveries")
+    expect(page.get_by_text("No deliveries match.")).to_be_visible()
+    shot(page, "10-other-workspace")
+
+    browser.close()
+
+# Everything above ran with every other host blocked; the console asked none.
+assert blocked == [], blocked
+print(json.dumps({"ok": True, "screenshots": sorted(os.listdir(shots))}))
