@@ -11,6 +11,27 @@ use std::time::Duration;
 
 use harness::*;
 
+/// Runs a browser script of `tests/browser/` with `cfg`; its output.
+async fn browse(script: &str, cfg: serde_json::Value) -> String {
+    let script = format!("{}/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(cfg.to_string())
+            .output()
+            .expect("python3 with playwright (make check-tools installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the console's browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_console() {
     let redis = Redis::start();
@@ -52,22 +73,64 @@ async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_consol
         "endpoint": endpoint,
         "screenshots": screenshots,
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/console.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(cfg.to_string())
-            .output()
-            .expect("python3 with playwright (make check-tools installs it)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the console's browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    browse("console.py", cfg).await;
     // The receiver got the redelivery and the two recovered deliveries.
     assert_eq!(receiver.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_pages_a_workspace_of_1000_endpoints_and_100000_deliveries() {
+    const ENDPOINTS: usize = 1000;
+    const DELIVERIES: usize = 100_000;
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let daemon = Daemon::ready(&env).await;
+    let key = api_key(&env, "ws", "admin");
+    let api = Api::new(&daemon.admin, &key);
+    // One endpoint takes every delivery; the rest are subscribed to a type
+    // nobody publishes.
+    let busy = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws/endpoints",
+            Some(serde_json::json!({"url": receiver.url(), "event_types": ["order.created"]})),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for chunk in 0..(ENDPOINTS - 1).div_ceil(50) {
+        let calls = (0..50).filter(|i| chunk * 50 + i < ENDPOINTS - 1).map(|_| {
+            api.call(
+                "POST",
+                "/api/v1/workspaces/ws/endpoints",
+                Some(
+                    serde_json::json!({"url": receiver.url(), "event_types": ["never.published"]}),
+                ),
+            )
+        });
+        for r in futures_util::future::join_all(calls).await {
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+    }
+    redis
+        .xadd_events(
+            "ws",
+            "order.created",
+            (0..DELIVERIES).map(|i| (format!("e{i}"), "{}".to_string())),
+        )
+        .await;
+    receiver
+        .wait_for(DELIVERIES, Duration::from_secs(240))
+        .await;
+    let cfg = serde_json::json!({
+        "base": daemon.admin,
+        "key": key,
+        "busy_endpoint": busy,
+        "endpoints": ENDPOINTS,
+        "deliveries": DELIVERIES,
+    });
+    println!("{}", browse("console_scale.py", cfg).await);
 }

@@ -83,7 +83,7 @@ async function signIn(key) {
   session = { key, ws: null, scope: null };
   const list = await api("GET", "/workspaces");
   const ws = list.data[0];
-  session = { key, ws: ws.id, scope: ws.scope };
+  session = { key, ws: ws.id, scope: ws.scope, endpoints: ws.endpoints };
   sessionStorage.setItem(KEY, key);
 }
 
@@ -127,10 +127,8 @@ function endpointState(ep) {
 }
 
 async function endpointsView(params) {
-  const PAGE = 50;
-  const list = (await api("GET", wsPath("/endpoints"))).data;
-  const page = Math.max(0, Number(params.page || 0));
-  const rows = list.slice(page * PAGE, (page + 1) * PAGE).map((ep) =>
+  const page = await api("GET", wsPath(`/endpoints${query({ limit: 50, after: params.after })}`));
+  const rows = page.data.map((ep) =>
     h("tr", {},
       h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, ep.id)),
       h("td", {}, ep.url),
@@ -139,17 +137,17 @@ async function endpointsView(params) {
       h("td", {}, ep.event_types ? ep.event_types.join(", ") : h("span", { class: "muted" }, "every type"))));
   return h("section", {},
     h("h1", {}, `Endpoints of ${session.ws}`),
-    h("table", {},
-      h("caption", { class: "muted" }, `${list.length} endpoints`),
+    h("table", { id: "endpoints" },
+      h("caption", { class: "muted" }, `${session.endpoints} endpoints, oldest first, 50 a page`),
       h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
-    pager(page > 0 ? `#/endpoints?page=${page - 1}` : null, (page + 1) * PAGE < list.length ? `#/endpoints?page=${page + 1}` : null));
+    pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
 }
 
 function pager(prev, next) {
   return h("nav", { class: "pager", "aria-label": "Pages" },
-    prev ? h("a", { href: prev }, "Newer") : null,
-    next ? h("a", { href: next }, "Older / next page") : null);
+    prev ? h("a", { href: prev }, "First page") : null,
+    next ? h("a", { href: next }, "Next page") : null);
 }
 
 /** The last hour of an endpoint: deliveries by status, attempts, the last error. */

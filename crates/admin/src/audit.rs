@@ -84,13 +84,7 @@ pub async fn list(
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     caller.require(&ws, Scope::Admin)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "/query/limit",
-            "must be between 1 and 500",
-        ));
-    }
+    let limit = crate::extract::page_limit(q.limit, 50)?;
     if q.before
         .as_deref()
         .is_some_and(|b| hookd_core::delivery::entry_time_ms(b).is_none())

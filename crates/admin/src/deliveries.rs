@@ -141,13 +141,7 @@ pub async fn list(
     QueryParams(q): QueryParams<DeliveryQuery>,
 ) -> ApiResult<Json<DeliveryPage>> {
     caller.require(&ws, Scope::Read)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "/query/limit",
-            "must be between 1 and 500",
-        ));
-    }
+    let limit = crate::extract::page_limit(q.limit, 50)?;
     let before = match &q.before {
         None => None,
         Some(c) => Some(Cursor::parse_before(c).ok_or_else(|| {

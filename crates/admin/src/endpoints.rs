@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, time};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::actions::{self, EndpointChange, MapChange, NewEndpoint, Recovery};
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody, in_workspace};
-use crate::extract::{JsonBody, parse_time};
+use crate::extract::{JsonBody, QueryParams, parse_time};
 use crate::jobs::JobView;
 
 /// An endpoint as the API shows it. `secret` appears only in the responses
@@ -174,6 +174,21 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointList {
     pub data: Vec<EndpointView>,
+    /// Pass as `after` for the next page; `null` at the end.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EndpointQuery {
+    /// Page size: 1 to 500 (default 100).
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+    /// The `next` of the previous page: endpoints after this id.
+    #[serde(default, deserialize_with = "crate::extract::non_empty")]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -273,21 +288,27 @@ pub async fn create(
     ))
 }
 
-/// The workspace's endpoints, oldest first.
+/// The workspace's endpoints, oldest first, a page at a time.
 #[utoipa::path(get, operation_id = "list_endpoints", path = "/api/v1/workspaces/{ws}/endpoints", tag = "endpoints",
-    params(("ws" = String, Path, description = "Workspace id")),
+    params(("ws" = String, Path, description = "Workspace id"), EndpointQuery),
     responses((status = 200, description = "OK", body = EndpointList), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
+    QueryParams(q): QueryParams<EndpointQuery>,
 ) -> ApiResult<Json<EndpointList>> {
     caller.require(&ws, Scope::Read)?;
+    let limit = crate::extract::page_limit(q.limit, 100)?;
+    let (page, next) = state
+        .store
+        .endpoints_page(&ws, q.after.as_deref(), limit)
+        .await?;
     let mut data = Vec::new();
-    for ep in state.store.endpoints(Some(&ws)).await? {
+    for ep in page {
         data.push(view(&state, &caller, ep, false).await?);
     }
-    Ok(Json(EndpointList { data }))
+    Ok(Json(EndpointList { data, next }))
 }
 
 /// One endpoint.

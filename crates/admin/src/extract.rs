@@ -233,3 +233,17 @@ pub(crate) fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
             )
         })
 }
+
+/// A page size from `?limit=` (`default` when absent): 1 to 500, else 422
+/// at `/query/limit`.
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
+            "/query/limit",
+            "must be between 1 and 500",
+        ))
+    }
+}

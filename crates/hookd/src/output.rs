@@ -152,7 +152,8 @@ pub fn endpoints(list: &[(Endpoint, u64)], json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(ep, held)| endpoint_json(ep, *held, false))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        return print_json(&json!({ "data": data }));
+        // The API's page shape; the CLI lists every endpoint at once.
+        return print_json(&json!({ "data": data, "next": null }));
     }
     println!("{:<36}  {:<16}  {:<6}  URL", "ID", "WORKSPACE", "PAUSED");
     for (ep, _) in list {

@@ -253,23 +253,58 @@ impl Store {
 
     /// Endpoints to show (signing secrets not opened, as [`Store::endpoint_view`]).
     pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
-        let mut conn = self.conn.clone();
-        let mut ids: Vec<(String, String)> = match workspace {
-            Some(ws) => {
-                let p = self.keys.partition_of(ws);
-                let ids: Vec<String> = redis::cmd("SMEMBERS")
-                    .arg(p.workspace_endpoints(ws))
-                    .query_async(&mut conn)
-                    .await?;
-                ids.into_iter().map(|id| (id, ws.to_string())).collect()
+        let ids = match workspace {
+            Some(ws) => self.workspace_endpoint_ids(ws).await?,
+            None => {
+                let mut ids = self.endpoint_ids().await?;
+                ids.sort();
+                ids
             }
-            None => self.endpoint_ids().await?,
         };
+        self.endpoints_by_id(&ids).await
+    }
+
+    /// A page of a workspace's endpoints in id order (oldest first): at most
+    /// `limit` after `after`, and the id the next page starts after. Only
+    /// the page's records are read.
+    pub async fn endpoints_page(
+        &self,
+        workspace: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Endpoint>, Option<String>)> {
+        let ids: Vec<(String, String)> = self
+            .workspace_endpoint_ids(workspace)
+            .await?
+            .into_iter()
+            .filter(|(id, _)| after.is_none_or(|a| id.as_str() > a))
+            .collect();
+        let more = ids.len() > limit;
+        let page = &ids[..ids.len().min(limit)];
+        let next = more
+            .then(|| page.last().map(|(id, _)| id.clone()))
+            .flatten();
+        Ok((self.endpoints_by_id(page).await?, next))
+    }
+
+    /// A workspace's endpoint ids, sorted (oldest first: ids are time-ordered).
+    async fn workspace_endpoint_ids(&self, ws: &str) -> Result<Vec<(String, String)>> {
+        let p = self.keys.partition_of(ws);
+        let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(p.workspace_endpoints(ws))
+            .query_async(&mut self.conn.clone())
+            .await?;
         ids.sort();
+        Ok(ids.into_iter().map(|id| (id, ws.to_string())).collect())
+    }
+
+    /// The endpoints (id, workspace) that still exist, in the order given.
+    async fn endpoints_by_id(&self, ids: &[(String, String)]) -> Result<Vec<Endpoint>> {
         if ids.is_empty() {
             // An empty pipeline is an error in redis-rs.
             return Ok(Vec::new());
         }
+        let mut conn = self.conn.clone();
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); ids.len()];
         let groups = self
             .keys
