@@ -86,7 +86,8 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
     env.push(("HOOKD__TELEMETRY__OTLP_ENDPOINT".into(), collector.url()));
     env.push(("HOOKD__LOG__FORMAT".into(), "json".into()));
     env.push(("HOOKD__LOG__LEVEL".into(), "info".into()));
-    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "1".into()));
+    // Two attempts: the retry continues the producer's trace too.
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "2".into()));
     // Export every 100 ms instead of every 5 s.
     env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
     let ok = Receiver::ok().await;
@@ -162,7 +163,7 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
         .await;
 
     let got = ok.wait_for(3, WAIT).await;
-    failing.wait_for(1, WAIT).await;
+    failing.wait_for(2, WAIT).await;
     let header_of = |id: &str| -> String {
         got.iter()
             .find(|r| r.header("x-hookd-event-id") == Some(id))
@@ -262,8 +263,24 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
     assert_eq!(via_api[0]["parent_span_id"], request["span_id"]);
     assert!(header_of("via-api").starts_with(&format!("00-{CALLER_TRACE}-")));
 
-    // A failed attempt's span carries the error.
-    let failed = attempt_spans(&spans, FAILING_TRACE)[0];
+    // A failed attempt's span carries the error; the retry (from durable
+    // state) is in the producer's trace as well, and says so on its request.
+    let failing_spans = attempt_spans(&spans, FAILING_TRACE);
+    for s in &failing_spans {
+        assert_eq!(s["parent_span_id"], PRODUCER_SPAN, "{s}");
+    }
+    let retry = failing.received()[1]
+        .header("traceparent")
+        .unwrap()
+        .to_string();
+    assert!(
+        retry.starts_with(&format!("00-{FAILING_TRACE}-")),
+        "{retry}"
+    );
+    let failed = failing_spans
+        .iter()
+        .find(|s| s["attributes"]["hookd.attempt.number"] == 2)
+        .unwrap();
     assert_eq!(failed["status"]["code"], 2, "status ERROR: {failed}");
     assert!(
         failed["status"]["message"]

@@ -81,6 +81,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
                     next_at_ms: Some(now),
                     pause_reason: None,
                     envelope: Some(e.envelope.clone().into()),
+                    trace: None,
                 })
             })
             .collect();

@@ -256,6 +256,7 @@ impl Dispatch {
                 next_at_ms: Some(time::now_ms()),
                 pause_reason: None,
                 envelope: Some(envelope.clone()),
+                trace: trace.clone(),
             };
             match self.route(endpoint_id) {
                 Route::Hold => {

@@ -1,6 +1,7 @@
 //! Spans (OpenTelemetry, exported over OTLP by the binary when
 //! `[telemetry] otlp_endpoint` is set): one client span per attempt, the
-//! child of the producer's span when its event carried a `traceparent`,
+//! child of the producer's span when its event carried a `traceparent`
+//! (kept in durable state for retries),
 //! and the `traceparent` header that attempt sends, so a receiver
 //! instrumented with OpenTelemetry continues the same trace; one span per
 //! ingest batch.

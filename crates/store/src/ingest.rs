@@ -71,6 +71,8 @@ pub struct Settled {
     pub pause_reason: Option<String>,
     /// Needed by every status but `succeeded`.
     pub envelope: Option<Bytes>,
+    /// The producer's trace context, kept for later attempts.
+    pub trace: Option<std::sync::Arc<hookd_core::trace::TraceParent>>,
 }
 
 impl Settled {
@@ -282,7 +284,14 @@ impl Store {
                         .unwrap_or(""),
                 )
                 .arg(p.envelope(&d.workspace, &d.event_id))
-                .arg(d.envelope.as_deref().unwrap_or_default());
+                .arg(d.envelope.as_deref().unwrap_or_default())
+                .arg(d.trace.as_ref().map(|t| t.header()).unwrap_or_default())
+                .arg(
+                    d.trace
+                        .as_ref()
+                        .and_then(|t| t.tracestate.as_deref())
+                        .unwrap_or_default(),
+                );
         }
         for a in acks {
             call.arg(a);

@@ -43,8 +43,8 @@ pub struct Claimed {
     pub envelope: Bytes,
     /// An operator asked for this attempt (redeliver or recover).
     pub manual: bool,
-    /// The producer's trace context (first attempts, straight from the
-    /// stream entry; a later attempt starts a trace of its own).
+    /// The producer's trace context (from the stream entry; kept in
+    /// durable state for later attempts).
     pub trace: Option<Arc<hookd_core::trace::TraceParent>>,
 }
 
@@ -168,6 +168,15 @@ impl Store {
                     })?,
                 };
                 let manual = bytes(&next()?).is_some_and(|b| b == b"1");
+                let traceparent = string(&next()?).unwrap_or_default();
+                let tracestate = string(&next()?).unwrap_or_default();
+                let trace = (!traceparent.is_empty())
+                    .then(|| {
+                        let state = (!tracestate.is_empty()).then_some(tracestate.as_str());
+                        hookd_core::trace::TraceParent::parse(&traceparent, state)
+                    })
+                    .flatten()
+                    .map(Arc::new);
                 let Some(endpoint) = &endpoint else { continue };
                 out.push(Claimed {
                     delivery_id,
@@ -178,7 +187,7 @@ impl Store {
                     event_type,
                     envelope,
                     manual,
-                    trace: None,
+                    trace,
                 });
             }
         }

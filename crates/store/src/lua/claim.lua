@@ -88,7 +88,7 @@ for _, ep in ipairs(endpoints) do
       local leased = {}
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
         local dkey = key_delivery(tag, id)
-        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual')
+        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual', 'tp', 'ts')
         local evkey = d[1]
         local envelope = false
         if evkey and not sent[evkey] then
@@ -117,6 +117,8 @@ for _, ep in ipairs(endpoints) do
           out[#out + 1] = evkey
           out[#out + 1] = envelope
           out[#out + 1] = d[6] or ''
+          out[#out + 1] = d[7] or ''
+          out[#out + 1] = d[8] or ''
         end
       end
       if claimed > 0 then

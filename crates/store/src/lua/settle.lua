@@ -12,10 +12,12 @@
 -- ARGV[1] = group, ARGV[2] = partition tag, ARGV[3] = retention (s), ARGV[4] = now (ms),
 -- ARGV[5] = trip_after (0: no breaker), ARGV[6] = trip_window (ms), ARGV[7] = how many deliveries,
 -- ARGV[8] = the shipping backlog's cap (0: history is not shipped; see ship.rs)
--- then 14 per delivery: delivery id, endpoint, workspace, event id, event type,
+-- then 16 per delivery: delivery id, endpoint, workspace, event id, event type,
 --   created (ms), log member, status, attempt JSON ('' when none was made),
 --   next due (ms, for retrying and pending), pause reason ('' for none),
---   error ('' for none), envelope key, envelope ('' when the delivery ends here)
+--   error ('' for none), envelope key, envelope ('' when the delivery ends here),
+--   the producer's traceparent and tracestate ('' for none: kept in durable
+--   state, so later attempts continue the producer's trace)
 -- then the ids of the entries to acknowledge.
 -- Returns the endpoints the breaker paused, 5 values each (see queues.lua).
 local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
@@ -33,7 +35,8 @@ for _ = 1, count do
   local id, ep, ws, evid, evtype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local next_at, pause, err, envkey, envelope = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], ARGV[i + 13]
-  i = i + 14
+  local traceparent, tracestate = ARGV[i + 14], ARGV[i + 15]
+  i = i + 16
   push(logged, ep, created, member)
   if ship_cap > 0 then
     table.insert(shipped, 'l' .. ep .. ' ' .. ws)
@@ -49,6 +52,9 @@ for _ = 1, count do
     local dkey = key_delivery(tag, id)
     redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', envkey,
       'type', evtype, 'status', status, 'attempts', attempt ~= '' and '1' or '0', 'created', created)
+    if traceparent ~= '' then
+      redis.call('HSET', dkey, 'tp', traceparent, 'ts', tracestate)
+    end
     redis.call('EXPIRE', dkey, retention)
     if attempt ~= '' then
       local akey = key_attempts(tag, id)
