@@ -184,11 +184,12 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
         let done = [PRODUCER_TRACE, CALLER_TRACE, FAILING_TRACE]
             .iter()
             .all(|t| !attempt_spans(&spans, t).is_empty())
+            && attempt_spans(&spans, FAILING_TRACE).len() == 2
             && spans
                 .iter()
                 .filter(|s| s["name"] == "hookd.attempt")
                 .count()
-                >= 4;
+                >= 5;
         done.then_some(spans)
     })
     .await;
@@ -280,7 +281,7 @@ async fn one_trace_runs_from_producer_to_receiver_and_failures_carry_their_error
     let failed = failing_spans
         .iter()
         .find(|s| s["attributes"]["hookd.attempt.number"] == 2)
-        .unwrap();
+        .unwrap_or_else(|| panic!("no second attempt's span: {failing_spans:#?}"));
     assert_eq!(failed["status"]["code"], 2, "status ERROR: {failed}");
     assert!(
         failed["status"]["message"]

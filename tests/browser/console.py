@@ -70,9 +70,12 @@ with sync_playwright() as p:
     page.set_default_timeout(TIMEOUT)
     page.on("dialog", lambda d: d.accept())
 
-    # 1. Sign in: the endpoints, one of them failing.
+    # 1. Sign in: the endpoints, one of them failing (3 in a row, and why).
     sign_in(page, cfg["admin_key"])
     expect(page.get_by_role("link", name=endpoint)).to_be_visible()
+    row = page.locator("#endpoints tbody tr", has_text=endpoint)
+    expect(row).to_contain_text("3 in a row")
+    expect(row).to_contain_text("receiver answered 500")
     assert unlabelled(page) == [], unlabelled(page)
     shot(page, "1-endpoints")
 
@@ -117,6 +120,9 @@ with sync_playwright() as p:
     page.reload()
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#released")).to_contain_text("held deliveries released")
+    # The recovered deliveries succeeded: nothing is failing any more.
+    page.reload()
+    expect(page.locator("#failing")).to_have_text("no")
     shot(page, "6-paused-and-resumed")
 
     # 6. Rotate: the new secret shows once; a reload does not show it again.

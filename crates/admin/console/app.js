@@ -118,6 +118,13 @@ function signInView(message) {
 
 // ---- endpoints -----------------------------------------------------------
 
+/** "3 in a row since ...: <last error>", or nothing. */
+function failing(ep) {
+  if (!ep.failing) return h("span", { class: "muted" }, "no");
+  const f = ep.failing;
+  return h("span", { class: "failed" }, `${f.consecutive_failures} in a row since ${when(f.since)}: `, f.last_error);
+}
+
 function endpointState(ep) {
   if (!ep.paused) return badge("active");
   const tripped = (ep.paused_reason || "").includes("circuit breaker");
@@ -133,13 +140,14 @@ async function endpointsView(params) {
       h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, ep.id)),
       h("td", {}, ep.url),
       h("td", {}, endpointState(ep)),
+      h("td", {}, failing(ep)),
       h("td", {}, String(ep.held)),
       h("td", {}, ep.event_types ? ep.event_types.join(", ") : h("span", { class: "muted" }, "every type"))));
   return h("section", {},
     h("h1", {}, `Endpoints of ${session.ws}`),
     h("table", { id: "endpoints" },
       h("caption", { class: "muted" }, `${session.endpoints} endpoints, oldest first, 50 a page`),
-      h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Failing now", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
 }
@@ -179,6 +187,7 @@ async function endpointView(id) {
     h("dl", {},
       h("dt", {}, "URL"), h("dd", {}, ep.url),
       h("dt", {}, "Status"), h("dd", { id: "endpoint-status" }, endpointState(ep)),
+      h("dt", {}, "Failing now"), h("dd", { id: "failing" }, failing(ep)),
       h("dt", {}, "Held"), h("dd", {}, String(ep.held)),
       h("dt", {}, "Event types"), h("dd", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
       h("dt", {}, "Created"), h("dd", {}, when(ep.created_at)),

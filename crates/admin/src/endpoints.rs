@@ -42,6 +42,9 @@ pub struct EndpointView {
     pub paused: bool,
     pub paused_reason: Option<String>,
     pub paused_at: Option<String>,
+    /// Set while its attempts fail in a row (the circuit breaker's count;
+    /// cleared by a success or a resume).
+    pub failing: Option<FailingView>,
     /// Deliveries held while paused.
     pub held: u64,
     /// Until when the previous secret still signs (during a rotation's grace window).
@@ -52,6 +55,14 @@ pub struct EndpointView {
     pub rotation_signatures: Option<RotationSignatures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// An endpoint's attempts failing in a row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailingView {
+    pub consecutive_failures: u64,
+    pub since: String,
+    pub last_error: String,
 }
 
 impl EndpointView {
@@ -90,6 +101,11 @@ impl EndpointView {
             paused: ep.paused,
             paused_reason: ep.paused_reason,
             paused_at: ep.paused_at_ms.map(time::format_rfc3339_ms),
+            failing: ep.failing.clone().map(|f| FailingView {
+                consecutive_failures: f.consecutive,
+                since: time::format_rfc3339_ms(f.since_ms),
+                last_error: f.last_error,
+            }),
             held,
         }
     }

@@ -27,6 +27,17 @@ impl SignatureScheme {
     }
 }
 
+/// An endpoint whose attempts are failing in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    /// Attempts failed in a row.
+    pub consecutive: u64,
+    /// Since the first of them (ms).
+    pub since_ms: i64,
+    /// The latest one's error.
+    pub last_error: String,
+}
+
 /// A receiver URL registered by a workspace. Its `Debug` leaves the secrets out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -69,6 +80,10 @@ pub struct Endpoint {
     pub paused_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at_ms: Option<i64>,
+    /// Its attempts failing in a row now (kept beside the document, by the
+    /// circuit breaker's count).
+    #[serde(skip)]
+    pub failing: Option<Failing>,
     /// How many times the stored document was written: a write succeeds only
     /// on the version it read (compare and set). Kept beside the document.
     #[serde(skip)]
@@ -185,6 +200,7 @@ impl Endpoint {
             paused: false,
             paused_reason: None,
             paused_at_ms: None,
+            failing: None,
             version: 0,
         })
     }

@@ -80,6 +80,18 @@ impl Store {
         ep.paused = fields.get("paused").is_some_and(|p| p == "1");
         ep.paused_reason = fields.get("paused_reason").cloned();
         ep.paused_at_ms = fields.get("paused_at").and_then(|t| t.parse().ok());
+        ep.failing = fields
+            .get("fails")
+            .and_then(|n| n.parse().ok())
+            .filter(|n: &u64| *n > 0)
+            .map(|consecutive| hookd_core::endpoint::Failing {
+                consecutive,
+                since_ms: fields
+                    .get("failing_since")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0),
+                last_error: fields.get("last_error").cloned().unwrap_or_default(),
+            });
         ep.version = fields.get("v").and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(ep)
     }

@@ -350,7 +350,7 @@ impl Store {
                 .ignore()
                 .hset(p.logs(), ep, &ds[0].workspace)
                 .ignore()
-                .hdel(p.endpoint(ep), &["fails", "failing_since"])
+                .hdel(p.endpoint(ep), &["fails", "failing_since", "last_error"])
                 .ignore();
         }
         if shipping && !deliveries.is_empty() {

@@ -9,7 +9,7 @@
 //! Inside a partition (`P` = `{<stream>}`):
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, `max_concurrency` and `rate_limit` for the claim script, `fails` and `failing_since` for the circuit breaker |
+//! | `P:ep:<endpoint>` | hash | `doc` (endpoint JSON), `paused`, `paused_reason`, `paused_at`, `max_concurrency` and `rate_limit` for the claim script, `fails`, `failing_since` and `last_error` for the circuit breaker (and the console) |
 //! | `P:ws:<ws>:eps` | set | the workspace's endpoint ids |
 //! | `P:ws:<ws>:type:<type>` / `P:ws:<ws>:all` | set | endpoints subscribed to a type / to every type |
 //! | `P:evt:<ws>:<event id>` | string | the idempotency marker: the id of the stream entry that first carried the event (expires after the retention) |

@@ -43,11 +43,12 @@ local function breaker(tag, streak, now, trip_after, trip_window, tripped)
   for ep, s in pairs(streak) do
     local epkey = key_endpoint(tag, ep)
     if s.reset then
-      redis.call('HDEL', epkey, 'fails', 'failing_since')
+      redis.call('HDEL', epkey, 'fails', 'failing_since', 'last_error')
     end
     if s.fails > 0 and redis.call('EXISTS', epkey) == 1 then
       local fails = redis.call('HINCRBY', epkey, 'fails', s.fails)
       redis.call('HSETNX', epkey, 'failing_since', now)
+      redis.call('HSET', epkey, 'last_error', s.err)
       local since = tonumber(redis.call('HGET', epkey, 'failing_since'))
       if trip_after > 0 and fails >= trip_after and tonumber(now) - since >= trip_window
           and redis.call('HGET', epkey, 'paused') ~= '1' then

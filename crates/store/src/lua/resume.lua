@@ -11,7 +11,7 @@ if exists then
   if redis.call('HGET', KEYS[1], 'paused') ~= '0' then redis.call('INCR', KEYS[5]) end
   redis.call('HSET', KEYS[1], 'paused', '0')
   -- A fresh start for the circuit breaker too.
-  redis.call('HDEL', KEYS[1], 'paused_reason', 'paused_at', 'fails', 'failing_since')
+  redis.call('HDEL', KEYS[1], 'paused_reason', 'paused_at', 'fails', 'failing_since', 'last_error')
 end
 local ids = redis.call('SPOP', KEYS[2], tonumber(ARGV[4]))
 local due = {}
