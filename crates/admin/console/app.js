@@ -146,7 +146,7 @@ async function endpointsView(params) {
   return h("section", {},
     h("h1", {}, `Endpoints of ${session.ws}`),
     h("table", { id: "endpoints" },
-      h("caption", { class: "muted" }, `${session.endpoints} endpoints, oldest first, 50 a page`),
+      h("caption", { class: "muted" }, `${session.endpoints} endpoint${session.endpoints === 1 ? "" : "s"}, oldest first, 50 a page`),
       h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Failing now", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
