@@ -45,14 +45,10 @@ impl HistoryReader {
         if let Some(envelope) = self.store.delivery_envelope(d).await? {
             return Ok(Some(envelope));
         }
-        let Some(archive) = &self.archive else {
-            return Ok(None);
-        };
-        let mut found = archive
-            .envelopes(&d.workspace, &[(d.created_at_ms, d.event_id.as_str())])
-            .await
-            .map_err(unavailable)?;
-        Ok(found.remove(&(d.created_at_ms, d.event_id.clone())))
+        match &self.archive {
+            Some(archive) => shipped_envelope(archive, d).await,
+            None => Ok(None),
+        }
     }
 
     /// A page of deliveries, newest first, without their attempts.
@@ -65,9 +61,7 @@ impl HistoryReader {
         self.overlay_state(&mut shipped, filter).await?;
         Ok(merge(hot, shipped, shipped_next, filter.limit))
     }
-}
 
-impl HistoryReader {
     /// Shipped deliveries that Redis holds durable state for again (given
     /// back for a redelivery or a recovery) take its status, which is newer;
     /// those no longer matching the filter's status leave the page.
@@ -114,14 +108,9 @@ impl HistoryReader {
             && !self.store.holds_delivery(workspace, id).await?
             && let Some(d) = archive.delivery(id).await.map_err(unavailable)?
             && d.workspace == workspace
+            && let Some(envelope) = shipped_envelope(archive, &d).await?
         {
-            let envelopes = archive
-                .envelopes(workspace, &[(d.created_at_ms, d.event_id.as_str())])
-                .await
-                .map_err(unavailable)?;
-            if let Some(envelope) = envelopes.values().next() {
-                self.store.restore(&d, envelope).await?;
-            }
+            self.store.restore(&d, &envelope).await?;
         }
         self.store.redeliver(workspace, id, now_ms).await
     }
@@ -214,6 +203,15 @@ impl HistoryReader {
             }
         }
     }
+}
+
+/// The payload of delivery `d`'s event as shipped to PostgreSQL.
+async fn shipped_envelope(archive: &Archive, d: &Delivery) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut found = archive
+        .envelopes(&d.workspace, &[(d.created_at_ms, d.event_id.as_str())])
+        .await
+        .map_err(unavailable)?;
+    Ok(found.remove(&(d.created_at_ms, d.event_id.clone())))
 }
 
 /// Both pages in one: each source's `next` marks how far it is complete, so

@@ -96,22 +96,6 @@ impl Store {
         if self.has_state(p, &id).await? {
             return Ok(());
         }
-        // The envelope: kept already (copied there when the workspace moved
-        // partition, see `repartition.rs`), or rebuilt from the stream entry.
-        let kept: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(p.envelope(workspace, &r.event_id))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let envelope = match kept {
-            Some(envelope) => envelope,
-            None => match self
-                .entry_envelope(&p.stream, &r.entry_id, &r.event_id)
-                .await?
-            {
-                Some(envelope) => envelope,
-                None => return Ok(()),
-            },
-        };
         let d = Delivery {
             id,
             endpoint_id: endpoint.to_string(),
@@ -124,7 +108,10 @@ impl Store {
             next_attempt_at_ms: None,
             attempts: r.attempt.iter().cloned().collect(),
         };
-        self.write_state(p, &d, &envelope).await
+        match self.delivery_envelope(&d).await? {
+            Some(envelope) => self.write_state(p, &d, &envelope).await,
+            None => Ok(()),
+        }
     }
 
     /// Gives a delivery that Redis no longer holds (its history copied out
@@ -203,8 +190,10 @@ impl Store {
         Ok(())
     }
 
-    /// The body delivery `d` sends: its kept envelope, else its stream
-    /// entry's (`None` once both are gone).
+    /// The body delivery `d` sends: its kept envelope (kept for a delivery
+    /// that outlived its first attempt, or copied there when its workspace
+    /// moved partition, see `repartition.rs`), else rebuilt from its stream
+    /// entry (`None` once both are gone).
     pub async fn delivery_envelope(&self, d: &Delivery) -> Result<Option<Vec<u8>>> {
         let p = self.keys.partition_of(&d.workspace);
         let kept: Option<Vec<u8>> = redis::cmd("GET")
@@ -236,17 +225,10 @@ impl Store {
             .arg(entry_id)
             .query_async(&mut self.conn.clone())
             .await?;
-        let Some((_, fields)) = entries.into_iter().next() else {
-            return Ok(None);
-        };
-        let limits = EventLimits {
-            max_payload_bytes: usize::MAX / 2,
-            max_fields: usize::MAX / 2,
-        };
-        Ok(Event::from_entry(entry_id, &fields, limits)
-            .ok()
-            .filter(|event| event.id == event_id)
-            .map(|event| event.envelope))
+        Ok(entries
+            .into_iter()
+            .next()
+            .and_then(|(_, fields)| envelope_in(entry_id, &fields, event_id)))
     }
 
     async fn requeue(&self, p: &PartitionKeys, job: &str, due: &[(String, i64)]) -> Result<u64> {
@@ -497,6 +479,24 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The envelope rebuilt from stream entry `entry_id`'s fields, if it
+/// carries event `event_id` (a stream written after a repartition may hold
+/// another entry under the same id). No limits: it was accepted once.
+pub(crate) fn envelope_in(
+    entry_id: &str,
+    fields: &[(String, Vec<u8>)],
+    event_id: &str,
+) -> Option<Vec<u8>> {
+    let limits = EventLimits {
+        max_payload_bytes: usize::MAX / 2,
+        max_fields: usize::MAX / 2,
+    };
+    Event::from_entry(entry_id, fields, limits)
+        .ok()
+        .filter(|event| event.id == event_id)
+        .map(|event| event.envelope)
 }
 
 /// What a recovery's scan of the history in Redis found.

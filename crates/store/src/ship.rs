@@ -15,10 +15,11 @@
 use std::time::Duration;
 
 use crate::log::LogRecord;
+use crate::recovery::envelope_in;
 use crate::stream::RawFields;
 use crate::{PartitionKeys, Result, Store, StoreError};
 use hookd_core::delivery::{delivery_id, entry_time_ms, parse_delivery_id};
-use hookd_core::{Attempt, DeliveryStatus, Event, EventLimits};
+use hookd_core::{Attempt, DeliveryStatus};
 
 /// One delivery's state as a history write left it, with the attempt it
 /// recorded (if any).
@@ -132,19 +133,13 @@ impl Store {
         }
         type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
         let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
-        let limits = EventLimits {
-            max_payload_bytes: usize::MAX / 2,
-            max_fields: usize::MAX / 2,
-        };
         let mut out = Vec::with_capacity(events.len());
         for ((entry, r), pair) in events.iter().zip(replies.chunks(2)) {
             let from_entry = pair
                 .first()
                 .and_then(|v| redis::from_redis_value_ref::<Entries>(v).ok())
                 .and_then(|entries| entries.into_iter().next())
-                .and_then(|(_, fields)| Event::from_entry(entry, &fields, limits).ok())
-                .filter(|event| event.id == r.event_id)
-                .map(|event| event.envelope);
+                .and_then(|(_, fields)| envelope_in(entry, &fields, &r.event_id));
             let kept = || {
                 pair.get(1)
                     .and_then(|v| redis::from_redis_value_ref::<Option<Vec<u8>>>(v).ok())
