@@ -189,8 +189,9 @@ impl AttemptContext {
             &c.endpoint.workspace,
             &c.endpoint.id,
         );
-        let ids = span.as_ref().map(AttemptSpan::ids);
         if !attempt.succeeded {
+            // (The span's ids are formatted only for the failure's log line.)
+            let ids = span.as_ref().map(AttemptSpan::ids);
             log_failure(
                 &c,
                 &attempt,
