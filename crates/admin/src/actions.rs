@@ -102,15 +102,9 @@ pub async fn create_endpoint(
     ep.rotation_signatures = new.rotation_signatures;
     policy.check(&ep)?;
     store.create_endpoint(&ep).await?;
-    record(
-        store,
-        actor,
-        &ep.workspace,
-        "endpoint.created",
-        &ep.id,
-        None,
-    )
-    .await;
+    store
+        .audit(&ep.workspace, actor, "endpoint.created", &ep.id, None)
+        .await;
     Ok(ep)
 }
 
@@ -212,15 +206,15 @@ pub async fn update_endpoint(
         })
         .await?;
     let changed = change.names().join(", ");
-    record(
-        store,
-        actor,
-        &ep.workspace,
-        "endpoint.updated",
-        &ep.id,
-        Some(&changed),
-    )
-    .await;
+    store
+        .audit(
+            &ep.workspace,
+            actor,
+            "endpoint.updated",
+            &ep.id,
+            Some(&changed),
+        )
+        .await;
     Ok(ep)
 }
 
@@ -248,30 +242,30 @@ pub async fn rotate_secret(
         .rotate_secret(id, secret, grace, time::now_ms())
         .await?;
     let detail = format!("old secret valid {}s more", grace.as_secs());
-    record(
-        store,
-        actor,
-        &ep.workspace,
-        "endpoint.secret_rotated",
-        &ep.id,
-        Some(&detail),
-    )
-    .await;
+    store
+        .audit(
+            &ep.workspace,
+            actor,
+            "endpoint.secret_rotated",
+            &ep.id,
+            Some(&detail),
+        )
+        .await;
     Ok(ep)
 }
 
 /// Pauses an endpoint: its deliveries are held from now on.
 pub async fn pause(store: &Store, actor: &Actor, id: &str, reason: &str) -> ActionResult<Endpoint> {
     let ep = store.pause_endpoint(id, reason, time::now_ms()).await?;
-    record(
-        store,
-        actor,
-        &ep.workspace,
-        "endpoint.paused",
-        &ep.id,
-        Some(reason),
-    )
-    .await;
+    store
+        .audit(
+            &ep.workspace,
+            actor,
+            "endpoint.paused",
+            &ep.id,
+            Some(reason),
+        )
+        .await;
     Ok(ep)
 }
 
@@ -281,15 +275,15 @@ pub async fn resume(store: &Store, actor: &Actor, id: &str) -> ActionResult<(u64
     let released = store.resume_endpoint(id, time::now_ms()).await?;
     let ep = store.endpoint_view(id).await?;
     let detail = format!("{released} held deliveries released");
-    record(
-        store,
-        actor,
-        &ep.workspace,
-        "endpoint.resumed",
-        &ep.id,
-        Some(&detail),
-    )
-    .await;
+    store
+        .audit(
+            &ep.workspace,
+            actor,
+            "endpoint.resumed",
+            &ep.id,
+            Some(&detail),
+        )
+        .await;
     Ok((released, ep))
 }
 
@@ -370,15 +364,9 @@ pub async fn mint_key(
     };
     store.create_api_key(&key, &hash).await?;
     let detail = format!("scope {}", key.scope.as_str());
-    record(
-        store,
-        actor,
-        &key.workspace,
-        "key.created",
-        &key.id,
-        Some(&detail),
-    )
-    .await;
+    store
+        .audit(&key.workspace, actor, "key.created", &key.id, Some(&detail))
+        .await;
     Ok((key, text))
 }
 
@@ -390,23 +378,10 @@ pub async fn revoke_key(
     workspace: Option<&str>,
 ) -> ActionResult<ApiKey> {
     let key = store.revoke_api_key(id, workspace, time::now_ms()).await?;
-    record(store, actor, &key.workspace, "key.revoked", &key.id, None).await;
+    store
+        .audit(&key.workspace, actor, "key.revoked", &key.id, None)
+        .await;
     Ok(key)
-}
-
-/// Writes a change into its workspace's audit log. A failure to write it
-/// is logged, not returned: the change itself was made.
-pub async fn record(
-    store: &Store,
-    actor: &Actor,
-    workspace: &str,
-    action: &str,
-    target: &str,
-    detail: Option<&str>,
-) {
-    if let Err(e) = store.audit(workspace, actor, action, target, detail).await {
-        tracing::error!(error = %e, workspace, action, target, "could not write the audit log");
-    }
 }
 
 /// A recovery: an endpoint's deliveries created in a window with a status.
@@ -456,15 +431,16 @@ pub async fn start_recovery(
         job.status.as_str(),
         time::format_rfc3339_ms(job.since_ms)
     );
-    record(
-        &history.store,
-        actor,
-        &job.workspace,
-        "recovery.started",
-        &job.id,
-        Some(&detail),
-    )
-    .await;
+    history
+        .store
+        .audit(
+            &job.workspace,
+            actor,
+            "recovery.started",
+            &job.id,
+            Some(&detail),
+        )
+        .await;
     let request = RecoveryRequest {
         endpoint,
         since_ms,

@@ -224,15 +224,10 @@ pub async fn redeliver(
             "this delivery cannot be attempted now: an attempt is in flight, or its endpoint was deleted",
         ));
     }
-    crate::actions::record(
-        &state.store,
-        &caller.actor(),
-        &ws,
-        "delivery.redelivered",
-        &id,
-        None,
-    )
-    .await;
+    state
+        .store
+        .audit(&ws, &caller.actor(), "delivery.redelivered", &id, None)
+        .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(DeliveryView::new(owned(&state, &ws, &id).await?, false)),

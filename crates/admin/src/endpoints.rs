@@ -387,15 +387,10 @@ pub async fn delete(
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
     state.store.delete_endpoint(&id, time::now_ms()).await?;
-    actions::record(
-        &state.store,
-        &caller.actor(),
-        &ws,
-        "endpoint.deleted",
-        &id,
-        None,
-    )
-    .await;
+    state
+        .store
+        .audit(&ws, &caller.actor(), "endpoint.deleted", &id, None)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -149,15 +149,10 @@ pub async fn put(
     }
     let json = serde_json::to_string(&entry).map_err(|e| ApiError::invalid("", e.to_string()))?;
     state.store.put_catalog_entry(&ws, &name, &json).await?;
-    crate::actions::record(
-        &state.store,
-        &caller.actor(),
-        &ws,
-        "catalog.changed",
-        &name,
-        None,
-    )
-    .await;
+    state
+        .store
+        .audit(&ws, &caller.actor(), "catalog.changed", &name, None)
+        .await;
     let view = merged(&state, &ws)
         .await?
         .data

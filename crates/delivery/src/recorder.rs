@@ -4,6 +4,7 @@
 //! announced on the operational stream.
 
 use hookd_core::time;
+use hookd_store::audit::Actor;
 use hookd_store::schedule::{Breaker, Record, Tripped};
 use hookd_store::{PartitionKeys, Store};
 use std::sync::Arc;
@@ -106,18 +107,15 @@ pub(crate) async fn announce_gone(store: &Store, c: &hookd_store::schedule::Clai
     if let Err(e) = store.operational_event(&event).await {
         tracing::warn!(error = %e, "could not publish the operational event");
     }
-    audit_pause(store, &c.endpoint.workspace, &c.endpoint.id, reason).await;
-}
-
-/// An automatic pause in the workspace's audit log (actor `hookd`).
-async fn audit_pause(store: &Store, workspace: &str, endpoint: &str, reason: &str) {
-    let actor = hookd_store::audit::Actor::hookd();
-    if let Err(e) = store
-        .audit(workspace, &actor, "endpoint.paused", endpoint, Some(reason))
-        .await
-    {
-        tracing::error!(error = %e, workspace, endpoint, "could not write the audit log");
-    }
+    store
+        .audit(
+            &c.endpoint.workspace,
+            &Actor::hookd(),
+            "endpoint.paused",
+            &c.endpoint.id,
+            Some(reason),
+        )
+        .await;
 }
 
 /// Logs, counts and publishes an endpoint the breaker paused.
@@ -142,5 +140,13 @@ pub(crate) async fn announce(store: &Store, metrics: &crate::Metrics, t: Tripped
         "circuit breaker: {} consecutive failed attempts; last error: {}",
         t.failures, t.last_error
     );
-    audit_pause(store, &t.endpoint.workspace, &t.endpoint.id, &reason).await;
+    store
+        .audit(
+            &t.endpoint.workspace,
+            &Actor::hookd(),
+            "endpoint.paused",
+            &t.endpoint.id,
+            Some(&reason),
+        )
+        .await;
 }

@@ -615,15 +615,15 @@ pub async fn endpoints(config: &Config, cmd: EndpointCommand) -> anyhow::Result<
         }
         EndpointCommand::Delete { id, out } => {
             let deleted = store.delete_endpoint(&id, now).await?;
-            actions::record(
-                &store,
-                &Actor::cli(),
-                &deleted.workspace,
-                "endpoint.deleted",
-                &id,
-                None,
-            )
-            .await;
+            store
+                .audit(
+                    &deleted.workspace,
+                    &Actor::cli(),
+                    "endpoint.deleted",
+                    &id,
+                    None,
+                )
+                .await;
             output::deleted(&deleted, out.json)
         }
     }
@@ -719,12 +719,17 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
     )
 }
 
-pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
-    let store = connect(config).await?;
-    let history = hookd_history::merged::HistoryReader {
+/// Where the CLI reads history: Redis, and PostgreSQL when configured.
+fn history_reader(config: &Config, store: &Store) -> hookd_history::merged::HistoryReader {
+    hookd_history::merged::HistoryReader {
         store: store.clone(),
         archive: config.archive().map(hookd_history::Archive::new),
-    };
+    }
+}
+
+pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let history = history_reader(config, &store);
     match cmd {
         DeliveryCommand::List {
             workspace,
@@ -788,15 +793,15 @@ pub async fn deliveries(config: &Config, cmd: DeliveryCommand) -> anyhow::Result
                     "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"
                 );
             }
-            actions::record(
-                &store,
-                &Actor::cli(),
-                &d.workspace,
-                "delivery.redelivered",
-                &id,
-                None,
-            )
-            .await;
+            store
+                .audit(
+                    &d.workspace,
+                    &Actor::cli(),
+                    "delivery.redelivered",
+                    &id,
+                    None,
+                )
+                .await;
             output::delivery(&store.delivery(&id).await?, out.json)
         }
     }
@@ -883,10 +888,7 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         .transpose()?;
     let status = DeliveryStatus::parse(&args.status).context("--status")?;
     let endpoint = store.endpoint_view(&args.endpoint).await?;
-    let history = hookd_history::merged::HistoryReader {
-        store: store.clone(),
-        archive: config.archive().map(hookd_history::Archive::new),
-    };
+    let history = history_reader(config, &store);
     let job = actions::start_recovery(
         &history,
         &Actor::cli(),

@@ -56,8 +56,25 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Appends an entry to `workspace`'s audit log.
+    /// Appends an entry to `workspace`'s audit log. A failure to write it is
+    /// logged, not returned: the change it records was made.
     pub async fn audit(
+        &self,
+        workspace: &str,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        detail: Option<&str>,
+    ) {
+        if let Err(e) = self
+            .append_audit(workspace, actor, action, target, detail)
+            .await
+        {
+            tracing::error!(error = %e, workspace, action, target, "could not write the audit log");
+        }
+    }
+
+    async fn append_audit(
         &self,
         workspace: &str,
         actor: &Actor,
