@@ -35,7 +35,55 @@ async fn endpoint(store: &Store, ws: &str) -> Endpoint {
     ep
 }
 
-/// Accepts `n` events of `ws` as if read from the stream, and settles each
+/// Writes `n` events of `ws` to the stream and reads them as consumer
+/// `me` of the group (so they are pending, `me`'s to settle); returns
+/// (entry id, event) pairs.
+async fn read_events(store: &Store, ws: &str, n: usize) -> Vec<(String, Event)> {
+    let p = store.keys().partition_of(ws);
+    store.ensure_group(&p, "hookd").await.unwrap();
+    let mut conn = store_conn(store).await;
+    let mut events = Vec::new();
+    for i in 0..n {
+        let fields = [
+            ("type", "card.created".to_string()),
+            ("workspace", ws.to_string()),
+            ("data", "{}".to_string()),
+            ("id", format!("e{i}")),
+        ];
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&p.stream).arg("*");
+        for (k, v) in &fields {
+            cmd.arg(*k).arg(v);
+        }
+        let entry: String = cmd.query_async(&mut conn).await.unwrap();
+        let event = Event::from_entry(&entry, &fields, EventLimits::default()).unwrap();
+        events.push((entry, event));
+    }
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("hookd")
+        .arg("me")
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg(&p.stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    events
+}
+
+/// A connection to the store's Redis (the tests' own, one node).
+async fn store_conn(store: &Store) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(store.settings().url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Accepts `n` events of `ws` read from the stream, and settles each
 /// delivery without an attempt with `status` (as dispatch does for an
 /// endpoint that is paused, or without a free slot); returns how many.
 async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u64 {
@@ -47,19 +95,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
         .unwrap()
         .remove(0);
     let mut total = 0;
-    let events: Vec<(String, Event)> = (0..n)
-        .map(|i| {
-            let fields = [
-                ("type", "card.created".to_string()),
-                ("workspace", ws.to_string()),
-                ("data", "{}".to_string()),
-                ("id", format!("e{i}")),
-            ];
-            let entry = format!("{now}-{i}");
-            let event = Event::from_entry(&entry, &fields, EventLimits::default()).unwrap();
-            (entry, event)
-        })
-        .collect();
+    let events = read_events(store, ws, n).await;
     for chunk in events.chunks(200) {
         let refs: Vec<(&str, &Event)> = chunk.iter().map(|(id, e)| (id.as_str(), e)).collect();
         let accepted = store
@@ -87,11 +123,11 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
             .collect();
         total += settled.len() as u64;
         let batch = SettleBatch {
-            deliveries: settled,
+            deliveries: settled.iter().collect(),
             ..SettleBatch::default()
         };
         store
-            .settle(&p, "hookd", &batch, Breaker::default(), now)
+            .settle(&p, "hookd", "me", &batch, Breaker::default())
             .await
             .unwrap();
     }
@@ -107,12 +143,12 @@ async fn a_lease_is_judged_by_redis_clock_not_the_daemons() {
     let p = store.keys().partition_of("ws");
     let limits = ConcurrencyLimits::default();
     let lease = Duration::from_secs(30);
-    let first = store.claim_due(&p, lease, 10, &limits).await.unwrap();
+    let first = store.claim_due(&p, lease, 10, &limits, "t1").await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].endpoint.id, ep.id);
     // The claim takes no time from the daemon (whose clock may run ahead):
     // Redis's clock sees the lease as live.
-    let second = store.claim_due(&p, lease, 10, &limits).await.unwrap();
+    let second = store.claim_due(&p, lease, 10, &limits, "t2").await.unwrap();
     assert!(second.is_empty(), "a live lease was taken over: {second:?}");
 }
 
@@ -162,7 +198,7 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
     loop {
         calls += 1;
         let claimed = store
-            .claim_due(&p, Duration::from_secs(30), 100, &limits)
+            .claim_due(&p, Duration::from_secs(30), 100, &limits, "t")
             .await
             .unwrap();
         assert!(claimed.is_empty());
@@ -288,4 +324,240 @@ async fn the_lua_prelude_names_keys_as_the_rust_layout_does() {
         hookd_core::DeliveryStatus::Retrying.as_str().to_string(),
     ];
     assert_eq!(from_lua, from_rust);
+}
+
+/// A delivery of `entry` to `ep`, settled after a first attempt with `status`.
+fn settled_delivery(
+    ws: &str,
+    ep: &str,
+    (entry, event): &(String, Event),
+    status: DeliveryStatus,
+) -> Settled {
+    Settled {
+        entry_id: entry.clone(),
+        endpoint: ep.to_string(),
+        workspace: ws.to_string(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        status,
+        attempt: Some(attempt(1, status == DeliveryStatus::Succeeded)),
+        next_at_ms: Some(time::now_ms()),
+        pause_reason: None,
+        envelope: Some(event.envelope.clone().into()),
+        trace: None,
+    }
+}
+
+fn attempt(number: u32, succeeded: bool) -> hookd_core::Attempt {
+    hookd_core::Attempt {
+        number,
+        started_at_ms: time::now_ms(),
+        duration_ms: 1,
+        succeeded,
+        status_code: Some(if succeeded { 200 } else { 500 }),
+        error_kind: (!succeeded).then_some(hookd_core::ErrorKind::Status),
+        error: (!succeeded).then(|| "receiver answered 500".to_string()),
+        response_excerpt: None,
+        trigger: hookd_core::AttemptTrigger::Scheduled,
+    }
+}
+
+/// (entry id, owner) of every entry pending in the group.
+async fn pending_owners(store: &Store, ws: &str) -> Vec<(String, String)> {
+    let p = store.keys().partition_of(ws);
+    let v: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(&p.stream)
+        .arg("hookd")
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query_async(&mut store_conn(store).await)
+        .await
+        .unwrap();
+    v.into_iter().map(|(id, owner, _, _)| (id, owner)).collect()
+}
+
+/// Another daemon takes an entry over (as its reclaim would).
+async fn take_over(store: &Store, ws: &str, entry: &str) {
+    let p = store.keys().partition_of(ws);
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&p.stream)
+        .arg("hookd")
+        .arg("other")
+        .arg(0)
+        .arg(entry)
+        .arg("JUSTID")
+        .query_async(&mut store_conn(store).await)
+        .await
+        .unwrap();
+}
+
+async fn log_len(store: &Store, ws: &str, ep: &str) -> u64 {
+    let p = store.keys().partition_of(ws);
+    redis::cmd("ZCARD")
+        .arg(p.log(ep))
+        .query_async(&mut store_conn(store).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn only_the_consumer_owning_an_entry_settles_it() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 2).await;
+    // A slow daemon's first entry was taken over by another daemon meanwhile.
+    take_over(&store, "ws", &events[0].0).await;
+    let done: Vec<Settled> = events
+        .iter()
+        .map(|e| settled_delivery("ws", &ep.id, e, DeliveryStatus::Succeeded))
+        .collect();
+    let batch = SettleBatch {
+        deliveries: done.iter().collect(),
+        acks: events.iter().map(|(id, _)| id.as_str()).collect(),
+    };
+    let reply = store
+        .settle(&p, "hookd", "me", &batch, Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.skipped, 1, "the entry taken over is not settled here");
+    assert_eq!(log_len(&store, "ws", &ep.id).await, 1);
+    assert_eq!(
+        pending_owners(&store, "ws").await,
+        [(events[0].0.clone(), "other".to_string())],
+        "the entry taken over stays pending, its new owner's"
+    );
+    // Its new owner settles it; a second record for one delivery never appears.
+    let batch = SettleBatch {
+        deliveries: vec![&done[0]],
+        acks: vec![events[0].0.as_str()],
+    };
+    let reply = store
+        .settle(&p, "hookd", "other", &batch, Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.skipped, 0);
+    assert_eq!(log_len(&store, "ws", &ep.id).await, 2);
+    assert!(pending_owners(&store, "ws").await.is_empty());
+    // The slow daemon settling again (a retry) writes nothing more.
+    let batch = SettleBatch {
+        deliveries: vec![&done[0]],
+        acks: vec![events[0].0.as_str()],
+    };
+    let reply = store
+        .settle(&p, "hookd", "me", &batch, Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.skipped, 1);
+    assert_eq!(log_len(&store, "ws", &ep.id).await, 2);
+}
+
+#[tokio::test]
+async fn a_touch_keeps_only_entries_still_owned() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 2).await;
+    take_over(&store, "ws", &events[0].0).await;
+    let ids: Vec<&String> = events.iter().map(|(id, _)| id).collect();
+    let lost = store.touch(&p, "hookd", "me", &ids).await.unwrap();
+    assert_eq!(lost, [events[0].0.clone()]);
+    assert_eq!(
+        pending_owners(&store, "ws").await,
+        [
+            (events[0].0.clone(), "other".to_string()),
+            (events[1].0.clone(), "me".to_string())
+        ],
+        "the touch took nothing back from the daemon that took it over"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_whose_claim_was_taken_over_records_nothing() {
+    use hookd_store::schedule::{Outcome, Record, Recorded};
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    let p = store.keys().partition_of("ws");
+    assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
+    let limits = ConcurrencyLimits::default();
+    // A claim whose lease runs out while its request is slow...
+    let slow = store
+        .claim_due(&p, Duration::from_millis(1), 10, &limits, "slow")
+        .await
+        .unwrap();
+    assert_eq!(slow.len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // ... so another daemon claims the delivery again.
+    let fresh = store
+        .claim_due(&p, Duration::from_secs(30), 10, &limits, "fresh")
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 1);
+    let record = |c: &hookd_store::schedule::Claimed, succeeded: bool| Record {
+        delivery_id: c.delivery_id.clone(),
+        endpoint: ep.id.clone(),
+        workspace: "ws".into(),
+        lease: c.lease.clone(),
+        job: None,
+        delivery_created_ms: c.created_at_ms,
+        attempt: attempt(1, succeeded),
+        outcome: if succeeded {
+            Outcome::Succeeded
+        } else {
+            Outcome::RetryAt(time::now_ms() + 60_000)
+        },
+        pause_reason: None,
+    };
+    let (results, _) = store
+        .record_attempts(&p, &[record(&slow[0], false)], Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(results, [Recorded::Superseded]);
+    let d = store.delivery(&slow[0].delivery_id).await.unwrap();
+    assert!(d.attempts.is_empty(), "the slow claim wrote: {d:?}");
+    let (results, _) = store
+        .record_attempts(&p, &[record(&fresh[0], true)], Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(results, [Recorded::Stored]);
+    let d = store.delivery(&fresh[0].delivery_id).await.unwrap();
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_key_of_the_wrong_type_fails_a_settle_with_nothing_written() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 2).await;
+    // Something else wrote a string where the endpoint's history log goes.
+    let _: () = redis::cmd("SET")
+        .arg(p.log(&ep.id))
+        .arg("not a log")
+        .query_async(&mut store_conn(&store).await)
+        .await
+        .unwrap();
+    let done: Vec<Settled> = events
+        .iter()
+        .map(|e| settled_delivery("ws", &ep.id, e, DeliveryStatus::Retrying))
+        .collect();
+    let batch = SettleBatch {
+        deliveries: done.iter().collect(),
+        acks: events.iter().map(|(id, _)| id.as_str()).collect(),
+    };
+    let err = store
+        .settle(&p, "hookd", "me", &batch, Breaker::default())
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    for d in &done {
+        assert!(store.delivery(&d.delivery_id()).await.is_err(), "written");
+    }
+    assert_eq!(pending_owners(&store, "ws").await.len(), 2, "acknowledged");
 }

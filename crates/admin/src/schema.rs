@@ -95,6 +95,8 @@ pub enum ErrorKindName {
     Tls,
     Status,
     Blocked,
+    /// hookd failed the attempt itself (its task ended before an answer).
+    Internal,
 }
 
 /// What started an attempt.

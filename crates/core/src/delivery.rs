@@ -54,6 +54,8 @@ pub enum ErrorKind {
     Status,
     /// Refused by network policy before connecting.
     Blocked,
+    /// hookd failed the attempt itself (its task ended before an answer).
+    Internal,
 }
 
 impl ErrorKind {
@@ -66,6 +68,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::Status => "status",
             Self::Blocked => "blocked",
+            Self::Internal => "internal",
         }
     }
 }

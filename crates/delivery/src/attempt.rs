@@ -48,8 +48,6 @@ pub struct AttemptContext {
     pub rotation_signatures: RotationSignatures,
     /// Attempt spans, when tracing is on.
     pub spans: Spans,
-    /// For the operational event of an endpoint a 410 pauses.
-    pub store: hookd_store::Store,
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -204,10 +202,11 @@ impl AttemptContext {
         if let Some(span) = span {
             span.finish(&c, &attempt, label);
         }
-        if let Some(reason) = &pause_reason {
-            crate::recorder::announce_gone(&self.store, &c, reason).await;
-        }
         Record {
+            endpoint: c.endpoint.id.clone(),
+            workspace: c.endpoint.workspace.clone(),
+            lease: c.lease,
+            job: c.job,
             delivery_id: c.delivery_id,
             delivery_created_ms: c.created_at_ms,
             attempt,

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::attempt::AttemptContext;
 use crate::sender::Target;
-use crate::settle::{Settle, Settler};
+use crate::settle::{Settle, Settler, Unsettled};
 
 /// An idle endpoint's slots are given back after this long.
 const IDLE: Duration = Duration::from_secs(1);
@@ -280,12 +280,16 @@ impl Dispatch {
                         envelope: envelope.clone(),
                         manual: false,
                         trace: trace.clone(),
+                        lease: String::new(),
+                        job: None,
                     };
-                    let mut settled = settled(DeliveryStatus::Succeeded);
+                    let guard =
+                        Unsettled::new(settled(DeliveryStatus::Succeeded), self.settler.clone());
                     let (ctx, settler, freed) =
                         (self.ctx.clone(), self.settler.clone(), self.freed.clone());
                     self.tasks.spawn(async move {
                         let record = ctx.run(claimed, &target, AttemptTrigger::Scheduled).await;
+                        let mut settled = guard.finish();
                         // The slot is free once the response is in.
                         drop(permits);
                         freed.notify_one();

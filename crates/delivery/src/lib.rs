@@ -8,6 +8,7 @@
 //!   attempted on a bounded pool;
 //! - [`attempt`]: one signed request and the record of it;
 //! - `recorder`: the scheduler's attempts written to Redis in batches;
+//! - `writer`: the failure policy both batched writers share;
 //! - [`sender`]: the HTTP client and how failures are classified;
 //! - [`connect`]: every connection resolved and checked against the network policy;
 //! - [`trace`]: OpenTelemetry spans of attempts and ingest batches.
@@ -27,6 +28,7 @@ pub mod schedule;
 pub mod sender;
 mod settle;
 pub mod trace;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +95,6 @@ pub async fn run(
         metrics: telemetry.metrics.clone(),
         rotation_signatures: settings.rotation_signatures,
         spans: telemetry.spans.clone(),
-        store: store.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for partition in store.keys().all_partitions() {
@@ -137,6 +138,7 @@ pub async fn run(
             partition,
             settings: settings.schedule.clone(),
             wake,
+            consumer: settings.ingest.consumer.clone(),
         };
         let (ingest_stop, schedule_stop) = (shutdown.clone(), shutdown.clone());
         let grace = settings.schedule.shutdown_grace;

@@ -23,7 +23,7 @@ use prometheus::{
 pub const OUTCOMES: [&str; 3] = ["succeeded", "retrying", "failed"];
 /// Every reason label of `hookd_dead_letters_total` (the entry checks'
 /// codes; the stream reader's `other` appears when it is first used).
-pub const DEAD_LETTER_REASONS: [&str; 11] = [
+pub const DEAD_LETTER_REASONS: [&str; 14] = [
     "missing_field",
     "invalid_type",
     "invalid_workspace",
@@ -35,6 +35,9 @@ pub const DEAD_LETTER_REASONS: [&str; 11] = [
     "too_large",
     "too_many_fields",
     "duplicate_field",
+    "invalid_field_name",
+    "unrecordable",
+    "redelivered_too_often",
 ];
 /// The label for series past the cap.
 const OTHER: &str = "_other";
@@ -49,6 +52,7 @@ pub struct Metrics {
     attempt_seconds: Histogram,
     breaker_trips: IntCounter,
     forwarded: IntCounter,
+    fenced: IntCounterVec,
     results: IntCounterVec,
     first_attempt_delay: Histogram,
     /// Endpoints with series of their own, at most `endpoint_series`.
@@ -103,6 +107,16 @@ impl Metrics {
             "hookd_entries_forwarded_total",
             "Stream entries moved to their workspace's partition (written with an earlier partition count).",
         )?;
+        let fenced = IntCounterVec::new(
+            Opts::new(
+                "hookd_fenced_writes_total",
+                "Records not written because another daemon had taken the work over (this one was too slow), by step: settle (first attempts), record (later attempts).",
+            ),
+            &["step"],
+        )?;
+        for step in ["settle", "record"] {
+            fenced.with_label_values(&[step]);
+        }
         let results = IntCounterVec::new(
             Opts::new(
                 "hookd_attempt_results_total",
@@ -137,6 +151,7 @@ impl Metrics {
         registry.register(Box::new(first_attempt_delay.clone()))?;
         registry.register(Box::new(build))?;
         registry.register(Box::new(forwarded.clone()))?;
+        registry.register(Box::new(fenced.clone()))?;
         registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
@@ -152,6 +167,7 @@ impl Metrics {
             attempt_seconds,
             breaker_trips,
             forwarded,
+            fenced,
             results,
             first_attempt_delay,
             labelled: Mutex::new(HashSet::new()),
@@ -166,6 +182,11 @@ impl Metrics {
 
     pub(crate) fn forwarded(&self, entries: usize) {
         self.forwarded.inc_by(entries as u64);
+    }
+
+    /// Records not written because the work was taken over by another daemon.
+    pub(crate) fn fenced(&self, step: &str, count: usize) {
+        self.fenced.with_label_values(&[step]).inc_by(count as u64);
     }
 
     pub(crate) fn dead_letter(&self, reason: &str) {

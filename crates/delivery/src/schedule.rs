@@ -41,6 +41,8 @@ pub(crate) struct Scheduler {
     pub partition: PartitionKeys,
     pub settings: ScheduleSettings,
     pub wake: Arc<Notify>,
+    /// This daemon's consumer name: the claims' lease tokens start with it.
+    pub consumer: String,
 }
 
 impl Scheduler {
@@ -56,6 +58,7 @@ impl Scheduler {
             self.ctx.metrics.clone(),
             self.wake.clone(),
         );
+        let mut claims: u64 = 0;
         loop {
             while tasks.try_join_next().is_some() {}
             if *shutdown.borrow() {
@@ -69,6 +72,9 @@ impl Scheduler {
                 }
                 continue;
             }
+            claims += 1;
+            // Unique per claim: only this claim's record of an attempt is written.
+            let token = format!("{}:{claims}", self.consumer);
             let claimed = self
                 .store
                 .claim_due(
@@ -76,6 +82,7 @@ impl Scheduler {
                     self.settings.lease,
                     free.min(self.settings.claim_batch),
                     &self.settings.limits,
+                    &token,
                 )
                 .await;
             match claimed {

@@ -2,22 +2,22 @@
 //! recorded in batches (what finished within [`LINGER`] of the first, or
 //! while the previous write ran, at most [`BATCH`]), and each stream entry
 //! is acknowledged in the same atomic step as the record of its last
-//! delivery. Entries still in flight here
-//! are kept from looking abandoned (their idle time in the consumer group is
-//! reset), so no other daemon takes them over while they are being sent.
+//! delivery, under the batched writers' failure policy (`writer.rs`).
+//! Entries still in flight here are kept from looking abandoned (their idle
+//! time in the consumer group is reset, while this consumer still owns
+//! them), so no other daemon takes them over while they are being sent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookd_core::time;
 use hookd_store::ingest::{SettleBatch, Settled, Sighting};
 use hookd_store::schedule::Breaker;
-use hookd_store::{PartitionKeys, Store};
+use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, mpsc};
 
-use crate::backoff::Backoff;
 use crate::recorder::announce;
+use crate::writer;
 
 /// Most deliveries written in one call.
 const BATCH: usize = 256;
@@ -70,6 +70,7 @@ impl Settler {
             metrics,
             due,
             open: HashMap::new(),
+            touched: Instant::now(),
         };
         tokio::spawn(task.run(rx));
         Self { tx }
@@ -82,6 +83,63 @@ impl Settler {
     }
 }
 
+/// Held by a first attempt's task: if the task panics, the delivery is
+/// settled anyway, as a failed attempt (kind `internal`) retried on the
+/// schedule, so its stream entry is acknowledged and stops holding the
+/// stream's trim point. (A task aborted at shutdown reports nothing: its
+/// entry stays pending, to be read again.)
+pub(crate) struct Unsettled {
+    settled: Option<Settled>,
+    settler: Settler,
+    started_ms: i64,
+}
+
+impl Unsettled {
+    pub fn new(settled: Settled, settler: Settler) -> Self {
+        Self {
+            settled: Some(settled),
+            settler,
+            started_ms: hookd_core::time::now_ms(),
+        }
+    }
+
+    /// The attempt ended: the caller settles it.
+    pub fn finish(mut self) -> Settled {
+        self.settled
+            .take()
+            .unwrap_or_else(|| unreachable!("finished twice"))
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Some(mut s) = self.settled.take() else {
+            return;
+        };
+        let now = hookd_core::time::now_ms();
+        tracing::error!(delivery = %s.delivery_id(), endpoint = %s.endpoint, "a first attempt's task panicked; the delivery is retried on the schedule");
+        s.status = hookd_core::DeliveryStatus::Retrying;
+        s.next_at_ms = Some(now);
+        s.pause_reason = None;
+        s.attempt = Some(hookd_core::Attempt {
+            number: 1,
+            started_at_ms: self.started_ms,
+            duration_ms: (now - self.started_ms).max(0) as u64,
+            succeeded: false,
+            status_code: None,
+            error_kind: Some(hookd_core::ErrorKind::Internal),
+            error: Some("hookd's attempt ended without an answer (its task panicked)".into()),
+            response_excerpt: None,
+            trigger: hookd_core::AttemptTrigger::Scheduled,
+        });
+        let settler = self.settler.clone();
+        tokio::spawn(async move { settler.send(Settle::Done(s)).await });
+    }
+}
+
 struct Task {
     store: Store,
     partition: PartitionKeys,
@@ -90,13 +148,23 @@ struct Task {
     due: Arc<Notify>,
     /// Entries with deliveries not yet recorded: how many, and since when.
     open: HashMap<String, (usize, Instant)>,
+    touched: Instant,
+}
+
+/// One thing to write: a delivery's record, or an entry's acknowledgement
+/// (placed after the last of its deliveries, so a split batch writes it
+/// with that delivery or after it, never before). Moved, not boxed: a box
+/// would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Delivery(Settled),
+    Ack(String),
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Settle>) {
         let mut received = Vec::with_capacity(BATCH);
-        let touch_every = self.settings.reclaim_idle / 4;
-        let mut touched = Instant::now();
+        let touch_every = self.touch_every();
         loop {
             let n = tokio::select! {
                 n = rx.recv_many(&mut received, BATCH) => n,
@@ -112,77 +180,53 @@ impl Task {
                     received.push(s);
                 }
             }
-            let mut batch = SettleBatch::default();
+            let mut items = Vec::with_capacity(received.len());
+            let mut seen = Vec::new();
             for s in received.drain(..) {
                 match s {
-                    Settle::Expect(entry, 0) => batch.acks.push(entry),
+                    Settle::Expect(entry, 0) => items.push(Item::Ack(entry)),
                     Settle::Expect(entry, n) => {
                         self.open.insert(entry, (n, Instant::now()));
                     }
                     Settle::Done(d) => {
-                        if let Some((left, _)) = self.open.get_mut(&d.entry_id) {
-                            *left -= 1;
-                            if *left == 0 {
-                                self.open.remove(&d.entry_id);
-                                batch.acks.push(d.entry_id.clone());
+                        let closes = match self.open.get_mut(&d.entry_id) {
+                            Some((left, _)) => {
+                                *left -= 1;
+                                *left == 0
                             }
+                            None => false,
+                        };
+                        let entry = closes.then(|| d.entry_id.clone());
+                        items.push(Item::Delivery(d));
+                        if let Some(entry) = entry {
+                            self.open.remove(&entry);
+                            items.push(Item::Ack(entry));
                         }
-                        batch.deliveries.push(d);
                     }
-                    Settle::Seen(seen) => batch.seen.extend(seen),
+                    Settle::Seen(s) => seen.extend(s),
                 }
             }
-            self.write(&batch).await;
-            if touched.elapsed() >= touch_every {
-                touched = Instant::now();
-                self.touch(touch_every).await;
+            // Discovery counts: once, best effort (a retried write would count them twice).
+            if let Err(e) = self.store.count_sightings(&self.partition, &seen).await {
+                tracing::warn!(error = %e, "could not count event types seen");
+            }
+            writer::write_all(&mut self, items, "recording first attempts").await;
+            if self.touched.elapsed() >= touch_every {
+                self.touch().await;
             }
         }
     }
 
-    /// Writes until it succeeds: the deliveries were made, their records must land.
-    async fn write(&self, batch: &SettleBatch) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut backoff = Backoff::new();
-        loop {
-            match self
-                .store
-                .settle(
-                    &self.partition,
-                    &self.settings.group,
-                    batch,
-                    self.settings.breaker,
-                    time::now_ms(),
-                )
-                .await
-            {
-                Ok(tripped) => {
-                    if batch
-                        .deliveries
-                        .iter()
-                        .any(|d| d.status != hookd_core::DeliveryStatus::Succeeded)
-                    {
-                        self.due.notify_one();
-                    }
-                    for t in tripped {
-                        announce(&self.store, &self.metrics, t).await;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "recording first attempts failed");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+    fn touch_every(&self) -> Duration {
+        self.settings.reclaim_idle / 4
     }
 
     /// Resets the idle time of entries in flight here for a while, so they
-    /// do not look abandoned to other daemons.
-    async fn touch(&self, older_than: Duration) {
+    /// do not look abandoned to other daemons; forgets those another
+    /// daemon has taken over meanwhile (it settles them now).
+    async fn touch(&mut self) {
+        self.touched = Instant::now();
+        let older_than = self.touch_every();
         let ids: Vec<&String> = self
             .open
             .iter()
@@ -192,7 +236,7 @@ impl Task {
         if ids.is_empty() {
             return;
         }
-        if let Err(e) = self
+        match self
             .store
             .touch(
                 &self.partition,
@@ -202,7 +246,138 @@ impl Task {
             )
             .await
         {
-            tracing::warn!(error = %e, "could not keep in-flight entries claimed");
+            Ok(lost) => {
+                if !lost.is_empty() {
+                    tracing::warn!(count = lost.len(), stream = %self.partition.stream, "entries in flight here were taken over by another daemon; it settles them");
+                    self.metrics.fenced("settle", lost.len());
+                }
+                for id in lost {
+                    self.open.remove(&id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not keep in-flight entries claimed"),
         }
+    }
+}
+
+impl writer::Sink for Task {
+    type Item = Item;
+
+    async fn write(&mut self, items: &mut [Item]) -> Result<(), StoreError> {
+        let mut batch = SettleBatch::default();
+        for item in items.iter() {
+            match item {
+                Item::Delivery(d) => batch.deliveries.push(d),
+                Item::Ack(entry) => batch.acks.push(entry),
+            }
+        }
+        let reply = self
+            .store
+            .settle(
+                &self.partition,
+                &self.settings.group,
+                &self.settings.consumer,
+                &batch,
+                self.settings.breaker,
+            )
+            .await?;
+        if batch
+            .deliveries
+            .iter()
+            .any(|d| d.status != hookd_core::DeliveryStatus::Succeeded)
+        {
+            self.due.notify_one();
+        }
+        if reply.skipped > 0 {
+            tracing::warn!(count = reply.skipped, stream = %self.partition.stream, "first attempts not recorded: another daemon took their entries over (this one was too slow); it sends and records them");
+            self.metrics.fenced("settle", reply.skipped);
+        }
+        for t in reply.tripped {
+            announce(&self.store, &self.metrics, t).await;
+        }
+        Ok(())
+    }
+
+    async fn quarantine(&mut self, item: Item, error: &StoreError) {
+        match item {
+            Item::Delivery(d) => {
+                self.metrics.dead_letter("unrecordable");
+                tracing::error!(delivery = %d.delivery_id(), entry = %d.entry_id, endpoint = %d.endpoint, error = %error,
+                    "a first attempt's record was refused every time; its entry goes to the dead-letter stream");
+                if let Err(e) = self
+                    .store
+                    .quarantine_delivery(&self.partition, &d, &error.to_string())
+                    .await
+                {
+                    tracing::error!(error = %e, entry = %d.entry_id, "could not dead-letter the entry either");
+                }
+            }
+            Item::Ack(entry) => {
+                tracing::error!(entry = %entry, error = %error, "acknowledging an entry was refused every time; it stays pending");
+            }
+        }
+    }
+
+    async fn waiting(&mut self) {
+        if self.touched.elapsed() >= self.touch_every() {
+            self.touch().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookd_core::{DeliveryStatus, ErrorKind};
+
+    fn settled() -> Settled {
+        Settled {
+            entry_id: "1-0".into(),
+            endpoint: "ep_1".into(),
+            workspace: "ws".into(),
+            event_id: "evt_1".into(),
+            event_type: "a.b".into(),
+            status: DeliveryStatus::Succeeded,
+            attempt: None,
+            next_at_ms: None,
+            pause_reason: None,
+            envelope: Some(bytes::Bytes::from_static(b"{}")),
+            trace: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_is_settled_as_failed_and_an_aborted_one_is_not() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let settler = Settler { tx };
+        let mut tasks = tokio::task::JoinSet::new();
+        let guard = Unsettled::new(settled(), settler.clone());
+        tasks.spawn(async move {
+            let _guard = guard;
+            panic!("an attempt that panics");
+        });
+        assert!(tasks.join_next().await.is_some_and(|r| r.is_err()));
+        let Some(Settle::Done(d)) = rx.recv().await else {
+            panic!("no settle for the panicked attempt");
+        };
+        assert_eq!(d.status, DeliveryStatus::Retrying);
+        let attempt = d.attempt.expect("an attempt");
+        assert_eq!(attempt.error_kind, Some(ErrorKind::Internal));
+        assert!(d.envelope.is_some(), "the retry needs its envelope");
+
+        let guard = Unsettled::new(settled(), settler.clone());
+        tasks.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let finished = Unsettled::new(settled(), settler).finish();
+        assert_eq!(finished.entry_id, "1-0");
+        drop(tasks);
+        assert!(
+            rx.try_recv().is_err(),
+            "an aborted or finished attempt settles nothing by itself"
+        );
     }
 }

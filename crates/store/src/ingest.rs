@@ -5,6 +5,7 @@
 //! history records, durable state for those that outlive the first attempt,
 //! and the stream acknowledgements) in one atomic step per batch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,30 +82,26 @@ impl Settled {
     }
 }
 
-/// One write of the settler: deliveries to record, entries whose
-/// deliveries are all recorded (now or before) to acknowledge, and first
-/// sightings of event types to count.
+/// One write of the settler: deliveries to record, and entries whose
+/// deliveries are all recorded (now or before) to acknowledge.
 #[derive(Debug, Default)]
-pub struct SettleBatch {
-    pub deliveries: Vec<Settled>,
-    pub acks: Vec<String>,
-    pub seen: Vec<Sighting>,
+pub struct SettleBatch<'a> {
+    pub deliveries: Vec<&'a Settled>,
+    pub acks: Vec<&'a str>,
 }
 
-impl SettleBatch {
+/// What a settle call did beside writing.
+#[derive(Debug, Default)]
+pub struct SettleReply {
+    /// Endpoints the circuit breaker paused.
+    pub tripped: Vec<Tripped>,
+    /// Deliveries not recorded because another consumer owns their entry now.
+    pub skipped: usize,
+}
+
+impl SettleBatch<'_> {
     pub fn is_empty(&self) -> bool {
-        self.deliveries.is_empty() && self.acks.is_empty() && self.seen.is_empty()
-    }
-}
-
-/// Counts event types seen, for discovery (how many, and when last).
-fn count_sightings(pipe: &mut redis::Pipeline, p: &PartitionKeys, seen: &[Sighting], now_ms: i64) {
-    for s in seen {
-        let key = p.types_seen(&s.workspace);
-        pipe.hincr(&key, format!("n:{}", s.event_type), s.count)
-            .ignore()
-            .hset(&key, format!("t:{}", s.event_type), now_ms)
-            .ignore();
+        self.deliveries.is_empty() && self.acks.is_empty()
     }
 }
 
@@ -212,70 +209,86 @@ impl Store {
     }
 
     /// Records a batch's settled deliveries and acknowledges its entries,
-    /// atomically, counts its sightings, and runs the circuit breaker over
-    /// its attempts. Returns the endpoints it paused.
+    /// atomically, and runs the circuit breaker over its attempts
+    /// (`lua/settle.lua`). Fenced: only entries `consumer` still owns in the
+    /// group are settled; the deliveries of the others are skipped (and
+    /// counted in the reply). A key of the wrong type fails the call with
+    /// nothing written. Sightings are not written here (see
+    /// [`Store::count_sightings`]).
     pub async fn settle(
         &self,
         p: &PartitionKeys,
         group: &str,
-        batch: &SettleBatch,
+        consumer: &str,
+        batch: &SettleBatch<'_>,
         breaker: Breaker,
-        now_ms: i64,
-    ) -> Result<Vec<Tripped>> {
-        let SettleBatch {
-            deliveries,
-            acks,
-            seen,
-        } = batch;
+    ) -> Result<SettleReply> {
+        let SettleBatch { deliveries, acks } = batch;
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(SettleReply::default());
         }
-        if deliveries
+        let now_ms = hookd_core::time::now_ms();
+        // The endpoints of the batch, in order of first appearance.
+        let mut endpoints: Vec<(&str, &str)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for d in deliveries {
+            if !index.contains_key(d.endpoint.as_str()) {
+                endpoints.push((&d.endpoint, &d.workspace));
+                index.insert(&d.endpoint, endpoints.len());
+            }
+        }
+        let mut call = self.scripts.settle.prepare_invoke();
+        call.key(&p.stream)
+            .key(p.ready())
+            .key(p.config())
+            .key(p.logs())
+            .key(p.ship());
+        for (ep, _) in &endpoints {
+            call.key(p.endpoint(ep))
+                .key(p.log(ep))
+                .key(p.due(ep))
+                .key(p.held(ep));
+        }
+        for d in deliveries
             .iter()
-            .all(|d| d.status == DeliveryStatus::Succeeded && d.pause_reason.is_none())
+            .filter(|d| d.status != DeliveryStatus::Succeeded)
         {
-            self.settle_succeeded(p, group, batch, now_ms).await?;
-            return Ok(Vec::new());
+            let id = d.delivery_id();
+            call.key(p.delivery(&id))
+                .key(p.attempts(&id))
+                .key(p.envelope(&d.workspace, &d.event_id));
         }
-        if !seen.is_empty() {
-            let mut pipe = redis::pipe();
-            count_sightings(&mut pipe, p, seen, now_ms);
-            pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        }
-        let mut call = self.scripts.settle.key(&p.stream);
         call.arg(group)
-            .arg(&p.tag)
+            .arg(consumer)
             .arg(self.retention_secs())
-            .arg(now_ms)
             .arg(breaker.trip_after)
             .arg(breaker.trip_window.as_millis() as u64)
-            .arg(deliveries.len())
-            .arg(self.settings.ship_backlog);
+            .arg(self.settings.ship_backlog)
+            .arg(endpoints.len())
+            .arg(deliveries.len());
+        for (ep, ws) in &endpoints {
+            call.arg(*ep).arg(*ws);
+        }
         for d in deliveries {
             let created = hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms);
-            let member = self.log_member(d);
             let attempt = match &d.attempt {
                 Some(a) if d.status != DeliveryStatus::Succeeded => {
                     serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?
                 }
-                _ => String::new(),
-            };
-            let attempted = if d.attempt.is_some() && attempt.is_empty() {
                 // Succeeded: the breaker counts it; no durable state needs its JSON.
-                "-"
-            } else {
-                attempt.as_str()
+                Some(_) => "-".to_string(),
+                None => String::new(),
             };
-            call.arg(d.delivery_id())
-                .arg(&d.endpoint)
-                .arg(&d.workspace)
+            call.arg(&d.entry_id)
+                .arg(index[d.endpoint.as_str()])
+                .arg(d.delivery_id())
                 .arg(&d.event_id)
                 .arg(&d.event_type)
                 .arg(created)
-                .arg(member)
+                .arg(self.log_member(d))
                 .arg(d.status.as_str())
-                .arg(attempted)
-                .arg(d.next_at_ms.unwrap_or(now_ms))
+                .arg(attempt)
+                .arg(d.next_at_ms.map_or(0, |at| (at - now_ms).max(0)))
                 .arg(d.pause_reason.as_deref().unwrap_or(""))
                 .arg(
                     d.attempt
@@ -283,8 +296,11 @@ impl Store {
                         .and_then(|a| a.error.as_deref())
                         .unwrap_or(""),
                 )
-                .arg(p.envelope(&d.workspace, &d.event_id))
-                .arg(d.envelope.as_deref().unwrap_or_default())
+                .arg(if d.status == DeliveryStatus::Succeeded {
+                    &[][..]
+                } else {
+                    d.envelope.as_deref().unwrap_or_default()
+                })
                 .arg(d.trace.as_ref().map(|t| t.header()).unwrap_or_default())
                 .arg(
                     d.trace
@@ -294,78 +310,74 @@ impl Store {
                 );
         }
         for a in acks {
-            call.arg(a);
+            call.arg(*a);
         }
         let mut conn = self.conn.clone();
         let reply: Value = call.invoke_async(&mut conn).await?;
-        self.parse_tripped(items(&reply)?)
+        match items(&reply)? {
+            [tripped, skipped] => Ok(SettleReply {
+                tripped: self.parse_tripped(items(tripped)?)?,
+                skipped: int(skipped)? as usize,
+            }),
+            _ => Err(StoreError::Reply(format!("settle: {reply:?}"))),
+        }
     }
 
-    /// The common case of [`Store::settle`]: every delivery succeeded, so
-    /// each needs only its log member. Plain commands in one MULTI/EXEC:
-    /// log members per endpoint, the circuit breaker's streak reset, and
-    /// the acknowledgements.
-    async fn settle_succeeded(
+    /// Counts event types seen, for discovery (how many, and when last).
+    /// Best effort, once per batch: never retried, so never counted twice.
+    pub async fn count_sightings(&self, p: &PartitionKeys, seen: &[Sighting]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let now_ms = hookd_core::time::now_ms();
+        let mut pipe = redis::pipe();
+        for s in seen {
+            let key = p.types_seen(&s.workspace);
+            pipe.hincr(&key, format!("n:{}", s.event_type), s.count)
+                .ignore()
+                .hset(&key, format!("t:{}", s.event_type), now_ms)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// A delivery that could not be recorded (its write kept failing): its
+    /// stream entry, with the delivery and the reason, goes to the
+    /// dead-letter stream, so an operator sees it and can publish it again.
+    pub async fn quarantine_delivery(
         &self,
         p: &PartitionKeys,
-        group: &str,
-        batch: &SettleBatch,
-        now_ms: i64,
+        d: &Settled,
+        error: &str,
     ) -> Result<()> {
-        let SettleBatch {
-            deliveries,
-            acks,
-            seen,
-        } = batch;
-        let mut by_endpoint: std::collections::HashMap<&str, Vec<&Settled>> = Default::default();
-        for d in deliveries {
-            by_endpoint.entry(&d.endpoint).or_default().push(d);
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let retention = self.retention_secs() as i64;
-        let shipping = self.settings.ship_backlog > 0;
-        let mut ship = redis::cmd("XADD");
-        ship.arg(p.ship())
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.keys.dead_letter(p))
             .arg("MAXLEN")
             .arg("~")
-            .arg(self.settings.ship_backlog)
-            .arg("*");
-        for (ep, ds) in by_endpoint {
-            let log = p.log(ep);
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(&log);
-            for d in &ds {
-                let member = self.log_member(d);
-                if shipping {
-                    ship.arg(format!("l{} {}", d.endpoint, d.workspace))
-                        .arg(&member);
-                }
-                zadd.arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
-                    .arg(member);
-            }
-            pipe.add_command(zadd)
-                .ignore()
-                .expire(&log, retention)
-                .ignore()
-                .hset(p.logs(), ep, &ds[0].workspace)
-                .ignore()
-                .hdel(p.endpoint(ep), &["fails", "failing_since", "last_error"])
-                .ignore();
-        }
-        if shipping && !deliveries.is_empty() {
-            pipe.add_command(ship).ignore();
-        }
-        count_sightings(&mut pipe, p, seen, now_ms);
-        if !acks.is_empty() {
-            pipe.cmd("XACK")
-                .arg(&p.stream)
-                .arg(group)
-                .arg(acks)
-                .ignore();
-        }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await?;
+            .arg(self.settings.dead_letter_max_len.max(1))
+            .arg("*")
+            .arg("reason")
+            .arg("unrecordable")
+            .arg("message")
+            .arg(format!(
+                "the delivery's record could not be written: {error}"
+            ))
+            .arg("entry_id")
+            .arg(&d.entry_id)
+            .arg("stream")
+            .arg(&p.stream)
+            .arg("delivery")
+            .arg(d.delivery_id())
+            .arg("endpoint")
+            .arg(&d.endpoint)
+            .arg("workspace")
+            .arg(&d.workspace)
+            .arg("event_id")
+            .arg(&d.event_id)
+            .arg("status")
+            .arg(d.status.as_str());
+        let _: String = xadd.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 

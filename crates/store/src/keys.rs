@@ -259,6 +259,8 @@ enum Id {
     None,
     Plain,
     Workspace,
+    /// `<byte length>:<workspace>:<id>` (an event of a workspace).
+    WorkspaceItem,
 }
 
 macro_rules! kinds {
@@ -284,6 +286,7 @@ kinds! {
     LEASES = "leases", ":lease:", Plain, "";
     HELD = "held", ":held:", Plain, "";
     JOB = "job", ":job:", Plain, "";
+    ENVELOPE = "envelope", ":env:", WorkspaceItem, "";
     READY = "ready", ":ready", None, "";
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
@@ -296,7 +299,18 @@ impl PartitionKeys {
             Id::None => format!("{}{}", self.tag, kind.prefix),
             Id::Plain => format!("{}{}{id}{}", self.tag, kind.prefix, kind.suffix),
             Id::Workspace => format!("{}{}{}{}", self.tag, kind.prefix, ws(id), kind.suffix),
+            Id::WorkspaceItem => unreachable!("keys of a workspace's item take two ids"),
         }
+    }
+
+    fn item_key(&self, kind: &Kind, workspace: &str, id: &str) -> String {
+        format!(
+            "{}{}{}:{id}{}",
+            self.tag,
+            kind.prefix,
+            ws(workspace),
+            kind.suffix
+        )
     }
 
     pub fn endpoint(&self, id: &str) -> String {
@@ -339,7 +353,7 @@ impl PartitionKeys {
     }
     /// The envelope of an event with a delivery that outlived its first attempt.
     pub fn envelope(&self, workspace: &str, event_id: &str) -> String {
-        format!("{}:env:{}:{event_id}", self.tag, ws(workspace))
+        self.item_key(&ENVELOPE, workspace, event_id)
     }
     pub fn delivery(&self, id: &str) -> String {
         self.key(&DELIVERY, id)
@@ -450,6 +464,11 @@ pub fn lua_prelude() -> String {
                 "local function key_{}(tag, ws) return tag .. '{}' .. #ws .. ':' .. ws .. '{}' end",
                 k.lua, k.prefix, k.suffix
             ),
+            Id::WorkspaceItem => writeln!(
+                lua,
+                "local function key_{}(tag, ws, id) return tag .. '{}' .. #ws .. ':' .. ws .. ':' .. id .. '{}' end",
+                k.lua, k.prefix, k.suffix
+            ),
         };
     }
     for status in hookd_core::DeliveryStatus::ALL {
@@ -460,6 +479,17 @@ pub fn lua_prelude() -> String {
             status.as_str()
         );
     }
+    // How many arguments and keys each item of a batched script takes,
+    // written once (scripts.rs) for both sides.
+    for (name, n) in crate::scripts::SHAPES {
+        let _ = writeln!(lua, "local {name} = {n}");
+    }
+    // Every time a script writes (due times, leases, breaker times) is
+    // Redis's clock, so daemons with skewed clocks agree.
+    lua.push_str(
+        "local function clock_ms()\n  local t = redis.call('TIME')\n  \
+         return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\n",
+    );
     lua
 }
 

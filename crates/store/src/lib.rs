@@ -130,6 +130,43 @@ pub enum StoreError {
     Sealing(hookd_core::sealing::SealError),
 }
 
+impl StoreError {
+    /// Whether trying the same call again later may succeed: Redis was not
+    /// reached, not ready, busy, or moving (a failover, a resharding, a
+    /// restart, memory full). The other errors are Redis refusing this call
+    /// for what it holds or asks (a key of the wrong type, a script error,
+    /// a corrupt record): the same call fails the same way.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Redis(e) = self else {
+            return false;
+        };
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_cluster_error() {
+            return true;
+        }
+        match e.code() {
+            Some(code) => matches!(
+                code,
+                "LOADING"
+                    | "BUSY"
+                    | "TRYAGAIN"
+                    | "CLUSTERDOWN"
+                    | "MASTERDOWN"
+                    | "READONLY"
+                    | "MOVED"
+                    | "ASK"
+                    | "OOM"
+                    | "NOSCRIPT"
+                    | "NOREPLICAS"
+            ),
+            // Not an answer of the server's: the client's side (no connection, a timeout).
+            None => !matches!(
+                e.kind(),
+                redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+            ),
+        }
+    }
+}
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         StoreError::Redis(e)

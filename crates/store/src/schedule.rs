@@ -17,6 +17,13 @@ use crate::{Result, Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct Record {
     pub delivery_id: String,
+    pub endpoint: String,
+    pub workspace: String,
+    /// The claim's lease token: the record is written only while it is the
+    /// delivery's latest claim.
+    pub lease: String,
+    /// The recovery job that queued this attempt, if any.
+    pub job: Option<String>,
     /// When the delivery was made: its attempts expire with it, a retention later.
     pub delivery_created_ms: i64,
     pub attempt: Attempt,
@@ -46,6 +53,10 @@ pub struct Claimed {
     /// The producer's trace context (from the stream entry; kept in
     /// durable state for later attempts).
     pub trace: Option<Arc<hookd_core::trace::TraceParent>>,
+    /// The claim's lease token (empty for a first attempt from the stream).
+    pub lease: String,
+    /// The recovery job that queued this attempt, if any.
+    pub job: Option<String>,
 }
 
 /// When the circuit breaker pauses an endpoint: after `trip_after`
@@ -56,13 +67,25 @@ pub struct Breaker {
     pub trip_window: Duration,
 }
 
-/// An endpoint the circuit breaker just paused.
+/// An endpoint the circuit breaker, or a receiver's `410 Gone`, just paused.
 #[derive(Debug, Clone)]
 pub struct Tripped {
     pub endpoint: Endpoint,
+    /// A `410 Gone` paused it (`failures` is then 0, `last_error` the reason).
+    pub gone: bool,
     pub failures: u64,
     pub failing_since_ms: i64,
     pub last_error: String,
+}
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Stored,
+    /// The delivery no longer exists (it expired).
+    Expired,
+    /// Its claim was taken over (this daemon was too slow): nothing written.
+    Superseded,
 }
 
 /// The state an attempt leaves its delivery in.
@@ -100,12 +123,14 @@ impl Store {
     /// fair share per endpoint and at most its max concurrency in flight
     /// (bounded by `limits`), and at most `limits.workspace` per workspace.
     /// Lease expiry is judged by Redis's clock alone: the caller passes no time.
+    /// Each claimed delivery carries `token` as its lease token.
     pub async fn claim_due(
         &self,
         p: &PartitionKeys,
         lease: Duration,
         limit: usize,
         limits: &ConcurrencyLimits,
+        token: &str,
     ) -> Result<Vec<Claimed>> {
         let mut conn = self.conn.clone();
         let reply: Value = self
@@ -122,12 +147,13 @@ impl Store {
             } else {
                 limits.workspace
             })
+            .arg(token)
             .invoke_async(&mut conn)
             .await?;
         let Value::Array(flat) = reply else {
             return Err(StoreError::Reply(format!("claim: {reply:?}")));
         };
-        // Per endpoint: id, doc, count, then 8 per delivery (see claim.lua).
+        // Per endpoint: id, doc, count, then CLAIM_FIELDS per delivery (see claim.lua).
         let mut reply = flat.into_iter();
         let mut next = || {
             reply
@@ -170,6 +196,7 @@ impl Store {
                 let manual = bytes(&next()?).is_some_and(|b| b == b"1");
                 let traceparent = string(&next()?).unwrap_or_default();
                 let tracestate = string(&next()?).unwrap_or_default();
+                let job = string(&next()?).unwrap_or_default();
                 let trace = (!traceparent.is_empty())
                     .then(|| {
                         let state = (!tracestate.is_empty()).then_some(tracestate.as_str());
@@ -188,6 +215,8 @@ impl Store {
                     envelope,
                     manual,
                     trace,
+                    lease: token.to_string(),
+                    job: (!job.is_empty()).then_some(job),
                 });
             }
         }
@@ -195,39 +224,63 @@ impl Store {
     }
 
     /// Records attempts and schedules what follows each, in one atomic step,
-    /// and runs the circuit breaker. Returns, per attempt, false when its
-    /// delivery had expired; and the endpoints the breaker paused.
+    /// and runs the circuit breaker (`lua/record.lua`). Fenced: an attempt
+    /// whose claim was taken over by a later one records nothing. Returns,
+    /// per attempt, what became of it; and the endpoints the breaker paused.
     pub async fn record_attempts(
         &self,
         p: &PartitionKeys,
         records: &[Record],
         breaker: Breaker,
-        now_ms: i64,
-    ) -> Result<(Vec<bool>, Vec<Tripped>)> {
+    ) -> Result<(Vec<Recorded>, Vec<Tripped>)> {
         if records.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut conn = self.conn.clone();
-        let mut call = self.scripts.record.key(p.ready());
-        call.arg(&p.tag)
-            .arg(now_ms)
-            .arg(breaker.trip_after)
-            .arg(breaker.trip_window.as_millis() as u64)
-            .arg(self.settings.ship_backlog);
+        let now_ms = hookd_core::time::now_ms();
+        let mut endpoints: Vec<(&str, &str)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for r in records {
-            let (status, next) = match r.outcome {
+            if !index.contains_key(r.endpoint.as_str()) {
+                endpoints.push((&r.endpoint, &r.workspace));
+                index.insert(&r.endpoint, endpoints.len());
+            }
+        }
+        let mut call = self.scripts.record.prepare_invoke();
+        call.key(p.ready()).key(p.config()).key(p.ship());
+        for (ep, ws) in &endpoints {
+            call.key(p.endpoint(ep))
+                .key(p.leases(ep))
+                .key(p.due(ep))
+                .key(p.workspace_leases(ws));
+        }
+        for r in records {
+            call.key(p.delivery(&r.delivery_id))
+                .key(p.attempts(&r.delivery_id))
+                .key(p.job(r.job.as_deref().unwrap_or_default()));
+        }
+        call.arg(breaker.trip_after)
+            .arg(breaker.trip_window.as_millis() as u64)
+            .arg(self.settings.ship_backlog)
+            .arg(endpoints.len());
+        for (ep, _) in &endpoints {
+            call.arg(*ep);
+        }
+        for r in records {
+            let (status, retry_in) = match r.outcome {
                 Outcome::Succeeded => (DeliveryStatus::Succeeded, 0),
-                Outcome::RetryAt(at) => (DeliveryStatus::Retrying, at),
+                Outcome::RetryAt(at) => (DeliveryStatus::Retrying, (at - now_ms).max(0)),
                 Outcome::Failed => (DeliveryStatus::Failed, 0),
             };
             let json = serde_json::to_string(&r.attempt)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let expires_at_ms = r.delivery_created_ms + self.retention_secs() as i64 * 1000;
-            call.arg(&r.delivery_id)
+            call.arg(index[r.endpoint.as_str()])
+                .arg(&r.delivery_id)
+                .arg(&r.lease)
                 .arg(json)
                 .arg(r.attempt.number)
                 .arg(status.as_str())
-                .arg(next)
+                .arg(retry_in)
                 .arg(r.pause_reason.as_deref().unwrap_or(""))
                 .arg(r.attempt.error.as_deref().unwrap_or(""))
                 .arg(if r.attempt.trigger == AttemptTrigger::Manual {
@@ -235,16 +288,23 @@ impl Store {
                 } else {
                     "0"
                 })
-                .arg(expires_at_ms);
+                .arg(expires_at_ms)
+                .arg(r.job.as_deref().unwrap_or_default());
         }
-        let reply: Value = call.invoke_async(&mut conn).await?;
+        let reply: Value = call.invoke_async(&mut self.conn.clone()).await?;
         let (results, tripped) = match items(&reply)? {
             [results, tripped] => (items(results)?, items(tripped)?),
             _ => return Err(StoreError::Reply(format!("record: {reply:?}"))),
         };
         let results = results
             .iter()
-            .map(|v| Ok(int(v)? == 1))
+            .map(|v| {
+                Ok(match int(v)? {
+                    1 => Recorded::Stored,
+                    0 => Recorded::Expired,
+                    _ => Recorded::Superseded,
+                })
+            })
             .collect::<Result<_>>()?;
         Ok((results, self.parse_tripped(tripped)?))
     }
@@ -254,9 +314,11 @@ impl Store {
         let mut out = Vec::new();
         for t in tripped.chunks_exact(5) {
             let endpoint = self.parse_doc(&string(&t[0])?, bytes(&t[1]).unwrap_or_default())?;
+            let failures = int(&t[2])? as u64;
             out.push(Tripped {
                 endpoint,
-                failures: int(&t[2])? as u64,
+                gone: failures == 0,
+                failures,
                 failing_since_ms: int(&t[3])?,
                 last_error: string(&t[4])?,
             });

@@ -6,6 +6,27 @@
 
 use redis::Script;
 
+/// The shapes of the batched scripts' arguments: values per item and keys
+/// per item, named as the scripts read them (generated into the prelude,
+/// see `keys::lua_prelude`).
+pub(crate) const SHAPES: &[(&str, usize)] = &[
+    ("SETTLE_FIELDS", SETTLE_FIELDS),
+    ("SETTLE_ENDPOINT_KEYS", 4),
+    ("SETTLE_DURABLE_KEYS", 3),
+    ("RECORD_FIELDS", RECORD_FIELDS),
+    ("RECORD_ENDPOINT_KEYS", 4),
+    ("RECORD_KEYS", 3),
+    ("CLAIM_FIELDS", CLAIM_FIELDS),
+];
+
+/// Values per claimed delivery in the reply of `lua/claim.lua`.
+pub(crate) const CLAIM_FIELDS: usize = 11;
+
+/// Values per delivery of `lua/settle.lua`.
+pub(crate) const SETTLE_FIELDS: usize = 15;
+/// Values per attempt of `lua/record.lua`.
+pub(crate) const RECORD_FIELDS: usize = 12;
+
 /// The Lua scripts, loaded once per process (redis-rs reloads them after NOSCRIPT).
 pub(crate) struct Scripts {
     pub(crate) slots: Script,
@@ -19,6 +40,7 @@ pub(crate) struct Scripts {
     pub(crate) pause: Script,
     pub(crate) swap_doc: Script,
     pub(crate) publish: Script,
+    pub(crate) touch: Script,
 }
 
 impl Default for Scripts {
@@ -45,6 +67,7 @@ impl Default for Scripts {
             pause: plain(include_str!("lua/pause.lua")),
             swap_doc: plain(include_str!("lua/swap_doc.lua")),
             publish: plain(include_str!("lua/publish.lua")),
+            touch: plain(include_str!("lua/touch.lua")),
         }
     }
 }

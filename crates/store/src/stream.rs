@@ -231,26 +231,19 @@ impl Store {
         })
     }
 
-    /// Resets the idle time of entries `consumer` still works on (they stay
-    /// its own), so no daemon takes them over as abandoned.
+    /// Resets the idle time of entries `consumer` still works on, so no
+    /// daemon takes them over as abandoned; only those it still owns
+    /// (`lua/touch.lua`). Returns the ids it no longer owns.
     pub async fn touch(
         &self,
         p: &PartitionKeys,
         group: &str,
         consumer: &str,
         ids: &[&String],
-    ) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(&p.stream)
-            .arg(group)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+    ) -> Result<Vec<String>> {
+        let mut call = self.scripts.touch.key(&p.stream);
+        call.arg(group).arg(consumer).arg(ids);
+        Ok(call.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Moves a bad entry to the dead-letter stream with a reason, then acks it.

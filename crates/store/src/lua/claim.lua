@@ -10,16 +10,18 @@
 -- ARGV[4] = default max concurrency per endpoint, ARGV[5] = the most any endpoint
 -- may have in flight, ARGV[6] = the most a workspace may have in flight (over all
 -- its endpoints, counted by its own lease set)
+-- ARGV[7] = the lease token: written into each claimed delivery's hash, and
+-- required by record.lua, so only the latest claim of a delivery records it
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
--- count, then 8 per delivery: id, attempts so far, created (ms), event id, event type,
--- event key, envelope (nil when an earlier delivery of this reply carried the same
--- event's), manual ('1' when an operator asked for this attempt).
+-- count, then CLAIM_FIELDS per delivery: id, attempts so far, created (ms), event id,
+-- event type, envelope key, envelope (nil when an earlier delivery of this reply
+-- carried the same event's), manual ('1' when an operator asked for this attempt),
+-- traceparent, tracestate, recovery job ('' for none).
 -- The doc and each envelope travel once per reply, not once per delivery.
-local ready, tag = KEYS[1], ARGV[1]
+local ready, tag, token = KEYS[1], ARGV[1], ARGV[7]
 -- Lease expiry is judged by Redis's clock, not the calling daemon's: a daemon
 -- whose clock runs ahead must not take over leases that are still live.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = clock_ms()
 local lease, limit, default_cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_cap, ws_cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 -- Per workspace lease key of this call: attempts in flight now.
@@ -64,7 +66,7 @@ for _, ep in ipairs(endpoints) do
       end
     end
     if #ids > 0 then redis.call('ZREM', duekey, unpack(ids)) end
-    refresh(tag, ready, ep)
+    refresh(ready, duekey, ep)
   else
     local cap = math.min(tonumber(e[3]) or default_cap, max_cap)
     -- Endpoints written before the hash carried `ws` name it in their document.
@@ -88,8 +90,9 @@ for _, ep in ipairs(endpoints) do
       local leased = {}
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', duekey, '-inf', now, 'LIMIT', 0, take)) do
         local dkey = key_delivery(tag, id)
-        local d = redis.call('HMGET', dkey, 'event_key', 'attempts', 'created', 'event_id', 'type', 'manual', 'tp', 'ts')
-        local evkey = d[1]
+        local d = redis.call('HMGET', dkey, 'workspace', 'attempts', 'created', 'event_id', 'type', 'manual', 'tp', 'ts', 'job')
+        -- The envelope's key is computed from (workspace, event id), never read from stored data.
+        local evkey = d[1] and d[4] and key_envelope(tag, d[1], d[4])
         local envelope = false
         if evkey and not sent[evkey] then
           envelope = redis.call('GET', evkey)
@@ -119,6 +122,8 @@ for _, ep in ipairs(endpoints) do
           out[#out + 1] = d[6] or ''
           out[#out + 1] = d[7] or ''
           out[#out + 1] = d[8] or ''
+          out[#out + 1] = d[9] or ''
+          redis.call('HSET', dkey, 'lease', token)
         end
       end
       if claimed > 0 then
@@ -153,7 +158,7 @@ for _, ep in ipairs(endpoints) do
         redis.call('ZADD', ready, math.max(tonumber(head[2]), (math.floor(now / 1000) + 1) * 1000), ep)
       end
     else
-      refresh(tag, ready, ep)
+      refresh(ready, duekey, ep)
     end
   end
 end

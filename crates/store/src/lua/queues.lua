@@ -1,5 +1,6 @@
 -- Shared by the scripts that move deliveries between queues; prepended to
--- each of them when they are loaded (see `Scripts` in scripts.rs).
+-- each of them when they are loaded (see `Scripts` in scripts.rs). Every
+-- key these functions touch is passed in by the caller, from its KEYS.
 
 -- Appends one or two values to the list kept under `key` in `t`, making it
 -- on first use: writes gathered per key, for one variadic command each.
@@ -13,9 +14,19 @@ local function push(t, key, a, b)
   if b then l[#l + 1] = b end
 end
 
--- When the endpoint next needs a look: its earliest due delivery, or never.
-local function refresh(tag, ready, ep)
-  local head = redis.call('ZRANGE', key_due(tag, ep), 0, 0, 'WITHSCORES')
+-- Fails the script, before it writes anything, when `key` holds a value of
+-- another type than `want` (absent is fine): a call that would fail half
+-- way leaves nothing half written, and the caller can isolate the item.
+local function expect_type(key, want)
+  local t = redis.call('TYPE', key).ok
+  if t ~= 'none' and t ~= want then
+    return error({ err = 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. want })
+  end
+end
+
+-- When the endpoint `ep` next needs a look: its earliest due delivery, or never.
+local function refresh(ready, duekey, ep)
+  local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')
   if #head == 0 then
     redis.call('ZREM', ready, ep)
   else
@@ -37,11 +48,13 @@ end
 
 -- The circuit breaker, once per endpoint of a batch of attempts: an
 -- endpoint whose attempts have failed `trip_after` times in a row, over at
--- least `trip_window` ms, is paused. Appends 5 values per endpoint it paused
--- to `tripped`: endpoint id, endpoint doc, failures, failing since (ms), last error.
-local function breaker(tag, streak, now, trip_after, trip_window, tripped)
+-- least `trip_window` ms, is paused. `hash_of` maps an endpoint id to its
+-- hash (declared by the caller); `config` is the configuration version.
+-- Appends 5 values per endpoint it paused to `tripped`: endpoint id,
+-- endpoint doc, failures, failing since (ms), last error.
+local function breaker(hash_of, streak, now, trip_after, trip_window, tripped, config)
   for ep, s in pairs(streak) do
-    local epkey = key_endpoint(tag, ep)
+    local epkey = hash_of[ep]
     if s.reset then
       redis.call('HDEL', epkey, 'fails', 'failing_since', 'last_error')
     end
@@ -54,7 +67,7 @@ local function breaker(tag, streak, now, trip_after, trip_window, tripped)
           and redis.call('HGET', epkey, 'paused') ~= '1' then
         local reason = 'circuit breaker: ' .. fails .. ' attempts failed in a row; last error: ' .. s.err
         redis.call('HSET', epkey, 'paused', '1', 'paused_reason', reason, 'paused_at', now)
-        redis.call('INCR', key_config(tag))
+        redis.call('INCR', config)
         table.insert(tripped, ep)
         table.insert(tripped, redis.call('HGET', epkey, 'doc'))
         table.insert(tripped, fails)
@@ -62,5 +75,21 @@ local function breaker(tag, streak, now, trip_after, trip_window, tripped)
         table.insert(tripped, s.err)
       end
     end
+  end
+end
+
+-- A receiver's 410 Gone pauses its endpoint: only while the endpoint exists
+-- (no ghost hash) and once (one paused already keeps its first reason, and
+-- is not announced again). Appends the pause to `tripped` as the breaker
+-- does, with 0 failures (the caller's sign of a 410).
+local function pause_gone(epkey, ep, reason, now, config, tripped)
+  if redis.call('EXISTS', epkey) == 1 and redis.call('HGET', epkey, 'paused') ~= '1' then
+    redis.call('HSET', epkey, 'paused', '1', 'paused_reason', reason, 'paused_at', now)
+    redis.call('INCR', config)
+    table.insert(tripped, ep)
+    table.insert(tripped, redis.call('HGET', epkey, 'doc'))
+    table.insert(tripped, 0)
+    table.insert(tripped, now)
+    table.insert(tripped, reason)
   end
 end

@@ -1,23 +1,65 @@
 -- Record attempts and what follows each, atomically, for a batch of deliveries.
 -- Also runs the circuit breaker (queues.lua).
--- (`push`, `refresh`, `tally` and `breaker` come from queues.lua, prepended when the script is loaded.)
--- KEYS[1] = ready zset
--- ARGV[1] = partition tag, ARGV[2] = now (ms),
--- ARGV[3] = trip_after (0: no breaker), ARGV[4] = trip_window (ms),
--- ARGV[5] = the shipping backlog's cap (0: history is not shipped; see ship.rs)
--- then 9 per attempt: delivery id, attempt JSON, attempt number,
---   new status (succeeded | retrying | failed), next due (ms, for retrying), pause reason ('' for none),
---   error ('' when it succeeded), manual ('1' for an operator's attempt),
---   when the delivery expires (ms; its attempts expire with it)
+--
+-- Fenced: an attempt is recorded only while its claim is still the
+-- delivery's latest (the lease token the claim wrote into the delivery's
+-- hash). A claim that outlived its lease and was taken over by another
+-- claim records nothing: the newer claim's attempt is the one that counts.
+-- Checked before anything is written, as in settle.lua.
+-- (`push`, `refresh`, `tally`, `breaker` and `expect_type` come from queues.lua.)
+--
+-- KEYS[1] = ready zset, KEYS[2] = configuration version, KEYS[3] = shipping backlog,
+-- then RECORD_ENDPOINT_KEYS per endpoint (hash, leases, due, workspace leases),
+-- then RECORD_KEYS per attempt (delivery hash, attempts list, its recovery job's hash).
+-- ARGV[1] = trip_after (0: no breaker), ARGV[2] = trip_window (ms),
+-- ARGV[3] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
+-- ARGV[4] = endpoints, then their ids,
+-- then RECORD_FIELDS per attempt: endpoint (1-based, in the list above),
+--   delivery id, lease token, attempt JSON, attempt number,
+--   new status (succeeded | retrying | failed), retry in (ms from now, for retrying),
+--   pause reason ('' for none), error ('' when it succeeded),
+--   manual ('1' for an operator's attempt), when the delivery expires (ms;
+--   its attempts expire with it), recovery job ('' for none)
 -- Lease and due-queue updates are gathered per endpoint and written with one
--- variadic command each.
--- Returns {results, tripped}: one integer per attempt (1, or 0 when the delivery
--- no longer exists), and 5 per endpoint the breaker paused:
--- endpoint id, endpoint doc, failures, failing since (ms), last error.
-local ready, tag = KEYS[1], ARGV[1]
-local now = ARGV[2]
-local trip_after, trip_window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local ship_cap = tonumber(ARGV[5])
+-- variadic command each. Times are Redis's clock (as leases are).
+-- Returns {results, tripped}: one integer per attempt (1 recorded, 0 the
+-- delivery no longer exists, -1 its claim was taken over), and 5 per
+-- endpoint the breaker or a 410 paused (see queues.lua): endpoint id, endpoint doc, failures, failing
+-- since (ms), last error.
+local ready, config = KEYS[1], KEYS[2]
+local now = clock_ms()
+local trip_after, trip_window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ship_cap, n_eps = tonumber(ARGV[3]), tonumber(ARGV[4])
+local first = 5 + n_eps
+local function ep_key(e, k) return KEYS[3 + (e - 1) * RECORD_ENDPOINT_KEYS + k] end
+local base = 3 + n_eps * RECORD_ENDPOINT_KEYS
+local function key(n, k) return KEYS[base + (n - 1) * RECORD_KEYS + k] end
+local ep_hash = {}
+for e = 1, n_eps do ep_hash[ARGV[4 + e]] = ep_key(e, 1) end
+
+-- First pass: which claims still hold, and key types, before any write.
+local live = {}
+local n = 0
+for i = first, #ARGV, RECORD_FIELDS do
+  n = n + 1
+  local e, token = tonumber(ARGV[i]), ARGV[i + 2]
+  local dkey = key(n, 1)
+  expect_type(dkey, 'hash')
+  local d = redis.call('HMGET', dkey, 'endpoint', 'lease')
+  if not d[1] then
+    live[n] = 0
+  elseif d[2] ~= token then
+    live[n] = -1
+  else
+    live[n] = 1
+    expect_type(key(n, 2), 'list')
+    expect_type(key(n, 3), 'hash')
+    for k = 1, RECORD_ENDPOINT_KEYS do
+      expect_type(ep_key(e, k), k == 1 and 'hash' or 'zset')
+    end
+  end
+end
+
 local shipped = {}
 local out = {}
 local tripped = {}
@@ -26,73 +68,70 @@ local touched = {}
 local streak = {}
 -- Per endpoint: leases to drop, due entries to drop, due entries to (re)schedule.
 local unlease, undue, redue = {}, {}, {}
-for i = 6, #ARGV, 9 do
-  local id, json, number, status, next_at, pause = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local err, is_manual, expires_at = ARGV[i + 6], ARGV[i + 7] == '1', ARGV[i + 8]
-  local dkey = key_delivery(tag, id)
-  local d = redis.call('HMGET', dkey, 'endpoint', 'job', 'workspace', 'event_id', 'type', 'created')
-  local ep = d[1]
-  if not ep then
-    table.insert(out, 0)
-  else
-    push(unlease, ep, id)
-    local akey = key_attempts(tag, id)
+n = 0
+for i = first, #ARGV, RECORD_FIELDS do
+  n = n + 1
+  local e, id, json, number, status = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local retry_in, pause, err = tonumber(ARGV[i + 6]), ARGV[i + 7], ARGV[i + 8]
+  local is_manual, expires_at, job = ARGV[i + 9] == '1', ARGV[i + 10], ARGV[i + 11]
+  local ep = ARGV[4 + e]
+  out[n] = live[n]
+  if live[n] == 1 then
+    local dkey, akey = key(n, 1), key(n, 2)
+    local d = redis.call('HMGET', dkey, 'workspace', 'event_id', 'type', 'created')
+    push(unlease, e, id)
     -- The attempts expire with their delivery (set when the list is made).
     if redis.call('RPUSH', akey, json) == 1 then
       redis.call('PEXPIREAT', akey, expires_at)
     end
+    redis.call('HDEL', dkey, 'lease')
     if status == STATUS_RETRYING then
-      push(redue, ep, next_at, id)
+      local next_at = string.format('%d', now + math.max(0, retry_in))
+      push(redue, e, next_at, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status, 'next_at', next_at)
     else
-      push(undue, ep, id)
+      push(undue, e, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status)
       -- Only an earlier failed attempt or an operator's requeue leaves a next time.
       if is_manual or tonumber(number) > 1 then redis.call('HDEL', dkey, 'next_at') end
     end
     -- An operator's attempt (redeliver, recover) is done: count it for its job.
     if is_manual then
-      local job = d[2]
       redis.call('HDEL', dkey, 'manual', 'job')
-      if job then
-        redis.call('HINCRBY', key_job(tag, job), 'done', 1)
+      if job ~= '' then
+        local jkey = key(n, 3)
+        redis.call('HINCRBY', jkey, 'done', 1)
         -- (The job's count of succeeded deliveries is the field named after the status.)
-        if status == STATUS_SUCCEEDED then redis.call('HINCRBY', key_job(tag, job), STATUS_SUCCEEDED, 1) end
+        if status == STATUS_SUCCEEDED then redis.call('HINCRBY', jkey, STATUS_SUCCEEDED, 1) end
       end
     end
     tally(streak, ep, status == STATUS_SUCCEEDED, err)
-    -- Only while the endpoint exists: a deleted one must not come back as a ghost hash.
-    if pause ~= '' and redis.call('EXISTS', key_endpoint(tag, ep)) == 1 then
-      redis.call('HSET', key_endpoint(tag, ep), 'paused', '1', 'paused_reason', pause, 'paused_at', now)
-      redis.call('INCR', key_config(tag))
-    end
-    touched[ep] = true
-    table.insert(out, 1)
+    if pause ~= '' then pause_gone(ep_key(e, 1), ep, pause, now, config, tripped) end
+    touched[e] = true
     if ship_cap > 0 then
       table.insert(shipped, 'r')
-      table.insert(shipped, cjson.encode({id, ep, d[3] or '', d[4] or '', d[5] or '', tonumber(d[6]) or 0, status, tonumber(number), json}))
+      table.insert(shipped, cjson.encode({id, ep, d[1] or '', d[2] or '', d[3] or '', tonumber(d[4]) or 0, status, tonumber(number), json}))
     end
   end
 end
 -- Batches are at most a few hundred attempts, well within Lua's unpack limit.
-for ep, ids in pairs(unlease) do
-  redis.call('ZREM', key_leases(tag, ep), unpack(ids))
+for e, ids in pairs(unlease) do
+  redis.call('ZREM', ep_key(e, 2), unpack(ids))
   -- (Leases of a deleted endpoint's workspace end by their score.)
-  local ws = redis.call('HGET', key_endpoint(tag, ep), 'ws')
-  if ws then redis.call('ZREM', key_workspace_leases(tag, ws), unpack(ids)) end
+  redis.call('ZREM', ep_key(e, 4), unpack(ids))
 end
-for ep, ids in pairs(undue) do
-  redis.call('ZREM', key_due(tag, ep), unpack(ids))
+for e, ids in pairs(undue) do
+  redis.call('ZREM', ep_key(e, 3), unpack(ids))
 end
-for ep, pairs_ in pairs(redue) do
-  redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
+for e, pairs_ in pairs(redue) do
+  redis.call('ZADD', ep_key(e, 3), unpack(pairs_))
 end
 if #shipped > 0 then
-  redis.call('XADD', key_ship(tag), 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
 end
-breaker(tag, streak, now, trip_after, trip_window, tripped)
+breaker(ep_hash, streak, now, trip_after, trip_window, tripped, config)
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.
-for ep in pairs(touched) do
-  refresh(tag, ready, ep)
+for e in pairs(touched) do
+  refresh(ready, ep_key(e, 3), ARGV[4 + e])
 end
 return {out, tripped}

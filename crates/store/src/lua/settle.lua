@@ -7,93 +7,169 @@
 -- attempt failed, its endpoint is paused, it waits for a slot) gets its
 -- durable state here, and the retry machinery (claim.lua, record.lua) takes
 -- it from there.
--- (`push`, `tally` and `breaker` come from queues.lua, prepended when the script is loaded.)
--- KEYS[1] = stream
--- ARGV[1] = group, ARGV[2] = partition tag, ARGV[3] = retention (s), ARGV[4] = now (ms),
--- ARGV[5] = trip_after (0: no breaker), ARGV[6] = trip_window (ms), ARGV[7] = how many deliveries,
--- ARGV[8] = the shipping backlog's cap (0: history is not shipped; see ship.rs)
--- then 16 per delivery: delivery id, endpoint, workspace, event id, event type,
---   created (ms), log member, status, attempt JSON ('' when none was made),
---   next due (ms, for retrying and pending), pause reason ('' for none),
---   error ('' for none), envelope key, envelope ('' when the delivery ends here),
---   the producer's traceparent and tracestate ('' for none: kept in durable
---   state, so later attempts continue the producer's trace)
+--
+-- Fenced: only the consumer that owns an entry in the group's pending list
+-- settles it. Deliveries of an entry another daemon has taken over (this one
+-- was too slow) are skipped, and that entry is not acknowledged: its new
+-- owner sends and settles it.
+-- Checked before anything is written: a key of the wrong type fails the call
+-- with nothing written, so the caller may retry or split the batch safely.
+-- (`push`, `tally`, `breaker` and `expect_type` come from queues.lua.)
+--
+-- KEYS[1] = stream, KEYS[2] = ready zset, KEYS[3] = configuration version,
+-- KEYS[4] = logs hash, KEYS[5] = shipping backlog stream,
+-- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held),
+-- then SETTLE_DURABLE_KEYS per delivery that outlives its first attempt
+--   (delivery hash, attempts list, envelope), in the order of the deliveries.
+-- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
+-- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
+-- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
+-- ARGV[7] = endpoints, ARGV[8] = deliveries, then per endpoint: id, workspace;
+-- then SETTLE_FIELDS per delivery: entry id, endpoint (1-based, in the list
+--   above), delivery id, event id, event type, created (ms), log member,
+--   status, attempt JSON ('' when none was made, '-' when it succeeded),
+--   due in (ms from now, for retrying and pending; times are
+--   Redis's clock, as leases are), pause reason ('' for none),
+--   error ('' for none), envelope ('' when the delivery ends here),
+--   traceparent and tracestate ('' for none: kept in durable state, so later
+--   attempts continue the producer's trace);
 -- then the ids of the entries to acknowledge.
--- Returns the endpoints the breaker paused, 5 values each (see queues.lua).
-local stream, group, tag = KEYS[1], ARGV[1], ARGV[2]
-local retention, now = ARGV[3], ARGV[4]
-local trip_after, trip_window, count = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local ship_cap = tonumber(ARGV[8])
-local shipped = {}
-local streak, tripped = {}, {}
--- Log members and due entries, gathered per key for one variadic command each.
-local logged, due, held = {}, {}, {}
-local workspaces = {}
-local envelopes = {}
-local i = 9
-for _ = 1, count do
-  local id, ep, ws, evid, evtype = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-  local next_at, pause, err, envkey, envelope = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], ARGV[i + 13]
-  local traceparent, tracestate = ARGV[i + 14], ARGV[i + 15]
-  i = i + 16
-  push(logged, ep, created, member)
-  if ship_cap > 0 then
-    table.insert(shipped, 'l' .. ep .. ' ' .. ws)
-    table.insert(shipped, member)
+-- Returns {tripped, skipped}: 5 values per endpoint the breaker or a 410
+-- paused (see queues.lua), and the deliveries skipped because another consumer owns
+-- their entry now.
+local stream, ready = KEYS[1], KEYS[2]
+local group, consumer, retention, now = ARGV[1], ARGV[2], ARGV[3], clock_ms()
+local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ship_cap, n_eps, count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local first_delivery = 9 + 2 * n_eps
+local first_ack = first_delivery + SETTLE_FIELDS * count
+
+-- Which entries this consumer still owns (asked once per entry).
+local owned = {}
+local function owns(entry)
+  local o = owned[entry]
+  if o == nil then
+    o = #redis.call('XPENDING', stream, group, entry, entry, 1, consumer) > 0
+    owned[entry] = o
   end
-  workspaces[ep] = ws
-  if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
+  return o
+end
+
+-- The keys of endpoint `e`, and of the n-th durable delivery.
+local function ep_key(e, k) return KEYS[5 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
+local durable_base = 5 + n_eps * SETTLE_ENDPOINT_KEYS
+local function durable_key(n, k) return KEYS[durable_base + (n - 1) * SETTLE_DURABLE_KEYS + k] end
+-- Endpoint id -> its hash, as declared (for the circuit breaker).
+local ep_hash = {}
+for e = 1, n_eps do ep_hash[ARGV[7 + 2 * e]] = ep_key(e, 1) end
+
+-- First pass: ownership and key types, before any write.
+local skipped = 0
+local durable = 0
+expect_type(stream, 'stream')
+for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
+  local e, status = tonumber(ARGV[i + 1]), ARGV[i + 7]
+  if owns(ARGV[i]) then
+    expect_type(ep_key(e, 1), 'hash')
+    expect_type(ep_key(e, 2), 'zset')
+    if status ~= STATUS_SUCCEEDED then
+      expect_type(ep_key(e, 3), 'zset')
+      expect_type(ep_key(e, 4), 'set')
+    end
+  end
   if status ~= STATUS_SUCCEEDED then
-    if envelope ~= '' and not envelopes[envkey] then
-      redis.call('SET', envkey, envelope, 'EX', retention)
-      envelopes[envkey] = true
+    durable = durable + 1
+    if owned[ARGV[i]] then
+      expect_type(durable_key(durable, 1), 'hash')
+      expect_type(durable_key(durable, 2), 'list')
+      expect_type(durable_key(durable, 3), 'string')
     end
-    local dkey = key_delivery(tag, id)
-    redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid, 'event_key', envkey,
-      'type', evtype, 'status', status, 'attempts', attempt ~= '' and '1' or '0', 'created', created)
-    if traceparent ~= '' then
-      redis.call('HSET', dkey, 'tp', traceparent, 'ts', tracestate)
-    end
-    redis.call('EXPIRE', dkey, retention)
-    if attempt ~= '' then
-      local akey = key_attempts(tag, id)
-      redis.call('RPUSH', akey, attempt)
-      redis.call('EXPIRE', akey, retention)
-    end
-    if status == STATUS_HELD then
-      push(held, ep, id)
-    elseif status == STATUS_RETRYING or status == STATUS_PENDING then
-      redis.call('HSET', dkey, 'next_at', next_at)
-      push(due, ep, next_at, id)
-    end
-  end
-  -- A 410 Gone pauses the endpoint (only while it exists: no ghost hash).
-  if pause ~= '' and redis.call('EXISTS', key_endpoint(tag, ep)) == 1 then
-    redis.call('HSET', key_endpoint(tag, ep), 'paused', '1', 'paused_reason', pause, 'paused_at', now)
-    redis.call('INCR', key_config(tag))
   end
 end
-for ep, members in pairs(logged) do
-  local log = key_log(tag, ep)
+
+local shipped = {}
+local streak, tripped = {}, {}
+-- Log members and due entries, gathered per endpoint for one variadic command each.
+local logged, due, held = {}, {}, {}
+local envelopes = {}
+durable = 0
+for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
+  local entry, e, id, evid, evtype = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local due_in, pause, err, envelope = tonumber(ARGV[i + 9]), ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
+  local traceparent, tracestate = ARGV[i + 13], ARGV[i + 14]
+  local ep, ws = ARGV[7 + 2 * e], ARGV[8 + 2 * e]
+  if status ~= STATUS_SUCCEEDED then durable = durable + 1 end
+  if not owned[entry] then
+    skipped = skipped + 1
+  else
+    local epkey = ep_key(e, 1)
+    local exists = redis.call('EXISTS', epkey) == 1
+    -- Held, or waiting for a slot, on an endpoint deleted meanwhile: it ends here.
+    local reason = nil
+    if not exists and (status == STATUS_HELD or status == STATUS_PENDING) then
+      status, reason = STATUS_FAILED, 'endpoint_deleted'
+    end
+    push(logged, e, created, member)
+    if ship_cap > 0 then
+      table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+      table.insert(shipped, member)
+    end
+    if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
+    if status ~= STATUS_SUCCEEDED then
+      local dkey, akey, envkey = durable_key(durable, 1), durable_key(durable, 2), durable_key(durable, 3)
+      if envelope ~= '' and not envelopes[envkey] then
+        redis.call('SET', envkey, envelope, 'EX', retention)
+        envelopes[envkey] = true
+      end
+      redis.call('HSET', dkey, 'endpoint', ep, 'workspace', ws, 'event_id', evid,
+        'type', evtype, 'status', status, 'attempts', (attempt ~= '' and attempt ~= '-') and '1' or '0',
+        'created', created)
+      if reason then redis.call('HSET', dkey, 'reason', reason) end
+      if traceparent ~= '' then
+        redis.call('HSET', dkey, 'tp', traceparent, 'ts', tracestate)
+      end
+      redis.call('EXPIRE', dkey, retention)
+      if attempt ~= '' and attempt ~= '-' then
+        redis.call('RPUSH', akey, attempt)
+        redis.call('EXPIRE', akey, retention)
+      end
+      if status == STATUS_HELD then
+        push(held, e, id)
+      elseif status == STATUS_RETRYING or status == STATUS_PENDING then
+        local next_at = string.format('%d', now + math.max(0, due_in))
+        redis.call('HSET', dkey, 'next_at', next_at)
+        push(due, e, next_at, id)
+      end
+    end
+    if pause ~= '' then pause_gone(epkey, ep, pause, now, KEYS[3], tripped) end
+  end
+end
+for e, members in pairs(logged) do
+  local log = ep_key(e, 2)
   redis.call('ZADD', log, unpack(members))
   -- The log lives a retention past its newest delivery (a deleted endpoint's goes then).
   redis.call('EXPIRE', log, retention)
-  redis.call('HSET', key_logs(tag), ep, workspaces[ep])
+  redis.call('HSET', KEYS[4], ARGV[7 + 2 * e], ARGV[8 + 2 * e])
 end
-for ep, ids in pairs(held) do
-  redis.call('SADD', key_held(tag, ep), unpack(ids))
+for e, ids in pairs(held) do
+  redis.call('SADD', ep_key(e, 4), unpack(ids))
 end
-for ep, pairs_ in pairs(due) do
-  redis.call('ZADD', key_due(tag, ep), unpack(pairs_))
-  local head = redis.call('ZRANGE', key_due(tag, ep), 0, 0, 'WITHSCORES')
-  redis.call('ZADD', key_ready(tag), 'LT', head[2], ep)
+for e, pairs_ in pairs(due) do
+  local duekey = ep_key(e, 3)
+  redis.call('ZADD', duekey, unpack(pairs_))
+  local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', ready, 'LT', head[2], ARGV[7 + 2 * e])
 end
 if #shipped > 0 then
-  redis.call('XADD', key_ship(tag), 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
 end
-if i <= #ARGV then
-  redis.call('XACK', stream, group, unpack(ARGV, i))
+local acks = {}
+for i = first_ack, #ARGV do
+  if owns(ARGV[i]) then acks[#acks + 1] = ARGV[i] end
 end
-breaker(tag, streak, now, trip_after, trip_window, tripped)
-return tripped
+if #acks > 0 then
+  redis.call('XACK', stream, group, unpack(acks))
+end
+breaker(ep_hash, streak, now, trip_after, trip_window, tripped, KEYS[3])
+return { tripped, skipped }
