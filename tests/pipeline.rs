@@ -740,3 +740,121 @@ async fn a_history_retention_shorter_than_the_retry_window_is_refused_at_start()
         "{err}"
     );
 }
+
+/// Deleting a paused endpoint never resumes it: what it held ends failed
+/// (`endpoint_deleted`) without an attempt, even with daemons running that
+/// would send anything released.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_paused_endpoint_sends_nothing_it_held() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    cli_json(
+        &env,
+        &["endpoints", "pause", &endpoint, "--reason", "gone soon"],
+    );
+    let _first = Daemon::ready(&env).await;
+    let _second = Daemon::ready(&env).await;
+    publish_many(&redis, 5000).await;
+    let held_key = format!("{{hookd:events}}:held:{endpoint}");
+    let scard = |key: String| {
+        let redis = &redis;
+        async move {
+            let n: u64 = redis::cmd("SCARD")
+                .arg(key)
+                .query_async(&mut redis.conn().await)
+                .await
+                .expect("SCARD");
+            n
+        }
+    };
+    eventually(WAIT, "5,000 held deliveries", || async {
+        (scard(held_key.clone()).await == 5000).then_some(())
+    })
+    .await;
+    cli_json(&env, &["endpoints", "delete", &endpoint]);
+    assert_eq!(scard(held_key.clone()).await, 0, "nothing is held any more");
+    // Give the daemons time to send anything that had been released.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.count(),
+        0,
+        "deliveries held for a deleted endpoint were sent to it"
+    );
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{hookd:events}:dlv:*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let states: Vec<String> = keys
+        .iter()
+        .filter(|k| !k.ends_with(":attempts"))
+        .cloned()
+        .collect();
+    assert_eq!(states.len(), 5000);
+    for key in states.iter().step_by(97) {
+        let (status, reason): (String, String) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("status")
+            .arg("reason")
+            .query_async(&mut conn)
+            .await
+            .expect("HMGET");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("failed", "endpoint_deleted"),
+            "{key}"
+        );
+    }
+}
+
+/// One delivery that cannot be recorded (another program wrote a string
+/// where its endpoint's history log goes) never stalls the partition: it is
+/// set aside to the dead-letter stream, and everything else is recorded and
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_that_cannot_be_recorded_does_not_stall_the_stream() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receiver = Receiver::ok().await;
+    let other = Receiver::ok().await;
+    let (good, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let (bad, _) = create_endpoint(&env, "ws", &other.url(), &[]);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{hookd:events}}:ep:{bad}:log"))
+        .arg("not a log")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("SET");
+    let _daemon = Daemon::ready(&env).await;
+    publish_many(&redis, 200).await;
+    receiver.wait_for(200, WAIT).await;
+    eventually(WAIT, "every entry acknowledged", || async {
+        (pending(&redis).await == 0).then_some(())
+    })
+    .await;
+    let dead: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg("hookd:events:dead")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("XRANGE");
+    assert_eq!(
+        dead.len(),
+        200,
+        "each unrecordable delivery is dead-lettered"
+    );
+    assert!(format!("{dead:?}").contains("unrecordable"));
+    let recorded: u64 = redis::cmd("ZCARD")
+        .arg(format!("{{hookd:events}}:ep:{good}:log"))
+        .query_async(&mut redis.conn().await)
+        .await
+        .expect("ZCARD");
+    assert_eq!(
+        recorded, 200,
+        "the other endpoint's deliveries are all recorded"
+    );
+}

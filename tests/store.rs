@@ -529,16 +529,68 @@ async fn an_attempt_whose_claim_was_taken_over_records_nothing() {
 }
 
 #[tokio::test]
-async fn a_key_of_the_wrong_type_fails_a_settle_with_nothing_written() {
+async fn a_delivery_whose_key_holds_another_type_is_set_aside_and_the_rest_recorded() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let good = endpoint(&store, "ws").await;
+    let bad = endpoint(&store, "ws").await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 2).await;
+    // Something else wrote a string where one endpoint's history log goes.
+    let _: () = redis::cmd("SET")
+        .arg(p.log(&bad.id))
+        .arg("not a log")
+        .query_async(&mut store_conn(&store).await)
+        .await
+        .unwrap();
+    let done: Vec<Settled> = events
+        .iter()
+        .flat_map(|e| {
+            [
+                settled_delivery("ws", &good.id, e, DeliveryStatus::Retrying),
+                settled_delivery("ws", &bad.id, e, DeliveryStatus::Retrying),
+            ]
+        })
+        .collect();
+    let batch = SettleBatch {
+        deliveries: done.iter().collect(),
+        acks: events.iter().map(|(id, _)| id.as_str()).collect(),
+    };
+    let reply = store
+        .settle(&p, "hookd", "me", &batch, Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.set_aside, 2);
+    for d in &done {
+        let stored = store.delivery(&d.delivery_id()).await;
+        assert_eq!(stored.is_ok(), d.endpoint == good.id, "{}", d.endpoint);
+    }
+    assert_eq!(log_len(&store, "ws", &good.id).await, 2);
+    let dead: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(store.keys().dead_letter(&p))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut store_conn(&store).await)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2, "each delivery set aside is dead-lettered");
+    assert!(format!("{dead:?}").contains("unrecordable"));
+    assert!(
+        pending_owners(&store, "ws").await.is_empty(),
+        "not acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn a_shared_key_of_the_wrong_type_fails_a_settle_with_nothing_written() {
     let redis = Redis::start();
     let store = store(&redis).await;
     let ep = endpoint(&store, "ws").await;
     let p = store.keys().partition_of("ws");
     let events = read_events(&store, "ws", 2).await;
-    // Something else wrote a string where the endpoint's history log goes.
     let _: () = redis::cmd("SET")
-        .arg(p.log(&ep.id))
-        .arg("not a log")
+        .arg(store.keys().dead_letter(&p))
+        .arg("not a stream")
         .query_async(&mut store_conn(&store).await)
         .await
         .unwrap();
@@ -559,5 +611,6 @@ async fn a_key_of_the_wrong_type_fails_a_settle_with_nothing_written() {
     for d in &done {
         assert!(store.delivery(&d.delivery_id()).await.is_err(), "written");
     }
+    assert_eq!(log_len(&store, "ws", &ep.id).await, 0);
     assert_eq!(pending_owners(&store, "ws").await.len(), 2, "acknowledged");
 }

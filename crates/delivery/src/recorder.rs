@@ -98,6 +98,12 @@ impl writer::Sink for Writer {
             );
             self.metrics.fenced("record", superseded);
         }
+        for ((record, _), result) in items.iter().zip(&results) {
+            if *result == Recorded::Refused {
+                tracing::error!(delivery = %record.delivery_id, endpoint = %record.endpoint,
+                    "an attempt could not be recorded (a key of its delivery holds another type); the delivery ends failed (unrecordable)");
+            }
+        }
         for ((_, reply), result) in items.iter_mut().zip(results) {
             if let Some(reply) = reply.take() {
                 let _ = reply.send(Ok(result));

@@ -288,6 +288,12 @@ impl writer::Sink for Task {
         {
             self.due.notify_one();
         }
+        if reply.set_aside > 0 {
+            tracing::error!(count = reply.set_aside, stream = %self.partition.stream, "first attempts that could not be recorded (a key of theirs holds another type) went to the dead-letter stream as unrecordable");
+            for _ in 0..reply.set_aside {
+                self.metrics.dead_letter("unrecordable");
+            }
+        }
         if reply.skipped > 0 {
             tracing::warn!(count = reply.skipped, stream = %self.partition.stream, "first attempts not recorded: another daemon took their entries over (this one was too slow); it sends and records them");
             self.metrics.fenced("settle", reply.skipped);

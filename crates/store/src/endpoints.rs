@@ -535,13 +535,12 @@ impl Store {
         }
     }
 
-    /// Deletes an endpoint. Its pending deliveries fail (reason `endpoint_deleted`);
-    /// its history stays until retention.
-    pub async fn delete_endpoint(&self, id: &str, now_ms: i64) -> Result<Endpoint> {
+    /// Deletes an endpoint. Its held and due deliveries fail (reason
+    /// `endpoint_deleted`) without an attempt: a paused endpoint is never
+    /// resumed on the way out. Its history stays until retention.
+    pub async fn delete_endpoint(&self, id: &str, _now_ms: i64) -> Result<Endpoint> {
         for _ in 0..CAS_ROUNDS {
             let ep = self.endpoint(id).await?;
-            // Held deliveries go back to the due queue, where a claim finds the endpoint gone and fails them.
-            self.resume_endpoint(id, now_ms).await?;
             // Removed with the subscriptions it has now, not those of a
             // version an update replaced meanwhile.
             if !self.write_if_unchanged(&ep, None).await? {
@@ -553,10 +552,49 @@ impl Store {
                 .arg(id)
                 .query_async(&mut conn)
                 .await?;
+            self.drop_queued(&ep).await?;
             return Ok(ep);
         }
         Err(StoreError::Conflict(format!(
             "endpoint {id} kept changing; try again"
         )))
+    }
+
+    /// Fails what a deleted endpoint still holds or has due, a chunk per
+    /// script call (`lua/drop_queued.lua`); returns how many.
+    async fn drop_queued(&self, ep: &Endpoint) -> Result<u64> {
+        let p = self.keys.partition_of(&ep.workspace);
+        let mut conn = self.conn.clone();
+        let mut total = 0;
+        loop {
+            let (held, due): (Vec<String>, Vec<String>) = redis::pipe()
+                .cmd("SRANDMEMBER")
+                .arg(p.held(&ep.id))
+                .arg(RESUME_CHUNK)
+                .cmd("ZRANGE")
+                .arg(p.due(&ep.id))
+                .arg(0)
+                .arg(RESUME_CHUNK - 1)
+                .query_async(&mut conn)
+                .await?;
+            if held.is_empty() && due.is_empty() {
+                return Ok(total);
+            }
+            let mut call = self.scripts.drop_queued.prepare_invoke();
+            call.key(p.endpoint(&ep.id))
+                .key(p.held(&ep.id))
+                .key(p.due(&ep.id))
+                .key(p.ready())
+                .arg(&ep.id);
+            for id in held.iter().chain(&due) {
+                call.key(p.delivery(id)).arg(id);
+            }
+            let failed: i64 = call.invoke_async(&mut conn).await?;
+            if failed < 0 {
+                // Created again under the same id meanwhile (it cannot be): leave it be.
+                return Ok(total);
+            }
+            total += failed as u64;
+        }
     }
 }

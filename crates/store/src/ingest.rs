@@ -97,6 +97,9 @@ pub struct SettleReply {
     pub tripped: Vec<Tripped>,
     /// Deliveries not recorded because another consumer owns their entry now.
     pub skipped: usize,
+    /// Deliveries that could not be recorded (a key of theirs holds another
+    /// type): their entries went to the dead-letter stream instead.
+    pub set_aside: usize,
 }
 
 impl SettleBatch<'_> {
@@ -212,9 +215,10 @@ impl Store {
     /// atomically, and runs the circuit breaker over its attempts
     /// (`lua/settle.lua`). Fenced: only entries `consumer` still owns in the
     /// group are settled; the deliveries of the others are skipped (and
-    /// counted in the reply). A key of the wrong type fails the call with
-    /// nothing written. Sightings are not written here (see
-    /// [`Store::count_sightings`]).
+    /// counted in the reply). A delivery whose keys hold another type is set
+    /// aside (dead-lettered) in the same step; a shared key of the wrong type
+    /// fails the call with nothing written. Sightings are not written here
+    /// (see [`Store::count_sightings`]).
     pub async fn settle(
         &self,
         p: &PartitionKeys,
@@ -242,7 +246,8 @@ impl Store {
             .key(p.ready())
             .key(p.config())
             .key(p.logs())
-            .key(p.ship());
+            .key(p.ship())
+            .key(self.keys.dead_letter(p));
         for (ep, _) in &endpoints {
             call.key(p.endpoint(ep))
                 .key(p.log(ep))
@@ -265,7 +270,8 @@ impl Store {
             .arg(breaker.trip_window.as_millis() as u64)
             .arg(self.settings.ship_backlog)
             .arg(endpoints.len())
-            .arg(deliveries.len());
+            .arg(deliveries.len())
+            .arg(self.settings.dead_letter_max_len.max(1));
         for (ep, ws) in &endpoints {
             call.arg(*ep).arg(*ws);
         }
@@ -315,9 +321,10 @@ impl Store {
         let mut conn = self.conn.clone();
         let reply: Value = call.invoke_async(&mut conn).await?;
         match items(&reply)? {
-            [tripped, skipped] => Ok(SettleReply {
+            [tripped, skipped, set_aside] => Ok(SettleReply {
                 tripped: self.parse_tripped(items(tripped)?)?,
                 skipped: int(skipped)? as usize,
+                set_aside: int(set_aside)? as usize,
             }),
             _ => Err(StoreError::Reply(format!("settle: {reply:?}"))),
         }

@@ -597,6 +597,8 @@ mod tests {
             include_str!("lua/pause.lua"),
             include_str!("lua/swap_doc.lua"),
             include_str!("lua/publish.lua"),
+            include_str!("lua/touch.lua"),
+            include_str!("lua/drop_queued.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

@@ -86,6 +86,9 @@ pub enum Recorded {
     Expired,
     /// Its claim was taken over (this daemon was too slow): nothing written.
     Superseded,
+    /// A key of its holds another type: the delivery ends `failed`
+    /// (`unrecordable`) where its hash allows, and leaves its queue.
+    Refused,
 }
 
 /// The state an attempt leaves its delivery in.
@@ -302,7 +305,8 @@ impl Store {
                 Ok(match int(v)? {
                     1 => Recorded::Stored,
                     0 => Recorded::Expired,
-                    _ => Recorded::Superseded,
+                    -1 => Recorded::Superseded,
+                    _ => Recorded::Refused,
                 })
             })
             .collect::<Result<_>>()?;

@@ -41,6 +41,7 @@ pub(crate) struct Scripts {
     pub(crate) swap_doc: Script,
     pub(crate) publish: Script,
     pub(crate) touch: Script,
+    pub(crate) drop_queued: Script,
 }
 
 impl Default for Scripts {
@@ -68,6 +69,7 @@ impl Default for Scripts {
             swap_doc: plain(include_str!("lua/swap_doc.lua")),
             publish: plain(include_str!("lua/publish.lua")),
             touch: plain(include_str!("lua/touch.lua")),
+            drop_queued: plain(include_str!("lua/drop_queued.lua")),
         }
     }
 }

@@ -14,14 +14,36 @@ local function push(t, key, a, b)
   if b then l[#l + 1] = b end
 end
 
--- Fails the script, before it writes anything, when `key` holds a value of
--- another type than `want` (absent is fine): a call that would fail half
--- way leaves nothing half written, and the caller can isolate the item.
-local function expect_type(key, want)
-  local t = redis.call('TYPE', key).ok
-  if t ~= 'none' and t ~= want then
-    return error({ err = 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. want })
+-- Key types, checked before a script writes anything: a write that would
+-- fail half way (a key of the wrong type) is refused before it starts.
+-- `type_ok` answers for one item's key (asked once per key per call): the
+-- script sets that item aside and writes the rest. `expect_type` fails the
+-- whole call (for the keys every item shares), with nothing written.
+local key_types = {}
+local function type_ok(key, want)
+  local t = key_types[key]
+  if not t then
+    t = redis.call('TYPE', key).ok
+    key_types[key] = t
   end
+  return t == 'none' or t == want
+end
+
+local function expect_type(key, want)
+  if not type_ok(key, want) then
+    return error({ err = 'WRONGTYPE ' .. key .. ' holds a ' .. key_types[key] .. ', not a ' .. want })
+  end
+end
+
+-- The first of `checks` ({key, type} pairs) whose key holds another type,
+-- as a message; nil when all are fine.
+local function wrong_type(checks)
+  for _, c in ipairs(checks) do
+    if not type_ok(c[1], c[2]) then
+      return c[1] .. ' holds a ' .. key_types[c[1]] .. ', not a ' .. c[2]
+    end
+  end
+  return nil
 end
 
 -- When the endpoint `ep` next needs a look: its earliest due delivery, or never.

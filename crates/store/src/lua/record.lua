@@ -5,7 +5,7 @@
 -- delivery's latest (the lease token the claim wrote into the delivery's
 -- hash). A claim that outlived its lease and was taken over by another
 -- claim records nothing: the newer claim's attempt is the one that counts.
--- Checked before anything is written, as in settle.lua.
+-- Key types are checked before anything is written, as in settle.lua.
 -- (`push`, `refresh`, `tally`, `breaker` and `expect_type` come from queues.lua.)
 --
 -- KEYS[1] = ready zset, KEYS[2] = configuration version, KEYS[3] = shipping backlog,
@@ -23,7 +23,7 @@
 -- Lease and due-queue updates are gathered per endpoint and written with one
 -- variadic command each. Times are Redis's clock (as leases are).
 -- Returns {results, tripped}: one integer per attempt (1 recorded, 0 the
--- delivery no longer exists, -1 its claim was taken over), and 5 per
+-- delivery no longer exists, -1 its claim was taken over, -2 refused), and 5 per
 -- endpoint the breaker or a 410 paused (see queues.lua): endpoint id, endpoint doc, failures, failing
 -- since (ms), last error.
 local ready, config = KEYS[1], KEYS[2]
@@ -37,25 +37,42 @@ local function key(n, k) return KEYS[base + (n - 1) * RECORD_KEYS + k] end
 local ep_hash = {}
 for e = 1, n_eps do ep_hash[ARGV[4 + e]] = ep_key(e, 1) end
 
--- First pass: which claims still hold, and key types, before any write.
+-- First pass: which claims still hold, and key types, before any write. An
+-- attempt with a key of the wrong type is refused: its delivery ends
+-- `failed` (reason `unrecordable`) where its hash allows, leaves its queue,
+-- and the rest is written.
 local live = {}
+local refused = {}
 local n = 0
 for i = first, #ARGV, RECORD_FIELDS do
   n = n + 1
   local e, token = tonumber(ARGV[i]), ARGV[i + 2]
   local dkey = key(n, 1)
-  expect_type(dkey, 'hash')
-  local d = redis.call('HMGET', dkey, 'endpoint', 'lease')
-  if not d[1] then
-    live[n] = 0
-  elseif d[2] ~= token then
-    live[n] = -1
+  if not type_ok(dkey, 'hash') then
+    live[n], refused[n] = -2, dkey .. ' holds a ' .. key_types[dkey]
   else
-    live[n] = 1
-    expect_type(key(n, 2), 'list')
-    expect_type(key(n, 3), 'hash')
-    for k = 1, RECORD_ENDPOINT_KEYS do
-      expect_type(ep_key(e, k), k == 1 and 'hash' or 'zset')
+    local d = redis.call('HMGET', dkey, 'endpoint', 'lease')
+    if not d[1] then
+      live[n] = 0
+    elseif d[2] ~= token then
+      live[n] = -1
+    else
+      refused[n] = wrong_type({ { key(n, 2), 'list' }, { key(n, 3), 'hash' }, { ep_key(e, 1), 'hash' },
+        { ep_key(e, 2), 'zset' }, { ep_key(e, 3), 'zset' }, { ep_key(e, 4), 'zset' } })
+      live[n] = refused[n] and -2 or 1
+    end
+  end
+end
+for i = first, #ARGV, RECORD_FIELDS do
+  local n_ = (i - first) / RECORD_FIELDS + 1
+  if live[n_] == -2 then
+    local e, id = tonumber(ARGV[i]), ARGV[i + 1]
+    if type_ok(key(n_, 1), 'hash') and redis.call('EXISTS', key(n_, 1)) == 1 then
+      redis.call('HSET', key(n_, 1), 'status', STATUS_FAILED, 'reason', 'unrecordable')
+      redis.call('HDEL', key(n_, 1), 'lease', 'next_at')
+    end
+    for k = 2, RECORD_ENDPOINT_KEYS do
+      if type_ok(ep_key(e, k), 'zset') then redis.call('ZREM', ep_key(e, k), id) end
     end
   end
 end

@@ -12,19 +12,22 @@
 -- settles it. Deliveries of an entry another daemon has taken over (this one
 -- was too slow) are skipped, and that entry is not acknowledged: its new
 -- owner sends and settles it.
--- Checked before anything is written: a key of the wrong type fails the call
--- with nothing written, so the caller may retry or split the batch safely.
+-- Key types are checked before anything is written: a delivery with a key
+-- of the wrong type is set aside (dead-lettered with the reason) and the
+-- rest written; a shared key of the wrong type fails the call with nothing
+-- written, so the caller may retry or split the batch safely.
 -- (`push`, `tally`, `breaker` and `expect_type` come from queues.lua.)
 --
 -- KEYS[1] = stream, KEYS[2] = ready zset, KEYS[3] = configuration version,
--- KEYS[4] = logs hash, KEYS[5] = shipping backlog stream,
+-- KEYS[4] = logs hash, KEYS[5] = shipping backlog stream, KEYS[6] = dead-letter stream,
 -- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held),
 -- then SETTLE_DURABLE_KEYS per delivery that outlives its first attempt
 --   (delivery hash, attempts list, envelope), in the order of the deliveries.
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
--- ARGV[7] = endpoints, ARGV[8] = deliveries, then per endpoint: id, workspace;
+-- ARGV[7] = endpoints, ARGV[8] = deliveries, ARGV[9] = the dead-letter stream's cap,
+-- then per endpoint: id, workspace;
 -- then SETTLE_FIELDS per delivery: entry id, endpoint (1-based, in the list
 --   above), delivery id, event id, event type, created (ms), log member,
 --   status, attempt JSON ('' when none was made, '-' when it succeeded),
@@ -34,14 +37,15 @@
 --   traceparent and tracestate ('' for none: kept in durable state, so later
 --   attempts continue the producer's trace);
 -- then the ids of the entries to acknowledge.
--- Returns {tripped, skipped}: 5 values per endpoint the breaker or a 410
--- paused (see queues.lua), and the deliveries skipped because another consumer owns
--- their entry now.
+-- Returns {tripped, skipped, set aside}: 5 values per endpoint the breaker
+-- or a 410 paused (see queues.lua), the deliveries skipped because another
+-- consumer owns their entry now, and those set aside.
 local stream, ready = KEYS[1], KEYS[2]
 local group, consumer, retention, now = ARGV[1], ARGV[2], ARGV[3], clock_ms()
 local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ship_cap, n_eps, count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local first_delivery = 9 + 2 * n_eps
+local dead_cap = ARGV[9]
+local first_delivery = 10 + 2 * n_eps
 local first_ack = first_delivery + SETTLE_FIELDS * count
 
 -- Which entries this consumer still owns (asked once per entry).
@@ -56,38 +60,39 @@ local function owns(entry)
 end
 
 -- The keys of endpoint `e`, and of the n-th durable delivery.
-local function ep_key(e, k) return KEYS[5 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
-local durable_base = 5 + n_eps * SETTLE_ENDPOINT_KEYS
+local function ep_key(e, k) return KEYS[6 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
+local durable_base = 6 + n_eps * SETTLE_ENDPOINT_KEYS
 local function durable_key(n, k) return KEYS[durable_base + (n - 1) * SETTLE_DURABLE_KEYS + k] end
 -- Endpoint id -> its hash, as declared (for the circuit breaker).
 local ep_hash = {}
-for e = 1, n_eps do ep_hash[ARGV[7 + 2 * e]] = ep_key(e, 1) end
+for e = 1, n_eps do ep_hash[ARGV[8 + 2 * e]] = ep_key(e, 1) end
 
--- First pass: ownership and key types, before any write.
+-- First pass: ownership and key types, before any write. A delivery with a
+-- key of the wrong type is refused: set aside (its entry goes to the
+-- dead-letter stream with the reason, in this same step) and the rest written.
 local skipped = 0
 local durable = 0
+local refused = {}
 expect_type(stream, 'stream')
+expect_type(KEYS[6], 'stream')
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local e, status = tonumber(ARGV[i + 1]), ARGV[i + 7]
+  if status ~= STATUS_SUCCEEDED then durable = durable + 1 end
   if owns(ARGV[i]) then
-    expect_type(ep_key(e, 1), 'hash')
-    expect_type(ep_key(e, 2), 'zset')
+    local checks = { { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' } }
     if status ~= STATUS_SUCCEEDED then
-      expect_type(ep_key(e, 3), 'zset')
-      expect_type(ep_key(e, 4), 'set')
+      table.insert(checks, { ep_key(e, 3), 'zset' })
+      table.insert(checks, { ep_key(e, 4), 'set' })
+      table.insert(checks, { durable_key(durable, 1), 'hash' })
+      table.insert(checks, { durable_key(durable, 2), 'list' })
+      table.insert(checks, { durable_key(durable, 3), 'string' })
     end
-  end
-  if status ~= STATUS_SUCCEEDED then
-    durable = durable + 1
-    if owned[ARGV[i]] then
-      expect_type(durable_key(durable, 1), 'hash')
-      expect_type(durable_key(durable, 2), 'list')
-      expect_type(durable_key(durable, 3), 'string')
-    end
+    refused[i] = wrong_type(checks)
   end
 end
 
 local shipped = {}
+local set_aside = 0
 local streak, tripped = {}, {}
 -- Log members and due entries, gathered per endpoint for one variadic command each.
 local logged, due, held = {}, {}, {}
@@ -98,10 +103,16 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local due_in, pause, err, envelope = tonumber(ARGV[i + 9]), ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
   local traceparent, tracestate = ARGV[i + 13], ARGV[i + 14]
-  local ep, ws = ARGV[7 + 2 * e], ARGV[8 + 2 * e]
+  local ep, ws = ARGV[8 + 2 * e], ARGV[9 + 2 * e]
   if status ~= STATUS_SUCCEEDED then durable = durable + 1 end
   if not owned[entry] then
     skipped = skipped + 1
+  elseif refused[i] then
+    set_aside = set_aside + 1
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', dead_cap, '*', 'reason', 'unrecordable',
+      'message', 'the delivery could not be recorded: ' .. refused[i], 'entry_id', entry,
+      'stream', stream, 'delivery', id, 'endpoint', ep, 'workspace', ws, 'event_id', evid,
+      'status', status)
   else
     local epkey = ep_key(e, 1)
     local exists = redis.call('EXISTS', epkey) == 1
@@ -150,7 +161,7 @@ for e, members in pairs(logged) do
   redis.call('ZADD', log, unpack(members))
   -- The log lives a retention past its newest delivery (a deleted endpoint's goes then).
   redis.call('EXPIRE', log, retention)
-  redis.call('HSET', KEYS[4], ARGV[7 + 2 * e], ARGV[8 + 2 * e])
+  redis.call('HSET', KEYS[4], ARGV[8 + 2 * e], ARGV[9 + 2 * e])
 end
 for e, ids in pairs(held) do
   redis.call('SADD', ep_key(e, 4), unpack(ids))
@@ -159,7 +170,7 @@ for e, pairs_ in pairs(due) do
   local duekey = ep_key(e, 3)
   redis.call('ZADD', duekey, unpack(pairs_))
   local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', ready, 'LT', head[2], ARGV[7 + 2 * e])
+  redis.call('ZADD', ready, 'LT', head[2], ARGV[8 + 2 * e])
 end
 if #shipped > 0 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
@@ -172,4 +183,4 @@ if #acks > 0 then
   redis.call('XACK', stream, group, unpack(acks))
 end
 breaker(ep_hash, streak, now, trip_after, trip_window, tripped, KEYS[3])
-return { tripped, skipped }
+return { tripped, skipped, set_aside }
