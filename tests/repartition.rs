@@ -336,3 +336,81 @@ async fn growing_and_shrinking_the_partition_count_loses_nothing() {
     assert_eq!(listed["data"].as_array().unwrap().len(), 7 * PER_BATCH);
     drop(daemon);
 }
+
+/// An entry written to the wrong partition's stream, without an `id`, is
+/// forwarded with the event id it had there (`evt_<its entry id>`) and its
+/// time: forwarding it again (a retried step) is a duplicate the target
+/// skips, not a second delivery under a new id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_entry_keeps_its_event_id() {
+    let redis = Redis::start();
+    let env = env_with(&redis, 2);
+    let keys = Keys::new("hookd:events", "hookd", 2);
+    let ws = (0..)
+        .map(workspace)
+        .find(|ws| keys.partition_of(ws).index == 1)
+        .unwrap();
+    let receiver = Receiver::ok().await;
+    create_endpoint(&env, &ws, &receiver.url(), &[]);
+    let _daemon = Daemon::ready(&env).await;
+    let mut conn = redis.conn().await;
+    let mut entries = Vec::new();
+    for _ in 0..2 {
+        // The same entry written twice to partition 0 (a producer on the old
+        // count, retried): each copy has an entry id, and so an event id, of its own.
+        let entry: String = redis::cmd("XADD")
+            .arg(&keys.partition(0).stream)
+            .arg("*")
+            .arg("type")
+            .arg("order.created")
+            .arg("workspace")
+            .arg(&ws)
+            .arg("data")
+            .arg("{}")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        entries.push(entry);
+    }
+    let got = receiver.wait_for(2, Duration::from_secs(30)).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.header("X-Hookd-Event-Id").unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = entries.iter().map(|e| format!("evt_{e}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "forwarding changed the event ids");
+    // A second forward of the first entry (as a retried step would make)
+    // reaches the target as a duplicate of the same event.
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.partition(1).stream)
+        .arg("*")
+        .arg("type")
+        .arg("order.created")
+        .arg("workspace")
+        .arg(&ws)
+        .arg("data")
+        .arg("{}")
+        .arg("id")
+        .arg(format!("evt_{}", entries[0]))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        receiver.count(),
+        2,
+        "a repeated forward was delivered again"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    let created = body["createdAt"].as_str().unwrap().to_string();
+    let first_ms = hookd_core::delivery::entry_time_ms(&entries[0]).unwrap();
+    let second_ms = hookd_core::delivery::entry_time_ms(&entries[1]).unwrap();
+    assert!(
+        [first_ms, second_ms]
+            .iter()
+            .any(|ms| hookd_core::time::format_rfc3339_ms(*ms) == created),
+        "createdAt {created} is not the original entry's time"
+    );
+}

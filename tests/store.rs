@@ -614,3 +614,168 @@ async fn a_shared_key_of_the_wrong_type_fails_a_settle_with_nothing_written() {
     assert_eq!(log_len(&store, "ws", &ep.id).await, 0);
     assert_eq!(pending_owners(&store, "ws").await.len(), 2, "acknowledged");
 }
+
+/// Makes `consumer` own pending entry `id` as if it had been idle for `idle_ms`.
+async fn own_idle(
+    store: &Store,
+    ws: &str,
+    consumer: &str,
+    ids: &[String],
+    idle_ms: u64,
+    reads: u64,
+) {
+    let p = store.keys().partition_of(ws);
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&p.stream)
+        .arg("hookd")
+        .arg(consumer)
+        .arg(0)
+        .arg(ids)
+        .arg("IDLE")
+        .arg(idle_ms)
+        .arg("RETRYCOUNT")
+        .arg(reads)
+        .arg("JUSTID")
+        .query_async(&mut store_conn(store).await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn reclaims_go_round_the_pending_list_past_entries_still_in_use() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition_of("ws");
+    // 2,000 entries a live daemon works on (idle 0), then 5 a dead one left.
+    let events = read_events(&store, "ws", 2005).await;
+    let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+    own_idle(&store, "ws", "live", &ids[..2000], 0, 1).await;
+    own_idle(&store, "ws", "dead", &ids[2000..], 120_000, 1).await;
+    let limits = EventLimits::default();
+    let mut cursor = "0-0".to_string();
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let taken = store
+            .reclaim(
+                &p,
+                "hookd",
+                "me",
+                Duration::from_secs(60),
+                &cursor,
+                5,
+                &limits,
+                10,
+            )
+            .await
+            .unwrap();
+        found.extend(taken.entries.into_iter().map(|e| e.id));
+        cursor = taken.cursor.unwrap();
+        if found.len() == 5 {
+            break;
+        }
+    }
+    assert_eq!(
+        found,
+        ids[2000..],
+        "the dead daemon's entries were never reached"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_read_too_many_times_is_dead_lettered_not_read_again() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 2).await;
+    let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+    own_idle(&store, "ws", "dead", &ids[..1], 120_000, 10).await;
+    own_idle(&store, "ws", "dead", &ids[1..], 120_000, 2).await;
+    let taken = store
+        .reclaim(
+            &p,
+            "hookd",
+            "me",
+            Duration::from_secs(60),
+            "0-0",
+            10,
+            &EventLimits::default(),
+            10,
+        )
+        .await
+        .unwrap();
+    // XAUTOCLAIM counts this read too: 11 reads for the first, 3 for the second.
+    assert_eq!(taken.dead_lettered, ["redelivered_too_often"]);
+    assert_eq!(
+        taken
+            .entries
+            .iter()
+            .map(|e| e.id.clone())
+            .collect::<Vec<_>>(),
+        ids[1..]
+    );
+    assert_eq!(
+        pending_owners(&store, "ws").await,
+        [(ids[1].clone(), "me".to_string())],
+        "the dead-lettered entry is acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn pending_entries_trimmed_away_are_reported() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition_of("ws");
+    let events = read_events(&store, "ws", 3).await;
+    let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
+    own_idle(&store, "ws", "dead", &ids, 120_000, 1).await;
+    let _: i64 = redis::cmd("XDEL")
+        .arg(&p.stream)
+        .arg(&ids[0])
+        .query_async(&mut store_conn(&store).await)
+        .await
+        .unwrap();
+    let taken = store
+        .reclaim(
+            &p,
+            "hookd",
+            "me",
+            Duration::from_secs(60),
+            "0-0",
+            10,
+            &EventLimits::default(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.trimmed, ids[..1]);
+    assert_eq!(taken.entries.len(), 2);
+}
+
+#[tokio::test]
+async fn an_entry_with_a_field_name_that_is_not_utf8_is_dead_lettered_at_read() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition_of("ws");
+    store.ensure_group(&p, "hookd").await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&p.stream)
+        .arg("*")
+        .arg("type")
+        .arg("a.b")
+        .arg("workspace")
+        .arg("ws")
+        .arg("data")
+        .arg("{}")
+        .arg(&b"n\xffame"[..])
+        .arg("v")
+        .query_async(&mut store_conn(&store).await)
+        .await
+        .unwrap();
+    let taken = store
+        .take_new(&p, "hookd", "me", 10, &EventLimits::default())
+        .await
+        .unwrap();
+    assert!(taken.entries.is_empty(), "{:?}", taken.entries);
+    assert_eq!(taken.dead_lettered, ["invalid_field_name"]);
+    assert!(pending_owners(&store, "ws").await.is_empty());
+}

@@ -423,6 +423,7 @@ pub async fn start_recovery(
         done: 0,
         succeeded: 0,
         scanned: false,
+        error: None,
     };
     history.store.create_job(&job).await?;
     let detail = format!(
@@ -454,6 +455,10 @@ pub async fn start_recovery(
             .await
         {
             tracing::error!(job = %started.id, error = %e, "recovery job failed");
+            // Never left `scanning`: the job ends failed, with the reason.
+            if let Err(e2) = history.store.fail_job(&started, &e.to_string()).await {
+                tracing::error!(job = %started.id, error = %e2, "could not record the job's failure");
+            }
         }
     });
     Ok(job)

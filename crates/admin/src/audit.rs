@@ -85,10 +85,11 @@ pub async fn list(
 ) -> ApiResult<Json<AuditPage>> {
     caller.require(&ws, Scope::Admin)?;
     let limit = crate::extract::page_limit(q.limit, 50)?;
-    if q.before
-        .as_deref()
-        .is_some_and(|b| hookd_core::delivery::entry_time_ms(b).is_none())
-    {
+    // A cursor is an entry id after the stream's first possible one (0-1).
+    if q.before.as_deref().is_some_and(|b| {
+        let mut parts = b.splitn(2, '-').map(|n| n.parse::<u64>());
+        !matches!((parts.next(), parts.next()), (Some(Ok(ms)), Some(Ok(seq))) if (ms, seq) > (0, 0))
+    }) {
         return Err(ApiError::invalid(
             "/query/before",
             "is not a cursor from an earlier page",

@@ -130,7 +130,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Invalid(field, why) => Self::invalid(&field, why),
             StoreError::Conflict(why) => Self::new(StatusCode::CONFLICT, "conflict", why),
-            StoreError::Redis(e) => {
+            e @ StoreError::Redis(_) if e.is_transient() => {
                 tracing::warn!(error = %e, "admin request failed on Redis");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -22,8 +22,11 @@ pub struct JobView {
     /// The status re-queued.
     #[schema(value_type = crate::schema::DeliveryStatusName)]
     pub status: DeliveryStatus,
-    /// `scanning`, `delivering` or `completed`.
+    /// `scanning`, `delivering`, `completed` or `failed`.
     pub state: String,
+    /// Why a `failed` job stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Deliveries in the window with that status.
     pub matched: u64,
     /// Of those, re-queued (the rest had an attempt in flight or had expired).
@@ -49,6 +52,7 @@ impl From<Job> for JobView {
             done: j.done,
             succeeded: j.succeeded,
             created_at: time::format_rfc3339_ms(j.created_at_ms),
+            error: j.error,
         }
     }
 }

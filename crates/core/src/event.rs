@@ -325,11 +325,16 @@ impl Event {
     }
 }
 
+/// The span RFC 3339 can write: years 0000 to 9999 (ms since the epoch).
+const EARLIEST_MS: i64 = -62_167_219_200_000;
+const LATEST_MS: i64 = 253_402_300_799_999;
+
 fn parse_occurred_at(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.parse::<i64>() {
-        return secs.checked_mul(1000);
-    }
-    time::parse_rfc3339_ms(s)
+    let ms = match s.parse::<i64>() {
+        Ok(secs) => secs.checked_mul(1000)?,
+        Err(_) => time::parse_rfc3339_ms(s)?,
+    };
+    (EARLIEST_MS..=LATEST_MS).contains(&ms).then_some(ms)
 }
 
 fn push_json_string(out: &mut Vec<u8>, s: &str) {
@@ -511,6 +516,24 @@ mod tests {
                     ("workspace", "w"),
                     ("data", "1"),
                     ("occurred_at", "soon"),
+                ],
+                "invalid_occurred_at",
+            ),
+            (
+                &[
+                    ("type", "a"),
+                    ("workspace", "w"),
+                    ("data", "1"),
+                    ("occurred_at", "-99999999999"),
+                ],
+                "invalid_occurred_at",
+            ),
+            (
+                &[
+                    ("type", "a"),
+                    ("workspace", "w"),
+                    ("data", "1"),
+                    ("occurred_at", "9000000000000000"),
                 ],
                 "invalid_occurred_at",
             ),

@@ -26,6 +26,8 @@ pub struct IngestSettings {
     pub batch: usize,
     /// Entries pending this long in another consumer are taken over.
     pub reclaim_idle: Duration,
+    /// An entry taken over after this many reads goes to the dead-letter stream.
+    pub max_deliveries: u64,
     pub limits: EventLimits,
 }
 
@@ -46,6 +48,8 @@ impl Ingest {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut backoff = Backoff::new();
         let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
+        // Where the next reclaim scans the pending list from (it goes round).
+        let mut cursor = "0-0".to_string();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -69,8 +73,10 @@ impl Ingest {
                         &self.settings.group,
                         &self.settings.consumer,
                         self.settings.reclaim_idle,
+                        &cursor,
                         count,
                         &limits,
+                        self.settings.max_deliveries,
                     )
                     .await
             } else {
@@ -100,6 +106,14 @@ impl Ingest {
             };
             let entries = match read {
                 Ok(taken) => {
+                    if let Some(next) = &taken.cursor {
+                        cursor.clone_from(next);
+                    }
+                    if !taken.trimmed.is_empty() {
+                        self.metrics.pending_trimmed(taken.trimmed.len());
+                        tracing::warn!(count = taken.trimmed.len(), ids = ?taken.trimmed, stream = %self.partition.stream,
+                            "entries pending in the group had been trimmed from the stream; nothing is left of them to deliver (stream_retention shorter than an outage?)");
+                    }
                     for reason in &taken.dead_lettered {
                         self.metrics.dead_letter(static_code(reason));
                     }
@@ -123,8 +137,11 @@ impl Ingest {
                 .spans
                 .as_deref()
                 .map(|t| crate::trace::ingest_batch(t, &self.partition.stream, entries.len()));
-            // Entries stay pending until this succeeds; keep trying (they are ours).
-            while let Err(e) = self.process(&entries).await {
+            // Entries stay pending until this succeeds; keep trying (they
+            // are ours). What a failed try dead-lettered or forwarded is
+            // not done again.
+            let mut entries = entries;
+            while let Err(e) = self.process(&mut entries).await {
                 self.pause_after_error("accepting events", &e, &mut backoff, &mut shutdown)
                     .await;
                 if *shutdown.borrow() {
@@ -155,18 +172,25 @@ impl Ingest {
         }
     }
 
-    async fn process(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Dead-letters the bad entries, forwards those of other partitions,
+    /// and dispatches the rest. Entries dead-lettered or forwarded leave
+    /// `entries` as soon as that is done, so a retry after a later failure
+    /// does neither twice.
+    async fn process(&mut self, entries: &mut Vec<Entry>) -> Result<(), StoreError> {
         let mut events = Vec::with_capacity(entries.len());
         let mut elsewhere = Vec::new();
-        for entry in entries {
+        let mut i = 0;
+        while i < entries.len() {
+            let entry = &entries[i];
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
                 Ok(event) => {
                     let home = self.store.keys().partition_of(&event.workspace);
                     if home.index == self.partition.index {
                         events.push((entry.id.clone(), event));
                     } else {
-                        elsewhere.push((entry, home));
+                        elsewhere.push((i, home));
                     }
+                    i += 1;
                 }
                 Err(rejection) => {
                     self.metrics.dead_letter(rejection.code);
@@ -181,17 +205,31 @@ impl Ingest {
                             &self.settings.limits,
                         )
                         .await?;
+                    entries.remove(i);
+                    // (Indexes in `elsewhere` are of entries before this one.)
                 }
             }
         }
         if !elsewhere.is_empty() {
             // A producer still using an earlier partition count (see
-            // `hookd repartition`): the entry goes to its workspace's stream.
+            // `hookd repartition`): the entry goes to its workspace's stream,
+            // with its event id kept.
+            let moving: Vec<(&Entry, _)> = elsewhere
+                .iter()
+                .map(|(i, home)| (&entries[*i], home.clone()))
+                .collect();
             self.store
-                .forward(&self.partition, &self.settings.group, &elsewhere)
+                .forward(&self.partition, &self.settings.group, &moving)
                 .await?;
             self.metrics.forwarded(elsewhere.len());
             tracing::info!(count = elsewhere.len(), stream = %self.partition.stream, "entries of workspaces in other partitions forwarded to their streams");
+            let gone: std::collections::HashSet<usize> =
+                elsewhere.iter().map(|(i, _)| *i).collect();
+            let mut index = 0;
+            entries.retain(|_| {
+                index += 1;
+                !gone.contains(&(index - 1))
+            });
         }
         if events.is_empty() {
             return Ok(());
@@ -209,6 +247,8 @@ fn static_code(reason: &str) -> &'static str {
     match reason {
         "too_many_fields" => "too_many_fields",
         "too_large" => "too_large",
+        "invalid_field_name" => "invalid_field_name",
+        "redelivered_too_often" => "redelivered_too_often",
         _ => "other",
     }
 }

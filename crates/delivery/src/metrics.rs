@@ -53,6 +53,7 @@ pub struct Metrics {
     breaker_trips: IntCounter,
     forwarded: IntCounter,
     fenced: IntCounterVec,
+    pending_trimmed: IntCounter,
     results: IntCounterVec,
     first_attempt_delay: Histogram,
     /// Endpoints with series of their own, at most `endpoint_series`.
@@ -117,6 +118,10 @@ impl Metrics {
         for step in ["settle", "record"] {
             fenced.with_label_values(&[step]);
         }
+        let pending_trimmed = IntCounter::new(
+            "hookd_pending_entries_trimmed_total",
+            "Entries pending in the consumer group (read, not yet settled) whose stream entry was trimmed away before anyone settled it: nothing was left to deliver.",
+        )?;
         let results = IntCounterVec::new(
             Opts::new(
                 "hookd_attempt_results_total",
@@ -152,6 +157,7 @@ impl Metrics {
         registry.register(Box::new(build))?;
         registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(fenced.clone()))?;
+        registry.register(Box::new(pending_trimmed.clone()))?;
         registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
@@ -168,6 +174,7 @@ impl Metrics {
             breaker_trips,
             forwarded,
             fenced,
+            pending_trimmed,
             results,
             first_attempt_delay,
             labelled: Mutex::new(HashSet::new()),
@@ -187,6 +194,10 @@ impl Metrics {
     /// Records not written because the work was taken over by another daemon.
     pub(crate) fn fenced(&self, step: &str, count: usize) {
         self.fenced.with_label_values(&[step]).inc_by(count as u64);
+    }
+
+    pub(crate) fn pending_trimmed(&self, count: usize) {
+        self.pending_trimmed.inc_by(count as u64);
     }
 
     pub(crate) fn dead_letter(&self, reason: &str) {

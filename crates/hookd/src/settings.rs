@@ -121,6 +121,9 @@ pub struct Ingest {
     pub dead_letter_max_len: u64,
     /// Most fields a stream entry may have.
     pub max_fields: usize,
+    /// An entry read this many times without being settled (each reader
+    /// died or failed first) goes to the dead-letter stream.
+    pub max_deliveries: u64,
     /// How often to trim the stream and history indexes and forget stopped consumers.
     #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub housekeeping_interval: Duration,
@@ -309,6 +312,7 @@ impl Default for Config {
                 stream_retention: Duration::from_secs(86_400),
                 dead_letter_max_len: 100_000,
                 max_fields: 128,
+                max_deliveries: 10,
                 housekeeping_interval: Duration::from_secs(60),
             },
             delivery: Delivery {
@@ -663,6 +667,7 @@ impl Config {
                 consumer,
                 batch: self.ingest.batch,
                 reclaim_idle: self.ingest.reclaim_idle,
+                max_deliveries: self.ingest.max_deliveries.max(1),
                 limits: self.limits(),
             },
             schedule: ScheduleSettings {

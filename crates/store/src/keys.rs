@@ -599,6 +599,7 @@ mod tests {
             include_str!("lua/publish.lua"),
             include_str!("lua/touch.lua"),
             include_str!("lua/drop_queued.lua"),
+            include_str!("lua/prune.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

@@ -31,11 +31,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
 
 type Conn = BufReader<Box<dyn Socket>>;
 
-/// An entry over the limits, left pending for the dead-letter script.
+/// An entry refused as it was read (over the limits, or a field name that
+/// is not UTF-8), left pending for the dead-letter script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Oversized {
+pub(crate) struct Refused {
     pub id: String,
-    /// `too_many_fields` or `too_large`.
+    /// `too_many_fields`, `too_large` or `invalid_field_name`.
     pub reason: &'static str,
     pub message: String,
 }
@@ -44,7 +45,13 @@ pub(crate) struct Oversized {
 #[derive(Debug, Default)]
 pub(crate) struct Read {
     pub entries: Vec<Entry>,
-    pub oversized: Vec<Oversized>,
+    pub refused: Vec<Refused>,
+    /// XAUTOCLAIM: where the next scan of the pending list starts (`0-0`
+    /// when this one reached its end).
+    pub cursor: Option<String>,
+    /// XAUTOCLAIM: ids pending in the group whose entries were trimmed
+    /// away (Redis dropped them from the pending list).
+    pub trimmed: Vec<String>,
 }
 
 /// A read the server refused (its error line), apart from I/O failures.
@@ -127,13 +134,15 @@ impl EntryReader {
             .await
     }
 
-    /// `XAUTOCLAIM <stream> <group> <consumer> <min idle ms> 0-0 COUNT <count>`.
+    /// `XAUTOCLAIM <stream> <group> <consumer> <min idle ms> <cursor> COUNT <count>`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn reclaim(
         &self,
         group: &str,
         consumer: &str,
         stream: &str,
         min_idle: Duration,
+        cursor: &str,
         count: usize,
         limits: &EventLimits,
     ) -> ReadResult<Read> {
@@ -142,7 +151,7 @@ impl EntryReader {
             .arg(group)
             .arg(consumer)
             .arg(min_idle.as_millis() as u64)
-            .arg("0-0")
+            .arg(cursor)
             .arg("COUNT")
             .arg(count);
         self.exchange(&cmd.get_packed_command(), SLACK, Shape::AutoClaim, limits)
@@ -225,9 +234,14 @@ impl Shape {
                 if parts < 2 {
                     return Err(reply("XAUTOCLAIM: a short reply"));
                 }
-                drain_value(conn).await?;
+                read.cursor = Some(short_string(conn).await?);
                 entries(conn, limits, &mut read).await?;
-                for _ in 2..parts {
+                if parts >= 3 {
+                    for _ in 0..array(conn).await?.unwrap_or(0) {
+                        read.trimmed.push(short_string(conn).await?);
+                    }
+                }
+                for _ in 3..parts {
                     drain_value(conn).await?;
                 }
             }
@@ -367,6 +381,17 @@ async fn bulk_len(conn: &mut Conn) -> ReadResult<Option<u64>> {
     }
 }
 
+/// A bulk string no longer than a line (an id, a cursor).
+async fn short_string(conn: &mut Conn) -> ReadResult<String> {
+    let n = bulk_len(conn)
+        .await?
+        .ok_or_else(|| reply("expected an id from Redis"))?;
+    if n > MAX_LINE {
+        return Err(reply("an id of an impossible length"));
+    }
+    Ok(String::from_utf8_lossy(&bulk_body(conn, n).await?).into_owned())
+}
+
 /// Reads `n` bytes of a bulk string and its `\r\n`.
 async fn bulk_body(conn: &mut Conn, n: u64) -> ReadResult<Vec<u8>> {
     let mut body = vec![0; n as usize + 2];
@@ -405,13 +430,7 @@ async fn entries(conn: &mut Conn, limits: &EventLimits, read: &mut Read) -> Read
     read.entries.reserve(n);
     for _ in 0..n {
         expect_array(conn, 2).await?;
-        let id_len = bulk_len(conn)
-            .await?
-            .ok_or_else(|| reply("a stream entry without an id"))?;
-        if id_len > MAX_LINE {
-            return Err(reply("a stream entry id of an impossible length"));
-        }
-        let id = String::from_utf8_lossy(&bulk_body(conn, id_len).await?).into_owned();
+        let id = short_string(conn).await?;
         // (A pending entry trimmed away comes back without fields: nothing to deliver.)
         let Some(flat) = array(conn).await? else {
             continue;
@@ -421,7 +440,7 @@ async fn entries(conn: &mut Conn, limits: &EventLimits, read: &mut Read) -> Read
             for _ in 0..flat {
                 drain_value(conn).await?;
             }
-            read.oversized.push(Oversized {
+            read.refused.push(Refused {
                 id,
                 reason: "too_many_fields",
                 message: format!(
@@ -435,26 +454,38 @@ async fn entries(conn: &mut Conn, limits: &EventLimits, read: &mut Read) -> Read
         let mut total = 0u64;
         let mut fields = Vec::with_capacity(count);
         let mut name = None;
+        let mut bad_name = false;
         for _ in 0..flat {
             let len = bulk_len(conn).await?.unwrap_or(0);
             total += len;
-            if total > max {
+            if total > max || bad_name {
                 skip(conn, len).await?;
                 continue;
             }
             let body = bulk_body(conn, len).await?;
             match name.take() {
-                None => name = Some(String::from_utf8_lossy(&body).into_owned()),
+                None => match String::from_utf8(body) {
+                    Ok(n) => name = Some(n),
+                    // Names are how fields are told apart: one that is not
+                    // text cannot be read faithfully (nor copied into the envelope).
+                    Err(_) => bad_name = true,
+                },
                 Some(field) => fields.push((field, body)),
             }
         }
         if total > max {
-            read.oversized.push(Oversized {
+            read.refused.push(Refused {
                 id,
                 reason: "too_large",
                 message: format!(
                     "the entry is {total} bytes, over the limit ([ingest] max_payload_bytes)"
                 ),
+            });
+        } else if bad_name {
+            read.refused.push(Refused {
+                id,
+                reason: "invalid_field_name",
+                message: "a field name is not valid UTF-8".to_string(),
             });
         } else {
             read.entries.push(Entry { id, fields });
@@ -515,12 +546,12 @@ mod tests {
             ]
         );
         let reasons: Vec<_> = read
-            .oversized
+            .refused
             .iter()
             .map(|o| (o.id.as_str(), o.reason))
             .collect();
         assert_eq!(reasons, [("2-0", "too_many_fields"), ("3-0", "too_large")]);
-        assert!(read.oversized[1].message.contains("1104 bytes"));
+        assert!(read.refused[1].message.contains("1104 bytes"));
     }
 
     #[tokio::test]

@@ -52,12 +52,16 @@ pub struct Job {
     pub succeeded: u64,
     /// The scan of the history has finished (`matched` and `queued` are final).
     pub scanned: bool,
+    /// Why the job stopped before the end (`None`: it did not).
+    pub error: Option<String>,
 }
 
 impl Job {
-    /// `scanning`, `delivering` or `completed`.
+    /// `scanning`, `delivering`, `completed` or `failed`.
     pub fn state(&self) -> &'static str {
-        if !self.scanned {
+        if self.error.is_some() {
+            "failed"
+        } else if !self.scanned {
             "scanning"
         } else if self.done < self.queued {
             "delivering"
@@ -218,17 +222,22 @@ impl Store {
         entry_id: &str,
         event_id: &str,
     ) -> Result<Option<Vec<u8>>> {
-        type Fields = Vec<(String, Vec<u8>)>;
+        // (Names as bytes: an entry with a name that is not UTF-8 carries
+        // no event hookd delivers, and must not fail the read.)
+        type Fields = Vec<(Vec<u8>, Vec<u8>)>;
         let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
             .arg(stream)
             .arg(entry_id)
             .arg(entry_id)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(entries
-            .into_iter()
-            .next()
-            .and_then(|(_, fields)| envelope_in(entry_id, &fields, event_id)))
+        Ok(entries.into_iter().next().and_then(|(_, fields)| {
+            let fields: Option<Vec<(String, Vec<u8>)>> = fields
+                .into_iter()
+                .map(|(k, v)| Some((String::from_utf8(k).ok()?, v)))
+                .collect();
+            envelope_in(entry_id, &fields?, event_id)
+        }))
     }
 
     async fn requeue(&self, p: &PartitionKeys, job: &str, due: &[(String, i64)]) -> Result<u64> {
@@ -345,6 +354,7 @@ impl Store {
             done: num("done").unwrap_or(0) as u64,
             succeeded: num("succeeded").unwrap_or(0) as u64,
             scanned: num("scanned") == Some(1),
+            error: h.get("error").cloned(),
         })
     }
 
@@ -396,8 +406,13 @@ impl Store {
             let mut seen = std::collections::HashSet::new();
             for ((id, r), status) in ids.iter().zip(&records).zip(statuses) {
                 if status.unwrap_or(r.status) == req.status && seen.insert(id.clone()) {
-                    if status.is_none() {
-                        self.materialize(&p, &ep.id, &ep.workspace, r).await?;
+                    if status.is_none()
+                        && let Err(e) = self.materialize(&p, &ep.id, &ep.workspace, r).await
+                    {
+                        // One delivery that cannot be read back costs only itself.
+                        tracing::warn!(job = job_id, delivery = %id, error = %e, "a delivery of the recovery job cannot be re-queued; the job goes on");
+                        scan.unreadable += 1;
+                        continue;
                     }
                     due.push(id.clone());
                 }
@@ -470,6 +485,19 @@ impl Store {
     }
 
     /// Marks a job's scan finished (`matched` and `queued` are final).
+    /// Ends a job that could not go on: `failed`, with the reason.
+    pub async fn fail_job(&self, job: &Job, reason: &str) -> Result<()> {
+        let _: () = redis::cmd("HSET")
+            .arg(self.keys.partition_of(&job.workspace).job(&job.id))
+            .arg("scanned")
+            .arg(1)
+            .arg("error")
+            .arg(reason)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     pub async fn finish_scan(&self, job: &Job) -> Result<()> {
         let _: i64 = redis::cmd("HSET")
             .arg(self.keys.partition_of(&job.workspace).job(&job.id))
@@ -507,4 +535,6 @@ pub struct LogScan {
     /// The creation time of the oldest delivery in the window that Redis
     /// still holds (`None`: none): older ones are only in long-term history.
     pub oldest_ms: Option<i64>,
+    /// Matching deliveries that could not be read back to be re-queued.
+    pub unreadable: u64,
 }

@@ -534,10 +534,13 @@ impl Store {
         Ok(forwarded)
     }
 
-    /// Adds a copy of entry `id` of `stream` (its fields unchanged) to the
-    /// target partition's stream, then acknowledges it. A crash in between
-    /// forwards it twice; the target's idempotency marker (workspace, event
-    /// id) makes the second copy a duplicate, not a second delivery.
+    /// Adds a copy of entry `id` of `stream` to the target partition's
+    /// stream, then acknowledges it. The copy keeps the event's identity:
+    /// an entry without `id` or `occurred_at` gets the ones it had here
+    /// (`evt_<entry id>`, the entry's time), which its new entry id would
+    /// otherwise change. So a crash in between, which forwards it twice,
+    /// makes the second copy a duplicate of the same event id, which the
+    /// target's idempotency marker (workspace, event id) skips.
     pub(crate) async fn forward_entry(
         &self,
         stream: &str,
@@ -551,6 +554,15 @@ impl Store {
         add.arg(&target.stream).arg("*");
         for (k, v) in fields {
             add.arg(k).arg(v.as_slice());
+        }
+        if !fields.iter().any(|(k, _)| k == "id") {
+            add.arg("id").arg(format!("evt_{id}"));
+        }
+        if !fields.iter().any(|(k, _)| k == "occurred_at")
+            && let Some(ms) = hookd_core::delivery::entry_time_ms(id)
+        {
+            add.arg("occurred_at")
+                .arg(hookd_core::time::format_rfc3339_ms(ms));
         }
         let _: String = add.query_async(&mut conn).await?;
         let _: i64 = redis::cmd("XACK")

@@ -42,6 +42,7 @@ pub(crate) struct Scripts {
     pub(crate) publish: Script,
     pub(crate) touch: Script,
     pub(crate) drop_queued: Script,
+    pub(crate) prune: Script,
 }
 
 impl Default for Scripts {
@@ -70,6 +71,7 @@ impl Default for Scripts {
             publish: plain(include_str!("lua/publish.lua")),
             touch: plain(include_str!("lua/touch.lua")),
             drop_queued: plain(include_str!("lua/drop_queued.lua")),
+            prune: plain(include_str!("lua/prune.lua")),
         }
     }
 }

@@ -40,11 +40,18 @@ pub enum Publication {
 }
 
 /// Entries taken by a read, and the reasons of those it moved to the
-/// dead-letter stream without reading them (too many fields, too large).
+/// dead-letter stream without reading them (too many fields, too large, a
+/// field name that is not UTF-8, taken over too many times).
 #[derive(Debug, Default)]
 pub struct Taken {
     pub entries: Vec<Entry>,
     pub dead_lettered: Vec<String>,
+    /// A reclaim: where the next one starts in the pending list (`0-0`:
+    /// from the start again).
+    pub cursor: Option<String>,
+    /// A reclaim: ids that were pending but whose entries had been trimmed
+    /// away (nothing left to deliver; Redis dropped them).
+    pub trimmed: Vec<String>,
 }
 
 impl Store {
@@ -171,28 +178,87 @@ impl Store {
 
     /// Takes over entries another consumer left pending for longer than
     /// `min_idle` (that consumer died before acknowledging them), under
-    /// `limits` as [`Store::take_new`].
+    /// `limits` as [`Store::take_new`], scanning the pending list from
+    /// `cursor` (the last reclaim's [`Taken::cursor`], or `0-0`). An entry
+    /// taken over more than `max_deliveries` times (it keeps failing, or
+    /// keeps killing whoever reads it) goes to the dead-letter stream
+    /// instead (`redelivered_too_often`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn reclaim(
         &self,
         p: &PartitionKeys,
         group: &str,
         consumer: &str,
         min_idle: Duration,
+        cursor: &str,
         count: usize,
         limits: &EventLimits,
+        max_deliveries: u64,
     ) -> Result<Taken> {
-        let read = self
+        let mut read = self
             .reader(p)
-            .reclaim(group, consumer, &p.stream, min_idle, count, limits)
+            .reclaim(group, consumer, &p.stream, min_idle, cursor, count, limits)
             .await;
+        if let Ok(r) = &mut read
+            && !r.entries.is_empty()
+        {
+            let counts = self.delivery_counts(p, group, &r.entries).await?;
+            let mut kept = Vec::with_capacity(r.entries.len());
+            for (entry, n) in std::mem::take(&mut r.entries).into_iter().zip(counts) {
+                if n > max_deliveries {
+                    r.refused.push(crate::reader::Refused {
+                        message: format!(
+                            "read {n} times without being settled (over [ingest] max_deliveries = {max_deliveries}): each daemon that read it died or failed before settling it"
+                        ),
+                        id: entry.id,
+                        reason: "redelivered_too_often",
+                    });
+                } else {
+                    kept.push(entry);
+                }
+            }
+            r.entries = kept;
+        }
         self.taken(p, group, read).await
+    }
+
+    /// How many times each entry has been read in the group (its pending
+    /// list's delivery counter; 0 when no longer pending).
+    async fn delivery_counts(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        entries: &[Entry],
+    ) -> Result<Vec<u64>> {
+        let mut pipe = redis::pipe();
+        for e in entries {
+            pipe.cmd("XPENDING")
+                .arg(&p.stream)
+                .arg(group)
+                .arg(&e.id)
+                .arg(&e.id)
+                .arg(1);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(replies
+            .iter()
+            .map(|v| {
+                items(v)
+                    .ok()
+                    .and_then(|rows| rows.first())
+                    .and_then(|row| items(row).ok())
+                    .and_then(|row| row.get(3))
+                    .and_then(|n| int(n).ok())
+                    .unwrap_or(0) as u64
+            })
+            .collect())
     }
 
     fn reader(&self, p: &PartitionKeys) -> &EntryReader {
         &self.readers[p.index as usize % self.readers.len()]
     }
 
-    /// What a read took: the oversized entries dead-lettered, a missing
+    /// What a read took: the refused entries dead-lettered, a missing
     /// group made again.
     async fn taken(
         &self,
@@ -210,13 +276,13 @@ impl Store {
             Err(ReadError::Server(e)) => return Err(StoreError::Reply(e)),
             Err(ReadError::Store(e)) => return Err(e),
         };
-        if !read.oversized.is_empty() {
+        if !read.refused.is_empty() {
             let mut conn = self.conn.clone();
             let mut call = self.scripts.dead_letter.key(&p.stream);
             call.key(self.keys.dead_letter(p))
                 .arg(group)
                 .arg(self.settings.dead_letter_max_len.max(1));
-            for o in &read.oversized {
+            for o in &read.refused {
                 call.arg(&o.id).arg(o.reason).arg(&o.message);
             }
             let _: Value = call.invoke_async(&mut conn).await?;
@@ -224,10 +290,12 @@ impl Store {
         Ok(Taken {
             entries: read.entries,
             dead_lettered: read
-                .oversized
+                .refused
                 .into_iter()
                 .map(|o| o.reason.to_string())
                 .collect(),
+            cursor: read.cursor,
+            trimmed: read.trimmed,
         })
     }
 
@@ -472,14 +540,16 @@ impl Store {
             };
             let name = string(name)?;
             if name != keep && int(pending)? == 0 && int(idle_ms)? as u128 > idle.as_millis() {
-                let _: i64 = redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&p.stream)
+                // Removed only if still nothing pending (it may have read since XINFO).
+                let gone: i64 = self
+                    .scripts
+                    .prune
+                    .key(&p.stream)
                     .arg(group)
                     .arg(&name)
-                    .query_async(&mut conn)
+                    .invoke_async(&mut conn)
                     .await?;
-                removed += 1;
+                removed += gone as usize;
             }
         }
         Ok(removed)
