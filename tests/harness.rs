@@ -385,6 +385,31 @@ impl Daemon {
         d
     }
 
+    /// Starts under an open-file limit of `files` (`ulimit -n`), and waits
+    /// until it is ready.
+    pub async fn ready_with_open_files(env: &[(String, String)], files: u32) -> Self {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" serve"))
+            .arg(env!("CARGO_BIN_EXE_hookd-e2e"))
+            .env_remove("RUST_LOG")
+            .env("HOOKD__ADMIN__BIND", &bind);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start hookd serve under ulimit");
+        let d = Daemon {
+            child: Some(child),
+            admin: format!("http://{bind}"),
+        };
+        d.wait_ready().await;
+        d
+    }
+
     fn start_with_stderr(env: &[(String, String)], stderr: Stdio) -> Self {
         let bind = format!("127.0.0.1:{}", free_port());
         let child = hookd_command(env)

@@ -682,3 +682,53 @@ async fn metrics_scrapes_cost_redis_nothing() {
     );
     assert_eq!(before, after, "50 scrapes ran no queue-figure command");
 }
+
+/// Idle connections to the admin port cannot take the descriptors delivery
+/// needs: under `ulimit -n 200`, 250 idle unauthenticated connections are
+/// held off (at most a quarter of the limit are taken, the rest wait in the
+/// backlog), every delivery still goes out, and the admin API answers again
+/// once the idle ones time out.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_admin_connections_never_starve_delivery_of_descriptors() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__ADMIN__HEADER_READ_TIMEOUT".into(), "1s".into()));
+    env.push(("HOOKD__ADMIN__IDLE_TIMEOUT".into(), "2s".into()));
+    let receiver = Receiver::ok().await;
+    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let daemon = Daemon::ready_with_open_files(&env, 200).await;
+    let addr = daemon.admin.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..250 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => idle.push(s),
+            _ => break,
+        }
+    }
+    assert!(idle.len() >= 150, "only {} connections opened", idle.len());
+    let events = (0..200).map(|i| (format!("evt_{i}"), "{}".to_string()));
+    redis.xadd_events("ws", "a.b", events).await;
+    receiver.wait_for(200, WAIT).await;
+    let api = Api::new(&daemon.admin, "");
+    let ready = eventually(WAIT, "/readyz answering again", || async {
+        let r = api.raw("GET", "/readyz", None, &[]).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(ready.status, 200);
+    drop(idle);
+    let failed: Vec<redis::Value> = redis::cmd("KEYS")
+        .arg("{hookd:events}:dlv:*")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert!(
+        failed.is_empty(),
+        "deliveries outlived their first attempt (failed to connect?): {failed:?}"
+    );
+}

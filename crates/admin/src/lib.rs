@@ -10,6 +10,8 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
 //! - [`reference`]: the API reference pages `/docs` and `/swagger`;
 //! - [`requests`]: every request's id, span and log line;
+//! - [`listener`]: accepting connections (timeouts, a cap, descriptors
+//!   kept for delivery);
 //! - [`console`]: the SRE console at `/console` (a page over `/api/v1`).
 //!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
@@ -29,6 +31,7 @@ pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod keys;
+pub mod listener;
 pub mod ops;
 pub mod reference;
 pub mod requests;
@@ -91,6 +94,8 @@ pub struct AdminSettings {
     pub stats_interval: Duration,
     /// The signed requests' header prefix (`X-Hookd`), to show what an attempt sent.
     pub header_prefix: String,
+    /// Connection timeouts and cap.
+    pub listener: listener::ListenerSettings,
 }
 
 /// What every handler can reach.
@@ -243,7 +248,7 @@ async fn deadline(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     tokio::spawn(state.figures.clone().refresh(
         state.store.clone(),
@@ -251,13 +256,6 @@ pub async fn serve(
         state.settings.stats_interval,
         shutdown.clone(),
     ));
-    // The peer address keys the rate limit of requests without a valid key.
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .await
+    let settings = state.settings.listener;
+    listener::serve(listener, router(state), settings, shutdown).await
 }

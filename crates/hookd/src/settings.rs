@@ -255,6 +255,15 @@ pub struct Admin {
     /// New API keys are `<key_prefix>_<env>_<secret>`; keys made under an
     /// earlier prefix keep working.
     pub key_prefix: String,
+    /// Most connections open at once (also held under a quarter of the
+    /// process's open-file limit, so delivery keeps the rest).
+    pub max_connections: usize,
+    /// A request's head must arrive within this.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -377,6 +386,9 @@ impl Default for Config {
                 stats_interval: Duration::from_secs(10),
                 event_types: Vec::new(),
                 key_prefix: hookd_core::api_key::DEFAULT_PREFIX.into(),
+                max_connections: 512,
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
             },
         }
     }
@@ -638,6 +650,11 @@ impl Config {
             ready_within: Duration::from_secs(15),
             stats_interval: self.admin.stats_interval,
             header_prefix: self.signing.header_prefix.clone(),
+            listener: hookd_admin::listener::ListenerSettings {
+                max_connections: self.admin.max_connections,
+                header_read_timeout: self.admin.header_read_timeout,
+                idle_timeout: self.admin.idle_timeout,
+            },
         })
     }
 
