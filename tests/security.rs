@@ -732,3 +732,202 @@ async fn idle_admin_connections_never_starve_delivery_of_descriptors() {
         "deliveries outlived their first attempt (failed to connect?): {failed:?}"
     );
 }
+
+/// The smaller hardening of issue 26, each as a user meets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_holes_are_closed() {
+    let redis = Redis::start();
+    let env = env_with(
+        &redis,
+        &[("HOOKD__ADMIN__MAX_ENDPOINTS_PER_WORKSPACE", "5")],
+    );
+    let daemon = Daemon::ready(&env).await;
+    let key = api_key(&env, "ws_a", "admin");
+    let api = Api::new(&daemon.admin, &key);
+    let receiver = Receiver::ok().await;
+
+    // 50 creates at once under a limit of 5 make 5 endpoints, not 50.
+    let creates = (0..50).map(|_| {
+        let api = api.clone();
+        let url = receiver.url();
+        tokio::spawn(async move {
+            api.call(
+                "POST",
+                "/api/v1/workspaces/ws_a/endpoints",
+                Some(json!({ "url": url })),
+            )
+            .await
+            .status
+        })
+    });
+    let mut created = 0;
+    for c in creates {
+        match c.await.unwrap() {
+            201 => created += 1,
+            422 => {}
+            other => panic!("create answered {other}"),
+        }
+    }
+    assert_eq!(created, 5);
+
+    // Custom headers: bounded in number and size; hop-by-hop and framing refused.
+    let other = Api::new(&daemon.admin, &api_key(&env, "ws_b", "admin"));
+    let create = |body: Value| {
+        let other = other.clone();
+        async move {
+            other
+                .call("POST", "/api/v1/workspaces/ws_b/endpoints", Some(body))
+                .await
+        }
+    };
+    let many: serde_json::Map<String, Value> = (0..33)
+        .map(|i| (format!("X-H{i}"), Value::from("v")))
+        .collect();
+    let r = create(json!({ "url": receiver.url(), "headers": many })).await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r =
+        create(json!({ "url": receiver.url(), "headers": { "X-Big": "v".repeat(9000) } })).await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    for name in [
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Keep-Alive",
+        "Expect",
+        "Proxy-Authorization",
+        "Content-Encoding",
+        "traceparent",
+    ] {
+        let r = create(json!({ "url": receiver.url(), "headers": { name: "x" } })).await;
+        assert_eq!(r.status, 422, "{name} accepted: {:?}", r.body);
+    }
+
+    // Pause reasons and key names are bounded.
+    let r = create(json!({ "url": receiver.url() })).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let ep = r.body["id"].as_str().unwrap().to_string();
+    let r = other
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/ws_b/endpoints/{ep}/pause"),
+            Some(json!({ "reason": "x".repeat(100_000) })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r = other
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_b/keys",
+            Some(json!({ "scope": "read", "name": "n".repeat(100_000) })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+
+    // The auth scheme and the media type are case-insensitive.
+    let r = Api::new(&daemon.admin, "")
+        .raw(
+            "GET",
+            "/api/v1/workspaces/ws_b/endpoints",
+            None,
+            &[("authorization", &format!("bearer {key}"))],
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "a lower-case bearer is a bearer: {:?}",
+        r.body
+    );
+    let r = other
+        .raw(
+            "POST",
+            "/api/v1/workspaces/ws_b/events",
+            Some(
+                json!({ "type": "card.created", "data": {} })
+                    .to_string()
+                    .into_bytes(),
+            ),
+            &[("content-type", "APPLICATION/JSON")],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+
+    // A cursor that is no entry is the caller's mistake, not Redis being down.
+    let r = other
+        .call("GET", "/api/v1/workspaces/ws_b/audit?before=0-0", None)
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+
+    // The reference pages may not be framed, nor run inline scripts.
+    for page in ["/docs", "/swagger"] {
+        let r = other.raw("GET", page, None, &[]).await;
+        assert_eq!(r.status, 200);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+        assert!(
+            !csp.contains("script-src 'self' 'unsafe-inline'"),
+            "{page}: {csp}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{page}");
+    }
+}
+
+/// A destination the network policy refuses is refused on every attempt:
+/// the delivery fails after one, instead of retrying on the full schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_destination_fails_after_one_attempt() {
+    let redis = Redis::start();
+    let receiver = Receiver::ok().await;
+    let lax = test_env(&redis);
+    create_endpoint(&lax, "ws_a", &receiver.url(), &[]);
+    let strict = env_with(&redis, &[("HOOKD__DELIVERY__ALLOW_NETWORKS", "")]);
+    let daemon = Daemon::ready(&strict).await;
+    let api = Api::new(&daemon.admin, &api_key(&strict, "ws_a", "admin"));
+    publish(&api, "ws_a").await;
+    let d = eventually(WAIT, "the blocked delivery failed", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_a/deliveries", None)
+            .await;
+        let d = page.body["data"].as_array()?.first()?.clone();
+        (d["status"] == "failed").then_some(d)
+    })
+    .await;
+    assert_eq!(d["attempts_made"], 1, "{d}");
+}
+
+/// A receiver whose answer is not readable HTTP (a response head too
+/// large) fails with kind `response`, not `connect`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_response_head_is_a_response_failure() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n",
+                    "x".repeat(1 << 20)
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+            });
+        }
+    });
+    create_endpoint(&env, "ws_a", &format!("http://127.0.0.1:{port}/hook"), &[]);
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws_a", "admin"));
+    publish(&api, "ws_a").await;
+    let d = eventually(WAIT, "the first attempt recorded", || async {
+        let page = api
+            .call("GET", "/api/v1/workspaces/ws_a/deliveries", None)
+            .await;
+        let d = page.body["data"].as_array()?.first()?.clone();
+        (d["attempts_made"].as_u64()? >= 1).then_some(d)
+    })
+    .await;
+    let attempts = attempts_of(&api, "ws_a", d["id"].as_str().unwrap()).await;
+    assert_eq!(attempts[0]["error_kind"], "response", "{}", attempts[0]);
+}

@@ -254,8 +254,17 @@ pub async fn rotate_secret(
     Ok(ep)
 }
 
+/// Longest pause reason or key name kept (they are shown and audited).
+pub const MAX_NAME_BYTES: usize = 1024;
+
 /// Pauses an endpoint: its deliveries are held from now on.
 pub async fn pause(store: &Store, actor: &Actor, id: &str, reason: &str) -> ActionResult<Endpoint> {
+    if reason.len() > MAX_NAME_BYTES {
+        return Err(ActionError::invalid(
+            "/reason",
+            format!("must be at most {MAX_NAME_BYTES} bytes"),
+        ));
+    }
     let ep = store.pause_endpoint(id, reason, time::now_ms()).await?;
     store
         .audit(
@@ -333,6 +342,12 @@ pub async fn mint_key(
         problems.push((
             "/workspace".to_string(),
             "must be 1..128 characters without control characters".to_string(),
+        ));
+    }
+    if new.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+        problems.push((
+            "/name".to_string(),
+            format!("must be at most {MAX_NAME_BYTES} bytes"),
         ));
     }
     let now = time::now_ms();

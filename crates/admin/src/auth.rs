@@ -103,8 +103,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, now_ms: i64) -> Api
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        // (Auth schemes are case-insensitive: `bearer` is `Bearer`.)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| api_key::is_well_formed(t))
         .ok_or_else(|| {
             ApiError::unauthorized(format!("malformed API key: expected {}", shape()))

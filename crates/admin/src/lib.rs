@@ -217,6 +217,7 @@ pub fn router(state: AppState) -> Router {
             get(reference::swagger_script),
         )
         .route("/swagger/swagger-ui.css", get(reference::swagger_css))
+        .route("/swagger/init.js", get(reference::swagger_init))
         .layer(axum::Extension(Arc::new(doc)))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -95,6 +95,8 @@ pub enum ErrorKindName {
     Tls,
     Status,
     Blocked,
+    /// The receiver's answer was not readable HTTP (a head too large, a bad status line).
+    Response,
     /// hookd failed the attempt itself (its task ended before an answer).
     Internal,
 }

@@ -54,6 +54,9 @@ pub enum ErrorKind {
     Status,
     /// Refused by network policy before connecting.
     Blocked,
+    /// The receiver answered something that is not readable HTTP (a
+    /// response head too large, a malformed status line).
+    Response,
     /// hookd failed the attempt itself (its task ended before an answer).
     Internal,
 }
@@ -68,6 +71,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::Status => "status",
             Self::Blocked => "blocked",
+            Self::Response => "response",
             Self::Internal => "internal",
         }
     }

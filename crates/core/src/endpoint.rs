@@ -243,15 +243,33 @@ impl Endpoint {
     }
 }
 
-/// Headers an endpoint may not set: hookd or HTTP itself decides them.
-const RESERVED_HEADERS: [&str; 6] = [
+/// Headers an endpoint may not set: hookd or HTTP itself decides them
+/// (the message framing, hop-by-hop headers, the body's encoding, the
+/// signature, the trace context).
+const RESERVED_HEADERS: [&str; 17] = [
     "host",
     "content-length",
     "content-type",
+    "content-encoding",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
     "webhook-signature",
+    "traceparent",
+    "tracestate",
+    "user-agent",
 ];
+
+/// Most custom headers an endpoint may have, and their total size (names
+/// and values): they are sent with every delivery.
+pub const MAX_HEADERS: usize = 32;
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 impl Endpoint {
     /// Everything wrong with an endpoint's settings, as (field, message)
@@ -283,6 +301,19 @@ impl Endpoint {
             add(
                 "event_types",
                 "must name at least one type (or be null for every type)".into(),
+            );
+        }
+        if self.headers.len() > MAX_HEADERS {
+            add(
+                "headers",
+                format!("at most {MAX_HEADERS} custom headers (they go with every delivery)"),
+            );
+        }
+        let total: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total > MAX_HEADER_BYTES {
+            add(
+                "headers",
+                format!("at most {MAX_HEADER_BYTES} bytes of names and values in all"),
             );
         }
         for (name, value) in &self.headers {

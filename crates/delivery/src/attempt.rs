@@ -161,6 +161,10 @@ impl AttemptContext {
         }
         let outcome = if attempt.succeeded {
             Outcome::Succeeded
+        } else if attempt.error_kind == Some(ErrorKind::Blocked) {
+            // The network policy refused the destination: another attempt
+            // would be refused the same way.
+            Outcome::Failed
         } else if pause_reason.is_some() {
             // Due now: the next claim finds the endpoint paused and holds it.
             Outcome::RetryAt(now_ms)

@@ -271,10 +271,22 @@ fn classify(e: hyper_util::client::legacy::Error) -> Failure {
     }
     let mut chain = e.to_string();
     let mut source = e.source();
+    let mut malformed = false;
     while let Some(s) = source {
         chain.push_str(": ");
         chain.push_str(&s.to_string());
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            // The receiver answered, but not in HTTP we can read (a head
+            // too large, a bad status line): not a connection failure.
+            malformed |= h.is_parse() || h.is_parse_too_large() || h.is_parse_status();
+        }
         source = s.source();
+    }
+    if malformed {
+        return Failure {
+            kind: ErrorKind::Response,
+            message: chain,
+        };
     }
     // A connect error that is not the TCP connector's comes from the TLS layer.
     let lower = chain.to_ascii_lowercase();

@@ -131,12 +131,6 @@ const CAS_ROUNDS: usize = 8;
 /// Held deliveries one resume script call releases.
 const RESUME_CHUNK: usize = 1000;
 
-fn add_subscriptions(pipe: &mut redis::Pipeline, p: &PartitionKeys, ep: &Endpoint) {
-    for key in subscriptions(p, ep) {
-        pipe.sadd(key, &ep.id).ignore();
-    }
-}
-
 impl Store {
     /// The operator's bounds on what an endpoint may ask for.
     fn within_limits(&self, ep: &Endpoint) -> Result<()> {
@@ -152,41 +146,13 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new endpoint and subscribes it to its event types.
+    /// Stores a new endpoint and subscribes it to its event types, unless
+    /// its workspace has the most endpoints allowed already (checked in the
+    /// same step as the write: racing creates cannot pass it together).
     pub async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
         self.within_limits(ep)?;
         let p = self.keys.partition_of(&ep.workspace);
         let max = self.settings.max_endpoints_per_workspace;
-        if max > 0 {
-            // Checked before writing: creates racing each other may pass it by a few.
-            let count = self.endpoint_count(&ep.workspace).await?;
-            if count >= u64::from(max) {
-                return Err(StoreError::Invalid(
-                    "url".into(),
-                    format!(
-                        "the workspace already has {count} endpoints, the most allowed ([admin] max_endpoints_per_workspace)"
-                    ),
-                ));
-            }
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(
-                p.endpoint(&ep.id),
-                &[
-                    ("doc", self.doc(ep)?.as_str()),
-                    ("paused", if ep.paused { "1" } else { "0" }),
-                    ("v", "1"),
-                ],
-            )
-            .ignore()
-            .hset_multiple(p.endpoint(&ep.id), &limits(ep))
-            .ignore()
-            .sadd(p.workspace_endpoints(&ep.workspace), &ep.id)
-            .ignore()
-            .incr(p.config(), 1)
-            .ignore();
-        add_subscriptions(&mut pipe, &p, ep);
         let mut conn = self.conn.clone();
         // The global id index lives in another slot. Written first: a crash in
         // between leaves an index entry that reads as "not found", never an
@@ -197,7 +163,37 @@ impl Store {
             .arg(&ep.workspace)
             .query_async(&mut conn)
             .await?;
-        pipe.query_async::<()>(&mut conn).await?;
+        let mut call = self.scripts.endpoint_create.prepare_invoke();
+        call.key(p.endpoint(&ep.id))
+            .key(p.workspace_endpoints(&ep.workspace))
+            .key(p.config())
+            .key(subscriptions(&p, ep))
+            .arg(max)
+            .arg(&ep.id)
+            .arg("doc")
+            .arg(self.doc(ep)?)
+            .arg("paused")
+            .arg(if ep.paused { "1" } else { "0" })
+            .arg("v")
+            .arg("1");
+        for (field, value) in limits(ep) {
+            call.arg(field).arg(value);
+        }
+        let created: i64 = call.invoke_async(&mut conn).await?;
+        if created < 0 {
+            let _: i64 = redis::cmd("HDEL")
+                .arg(self.keys.endpoint_index())
+                .arg(&ep.id)
+                .query_async(&mut conn)
+                .await?;
+            return Err(StoreError::Invalid(
+                "url".into(),
+                format!(
+                    "the workspace already has {} endpoints, the most allowed ([admin] max_endpoints_per_workspace)",
+                    -created
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -600,6 +600,7 @@ mod tests {
             include_str!("lua/touch.lua"),
             include_str!("lua/drop_queued.lua"),
             include_str!("lua/prune.lua"),
+            include_str!("lua/endpoint_create.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

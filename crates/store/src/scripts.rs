@@ -43,6 +43,7 @@ pub(crate) struct Scripts {
     pub(crate) touch: Script,
     pub(crate) drop_queued: Script,
     pub(crate) prune: Script,
+    pub(crate) endpoint_create: Script,
 }
 
 impl Default for Scripts {
@@ -72,6 +73,7 @@ impl Default for Scripts {
             touch: plain(include_str!("lua/touch.lua")),
             drop_queued: plain(include_str!("lua/drop_queued.lua")),
             prune: plain(include_str!("lua/prune.lua")),
+            endpoint_create: plain(include_str!("lua/endpoint_create.lua")),
         }
     }
 }
