@@ -76,11 +76,12 @@ impl AttemptContext {
                 h.insert(self.headers.signature.clone(), header_value(&signature));
             }
             SignatureScheme::StandardWebhooks => {
-                // Secrets of this scheme are made by hookd as whsec_<base64>; a
-                // corrupt one signs with its raw bytes, so receivers see no match.
+                // Secrets of this scheme are made by hookd as whsec_<base64>;
+                // one that does not decode is left out (`signing_problem`
+                // refuses to send when none is left).
                 let keys: Vec<Vec<u8>> = secrets
                     .iter()
-                    .map(|s| standard::decode_secret(s).unwrap_or_else(|_| s.as_bytes().to_vec()))
+                    .filter_map(|s| standard::decode_secret(s).ok())
                     .collect();
                 let signature =
                     standard::signature_header(&keys, &c.event_id, timestamp, &c.envelope);
@@ -106,6 +107,22 @@ impl AttemptContext {
         self.sender.target(&c.endpoint.url, &c.endpoint.headers)
     }
 
+    /// Why no request can be signed for this endpoint now: a Standard
+    /// Webhooks secret that is not a valid `whsec_` secret (signing with its
+    /// raw bytes would send a signature no receiver can check).
+    fn signing_problem(&self, c: &Claimed, now_ms: i64) -> Option<String> {
+        if c.endpoint.scheme != SignatureScheme::StandardWebhooks {
+            return None;
+        }
+        let secrets = c.endpoint.signing_secrets(now_ms, self.rotation_signatures);
+        let current = secrets.first()?;
+        standard::decode_secret(current).err().map(|e| {
+            format!(
+                "the endpoint's signing secret is not a valid whsec_ secret ({e}); rotate it: nothing was sent"
+            )
+        })
+    }
+
     /// Makes one attempt of a claimed delivery to its endpoint's `target`; returns what to record.
     pub async fn run(&self, c: Claimed, target: &Target, trigger: AttemptTrigger) -> Record {
         let number = c.attempts_made + 1;
@@ -122,7 +139,10 @@ impl AttemptContext {
                 headers.insert(HeaderName::from_static("tracestate"), state);
             }
         }
-        let response = self.sender.send(target, headers, c.envelope.clone()).await;
+        let response = match self.signing_problem(&c, started_at_ms) {
+            None => self.sender.send(target, headers, c.envelope.clone()).await,
+            Some(problem) => crate::sender::Response::failed(ErrorKind::Internal, problem),
+        };
         let now_ms = time::now_ms();
         let mut attempt = Attempt {
             number,

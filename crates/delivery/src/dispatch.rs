@@ -65,8 +65,14 @@ struct Config {
     version: Option<u64>,
     /// Workspace -> event type -> subscribed endpoint ids.
     subscribers: HashMap<String, HashMap<String, Arc<[String]>>>,
+    /// How many (workspace, event type) pairs `subscribers` holds.
+    types: usize,
     endpoints: HashMap<String, Option<Arc<Cached>>>,
 }
+
+/// Most (workspace, event type) pairs cached: producers inventing types
+/// cannot grow the cache without end (past it, it starts again empty).
+const MAX_CACHED_TYPES: usize = 50_000;
 
 /// This daemon's slots for one endpoint.
 struct Slots {
@@ -354,6 +360,13 @@ impl Dispatch {
             .collect();
         types.sort();
         types.dedup();
+        if self.config.types + types.len() > MAX_CACHED_TYPES {
+            self.config = Config {
+                version: self.config.version,
+                ..Config::default()
+            };
+        }
+        self.config.types += types.len();
         let found = self.store.subscribers(&self.partition, &types).await?;
         let mut missing: Vec<String> = Vec::new();
         for ((workspace, event_type), mut ids) in types.into_iter().zip(found) {

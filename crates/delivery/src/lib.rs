@@ -181,6 +181,16 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
             _ = tokio::time::sleep(settings.housekeeping_interval) => {}
             _ = shutdown.changed() => return,
         }
+        // One daemon at a time does this (the others would only repeat it).
+        let lease = settings.housekeeping_interval * 3;
+        match store.lead_housekeeping(&settings.ingest.consumer, lease).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "housekeeping: cannot tell which daemon runs it");
+                continue;
+            }
+        }
         let now = time::now_ms();
         // A stream entry holds the payload of its deliveries' history (for
         // redelivery): it stays at least as long as the history does.

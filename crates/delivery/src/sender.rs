@@ -55,6 +55,16 @@ pub struct Response {
     pub result: Result<Answered, Failure>,
 }
 
+impl Response {
+    /// An attempt that failed before any request was made.
+    pub fn failed(kind: ErrorKind, message: String) -> Self {
+        Self {
+            duration: Duration::ZERO,
+            result: Err(Failure { kind, message }),
+        }
+    }
+}
+
 /// The receiver answered (any status).
 #[derive(Debug, Clone)]
 pub struct Answered {
@@ -278,7 +288,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> Failure {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             // The receiver answered, but not in HTTP we can read (a head
             // too large, a bad status line): not a connection failure.
-            malformed |= h.is_parse() || h.is_parse_too_large() || h.is_parse_status();
+            malformed |= h.is_parse() || h.is_parse_status();
         }
         source = s.source();
     }

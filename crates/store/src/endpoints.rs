@@ -502,30 +502,32 @@ impl Store {
 
     /// Resumes an endpoint and releases its held deliveries, in chunks of
     /// [`RESUME_CHUNK`] per script call. Returns how many were released.
-    pub async fn resume_endpoint(&self, id: &str, now_ms: i64) -> Result<u64> {
+    pub async fn resume_endpoint(&self, id: &str, _now_ms: i64) -> Result<u64> {
         let p = self.endpoint_partition(id).await?;
         let mut conn = self.conn.clone();
         let mut total = 0u64;
         loop {
-            let (released, left): (i64, u64) = self
-                .scripts
-                .resume
-                .key(p.endpoint(id))
+            let chunk: Vec<String> = redis::cmd("SRANDMEMBER")
+                .arg(p.held(id))
+                .arg(RESUME_CHUNK)
+                .query_async(&mut conn)
+                .await?;
+            let mut call = self.scripts.resume.prepare_invoke();
+            call.key(p.endpoint(id))
                 .key(p.held(id))
                 .key(p.due(id))
                 .key(p.ready())
                 .key(p.config())
-                .arg(&p.tag)
-                .arg(now_ms)
-                .arg(id)
-                .arg(RESUME_CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
+                .arg(id);
+            for d in &chunk {
+                call.key(p.delivery(d)).arg(d);
+            }
+            let (released, left): (i64, u64) = call.invoke_async(&mut conn).await?;
             if released < 0 {
                 return Err(StoreError::NotFound(format!("endpoint {id}")));
             }
             total += released as u64;
-            if left == 0 {
+            if left == 0 || chunk.is_empty() {
                 return Ok(total);
             }
         }

@@ -90,6 +90,10 @@ pub struct SettleBatch<'a> {
     pub acks: Vec<&'a str>,
 }
 
+/// Most distinct event types counted per workspace (types seen for
+/// discovery); past it, new types are not counted.
+pub const MAX_TYPES_SEEN: usize = 1000;
+
 /// What a settle call did beside writing.
 #[derive(Debug, Default)]
 pub struct SettleReply {
@@ -195,12 +199,13 @@ impl Store {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let mut call = self.scripts.slots.key(p.config());
-        call.arg(&p.tag)
-            .arg(slot_lease.as_millis() as u64)
-            .arg(holder);
+        let mut call = self.scripts.slots.key(p.ready());
+        call.arg(slot_lease.as_millis() as u64).arg(holder);
         for s in slots {
-            call.arg(&s.endpoint)
+            call.key(p.leases(&s.endpoint))
+                .key(p.workspace_leases(&s.workspace))
+                .key(p.due(&s.endpoint))
+                .arg(&s.endpoint)
                 .arg(&s.workspace)
                 .arg(s.cap)
                 .arg(s.workspace_cap)
@@ -336,16 +341,17 @@ impl Store {
         if seen.is_empty() {
             return Ok(());
         }
-        let now_ms = hookd_core::time::now_ms();
-        let mut pipe = redis::pipe();
+        let mut call = self.scripts.sightings.prepare_invoke();
+        call.arg(MAX_TYPES_SEEN).arg(hookd_core::time::now_ms());
         for s in seen {
-            let key = p.types_seen(&s.workspace);
-            pipe.hincr(&key, format!("n:{}", s.event_type), s.count)
-                .ignore()
-                .hset(&key, format!("t:{}", s.event_type), now_ms)
-                .ignore();
+            call.key(p.types_seen(&s.workspace))
+                .arg(&s.event_type)
+                .arg(s.count);
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        let dropped: i64 = call.invoke_async(&mut self.conn.clone()).await?;
+        if dropped > 0 {
+            tracing::warn!(dropped, "event types not counted: their workspace has {MAX_TYPES_SEEN} types seen already");
+        }
         Ok(())
     }
 

@@ -48,6 +48,8 @@
 //! - `<prefix>:operational`, a stream of operational events (`endpoint.paused`
 //!   when the circuit breaker trips), capped at about 100,000 entries;
 //! - `<prefix>:jobs`, a hash from recovery job id to workspace;
+//! - `<prefix>:housekeeper`, the consumer name of the daemon that runs
+//!   housekeeping now (with a lease of a few intervals);
 //! - `<prefix>:partitions`, the partition count the state is laid out for,
 //!   and `<prefix>:partitions:retired`, the streams of partitions that
 //!   `hookd repartition` retired (see `repartition.rs`);
@@ -177,6 +179,11 @@ impl Keys {
             partitions: partitions.max(1),
             ..self.clone()
         }
+    }
+
+    /// Which daemon runs housekeeping now (its consumer name, with a lease).
+    pub fn housekeeper(&self) -> String {
+        format!("{}:housekeeper", self.global)
     }
 
     /// Recovery job id -> workspace.
@@ -601,6 +608,7 @@ mod tests {
             include_str!("lua/drop_queued.lua"),
             include_str!("lua/prune.lua"),
             include_str!("lua/endpoint_create.lua"),
+            include_str!("lua/sightings.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

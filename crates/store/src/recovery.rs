@@ -244,11 +244,21 @@ impl Store {
         if due.is_empty() {
             return Ok(0);
         }
-        // The configuration key only routes the call to the partition's node (on a cluster).
-        let mut call = self.scripts.requeue.key(p.config());
-        call.arg(&p.tag).arg(job);
+        let mut call = self.scripts.requeue.key(p.ready());
+        call.arg(job);
         for (id, at) in due {
-            call.arg(id).arg(at);
+            // The delivery's id names its endpoint; an id that does not is no delivery.
+            let Some((_, endpoint)) = hookd_core::delivery::parse_delivery_id(id) else {
+                continue;
+            };
+            call.key(p.delivery(id))
+                .key(p.endpoint(endpoint))
+                .key(p.leases(endpoint))
+                .key(p.held(endpoint))
+                .key(p.due(endpoint))
+                .arg(id)
+                .arg(endpoint)
+                .arg(at);
         }
         let mut conn = self.conn.clone();
         let reply: Value = call.invoke_async(&mut conn).await?;

@@ -17,6 +17,8 @@ pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("RECORD_ENDPOINT_KEYS", 4),
     ("RECORD_KEYS", 3),
     ("CLAIM_FIELDS", CLAIM_FIELDS),
+    ("REQUEUE_KEYS", 5),
+    ("SLOT_KEYS", 3),
 ];
 
 /// Values per claimed delivery in the reply of `lua/claim.lua`.
@@ -44,6 +46,7 @@ pub(crate) struct Scripts {
     pub(crate) drop_queued: Script,
     pub(crate) prune: Script,
     pub(crate) endpoint_create: Script,
+    pub(crate) sightings: Script,
 }
 
 impl Default for Scripts {
@@ -74,6 +77,7 @@ impl Default for Scripts {
             drop_queued: plain(include_str!("lua/drop_queued.lua")),
             prune: plain(include_str!("lua/prune.lua")),
             endpoint_create: plain(include_str!("lua/endpoint_create.lua")),
+            sightings: plain(include_str!("lua/sightings.lua")),
         }
     }
 }

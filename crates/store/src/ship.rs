@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::log::LogRecord;
 use crate::recovery::envelope_in;
 use crate::stream::RawFields;
-use crate::{PartitionKeys, Result, Store, StoreError};
+use crate::{PartitionKeys, Result, Store};
 use hookd_core::delivery::{delivery_id, entry_time_ms, parse_delivery_id};
 use hookd_core::{Attempt, DeliveryStatus};
 
@@ -167,15 +167,22 @@ impl Store {
     }
 }
 
+/// A backlog entry's records. One that cannot be decoded (written by a
+/// newer hookd, or damaged) is logged and left out: it never holds back
+/// the records beside it, nor the backlog behind it.
 fn shipment(entry_id: String, fields: &RawFields) -> Result<Shipment> {
     let recorded_ms = entry_time_ms(&entry_id).unwrap_or(0);
     let mut records = Vec::new();
     for (name, value) in fields {
         let value = String::from_utf8_lossy(value);
-        let record = decode(name, &value, recorded_ms).ok_or_else(|| {
-            StoreError::Corrupt(format!("shipping record {entry_id}: {name} {value}"))
-        })?;
-        records.push(record);
+        match decode(name, &value, recorded_ms) {
+            Some(record) => records.push(record),
+            None => {
+                let shown: String = value.chars().take(200).collect();
+                tracing::error!(entry = %entry_id, field = %name, value = %shown,
+                    "a history record in the shipping backlog cannot be decoded; it is left out of PostgreSQL");
+            }
+        }
     }
     Ok(Shipment { entry_id, records })
 }

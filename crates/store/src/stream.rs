@@ -386,7 +386,9 @@ impl Store {
             .await
         {
             Ok(v) => v,
-            Err(_) => return Ok(()), // no stream yet
+            // No stream yet: nothing to trim. Any other error is one.
+            Err(e) if e.to_string().contains("no such key") => return Ok(()),
+            Err(e) => return Err(e.into()),
         };
         // No group: nothing was ever read; keep everything.
         let Some(info) = group_info(&groups, group)? else {
@@ -505,6 +507,35 @@ impl Store {
 }
 
 impl Store {
+    /// Whether `me` runs housekeeping now: one daemon at a time does (the
+    /// first to ask, for `lease`; it keeps it by asking again within it).
+    pub async fn lead_housekeeping(&self, me: &str, lease: Duration) -> Result<bool> {
+        let key = self.keys.housekeeper();
+        let ms = lease.as_millis().max(1) as u64;
+        let mut conn = self.conn.clone();
+        let took: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(me)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut conn)
+            .await?;
+        if took.is_some() {
+            return Ok(true);
+        }
+        let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        if holder.as_deref() != Some(me) {
+            return Ok(false);
+        }
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ms)
+            .query_async(&mut conn)
+            .await?;
+        Ok(true)
+    }
+
     /// Removes consumers of the group other than `keep` that have nothing
     /// pending and have been idle longer than `idle` (daemons that stopped;
     /// their pending entries were reclaimed before). Returns how many went.

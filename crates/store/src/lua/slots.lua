@@ -3,17 +3,18 @@
 -- beside the deliveries it leased itself (one limit across every daemon).
 -- A daemon asks for more when its batches need them, renews them while in
 -- use, and gives them back when idle; a dead daemon's lapse with their lease.
--- KEYS[1] = the partition's configuration version (names the partition's slot)
--- ARGV[1] = partition tag, ARGV[2] = slot lease (ms), ARGV[3] = slot holder (consumer)
+-- KEYS[1] = ready zset, then SLOT_KEYS per endpoint: its leases, its
+--   workspace's leases, its due queue
+-- ARGV[1] = slot lease (ms), ARGV[2] = slot holder (consumer)
 -- then 6 per endpoint: endpoint id, workspace, endpoint cap, workspace cap,
 --   slots held now, slots wanted
 -- Returns the slots now held, per endpoint.
-local tag, slot_lease, holder = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local slot_lease, holder = tonumber(ARGV[1]), ARGV[2]
 local granted = {}
-local i = 4
+local i = 3
+local n = 0
 -- Lease expiry by Redis's clock, as in claim.lua.
-local clock = redis.call('TIME')
-local t = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local t = clock_ms()
 local until_ = string.format('%d', t + slot_lease)
 local swept = {}
 local function sweep(key)
@@ -23,11 +24,12 @@ local function sweep(key)
   end
 end
 while i <= #ARGV do
-  local ep, ws = ARGV[i], ARGV[i + 1]
+  local ep = ARGV[i]
   local cap, ws_cap = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local held, want = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
   i = i + 6
-  local eplease, wslease = key_leases(tag, ep), key_workspace_leases(tag, ws)
+  local eplease, wslease, duekey = KEYS[2 + n * SLOT_KEYS], KEYS[3 + n * SLOT_KEYS], KEYS[4 + n * SLOT_KEYS]
+  n = n + 1
   sweep(eplease)
   sweep(wslease)
   local names = {}
@@ -55,8 +57,8 @@ while i <= #ARGV do
     redis.call('ZREM', eplease, unpack(names, target + 1, held))
     redis.call('ZREM', wslease, unpack(names, target + 1, held))
     -- Slots given back: deliveries waiting in the due queue may go now.
-    if redis.call('EXISTS', key_due(tag, ep)) == 1 then
-      redis.call('ZADD', key_ready(tag), 'LT', t, ep)
+    if redis.call('EXISTS', duekey) == 1 then
+      redis.call('ZADD', KEYS[1], 'LT', t, ep)
     end
   end
   granted[#granted + 1] = target
