@@ -183,7 +183,10 @@ async fn housekeeping(store: Store, settings: DaemonSettings, mut shutdown: watc
         }
         // One daemon at a time does this (the others would only repeat it).
         let lease = settings.housekeeping_interval * 3;
-        match store.lead_housekeeping(&settings.ingest.consumer, lease).await {
+        match store
+            .lead_housekeeping(&settings.ingest.consumer, lease)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {

@@ -350,7 +350,10 @@ impl Store {
         }
         let dropped: i64 = call.invoke_async(&mut self.conn.clone()).await?;
         if dropped > 0 {
-            tracing::warn!(dropped, "event types not counted: their workspace has {MAX_TYPES_SEEN} types seen already");
+            tracing::warn!(
+                dropped,
+                "event types not counted: their workspace has {MAX_TYPES_SEEN} types seen already"
+            );
         }
         Ok(())
     }

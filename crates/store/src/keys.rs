@@ -34,9 +34,9 @@
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
 //! id can run together into another pair's key. The Lua scripts in `lua/`
-//! build key names only through `key_<kind>(tag, id)` functions generated
-//! from the table below ([`lua_prelude`], prepended to every script), and
-//! name statuses through `STATUS_<NAME>`; tests hold both sides together.
+//! build no key name: every key they touch is built here and passed in
+//! KEYS (declared, as Redis Cluster needs while a slot migrates); they name
+//! statuses through `STATUS_<NAME>` ([`lua_prelude`]); a test holds both.
 //!
 //! Global (outside any partition, never in an atomic step):
 //! - `<prefix>:endpoints`, a hash from endpoint id to workspace, to find an
@@ -252,11 +252,9 @@ fn ws(workspace: &str) -> String {
 
 /// One kind of per-partition key: `<tag><prefix><id><suffix>`, where `<id>`
 /// is an endpoint, delivery or job id, or a workspace written
-/// `<byte length>:<workspace>`. The Rust functions below and the Lua
-/// scripts (through [`lua_prelude`]) build names from this one table.
+/// `<byte length>:<workspace>`. The functions below build names from this
+/// one table.
 pub(crate) struct Kind {
-    /// The Lua function is `key_<lua>(tag, id)` (or `key_<lua>(tag)`).
-    pub(crate) lua: &'static str,
     prefix: &'static str,
     suffix: &'static str,
     id: Id,
@@ -272,8 +270,9 @@ enum Id {
 
 macro_rules! kinds {
     ($($name:ident = $lua:literal, $prefix:literal, $id:ident, $suffix:literal;)*) => {
-        $(pub(crate) const $name: Kind = Kind { lua: $lua, prefix: $prefix, suffix: $suffix, id: Id::$id };)*
-        /// Every kind, for the Lua prelude.
+        $(pub(crate) const $name: Kind = Kind { prefix: $prefix, suffix: $suffix, id: Id::$id };)*
+        /// Every kind (the scripts' test checks none is written by hand).
+        #[cfg(test)]
         pub(crate) const KINDS: &[Kind] = &[$($name),*];
     };
 }
@@ -448,36 +447,14 @@ impl PartitionKeys {
     }
 }
 
-/// The Lua every script starts with: a `key_<kind>(tag[, id])` function per
-/// key kind above, and `STATUS_<NAME>` for each delivery status, so key and
-/// status names are written once, here, and the scripts cannot drift.
+/// The Lua every script starts with: `STATUS_<NAME>` for each delivery
+/// status, the shapes of the batched scripts' arguments, and `clock_ms()`.
+/// No script builds a key name: every key it touches is passed in KEYS,
+/// built by the functions above, so Redis (and a cluster's slot checks)
+/// sees each one.
 pub fn lua_prelude() -> String {
     use std::fmt::Write;
-    let mut lua = String::from("-- Generated from keys.rs (key layout) and DeliveryStatus.\n");
-    for k in KINDS {
-        let _ = match k.id {
-            Id::None => writeln!(
-                lua,
-                "local function key_{}(tag) return tag .. '{}' end",
-                k.lua, k.prefix
-            ),
-            Id::Plain => writeln!(
-                lua,
-                "local function key_{}(tag, id) return tag .. '{}' .. id .. '{}' end",
-                k.lua, k.prefix, k.suffix
-            ),
-            Id::Workspace => writeln!(
-                lua,
-                "local function key_{}(tag, ws) return tag .. '{}' .. #ws .. ':' .. ws .. '{}' end",
-                k.lua, k.prefix, k.suffix
-            ),
-            Id::WorkspaceItem => writeln!(
-                lua,
-                "local function key_{}(tag, ws, id) return tag .. '{}' .. #ws .. ':' .. ws .. ':' .. id .. '{}' end",
-                k.lua, k.prefix, k.suffix
-            ),
-        };
-    }
+    let mut lua = String::from("-- Generated from DeliveryStatus and scripts.rs.\n");
     for status in hookd_core::DeliveryStatus::ALL {
         let _ = writeln!(
             lua,
@@ -587,10 +564,11 @@ mod tests {
         assert_eq!(keys.partition(2).tag, "{hookd:events:p2}");
     }
 
-    /// The scripts build key names only through the prelude's functions:
-    /// no key fragment of the layout is written into a script by hand.
+    /// The scripts build no key name and write no status by hand: every
+    /// key comes from KEYS (declared, built in this module), every status
+    /// from the prelude.
     #[test]
-    fn scripts_name_keys_only_through_the_prelude() {
+    fn scripts_take_every_key_from_keys_and_name_no_status_by_hand() {
         let scripts = [
             include_str!("lua/slots.lua"),
             include_str!("lua/settle.lua"),
@@ -609,6 +587,7 @@ mod tests {
             include_str!("lua/prune.lua"),
             include_str!("lua/endpoint_create.lua"),
             include_str!("lua/sightings.lua"),
+            include_str!("lua/ready.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {
@@ -618,6 +597,14 @@ mod tests {
                         "a hand-written key in: {line}"
                     );
                 }
+                assert!(
+                    !line.contains("key_") || line.contains("key_types"),
+                    "a key built from data, not declared: {line}"
+                );
+                assert!(
+                    !line.contains("tag .."),
+                    "a key built from the tag, not declared: {line}"
+                );
                 for status in hookd_core::DeliveryStatus::ALL {
                     assert!(
                         !line.contains(&format!("'{}'", status.as_str())),
@@ -627,11 +614,8 @@ mod tests {
             }
         }
         let prelude = lua_prelude();
-        assert!(
-            prelude
-                .contains("local function key_due(tag, id) return tag .. ':due:' .. id .. '' end")
-        );
         assert!(prelude.contains("local STATUS_HELD = 'held'"));
+        assert!(prelude.contains("local SETTLE_FIELDS = 15"));
     }
 
     /// The shared vectors producers in other languages check against

@@ -36,6 +36,10 @@ pub struct Record {
 /// variadic commands, and Lua unpacks at most a few thousand values).
 const MAX_CLAIM: usize = 1000;
 
+/// Most due deliveries one claim looks at per endpoint (a paused or deleted
+/// endpoint's queue moves this many per claim).
+const CHUNK: usize = 500;
+
 /// A delivery claimed for one attempt, with what is needed to make it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -135,14 +139,113 @@ impl Store {
         limits: &ConcurrencyLimits,
         token: &str,
     ) -> Result<Vec<Claimed>> {
+        let limit = limit.clamp(1, MAX_CLAIM);
         let mut conn = self.conn.clone();
-        let reply: Value = self
+        // 1. Which endpoints have something due now (Redis's clock).
+        let ready: Vec<Value> = self
             .scripts
-            .claim
+            .ready
             .key(p.ready())
-            .arg(&p.tag)
-            .arg(lease.as_millis() as u64)
-            .arg(limit.min(MAX_CLAIM))
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await?;
+        let Some((now, endpoints)) = ready.split_first() else {
+            return Ok(Vec::new());
+        };
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = int(now)?;
+        let endpoints: Vec<String> = endpoints.iter().map(string).collect::<Result<_>>()?;
+        // 2. Their workspaces and due candidates; 3. the candidates' events:
+        // the keys the claim step will touch, so it can declare them all.
+        let per_endpoint = limit.div_ceil(endpoints.len()).clamp(1, CHUNK);
+        let mut pipe = redis::pipe();
+        for ep in &endpoints {
+            pipe.cmd("HMGET")
+                .arg(p.endpoint(ep))
+                .arg("ws")
+                .arg("paused");
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(p.due(ep))
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(per_endpoint);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut found: Vec<(String, Vec<String>)> = Vec::new();
+        for (ep, pair) in endpoints.iter().zip(replies.chunks_exact(2)) {
+            let fields = items(&pair[0])?;
+            let workspace = fields.first().and_then(|v| string(v).ok());
+            let paused = fields.get(1).and_then(bytes) == Some(b"1");
+            let mut ids = items(&pair[1])?
+                .iter()
+                .map(string)
+                .collect::<Result<Vec<_>>>()?;
+            if (workspace.is_none() || paused) && ids.len() == per_endpoint {
+                // Deleted or paused: its queue moves a chunk at a time, not a share.
+                ids = redis::cmd("ZRANGEBYSCORE")
+                    .arg(p.due(ep))
+                    .arg("-inf")
+                    .arg(now)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(CHUNK)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            let workspace = match workspace {
+                Some(ws) => ws,
+                // Endpoints written before the hash carried `ws` name it in their document.
+                None => {
+                    let doc: Option<Vec<u8>> = redis::cmd("HGET")
+                        .arg(p.endpoint(ep))
+                        .arg("doc")
+                        .query_async(&mut conn)
+                        .await?;
+                    doc.and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+                        .and_then(|d| d.get("workspace")?.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                }
+            };
+            found.push((workspace, ids));
+        }
+        let candidates: Vec<&String> = found.iter().flat_map(|(_, ids)| ids).collect();
+        let events: Vec<(Option<String>, Option<String>)> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = redis::pipe();
+            for id in &candidates {
+                pipe.cmd("HMGET")
+                    .arg(p.delivery(id))
+                    .arg("workspace")
+                    .arg("event_id");
+            }
+            pipe.query_async(&mut conn).await?
+        };
+        // 4. The claim itself, every key declared.
+        let second = now.div_euclid(1000);
+        let mut call = self.scripts.claim.key(p.ready());
+        for (ep, (workspace, _)) in endpoints.iter().zip(&found) {
+            call.key(p.endpoint(ep))
+                .key(p.due(ep))
+                .key(p.leases(ep))
+                .key(p.held(ep))
+                .key(p.workspace_leases(workspace))
+                .key(p.endpoint_rate(ep, second));
+        }
+        for (id, event) in candidates.iter().zip(&events) {
+            let envelope = match event {
+                (Some(ws), Some(event_id)) => p.envelope(ws, event_id),
+                // No event: the step drops the candidate (the key is never read).
+                _ => p.delivery(id),
+            };
+            call.key(p.delivery(id)).key(envelope);
+        }
+        call.arg(lease.as_millis() as u64)
+            .arg(limit)
             .arg(limits.endpoint_default.min(limits.endpoint_max))
             .arg(limits.endpoint_max)
             .arg(if limits.workspace == 0 {
@@ -151,8 +254,14 @@ impl Store {
                 limits.workspace
             })
             .arg(token)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(endpoints.len());
+        for (ep, (_, ids)) in endpoints.iter().zip(&found) {
+            call.arg(ep).arg(ids.len());
+        }
+        for id in &candidates {
+            call.arg(*id);
+        }
+        let reply: Value = call.invoke_async(&mut conn).await?;
         let Value::Array(flat) = reply else {
             return Err(StoreError::Reply(format!("claim: {reply:?}")));
         };

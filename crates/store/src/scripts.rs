@@ -17,6 +17,8 @@ pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("RECORD_ENDPOINT_KEYS", 4),
     ("RECORD_KEYS", 3),
     ("CLAIM_FIELDS", CLAIM_FIELDS),
+    ("CLAIM_ENDPOINT_KEYS", 6),
+    ("CLAIM_DELIVERY_KEYS", 2),
     ("REQUEUE_KEYS", 5),
     ("SLOT_KEYS", 3),
 ];
@@ -47,6 +49,7 @@ pub(crate) struct Scripts {
     pub(crate) prune: Script,
     pub(crate) endpoint_create: Script,
     pub(crate) sightings: Script,
+    pub(crate) ready: Script,
 }
 
 impl Default for Scripts {
@@ -78,6 +81,7 @@ impl Default for Scripts {
             prune: plain(include_str!("lua/prune.lua")),
             endpoint_create: plain(include_str!("lua/endpoint_create.lua")),
             sightings: plain(include_str!("lua/sightings.lua")),
+            ready: plain(include_str!("lua/ready.lua")),
         }
     }
 }
