@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use harness::*;
 use hookd_core::{DeliveryStatus, Endpoint, Event, EventLimits, SignatureScheme, time};
-use hookd_store::ingest::{SettleBatch, Settled};
+use hookd_store::ingest::{Lane, SettleBatch, Settled};
 use hookd_store::log::LogRecord;
 use hookd_store::schedule::{Breaker, ConcurrencyLimits};
 use hookd_store::{Store, StoreSettings};
@@ -118,6 +118,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
                     pause_reason: None,
                     envelope: Some(e.envelope.clone().into()),
                     trace: None,
+                    lane: Lane::Direct,
                 })
             })
             .collect();
@@ -298,7 +299,7 @@ async fn the_lua_prelude_runs_and_names_statuses_and_shapes() {
         .await
         .unwrap();
     let text: Vec<String> = v.iter().map(text).collect();
-    assert_eq!(text, ["retrying", "15", "12", "11", "1"]);
+    assert_eq!(text, ["retrying", "17", "12", "11", "1"]);
 }
 
 /// A delivery of `entry` to `ep`, settled after a first attempt with `status`.
@@ -320,6 +321,7 @@ fn settled_delivery(
         pause_reason: None,
         envelope: Some(event.envelope.clone().into()),
         trace: None,
+        lane: Lane::Direct,
     }
 }
 
@@ -753,4 +755,35 @@ async fn an_entry_with_a_field_name_that_is_not_utf8_is_dead_lettered_at_read() 
     assert!(taken.entries.is_empty(), "{:?}", taken.entries);
     assert_eq!(taken.dead_lettered, ["invalid_field_name"]);
     assert!(pending_owners(&store, "ws").await.is_empty());
+}
+
+#[tokio::test]
+async fn racing_creates_never_pass_the_workspace_limit() {
+    let redis = Redis::start();
+    let store = Store::connect(StoreSettings {
+        url: redis.url(),
+        max_endpoints_per_workspace: 5,
+        ..StoreSettings::default()
+    })
+    .await
+    .unwrap();
+    let creates = (0..50).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let ep = Endpoint::new(
+                "ws".into(),
+                "http://127.0.0.1:9/x".into(),
+                SignatureScheme::Sha256,
+                time::now_ms(),
+            )
+            .unwrap();
+            store.create_endpoint(&ep).await.is_ok()
+        })
+    });
+    let mut created = 0;
+    for c in creates {
+        created += usize::from(c.await.unwrap());
+    }
+    assert_eq!(created, 5);
+    assert_eq!(store.endpoint_count("ws").await.unwrap(), 5);
 }

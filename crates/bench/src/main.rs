@@ -19,9 +19,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
 
+mod noisy;
+
 #[derive(Parser, Debug)]
 #[command(about = "Run one hookd benchmark scenario; prints a JSON result.")]
-struct Args {
+pub(crate) struct Args {
     /// Scenario name, copied into the result.
     #[arg(long, default_value = "burst")]
     scenario: String,
@@ -66,6 +68,12 @@ struct Args {
     /// endpoints; with partitions, they spread over the partitions.
     #[arg(long, default_value_t = 1)]
     workspaces: usize,
+    /// noisy-neighbour and noisy-backlog: the quiet workspaces' events/s, in all.
+    #[arg(long, default_value_t = 200)]
+    quiet_rate: u64,
+    /// noisy-neighbour: seconds of quiet traffic alone before the burst.
+    #[arg(long, default_value_t = 2.0)]
+    quiet_lead_secs: f64,
 }
 
 /// The workspaces of a run: `bench`, or `bench-0` .. `bench-<n-1>`.
@@ -92,7 +100,7 @@ fn stream_of(workspace: &str, partitions: u32) -> String {
 }
 
 /// The Redis the run uses: one node, or a cluster of masters.
-struct Redis {
+pub(crate) struct Redis {
     _nodes: Vec<Killed>,
     ports: Vec<u16>,
     dirs: Vec<PathBuf>,
@@ -100,7 +108,7 @@ struct Redis {
     cluster: bool,
 }
 
-fn start_redis(masters: usize) -> anyhow::Result<Redis> {
+pub(crate) fn start_redis(masters: usize) -> anyhow::Result<Redis> {
     let count = masters.max(1);
     let (mut nodes, mut ports, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
@@ -176,7 +184,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -188,7 +196,7 @@ impl Drop for Killed {
 /// request (the receiver must not be what limits the benchmark): for each
 /// event id (the bench publishes ids `0..events`), when it first arrived
 /// (ns since the run's epoch, plus one; 0: not yet) and how often.
-struct Arrivals {
+pub(crate) struct Arrivals {
     first: Vec<AtomicU64>,
     times: Vec<AtomicU32>,
     /// 2xx answers given, and the latest (ns since the epoch).
@@ -225,12 +233,12 @@ impl Arrivals {
     }
 }
 
-type Log = Arc<Arrivals>;
+pub(crate) type Log = Arc<Arrivals>;
 
 /// A receiver answering 204 after `delay`, or 500 to `fail_fraction` of the
 /// requests (spread evenly); only successful answers are logged, failed ones
 /// are counted in `failed`.
-async fn receiver(
+pub(crate) async fn receiver(
     epoch: Instant,
     events: usize,
     delay: Duration,
@@ -268,13 +276,13 @@ async fn receiver(
     Ok((port, log))
 }
 
-fn hookd(args: &Args, env: &[(String, String)]) -> Command {
+pub(crate) fn hookd(args: &Args, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(&args.hookd);
     cmd.envs(env.iter().cloned());
     cmd
 }
 
-fn proc_stat(pid: u32) -> (u64, f64) {
+pub(crate) fn proc_stat(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()
@@ -322,7 +330,7 @@ async fn redis_top_commands(
 
 /// Redis's memory in use (bytes) and the CPU time it has spent (seconds,
 /// user + system), summed over its nodes, and each node's CPU time.
-async fn redis_usage(
+pub(crate) async fn redis_usage(
     nodes: &mut [redis::aio::MultiplexedConnection],
 ) -> anyhow::Result<(f64, f64, Vec<f64>)> {
     let (mut memory, mut cpu, mut by_node) = (0.0, 0.0, Vec::new());
@@ -377,7 +385,7 @@ impl redis::aio::ConnectionLike for Publisher {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -393,6 +401,11 @@ async fn main() -> anyhow::Result<()> {
             "{} not found: build it with `cargo build --release -p hookd`",
             args.hookd.display()
         );
+    }
+    if matches!(args.scenario.as_str(), "noisy-neighbour" | "noisy-backlog") {
+        let result = noisy::run(&args, args.scenario == "noisy-backlog").await?;
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
     }
     let epoch = Instant::now();
 

@@ -1,13 +1,19 @@
-//! First attempts straight from the stream. For each batch of events read,
-//! one call to Redis accepts them (idempotency, configuration version,
-//! slots), and every delivery whose endpoint has a free slot here is sent at
-//! once; the entry stays pending in the consumer group until the settler
-//! records its deliveries and acknowledges it. A delivery that cannot go now
-//! (endpoint paused, rate-limited, unreadable, or no free slot here) is
-//! settled without an attempt into the due queue, where the scheduler's
-//! claims take it. The ingest loop reads no more entries than there are
-//! free slots, so with steady traffic to endpoints that keep up, nothing
-//! takes that detour.
+//! First attempts. For each batch of events read, one call to Redis
+//! accepts them (idempotency, configuration version, slots), and every
+//! delivery whose endpoint has a free slot here is sent at once; its entry
+//! stays pending in the consumer group until the settler records its
+//! deliveries and acknowledges it. A delivery whose endpoint has no free
+//! slot goes to the endpoint's lane (`hookd_store::lanes`): its entry is
+//! acknowledged, and it waits there, costing Redis an item of tens of
+//! bytes, not in the stream in front of every other workspace's events.
+//! Deliveries that cannot go now for other reasons (endpoint paused: held;
+//! rate-limited or unreadable: the due queue) are settled without an
+//! attempt, and the scheduler takes them from there.
+//!
+//! Lanes are emptied into slots as they come free, fairly: deficit round
+//! robin between the workspaces with deliveries waiting (weighted), then
+//! round robin between a workspace's endpoints; and work-conserving (a
+//! workspace alone gets every slot it can use).
 //!
 //! The configuration (who subscribes to what, endpoint documents, pause
 //! flags, limits) is cached here and checked against the partition's
@@ -15,14 +21,13 @@
 //! slots per endpoint, members of the same lease sets the claim script
 //! counts, renewed while in use and given back when idle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, time};
-use hookd_store::ingest::Settled;
-use hookd_store::ingest::{EndpointState, SlotRequest};
+use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, EventLimits, time};
+use hookd_store::ingest::{EndpointState, Lane, SettleBatch, Settled, SlotRequest};
 use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -44,6 +49,14 @@ pub(crate) struct DispatchSettings {
     pub slot_lease: Duration,
     /// First attempts waiting or in flight at once, per partition.
     pub window: usize,
+    /// How long an item taken from a lane is leased (longer than any request).
+    pub lane_lease: Duration,
+    /// Workspaces' shares of the slots lanes fill, relative to 1 (the default).
+    pub weights: HashMap<String, u32>,
+    pub limits_events: EventLimits,
+    /// For the direct write of lane items (the settler's breaker settings).
+    pub group: String,
+    pub breaker: hookd_store::schedule::Breaker,
 }
 
 /// An endpoint as cached: `None` documents were deleted.
@@ -120,17 +133,74 @@ pub(crate) struct Dispatch {
     window: Arc<Semaphore>,
     /// Woken whenever a first attempt ends (a slot came free).
     freed: Arc<Notify>,
-    /// Deliveries per accepted event, recently (a moving average).
-    fanout: f64,
     config: Config,
     slots: HashMap<String, Slots>,
+    lanes: LaneBook,
+    /// When lanes were last read from Redis (other daemons', and after a restart).
+    discovered: Instant,
+    /// When idle slots were last given back.
+    released: Instant,
     tasks: JoinSet<()>,
 }
 
+/// Where one delivery goes now.
 enum Route {
+    /// Sent now, with its slot and window permits.
     Send(Arc<Endpoint>, Arc<Target>, [OwnedSemaphorePermit; 2]),
+    /// Its endpoint is paused: held.
     Hold,
-    Defer,
+    /// No free slot here: into its endpoint's lane.
+    Lane,
+    /// The due queue (rate-limited, unreadable or deleted endpoint): the
+    /// scheduler's claims take it.
+    Due,
+}
+
+/// Most items taken from one lane in one call.
+const TAKE_MAX: usize = 256;
+/// Deliveries a workspace may take from lanes per turn, times its weight.
+const QUANTUM: i64 = 32;
+/// How often lanes are read back from Redis (other daemons' lanes, and
+/// items a dead daemon took and never settled).
+const DISCOVERY: Duration = Duration::from_secs(1);
+/// How often `lane_work` returns when nothing happened (to look again).
+const TICK: Duration = Duration::from_millis(100);
+
+/// Endpoints with deliveries waiting in their lanes, as this daemon knows
+/// them: workspaces in the order they take turns (each with its deficit,
+/// deficit round robin), and each workspace's endpoints in turn.
+#[derive(Default)]
+struct LaneBook {
+    turns: VecDeque<WorkspaceLanes>,
+    /// Endpoint -> workspace, for every endpoint in `turns`.
+    index: HashMap<String, String>,
+}
+
+struct WorkspaceLanes {
+    workspace: String,
+    endpoints: VecDeque<String>,
+    deficit: i64,
+}
+
+impl LaneBook {
+    fn add(&mut self, workspace: &str, endpoint: &str) {
+        if self.index.contains_key(endpoint) {
+            return;
+        }
+        self.index.insert(endpoint.to_string(), workspace.to_string());
+        match self.turns.iter_mut().find(|w| w.workspace == workspace) {
+            Some(w) => w.endpoints.push_back(endpoint.to_string()),
+            None => self.turns.push_back(WorkspaceLanes {
+                workspace: workspace.to_string(),
+                endpoints: VecDeque::from([endpoint.to_string()]),
+                deficit: 0,
+            }),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
 }
 
 impl Dispatch {
@@ -148,41 +218,20 @@ impl Dispatch {
             settler,
             window: Arc::new(Semaphore::new(settings.window.max(1))),
             freed: Arc::new(Notify::new()),
-            fanout: 1.0,
             settings,
             config: Config::default(),
             slots: HashMap::new(),
+            lanes: LaneBook::default(),
+            discovered: Instant::now() - DISCOVERY,
+            released: Instant::now(),
             tasks: JoinSet::new(),
         }
     }
 
-    /// How many entries to read next: as many as the slots this daemon
-    /// holds or may grow to can take, within the window, divided by the
-    /// recent fan-out (an endpoint's default share while it holds none yet).
-    /// Read any more and the surplus would go the due queue's way.
-    pub fn room(&self) -> usize {
-        let window = self.window.available_permits();
-        if self.slots.is_empty() {
-            return window.min(self.settings.limits.endpoint_default.max(1) as usize);
-        }
-        let (mut free, mut in_use) = (0usize, 0usize);
-        for s in self.slots.values() {
-            free += s.ceiling.saturating_sub(s.in_use()) as usize;
-            in_use += s.in_use() as usize;
-        }
-        let room = (free.min(window) as f64 / self.fanout.max(1.0)) as usize;
-        if room == 0 && in_use == 0 {
-            // Every grant fell short and nothing is in flight here: read
-            // one entry anyway, to ask again (its deliveries may wait in
-            // the due queue, behind the ones holding the slots).
-            return window.min(1);
-        }
-        room
-    }
-
-    /// Waits until a first attempt ends (or a moment, to look again).
-    pub async fn wait_for_room(&self) {
-        let _ = tokio::time::timeout(Duration::from_millis(100), self.freed.notified()).await;
+    /// Returns when there may be lane work: a first attempt ended (a slot
+    /// came free), or a moment passed (to look again).
+    pub async fn lane_work(&self) {
+        let _ = tokio::time::timeout(TICK, self.freed.notified()).await;
     }
 
     /// Accepts and sends a batch of valid events read from the partition.
@@ -193,7 +242,8 @@ impl Dispatch {
     ) -> Result<(u64, u64), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         self.load(&events).await?;
-        let requests = self.slot_requests(&events);
+        let needed = self.needed_by(&events);
+        let requests = self.slot_requests(needed);
         let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e)| (id.as_str(), e)).collect();
         let accepted = self
             .store
@@ -205,9 +255,6 @@ impl Dispatch {
                 self.settings.slot_lease,
             )
             .await?;
-        if !accepted.seen.is_empty() {
-            self.settler.send(Settle::Seen(accepted.seen)).await;
-        }
         self.apply_grants(&requests, &accepted.slots);
         if self.config.version != Some(accepted.config_version) {
             self.config = Config {
@@ -216,41 +263,129 @@ impl Dispatch {
             };
             self.load(&events).await?;
         }
-        let (mut new, mut duplicates, mut deliveries) = (0, 0, 0);
+        // Where each delivery goes, decided before anything is sent: the
+        // lanes are written first, so a failure there sends nothing twice.
+        let mut plan = Vec::with_capacity(events.len());
+        let mut laned: Vec<Settled> = Vec::new();
+        let mut lane_acks: Vec<String> = Vec::new();
+        let (mut new, mut duplicates) = (0, 0);
         for ((entry, event), ok) in events.into_iter().zip(accepted.accepted) {
             if !ok {
-                // Delivered under the first entry that carried its id: acknowledged with nothing to record.
-                self.settler.send(Settle::Expect(entry, 0)).await;
                 duplicates += 1;
+                plan.push((entry, event, None));
                 continue;
             }
             new += 1;
-            deliveries += self.deliver(entry, event).await;
+            let subscribers = self
+                .config
+                .subscribers(&event.workspace, &event.event_type)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            let mut routes = Vec::with_capacity(subscribers.len());
+            for endpoint_id in subscribers.iter() {
+                let route = self.route(endpoint_id);
+                if matches!(route, Route::Lane) {
+                    laned.push(self.settled(&entry, &event, endpoint_id, DeliveryStatus::Pending, Lane::Enter));
+                }
+                routes.push((endpoint_id.clone(), route));
+            }
+            if !routes.is_empty() && routes.iter().all(|(_, r)| matches!(r, Route::Lane)) {
+                lane_acks.push(entry.clone());
+            }
+            plan.push((entry, event, Some(routes)));
         }
-        if new > 0 {
-            self.fanout = 0.8 * self.fanout + 0.2 * (deliveries as f64 / new as f64);
+        if !laned.is_empty() {
+            self.write_lanes(&laned, &lane_acks).await?;
+            for d in &laned {
+                self.lanes.add(&d.workspace, &d.endpoint);
+            }
+        }
+        if !accepted.seen.is_empty() {
+            self.settler.send(Settle::Seen(accepted.seen)).await;
+        }
+        for (entry, event, routes) in plan {
+            match routes {
+                // Delivered under the first entry that carried its id: acknowledged with nothing to record.
+                None => self.settler.send(Settle::Expect(entry, 0)).await,
+                Some(routes) => self.deliver(entry, event, routes).await,
+            }
         }
         Ok((new, duplicates))
     }
 
-    /// Sends (or settles without an attempt) every delivery of one event;
-    /// returns how many it has.
-    async fn deliver(&mut self, entry: String, event: Event) -> usize {
-        let subscribers = self
-            .config
-            .subscribers(&event.workspace, &event.event_type)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()));
+    /// Writes deliveries into their lanes (and acknowledges the entries all
+    /// of whose deliveries went there), before anything of the batch is sent.
+    async fn write_lanes(&self, laned: &[Settled], acks: &[String]) -> Result<(), StoreError> {
+        let batch = SettleBatch {
+            deliveries: laned.iter().collect(),
+            acks: acks.iter().map(String::as_str).collect(),
+        };
+        let reply = self
+            .store
+            .settle(
+                &self.partition,
+                &self.settings.group,
+                &self.settings.consumer,
+                &batch,
+                self.settings.breaker,
+            )
+            .await?;
+        if reply.skipped > 0 {
+            // Taken over by another daemon while this batch was accepted: it routes them.
+            tracing::warn!(count = reply.skipped, stream = %self.partition.stream, "deliveries not put in their lanes: another daemon took their entries over");
+            self.ctx.metrics.fenced("settle", reply.skipped);
+        }
+        Ok(())
+    }
+
+    /// A delivery of `event` (stream entry `entry`) to `endpoint`, settled
+    /// with `status` (its attempt, if any, is added by the caller).
+    fn settled(
+        &self,
+        entry: &str,
+        event: &Event,
+        endpoint: &str,
+        status: DeliveryStatus,
+        lane: Lane,
+    ) -> Settled {
+        Settled {
+            entry_id: entry.to_string(),
+            endpoint: endpoint.to_string(),
+            workspace: event.workspace.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            status,
+            attempt: None,
+            next_at_ms: Some(time::now_ms()),
+            pause_reason: None,
+            envelope: (lane != Lane::Enter).then(|| Bytes::from(event.envelope.clone())),
+            trace: event.trace.clone().map(Arc::new),
+            lane,
+        }
+    }
+
+    /// Sends (or settles without an attempt) the deliveries of one event
+    /// that did not go to lanes, as routed.
+    async fn deliver(&mut self, entry: String, event: Event, routes: Vec<(String, Route)>) {
+        let settled_here = routes
+            .iter()
+            .filter(|(_, r)| !matches!(r, Route::Lane))
+            .count();
+        let laned = routes.len() - settled_here;
+        if settled_here == 0 && laned > 0 {
+            // Every delivery went to a lane: the entry was acknowledged with them.
+            return;
+        }
         self.settler
-            .send(Settle::Expect(entry.clone(), subscribers.len()))
+            .send(Settle::Expect(entry.clone(), settled_here))
             .await;
-        if subscribers.is_empty() {
-            return 0;
+        if settled_here == 0 {
+            return;
         }
         let created_ms = hookd_core::delivery::entry_time_ms(&entry).unwrap_or(event.created_at_ms);
         let envelope = Bytes::from(event.envelope);
         let trace = event.trace.map(Arc::new);
-        for endpoint_id in subscribers.iter() {
+        for (endpoint_id, route) in routes {
             let settled = |status: DeliveryStatus| Settled {
                 entry_id: entry.clone(),
                 endpoint: endpoint_id.clone(),
@@ -263,21 +398,23 @@ impl Dispatch {
                 pause_reason: None,
                 envelope: Some(envelope.clone()),
                 trace: trace.clone(),
+                lane: Lane::Direct,
             };
-            match self.route(endpoint_id) {
+            match route {
+                Route::Lane => {}
                 Route::Hold => {
                     self.settler
                         .send(Settle::Done(settled(DeliveryStatus::Held)))
                         .await;
                 }
-                Route::Defer => {
+                Route::Due => {
                     self.settler
                         .send(Settle::Done(settled(DeliveryStatus::Pending)))
                         .await;
                 }
                 Route::Send(endpoint, target, permits) => {
                     let claimed = Claimed {
-                        delivery_id: hookd_core::delivery::delivery_id(&entry, endpoint_id),
+                        delivery_id: hookd_core::delivery::delivery_id(&entry, &endpoint_id),
                         endpoint,
                         attempts_made: 0,
                         created_at_ms: created_ms,
@@ -289,61 +426,300 @@ impl Dispatch {
                         lease: String::new(),
                         job: None,
                     };
-                    let guard =
-                        Unsettled::new(settled(DeliveryStatus::Succeeded), self.settler.clone());
-                    let (ctx, settler, freed) =
-                        (self.ctx.clone(), self.settler.clone(), self.freed.clone());
-                    self.tasks.spawn(async move {
-                        let record = ctx.run(claimed, &target, AttemptTrigger::Scheduled).await;
-                        let mut settled = guard.finish();
-                        // The slot is free once the response is in.
-                        drop(permits);
-                        freed.notify_one();
-                        (settled.status, settled.next_at_ms) = match record.outcome {
-                            Outcome::Succeeded => (DeliveryStatus::Succeeded, None),
-                            Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                            Outcome::Failed => (DeliveryStatus::Failed, None),
-                        };
-                        if settled.status == DeliveryStatus::Succeeded {
-                            settled.envelope = None;
-                        }
-                        settled.attempt = Some(record.attempt);
-                        settled.pause_reason = record.pause_reason;
-                        settler.send(Settle::Done(settled)).await;
-                    });
+                    self.spawn_attempt(claimed, target, permits, settled(DeliveryStatus::Succeeded));
                 }
             }
         }
-        subscribers.len()
+    }
+
+    /// Runs one first attempt on its own task; the slot is free once the
+    /// response is in, and the settler records it.
+    fn spawn_attempt(
+        &mut self,
+        claimed: Claimed,
+        target: Arc<Target>,
+        permits: [OwnedSemaphorePermit; 2],
+        settled: Settled,
+    ) {
+        let guard = Unsettled::new(settled, self.settler.clone());
+        let (ctx, settler, freed) = (self.ctx.clone(), self.settler.clone(), self.freed.clone());
+        self.tasks.spawn(async move {
+            let record = ctx.run(claimed, &target, AttemptTrigger::Scheduled).await;
+            let mut settled = guard.finish();
+            // The slot is free once the response is in.
+            drop(permits);
+            freed.notify_one();
+            (settled.status, settled.next_at_ms) = match record.outcome {
+                Outcome::Succeeded => (DeliveryStatus::Succeeded, None),
+                Outcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                Outcome::Failed => (DeliveryStatus::Failed, None),
+            };
+            if settled.status == DeliveryStatus::Succeeded {
+                settled.envelope = None;
+            }
+            settled.attempt = Some(record.attempt);
+            settled.pause_reason = record.pause_reason;
+            settler.send(Settle::Done(settled)).await;
+        });
     }
 
     /// Where one delivery goes now.
     fn route(&mut self, endpoint_id: &str) -> Route {
         let Some(Some(cached)) = self.config.endpoints.get(endpoint_id) else {
-            // Deleted since: the due queue's claim fails it (`endpoint_deleted`).
-            return Route::Defer;
+            // Deleted since: settling fails it (`endpoint_deleted`).
+            return Route::Due;
         };
         if cached.state.paused {
             return Route::Hold;
         }
         let (Some(endpoint), Some(target)) = (&cached.endpoint, &cached.target) else {
-            return Route::Defer;
+            return Route::Due;
         };
         if endpoint.rate_limit.is_some() {
             // Rate limits are kept by the claim script alone.
-            return Route::Defer;
+            return Route::Due;
+        }
+        // Behind deliveries already waiting in its lane, never before them.
+        if self.lanes.index.contains_key(endpoint_id) {
+            return Route::Lane;
         }
         let Some(slots) = self.slots.get_mut(endpoint_id) else {
-            return Route::Defer;
+            return Route::Lane;
         };
         let Ok(slot) = slots.permits.clone().try_acquire_owned() else {
-            return Route::Defer;
+            return Route::Lane;
         };
         let Ok(window) = self.window.clone().try_acquire_owned() else {
-            return Route::Defer;
+            return Route::Lane;
         };
         slots.last_used = Instant::now();
         Route::Send(endpoint.clone(), target.clone(), [slot, window])
+    }
+
+    /// Takes deliveries waiting in lanes into the slots free here, fairly
+    /// (see the module comment), until no lane can take more.
+    pub async fn fill_lanes(&mut self) -> Result<(), StoreError> {
+        while self.tasks.try_join_next().is_some() {}
+        if self.discovered.elapsed() >= DISCOVERY {
+            self.discovered = Instant::now();
+            for (endpoint, workspace) in self.store.lanes(&self.partition).await? {
+                self.lanes.add(&workspace, &endpoint);
+            }
+            // Lanes may be all that moves: the cache is checked here too.
+            let version = self.store.config_version(&self.partition).await?;
+            if self.config.version != Some(version) {
+                self.config = Config {
+                    version: Some(version),
+                    ..Config::default()
+                };
+            }
+        }
+        let missing: Vec<String> = self
+            .lanes
+            .index
+            .keys()
+            .filter(|id| !self.config.endpoints.contains_key(*id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.load_endpoints(missing).await?;
+        }
+        if self.released.elapsed() >= IDLE {
+            self.released = Instant::now();
+            self.release_idle().await?;
+        }
+        if self.lanes.is_empty() {
+            return Ok(());
+        }
+        let needed: HashMap<String, u32> = self
+            .lanes
+            .index
+            .keys()
+            .map(|ep| (ep.clone(), u32::MAX))
+            .collect();
+        let requests = self.slot_requests(needed);
+        if !requests.is_empty() {
+            let granted = self
+                .store
+                .hold_slots(
+                    &self.partition,
+                    &self.settings.consumer,
+                    &requests,
+                    self.settings.slot_lease,
+                )
+                .await?;
+            self.apply_grants(&requests, &granted);
+        }
+        // Turns of deficit round robin while anything was taken.
+        loop {
+            let mut progress = false;
+            for _ in 0..self.lanes.turns.len() {
+                if self.window.available_permits() == 0 {
+                    return Ok(());
+                }
+                let Some(mut turn) = self.lanes.turns.pop_front() else {
+                    break;
+                };
+                let weight = self.settings.weights.get(&turn.workspace).copied().unwrap_or(1);
+                turn.deficit += QUANTUM * i64::from(weight.max(1));
+                let mut served = 0;
+                let mut emptied = Vec::new();
+                for _ in 0..turn.endpoints.len() {
+                    if turn.deficit <= 0 {
+                        break;
+                    }
+                    let Some(endpoint) = turn.endpoints.pop_front() else {
+                        break;
+                    };
+                    turn.endpoints.push_back(endpoint.clone());
+                    let room = self.lane_room(&endpoint).min(turn.deficit as usize);
+                    if room == 0 {
+                        continue;
+                    }
+                    let taken = match self.take(&endpoint, room).await {
+                        Ok(taken) => taken,
+                        Err(e) => {
+                            // Its turn is not lost with the error.
+                            self.lanes.turns.push_front(turn);
+                            return Err(e);
+                        }
+                    };
+                    turn.deficit -= taken as i64;
+                    served += taken;
+                    if taken < room {
+                        emptied.push(endpoint);
+                    }
+                }
+                for endpoint in emptied {
+                    turn.endpoints.retain(|e| *e != endpoint);
+                    self.lanes.index.remove(&endpoint);
+                }
+                if served == 0 {
+                    // Nothing it could take now: no credit carried over.
+                    turn.deficit = 0;
+                }
+                progress |= served > 0;
+                if !turn.endpoints.is_empty() {
+                    self.lanes.turns.push_back(turn);
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How many deliveries `endpoint`'s lane may send now from here (a
+    /// deleted endpoint's lane is emptied by the delete itself).
+    fn lane_room(&self, endpoint: &str) -> usize {
+        let Some(Some(cached)) = self.config.endpoints.get(endpoint) else {
+            return 0;
+        };
+        if cached.state.paused || cached.endpoint.as_ref().is_none_or(|e| e.rate_limit.is_some()) {
+            return 0;
+        }
+        let Some(slots) = self.slots.get(endpoint) else {
+            return 0;
+        };
+        slots
+            .permits
+            .available_permits()
+            .min(self.window.available_permits())
+            .min(TAKE_MAX)
+    }
+
+    /// Takes up to `max` deliveries from `endpoint`'s lane and starts their
+    /// attempts; returns how many it took.
+    async fn take(&mut self, endpoint: &str, max: usize) -> Result<usize, StoreError> {
+        let taken = self
+            .store
+            .take_lane(&self.partition, endpoint, max, self.settings.lane_lease)
+            .await?;
+        let count = taken.items.len();
+        tracing::debug!(endpoint, asked = max, taken = count, "taken from the lane");
+        let Some(Some(cached)) = self.config.endpoints.get(endpoint).cloned() else {
+            return Ok(count);
+        };
+        let (Some(ep), Some(target)) = (cached.endpoint.clone(), cached.target.clone()) else {
+            return Ok(count);
+        };
+        for (item, entry) in taken.items {
+            let lane = Lane::Taken {
+                item: item.clone(),
+                lease: taken.lease.clone(),
+            };
+            let event = entry.as_ref().and_then(|e| {
+                Event::from_entry(&e.id, &e.fields, self.settings.limits_events).ok()
+            });
+            let Some(entry) = entry else {
+                // Trimmed from the stream meanwhile: nothing left to send.
+                self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+                continue;
+            };
+            let Some(event) = event else {
+                self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+                continue;
+            };
+            let permits = match (
+                self.slots
+                    .get(endpoint)
+                    .and_then(|s| s.permits.clone().try_acquire_owned().ok()),
+                self.window.clone().try_acquire_owned().ok(),
+            ) {
+                (Some(slot), Some(window)) => [slot, window],
+                // (Cannot happen: `max` was counted from the free permits.)
+                _ => {
+                    self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+                    continue;
+                }
+            };
+            if let Some(slots) = self.slots.get_mut(endpoint) {
+                slots.last_used = Instant::now();
+            }
+            let settled = self.settled(&entry.id, &event, endpoint, DeliveryStatus::Succeeded, lane);
+            let claimed = Claimed {
+                delivery_id: hookd_core::delivery::delivery_id(&entry.id, endpoint),
+                endpoint: ep.clone(),
+                attempts_made: 0,
+                created_at_ms: hookd_core::delivery::entry_time_ms(&entry.id)
+                    .unwrap_or(event.created_at_ms),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                envelope: Bytes::from(event.envelope),
+                manual: false,
+                trace: event.trace.map(Arc::new),
+                lease: String::new(),
+                job: None,
+            };
+            self.spawn_attempt(claimed, target.clone(), permits, settled);
+        }
+        Ok(count)
+    }
+
+    /// An item whose entry is gone from the stream (or no longer reads as
+    /// an event): it ends failed, without an attempt.
+    async fn settle_unsendable(&self, item: &str, endpoint: &str, workspace: &str, lane: Lane) {
+        let Some(record) = hookd_store::log::LogRecord::decode(item) else {
+            tracing::error!(item, endpoint, "a lane item that cannot be read");
+            return;
+        };
+        tracing::warn!(entry = %record.entry_id, endpoint, "a delivery waiting in its lane lost its stream entry; it fails");
+        self.settler
+            .send(Settle::Done(Settled {
+                entry_id: record.entry_id,
+                endpoint: endpoint.to_string(),
+                workspace: workspace.to_string(),
+                event_id: record.event_id,
+                event_type: record.event_type,
+                status: DeliveryStatus::Failed,
+                attempt: None,
+                next_at_ms: None,
+                pause_reason: None,
+                envelope: None,
+                trace: None,
+                lane,
+            }))
+            .await;
     }
 
     /// Loads what the cache lacks for these events: their subscribers, and
@@ -382,6 +758,16 @@ impl Dispatch {
                 .or_default()
                 .insert(event_type, Arc::from(ids));
         }
+        // Lane endpoints too (another daemon's lanes, found in Redis).
+        for id in self.lanes.index.keys() {
+            if !self.config.endpoints.contains_key(id) && !missing.contains(id) {
+                missing.push(id.clone());
+            }
+        }
+        self.load_endpoints(missing).await
+    }
+
+    async fn load_endpoints(&mut self, missing: Vec<String>) -> Result<(), StoreError> {
         let states = self
             .store
             .endpoint_states(&self.partition, &missing)
@@ -403,9 +789,8 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Slots to ask for: more for endpoints this batch needs them for,
-    /// renewals for those in use, none for those idle.
-    fn slot_requests(&mut self, events: &[(String, Event)]) -> Vec<SlotRequest> {
+    /// Deliveries per endpoint a batch of events brings.
+    fn needed_by(&self, events: &[(String, Event)]) -> HashMap<String, u32> {
         let mut needed: HashMap<String, u32> = HashMap::new();
         for (_, e) in events {
             for id in self
@@ -415,13 +800,19 @@ impl Dispatch {
                 .flat_map(|s| s.iter())
             {
                 match needed.get_mut(id.as_str()) {
-                    Some(n) => *n += 1,
+                    Some(n) => *n = n.saturating_add(1),
                     None => {
                         needed.insert(id.clone(), 1);
                     }
                 }
             }
         }
+        needed
+    }
+
+    /// Slots to ask for: more for endpoints `needed` needs them for,
+    /// renewals for those in use, none for those idle.
+    fn slot_requests(&mut self, needed: HashMap<String, u32>) -> Vec<SlotRequest> {
         let limits = self.settings.limits;
         let workspace_cap = if limits.workspace == 0 {
             u32::MAX
@@ -478,7 +869,7 @@ impl Dispatch {
             slots.cap = cap;
             slots.share = share;
             slots.ceiling = slots.ceiling.min(share);
-            let mut wanted = share.min(slots.held.max(slots.in_use() + n));
+            let mut wanted = share.min(slots.held.max(slots.in_use().saturating_add(n)));
             let renew = slots.renewed.elapsed() >= renew_after;
             if renew && slots.ceiling < share {
                 // Held back last time: ask for the whole share again, to see if it came free.
@@ -535,7 +926,7 @@ impl Dispatch {
     }
 
     /// Gives back the slots of idle endpoints (called when no events come).
-    pub async fn release_idle(&mut self) -> Result<(), StoreError> {
+    async fn release_idle(&mut self) -> Result<(), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         // Endpoints refused any slot a while ago hold nothing to give back.
         self.slots

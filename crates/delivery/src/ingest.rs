@@ -1,7 +1,10 @@
-//! The ingest loop of one partition: read entries with the consumer group
-//! (no more than first attempts can start), validate them, dead-letter the
-//! bad ones, hand the rest to [`Dispatch`] for their first attempts, and
-//! take over entries a dead consumer left pending.
+//! The ingest loop of one partition: entries are read by a task of their
+//! own, as fast as they can be routed (never held back by a backlogged
+//! endpoint: what cannot be sent now waits in its endpoint's lane, not in
+//! the stream in front of everyone else's events), validated, the bad ones
+//! dead-lettered, and the rest handed to [`Dispatch`]; between batches, and
+//! whenever an attempt ends, deliveries waiting in lanes are taken into the
+//! slots that came free. Entries a dead consumer left pending are taken over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +13,7 @@ use hookd_core::heartbeat::Heartbeat;
 use hookd_core::{Event, EventLimits, time};
 use hookd_store::stream::Entry;
 use hookd_store::{PartitionKeys, Store, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::dispatch::Dispatch;
@@ -37,139 +40,74 @@ pub(crate) struct Ingest {
     pub settings: IngestSettings,
     pub dispatch: Dispatch,
     pub metrics: Arc<Metrics>,
-    /// Beaten on every turn of the loop that reached Redis (for `/readyz`).
+    /// Beaten on every read that reached Redis (for `/readyz`).
     pub heartbeat: Heartbeat,
     /// Ingest batch spans, when tracing is on.
     pub spans: crate::trace::Spans,
 }
 
+/// Batches read ahead of the routing, at most (the reader waits past it).
+const READ_AHEAD: usize = 2;
+
 impl Ingest {
     /// Runs until `shutdown`; then lets first attempts in flight finish within `grace`.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let (tx, mut rx) = mpsc::channel(READ_AHEAD);
+        let reader = Reader {
+            store: self.store.clone(),
+            partition: self.partition.clone(),
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            heartbeat: self.heartbeat.clone(),
+        };
+        let reading = tokio::spawn(reader.run(tx, shutdown.clone()));
         let mut backoff = Backoff::new();
-        let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
-        // Where the next reclaim scans the pending list from (it goes round).
-        let mut cursor = "0-0".to_string();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let room = self.dispatch.room();
-            if room == 0 {
-                tokio::select! {
-                    _ = self.dispatch.wait_for_room() => {}
-                    _ = shutdown.changed() => {}
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => continue,
+                read = rx.recv() => {
+                    let Some(entries) = read else { break };
+                    self.route(entries, &mut backoff, &mut shutdown).await;
                 }
-                continue;
+                _ = self.dispatch.lane_work() => {}
             }
-            let count = self.settings.batch.min(room).max(1);
-            let reclaim_due = last_reclaim.elapsed() >= self.settings.reclaim_idle / 2;
-            let limits = self.settings.limits;
-            let read = if reclaim_due {
-                last_reclaim = Instant::now();
-                self.store
-                    .reclaim(
-                        &self.partition,
-                        &self.settings.group,
-                        &self.settings.consumer,
-                        self.settings.reclaim_idle,
-                        &cursor,
-                        count,
-                        &limits,
-                        self.settings.max_deliveries,
-                    )
-                    .await
-            } else {
-                match self
-                    .store
-                    .take_new(
-                        &self.partition,
-                        &self.settings.group,
-                        &self.settings.consumer,
-                        count,
-                        &limits,
-                    )
-                    .await
-                {
-                    Ok(taken) if taken.entries.is_empty() && taken.dead_lettered.is_empty() => {
-                        if let Err(e) = self.dispatch.release_idle().await {
-                            tracing::warn!(error = %e, "could not give back idle slots");
-                        }
-                        // Nothing waiting: block for the next entry.
-                        tokio::select! {
-                            read = self.store.wait_new(&self.partition, &self.settings.group, &self.settings.consumer, count, &limits) => read,
-                            _ = shutdown.changed() => continue,
-                        }
-                    }
-                    other => other,
-                }
-            };
-            let entries = match read {
-                Ok(taken) => {
-                    if let Some(next) = &taken.cursor {
-                        cursor.clone_from(next);
-                    }
-                    if !taken.trimmed.is_empty() {
-                        self.metrics.pending_trimmed(taken.trimmed.len());
-                        tracing::warn!(count = taken.trimmed.len(), ids = ?taken.trimmed, stream = %self.partition.stream,
-                            "entries pending in the group had been trimmed from the stream; nothing is left of them to deliver (stream_retention shorter than an outage?)");
-                    }
-                    for reason in &taken.dead_lettered {
-                        self.metrics.dead_letter(static_code(reason));
-                    }
-                    if !taken.dead_lettered.is_empty() {
-                        tracing::warn!(count = taken.dead_lettered.len(), reasons = ?taken.dead_lettered, stream = %self.partition.stream, "hostile stream entries dead-lettered without being read");
-                    }
-                    taken.entries
-                }
-                Err(e) => {
-                    self.pause_after_error("reading the stream", &e, &mut backoff, &mut shutdown)
-                        .await;
-                    continue;
-                }
-            };
-            self.heartbeat.beat(time::now_ms());
-            if entries.is_empty() {
-                backoff.reset();
-                continue;
+            if let Err(e) = self.dispatch.fill_lanes().await {
+                tracing::warn!(error = %e, stream = %self.partition.stream, "taking deliveries from lanes failed");
             }
-            let mut span = self
-                .spans
-                .as_deref()
-                .map(|t| crate::trace::ingest_batch(t, &self.partition.stream, entries.len()));
-            // Entries stay pending until this succeeds; keep trying (they
-            // are ours). What a failed try dead-lettered or forwarded is
-            // not done again.
-            let mut entries = entries;
-            while let Err(e) = self.process(&mut entries).await {
-                self.pause_after_error("accepting events", &e, &mut backoff, &mut shutdown)
-                    .await;
-                if *shutdown.borrow() {
-                    // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
-                    break;
-                }
-            }
-            if let Some(span) = span.as_mut() {
-                opentelemetry::trace::Span::end(span);
-            }
-            backoff.reset();
         }
+        reading.abort();
         self.dispatch.finish(grace).await;
     }
 
-    async fn pause_after_error(
-        &self,
-        what: &str,
-        e: &StoreError,
+    /// Routes one batch read: retried until it succeeds (the entries are
+    /// ours, pending), unless the daemon is stopping.
+    async fn route(
+        &mut self,
+        entries: Vec<Entry>,
         backoff: &mut Backoff,
         shutdown: &mut watch::Receiver<bool>,
     ) {
-        let wait = backoff.next_delay();
-        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, stream = %self.partition.stream, "{what} failed");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => {}
+        let mut span = self
+            .spans
+            .as_deref()
+            .map(|t| crate::trace::ingest_batch(t, &self.partition.stream, entries.len()));
+        // What a failed try dead-lettered or forwarded is not done again.
+        let mut entries = entries;
+        while let Err(e) = self.process(&mut entries).await {
+            pause_after_error(&self.partition, "accepting events", &e, backoff, shutdown).await;
+            if *shutdown.borrow() {
+                // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
+                break;
+            }
         }
+        if let Some(span) = span.as_mut() {
+            opentelemetry::trace::Span::end(span);
+        }
+        backoff.reset();
     }
 
     /// Dead-letters the bad entries, forwards those of other partitions,
@@ -239,6 +177,100 @@ impl Ingest {
         self.metrics.ingested(accepted, duplicates);
         tracing::debug!(events = count, duplicates, "ingested");
         Ok(())
+    }
+}
+
+async fn pause_after_error(
+    partition: &PartitionKeys,
+    what: &str,
+    e: &StoreError,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let wait = backoff.next_delay();
+    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, stream = %partition.stream, "{what} failed");
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Reads the partition's stream for the ingest loop: new entries as they
+/// come (a blocking read when there are none), and now and then entries a
+/// dead consumer left pending.
+struct Reader {
+    store: Store,
+    partition: PartitionKeys,
+    settings: IngestSettings,
+    metrics: Arc<Metrics>,
+    heartbeat: Heartbeat,
+}
+
+impl Reader {
+    async fn run(self, tx: mpsc::Sender<Vec<Entry>>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
+        // Where the next reclaim scans the pending list from (it goes round).
+        let mut cursor = "0-0".to_string();
+        let (group, consumer) = (&self.settings.group, &self.settings.consumer);
+        let limits = self.settings.limits;
+        let count = self.settings.batch.max(1);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let read = if last_reclaim.elapsed() >= self.settings.reclaim_idle / 2 {
+                last_reclaim = Instant::now();
+                self.store
+                    .reclaim(
+                        &self.partition,
+                        group,
+                        consumer,
+                        self.settings.reclaim_idle,
+                        &cursor,
+                        count,
+                        &limits,
+                        self.settings.max_deliveries,
+                    )
+                    .await
+            } else {
+                // Blocks until an entry comes (or the read's block time ends).
+                tokio::select! {
+                    read = self.store.wait_new(&self.partition, group, consumer, count, &limits) => read,
+                    _ = shutdown.changed() => return,
+                }
+            };
+            let taken = match read {
+                Ok(taken) => taken,
+                Err(e) => {
+                    pause_after_error(&self.partition, "reading the stream", &e, &mut backoff, &mut shutdown)
+                        .await;
+                    continue;
+                }
+            };
+            backoff.reset();
+            self.heartbeat.beat(time::now_ms());
+            if let Some(next) = &taken.cursor {
+                cursor.clone_from(next);
+            }
+            if !taken.trimmed.is_empty() {
+                self.metrics.pending_trimmed(taken.trimmed.len());
+                tracing::warn!(count = taken.trimmed.len(), ids = ?taken.trimmed, stream = %self.partition.stream,
+                    "entries pending in the group had been trimmed from the stream; nothing is left of them to deliver (stream_retention shorter than an outage?)");
+            }
+            for reason in &taken.dead_lettered {
+                self.metrics.dead_letter(static_code(reason));
+            }
+            if !taken.dead_lettered.is_empty() {
+                tracing::warn!(count = taken.dead_lettered.len(), reasons = ?taken.dead_lettered, stream = %self.partition.stream, "hostile stream entries dead-lettered without being read");
+            }
+            if taken.entries.is_empty() {
+                continue;
+            }
+            if tx.send(taken.entries).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -121,6 +121,11 @@ pub async fn run(
                 limits: settings.schedule.limits,
                 slot_lease: settings.schedule.lease,
                 window: settings.schedule.concurrency,
+                lane_lease: settings.schedule.lease,
+                weights: settings.schedule.weights.clone(),
+                limits_events: settings.ingest.limits,
+                group: settings.ingest.group.clone(),
+                breaker: settings.schedule.breaker,
             },
         );
         let ingest = ingest::Ingest {

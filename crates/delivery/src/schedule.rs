@@ -33,6 +33,9 @@ pub struct ScheduleSettings {
     pub shutdown_grace: Duration,
     /// When to pause an endpoint that keeps failing.
     pub breaker: hookd_store::schedule::Breaker,
+    /// Workspaces' shares of the slots that lanes fill, relative to 1
+    /// (`[delivery] workspace_weights`; the others weigh 1).
+    pub weights: std::collections::HashMap<String, u32>,
 }
 
 pub(crate) struct Scheduler {

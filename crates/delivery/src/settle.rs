@@ -189,7 +189,9 @@ impl Task {
                         self.open.insert(entry, (n, Instant::now()));
                     }
                     Settle::Done(d) => {
-                        let closes = match self.open.get_mut(&d.entry_id) {
+                        // (A delivery taken from a lane has no entry pending here.)
+                        let from_stream = !matches!(d.lane, hookd_store::ingest::Lane::Taken { .. });
+                        let closes = match self.open.get_mut(&d.entry_id).filter(|_| from_stream) {
                             Some((left, _)) => {
                                 *left -= 1;
                                 *left == 0
@@ -349,6 +351,7 @@ mod tests {
             pause_reason: None,
             envelope: Some(bytes::Bytes::from_static(b"{}")),
             trace: None,
+            lane: hookd_store::ingest::Lane::Direct,
         }
     }
 

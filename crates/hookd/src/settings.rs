@@ -166,6 +166,10 @@ pub struct Delivery {
     pub breaker_window: Duration,
     /// Stream of operational events (an endpoint paused by the breaker).
     pub operational_stream: String,
+    /// Workspaces' shares of the slots that lanes fill (deliveries waiting
+    /// for a slot), relative to 1, the share of every workspace not named:
+    /// `{ "ws_big" = 4 }`.
+    pub workspace_weights: std::collections::HashMap<String, u32>,
 }
 
 fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::SocketAddr>, D::Error> {
@@ -340,6 +344,7 @@ impl Default for Config {
                 breaker_failures: 50,
                 breaker_window: Duration::from_secs(3600),
                 operational_stream: "hookd:operational".into(),
+                workspace_weights: Default::default(),
             },
             retry: {
                 let r = RetryPolicy::default();
@@ -702,6 +707,7 @@ impl Config {
                     trip_after: d.breaker_failures,
                     trip_window: d.breaker_window,
                 },
+                weights: d.workspace_weights.clone(),
             },
             sender: SenderSettings {
                 connect_timeout: d.connect_timeout,

@@ -439,14 +439,16 @@ impl Store {
         }
     }
 
-    /// How many deliveries a paused endpoint holds.
+    /// How many deliveries a paused endpoint holds: those held, and those
+    /// waiting in its lane (nothing is taken from it while it is paused).
     pub async fn held_count(&self, ep: &Endpoint) -> Result<u64> {
         let p = self.keys.partition_of(&ep.workspace);
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("SCARD")
-            .arg(p.held(&ep.id))
-            .query_async(&mut conn)
-            .await?)
+        let (held, lane): (u64, u64) = redis::pipe()
+            .scard(p.held(&ep.id))
+            .llen(p.lane(&ep.id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(held + lane)
     }
 
     /// Re-seals every endpoint's secrets under the current key (after a key
@@ -558,14 +560,14 @@ impl Store {
         )))
     }
 
-    /// Fails what a deleted endpoint still holds or has due, a chunk per
-    /// script call (`lua/drop_queued.lua`); returns how many.
+    /// Fails what a deleted endpoint still holds, has due or has in its
+    /// lane, a chunk per script call (`lua/drop_queued.lua`); returns how many.
     async fn drop_queued(&self, ep: &Endpoint) -> Result<u64> {
         let p = self.keys.partition_of(&ep.workspace);
         let mut conn = self.conn.clone();
         let mut total = 0;
         loop {
-            let (held, due): (Vec<String>, Vec<String>) = redis::pipe()
+            let (held, due, lane, taken): (Vec<String>, Vec<String>, u64, u64) = redis::pipe()
                 .cmd("SRANDMEMBER")
                 .arg(p.held(&ep.id))
                 .arg(RESUME_CHUNK)
@@ -573,9 +575,11 @@ impl Store {
                 .arg(p.due(&ep.id))
                 .arg(0)
                 .arg(RESUME_CHUNK - 1)
+                .llen(p.lane(&ep.id))
+                .zcard(p.taken(&ep.id))
                 .query_async(&mut conn)
                 .await?;
-            if held.is_empty() && due.is_empty() {
+            if held.is_empty() && due.is_empty() && lane == 0 && taken == 0 {
                 return Ok(total);
             }
             let mut call = self.scripts.drop_queued.prepare_invoke();
@@ -583,7 +587,12 @@ impl Store {
                 .key(p.held(&ep.id))
                 .key(p.due(&ep.id))
                 .key(p.ready())
-                .arg(&ep.id);
+                .key(p.lane(&ep.id))
+                .key(p.taken(&ep.id))
+                .key(p.log(&ep.id))
+                .key(p.lanes())
+                .arg(&ep.id)
+                .arg(RESUME_CHUNK);
             for id in held.iter().chain(&due) {
                 call.key(p.delivery(id)).arg(id);
             }

@@ -74,6 +74,21 @@ pub struct Settled {
     pub envelope: Option<Bytes>,
     /// The producer's trace context, kept for later attempts.
     pub trace: Option<std::sync::Arc<hookd_core::trace::TraceParent>>,
+    /// Where it comes from, or goes: its entry (pending in the group), its
+    /// endpoint's lane, or an item taken from that lane.
+    pub lane: Lane,
+}
+
+/// A settled delivery and its endpoint's lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Lane {
+    /// From its stream entry, pending in the group (fenced by ownership).
+    #[default]
+    Direct,
+    /// From its stream entry, into the endpoint's lane (status `pending`).
+    Enter,
+    /// Taken from the endpoint's lane (`Store::take_lane`) with `lease`.
+    Taken { item: String, lease: String },
 }
 
 impl Settled {
@@ -252,16 +267,19 @@ impl Store {
             .key(p.config())
             .key(p.logs())
             .key(p.ship())
-            .key(self.keys.dead_letter(p));
+            .key(self.keys.dead_letter(p))
+            .key(p.lanes());
         for (ep, _) in &endpoints {
             call.key(p.endpoint(ep))
                 .key(p.log(ep))
                 .key(p.due(ep))
-                .key(p.held(ep));
+                .key(p.held(ep))
+                .key(p.lane(ep))
+                .key(p.taken(ep));
         }
         for d in deliveries
             .iter()
-            .filter(|d| d.status != DeliveryStatus::Succeeded)
+            .filter(|d| d.status != DeliveryStatus::Succeeded && d.lane != Lane::Enter)
         {
             let id = d.delivery_id();
             call.key(p.delivery(&id))
@@ -307,7 +325,7 @@ impl Store {
                         .and_then(|a| a.error.as_deref())
                         .unwrap_or(""),
                 )
-                .arg(if d.status == DeliveryStatus::Succeeded {
+                .arg(if d.status == DeliveryStatus::Succeeded || d.lane == Lane::Enter {
                     &[][..]
                 } else {
                     d.envelope.as_deref().unwrap_or_default()
@@ -319,6 +337,11 @@ impl Store {
                         .and_then(|t| t.tracestate.as_deref())
                         .unwrap_or_default(),
                 );
+            match &d.lane {
+                Lane::Direct => call.arg("").arg(""),
+                Lane::Enter => call.arg("enter").arg(""),
+                Lane::Taken { item, lease } => call.arg(lease).arg(item),
+            };
         }
         for a in acks {
             call.arg(*a);

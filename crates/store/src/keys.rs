@@ -21,6 +21,9 @@
 //! | `P:lease:<endpoint>` | zset | the endpoint's deliveries in flight, scored by lease expiry: its concurrency, across all daemons. Also the slots a daemon holds for first attempts (members `~<consumer>:<endpoint>:<n>`) |
 //! | `P:ready` | zset | endpoints, scored by when they next have a delivery to attempt |
 //! | `P:held:<endpoint>` | set | deliveries held while the endpoint is paused |
+//! | `P:lane:<endpoint>` | list | first attempts waiting for a slot, oldest first: each item is the delivery's pending log member (`<entry id>_[event id, type, "pending"]`), so its stream entry and its history are found from it (see `lua/settle.lua`, `lua/take.lua`) |
+//! | `P:taken:<endpoint>` | zset | items taken from the lane for their attempts, scored by the take's lease end (the take's token); a dead daemon's go back to the lane |
+//! | `P:lanes` | hash | endpoint id -> workspace, for every endpoint with a lane or taken items |
 //! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ep:<endpoint>:log` | zset | the endpoint's history: one member per delivery (a compact record of it and its first attempt, see `log.rs`), scored by creation time (ms) |
 //! | `P:logs` | hash | endpoint id -> workspace, for every endpoint with a history log (deleted ones until their log expires) |
@@ -293,6 +296,9 @@ kinds! {
     HELD = "held", ":held:", Plain, "";
     JOB = "job", ":job:", Plain, "";
     ENVELOPE = "envelope", ":env:", WorkspaceItem, "";
+    LANE = "lane", ":lane:", Plain, "";
+    TAKEN = "taken", ":taken:", Plain, "";
+    LANES = "lanes", ":lanes", None, "";
     READY = "ready", ":ready", None, "";
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
@@ -386,6 +392,18 @@ impl PartitionKeys {
     pub fn held(&self, endpoint: &str) -> String {
         self.key(&HELD, endpoint)
     }
+    /// The endpoint's lane: first attempts waiting for a slot, oldest first.
+    pub fn lane(&self, endpoint: &str) -> String {
+        self.key(&LANE, endpoint)
+    }
+    /// Items taken from the endpoint's lane, scored by their lease's end.
+    pub fn taken(&self, endpoint: &str) -> String {
+        self.key(&TAKEN, endpoint)
+    }
+    /// Endpoint id -> workspace, for every endpoint with a lane (or items taken from it).
+    pub fn lanes(&self) -> String {
+        self.key(&LANES, "")
+    }
     pub fn types_seen(&self, workspace: &str) -> String {
         self.key(&TYPES_SEEN, workspace)
     }
@@ -426,10 +444,10 @@ impl PartitionKeys {
         };
         let first = |id: &str| id.split(':').next().map(str::to_string);
         Some(match kind {
-            "ready" | "logs" | "cfg" | "dead" | "ship" if id.is_empty() => Owner::Partition,
+            "ready" | "logs" | "cfg" | "dead" | "ship" | "lanes" if id.is_empty() => Owner::Partition,
             "rl" => Owner::Ephemeral,
             "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
-            "ep" | "due" | "lease" | "held" => Owner::Endpoint(first(id)?),
+            "ep" | "due" | "lease" | "held" | "lane" | "taken" => Owner::Endpoint(first(id)?),
             "dlv" => {
                 let delivery = id.strip_suffix(":attempts").unwrap_or(id);
                 let (_, endpoint) = hookd_core::delivery::parse_delivery_id(delivery)?;
@@ -588,6 +606,7 @@ mod tests {
             include_str!("lua/endpoint_create.lua"),
             include_str!("lua/sightings.lua"),
             include_str!("lua/ready.lua"),
+            include_str!("lua/take.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {
@@ -615,7 +634,7 @@ mod tests {
         }
         let prelude = lua_prelude();
         assert!(prelude.contains("local STATUS_HELD = 'held'"));
-        assert!(prelude.contains("local SETTLE_FIELDS = 15"));
+        assert!(prelude.contains("local SETTLE_FIELDS = 17"));
     }
 
     /// The shared vectors producers in other languages check against

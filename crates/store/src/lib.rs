@@ -5,6 +5,7 @@
 //! - [`ingest`]: accepting events for first attempts, the configuration the
 //!   daemon caches, settling deliveries together with the acks;
 //! - [`log`]: the history log's record of each delivery;
+//! - [`lanes`]: first attempts waiting for a slot, per endpoint;
 //! - [`endpoints`]: endpoint records and their subscription indexes;
 //! - [`schedule`]: claiming due deliveries and recording attempts;
 //! - [`history`]: reading deliveries and their attempts back, a page at a time;
@@ -32,6 +33,7 @@ pub mod event_types;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod lanes;
 pub mod log;
 mod reader;
 pub mod recovery;

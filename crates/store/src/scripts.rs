@@ -11,7 +11,7 @@ use redis::Script;
 /// see `keys::lua_prelude`).
 pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("SETTLE_FIELDS", SETTLE_FIELDS),
-    ("SETTLE_ENDPOINT_KEYS", 4),
+    ("SETTLE_ENDPOINT_KEYS", 6),
     ("SETTLE_DURABLE_KEYS", 3),
     ("RECORD_FIELDS", RECORD_FIELDS),
     ("RECORD_ENDPOINT_KEYS", 4),
@@ -27,7 +27,7 @@ pub(crate) const SHAPES: &[(&str, usize)] = &[
 pub(crate) const CLAIM_FIELDS: usize = 11;
 
 /// Values per delivery of `lua/settle.lua`.
-pub(crate) const SETTLE_FIELDS: usize = 15;
+pub(crate) const SETTLE_FIELDS: usize = 17;
 /// Values per attempt of `lua/record.lua`.
 pub(crate) const RECORD_FIELDS: usize = 12;
 
@@ -50,6 +50,7 @@ pub(crate) struct Scripts {
     pub(crate) endpoint_create: Script,
     pub(crate) sightings: Script,
     pub(crate) ready: Script,
+    pub(crate) take: Script,
 }
 
 impl Default for Scripts {
@@ -82,6 +83,7 @@ impl Default for Scripts {
             endpoint_create: plain(include_str!("lua/endpoint_create.lua")),
             sightings: plain(include_str!("lua/sightings.lua")),
             ready: plain(include_str!("lua/ready.lua")),
+            take: plain(include_str!("lua/take.lua")),
         }
     }
 }

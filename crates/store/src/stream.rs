@@ -416,6 +416,10 @@ impl Store {
         if let Some(oldest) = oldest_pending {
             cut = cut.min(oldest);
         }
+        // Nor past an entry a lane still names (its delivery waits there).
+        if let Some(floor) = self.lane_floor(p).await?.and_then(|f| stream_id(&f)) {
+            cut = cut.min(floor);
+        }
         let _: i64 = redis::cmd("XTRIM")
             .arg(&p.stream)
             .arg("MINID")
@@ -463,7 +467,7 @@ pub(crate) fn raw_entries(v: &Value) -> Result<Vec<(String, RawFields)>> {
 }
 
 /// A stream entry id `<ms>-<seq>` as numbers, in stream order.
-fn stream_id(id: &str) -> Option<(u64, u64)> {
+pub(crate) fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }

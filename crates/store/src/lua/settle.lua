@@ -1,28 +1,39 @@
--- Record deliveries made straight from the stream, and acknowledge the
--- entries whose deliveries are all recorded, in one atomic step: nothing is
--- acknowledged without its record, and a crash before this step leaves the
--- entry pending, to be read again and sent with the same delivery ids.
+-- Record first attempts, and acknowledge the entries whose deliveries are
+-- all recorded, in one atomic step: nothing is acknowledged without its
+-- record, and a crash before this step leaves the entry pending, to be read
+-- again and sent with the same delivery ids.
 -- Every delivery gets one member in its endpoint's history log. One whose
--- first attempt succeeded needs nothing more. One that outlives it (the
--- attempt failed, its endpoint is paused, it waits for a slot) gets its
--- durable state here, and the retry machinery (claim.lua, record.lua) takes
--- it from there.
+-- first attempt succeeded needs nothing more. One that waits for a slot
+-- goes to its endpoint's lane (an item: its pending log member) and needs
+-- nothing more either, until it is taken from there. One that outlives its
+-- first attempt (the attempt failed, its endpoint is paused, it cannot be
+-- sent from here) gets its durable state here, and the retry machinery
+-- (claim.lua, record.lua) takes it from there.
 --
--- Fenced: only the consumer that owns an entry in the group's pending list
--- settles it. Deliveries of an entry another daemon has taken over (this one
--- was too slow) are skipped, and that entry is not acknowledged: its new
--- owner sends and settles it.
+-- A delivery is one of (its `lane` argument):
+-- - '' (from the stream): its entry is pending in the group. Fenced: only
+--   the consumer that owns the entry settles it; deliveries of an entry
+--   another daemon has taken over (this one was too slow) are skipped, and
+--   the entry is not acknowledged: its new owner sends and settles it.
+-- - 'enter': as '', and it goes to its endpoint's lane.
+-- - a lease (digits): it was taken from its endpoint's lane with that lease
+--   (take.lua). Fenced: recorded only while its item is still taken with
+--   that lease; it leaves the taken set and its pending log member.
+--
 -- Key types are checked before anything is written: a delivery with a key
 -- of the wrong type is set aside (dead-lettered with the reason) and the
 -- rest written; a shared key of the wrong type fails the call with nothing
 -- written, so the caller may retry or split the batch safely.
--- (`push`, `tally`, `breaker` and `expect_type` come from queues.lua.)
+-- (`push`, `tally`, `breaker`, `pause_gone`, `expect_type` and `wrong_type`
+-- come from queues.lua.)
 --
 -- KEYS[1] = stream, KEYS[2] = ready zset, KEYS[3] = configuration version,
 -- KEYS[4] = logs hash, KEYS[5] = shipping backlog stream, KEYS[6] = dead-letter stream,
--- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held),
--- then SETTLE_DURABLE_KEYS per delivery that outlives its first attempt
---   (delivery hash, attempts list, envelope), in the order of the deliveries.
+-- KEYS[7] = lanes hash,
+-- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held, lane, taken),
+-- then SETTLE_DURABLE_KEYS per delivery that gets durable state (status
+--   not succeeded, not entering a lane): delivery hash, attempts list,
+--   envelope; in the order of the deliveries.
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
@@ -31,16 +42,17 @@
 -- then SETTLE_FIELDS per delivery: entry id, endpoint (1-based, in the list
 --   above), delivery id, event id, event type, created (ms), log member,
 --   status, attempt JSON ('' when none was made, '-' when it succeeded),
---   due in (ms from now, for retrying and pending; times are
---   Redis's clock, as leases are), pause reason ('' for none),
---   error ('' for none), envelope ('' when the delivery ends here),
---   traceparent and tracestate ('' for none: kept in durable state, so later
---   attempts continue the producer's trace);
+--   due in (ms from now, for retrying and pending; times are Redis's
+--   clock, as leases are), pause reason ('' for none), error ('' for none),
+--   envelope ('' when the delivery ends here), traceparent and tracestate
+--   ('' for none: kept in durable state, so later attempts continue the
+--   producer's trace), lane ('', 'enter', or the lease it was taken with),
+--   its lane item ('' unless taken from a lane);
 -- then the ids of the entries to acknowledge.
 -- Returns {tripped, skipped, set aside}: 5 values per endpoint the breaker
 -- or a 410 paused (see queues.lua), the deliveries skipped because another
--- consumer owns their entry now, and those set aside.
-local stream, ready = KEYS[1], KEYS[2]
+-- daemon has their entry (or lane item) now, and those set aside.
+local stream, ready, lanes = KEYS[1], KEYS[2], KEYS[7]
 local group, consumer, retention, now = ARGV[1], ARGV[2], ARGV[3], clock_ms()
 local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ship_cap, n_eps, count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -60,27 +72,41 @@ local function owns(entry)
 end
 
 -- The keys of endpoint `e`, and of the n-th durable delivery.
-local function ep_key(e, k) return KEYS[6 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
-local durable_base = 6 + n_eps * SETTLE_ENDPOINT_KEYS
+local function ep_key(e, k) return KEYS[7 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
+local durable_base = 7 + n_eps * SETTLE_ENDPOINT_KEYS
 local function durable_key(n, k) return KEYS[durable_base + (n - 1) * SETTLE_DURABLE_KEYS + k] end
 -- Endpoint id -> its hash, as declared (for the circuit breaker).
 local ep_hash = {}
 for e = 1, n_eps do ep_hash[ARGV[8 + 2 * e]] = ep_key(e, 1) end
 
--- First pass: ownership and key types, before any write. A delivery with a
--- key of the wrong type is refused: set aside (its entry goes to the
--- dead-letter stream with the reason, in this same step) and the rest written.
+local function is_durable(status, lane)
+  return status ~= STATUS_SUCCEEDED and lane ~= 'enter'
+end
+local function is_taken(lane)
+  return lane ~= '' and lane ~= 'enter'
+end
+
+-- First pass: ownership (or the lane lease) and key types, before any write.
 local skipped = 0
 local durable = 0
 local refused = {}
+local mine = {}
 expect_type(stream, 'stream')
 expect_type(KEYS[6], 'stream')
+expect_type(lanes, 'hash')
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
-  local e, status = tonumber(ARGV[i + 1]), ARGV[i + 7]
-  if status ~= STATUS_SUCCEEDED then durable = durable + 1 end
-  if owns(ARGV[i]) then
-    local checks = { { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' } }
-    if status ~= STATUS_SUCCEEDED then
+  local e, status, lane, item = tonumber(ARGV[i + 1]), ARGV[i + 7], ARGV[i + 15], ARGV[i + 16]
+  if is_durable(status, lane) then durable = durable + 1 end
+  local checks = { { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }
+  if is_taken(lane) then
+    mine[i] = type_ok(ep_key(e, 6), 'zset')
+      and tonumber(redis.call('ZSCORE', ep_key(e, 6), item) or '-1') == tonumber(lane)
+  else
+    mine[i] = owns(ARGV[i])
+  end
+  if mine[i] then
+    if lane == 'enter' then table.insert(checks, { ep_key(e, 5), 'list' }) end
+    if is_durable(status, lane) then
       table.insert(checks, { ep_key(e, 3), 'zset' })
       table.insert(checks, { ep_key(e, 4), 'set' })
       table.insert(checks, { durable_key(durable, 1), 'hash' })
@@ -94,18 +120,21 @@ end
 local shipped = {}
 local set_aside = 0
 local streak, tripped = {}, {}
--- Log members and due entries, gathered per endpoint for one variadic command each.
-local logged, due, held = {}, {}, {}
+-- Log members, lane items and due entries, gathered per endpoint for one
+-- variadic command each.
+local logged, unlogged, due, held, laned, untaken = {}, {}, {}, {}, {}, {}
 local envelopes = {}
 durable = 0
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local entry, e, id, evid, evtype = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local due_in, pause, err, envelope = tonumber(ARGV[i + 9]), ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
-  local traceparent, tracestate = ARGV[i + 13], ARGV[i + 14]
+  local traceparent, tracestate, lane, item = ARGV[i + 13], ARGV[i + 14], ARGV[i + 15], ARGV[i + 16]
   local ep, ws = ARGV[8 + 2 * e], ARGV[9 + 2 * e]
-  if status ~= STATUS_SUCCEEDED then durable = durable + 1 end
-  if not owned[entry] then
+  -- (Whether durable keys were declared for it, whatever it becomes below.)
+  local declared = is_durable(status, lane)
+  if declared then durable = durable + 1 end
+  if not mine[i] then
     skipped = skipped + 1
   elseif refused[i] then
     set_aside = set_aside + 1
@@ -113,13 +142,24 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
       'message', 'the delivery could not be recorded: ' .. refused[i], 'entry_id', entry,
       'stream', stream, 'delivery', id, 'endpoint', ep, 'workspace', ws, 'event_id', evid,
       'status', status)
+    if is_taken(lane) then push(untaken, e, item) end
   else
     local epkey = ep_key(e, 1)
     local exists = redis.call('EXISTS', epkey) == 1
+    if is_taken(lane) then
+      push(untaken, e, item)
+      push(unlogged, e, item)
+    end
     -- Held, or waiting for a slot, on an endpoint deleted meanwhile: it ends here.
     local reason = nil
     if not exists and (status == STATUS_HELD or status == STATUS_PENDING) then
       status, reason = STATUS_FAILED, 'endpoint_deleted'
+      if lane == 'enter' then
+        -- No durable state was declared for it: its log member says it
+        -- (`..."pending"]` becomes `..."failed"]`).
+        lane = ''
+        member = string.sub(member, 1, -(#STATUS_PENDING + 4)) .. '"' .. STATUS_FAILED .. '"]'
+      end
     end
     push(logged, e, created, member)
     if ship_cap > 0 then
@@ -127,7 +167,9 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
       table.insert(shipped, member)
     end
     if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
-    if status ~= STATUS_SUCCEEDED then
+    if lane == 'enter' then
+      push(laned, e, member)
+    elseif declared and status ~= STATUS_SUCCEEDED then
       local dkey, akey, envkey = durable_key(durable, 1), durable_key(durable, 2), durable_key(durable, 3)
       if envelope ~= '' and not envelopes[envkey] then
         redis.call('SET', envkey, envelope, 'EX', retention)
@@ -156,12 +198,25 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
     if pause ~= '' then pause_gone(epkey, ep, pause, now, KEYS[3], tripped) end
   end
 end
+for e, items in pairs(unlogged) do
+  redis.call('ZREM', ep_key(e, 2), unpack(items))
+end
 for e, members in pairs(logged) do
   local log = ep_key(e, 2)
   redis.call('ZADD', log, unpack(members))
   -- The log lives a retention past its newest delivery (a deleted endpoint's goes then).
   redis.call('EXPIRE', log, retention)
   redis.call('HSET', KEYS[4], ARGV[8 + 2 * e], ARGV[9 + 2 * e])
+end
+for e, items in pairs(untaken) do
+  redis.call('ZREM', ep_key(e, 6), unpack(items))
+  if redis.call('EXISTS', ep_key(e, 5)) == 0 and redis.call('EXISTS', ep_key(e, 6)) == 0 then
+    redis.call('HDEL', lanes, ARGV[8 + 2 * e])
+  end
+end
+for e, items in pairs(laned) do
+  redis.call('RPUSH', ep_key(e, 5), unpack(items))
+  redis.call('HSET', lanes, ARGV[8 + 2 * e], ARGV[9 + 2 * e])
 end
 for e, ids in pairs(held) do
   redis.call('SADD', ep_key(e, 4), unpack(ids))

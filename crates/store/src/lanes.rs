@@ -1,0 +1,149 @@
+//! Lanes: first attempts waiting for a slot, per endpoint, in Redis.
+//!
+//! When an endpoint has no free slot here, its new deliveries do not wait
+//! in the stream (which would hold up every other workspace's events behind
+//! them) nor get full durable state: each goes to the endpoint's lane, a
+//! list of items, and its stream entry is acknowledged in the same step
+//! (`lua/settle.lua`). An item is the delivery's pending log member
+//! (`<entry id>_[event id, type, "pending"]`): tens of bytes, from which
+//! its stream entry and its history are found. The stream keeps every
+//! entry a lane still names (see [`Store::lane_floor`]).
+//!
+//! A daemon with free slots for the endpoint takes items (oldest first,
+//! `lua/take.lua`) with a lease, reads their entries, attempts them, and
+//! settles each (`lua/settle.lua`, fenced by the lease); a dead daemon's
+//! items go back to the head of the lane when their lease ends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::keys::PartitionKeys;
+use crate::stream::{Entry, raw_entries};
+use crate::value::{items, string};
+use crate::{Result, Store};
+
+/// Items taken from a lane: the take's lease (its token), and per item its
+/// entry (`None`: trimmed from the stream meanwhile).
+#[derive(Debug, Default)]
+pub struct TakenItems {
+    pub lease: String,
+    pub items: Vec<(String, Option<Entry>)>,
+}
+
+/// The entry id an item names (`<entry id>_...`).
+pub fn item_entry(item: &str) -> Option<&str> {
+    item.split_once('_').map(|(entry, _)| entry)
+}
+
+impl Store {
+    /// Takes up to `max` items from `endpoint`'s lane, leased for `lease`.
+    pub async fn take_lane(
+        &self,
+        p: &PartitionKeys,
+        endpoint: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<TakenItems> {
+        let reply: Value = self
+            .scripts
+            .take
+            .key(p.lane(endpoint))
+            .key(p.taken(endpoint))
+            .key(p.lanes())
+            .key(&p.stream)
+            .arg(max.max(1))
+            .arg(lease.as_millis() as u64)
+            .arg(endpoint)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let values = items(&reply)?;
+        let Some((lease, rest)) = values.split_first() else {
+            return Ok(TakenItems::default());
+        };
+        let mut out = TakenItems {
+            lease: string(lease)?,
+            items: Vec::with_capacity(rest.len() / 2),
+        };
+        for pair in rest.chunks_exact(2) {
+            let item = string(&pair[0])?;
+            let entry = match &pair[1] {
+                Value::Array(_) => {
+                    let id = item_entry(&item).unwrap_or_default().to_string();
+                    let wrapped = Value::Array(vec![Value::Array(vec![
+                        Value::BulkString(id.into_bytes()),
+                        pair[1].clone(),
+                    ])]);
+                    raw_entries(&wrapped)?
+                        .into_iter()
+                        .next()
+                        .map(|(id, fields)| Entry { id, fields })
+                }
+                _ => None,
+            };
+            out.items.push((item, entry));
+        }
+        Ok(out)
+    }
+
+    /// Every endpoint of the partition with a lane (or items taken from
+    /// one), with its workspace.
+    pub async fn lanes(&self, p: &PartitionKeys) -> Result<HashMap<String, String>> {
+        Ok(redis::cmd("HGETALL")
+            .arg(p.lanes())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// The partition's configuration version (see `Keys::config`).
+    pub async fn config_version(&self, p: &PartitionKeys) -> Result<u64> {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(p.config())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// How many deliveries wait in `endpoint`'s lane (taken ones included).
+    pub async fn lane_len(&self, p: &PartitionKeys, endpoint: &str) -> Result<u64> {
+        let (waiting, taken): (u64, u64) = redis::pipe()
+            .llen(p.lane(endpoint))
+            .zcard(p.taken(endpoint))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(waiting + taken)
+    }
+
+    /// The oldest stream entry any lane of the partition still names (the
+    /// stream is never trimmed past it), `None` when no lane names one.
+    pub async fn lane_floor(&self, p: &PartitionKeys) -> Result<Option<String>> {
+        let lanes = self.lanes(p).await?;
+        if lanes.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for ep in lanes.keys() {
+            pipe.cmd("LINDEX").arg(p.lane(ep)).arg(0);
+            pipe.cmd("ZRANGE").arg(p.taken(ep)).arg(0).arg(-1);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut oldest: Option<(u64, u64)> = None;
+        let mut consider = |item: &str| {
+            if let Some(id) = item_entry(item).and_then(crate::stream::stream_id) {
+                oldest = Some(oldest.map_or(id, |o| o.min(id)));
+            }
+        };
+        for pair in replies.chunks_exact(2) {
+            if let Ok(head) = string(&pair[0]) {
+                consider(&head);
+            }
+            for item in items(&pair[1]).unwrap_or_default() {
+                if let Ok(item) = string(item) {
+                    consider(&item);
+                }
+            }
+        }
+        Ok(oldest.map(|(ms, seq)| format!("{ms}-{seq}")))
+    }
+}
