@@ -299,7 +299,7 @@ pub(crate) fn proc_stat(pid: u32) -> (u64, f64) {
 }
 
 /// The commands Redis spent the most time in: (command, calls, total ms, µs per call).
-async fn redis_top_commands(
+pub(crate) async fn redis_top_commands(
     conn: &mut redis::aio::MultiplexedConnection,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let info: String = redis::cmd("INFO")

@@ -217,6 +217,7 @@ pub(crate) async fn run(args: &Args, backlog: bool) -> anyhow::Result<serde_json
     let (rss_kb, cpu_secs) = proc_stat(pid);
     let (_, bench_cpu_after) = proc_stat(std::process::id());
     let (used_after, redis_cpu_after, _) = redis_usage(&mut nodes).await?;
+    let redis_commands = crate::redis_top_commands(&mut nodes[0]).await?;
     drop(daemon);
 
     let noisy_received = noisy_log.received.load(Ordering::Relaxed);
@@ -248,5 +249,6 @@ pub(crate) async fn run(args: &Args, backlog: bool) -> anyhow::Result<serde_json
         "redis_cpu_us_per_delivery": (redis_cpu_after - redis_cpu_before) * 1e6 / deliveries,
         "bench_cpu_us_per_delivery": (bench_cpu_after - bench_cpu_before) * 1e6 / deliveries,
         "redis_bytes_per_delivery": (used_after - used_before) / deliveries,
+        "redis_top_commands": redis_commands,
     }))
 }

@@ -161,6 +161,42 @@ fn text<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, Rejection> {
         .map_err(|_| reject("invalid_utf8", format!("field `{name}` is not valid UTF-8")))
 }
 
+/// What routing an entry needs before it is read whole: its workspace and
+/// event type, checked as [`Event::from_entry`] checks them. An entry
+/// routed on these alone (its deliveries all wait in lanes) is read whole,
+/// and refused if it must be, when its deliveries are taken.
+pub fn route_key<K: AsRef<str>, V: AsRef<[u8]>>(
+    fields: &[(K, V)],
+) -> Result<(&str, &str), Rejection> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+            .ok_or_else(|| {
+                reject(
+                    "missing_field",
+                    format!("required field `{name}` is missing"),
+                )
+            })
+    };
+    let event_type = text("type", get("type")?)?;
+    if !is_valid_event_type(event_type) {
+        return Err(reject(
+            "invalid_type",
+            format!("`type` {event_type:?} must match [a-z0-9_.-]{{1,128}}"),
+        ));
+    }
+    let workspace = text("workspace", get("workspace")?)?;
+    if !is_valid_workspace(workspace) {
+        return Err(reject(
+            "invalid_workspace",
+            "`workspace` must be 1..128 characters without control characters",
+        ));
+    }
+    Ok((workspace, event_type))
+}
+
 impl Event {
     /// Validates a stream entry's fields and builds its envelope.
     /// `now_ms` is the ingest time, used when `occurred_at` is absent.

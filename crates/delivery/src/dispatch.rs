@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, EventLimits, time};
-use hookd_store::ingest::{EndpointState, Lane, SettleBatch, Settled, SlotRequest};
+use hookd_store::ingest::{EndpointState, Lane, Settled, SlotRequest};
 use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -47,16 +47,14 @@ pub(crate) struct DispatchSettings {
     pub limits: ConcurrencyLimits,
     /// How long slots are held without being renewed (a dead daemon's lapse then).
     pub slot_lease: Duration,
-    /// First attempts waiting or in flight at once, per partition.
-    pub window: usize,
     /// How long an item taken from a lane is leased (longer than any request).
     pub lane_lease: Duration,
     /// Workspaces' shares of the slots lanes fill, relative to 1 (the default).
     pub weights: HashMap<String, u32>,
+    /// What an event must satisfy (lane items are read whole when taken).
     pub limits_events: EventLimits,
-    /// For the direct write of lane items (the settler's breaker settings).
+    /// The consumer group (lane entries are acknowledged as they enter).
     pub group: String,
-    pub breaker: hookd_store::schedule::Breaker,
 }
 
 /// An endpoint as cached: `None` documents were deleted.
@@ -135,11 +133,16 @@ pub(crate) struct Dispatch {
     freed: Arc<Notify>,
     config: Config,
     slots: HashMap<String, Slots>,
+    /// Shared with the other half (router or filler) of this partition.
+    index: Arc<LaneIndex>,
+    /// The filler's turns (unused by the router).
     lanes: LaneBook,
     /// When lanes were last read from Redis (other daemons', and after a restart).
     discovered: Instant,
     /// When idle slots were last given back.
     released: Instant,
+    /// When the configuration version was last asked for.
+    checked: Instant,
     tasks: JoinSet<()>,
 }
 
@@ -166,9 +169,67 @@ const DISCOVERY: Duration = Duration::from_secs(1);
 /// How often `lane_work` returns when nothing happened (to look again).
 const TICK: Duration = Duration::from_millis(100);
 
-/// Endpoints with deliveries waiting in their lanes, as this daemon knows
-/// them: workspaces in the order they take turns (each with its deficit,
-/// deficit round robin), and each workspace's endpoints in turn.
+/// Endpoints with deliveries waiting in their lanes, shared by the router
+/// (which puts deliveries there, and sends none of an endpoint's directly
+/// while it has some waiting) and the lane filler (which takes them into
+/// slots, and says when a lane ran dry). Each entry counts the router's
+/// writes, so a lane written to while the filler found it empty is never
+/// taken for dry.
+#[derive(Default)]
+pub(crate) struct LaneIndex {
+    /// Endpoint -> (workspace, writes so far).
+    lanes: std::sync::Mutex<HashMap<String, (String, u64)>>,
+    /// Woken when the router wrote to a lane.
+    written: Notify,
+}
+
+impl LaneIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn contains(&self, endpoint: &str) -> bool {
+        self.lock().contains_key(endpoint)
+    }
+
+    /// The router wrote to `endpoint`'s lane (or a lane was found in Redis).
+    fn written(&self, workspace: &str, endpoint: &str) {
+        let mut lanes = self.lock();
+        let entry = lanes
+            .entry(endpoint.to_string())
+            .or_insert_with(|| (workspace.to_string(), 0));
+        entry.1 += 1;
+        drop(lanes);
+        self.written.notify_one();
+    }
+
+    /// How many writes `endpoint`'s lane has had (`None`: not in the index).
+    fn writes(&self, endpoint: &str) -> Option<u64> {
+        self.lock().get(endpoint).map(|(_, n)| *n)
+    }
+
+    /// The filler found `endpoint`'s lane empty after `writes` writes: it
+    /// leaves the index, unless it was written to since.
+    fn dry(&self, endpoint: &str, writes: u64) -> bool {
+        let mut lanes = self.lock();
+        if lanes.get(endpoint).is_some_and(|(_, n)| *n == writes) {
+            lanes.remove(endpoint);
+            return true;
+        }
+        false
+    }
+
+    fn snapshot(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(ep, (ws, _))| (ep.clone(), ws.clone()))
+            .collect()
+    }
+}
+
+/// The lane filler's turns: workspaces in the order they take turns (each
+/// with its deficit, deficit round robin), and each workspace's endpoints
+/// in turn.
 #[derive(Default)]
 struct LaneBook {
     turns: VecDeque<WorkspaceLanes>,
@@ -187,7 +248,8 @@ impl LaneBook {
         if self.index.contains_key(endpoint) {
             return;
         }
-        self.index.insert(endpoint.to_string(), workspace.to_string());
+        self.index
+            .insert(endpoint.to_string(), workspace.to_string());
         match self.turns.iter_mut().find(|w| w.workspace == workspace) {
             Some(w) => w.endpoints.push_back(endpoint.to_string()),
             None => self.turns.push_back(WorkspaceLanes {
@@ -210,20 +272,24 @@ impl Dispatch {
         ctx: AttemptContext,
         settler: Settler,
         settings: DispatchSettings,
+        index: Arc<LaneIndex>,
+        window: Arc<Semaphore>,
     ) -> Self {
         Self {
             store,
             partition,
             ctx,
             settler,
-            window: Arc::new(Semaphore::new(settings.window.max(1))),
+            window,
             freed: Arc::new(Notify::new()),
             settings,
             config: Config::default(),
             slots: HashMap::new(),
+            index,
             lanes: LaneBook::default(),
             discovered: Instant::now() - DISCOVERY,
             released: Instant::now(),
+            checked: Instant::now(),
             tasks: JoinSet::new(),
         }
     }
@@ -231,45 +297,76 @@ impl Dispatch {
     /// Returns when there may be lane work: a first attempt ended (a slot
     /// came free), or a moment passed (to look again).
     pub async fn lane_work(&self) {
-        let _ = tokio::time::timeout(TICK, self.freed.notified()).await;
+        tokio::select! {
+            _ = self.freed.notified() => {}
+            _ = self.index.written.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
     }
 
-    /// Accepts and sends a batch of valid events read from the partition.
-    /// Returns (accepted, duplicates).
+    /// Routes a batch of valid events read from the partition: a delivery
+    /// whose endpoint has deliveries waiting in its lane goes there too
+    /// (behind them, never before); the others are accepted (idempotency,
+    /// slots) and sent now, or put in their lanes when no slot is free, or
+    /// held, or queued. An event all of whose deliveries go to lanes is not
+    /// even accepted here: its idempotency marker is checked when its
+    /// deliveries are taken. Returns (accepted, duplicates).
     pub async fn dispatch(
         &mut self,
-        events: Vec<(String, Event)>,
+        direct: Vec<(String, Event)>,
+        lane_only: Vec<(String, String, String)>,
     ) -> Result<(u64, u64), StoreError> {
         while self.tasks.try_join_next().is_some() {}
-        self.load(&events).await?;
-        let needed = self.needed_by(&events);
-        let requests = self.slot_requests(needed);
-        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e)| (id.as_str(), e)).collect();
-        let accepted = self
-            .store
-            .accept(
-                &self.partition,
-                &self.settings.consumer,
-                &refs,
-                &requests,
-                self.settings.slot_lease,
-            )
-            .await?;
-        self.apply_grants(&requests, &accepted.slots);
-        if self.config.version != Some(accepted.config_version) {
-            self.config = Config {
-                version: Some(accepted.config_version),
-                ..Config::default()
-            };
-            self.load(&events).await?;
+        // (The configuration is as `load_types` found it for `lane_only`.)
+        let mut lanes: HashMap<String, (String, Vec<String>)> = HashMap::new();
+        let mut lane_acks: Vec<String> = Vec::new();
+        let mut no_subscribers = Vec::new();
+        for (entry, workspace, event_type) in &lane_only {
+            match self.config.subscribers(workspace, event_type) {
+                Some(subs) if !subs.is_empty() => {
+                    for ep in subs.iter() {
+                        lanes
+                            .entry(ep.clone())
+                            .or_insert_with(|| (workspace.clone(), Vec::new()))
+                            .1
+                            .push(entry.clone());
+                    }
+                    lane_acks.push(entry.clone());
+                }
+                // No subscriber (any more): acknowledged with nothing to record.
+                _ => no_subscribers.push(entry.clone()),
+            }
+        }
+        let mut accepted = hookd_store::ingest::Accepted::default();
+        if !direct.is_empty() {
+            self.load(&direct).await?;
+            let needed = self.needed_by(&direct);
+            let requests = self.slot_requests(needed);
+            let refs: Vec<(&str, &Event)> = direct.iter().map(|(id, e)| (id.as_str(), e)).collect();
+            accepted = self
+                .store
+                .accept(
+                    &self.partition,
+                    &self.settings.consumer,
+                    &refs,
+                    &requests,
+                    self.settings.slot_lease,
+                )
+                .await?;
+            self.apply_grants(&requests, &accepted.slots);
+            if self.config.version != Some(accepted.config_version) {
+                self.config = Config {
+                    version: Some(accepted.config_version),
+                    ..Config::default()
+                };
+                self.load(&direct).await?;
+            }
         }
         // Where each delivery goes, decided before anything is sent: the
         // lanes are written first, so a failure there sends nothing twice.
-        let mut plan = Vec::with_capacity(events.len());
-        let mut laned: Vec<Settled> = Vec::new();
-        let mut lane_acks: Vec<String> = Vec::new();
-        let (mut new, mut duplicates) = (0, 0);
-        for ((entry, event), ok) in events.into_iter().zip(accepted.accepted) {
+        let mut plan = Vec::with_capacity(direct.len());
+        let (mut new, mut duplicates) = (lane_only.len() as u64, 0);
+        for ((entry, event), ok) in direct.into_iter().zip(accepted.accepted) {
             if !ok {
                 duplicates += 1;
                 plan.push((entry, event, None));
@@ -285,7 +382,11 @@ impl Dispatch {
             for endpoint_id in subscribers.iter() {
                 let route = self.route(endpoint_id);
                 if matches!(route, Route::Lane) {
-                    laned.push(self.settled(&entry, &event, endpoint_id, DeliveryStatus::Pending, Lane::Enter));
+                    lanes
+                        .entry(endpoint_id.clone())
+                        .or_insert_with(|| (event.workspace.clone(), Vec::new()))
+                        .1
+                        .push(entry.clone());
                 }
                 routes.push((endpoint_id.clone(), route));
             }
@@ -294,14 +395,30 @@ impl Dispatch {
             }
             plan.push((entry, event, Some(routes)));
         }
-        if !laned.is_empty() {
-            self.write_lanes(&laned, &lane_acks).await?;
-            for d in &laned {
-                self.lanes.add(&d.workspace, &d.endpoint);
+        if !lanes.is_empty() {
+            let writes: Vec<(&str, &str, Vec<&str>)> = lanes
+                .iter()
+                .map(|(ep, (ws, ids))| {
+                    (
+                        ep.as_str(),
+                        ws.as_str(),
+                        ids.iter().map(String::as_str).collect(),
+                    )
+                })
+                .collect();
+            let acks: Vec<&str> = lane_acks.iter().map(String::as_str).collect();
+            self.store
+                .enter_lanes(&self.partition, &self.settings.group, &writes, &acks)
+                .await?;
+            for (ep, (ws, _)) in &lanes {
+                self.index.written(ws, ep);
             }
         }
         if !accepted.seen.is_empty() {
             self.settler.send(Settle::Seen(accepted.seen)).await;
+        }
+        for entry in no_subscribers {
+            self.settler.send(Settle::Expect(entry, 0)).await;
         }
         for (entry, event, routes) in plan {
             match routes {
@@ -310,32 +427,70 @@ impl Dispatch {
                 Some(routes) => self.deliver(entry, event, routes).await,
             }
         }
+        self.release_backlogged().await?;
         Ok((new, duplicates))
     }
 
-    /// Writes deliveries into their lanes (and acknowledges the entries all
-    /// of whose deliveries went there), before anything of the batch is sent.
-    async fn write_lanes(&self, laned: &[Settled], acks: &[String]) -> Result<(), StoreError> {
-        let batch = SettleBatch {
-            deliveries: laned.iter().collect(),
-            acks: acks.iter().map(String::as_str).collect(),
-        };
-        let reply = self
-            .store
-            .settle(
-                &self.partition,
-                &self.settings.group,
-                &self.settings.consumer,
-                &batch,
-                self.settings.breaker,
-            )
-            .await?;
-        if reply.skipped > 0 {
-            // Taken over by another daemon while this batch was accepted: it routes them.
-            tracing::warn!(count = reply.skipped, stream = %self.partition.stream, "deliveries not put in their lanes: another daemon took their entries over");
-            self.ctx.metrics.fenced("settle", reply.skipped);
+    /// Gives back the router's free slots of endpoints that have deliveries
+    /// waiting in their lanes: the lane filler sends theirs now.
+    async fn release_backlogged(&mut self) -> Result<(), StoreError> {
+        let requests: Vec<SlotRequest> = self
+            .slots
+            .iter()
+            .filter(|(id, s)| s.held > 0 && s.in_use() == 0 && self.index.contains(id))
+            .map(|(id, s)| s.give_back(id))
+            .collect();
+        if requests.is_empty() {
+            return Ok(());
+        }
+        self.give_back(requests).await
+    }
+
+    /// Loads the subscribers of these (workspace, event type) pairs into
+    /// the cache, with their endpoints.
+    pub async fn load_types(&mut self, keys: &[(String, String)]) -> Result<(), StoreError> {
+        self.check_version().await?;
+        let mut types: Vec<(String, String)> = keys
+            .iter()
+            .filter(|(ws, ty)| self.config.subscribers(ws, ty).is_none())
+            .cloned()
+            .collect();
+        types.sort();
+        types.dedup();
+        self.load_subscribers(types).await
+    }
+
+    /// Whether every delivery of an event of this type goes to a lane now
+    /// (it has subscribers, each with deliveries waiting in its lane).
+    pub fn lane_only(&self, workspace: &str, event_type: &str) -> bool {
+        self.config
+            .subscribers(workspace, event_type)
+            .is_some_and(|subs| !subs.is_empty() && subs.iter().all(|ep| self.backlogged(ep)))
+    }
+
+    /// Drops the cache when the partition's configuration changed; asked at
+    /// most once a second (a batch that is accepted tells it anyway).
+    async fn check_version(&mut self) -> Result<(), StoreError> {
+        if self.checked.elapsed() < DISCOVERY {
+            return Ok(());
+        }
+        self.checked = Instant::now();
+        let version = self.store.config_version(&self.partition).await?;
+        if self.config.version != Some(version) {
+            self.config = Config {
+                version: Some(version),
+                ..Config::default()
+            };
         }
         Ok(())
+    }
+
+    /// Whether `endpoint` has deliveries waiting in its lane that new ones
+    /// must queue behind (and is not paused: a paused endpoint's deliveries
+    /// are held).
+    fn backlogged(&self, endpoint: &str) -> bool {
+        self.index.contains(endpoint)
+            && !matches!(self.config.endpoints.get(endpoint), Some(Some(c)) if c.state.paused)
     }
 
     /// A delivery of `event` (stream entry `entry`) to `endpoint`, settled
@@ -358,7 +513,7 @@ impl Dispatch {
             attempt: None,
             next_at_ms: Some(time::now_ms()),
             pause_reason: None,
-            envelope: (lane != Lane::Enter).then(|| Bytes::from(event.envelope.clone())),
+            envelope: Some(Bytes::from(event.envelope.clone())),
             trace: event.trace.clone().map(Arc::new),
             lane,
         }
@@ -426,7 +581,12 @@ impl Dispatch {
                         lease: String::new(),
                         job: None,
                     };
-                    self.spawn_attempt(claimed, target, permits, settled(DeliveryStatus::Succeeded));
+                    self.spawn_attempt(
+                        claimed,
+                        target,
+                        permits,
+                        settled(DeliveryStatus::Succeeded),
+                    );
                 }
             }
         }
@@ -480,7 +640,7 @@ impl Dispatch {
             return Route::Due;
         }
         // Behind deliveries already waiting in its lane, never before them.
-        if self.lanes.index.contains_key(endpoint_id) {
+        if self.backlogged(endpoint_id) {
             return Route::Lane;
         }
         let Some(slots) = self.slots.get_mut(endpoint_id) else {
@@ -503,7 +663,9 @@ impl Dispatch {
         if self.discovered.elapsed() >= DISCOVERY {
             self.discovered = Instant::now();
             for (endpoint, workspace) in self.store.lanes(&self.partition).await? {
-                self.lanes.add(&workspace, &endpoint);
+                if self.index.writes(&endpoint).is_none() {
+                    self.index.written(&workspace, &endpoint);
+                }
             }
             // Lanes may be all that moves: the cache is checked here too.
             let version = self.store.config_version(&self.partition).await?;
@@ -524,9 +686,30 @@ impl Dispatch {
         if !missing.is_empty() {
             self.load_endpoints(missing).await?;
         }
+        // A lane written for an endpoint deleted meanwhile: its deliveries fail.
+        let deleted: Vec<String> = self
+            .lanes
+            .index
+            .keys()
+            .filter(|id| matches!(self.config.endpoints.get(*id), Some(None)))
+            .cloned()
+            .collect();
+        for endpoint in deleted {
+            self.store.drop_lane(&self.partition, &endpoint).await?;
+            let writes = self.index.writes(&endpoint).unwrap_or(0);
+            self.index.dry(&endpoint, writes);
+            self.lanes.index.remove(&endpoint);
+            for turn in &mut self.lanes.turns {
+                turn.endpoints.retain(|e| *e != endpoint);
+            }
+            self.lanes.turns.retain(|t| !t.endpoints.is_empty());
+        }
         if self.released.elapsed() >= IDLE {
             self.released = Instant::now();
             self.release_idle().await?;
+        }
+        for (endpoint, workspace) in self.index.snapshot() {
+            self.lanes.add(&workspace, &endpoint);
         }
         if self.lanes.is_empty() {
             return Ok(());
@@ -560,7 +743,12 @@ impl Dispatch {
                 let Some(mut turn) = self.lanes.turns.pop_front() else {
                     break;
                 };
-                let weight = self.settings.weights.get(&turn.workspace).copied().unwrap_or(1);
+                let weight = self
+                    .settings
+                    .weights
+                    .get(&turn.workspace)
+                    .copied()
+                    .unwrap_or(1);
                 turn.deficit += QUANTUM * i64::from(weight.max(1));
                 let mut served = 0;
                 let mut emptied = Vec::new();
@@ -576,6 +764,7 @@ impl Dispatch {
                     if room == 0 {
                         continue;
                     }
+                    let writes = self.index.writes(&endpoint).unwrap_or(0);
                     let taken = match self.take(&endpoint, room).await {
                         Ok(taken) => taken,
                         Err(e) => {
@@ -586,7 +775,7 @@ impl Dispatch {
                     };
                     turn.deficit -= taken as i64;
                     served += taken;
-                    if taken < room {
+                    if taken < room && self.index.dry(&endpoint, writes) {
                         emptied.push(endpoint);
                     }
                 }
@@ -615,7 +804,12 @@ impl Dispatch {
         let Some(Some(cached)) = self.config.endpoints.get(endpoint) else {
             return 0;
         };
-        if cached.state.paused || cached.endpoint.as_ref().is_none_or(|e| e.rate_limit.is_some()) {
+        if cached.state.paused
+            || cached
+                .endpoint
+                .as_ref()
+                .is_none_or(|e| e.rate_limit.is_some())
+        {
             return 0;
         }
         let Some(slots) = self.slots.get(endpoint) else {
@@ -629,37 +823,85 @@ impl Dispatch {
     }
 
     /// Takes up to `max` deliveries from `endpoint`'s lane and starts their
-    /// attempts; returns how many it took.
+    /// attempts (their events' idempotency markers checked first: a
+    /// duplicate's item is given back with nothing to record); returns how
+    /// many it took.
     async fn take(&mut self, endpoint: &str, max: usize) -> Result<usize, StoreError> {
         let taken = self
             .store
             .take_lane(&self.partition, endpoint, max, self.settings.lane_lease)
             .await?;
         let count = taken.items.len();
-        tracing::debug!(endpoint, asked = max, taken = count, "taken from the lane");
         let Some(Some(cached)) = self.config.endpoints.get(endpoint).cloned() else {
             return Ok(count);
         };
         let (Some(ep), Some(target)) = (cached.endpoint.clone(), cached.target.clone()) else {
             return Ok(count);
         };
+        let workspace = cached.state.workspace.clone();
+        let mut events = Vec::with_capacity(count);
         for (item, entry) in taken.items {
             let lane = Lane::Taken {
                 item: item.clone(),
                 lease: taken.lease.clone(),
             };
-            let event = entry.as_ref().and_then(|e| {
-                Event::from_entry(&e.id, &e.fields, self.settings.limits_events).ok()
-            });
             let Some(entry) = entry else {
                 // Trimmed from the stream meanwhile: nothing left to send.
-                self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+                self.settle_unsendable(
+                    &item,
+                    endpoint,
+                    &workspace,
+                    lane,
+                    "its stream entry is gone",
+                )
+                .await;
                 continue;
             };
-            let Some(event) = event else {
-                self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+            match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
+                Ok(event) => events.push((item, lane, event)),
+                Err(rejection) => {
+                    // Routed without being read whole (see `dispatch`): refused now.
+                    self.ctx.metrics.dead_letter(rejection.code);
+                    self.store
+                        .dead_letter(
+                            &self.partition,
+                            &self.settings.group,
+                            &entry,
+                            rejection.code,
+                            &rejection.message,
+                            &self.settings.limits_events,
+                        )
+                        .await?;
+                    self.store
+                        .untake(&self.partition, endpoint, std::slice::from_ref(&item))
+                        .await?;
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(count);
+        }
+        // The idempotency markers of events that were routed to lanes only.
+        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, _, e)| (id.as_str(), e)).collect();
+        let accepted = self
+            .store
+            .accept(
+                &self.partition,
+                &self.settings.consumer,
+                &refs,
+                &[],
+                self.settings.slot_lease,
+            )
+            .await?;
+        if !accepted.seen.is_empty() {
+            self.settler.send(Settle::Seen(accepted.seen)).await;
+        }
+        let mut duplicates = Vec::new();
+        for ((item, lane, event), ok) in events.into_iter().zip(accepted.accepted) {
+            if !ok {
+                duplicates.push(item);
                 continue;
-            };
+            }
             let permits = match (
                 self.slots
                     .get(endpoint)
@@ -669,19 +911,19 @@ impl Dispatch {
                 (Some(slot), Some(window)) => [slot, window],
                 // (Cannot happen: `max` was counted from the free permits.)
                 _ => {
-                    self.settle_unsendable(&item, endpoint, &cached.state.workspace, lane).await;
+                    duplicates.push(item);
                     continue;
                 }
             };
             if let Some(slots) = self.slots.get_mut(endpoint) {
                 slots.last_used = Instant::now();
             }
-            let settled = self.settled(&entry.id, &event, endpoint, DeliveryStatus::Succeeded, lane);
+            let settled = self.settled(&item, &event, endpoint, DeliveryStatus::Succeeded, lane);
             let claimed = Claimed {
-                delivery_id: hookd_core::delivery::delivery_id(&entry.id, endpoint),
+                delivery_id: hookd_core::delivery::delivery_id(&item, endpoint),
                 endpoint: ep.clone(),
                 attempts_made: 0,
-                created_at_ms: hookd_core::delivery::entry_time_ms(&entry.id)
+                created_at_ms: hookd_core::delivery::entry_time_ms(&item)
                     .unwrap_or(event.created_at_ms),
                 event_id: event.id.clone(),
                 event_type: event.event_type.clone(),
@@ -693,24 +935,33 @@ impl Dispatch {
             };
             self.spawn_attempt(claimed, target.clone(), permits, settled);
         }
+        if !duplicates.is_empty() {
+            self.ctx.metrics.ingested(0, duplicates.len() as u64);
+            self.store
+                .untake(&self.partition, endpoint, &duplicates)
+                .await?;
+        }
         Ok(count)
     }
 
-    /// An item whose entry is gone from the stream (or no longer reads as
-    /// an event): it ends failed, without an attempt.
-    async fn settle_unsendable(&self, item: &str, endpoint: &str, workspace: &str, lane: Lane) {
-        let Some(record) = hookd_store::log::LogRecord::decode(item) else {
-            tracing::error!(item, endpoint, "a lane item that cannot be read");
-            return;
-        };
-        tracing::warn!(entry = %record.entry_id, endpoint, "a delivery waiting in its lane lost its stream entry; it fails");
+    /// An item whose entry is gone from the stream: it ends failed, without
+    /// an attempt (its event cannot be known: the history names the entry).
+    async fn settle_unsendable(
+        &self,
+        item: &str,
+        endpoint: &str,
+        workspace: &str,
+        lane: Lane,
+        why: &str,
+    ) {
+        tracing::warn!(entry = %item, endpoint, why, "a delivery waiting in its lane cannot be sent; it fails");
         self.settler
             .send(Settle::Done(Settled {
-                entry_id: record.entry_id,
+                entry_id: item.to_string(),
                 endpoint: endpoint.to_string(),
                 workspace: workspace.to_string(),
-                event_id: record.event_id,
-                event_type: record.event_type,
+                event_id: format!("evt_{item}"),
+                event_type: String::new(),
                 status: DeliveryStatus::Failed,
                 attempt: None,
                 next_at_ms: None,
@@ -736,6 +987,15 @@ impl Dispatch {
             .collect();
         types.sort();
         types.dedup();
+        self.load_subscribers(types).await
+    }
+
+    /// Loads the subscribers of `types` (not cached yet), and the endpoints
+    /// among them not cached yet.
+    async fn load_subscribers(&mut self, types: Vec<(String, String)>) -> Result<(), StoreError> {
+        if types.is_empty() {
+            return Ok(());
+        }
         if self.config.types + types.len() > MAX_CACHED_TYPES {
             self.config = Config {
                 version: self.config.version,
@@ -757,12 +1017,6 @@ impl Dispatch {
                 .entry(workspace)
                 .or_default()
                 .insert(event_type, Arc::from(ids));
-        }
-        // Lane endpoints too (another daemon's lanes, found in Redis).
-        for id in self.lanes.index.keys() {
-            if !self.config.endpoints.contains_key(id) && !missing.contains(id) {
-                missing.push(id.clone());
-            }
         }
         self.load_endpoints(missing).await
     }
@@ -926,7 +1180,7 @@ impl Dispatch {
     }
 
     /// Gives back the slots of idle endpoints (called when no events come).
-    async fn release_idle(&mut self) -> Result<(), StoreError> {
+    pub async fn release_idle(&mut self) -> Result<(), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         // Endpoints refused any slot a while ago hold nothing to give back.
         self.slots

@@ -49,6 +49,36 @@ pub(crate) struct Ingest {
 /// Batches read ahead of the routing, at most (the reader waits past it).
 const READ_AHEAD: usize = 2;
 
+/// A reader that is behind reads up to this many batches at once.
+const BEHIND: usize = 4;
+
+/// With nothing read for this long, the router gives back idle slots.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Takes deliveries waiting in the partition's lanes into slots as they
+/// come free (see `Dispatch::fill_lanes`), until `shutdown`; then lets the
+/// attempts in flight finish within `grace`.
+pub(crate) async fn fill_lanes(
+    mut filler: Dispatch,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = filler.lane_work() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = filler.fill_lanes().await {
+            tracing::warn!(error = %e, stream = %filler.partition.stream, "taking deliveries from lanes failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    filler.finish(grace).await;
+}
+
 impl Ingest {
     /// Runs until `shutdown`; then lets first attempts in flight finish within `grace`.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
@@ -73,10 +103,12 @@ impl Ingest {
                     let Some(entries) = read else { break };
                     self.route(entries, &mut backoff, &mut shutdown).await;
                 }
-                _ = self.dispatch.lane_work() => {}
-            }
-            if let Err(e) = self.dispatch.fill_lanes().await {
-                tracing::warn!(error = %e, stream = %self.partition.stream, "taking deliveries from lanes failed");
+                // Nothing read for a while: idle slots go back.
+                _ = tokio::time::sleep(IDLE_CHECK) => {
+                    if let Err(e) = self.dispatch.release_idle().await {
+                        tracing::warn!(error = %e, "could not give back idle slots");
+                    }
+                }
             }
         }
         reading.abort();
@@ -111,38 +143,31 @@ impl Ingest {
     }
 
     /// Dead-letters the bad entries, forwards those of other partitions,
-    /// and dispatches the rest. Entries dead-lettered or forwarded leave
-    /// `entries` as soon as that is done, so a retry after a later failure
-    /// does neither twice.
+    /// and dispatches the rest. An entry all of whose deliveries go to
+    /// lanes (their endpoints have deliveries waiting) is routed on its
+    /// workspace and type alone, and read whole when taken: routing a
+    /// burst costs little more than reading it. Entries dead-lettered or
+    /// forwarded leave `entries` as soon as that is done, so a retry after a
+    /// later failure does neither twice.
     async fn process(&mut self, entries: &mut Vec<Entry>) -> Result<(), StoreError> {
-        let mut events = Vec::with_capacity(entries.len());
         let mut elsewhere = Vec::new();
+        let mut keys: Vec<(String, String)> = Vec::with_capacity(entries.len());
         let mut i = 0;
         while i < entries.len() {
             let entry = &entries[i];
-            match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
-                Ok(event) => {
-                    let home = self.store.keys().partition_of(&event.workspace);
+            match hookd_core::event::route_key(&entry.fields) {
+                Ok((workspace, event_type)) => {
+                    let home = self.store.keys().partition_of(workspace);
                     if home.index == self.partition.index {
-                        events.push((entry.id.clone(), event));
+                        keys.push((workspace.to_string(), event_type.to_string()));
                     } else {
                         elsewhere.push((i, home));
+                        keys.push((String::new(), String::new()));
                     }
                     i += 1;
                 }
                 Err(rejection) => {
-                    self.metrics.dead_letter(rejection.code);
-                    tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
-                    self.store
-                        .dead_letter(
-                            &self.partition,
-                            &self.settings.group,
-                            entry,
-                            rejection.code,
-                            &rejection.message,
-                            &self.settings.limits,
-                        )
-                        .await?;
+                    self.refuse(entry, rejection).await?;
                     entries.remove(i);
                     // (Indexes in `elsewhere` are of entries before this one.)
                 }
@@ -168,15 +193,61 @@ impl Ingest {
                 index += 1;
                 !gone.contains(&(index - 1))
             });
+            let mut index = 0;
+            keys.retain(|_| {
+                index += 1;
+                !gone.contains(&(index - 1))
+            });
         }
-        if events.is_empty() {
+        if entries.is_empty() {
             return Ok(());
         }
-        let count = events.len();
-        let (accepted, duplicates) = self.dispatch.dispatch(events).await?;
+        self.dispatch.load_types(&keys).await?;
+        let mut events = Vec::with_capacity(entries.len());
+        let mut lane_only = Vec::new();
+        let mut refused = Vec::new();
+        for (n, (entry, (workspace, event_type))) in entries.iter().zip(&keys).enumerate() {
+            if self.dispatch.lane_only(workspace, event_type) {
+                lane_only.push((entry.id.clone(), workspace.clone(), event_type.clone()));
+                continue;
+            }
+            match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
+                Ok(event) => events.push((entry.id.clone(), event)),
+                Err(rejection) => refused.push((n, rejection)),
+            }
+        }
+        // In stream order; each leaves `entries` once dead-lettered.
+        let mut removed = 0;
+        for (n, rejection) in refused {
+            self.refuse(&entries[n - removed], rejection).await?;
+            entries.remove(n - removed);
+            removed += 1;
+        }
+        let count = events.len() + lane_only.len();
+        let (accepted, duplicates) = self.dispatch.dispatch(events, lane_only).await?;
         self.metrics.ingested(accepted, duplicates);
         tracing::debug!(events = count, duplicates, "ingested");
         Ok(())
+    }
+
+    /// Moves a bad entry to the dead-letter stream with its reason.
+    async fn refuse(
+        &self,
+        entry: &Entry,
+        rejection: hookd_core::event::Rejection,
+    ) -> Result<(), StoreError> {
+        self.metrics.dead_letter(rejection.code);
+        tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
+        self.store
+            .dead_letter(
+                &self.partition,
+                &self.settings.group,
+                entry,
+                rejection.code,
+                &rejection.message,
+                &self.settings.limits,
+            )
+            .await
     }
 }
 
@@ -214,7 +285,9 @@ impl Reader {
         let mut cursor = "0-0".to_string();
         let (group, consumer) = (&self.settings.group, &self.settings.consumer);
         let limits = self.settings.limits;
-        let count = self.settings.batch.max(1);
+        let batch = self.settings.batch.max(1);
+        // Behind (the last read was full): read bigger batches, fewer round trips.
+        let mut count = batch;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -243,8 +316,14 @@ impl Reader {
             let taken = match read {
                 Ok(taken) => taken,
                 Err(e) => {
-                    pause_after_error(&self.partition, "reading the stream", &e, &mut backoff, &mut shutdown)
-                        .await;
+                    pause_after_error(
+                        &self.partition,
+                        "reading the stream",
+                        &e,
+                        &mut backoff,
+                        &mut shutdown,
+                    )
+                    .await;
                     continue;
                 }
             };
@@ -264,6 +343,11 @@ impl Reader {
             if !taken.dead_lettered.is_empty() {
                 tracing::warn!(count = taken.dead_lettered.len(), reasons = ?taken.dead_lettered, stream = %self.partition.stream, "hostile stream entries dead-lettered without being read");
             }
+            count = if taken.entries.len() >= count {
+                (count * 2).min(batch * BEHIND)
+            } else {
+                batch
+            };
             if taken.entries.is_empty() {
                 continue;
             }

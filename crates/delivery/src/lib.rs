@@ -111,22 +111,42 @@ pub async fn run(
             telemetry.metrics.clone(),
             wake.clone(),
         );
+        let dispatch_settings = dispatch::DispatchSettings {
+            consumer: settings.ingest.consumer.clone(),
+            limits: settings.schedule.limits,
+            slot_lease: settings.schedule.lease,
+            lane_lease: settings.schedule.lease,
+            weights: settings.schedule.weights.clone(),
+            limits_events: settings.ingest.limits,
+            group: settings.ingest.group.clone(),
+        };
+        // The router and the lane filler share the lanes they know of and
+        // the partition's window of first attempts; each holds slots of
+        // its own (the filler's under a holder name of its own).
+        let lanes = Arc::new(dispatch::LaneIndex::default());
+        let window = Arc::new(tokio::sync::Semaphore::new(
+            settings.schedule.concurrency.max(1),
+        ));
         let dispatch = dispatch::Dispatch::new(
+            store.clone(),
+            partition.clone(),
+            ctx.clone(),
+            settler.clone(),
+            dispatch_settings.clone(),
+            lanes.clone(),
+            window.clone(),
+        );
+        let filler = dispatch::Dispatch::new(
             store.clone(),
             partition.clone(),
             ctx.clone(),
             settler,
             dispatch::DispatchSettings {
-                consumer: settings.ingest.consumer.clone(),
-                limits: settings.schedule.limits,
-                slot_lease: settings.schedule.lease,
-                window: settings.schedule.concurrency,
-                lane_lease: settings.schedule.lease,
-                weights: settings.schedule.weights.clone(),
-                limits_events: settings.ingest.limits,
-                group: settings.ingest.group.clone(),
-                breaker: settings.schedule.breaker,
+                consumer: format!("{}~lanes", settings.ingest.consumer),
+                ..dispatch_settings
             },
+            lanes,
+            window,
         );
         let ingest = ingest::Ingest {
             store: store.clone(),
@@ -147,10 +167,12 @@ pub async fn run(
         };
         let (ingest_stop, schedule_stop) = (shutdown.clone(), shutdown.clone());
         let grace = settings.schedule.shutdown_grace;
+        let filler_stop = shutdown.clone();
         tasks.spawn(async move {
             ensure_group(&ingest, ingest_stop.clone()).await;
             ingest.run(ingest_stop, grace).await
         });
+        tasks.spawn(ingest::fill_lanes(filler, filler_stop, grace));
         tasks.spawn(scheduler.run(schedule_stop));
     }
     tasks.spawn(housekeeping(

@@ -190,7 +190,8 @@ impl Task {
                     }
                     Settle::Done(d) => {
                         // (A delivery taken from a lane has no entry pending here.)
-                        let from_stream = !matches!(d.lane, hookd_store::ingest::Lane::Taken { .. });
+                        let from_stream =
+                            !matches!(d.lane, hookd_store::ingest::Lane::Taken { .. });
                         let closes = match self.open.get_mut(&d.entry_id).filter(|_| from_stream) {
                             Some((left, _)) => {
                                 *left -= 1;

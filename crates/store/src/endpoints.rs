@@ -560,38 +560,50 @@ impl Store {
         )))
     }
 
+    /// Fails what waits in the lane of endpoint `id` of partition `p`, once
+    /// the endpoint is gone (a lane written by a daemon that had not seen
+    /// the delete yet).
+    pub async fn drop_lane(&self, p: &PartitionKeys, id: &str) -> Result<u64> {
+        self.drop_queued_in(p, id).await
+    }
+
     /// Fails what a deleted endpoint still holds, has due or has in its
     /// lane, a chunk per script call (`lua/drop_queued.lua`); returns how many.
     async fn drop_queued(&self, ep: &Endpoint) -> Result<u64> {
         let p = self.keys.partition_of(&ep.workspace);
+        self.drop_queued_in(&p, &ep.id).await
+    }
+
+    async fn drop_queued_in(&self, p: &PartitionKeys, id: &str) -> Result<u64> {
         let mut conn = self.conn.clone();
         let mut total = 0;
         loop {
             let (held, due, lane, taken): (Vec<String>, Vec<String>, u64, u64) = redis::pipe()
                 .cmd("SRANDMEMBER")
-                .arg(p.held(&ep.id))
+                .arg(p.held(id))
                 .arg(RESUME_CHUNK)
                 .cmd("ZRANGE")
-                .arg(p.due(&ep.id))
+                .arg(p.due(id))
                 .arg(0)
                 .arg(RESUME_CHUNK - 1)
-                .llen(p.lane(&ep.id))
-                .zcard(p.taken(&ep.id))
+                .llen(p.lane(id))
+                .zcard(p.taken(id))
                 .query_async(&mut conn)
                 .await?;
             if held.is_empty() && due.is_empty() && lane == 0 && taken == 0 {
                 return Ok(total);
             }
             let mut call = self.scripts.drop_queued.prepare_invoke();
-            call.key(p.endpoint(&ep.id))
-                .key(p.held(&ep.id))
-                .key(p.due(&ep.id))
+            call.key(p.endpoint(id))
+                .key(p.held(id))
+                .key(p.due(id))
                 .key(p.ready())
-                .key(p.lane(&ep.id))
-                .key(p.taken(&ep.id))
-                .key(p.log(&ep.id))
+                .key(p.lane(id))
+                .key(p.taken(id))
+                .key(p.log(id))
                 .key(p.lanes())
-                .arg(&ep.id)
+                .key(&p.stream)
+                .arg(id)
                 .arg(RESUME_CHUNK);
             for id in held.iter().chain(&due) {
                 call.key(p.delivery(id)).arg(id);

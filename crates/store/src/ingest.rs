@@ -79,15 +79,14 @@ pub struct Settled {
     pub lane: Lane,
 }
 
-/// A settled delivery and its endpoint's lane.
+/// Where a settled delivery came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Lane {
     /// From its stream entry, pending in the group (fenced by ownership).
     #[default]
     Direct,
-    /// From its stream entry, into the endpoint's lane (status `pending`).
-    Enter,
-    /// Taken from the endpoint's lane (`Store::take_lane`) with `lease`.
+    /// Taken from its endpoint's lane (`Store::take_lane`) with `lease`
+    /// (fenced by it): `item` is its entry id.
     Taken { item: String, lease: String },
 }
 
@@ -279,7 +278,7 @@ impl Store {
         }
         for d in deliveries
             .iter()
-            .filter(|d| d.status != DeliveryStatus::Succeeded && d.lane != Lane::Enter)
+            .filter(|d| d.status != DeliveryStatus::Succeeded)
         {
             let id = d.delivery_id();
             call.key(p.delivery(&id))
@@ -325,7 +324,7 @@ impl Store {
                         .and_then(|a| a.error.as_deref())
                         .unwrap_or(""),
                 )
-                .arg(if d.status == DeliveryStatus::Succeeded || d.lane == Lane::Enter {
+                .arg(if d.status == DeliveryStatus::Succeeded {
                     &[][..]
                 } else {
                     d.envelope.as_deref().unwrap_or_default()
@@ -339,7 +338,6 @@ impl Store {
                 );
             match &d.lane {
                 Lane::Direct => call.arg("").arg(""),
-                Lane::Enter => call.arg("enter").arg(""),
                 Lane::Taken { item, lease } => call.arg(lease).arg(item),
             };
         }

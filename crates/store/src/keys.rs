@@ -444,7 +444,9 @@ impl PartitionKeys {
         };
         let first = |id: &str| id.split(':').next().map(str::to_string);
         Some(match kind {
-            "ready" | "logs" | "cfg" | "dead" | "ship" | "lanes" if id.is_empty() => Owner::Partition,
+            "ready" | "logs" | "cfg" | "dead" | "ship" | "lanes" if id.is_empty() => {
+                Owner::Partition
+            }
             "rl" => Owner::Ephemeral,
             "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
             "ep" | "due" | "lease" | "held" | "lane" | "taken" => Owner::Endpoint(first(id)?),

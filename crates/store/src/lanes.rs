@@ -1,18 +1,23 @@
 //! Lanes: first attempts waiting for a slot, per endpoint, in Redis.
 //!
-//! When an endpoint has no free slot here, its new deliveries do not wait
-//! in the stream (which would hold up every other workspace's events behind
-//! them) nor get full durable state: each goes to the endpoint's lane, a
-//! list of items, and its stream entry is acknowledged in the same step
-//! (`lua/settle.lua`). An item is the delivery's pending log member
-//! (`<entry id>_[event id, type, "pending"]`): tens of bytes, from which
-//! its stream entry and its history are found. The stream keeps every
-//! entry a lane still names (see [`Store::lane_floor`]).
+//! When an endpoint has no free slot here (or already has deliveries
+//! waiting), its new deliveries do not wait in the stream, where they would
+//! hold up every other workspace's events behind them, nor get durable
+//! state: each goes to the endpoint's lane, a list of stream entry ids, and
+//! its entry is acknowledged in the same step ([`Store::enter_lanes`]: one
+//! MULTI of plain commands, about 20 bytes of Redis per delivery). Nothing
+//! else is written for it then, not even its idempotency marker: routing a
+//! burst costs little more than reading it, so a quiet workspace's event
+//! behind it is found soon. The stream keeps every entry a lane still
+//! names (see [`Store::lane_floor`]).
 //!
 //! A daemon with free slots for the endpoint takes items (oldest first,
-//! `lua/take.lua`) with a lease, reads their entries, attempts them, and
-//! settles each (`lua/settle.lua`, fenced by the lease); a dead daemon's
-//! items go back to the head of the lane when their lease ends.
+//! `lua/take.lua`) with a lease, reads their entries, checks their
+//! idempotency markers, attempts them, and settles each (`lua/settle.lua`,
+//! fenced by the lease); a dead daemon's items go back to the head of the
+//! lane when their lease ends. A delivery in a lane is not in its
+//! endpoint's history until it is taken; the endpoint view counts what
+//! waits (`waiting`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,11 +35,6 @@ use crate::{Result, Store};
 pub struct TakenItems {
     pub lease: String,
     pub items: Vec<(String, Option<Entry>)>,
-}
-
-/// The entry id an item names (`<entry id>_...`).
-pub fn item_entry(item: &str) -> Option<&str> {
-    item.split_once('_').map(|(entry, _)| entry)
 }
 
 impl Store {
@@ -70,11 +70,8 @@ impl Store {
             let item = string(&pair[0])?;
             let entry = match &pair[1] {
                 Value::Array(_) => {
-                    let id = item_entry(&item).unwrap_or_default().to_string();
-                    let wrapped = Value::Array(vec![Value::Array(vec![
-                        Value::BulkString(id.into_bytes()),
-                        pair[1].clone(),
-                    ])]);
+                    let wrapped =
+                        Value::Array(vec![Value::Array(vec![pair[0].clone(), pair[1].clone()])]);
                     raw_entries(&wrapped)?
                         .into_iter()
                         .next()
@@ -94,6 +91,49 @@ impl Store {
             .arg(p.lanes())
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Puts deliveries in their endpoints' lanes (each `(endpoint,
+    /// workspace, entry ids)`), and acknowledges `acks`, the entries all of
+    /// whose deliveries went to lanes: one MULTI of plain commands.
+    pub async fn enter_lanes(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        lanes: &[(&str, &str, Vec<&str>)],
+        acks: &[&str],
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (endpoint, workspace, ids) in lanes {
+            pipe.rpush(p.lane(endpoint), ids)
+                .ignore()
+                .hset(p.lanes(), endpoint, workspace)
+                .ignore();
+        }
+        if !acks.is_empty() {
+            pipe.cmd("XACK")
+                .arg(&p.stream)
+                .arg(group)
+                .arg(acks)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Gives back items taken from a lane that need no attempt (their
+    /// event was a duplicate): they leave the taken set.
+    pub async fn untake(&self, p: &PartitionKeys, endpoint: &str, items: &[String]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("ZREM")
+            .arg(p.taken(endpoint))
+            .arg(items)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// The partition's configuration version (see `Keys::config`).
@@ -130,7 +170,7 @@ impl Store {
         let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         let mut oldest: Option<(u64, u64)> = None;
         let mut consider = |item: &str| {
-            if let Some(id) = item_entry(item).and_then(crate::stream::stream_id) {
+            if let Some(id) = crate::stream::stream_id(item) {
                 oldest = Some(oldest.map_or(id, |o| o.min(id)));
             }
         };

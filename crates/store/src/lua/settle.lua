@@ -3,22 +3,20 @@
 -- record, and a crash before this step leaves the entry pending, to be read
 -- again and sent with the same delivery ids.
 -- Every delivery gets one member in its endpoint's history log. One whose
--- first attempt succeeded needs nothing more. One that waits for a slot
--- goes to its endpoint's lane (an item: its pending log member) and needs
--- nothing more either, until it is taken from there. One that outlives its
--- first attempt (the attempt failed, its endpoint is paused, it cannot be
--- sent from here) gets its durable state here, and the retry machinery
--- (claim.lua, record.lua) takes it from there.
+-- first attempt succeeded needs nothing more. One that outlives its first
+-- attempt (the attempt failed, its endpoint is paused, it cannot be sent
+-- from here) gets its durable state here, and the retry machinery
+-- (claim.lua, record.lua) takes it from there. (One that waits for a slot
+-- is not settled here: it goes to its endpoint's lane, `Store::enter_lanes`.)
 --
 -- A delivery is one of (its `lane` argument):
 -- - '' (from the stream): its entry is pending in the group. Fenced: only
 --   the consumer that owns the entry settles it; deliveries of an entry
 --   another daemon has taken over (this one was too slow) are skipped, and
 --   the entry is not acknowledged: its new owner sends and settles it.
--- - 'enter': as '', and it goes to its endpoint's lane.
 -- - a lease (digits): it was taken from its endpoint's lane with that lease
 --   (take.lua). Fenced: recorded only while its item is still taken with
---   that lease; it leaves the taken set and its pending log member.
+--   that lease; it leaves the taken set.
 --
 -- Key types are checked before anything is written: a delivery with a key
 -- of the wrong type is set aside (dead-lettered with the reason) and the
@@ -32,8 +30,8 @@
 -- KEYS[7] = lanes hash,
 -- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held, lane, taken),
 -- then SETTLE_DURABLE_KEYS per delivery that gets durable state (status
---   not succeeded, not entering a lane): delivery hash, attempts list,
---   envelope; in the order of the deliveries.
+--   not succeeded): delivery hash, attempts list, envelope; in the order
+--   of the deliveries.
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
@@ -46,8 +44,8 @@
 --   clock, as leases are), pause reason ('' for none), error ('' for none),
 --   envelope ('' when the delivery ends here), traceparent and tracestate
 --   ('' for none: kept in durable state, so later attempts continue the
---   producer's trace), lane ('', 'enter', or the lease it was taken with),
---   its lane item ('' unless taken from a lane);
+--   producer's trace), lane ('', or the lease it was taken with), its lane
+--   item ('' unless taken from a lane);
 -- then the ids of the entries to acknowledge.
 -- Returns {tripped, skipped, set aside}: 5 values per endpoint the breaker
 -- or a 410 paused (see queues.lua), the deliveries skipped because another
@@ -79,11 +77,11 @@ local function durable_key(n, k) return KEYS[durable_base + (n - 1) * SETTLE_DUR
 local ep_hash = {}
 for e = 1, n_eps do ep_hash[ARGV[8 + 2 * e]] = ep_key(e, 1) end
 
-local function is_durable(status, lane)
-  return status ~= STATUS_SUCCEEDED and lane ~= 'enter'
+local function is_durable(status)
+  return status ~= STATUS_SUCCEEDED
 end
 local function is_taken(lane)
-  return lane ~= '' and lane ~= 'enter'
+  return lane ~= ''
 end
 
 -- First pass: ownership (or the lane lease) and key types, before any write.
@@ -96,7 +94,7 @@ expect_type(KEYS[6], 'stream')
 expect_type(lanes, 'hash')
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local e, status, lane, item = tonumber(ARGV[i + 1]), ARGV[i + 7], ARGV[i + 15], ARGV[i + 16]
-  if is_durable(status, lane) then durable = durable + 1 end
+  if is_durable(status) then durable = durable + 1 end
   local checks = { { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }
   if is_taken(lane) then
     mine[i] = type_ok(ep_key(e, 6), 'zset')
@@ -105,8 +103,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
     mine[i] = owns(ARGV[i])
   end
   if mine[i] then
-    if lane == 'enter' then table.insert(checks, { ep_key(e, 5), 'list' }) end
-    if is_durable(status, lane) then
+    if is_durable(status) then
       table.insert(checks, { ep_key(e, 3), 'zset' })
       table.insert(checks, { ep_key(e, 4), 'set' })
       table.insert(checks, { durable_key(durable, 1), 'hash' })
@@ -122,7 +119,7 @@ local set_aside = 0
 local streak, tripped = {}, {}
 -- Log members, lane items and due entries, gathered per endpoint for one
 -- variadic command each.
-local logged, unlogged, due, held, laned, untaken = {}, {}, {}, {}, {}, {}
+local logged, due, held, untaken = {}, {}, {}, {}
 local envelopes = {}
 durable = 0
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
@@ -132,7 +129,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local traceparent, tracestate, lane, item = ARGV[i + 13], ARGV[i + 14], ARGV[i + 15], ARGV[i + 16]
   local ep, ws = ARGV[8 + 2 * e], ARGV[9 + 2 * e]
   -- (Whether durable keys were declared for it, whatever it becomes below.)
-  local declared = is_durable(status, lane)
+  local declared = is_durable(status)
   if declared then durable = durable + 1 end
   if not mine[i] then
     skipped = skipped + 1
@@ -146,20 +143,11 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   else
     local epkey = ep_key(e, 1)
     local exists = redis.call('EXISTS', epkey) == 1
-    if is_taken(lane) then
-      push(untaken, e, item)
-      push(unlogged, e, item)
-    end
+    if is_taken(lane) then push(untaken, e, item) end
     -- Held, or waiting for a slot, on an endpoint deleted meanwhile: it ends here.
     local reason = nil
     if not exists and (status == STATUS_HELD or status == STATUS_PENDING) then
       status, reason = STATUS_FAILED, 'endpoint_deleted'
-      if lane == 'enter' then
-        -- No durable state was declared for it: its log member says it
-        -- (`..."pending"]` becomes `..."failed"]`).
-        lane = ''
-        member = string.sub(member, 1, -(#STATUS_PENDING + 4)) .. '"' .. STATUS_FAILED .. '"]'
-      end
     end
     push(logged, e, created, member)
     if ship_cap > 0 then
@@ -167,9 +155,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
       table.insert(shipped, member)
     end
     if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
-    if lane == 'enter' then
-      push(laned, e, member)
-    elseif declared and status ~= STATUS_SUCCEEDED then
+    if declared and status ~= STATUS_SUCCEEDED then
       local dkey, akey, envkey = durable_key(durable, 1), durable_key(durable, 2), durable_key(durable, 3)
       if envelope ~= '' and not envelopes[envkey] then
         redis.call('SET', envkey, envelope, 'EX', retention)
@@ -198,9 +184,6 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
     if pause ~= '' then pause_gone(epkey, ep, pause, now, KEYS[3], tripped) end
   end
 end
-for e, items in pairs(unlogged) do
-  redis.call('ZREM', ep_key(e, 2), unpack(items))
-end
 for e, members in pairs(logged) do
   local log = ep_key(e, 2)
   redis.call('ZADD', log, unpack(members))
@@ -213,10 +196,6 @@ for e, items in pairs(untaken) do
   if redis.call('EXISTS', ep_key(e, 5)) == 0 and redis.call('EXISTS', ep_key(e, 6)) == 0 then
     redis.call('HDEL', lanes, ARGV[8 + 2 * e])
   end
-end
-for e, items in pairs(laned) do
-  redis.call('RPUSH', ep_key(e, 5), unpack(items))
-  redis.call('HSET', lanes, ARGV[8 + 2 * e], ARGV[9 + 2 * e])
 end
 for e, ids in pairs(held) do
   redis.call('SADD', ep_key(e, 4), unpack(ids))
