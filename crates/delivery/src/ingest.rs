@@ -217,11 +217,9 @@ impl Ingest {
             }
         }
         // In stream order; each leaves `entries` once dead-lettered.
-        let mut removed = 0;
-        for (n, rejection) in refused {
+        for (removed, (n, rejection)) in refused.into_iter().enumerate() {
             self.refuse(&entries[n - removed], rejection).await?;
             entries.remove(n - removed);
-            removed += 1;
         }
         let count = events.len() + lane_only.len();
         let (accepted, duplicates) = self.dispatch.dispatch(events, lane_only).await?;
