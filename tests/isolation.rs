@@ -1,0 +1,161 @@
+//! Tenant isolation end to end (issue 27): a workspace's backlog waits in
+//! its endpoint's lane, not in front of other workspaces' events; what
+//! waits there survives a killed daemon, is held by a pause, and fails
+//! (unsent) with a deleted endpoint. Real hookd processes, a real Redis,
+//! real receivers on loopback. No assertion here is on a time: the
+//! figures are `hookd-bench`'s (noisy-neighbour, noisy-backlog).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod harness;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use harness::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn event_ids(r: &Receiver) -> Vec<String> {
+    r.received()
+        .iter()
+        .filter_map(|r| r.header("X-Hookd-Event-Id").map(str::to_string))
+        .collect()
+}
+
+async fn publish(redis: &Redis, ws: &str, prefix: &str, n: usize) {
+    let events = (0..n).map(|i| (format!("{prefix}{i}"), "{}".to_string()));
+    redis.xadd_events(ws, "card.created", events).await;
+}
+
+/// Deliveries waiting in `endpoint`'s lane (or taken from it, in flight).
+async fn lane_len(redis: &Redis, endpoint: &str) -> u64 {
+    let (waiting, taken): (u64, u64) = redis::pipe()
+        .llen(format!("{{hookd:events}}:lane:{endpoint}"))
+        .zcard(format!("{{hookd:events}}:taken:{endpoint}"))
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    waiting + taken
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_workspace_is_not_held_up_behind_another_workspaces_backlog() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    // 3,000 events to a receiver that takes 200 ms each, 32 at a time:
+    // about 19 s of work, all written before the quiet workspace's event.
+    let slow = Receiver::slow(Duration::from_millis(200)).await;
+    let quiet = Receiver::ok().await;
+    let (noisy_ep, _) = create_endpoint(&env, "ws_noisy", &slow.url(), &[]);
+    create_endpoint(&env, "ws_quiet", &quiet.url(), &[]);
+    let _daemon = Daemon::ready(&env).await;
+    publish(&redis, "ws_noisy", "n", 3000).await;
+    publish(&redis, "ws_quiet", "q", 1).await;
+    quiet.wait_for(1, WAIT).await;
+    let noisy_done = slow.count();
+    assert!(
+        noisy_done < 1000,
+        "the quiet event waited behind {noisy_done} of the noisy workspace's deliveries"
+    );
+    assert!(
+        lane_len(&redis, &noisy_ep).await > 0,
+        "the backlog waits in its endpoint's lane"
+    );
+    // The backlog drains, each event once, and every delivery is in the history.
+    let got = eventually(Duration::from_secs(120), "the backlog drained", || async {
+        let ids = event_ids(&slow);
+        (ids.len() >= 3000).then_some(ids)
+    })
+    .await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in got {
+        *seen.entry(id).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3000);
+    assert!(seen.values().all(|n| *n == 1), "a delivery was sent twice");
+    eventually(WAIT, "the lane empty", || async {
+        (lane_len(&redis, &noisy_ep).await == 0).then_some(())
+    })
+    .await;
+    let api = Api::new(&_daemon.admin, &api_key(&env, "ws_noisy", "read"));
+    let history = walk_deliveries(&api, "ws_noisy", 500).await;
+    assert_eq!(history.len(), 3000);
+    assert!(history.iter().all(|d| d["status"] == "succeeded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_waiting_in_a_lane_survive_a_killed_daemon() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let slow = Receiver::slow(Duration::from_millis(50)).await;
+    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    let mut first = Daemon::ready(&env).await;
+    publish(&redis, "ws", "e", 2000).await;
+    slow.wait_for(100, WAIT).await;
+    assert!(lane_len(&redis, &endpoint).await > 0);
+    first.kill9();
+    let _second = Daemon::ready(&env).await;
+    let got = eventually(Duration::from_secs(120), "every event delivered", || async {
+        let ids: std::collections::HashSet<String> = event_ids(&slow).into_iter().collect();
+        (ids.len() == 2000).then_some(ids)
+    })
+    .await;
+    assert_eq!(got.len(), 2000);
+    // At least once: only what was in flight at the kill may come twice.
+    let extra = slow.count() - 2000;
+    assert!(extra <= 64, "{extra} deliveries sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_endpoint_holds_its_lane_and_resume_sends_it() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let slow = Receiver::slow(Duration::from_millis(100)).await;
+    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    let _daemon = Daemon::ready(&env).await;
+    publish(&redis, "ws", "e", 1000).await;
+    slow.wait_for(32, WAIT).await;
+    let paused = cli_json(&env, &["endpoints", "pause", &endpoint, "--reason", "hold"]);
+    assert_eq!(paused["paused"], true);
+    // What was in flight finishes; nothing more is taken from the lane.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = slow.count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slow.count(), before, "deliveries went out while paused");
+    let shown = cli_json(&env, &["endpoints", "show", &endpoint]);
+    assert!(
+        shown["held"].as_u64().unwrap() + before as u64 >= 1000,
+        "what waits is counted as held: {shown}"
+    );
+    cli_json(&env, &["endpoints", "resume", &endpoint]);
+    let ids = eventually(WAIT, "everything after the resume", || async {
+        let ids: std::collections::HashSet<String> = event_ids(&slow).into_iter().collect();
+        (ids.len() == 1000).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids.len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_endpoint_fails_its_lane_unsent() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let slow = Receiver::slow(Duration::from_millis(200)).await;
+    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    let daemon = Daemon::ready(&env).await;
+    let api = Api::new(&daemon.admin, &api_key(&env, "ws", "read"));
+    publish(&redis, "ws", "e", 1000).await;
+    slow.wait_for(32, WAIT).await;
+    assert!(lane_len(&redis, &endpoint).await > 500);
+    cli_json(&env, &["endpoints", "delete", &endpoint]);
+    assert_eq!(lane_len(&redis, &endpoint).await, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = slow.count();
+    assert!(sent < 200, "{sent} deliveries sent to an endpoint being deleted");
+    let history = walk_deliveries(&api, "ws", 500).await;
+    let failed = history.iter().filter(|d| d["status"] == "failed").count();
+    assert!(
+        failed + sent >= 1000,
+        "{failed} failed and {sent} sent of 1,000"
+    );
+}
