@@ -787,3 +787,42 @@ async fn racing_creates_never_pass_the_workspace_limit() {
     assert_eq!(created, 5);
     assert_eq!(store.endpoint_count("ws").await.unwrap(), 5);
 }
+
+#[tokio::test]
+async fn first_attempt_slots_leave_a_quarter_to_retries_that_are_due() {
+    use hookd_store::ingest::SlotRequest;
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let mut ep = Endpoint::new(
+        "ws".into(),
+        "http://127.0.0.1:9/x".into(),
+        SignatureScheme::Sha256,
+        time::now_ms(),
+    )
+    .unwrap();
+    ep.max_concurrency = Some(4);
+    store.create_endpoint(&ep).await.unwrap();
+    let p = store.keys().partition_of("ws");
+    let ask = |held: u32, wanted: u32| SlotRequest {
+        endpoint: ep.id.clone(),
+        workspace: "ws".into(),
+        cap: 4,
+        workspace_cap: 128,
+        held,
+        wanted,
+    };
+    let lease = Duration::from_secs(30);
+    // A lane's filler holds every slot while nothing else waits.
+    let granted = store.hold_slots(&p, "filler", &[ask(0, 4)], lease).await.unwrap();
+    assert_eq!(granted, [4]);
+    // A retry comes due: the next renewal gives a quarter back...
+    assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
+    let granted = store.hold_slots(&p, "filler", &[ask(4, 4)], lease).await.unwrap();
+    assert_eq!(granted, [3]);
+    // ... and the retry is claimed in it.
+    let claimed = store
+        .claim_due(&p, lease, 10, &ConcurrencyLimits::default(), "t")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+}

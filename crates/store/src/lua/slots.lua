@@ -3,6 +3,7 @@
 -- beside the deliveries it leased itself (one limit across every daemon).
 -- A daemon asks for more when its batches need them, renews them while in
 -- use, and gives them back when idle; a dead daemon's lapse with their lease.
+-- While the endpoint has retries due, a quarter of its slots stay for them.
 -- KEYS[1] = ready zset, then SLOT_KEYS per endpoint: its leases, its
 --   workspace's leases, its due queue
 -- ARGV[1] = slot lease (ms), ARGV[2] = slot holder (consumer)
@@ -42,8 +43,15 @@ while i <= #ARGV do
       if score then have = have + 1 end
     end
   end
-  local free = math.min(cap - redis.call('ZCARD', eplease), ws_cap - redis.call('ZCARD', wslease))
+  local in_flight = redis.call('ZCARD', eplease)
+  local free = math.min(cap - in_flight, ws_cap - redis.call('ZCARD', wslease))
   local target = math.max(0, math.min(want, have + math.max(free, 0)))
+  -- Retries due now keep a quarter of the endpoint's slots from first
+  -- attempts (lanes would hold them all otherwise, and a retry wait forever).
+  if #redis.call('ZRANGEBYSCORE', duekey, '-inf', t, 'LIMIT', 0, 1) > 0 then
+    local room = cap - math.ceil(cap / 4) - (in_flight - have)
+    target = math.max(0, math.min(target, room))
+  end
   if target > 0 then
     local args = {}
     for n = 1, target do
