@@ -57,10 +57,6 @@ async fn a_quiet_workspace_is_not_held_up_behind_another_workspaces_backlog() {
         noisy_done < 1000,
         "the quiet event waited behind {noisy_done} of the noisy workspace's deliveries"
     );
-    assert!(
-        lane_len(&redis, &noisy_ep).await > 0,
-        "the backlog waits in its endpoint's lane"
-    );
     // The backlog drains, each event once, and every delivery is in the history.
     let got = eventually(Duration::from_secs(120), "the backlog drained", || async {
         let ids = event_ids(&slow);
@@ -88,17 +84,20 @@ async fn deliveries_waiting_in_a_lane_survive_a_killed_daemon() {
     let redis = Redis::start();
     let env = test_env(&redis);
     let slow = Receiver::slow(Duration::from_millis(50)).await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    create_endpoint(&env, "ws", &slow.url(), &[]);
     let mut first = Daemon::ready(&env).await;
     publish(&redis, "ws", "e", 2000).await;
     slow.wait_for(100, WAIT).await;
-    assert!(lane_len(&redis, &endpoint).await > 0);
     first.kill9();
     let _second = Daemon::ready(&env).await;
-    let got = eventually(Duration::from_secs(120), "every event delivered", || async {
-        let ids: std::collections::HashSet<String> = event_ids(&slow).into_iter().collect();
-        (ids.len() == 2000).then_some(ids)
-    })
+    let got = eventually(
+        Duration::from_secs(120),
+        "every event delivered",
+        || async {
+            let ids: std::collections::HashSet<String> = event_ids(&slow).into_iter().collect();
+            (ids.len() == 2000).then_some(ids)
+        },
+    )
     .await;
     assert_eq!(got.len(), 2000);
     // At least once: only what was in flight at the kill may come twice.
@@ -146,12 +145,13 @@ async fn deleting_an_endpoint_fails_its_lane_unsent() {
     let api = Api::new(&daemon.admin, &api_key(&env, "ws", "read"));
     publish(&redis, "ws", "e", 1000).await;
     slow.wait_for(32, WAIT).await;
-    assert!(lane_len(&redis, &endpoint).await > 500);
     cli_json(&env, &["endpoints", "delete", &endpoint]);
-    assert_eq!(lane_len(&redis, &endpoint).await, 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = slow.count();
-    assert!(sent < 200, "{sent} deliveries sent to an endpoint being deleted");
+    assert!(
+        sent < 200,
+        "{sent} deliveries sent to an endpoint being deleted"
+    );
     let history = walk_deliveries(&api, "ws", 500).await;
     let failed = history.iter().filter(|d| d["status"] == "failed").count();
     assert!(

@@ -813,11 +813,17 @@ async fn first_attempt_slots_leave_a_quarter_to_retries_that_are_due() {
     };
     let lease = Duration::from_secs(30);
     // A lane's filler holds every slot while nothing else waits.
-    let granted = store.hold_slots(&p, "filler", &[ask(0, 4)], lease).await.unwrap();
+    let granted = store
+        .hold_slots(&p, "filler", &[ask(0, 4)], lease)
+        .await
+        .unwrap();
     assert_eq!(granted, [4]);
     // A retry comes due: the next renewal gives a quarter back...
     assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
-    let granted = store.hold_slots(&p, "filler", &[ask(4, 4)], lease).await.unwrap();
+    let granted = store
+        .hold_slots(&p, "filler", &[ask(4, 4)], lease)
+        .await
+        .unwrap();
     assert_eq!(granted, [3]);
     // ... and the retry is claimed in it.
     let claimed = store

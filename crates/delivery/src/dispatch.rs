@@ -152,8 +152,14 @@ enum Route {
     Send(Arc<Endpoint>, Arc<Target>, [OwnedSemaphorePermit; 2]),
     /// Its endpoint is paused: held.
     Hold,
-    /// No free slot here: into its endpoint's lane.
+    /// No free slot here (or deliveries wait already): into its
+    /// endpoint's lane (decided further by `LaneIndex::hold`).
     Lane,
+    /// Into the lane, waiting here (its entry stays pending, this daemon's).
+    Here,
+    /// Into the lane, in Redis (its entry is acknowledged once every
+    /// delivery of it is recorded or in a lane in Redis).
+    Redis,
     /// The due queue (rate-limited, unreadable or deleted endpoint): the
     /// scheduler's claims take it.
     Due,
@@ -172,57 +178,182 @@ const TICK: Duration = Duration::from_millis(100);
 /// Endpoints with deliveries waiting in their lanes, shared by the router
 /// (which puts deliveries there, and sends none of an endpoint's directly
 /// while it has some waiting) and the lane filler (which takes them into
-/// slots, and says when a lane ran dry). Each entry counts the router's
-/// writes, so a lane written to while the filler found it empty is never
-/// taken for dry.
+/// slots as they come free).
+///
+/// A lane has two parts. First, deliveries waiting here: their entry ids in
+/// memory, the entries still pending in the consumer group, this daemon's
+/// (so a crash loses nothing: another daemon reclaims them), read again
+/// when taken. That costs Redis nothing while they wait, so a plain burst
+/// costs what it did without lanes. Past [`HELD_HERE`] of them (memory),
+/// the rest go to the endpoint's lane in Redis (`hookd_store::lanes`), and
+/// so do the endpoint's later deliveries until that part runs dry, so the
+/// order is kept. The Redis part counts the router's writes: a lane
+/// written to while the filler found it empty is never taken for dry.
 #[derive(Default)]
 pub(crate) struct LaneIndex {
-    /// Endpoint -> (workspace, writes so far).
-    lanes: std::sync::Mutex<HashMap<String, (String, u64)>>,
-    /// Woken when the router wrote to a lane.
+    lanes: std::sync::Mutex<Lanes>,
+    /// Woken when the router put deliveries in a lane.
     written: Notify,
 }
 
+#[derive(Default)]
+struct Lanes {
+    by_endpoint: HashMap<String, LaneState>,
+    /// Deliveries waiting here, over every endpoint.
+    here: usize,
+}
+
+struct LaneState {
+    workspace: String,
+    /// Entry ids waiting here, oldest first.
+    here: VecDeque<String>,
+    /// More wait in the endpoint's lane in Redis (behind those here).
+    in_redis: bool,
+    /// Writes to the Redis part so far.
+    writes: u64,
+}
+
+/// Most deliveries one partition keeps waiting here (about 50 bytes each
+/// in memory, and an entry pending in the group); past it, lanes go to Redis.
+const HELD_HERE: usize = 250_000;
+
+/// Where a lane's next delivery goes.
+enum LanePart {
+    Here,
+    Redis,
+}
+
 impl LaneIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn contains(&self, endpoint: &str) -> bool {
-        self.lock().contains_key(endpoint)
+        self.lock().by_endpoint.contains_key(endpoint)
     }
 
-    /// The router wrote to `endpoint`'s lane (or a lane was found in Redis).
+    /// Puts the delivery of `entry` in `endpoint`'s lane: here while there
+    /// is room and nothing waits in Redis, else in Redis (the caller writes it).
+    fn hold(&self, workspace: &str, endpoint: &str, entry: &str) -> LanePart {
+        let mut lanes = self.lock();
+        let full = lanes.here >= HELD_HERE;
+        let state = lanes
+            .by_endpoint
+            .entry(endpoint.to_string())
+            .or_insert_with(|| LaneState {
+                workspace: workspace.to_string(),
+                here: VecDeque::new(),
+                in_redis: false,
+                writes: 0,
+            });
+        if state.in_redis || full {
+            return LanePart::Redis;
+        }
+        state.here.push_back(entry.to_string());
+        lanes.here += 1;
+        LanePart::Here
+    }
+
+    /// The router wrote to `endpoint`'s lane in Redis (or a lane was found there).
     fn written(&self, workspace: &str, endpoint: &str) {
         let mut lanes = self.lock();
-        let entry = lanes
+        let state = lanes
+            .by_endpoint
             .entry(endpoint.to_string())
-            .or_insert_with(|| (workspace.to_string(), 0));
-        entry.1 += 1;
-        drop(lanes);
+            .or_insert_with(|| LaneState {
+                workspace: workspace.to_string(),
+                here: VecDeque::new(),
+                in_redis: false,
+                writes: 0,
+            });
+        state.in_redis = true;
+        state.writes += 1;
+    }
+
+    /// Wakes the filler: deliveries were put in lanes.
+    fn notify(&self) {
         self.written.notify_one();
     }
 
-    /// How many writes `endpoint`'s lane has had (`None`: not in the index).
-    fn writes(&self, endpoint: &str) -> Option<u64> {
-        self.lock().get(endpoint).map(|(_, n)| *n)
+    /// Up to `max` deliveries waiting here for `endpoint`, oldest first.
+    fn take_here(&self, endpoint: &str, max: usize) -> Vec<String> {
+        let mut lanes = self.lock();
+        let Some(state) = lanes.by_endpoint.get_mut(endpoint) else {
+            return Vec::new();
+        };
+        let n = max.min(state.here.len());
+        let ids: Vec<String> = state.here.drain(..n).collect();
+        if state.here.is_empty() && !state.in_redis {
+            lanes.by_endpoint.remove(endpoint);
+        }
+        lanes.here -= n;
+        ids
     }
 
-    /// The filler found `endpoint`'s lane empty after `writes` writes: it
-    /// leaves the index, unless it was written to since.
+    /// Puts back ids taken with `take_here` that could not be sent (their
+    /// entries could not be read): first again.
+    fn put_back(&self, workspace: &str, endpoint: &str, ids: Vec<String>) {
+        let mut lanes = self.lock();
+        let n = ids.len();
+        let state = lanes
+            .by_endpoint
+            .entry(endpoint.to_string())
+            .or_insert_with(|| LaneState {
+                workspace: workspace.to_string(),
+                here: VecDeque::new(),
+                in_redis: false,
+                writes: 0,
+            });
+        for id in ids.into_iter().rev() {
+            state.here.push_front(id);
+        }
+        lanes.here += n;
+    }
+
+    /// (Deliveries waiting here, whether more wait in Redis, and how many
+    /// writes the Redis part has had) for `endpoint`.
+    fn parts(&self, endpoint: &str) -> Option<(usize, bool, u64)> {
+        self.lock()
+            .by_endpoint
+            .get(endpoint)
+            .map(|s| (s.here.len(), s.in_redis, s.writes))
+    }
+
+    /// The filler found the Redis part of `endpoint`'s lane empty after
+    /// `writes` writes: it is done with, unless written to since (and the
+    /// lane leaves the index when nothing waits here either).
     fn dry(&self, endpoint: &str, writes: u64) -> bool {
         let mut lanes = self.lock();
-        if lanes.get(endpoint).is_some_and(|(_, n)| *n == writes) {
-            lanes.remove(endpoint);
+        let Some(state) = lanes.by_endpoint.get_mut(endpoint) else {
+            return true;
+        };
+        if state.writes != writes {
+            return false;
+        }
+        state.in_redis = false;
+        if state.here.is_empty() {
+            lanes.by_endpoint.remove(endpoint);
             return true;
         }
         false
     }
 
+    /// Gives up a lane whose endpoint is gone: what waited here is returned
+    /// (to be settled), the Redis part is the delete's to fail.
+    fn drop_endpoint(&self, endpoint: &str) -> Vec<String> {
+        let mut lanes = self.lock();
+        let Some(state) = lanes.by_endpoint.remove(endpoint) else {
+            return Vec::new();
+        };
+        lanes.here -= state.here.len();
+        state.here.into_iter().collect()
+    }
+
     fn snapshot(&self) -> Vec<(String, String)> {
         self.lock()
+            .by_endpoint
             .iter()
-            .map(|(ep, (ws, _))| (ep.clone(), ws.clone()))
+            .map(|(ep, s)| (ep.clone(), s.workspace.clone()))
             .collect()
     }
 }
@@ -308,9 +439,9 @@ impl Dispatch {
     /// whose endpoint has deliveries waiting in its lane goes there too
     /// (behind them, never before); the others are accepted (idempotency,
     /// slots) and sent now, or put in their lanes when no slot is free, or
-    /// held, or queued. An event all of whose deliveries go to lanes is not
-    /// even accepted here: its idempotency marker is checked when its
-    /// deliveries are taken. Returns (accepted, duplicates).
+    /// held, or queued. `lane_only` events (every delivery to a lane) were
+    /// routed on workspace and type alone: their idempotency markers are
+    /// checked when their deliveries are taken. Returns (accepted, duplicates).
     pub async fn dispatch(
         &mut self,
         direct: Vec<(String, Event)>,
@@ -318,23 +449,31 @@ impl Dispatch {
     ) -> Result<(u64, u64), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         // (The configuration is as `load_types` found it for `lane_only`.)
-        let mut lanes: HashMap<String, (String, Vec<String>)> = HashMap::new();
-        let mut lane_acks: Vec<String> = Vec::new();
-        let mut no_subscribers = Vec::new();
+        let mut to_redis: HashMap<String, (String, Vec<String>)> = HashMap::new();
+        let mut redis_acks: Vec<String> = Vec::new();
+        let mut expect: Vec<(String, usize)> = Vec::new();
         for (entry, workspace, event_type) in &lane_only {
-            match self.config.subscribers(workspace, event_type) {
-                Some(subs) if !subs.is_empty() => {
-                    for ep in subs.iter() {
-                        lanes
-                            .entry(ep.clone())
-                            .or_insert_with(|| (workspace.clone(), Vec::new()))
-                            .1
-                            .push(entry.clone());
-                    }
-                    lane_acks.push(entry.clone());
+            let subs = self
+                .config
+                .subscribers(workspace, event_type)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(Vec::new()));
+            let mut here = 0;
+            for ep in subs.iter() {
+                match self.index.hold(workspace, ep, entry) {
+                    LanePart::Here => here += 1,
+                    LanePart::Redis => to_redis
+                        .entry(ep.clone())
+                        .or_insert_with(|| (workspace.clone(), Vec::new()))
+                        .1
+                        .push(entry.clone()),
                 }
-                // No subscriber (any more): acknowledged with nothing to record.
-                _ => no_subscribers.push(entry.clone()),
+            }
+            if here == 0 && !subs.is_empty() {
+                redis_acks.push(entry.clone());
+            } else {
+                // (No subscriber any more: acknowledged with nothing to record.)
+                expect.push((entry.clone(), here));
             }
         }
         let mut accepted = hookd_store::ingest::Accepted::default();
@@ -363,7 +502,7 @@ impl Dispatch {
             }
         }
         // Where each delivery goes, decided before anything is sent: the
-        // lanes are written first, so a failure there sends nothing twice.
+        // Redis lanes are written first, so a failure there sends nothing twice.
         let mut plan = Vec::with_capacity(direct.len());
         let (mut new, mut duplicates) = (lane_only.len() as u64, 0);
         for ((entry, event), ok) in direct.into_iter().zip(accepted.accepted) {
@@ -380,23 +519,29 @@ impl Dispatch {
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             let mut routes = Vec::with_capacity(subscribers.len());
             for endpoint_id in subscribers.iter() {
-                let route = self.route(endpoint_id);
-                if matches!(route, Route::Lane) {
-                    lanes
-                        .entry(endpoint_id.clone())
-                        .or_insert_with(|| (event.workspace.clone(), Vec::new()))
-                        .1
-                        .push(entry.clone());
-                }
+                let route = match self.route(endpoint_id) {
+                    Route::Lane => match self.index.hold(&event.workspace, endpoint_id, &entry) {
+                        LanePart::Here => Route::Here,
+                        LanePart::Redis => {
+                            to_redis
+                                .entry(endpoint_id.clone())
+                                .or_insert_with(|| (event.workspace.clone(), Vec::new()))
+                                .1
+                                .push(entry.clone());
+                            Route::Redis
+                        }
+                    },
+                    other => other,
+                };
                 routes.push((endpoint_id.clone(), route));
             }
-            if !routes.is_empty() && routes.iter().all(|(_, r)| matches!(r, Route::Lane)) {
-                lane_acks.push(entry.clone());
+            if !routes.is_empty() && routes.iter().all(|(_, r)| matches!(r, Route::Redis)) {
+                redis_acks.push(entry.clone());
             }
             plan.push((entry, event, Some(routes)));
         }
-        if !lanes.is_empty() {
-            let writes: Vec<(&str, &str, Vec<&str>)> = lanes
+        if !to_redis.is_empty() || !redis_acks.is_empty() {
+            let writes: Vec<(&str, &str, Vec<&str>)> = to_redis
                 .iter()
                 .map(|(ep, (ws, ids))| {
                     (
@@ -406,19 +551,19 @@ impl Dispatch {
                     )
                 })
                 .collect();
-            let acks: Vec<&str> = lane_acks.iter().map(String::as_str).collect();
+            let acks: Vec<&str> = redis_acks.iter().map(String::as_str).collect();
             self.store
                 .enter_lanes(&self.partition, &self.settings.group, &writes, &acks)
                 .await?;
-            for (ep, (ws, _)) in &lanes {
+            for (ep, (ws, _)) in &to_redis {
                 self.index.written(ws, ep);
             }
         }
         if !accepted.seen.is_empty() {
             self.settler.send(Settle::Seen(accepted.seen)).await;
         }
-        for entry in no_subscribers {
-            self.settler.send(Settle::Expect(entry, 0)).await;
+        for (entry, n) in expect {
+            self.settler.send(Settle::Expect(entry, n)).await;
         }
         for (entry, event, routes) in plan {
             match routes {
@@ -427,6 +572,7 @@ impl Dispatch {
                 Some(routes) => self.deliver(entry, event, routes).await,
             }
         }
+        self.index.notify();
         self.release_backlogged().await?;
         Ok((new, duplicates))
     }
@@ -520,15 +666,14 @@ impl Dispatch {
     }
 
     /// Sends (or settles without an attempt) the deliveries of one event
-    /// that did not go to lanes, as routed.
+    /// as routed; those waiting here in a lane are the filler's to settle.
     async fn deliver(&mut self, entry: String, event: Event, routes: Vec<(String, Route)>) {
         let settled_here = routes
             .iter()
-            .filter(|(_, r)| !matches!(r, Route::Lane))
+            .filter(|(_, r)| !matches!(r, Route::Redis))
             .count();
-        let laned = routes.len() - settled_here;
-        if settled_here == 0 && laned > 0 {
-            // Every delivery went to a lane: the entry was acknowledged with them.
+        if settled_here == 0 && !routes.is_empty() {
+            // Every delivery went to a lane in Redis: the entry was acknowledged with them.
             return;
         }
         self.settler
@@ -556,7 +701,7 @@ impl Dispatch {
                 lane: Lane::Direct,
             };
             match route {
-                Route::Lane => {}
+                Route::Lane | Route::Here | Route::Redis => {}
                 Route::Hold => {
                     self.settler
                         .send(Settle::Done(settled(DeliveryStatus::Held)))
@@ -663,7 +808,11 @@ impl Dispatch {
         if self.discovered.elapsed() >= DISCOVERY {
             self.discovered = Instant::now();
             for (endpoint, workspace) in self.store.lanes(&self.partition).await? {
-                if self.index.writes(&endpoint).is_none() {
+                if self
+                    .index
+                    .parts(&endpoint)
+                    .is_none_or(|(_, in_redis, _)| !in_redis)
+                {
                     self.index.written(&workspace, &endpoint);
                 }
             }
@@ -676,6 +825,9 @@ impl Dispatch {
                 };
             }
         }
+        for (endpoint, workspace) in self.index.snapshot() {
+            self.lanes.add(&workspace, &endpoint);
+        }
         let missing: Vec<String> = self
             .lanes
             .index
@@ -686,7 +838,8 @@ impl Dispatch {
         if !missing.is_empty() {
             self.load_endpoints(missing).await?;
         }
-        // A lane written for an endpoint deleted meanwhile: its deliveries fail.
+        // A lane of an endpoint deleted meanwhile: its deliveries fail
+        // (those waiting here are settled as the delete leaves them).
         let deleted: Vec<String> = self
             .lanes
             .index
@@ -696,20 +849,37 @@ impl Dispatch {
             .collect();
         for endpoint in deleted {
             self.store.drop_lane(&self.partition, &endpoint).await?;
-            let writes = self.index.writes(&endpoint).unwrap_or(0);
-            self.index.dry(&endpoint, writes);
+            let here = self.index.drop_endpoint(&endpoint);
+            let workspace = self.lanes.index.get(&endpoint).cloned().unwrap_or_default();
+            self.settle_held(&workspace, &endpoint, here, None).await?;
             self.lanes.index.remove(&endpoint);
             for turn in &mut self.lanes.turns {
                 turn.endpoints.retain(|e| *e != endpoint);
             }
             self.lanes.turns.retain(|t| !t.endpoints.is_empty());
         }
+        // A paused endpoint's deliveries waiting here are held (durably, as
+        // any delivery of a paused endpoint is); its Redis part waits as it is.
+        let paused: Vec<String> = self
+            .lanes
+            .index
+            .keys()
+            .filter(|id| matches!(self.config.endpoints.get(*id), Some(Some(c)) if c.state.paused))
+            .cloned()
+            .collect();
+        for endpoint in paused {
+            let workspace = self.lanes.index.get(&endpoint).cloned().unwrap_or_default();
+            loop {
+                let ids = self.index.take_here(&endpoint, TAKE_MAX);
+                if ids.is_empty() {
+                    break;
+                }
+                self.settle_held(&workspace, &endpoint, ids, None).await?;
+            }
+        }
         if self.released.elapsed() >= IDLE {
             self.released = Instant::now();
             self.release_idle().await?;
-        }
-        for (endpoint, workspace) in self.index.snapshot() {
-            self.lanes.add(&workspace, &endpoint);
         }
         if self.lanes.is_empty() {
             return Ok(());
@@ -764,8 +934,19 @@ impl Dispatch {
                     if room == 0 {
                         continue;
                     }
-                    let writes = self.index.writes(&endpoint).unwrap_or(0);
-                    let taken = match self.take(&endpoint, room).await {
+                    let Some((here, in_redis, writes)) = self.index.parts(&endpoint) else {
+                        emptied.push(endpoint);
+                        continue;
+                    };
+                    // Those waiting here first (they are the older), then Redis's.
+                    let taken = if here > 0 {
+                        self.take_here(&turn.workspace, &endpoint, room).await
+                    } else if in_redis {
+                        self.take(&endpoint, room).await
+                    } else {
+                        Ok(0)
+                    };
+                    let taken = match taken {
                         Ok(taken) => taken,
                         Err(e) => {
                             // Its turn is not lost with the error.
@@ -775,7 +956,12 @@ impl Dispatch {
                     };
                     turn.deficit -= taken as i64;
                     served += taken;
-                    if taken < room && self.index.dry(&endpoint, writes) {
+                    let dry = if here > 0 {
+                        self.index.parts(&endpoint).is_none()
+                    } else {
+                        taken < room && self.index.dry(&endpoint, writes)
+                    };
+                    if dry {
                         emptied.push(endpoint);
                     }
                 }
@@ -820,6 +1006,155 @@ impl Dispatch {
             .available_permits()
             .min(self.window.available_permits())
             .min(TAKE_MAX)
+    }
+
+    /// Takes up to `max` deliveries waiting here in `endpoint`'s lane, reads
+    /// their entries again and starts their attempts; returns how many.
+    async fn take_here(
+        &mut self,
+        workspace: &str,
+        endpoint: &str,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        let ids = self.index.take_here(endpoint, max);
+        let count = ids.len();
+        let cached = match self.config.endpoints.get(endpoint) {
+            Some(Some(c)) => Some(c.clone()),
+            _ => None,
+        };
+        self.settle_held(workspace, endpoint, ids, cached).await?;
+        Ok(count)
+    }
+
+    /// Sends the deliveries of `ids` (entries pending in the group, waiting
+    /// here) to `endpoint`, or, when it is gone (`cached` is `None`), lets
+    /// settling fail them. Their entries are read again; one trimmed away
+    /// meanwhile has nothing left to send; one that does not read as an
+    /// event is dead-lettered; a duplicate event is skipped. On a Redis
+    /// error the ids wait here again.
+    async fn settle_held(
+        &mut self,
+        workspace: &str,
+        endpoint: &str,
+        ids: Vec<String>,
+        cached: Option<Arc<Cached>>,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let entries = match self.store.entries(&self.partition, &ids).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                if cached.is_some() {
+                    self.index.put_back(workspace, endpoint, ids);
+                }
+                return Err(e);
+            }
+        };
+        let mut events = Vec::with_capacity(ids.len());
+        for (id, entry) in ids.into_iter().zip(entries) {
+            let Some(entry) = entry else {
+                self.ctx.metrics.pending_trimmed(1);
+                tracing::warn!(entry = %id, endpoint, "a delivery waiting in its lane lost its stream entry (trimmed); nothing is left to send");
+                self.settler.send(Settle::Skip(id)).await;
+                continue;
+            };
+            match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
+                Ok(event) => events.push((id, event)),
+                Err(rejection) => {
+                    // Routed without being read whole (see `dispatch`): refused now.
+                    self.ctx.metrics.dead_letter(rejection.code);
+                    tracing::warn!(entry = %id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
+                    self.store
+                        .dead_letter(
+                            &self.partition,
+                            &self.settings.group,
+                            &entry,
+                            rejection.code,
+                            &rejection.message,
+                            &self.settings.limits_events,
+                        )
+                        .await?;
+                    self.settler.send(Settle::Skip(id)).await;
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e)| (id.as_str(), e)).collect();
+        let accepted = self
+            .store
+            .accept(
+                &self.partition,
+                &self.settings.consumer,
+                &refs,
+                &[],
+                self.settings.slot_lease,
+            )
+            .await?;
+        if !accepted.seen.is_empty() {
+            self.settler.send(Settle::Seen(accepted.seen)).await;
+        }
+        let target = cached
+            .as_ref()
+            .and_then(|c| Some((c.endpoint.clone()?, c.target.clone()?)));
+        for ((id, event), ok) in events.into_iter().zip(accepted.accepted) {
+            if !ok {
+                self.ctx.metrics.ingested(0, 1);
+                self.settler.send(Settle::Skip(id)).await;
+                continue;
+            }
+            let permits = match (
+                &target,
+                self.slots
+                    .get(endpoint)
+                    .and_then(|s| s.permits.clone().try_acquire_owned().ok()),
+                self.window.clone().try_acquire_owned().ok(),
+            ) {
+                (Some(_), Some(slot), Some(window)) => [slot, window],
+                _ => {
+                    // No attempt now: held (its endpoint paused), or pending
+                    // (gone: settling fails it; or, it cannot be, no slot).
+                    let status = match self.config.endpoints.get(endpoint) {
+                        Some(Some(c)) if c.state.paused => DeliveryStatus::Held,
+                        _ => DeliveryStatus::Pending,
+                    };
+                    let settled = self.settled(&id, &event, endpoint, status, Lane::Direct);
+                    self.settler.send(Settle::Done(settled)).await;
+                    continue;
+                }
+            };
+            let Some((ep, target)) = &target else {
+                continue;
+            };
+            if let Some(slots) = self.slots.get_mut(endpoint) {
+                slots.last_used = Instant::now();
+            }
+            let settled = self.settled(
+                &id,
+                &event,
+                endpoint,
+                DeliveryStatus::Succeeded,
+                Lane::Direct,
+            );
+            let claimed = Claimed {
+                delivery_id: hookd_core::delivery::delivery_id(&id, endpoint),
+                endpoint: ep.clone(),
+                attempts_made: 0,
+                created_at_ms: hookd_core::delivery::entry_time_ms(&id)
+                    .unwrap_or(event.created_at_ms),
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                envelope: Bytes::from(event.envelope),
+                manual: false,
+                trace: event.trace.map(Arc::new),
+                lease: String::new(),
+                job: None,
+            };
+            self.spawn_attempt(claimed, target.clone(), permits, settled);
+        }
+        Ok(())
     }
 
     /// Takes up to `max` deliveries from `endpoint`'s lane and starts their

@@ -36,6 +36,9 @@ pub(crate) enum Settle {
     Done(Settled),
     /// Event types seen for the first time, to be counted.
     Seen(Vec<Sighting>),
+    /// One of its deliveries needs no record (its event was a duplicate,
+    /// or its entry is gone): it counts as settled.
+    Skip(String),
 }
 
 /// A handle to one partition's settling task. Cheap to clone; the task
@@ -207,6 +210,19 @@ impl Task {
                         }
                     }
                     Settle::Seen(s) => seen.extend(s),
+                    Settle::Skip(entry) => {
+                        let closes = match self.open.get_mut(&entry) {
+                            Some((left, _)) => {
+                                *left -= 1;
+                                *left == 0
+                            }
+                            None => false,
+                        };
+                        if closes {
+                            self.open.remove(&entry);
+                            items.push(Item::Ack(entry));
+                        }
+                    }
                 }
             }
             // Discovery counts: once, best effort (a retried write would count them twice).

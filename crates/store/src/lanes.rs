@@ -84,6 +84,28 @@ impl Store {
         Ok(out)
     }
 
+    /// Stream entries by id, as they are now (`None`: trimmed away), in one
+    /// round trip.
+    pub async fn entries(&self, p: &PartitionKeys, ids: &[String]) -> Result<Vec<Option<Entry>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(&p.stream).arg(id).arg(id);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        replies
+            .iter()
+            .map(|v| {
+                Ok(raw_entries(v)?
+                    .into_iter()
+                    .next()
+                    .map(|(id, fields)| Entry { id, fields }))
+            })
+            .collect()
+    }
+
     /// Every endpoint of the partition with a lane (or items taken from
     /// one), with its workspace.
     pub async fn lanes(&self, p: &PartitionKeys) -> Result<HashMap<String, String>> {
