@@ -119,6 +119,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
                     envelope: Some(e.envelope.clone().into()),
                     trace: None,
                     lane: Lane::Direct,
+                    epoch: 0,
                 })
             })
             .collect();
@@ -322,6 +323,7 @@ fn settled_delivery(
         envelope: Some(event.envelope.clone().into()),
         trace: None,
         lane: Lane::Direct,
+        epoch: 0,
     }
 }
 
@@ -354,9 +356,15 @@ async fn pending_owners(store: &Store, ws: &str) -> Vec<(String, String)> {
     v.into_iter().map(|(id, owner, _, _)| (id, owner)).collect()
 }
 
-/// Another daemon takes an entry over (as its reclaim would).
+/// Another daemon takes an entry over, as its reclaim would: the
+/// partition's reclaim count first (see `Store::reclaim`), then the claim.
 async fn take_over(store: &Store, ws: &str, entry: &str) {
     let p = store.keys().partition_of(ws);
+    let _: i64 = redis::cmd("INCR")
+        .arg(p.reclaims())
+        .query_async(&mut store_conn(store).await)
+        .await
+        .unwrap();
     let _: redis::Value = redis::cmd("XCLAIM")
         .arg(&p.stream)
         .arg("hookd")
@@ -831,4 +839,70 @@ async fn first_attempt_slots_leave_a_quarter_to_retries_that_are_due() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
+}
+
+#[tokio::test]
+async fn a_reclaim_fences_the_old_owners_settle_even_on_its_fast_path() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let ep = endpoint(&store, "ws").await;
+    let p = store.keys().partition_of("ws");
+    store.ensure_group(&p, "hookd").await.unwrap();
+    let _ = read_events(&store, "ws", 0).await;
+    let mut conn = store_conn(&store).await;
+    for i in 0..2 {
+        let _: String = redis::cmd("XADD")
+            .arg(&p.stream)
+            .arg("*")
+            .arg("type")
+            .arg("card.created")
+            .arg("workspace")
+            .arg("ws")
+            .arg("data")
+            .arg("{}")
+            .arg("id")
+            .arg(format!("e{i}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Read by "me" as a daemon reads (the reclaim count comes with them)...
+    let limits = EventLimits::default();
+    let mine = store
+        .take_new(&p, "hookd", "me", 10, &limits)
+        .await
+        .unwrap();
+    assert_eq!(mine.entries.len(), 2);
+    // ... then "me" stalls, and another daemon takes them over.
+    let theirs = store
+        .reclaim(&p, "hookd", "other", Duration::ZERO, "0-0", 10, &limits, 10)
+        .await
+        .unwrap();
+    assert_eq!(theirs.entries.len(), 2);
+    let done: Vec<Settled> = mine
+        .entries
+        .iter()
+        .map(|e| {
+            let event = Event::from_entry(&e.id, &e.fields, limits).unwrap();
+            let mut d = settled_delivery(
+                "ws",
+                &ep.id,
+                &(e.id.clone(), event),
+                DeliveryStatus::Succeeded,
+            );
+            d.epoch = mine.epoch;
+            d
+        })
+        .collect();
+    let batch = SettleBatch {
+        deliveries: done.iter().collect(),
+        acks: mine.entries.iter().map(|e| e.id.as_str()).collect(),
+    };
+    let reply = store
+        .settle(&p, "hookd", "me", &batch, Breaker::default())
+        .await
+        .unwrap();
+    assert_eq!(reply.skipped, 2, "the old owner settled entries taken over");
+    assert_eq!(log_len(&store, "ws", &ep.id).await, 0);
+    assert_eq!(pending_owners(&store, "ws").await.len(), 2);
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, EventLimits, time};
 use hookd_store::ingest::{EndpointState, Lane, Settled, SlotRequest};
 use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
+use hookd_store::stream::Entry;
 use hookd_store::{PartitionKeys, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -201,16 +202,66 @@ struct Lanes {
     by_endpoint: HashMap<String, LaneState>,
     /// Deliveries waiting here, over every endpoint.
     here: usize,
+    /// Bytes of the entries kept with them (see [`Held`]).
+    kept: usize,
 }
+
+/// A delivery waiting here: its entry id, and the entry itself while the
+/// partition keeps fewer than [`KEEP_BYTES`] of them (it is read again
+/// when taken otherwise).
+pub(crate) struct Held {
+    pub id: String,
+    pub body: Option<Body>,
+    /// The reclaim count when its entry was read (see `Settled::epoch`).
+    pub epoch: u64,
+}
+
+/// What is kept of a held delivery's entry: as read (routed on workspace
+/// and type alone), or the event already read whole.
+#[derive(Clone)]
+pub(crate) enum Body {
+    Entry(Arc<Entry>),
+    Event(Arc<Event>),
+}
+
+impl Body {
+    fn bytes(&self) -> usize {
+        match self {
+            // (With what each allocation costs beside its bytes.)
+            Body::Entry(e) => {
+                e.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 64)
+                    .sum::<usize>()
+                    + 96
+            }
+            Body::Event(e) => e.envelope.len() + e.id.len() + e.workspace.len() + 256,
+        }
+    }
+}
+
+/// Most bytes of entries a partition keeps with its held deliveries.
+const KEEP_BYTES: usize = 24 << 20;
 
 struct LaneState {
     workspace: String,
-    /// Entry ids waiting here, oldest first.
-    here: VecDeque<String>,
+    /// Deliveries waiting here, oldest first.
+    here: VecDeque<Held>,
     /// More wait in the endpoint's lane in Redis (behind those here).
     in_redis: bool,
     /// Writes to the Redis part so far.
     writes: u64,
+}
+
+impl LaneState {
+    fn new(workspace: &str) -> Self {
+        Self {
+            workspace: workspace.to_string(),
+            here: VecDeque::new(),
+            in_redis: false,
+            writes: 0,
+        }
+    }
 }
 
 /// Most deliveries one partition keeps waiting here (about 50 bytes each
@@ -233,24 +284,35 @@ impl LaneIndex {
     }
 
     /// Puts the delivery of `entry` in `endpoint`'s lane: here while there
-    /// is room and nothing waits in Redis, else in Redis (the caller writes it).
-    fn hold(&self, workspace: &str, endpoint: &str, entry: &str) -> LanePart {
+    /// is room and nothing waits in Redis (with its body while the bytes
+    /// kept allow), else in Redis (the caller writes it).
+    fn hold(
+        &self,
+        workspace: &str,
+        endpoint: &str,
+        entry: &str,
+        body: Option<&Body>,
+        epoch: u64,
+    ) -> LanePart {
         let mut lanes = self.lock();
         let full = lanes.here >= HELD_HERE;
+        let keep = body
+            .filter(|b| lanes.kept + b.bytes() <= KEEP_BYTES)
+            .cloned();
         let state = lanes
             .by_endpoint
             .entry(endpoint.to_string())
-            .or_insert_with(|| LaneState {
-                workspace: workspace.to_string(),
-                here: VecDeque::new(),
-                in_redis: false,
-                writes: 0,
-            });
+            .or_insert_with(|| LaneState::new(workspace));
         if state.in_redis || full {
             return LanePart::Redis;
         }
-        state.here.push_back(entry.to_string());
+        state.here.push_back(Held {
+            id: entry.to_string(),
+            body: keep.clone(),
+            epoch,
+        });
         lanes.here += 1;
+        lanes.kept += keep.map_or(0, |b| b.bytes());
         LanePart::Here
     }
 
@@ -260,12 +322,7 @@ impl LaneIndex {
         let state = lanes
             .by_endpoint
             .entry(endpoint.to_string())
-            .or_insert_with(|| LaneState {
-                workspace: workspace.to_string(),
-                here: VecDeque::new(),
-                in_redis: false,
-                writes: 0,
-            });
+            .or_insert_with(|| LaneState::new(workspace));
         state.in_redis = true;
         state.writes += 1;
     }
@@ -276,38 +333,43 @@ impl LaneIndex {
     }
 
     /// Up to `max` deliveries waiting here for `endpoint`, oldest first.
-    fn take_here(&self, endpoint: &str, max: usize) -> Vec<String> {
+    fn take_here(&self, endpoint: &str, max: usize) -> Vec<Held> {
         let mut lanes = self.lock();
         let Some(state) = lanes.by_endpoint.get_mut(endpoint) else {
             return Vec::new();
         };
         let n = max.min(state.here.len());
-        let ids: Vec<String> = state.here.drain(..n).collect();
+        let held: Vec<Held> = state.here.drain(..n).collect();
         if state.here.is_empty() && !state.in_redis {
             lanes.by_endpoint.remove(endpoint);
         }
         lanes.here -= n;
-        ids
+        lanes.kept -= held
+            .iter()
+            .map(|h| h.body.as_ref().map_or(0, Body::bytes))
+            .sum::<usize>();
+        held
     }
 
-    /// Puts back ids taken with `take_here` that could not be sent (their
-    /// entries could not be read): first again.
-    fn put_back(&self, workspace: &str, endpoint: &str, ids: Vec<String>) {
+    /// Puts back deliveries taken with `take_here` that could not be sent
+    /// (their entries could not be read): first again.
+    fn put_back(&self, workspace: &str, endpoint: &str, held: Vec<Held>) {
         let mut lanes = self.lock();
-        let n = ids.len();
+        let (n, bytes) = (
+            held.len(),
+            held.iter()
+                .map(|h| h.body.as_ref().map_or(0, Body::bytes))
+                .sum::<usize>(),
+        );
         let state = lanes
             .by_endpoint
             .entry(endpoint.to_string())
-            .or_insert_with(|| LaneState {
-                workspace: workspace.to_string(),
-                here: VecDeque::new(),
-                in_redis: false,
-                writes: 0,
-            });
-        for id in ids.into_iter().rev() {
-            state.here.push_front(id);
+            .or_insert_with(|| LaneState::new(workspace));
+        for h in held.into_iter().rev() {
+            state.here.push_front(h);
         }
         lanes.here += n;
+        lanes.kept += bytes;
     }
 
     /// (Deliveries waiting here, whether more wait in Redis, and how many
@@ -340,12 +402,17 @@ impl LaneIndex {
 
     /// Gives up a lane whose endpoint is gone: what waited here is returned
     /// (to be settled), the Redis part is the delete's to fail.
-    fn drop_endpoint(&self, endpoint: &str) -> Vec<String> {
+    fn drop_endpoint(&self, endpoint: &str) -> Vec<Held> {
         let mut lanes = self.lock();
         let Some(state) = lanes.by_endpoint.remove(endpoint) else {
             return Vec::new();
         };
         lanes.here -= state.here.len();
+        lanes.kept -= state
+            .here
+            .iter()
+            .map(|h| h.body.as_ref().map_or(0, Body::bytes))
+            .sum::<usize>();
         state.here.into_iter().collect()
     }
 
@@ -445,22 +512,26 @@ impl Dispatch {
     pub async fn dispatch(
         &mut self,
         direct: Vec<(String, Event)>,
-        lane_only: Vec<(String, String, String)>,
+        lane_only: Vec<(Arc<Entry>, String, String)>,
+        epoch: u64,
     ) -> Result<(u64, u64), StoreError> {
         while self.tasks.try_join_next().is_some() {}
         // (The configuration is as `load_types` found it for `lane_only`.)
         let mut to_redis: HashMap<String, (String, Vec<String>)> = HashMap::new();
         let mut redis_acks: Vec<String> = Vec::new();
         let mut expect: Vec<(String, usize)> = Vec::new();
-        for (entry, workspace, event_type) in &lane_only {
+        let lane_count = lane_only.len() as u64;
+        for (raw, workspace, event_type) in lane_only {
+            let entry = &raw.id.clone();
+            let body = Body::Entry(raw);
             let subs = self
                 .config
-                .subscribers(workspace, event_type)
+                .subscribers(&workspace, &event_type)
                 .cloned()
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             let mut here = 0;
             for ep in subs.iter() {
-                match self.index.hold(workspace, ep, entry) {
+                match self.index.hold(&workspace, ep, entry, Some(&body), epoch) {
                     LanePart::Here => here += 1,
                     LanePart::Redis => to_redis
                         .entry(ep.clone())
@@ -504,7 +575,7 @@ impl Dispatch {
         // Where each delivery goes, decided before anything is sent: the
         // Redis lanes are written first, so a failure there sends nothing twice.
         let mut plan = Vec::with_capacity(direct.len());
-        let (mut new, mut duplicates) = (lane_only.len() as u64, 0);
+        let (mut new, mut duplicates) = (lane_count, 0);
         for ((entry, event), ok) in direct.into_iter().zip(accepted.accepted) {
             if !ok {
                 duplicates += 1;
@@ -518,9 +589,16 @@ impl Dispatch {
                 .cloned()
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             let mut routes = Vec::with_capacity(subscribers.len());
+            let mut body: Option<Body> = None;
             for endpoint_id in subscribers.iter() {
                 let route = match self.route(endpoint_id) {
-                    Route::Lane => match self.index.hold(&event.workspace, endpoint_id, &entry) {
+                    Route::Lane => match self.index.hold(
+                        &event.workspace,
+                        endpoint_id,
+                        &entry,
+                        Some(body.get_or_insert_with(|| Body::Event(Arc::new(event.clone())))),
+                        epoch,
+                    ) {
                         LanePart::Here => Route::Here,
                         LanePart::Redis => {
                             to_redis
@@ -569,7 +647,7 @@ impl Dispatch {
             match routes {
                 // Delivered under the first entry that carried its id: acknowledged with nothing to record.
                 None => self.settler.send(Settle::Expect(entry, 0)).await,
-                Some(routes) => self.deliver(entry, event, routes).await,
+                Some(routes) => self.deliver(entry, event, routes, epoch).await,
             }
         }
         self.index.notify();
@@ -648,6 +726,7 @@ impl Dispatch {
         endpoint: &str,
         status: DeliveryStatus,
         lane: Lane,
+        epoch: u64,
     ) -> Settled {
         Settled {
             entry_id: entry.to_string(),
@@ -662,12 +741,19 @@ impl Dispatch {
             envelope: Some(Bytes::from(event.envelope.clone())),
             trace: event.trace.clone().map(Arc::new),
             lane,
+            epoch,
         }
     }
 
     /// Sends (or settles without an attempt) the deliveries of one event
     /// as routed; those waiting here in a lane are the filler's to settle.
-    async fn deliver(&mut self, entry: String, event: Event, routes: Vec<(String, Route)>) {
+    async fn deliver(
+        &mut self,
+        entry: String,
+        event: Event,
+        routes: Vec<(String, Route)>,
+        epoch: u64,
+    ) {
         let settled_here = routes
             .iter()
             .filter(|(_, r)| !matches!(r, Route::Redis))
@@ -699,6 +785,7 @@ impl Dispatch {
                 envelope: Some(envelope.clone()),
                 trace: trace.clone(),
                 lane: Lane::Direct,
+                epoch,
             };
             match route {
                 Route::Lane | Route::Here | Route::Redis => {}
@@ -1036,23 +1123,39 @@ impl Dispatch {
         &mut self,
         workspace: &str,
         endpoint: &str,
-        ids: Vec<String>,
+        held: Vec<Held>,
         cached: Option<Arc<Cached>>,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
+        if held.is_empty() {
             return Ok(());
         }
-        let entries = match self.store.entries(&self.partition, &ids).await {
-            Ok(entries) => entries,
+        // Read again only the entries not kept with them.
+        let unread: Vec<String> = held
+            .iter()
+            .filter(|h| h.body.is_none())
+            .map(|h| h.id.clone())
+            .collect();
+        let mut read = match self.store.entries(&self.partition, &unread).await {
+            Ok(entries) => entries.into_iter(),
             Err(e) => {
                 if cached.is_some() {
-                    self.index.put_back(workspace, endpoint, ids);
+                    self.index.put_back(workspace, endpoint, held);
                 }
                 return Err(e);
             }
         };
-        let mut events = Vec::with_capacity(ids.len());
-        for (id, entry) in ids.into_iter().zip(entries) {
+        let mut events = Vec::with_capacity(held.len());
+        for h in held {
+            let epoch = h.epoch;
+            let entry = match h.body {
+                Some(Body::Event(event)) => {
+                    events.push((h.id, Arc::unwrap_or_clone(event), epoch));
+                    continue;
+                }
+                Some(Body::Entry(entry)) => Some(Arc::unwrap_or_clone(entry)),
+                None => read.next().flatten(),
+            };
+            let id = h.id;
             let Some(entry) = entry else {
                 self.ctx.metrics.pending_trimmed(1);
                 tracing::warn!(entry = %id, endpoint, "a delivery waiting in its lane lost its stream entry (trimmed); nothing is left to send");
@@ -1060,7 +1163,7 @@ impl Dispatch {
                 continue;
             };
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
-                Ok(event) => events.push((id, event)),
+                Ok(event) => events.push((id, event, epoch)),
                 Err(rejection) => {
                     // Routed without being read whole (see `dispatch`): refused now.
                     self.ctx.metrics.dead_letter(rejection.code);
@@ -1082,7 +1185,7 @@ impl Dispatch {
         if events.is_empty() {
             return Ok(());
         }
-        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e)| (id.as_str(), e)).collect();
+        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e, _)| (id.as_str(), e)).collect();
         let accepted = self
             .store
             .accept(
@@ -1099,7 +1202,7 @@ impl Dispatch {
         let target = cached
             .as_ref()
             .and_then(|c| Some((c.endpoint.clone()?, c.target.clone()?)));
-        for ((id, event), ok) in events.into_iter().zip(accepted.accepted) {
+        for ((id, event, epoch), ok) in events.into_iter().zip(accepted.accepted) {
             if !ok {
                 self.ctx.metrics.ingested(0, 1);
                 self.settler.send(Settle::Skip(id)).await;
@@ -1120,7 +1223,7 @@ impl Dispatch {
                         Some(Some(c)) if c.state.paused => DeliveryStatus::Held,
                         _ => DeliveryStatus::Pending,
                     };
-                    let settled = self.settled(&id, &event, endpoint, status, Lane::Direct);
+                    let settled = self.settled(&id, &event, endpoint, status, Lane::Direct, epoch);
                     self.settler.send(Settle::Done(settled)).await;
                     continue;
                 }
@@ -1137,6 +1240,7 @@ impl Dispatch {
                 endpoint,
                 DeliveryStatus::Succeeded,
                 Lane::Direct,
+                epoch,
             );
             let claimed = Claimed {
                 delivery_id: hookd_core::delivery::delivery_id(&id, endpoint),
@@ -1253,7 +1357,7 @@ impl Dispatch {
             if let Some(slots) = self.slots.get_mut(endpoint) {
                 slots.last_used = Instant::now();
             }
-            let settled = self.settled(&item, &event, endpoint, DeliveryStatus::Succeeded, lane);
+            let settled = self.settled(&item, &event, endpoint, DeliveryStatus::Succeeded, lane, 0);
             let claimed = Claimed {
                 delivery_id: hookd_core::delivery::delivery_id(&item, endpoint),
                 endpoint: ep.clone(),
@@ -1304,6 +1408,7 @@ impl Dispatch {
                 envelope: None,
                 trace: None,
                 lane,
+                epoch: 0,
             }))
             .await;
     }

@@ -119,7 +119,7 @@ impl Ingest {
     /// ours, pending), unless the daemon is stopping.
     async fn route(
         &mut self,
-        entries: Vec<Entry>,
+        (entries, epoch): (Vec<Entry>, u64),
         backoff: &mut Backoff,
         shutdown: &mut watch::Receiver<bool>,
     ) {
@@ -128,8 +128,9 @@ impl Ingest {
             .as_deref()
             .map(|t| crate::trace::ingest_batch(t, &self.partition.stream, entries.len()));
         // What a failed try dead-lettered or forwarded is not done again.
-        let mut entries = entries;
-        while let Err(e) = self.process(&mut entries).await {
+        // (Shared: a delivery waiting in a lane keeps its entry without a copy.)
+        let mut entries: Vec<Arc<Entry>> = entries.into_iter().map(Arc::new).collect();
+        while let Err(e) = self.process(&mut entries, epoch).await {
             pause_after_error(&self.partition, "accepting events", &e, backoff, shutdown).await;
             if *shutdown.borrow() {
                 // Unacknowledged entries are reclaimed by another daemon (or by this one on restart).
@@ -149,7 +150,11 @@ impl Ingest {
     /// burst costs little more than reading it. Entries dead-lettered or
     /// forwarded leave `entries` as soon as that is done, so a retry after a
     /// later failure does neither twice.
-    async fn process(&mut self, entries: &mut Vec<Entry>) -> Result<(), StoreError> {
+    async fn process(
+        &mut self,
+        entries: &mut Vec<Arc<Entry>>,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         let mut elsewhere = Vec::new();
         let mut keys: Vec<(String, String)> = Vec::with_capacity(entries.len());
         let mut i = 0;
@@ -179,7 +184,7 @@ impl Ingest {
             // with its event id kept.
             let moving: Vec<(&Entry, _)> = elsewhere
                 .iter()
-                .map(|(i, home)| (&entries[*i], home.clone()))
+                .map(|(i, home)| (&*entries[*i], home.clone()))
                 .collect();
             self.store
                 .forward(&self.partition, &self.settings.group, &moving)
@@ -208,7 +213,7 @@ impl Ingest {
         let mut refused = Vec::new();
         for (n, (entry, (workspace, event_type))) in entries.iter().zip(&keys).enumerate() {
             if self.dispatch.lane_only(workspace, event_type) {
-                lane_only.push((entry.id.clone(), workspace.clone(), event_type.clone()));
+                lane_only.push((Arc::clone(entry), workspace.clone(), event_type.clone()));
                 continue;
             }
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
@@ -222,7 +227,7 @@ impl Ingest {
             entries.remove(n - removed);
         }
         let count = events.len() + lane_only.len();
-        let (accepted, duplicates) = self.dispatch.dispatch(events, lane_only).await?;
+        let (accepted, duplicates) = self.dispatch.dispatch(events, lane_only, epoch).await?;
         self.metrics.ingested(accepted, duplicates);
         tracing::debug!(events = count, duplicates, "ingested");
         Ok(())
@@ -276,7 +281,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self, tx: mpsc::Sender<Vec<Entry>>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, tx: mpsc::Sender<(Vec<Entry>, u64)>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
         let mut last_reclaim = Instant::now() - self.settings.reclaim_idle;
         // Where the next reclaim scans the pending list from (it goes round).
@@ -349,7 +354,7 @@ impl Reader {
             if taken.entries.is_empty() {
                 continue;
             }
-            if tx.send(taken.entries).await.is_err() {
+            if tx.send((taken.entries, taken.epoch)).await.is_err() {
                 return;
             }
         }

@@ -369,6 +369,7 @@ mod tests {
             envelope: Some(bytes::Bytes::from_static(b"{}")),
             trace: None,
             lane: hookd_store::ingest::Lane::Direct,
+            epoch: 0,
         }
     }
 

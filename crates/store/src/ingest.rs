@@ -74,9 +74,12 @@ pub struct Settled {
     pub envelope: Option<Bytes>,
     /// The producer's trace context, kept for later attempts.
     pub trace: Option<std::sync::Arc<hookd_core::trace::TraceParent>>,
-    /// Where it comes from, or goes: its entry (pending in the group), its
-    /// endpoint's lane, or an item taken from that lane.
+    /// Where it comes from: its entry (pending in the group), or an item
+    /// taken from its endpoint's lane.
     pub lane: Lane,
+    /// The partition's reclaim count when its entry was read (`Taken::epoch`;
+    /// 0 when unknown: its ownership is then always asked).
+    pub epoch: u64,
 }
 
 /// Where a settled delivery came from.
@@ -267,7 +270,8 @@ impl Store {
             .key(p.logs())
             .key(p.ship())
             .key(self.keys.dead_letter(p))
-            .key(p.lanes());
+            .key(p.lanes())
+            .key(p.reclaims());
         for (ep, _) in &endpoints {
             call.key(p.endpoint(ep))
                 .key(p.log(ep))
@@ -276,6 +280,7 @@ impl Store {
                 .key(p.lane(ep))
                 .key(p.taken(ep));
         }
+        // (Only the full ones can get durable state; in their order.)
         for d in deliveries
             .iter()
             .filter(|d| d.status != DeliveryStatus::Succeeded)
@@ -290,14 +295,39 @@ impl Store {
             .arg(self.retention_secs())
             .arg(breaker.trip_after)
             .arg(breaker.trip_window.as_millis() as u64)
-            .arg(self.settings.ship_backlog)
-            .arg(endpoints.len())
-            .arg(deliveries.len())
-            .arg(self.settings.dead_letter_max_len.max(1));
+            .arg(self.settings.ship_backlog);
+        // The common case told in few arguments: a first attempt from the
+        // stream that succeeded (and paused nothing).
+        let is_short = |d: &&&Settled| {
+            d.status == DeliveryStatus::Succeeded
+                && d.lane == Lane::Direct
+                && d.attempt.is_some()
+                && d.pause_reason.is_none()
+        };
+        let short: Vec<&&Settled> = deliveries.iter().filter(is_short).collect();
+        let full: Vec<&&Settled> = deliveries.iter().filter(|d| !is_short(d)).collect();
+        call.arg(endpoints.len())
+            .arg(full.len())
+            .arg(self.settings.dead_letter_max_len.max(1))
+            .arg(short.len())
+            .arg(
+                deliveries
+                    .iter()
+                    .filter(|d| d.lane == Lane::Direct)
+                    .map(|d| d.epoch)
+                    .min()
+                    .unwrap_or(0),
+            );
         for (ep, ws) in &endpoints {
             call.arg(*ep).arg(*ws);
         }
-        for d in deliveries {
+        for d in &short {
+            call.arg(&d.entry_id)
+                .arg(index[d.endpoint.as_str()])
+                .arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
+                .arg(self.log_member(d));
+        }
+        for d in full {
             let created = hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms);
             let attempt = match &d.attempt {
                 Some(a) if d.status != DeliveryStatus::Succeeded => {
@@ -307,11 +337,13 @@ impl Store {
                 Some(_) => "-".to_string(),
                 None => String::new(),
             };
+            // (What only durable state needs is left empty for a delivery that ends here.)
+            let ends = d.status == DeliveryStatus::Succeeded;
             call.arg(&d.entry_id)
                 .arg(index[d.endpoint.as_str()])
-                .arg(d.delivery_id())
-                .arg(&d.event_id)
-                .arg(&d.event_type)
+                .arg(if ends { String::new() } else { d.delivery_id() })
+                .arg(if ends { "" } else { d.event_id.as_str() })
+                .arg(if ends { "" } else { d.event_type.as_str() })
                 .arg(created)
                 .arg(self.log_member(d))
                 .arg(d.status.as_str())

@@ -24,6 +24,7 @@
 //! | `P:lane:<endpoint>` | list | first attempts waiting for a slot, oldest first: each item is the delivery's pending log member (`<entry id>_[event id, type, "pending"]`), so its stream entry and its history are found from it (see `lua/settle.lua`, `lua/take.lua`) |
 //! | `P:taken:<endpoint>` | zset | items taken from the lane for their attempts, scored by the take's lease end (the take's token); a dead daemon's go back to the lane |
 //! | `P:lanes` | hash | endpoint id -> workspace, for every endpoint with a lane or taken items |
+//! | `P:reclaims` | string | incremented before a daemon takes entries over from another; a settle that saw it unchanged since its entries were read knows they are still its own (see `lua/settle.lua`) |
 //! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ep:<endpoint>:log` | zset | the endpoint's history: one member per delivery (a compact record of it and its first attempt, see `log.rs`), scored by creation time (ms) |
 //! | `P:logs` | hash | endpoint id -> workspace, for every endpoint with a history log (deleted ones until their log expires) |
@@ -299,6 +300,7 @@ kinds! {
     LANE = "lane", ":lane:", Plain, "";
     TAKEN = "taken", ":taken:", Plain, "";
     LANES = "lanes", ":lanes", None, "";
+    RECLAIMS = "reclaims", ":reclaims", None, "";
     READY = "ready", ":ready", None, "";
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
@@ -403,6 +405,10 @@ impl PartitionKeys {
     /// Endpoint id -> workspace, for every endpoint with a lane (or items taken from it).
     pub fn lanes(&self) -> String {
         self.key(&LANES, "")
+    }
+    /// Counts the times a daemon took entries over from another (see `lua/settle.lua`).
+    pub fn reclaims(&self) -> String {
+        self.key(&RECLAIMS, "")
     }
     pub fn types_seen(&self, workspace: &str) -> String {
         self.key(&TYPES_SEEN, workspace)

@@ -84,26 +84,48 @@ impl Store {
         Ok(out)
     }
 
-    /// Stream entries by id, as they are now (`None`: trimmed away), in one
-    /// round trip.
+    /// Stream entries by id (`ids` in stream order), as they are now
+    /// (`None`: trimmed away). One range read covers them (a lane's ids
+    /// are mostly neighbours in the stream; a few others' entries between
+    /// them are read and dropped); ids it did not reach are read one by one.
     pub async fn entries(&self, p: &PartitionKeys, ids: &[String]) -> Result<Vec<Option<Entry>>> {
-        if ids.is_empty() {
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
             return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("XRANGE").arg(&p.stream).arg(id).arg(id);
-        }
-        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
-        replies
+        };
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&p.stream)
+            .arg(first)
+            .arg(last)
+            .arg("COUNT")
+            .arg(ids.len() * 2 + 64)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let read = raw_entries(&reply)?;
+        let reached = read.last().and_then(|(id, _)| crate::stream::stream_id(id));
+        let mut found: HashMap<String, Entry> = read
+            .into_iter()
+            .map(|(id, fields)| (id.clone(), Entry { id, fields }))
+            .collect();
+        let beyond: Vec<&String> = ids
             .iter()
-            .map(|v| {
-                Ok(raw_entries(v)?
-                    .into_iter()
-                    .next()
-                    .map(|(id, fields)| Entry { id, fields }))
+            .filter(|id| {
+                !found.contains_key(*id)
+                    && crate::stream::stream_id(id).is_some_and(|n| reached.is_none_or(|r| n > r))
             })
-            .collect()
+            .collect();
+        if !beyond.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &beyond {
+                pipe.cmd("XRANGE").arg(&p.stream).arg(*id).arg(*id);
+            }
+            let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+            for v in &replies {
+                for (id, fields) in raw_entries(v)? {
+                    found.insert(id.clone(), Entry { id, fields });
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.remove(id)).collect())
     }
 
     /// Every endpoint of the partition with a lane (or items taken from

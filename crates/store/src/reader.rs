@@ -52,6 +52,8 @@ pub(crate) struct Read {
     /// XAUTOCLAIM: ids pending in the group whose entries were trimmed
     /// away (Redis dropped them from the pending list).
     pub trimmed: Vec<String>,
+    /// XREADGROUP: the partition's reclaim count, read just before.
+    pub epoch: u64,
 }
 
 /// A read the server refused (its error line), apart from I/O failures.
@@ -109,16 +111,20 @@ impl EntryReader {
         connect(&self.info).await
     }
 
-    /// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> >`.
+    /// `GET <epoch key>` then `XREADGROUP GROUP <group> <consumer> COUNT
+    /// <count> [BLOCK <ms>] STREAMS <stream> >`, in one write.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read_new(
         &self,
         group: &str,
         consumer: &str,
         stream: &str,
+        epoch_key: &str,
         count: usize,
         block: Option<Duration>,
         limits: &EventLimits,
     ) -> ReadResult<Read> {
+        let mut packed = redis::cmd("GET").arg(epoch_key).get_packed_command();
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group)
@@ -129,8 +135,9 @@ impl EntryReader {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(stream).arg(">");
+        packed.extend(cmd.get_packed_command());
         let wait = block.unwrap_or_default() + SLACK;
-        self.exchange(&cmd.get_packed_command(), wait, Shape::Read, limits)
+        self.exchange(&packed, wait, Shape::EpochThenRead, limits)
             .await
     }
 
@@ -207,11 +214,12 @@ impl EntryReader {
     }
 }
 
-/// The two replies read here.
+/// The replies read here.
 #[derive(Clone, Copy)]
 enum Shape {
-    /// XREADGROUP: nil when nothing came, else `[[stream, entries]]`.
-    Read,
+    /// GET (a number, or nil), then XREADGROUP: nil when nothing came, else
+    /// `[[stream, entries]]`.
+    EpochThenRead,
     /// XAUTOCLAIM: `[next cursor, entries, deleted ids]` (Redis 7).
     AutoClaim,
 }
@@ -220,7 +228,16 @@ impl Shape {
     async fn parse(self, conn: &mut Conn, limits: &EventLimits) -> ReadResult<Read> {
         let mut read = Read::default();
         match self {
-            Shape::Read => {
+            Shape::EpochThenRead => {
+                read.epoch = match head(conn).await? {
+                    Head::Len(b'$', n) if n >= 0 => {
+                        String::from_utf8_lossy(&bulk_body(conn, n as u64).await?)
+                            .parse()
+                            .unwrap_or(0)
+                    }
+                    // (0 is the safe answer: a settle then asks about every entry.)
+                    _ => 0,
+                };
                 if let Some(streams) = array(conn).await? {
                     for _ in 0..streams {
                         expect_array(conn, 2).await?;

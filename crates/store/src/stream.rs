@@ -52,6 +52,10 @@ pub struct Taken {
     /// A reclaim: ids that were pending but whose entries had been trimmed
     /// away (nothing left to deliver; Redis dropped them).
     pub trimmed: Vec<String>,
+    /// The partition's reclaim count when the entries were read: settling
+    /// them may skip asking whose they are while it has not changed (see
+    /// `lua/settle.lua`). 0 for reclaimed entries (asked about every time).
+    pub epoch: u64,
 }
 
 impl Store {
@@ -152,7 +156,15 @@ impl Store {
     ) -> Result<Taken> {
         let reader = self.reader(p);
         let read = reader
-            .read_new(group, consumer, &p.stream, count, None, limits)
+            .read_new(
+                group,
+                consumer,
+                &p.stream,
+                &p.reclaims(),
+                count,
+                None,
+                limits,
+            )
             .await;
         self.taken(p, group, read).await
     }
@@ -171,7 +183,15 @@ impl Store {
         let block = self.settings.read_block;
         let read = self
             .reader(p)
-            .read_new(group, consumer, &p.stream, count, Some(block), limits)
+            .read_new(
+                group,
+                consumer,
+                &p.stream,
+                &p.reclaims(),
+                count,
+                Some(block),
+                limits,
+            )
             .await;
         self.taken(p, group, read).await
     }
@@ -195,6 +215,30 @@ impl Store {
         limits: &EventLimits,
         max_deliveries: u64,
     ) -> Result<Taken> {
+        // Nothing idle long enough: nothing to take over (and the reclaim
+        // count stays as it is, so settles keep their fast path).
+        let idle: Value = redis::cmd("XPENDING")
+            .arg(&p.stream)
+            .arg(group)
+            .arg("IDLE")
+            .arg(min_idle.as_millis() as u64)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if items(&idle).map_or(true, <[Value]>::is_empty) {
+            return Ok(Taken {
+                cursor: Some(cursor.to_string()),
+                ..Taken::default()
+            });
+        }
+        // Counted before anything is taken over: a settle of the entries'
+        // old owner that runs after this sees the count changed.
+        let _: i64 = redis::cmd("INCR")
+            .arg(p.reclaims())
+            .query_async(&mut self.conn.clone())
+            .await?;
         let mut read = self
             .reader(p)
             .reclaim(group, consumer, &p.stream, min_idle, cursor, count, limits)
@@ -296,6 +340,7 @@ impl Store {
                 .collect(),
             cursor: read.cursor,
             trimmed: read.trimmed,
+            epoch: read.epoch,
         })
     }
 

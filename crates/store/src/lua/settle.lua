@@ -27,7 +27,7 @@
 --
 -- KEYS[1] = stream, KEYS[2] = ready zset, KEYS[3] = configuration version,
 -- KEYS[4] = logs hash, KEYS[5] = shipping backlog stream, KEYS[6] = dead-letter stream,
--- KEYS[7] = lanes hash,
+-- KEYS[7] = lanes hash, KEYS[8] = the partition's reclaim count,
 -- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held, lane, taken),
 -- then SETTLE_DURABLE_KEYS per delivery that gets durable state (status
 --   not succeeded): delivery hash, attempts list, envelope; in the order
@@ -35,8 +35,12 @@
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
--- ARGV[7] = endpoints, ARGV[8] = deliveries, ARGV[9] = the dead-letter stream's cap,
--- then per endpoint: id, workspace;
+-- ARGV[7] = endpoints, ARGV[8] = deliveries (full), ARGV[9] = the dead-letter stream's cap,
+-- ARGV[10] = short deliveries, ARGV[11] = the reclaim count when the oldest
+-- of the entries was read, then per endpoint: id, workspace;
+-- then SETTLE_SHORT_FIELDS per short delivery (a first attempt from the
+--   stream that succeeded, the common case, told in few arguments): entry
+--   id, endpoint (1-based), created (ms), log member;
 -- then SETTLE_FIELDS per delivery: entry id, endpoint (1-based, in the list
 --   above), delivery id, event id, event type, created (ms), log member,
 --   status, attempt JSON ('' when none was made, '-' when it succeeded),
@@ -54,13 +58,19 @@ local stream, ready, lanes = KEYS[1], KEYS[2], KEYS[7]
 local group, consumer, retention, now = ARGV[1], ARGV[2], ARGV[3], clock_ms()
 local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ship_cap, n_eps, count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local dead_cap = ARGV[9]
-local first_delivery = 10 + 2 * n_eps
+local dead_cap, short = ARGV[9], tonumber(ARGV[10])
+local first_short = 12 + 2 * n_eps
+local first_delivery = first_short + SETTLE_SHORT_FIELDS * short
 local first_ack = first_delivery + SETTLE_FIELDS * count
 
--- Which entries this consumer still owns (asked once per entry).
+-- Which entries this consumer still owns (asked once per entry). Unless
+-- no daemon has taken entries over since these were read (the reclaim
+-- count is as it was then): then they are all still this consumer's, and
+-- nobody is asked.
+local taken_over = tonumber(redis.call('GET', KEYS[8]) or '0') > tonumber(ARGV[11])
 local owned = {}
 local function owns(entry)
+  if not taken_over then return true end
   local o = owned[entry]
   if o == nil then
     o = #redis.call('XPENDING', stream, group, entry, entry, 1, consumer) > 0
@@ -70,12 +80,12 @@ local function owns(entry)
 end
 
 -- The keys of endpoint `e`, and of the n-th durable delivery.
-local function ep_key(e, k) return KEYS[7 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
-local durable_base = 7 + n_eps * SETTLE_ENDPOINT_KEYS
+local function ep_key(e, k) return KEYS[8 + (e - 1) * SETTLE_ENDPOINT_KEYS + k] end
+local durable_base = 8 + n_eps * SETTLE_ENDPOINT_KEYS
 local function durable_key(n, k) return KEYS[durable_base + (n - 1) * SETTLE_DURABLE_KEYS + k] end
 -- Endpoint id -> its hash, as declared (for the circuit breaker).
 local ep_hash = {}
-for e = 1, n_eps do ep_hash[ARGV[8 + 2 * e]] = ep_key(e, 1) end
+for e = 1, n_eps do ep_hash[ARGV[10 + 2 * e]] = ep_key(e, 1) end
 
 local function is_durable(status)
   return status ~= STATUS_SUCCEEDED
@@ -85,32 +95,46 @@ local function is_taken(lane)
 end
 
 -- First pass: ownership (or the lane lease) and key types, before any write.
+-- (Per endpoint, its keys are looked at once: `ep_bad`.)
 local skipped = 0
 local durable = 0
 local refused = {}
 local mine = {}
+local ep_bad, ep_queues_bad = {}, {}
 expect_type(stream, 'stream')
 expect_type(KEYS[6], 'stream')
 expect_type(lanes, 'hash')
+for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
+  local e = tonumber(ARGV[i + 1])
+  if ep_bad[e] == nil then
+    ep_bad[e] = wrong_type({ { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }) or false
+  end
+  mine[i] = owns(ARGV[i])
+  if mine[i] and ep_bad[e] then refused[i] = ep_bad[e] end
+end
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
-  local e, status, lane, item = tonumber(ARGV[i + 1]), ARGV[i + 7], ARGV[i + 15], ARGV[i + 16]
-  if is_durable(status) then durable = durable + 1 end
-  local checks = { { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }
+  local e, status, lane = tonumber(ARGV[i + 1]), ARGV[i + 7], ARGV[i + 15]
+  local durable_now = is_durable(status)
+  if durable_now then durable = durable + 1 end
+  if ep_bad[e] == nil then
+    ep_bad[e] = wrong_type({ { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }) or false
+  end
   if is_taken(lane) then
-    mine[i] = type_ok(ep_key(e, 6), 'zset')
-      and tonumber(redis.call('ZSCORE', ep_key(e, 6), item) or '-1') == tonumber(lane)
+    mine[i] = not ep_bad[e]
+      and tonumber(redis.call('ZSCORE', ep_key(e, 6), ARGV[i + 16]) or '-1') == tonumber(lane)
   else
     mine[i] = owns(ARGV[i])
   end
   if mine[i] then
-    if is_durable(status) then
-      table.insert(checks, { ep_key(e, 3), 'zset' })
-      table.insert(checks, { ep_key(e, 4), 'set' })
-      table.insert(checks, { durable_key(durable, 1), 'hash' })
-      table.insert(checks, { durable_key(durable, 2), 'list' })
-      table.insert(checks, { durable_key(durable, 3), 'string' })
+    local bad = ep_bad[e]
+    if not bad and durable_now then
+      if ep_queues_bad[e] == nil then
+        ep_queues_bad[e] = wrong_type({ { ep_key(e, 3), 'zset' }, { ep_key(e, 4), 'set' } }) or false
+      end
+      bad = ep_queues_bad[e] or wrong_type({ { durable_key(durable, 1), 'hash' },
+        { durable_key(durable, 2), 'list' }, { durable_key(durable, 3), 'string' } })
     end
-    refused[i] = wrong_type(checks)
+    if bad then refused[i] = bad end
   end
 end
 
@@ -121,13 +145,34 @@ local streak, tripped = {}, {}
 -- variadic command each.
 local logged, due, held, untaken = {}, {}, {}, {}
 local envelopes = {}
+local ep_exists = {}
+-- The short ones: first attempts from the stream that succeeded.
+for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
+  local entry, e, created, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local ep, ws = ARGV[10 + 2 * e], ARGV[11 + 2 * e]
+  if not mine[i] then
+    skipped = skipped + 1
+  elseif refused[i] then
+    set_aside = set_aside + 1
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', dead_cap, '*', 'reason', 'unrecordable',
+      'message', 'the delivery could not be recorded: ' .. refused[i], 'entry_id', entry,
+      'stream', stream, 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
+  else
+    push(logged, e, created, member)
+    if ship_cap > 0 then
+      table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+      table.insert(shipped, member)
+    end
+    tally(streak, ep, true, '')
+  end
+end
 durable = 0
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local entry, e, id, evid, evtype = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local due_in, pause, err, envelope = tonumber(ARGV[i + 9]), ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
   local traceparent, tracestate, lane, item = ARGV[i + 13], ARGV[i + 14], ARGV[i + 15], ARGV[i + 16]
-  local ep, ws = ARGV[8 + 2 * e], ARGV[9 + 2 * e]
+  local ep, ws = ARGV[10 + 2 * e], ARGV[11 + 2 * e]
   -- (Whether durable keys were declared for it, whatever it becomes below.)
   local declared = is_durable(status)
   if declared then durable = durable + 1 end
@@ -142,7 +187,11 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
     if is_taken(lane) then push(untaken, e, item) end
   else
     local epkey = ep_key(e, 1)
-    local exists = redis.call('EXISTS', epkey) == 1
+    local exists = ep_exists[e]
+    if exists == nil then
+      exists = redis.call('EXISTS', epkey) == 1
+      ep_exists[e] = exists
+    end
     if is_taken(lane) then push(untaken, e, item) end
     -- Held, or waiting for a slot, on an endpoint deleted meanwhile: it ends here.
     local reason = nil
@@ -189,12 +238,12 @@ for e, members in pairs(logged) do
   redis.call('ZADD', log, unpack(members))
   -- The log lives a retention past its newest delivery (a deleted endpoint's goes then).
   redis.call('EXPIRE', log, retention)
-  redis.call('HSET', KEYS[4], ARGV[8 + 2 * e], ARGV[9 + 2 * e])
+  redis.call('HSET', KEYS[4], ARGV[10 + 2 * e], ARGV[11 + 2 * e])
 end
 for e, items in pairs(untaken) do
   redis.call('ZREM', ep_key(e, 6), unpack(items))
   if redis.call('EXISTS', ep_key(e, 5)) == 0 and redis.call('EXISTS', ep_key(e, 6)) == 0 then
-    redis.call('HDEL', lanes, ARGV[8 + 2 * e])
+    redis.call('HDEL', lanes, ARGV[10 + 2 * e])
   end
 end
 for e, ids in pairs(held) do
@@ -204,7 +253,7 @@ for e, pairs_ in pairs(due) do
   local duekey = ep_key(e, 3)
   redis.call('ZADD', duekey, unpack(pairs_))
   local head = redis.call('ZRANGE', duekey, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', ready, 'LT', head[2], ARGV[8 + 2 * e])
+  redis.call('ZADD', ready, 'LT', head[2], ARGV[10 + 2 * e])
 end
 if #shipped > 0 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
