@@ -447,8 +447,9 @@ async fn a_touch_keeps_only_entries_still_owned() {
     let events = read_events(&store, "ws", 2).await;
     take_over(&store, "ws", &events[0].0).await;
     let ids: Vec<&String> = events.iter().map(|(id, _)| id).collect();
-    let lost = store.touch(&p, "hookd", "me", &ids).await.unwrap();
+    let (lost, count) = store.touch(&p, "hookd", "me", &ids, Some(0)).await.unwrap();
     assert_eq!(lost, [events[0].0.clone()]);
+    assert_eq!(count, 1, "the takeover was counted");
     assert_eq!(
         pending_owners(&store, "ws").await,
         [

@@ -640,8 +640,8 @@ impl Dispatch {
         if !accepted.seen.is_empty() {
             self.settler.send(Settle::Seen(accepted.seen)).await;
         }
-        for (entry, n) in expect {
-            self.settler.send(Settle::Expect(entry, n)).await;
+        if !expect.is_empty() {
+            self.settler.send(Settle::ExpectMany(expect)).await;
         }
         for (entry, event, routes) in plan {
             match routes {

@@ -32,6 +32,8 @@ const LINGER: Duration = Duration::from_millis(1);
 pub(crate) enum Settle {
     /// An entry was accepted with this many deliveries (0: acknowledge it now).
     Expect(String, usize),
+    /// As many `Expect`s, in one message (a routed batch).
+    ExpectMany(Vec<(String, usize)>),
     /// One of its deliveries is settled.
     Done(Settled),
     /// Event types seen for the first time, to be counted.
@@ -74,6 +76,7 @@ impl Settler {
             due,
             open: HashMap::new(),
             touched: Instant::now(),
+            reclaims: None,
         };
         tokio::spawn(task.run(rx));
         Self { tx }
@@ -149,9 +152,12 @@ struct Task {
     settings: SettlerSettings,
     metrics: Arc<crate::Metrics>,
     due: Arc<Notify>,
-    /// Entries with deliveries not yet recorded: how many, and since when.
+    /// Entries with deliveries not yet recorded: how many, and since when
+    /// (read, or last touched).
     open: HashMap<String, (usize, Instant)>,
     touched: Instant,
+    /// The partition's reclaim count at the last touch (`None`: unknown).
+    reclaims: Option<u64>,
 }
 
 /// One thing to write: a delivery's record, or an entry's acknowledgement
@@ -190,6 +196,16 @@ impl Task {
                     Settle::Expect(entry, 0) => items.push(Item::Ack(entry)),
                     Settle::Expect(entry, n) => {
                         self.open.insert(entry, (n, Instant::now()));
+                    }
+                    Settle::ExpectMany(expected) => {
+                        let now = Instant::now();
+                        for (entry, n) in expected {
+                            if n == 0 {
+                                items.push(Item::Ack(entry));
+                            } else {
+                                self.open.insert(entry, (n, now));
+                            }
+                        }
                     }
                     Settle::Done(d) => {
                         // (A delivery taken from a lane has no entry pending here.)
@@ -246,38 +262,54 @@ impl Task {
     async fn touch(&mut self) {
         self.touched = Instant::now();
         let older_than = self.touch_every();
-        let ids: Vec<&String> = self
+        let ids: Vec<String> = self
             .open
             .iter()
             .filter(|(_, (_, since))| since.elapsed() >= older_than)
-            .map(|(id, _)| id)
+            .map(|(id, _)| id.clone())
             .collect();
-        if ids.is_empty() {
-            return;
-        }
-        match self
-            .store
-            .touch(
-                &self.partition,
-                &self.settings.group,
-                &self.settings.consumer,
-                &ids,
-            )
-            .await
-        {
-            Ok(lost) => {
-                if !lost.is_empty() {
-                    tracing::warn!(count = lost.len(), stream = %self.partition.stream, "entries in flight here were taken over by another daemon; it settles them");
-                    self.metrics.fenced("settle", lost.len());
+        // In chunks: no call holds Redis up for long.
+        for chunk in ids.chunks(TOUCH_CHUNK) {
+            let refs: Vec<&String> = chunk.iter().collect();
+            match self
+                .store
+                .touch(
+                    &self.partition,
+                    &self.settings.group,
+                    &self.settings.consumer,
+                    &refs,
+                    self.reclaims,
+                )
+                .await
+            {
+                Ok((lost, reclaims)) => {
+                    self.reclaims = Some(reclaims);
+                    if !lost.is_empty() {
+                        tracing::warn!(count = lost.len(), stream = %self.partition.stream, "entries in flight here were taken over by another daemon; it settles them");
+                        self.metrics.fenced("settle", lost.len());
+                    }
+                    for id in lost {
+                        self.open.remove(&id);
+                    }
+                    // Fresh again for another `touch_every`.
+                    let now = Instant::now();
+                    for id in chunk {
+                        if let Some((_, since)) = self.open.get_mut(id) {
+                            *since = now;
+                        }
+                    }
                 }
-                for id in lost {
-                    self.open.remove(&id);
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not keep in-flight entries claimed");
+                    return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not keep in-flight entries claimed"),
         }
     }
 }
+
+/// Most entries one touch call names.
+const TOUCH_CHUNK: usize = 2000;
 
 impl writer::Sink for Task {
     type Item = Item;

@@ -346,16 +346,24 @@ impl Store {
 
     /// Resets the idle time of entries `consumer` still works on, so no
     /// daemon takes them over as abandoned; only those it still owns
-    /// (`lua/touch.lua`). Returns the ids it no longer owns.
+    /// (`lua/touch.lua`), asked about only when a daemon took entries over
+    /// since `known` (the reclaim count the last touch returned; `None`:
+    /// always asked). Returns the ids it no longer owns, and the reclaim
+    /// count now.
     pub async fn touch(
         &self,
         p: &PartitionKeys,
         group: &str,
         consumer: &str,
         ids: &[&String],
-    ) -> Result<Vec<String>> {
+        known: Option<u64>,
+    ) -> Result<(Vec<String>, u64)> {
         let mut call = self.scripts.touch.key(&p.stream);
-        call.arg(group).arg(consumer).arg(ids);
+        call.key(p.reclaims())
+            .arg(group)
+            .arg(consumer)
+            .arg(known.map(|k| k.to_string()).unwrap_or_default())
+            .arg(ids);
         Ok(call.invoke_async(&mut self.conn.clone()).await?)
     }
 

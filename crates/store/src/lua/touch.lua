@@ -2,14 +2,20 @@
 -- reset their idle time in the group, but only for entries it still owns.
 -- (A plain XCLAIM with min-idle 0 would take an entry back from a daemon
 -- that has taken it over meanwhile; then both would send and settle it.)
--- KEYS[1] = stream
--- ARGV[1] = group, ARGV[2] = consumer, then entry ids
--- Returns the ids this consumer no longer owns.
+-- Whose each entry is, is asked only when a daemon took entries over since
+-- the caller's last touch (the partition's reclaim count changed; see
+-- settle.lua): otherwise they are all still this consumer's.
+-- KEYS[1] = stream, KEYS[2] = the partition's reclaim count
+-- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = the reclaim count at the
+-- caller's last touch ('' when unknown), then entry ids
+-- Returns {the ids this consumer no longer owns, the reclaim count now}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local count = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ask = ARGV[3] == '' or count > tonumber(ARGV[3])
 local mine, lost = {}, {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local id = ARGV[i]
-  if #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0 then
+  if not ask or #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0 then
     mine[#mine + 1] = id
   else
     lost[#lost + 1] = id
@@ -20,4 +26,4 @@ if #mine > 0 then
   mine[#mine + 1] = 'JUSTID'
   redis.call('XCLAIM', stream, group, consumer, 0, unpack(mine))
 end
-return lost
+return { lost, count }
