@@ -175,6 +175,8 @@ const QUANTUM: i64 = 32;
 const DISCOVERY: Duration = Duration::from_secs(1);
 /// How often `lane_work` returns when nothing happened (to look again).
 const TICK: Duration = Duration::from_millis(100);
+/// How long the filler leaves the router alone while it is behind.
+const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 
 /// Endpoints with deliveries waiting in their lanes, shared by the router
 /// (which puts deliveries there, and sends none of an endpoint's directly
@@ -195,6 +197,10 @@ pub(crate) struct LaneIndex {
     lanes: std::sync::Mutex<Lanes>,
     /// Woken when the router put deliveries in a lane.
     written: Notify,
+    /// The router is behind the stream (its last batch was a full read):
+    /// the filler then leaves it most of the time (see `Dispatch::lane_work`),
+    /// since finding other workspaces' events comes before draining a backlog.
+    behind: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -330,6 +336,16 @@ impl LaneIndex {
     /// Wakes the filler: deliveries were put in lanes.
     fn notify(&self) {
         self.written.notify_one();
+    }
+
+    /// Whether the router is behind the stream (see `behind`).
+    pub fn set_behind(&self, behind: bool) {
+        self.behind
+            .store(behind, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_behind(&self) -> bool {
+        self.behind.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Up to `max` deliveries waiting here for `endpoint`, oldest first.
@@ -495,11 +511,21 @@ impl Dispatch {
     /// Returns when there may be lane work: a first attempt ended (a slot
     /// came free), or a moment passed (to look again).
     pub async fn lane_work(&self) {
+        if self.index.is_behind() {
+            // Routing first: the filler takes a turn now and then.
+            tokio::time::sleep(BEHIND_PAUSE).await;
+            return;
+        }
         tokio::select! {
             _ = self.freed.notified() => {}
             _ = self.index.written.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
+    }
+
+    /// The lane index this half shares with the other.
+    pub fn lanes(&self) -> &LaneIndex {
+        &self.index
     }
 
     /// Routes a batch of valid events read from the partition: a delivery

@@ -101,10 +101,16 @@ impl Ingest {
                 _ = shutdown.changed() => continue,
                 read = rx.recv() => {
                     let Some(entries) = read else { break };
+                    let full = entries.0.len() >= self.settings.batch;
+                    self.dispatch.lanes().set_behind(full);
                     self.route(entries, &mut backoff, &mut shutdown).await;
+                    if !full {
+                        self.dispatch.lanes().set_behind(false);
+                    }
                 }
                 // Nothing read for a while: idle slots go back.
                 _ = tokio::time::sleep(IDLE_CHECK) => {
+                    self.dispatch.lanes().set_behind(false);
                     if let Err(e) = self.dispatch.release_idle().await {
                         tracing::warn!(error = %e, "could not give back idle slots");
                     }
