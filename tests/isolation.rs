@@ -57,6 +57,32 @@ async fn a_quiet_workspace_is_not_held_up_behind_another_workspaces_backlog() {
         noisy_done < 1000,
         "the quiet event waited behind {noisy_done} of the noisy workspace's deliveries"
     );
+    // What waits is visible: in the endpoint view and in the metrics.
+    let api = Api::new(&_daemon.admin, &api_key(&env, "ws_noisy", "read"));
+    let waiting = eventually(WAIT, "the endpoint view shows what waits", || async {
+        let ep = api
+            .call(
+                "GET",
+                &format!("/api/v1/workspaces/ws_noisy/endpoints/{noisy_ep}"),
+                None,
+            )
+            .await;
+        let n = ep.body["waiting"]["deliveries"].as_u64()?;
+        (n > 0).then_some(ep.body["waiting"].clone())
+    })
+    .await;
+    assert!(waiting["oldest"].is_string(), "{waiting}");
+    let metrics = Api::new(&_daemon.admin, "")
+        .raw("GET", "/metrics", None, &[])
+        .await;
+    let text = metrics.body.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hookd_waiting_deliveries{")
+                && l.contains("workspace=\"ws_noisy\"")
+                && !l.ends_with(" 0")),
+        "no waiting series for ws_noisy"
+    );
     // The backlog drains, each event once, and every delivery is in the history.
     let got = eventually(Duration::from_secs(120), "the backlog drained", || async {
         let ids = event_ids(&slow);
@@ -73,7 +99,6 @@ async fn a_quiet_workspace_is_not_held_up_behind_another_workspaces_backlog() {
         (lane_len(&redis, &noisy_ep).await == 0).then_some(())
     })
     .await;
-    let api = Api::new(&_daemon.admin, &api_key(&env, "ws_noisy", "read"));
     let history = walk_deliveries(&api, "ws_noisy", 500).await;
     assert_eq!(history.len(), 3000);
     assert!(history.iter().all(|d| d["status"] == "succeeded"));

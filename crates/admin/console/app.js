@@ -189,6 +189,10 @@ async function endpointView(id) {
       h("dt", {}, "Status"), h("dd", { id: "endpoint-status" }, endpointState(ep)),
       h("dt", {}, "Failing now"), h("dd", { id: "failing" }, failing(ep)),
       h("dt", {}, "Held"), h("dd", {}, String(ep.held)),
+      h("dt", {}, "Waiting for a slot"), h("dd", { id: "waiting" },
+        ep.waiting && ep.waiting.deliveries > 0
+          ? `${ep.waiting.deliveries} in its lane, the oldest since ${when(ep.waiting.oldest)}`
+          : "none"),
       h("dt", {}, "Event types"), h("dd", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
       h("dt", {}, "Created"), h("dd", {}, when(ep.created_at)),
       ep.previous_secret_expires_at ? [h("dt", {}, "Previous secret valid until"), h("dd", {}, when(ep.previous_secret_expires_at))] : null),

@@ -47,6 +47,9 @@ pub struct EndpointView {
     pub failing: Option<FailingView>,
     /// Deliveries held while paused.
     pub held: u64,
+    /// First attempts waiting for a slot in the endpoint's lane (behind its
+    /// backlog, not in front of other workspaces' events).
+    pub waiting: WaitingView,
     /// Until when the previous secret still signs (during a rotation's grace window).
     pub previous_secret_expires_at: Option<String>,
     /// Signatures during a rotation's grace window: `all` (one per valid
@@ -55,6 +58,14 @@ pub struct EndpointView {
     pub rotation_signatures: Option<RotationSignatures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// What waits in an endpoint's lane.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct WaitingView {
+    pub deliveries: u64,
+    /// When the oldest of them was published.
+    pub oldest: Option<String>,
 }
 
 /// An endpoint's attempts failing in a row.
@@ -107,6 +118,7 @@ impl EndpointView {
                 last_error: f.last_error,
             }),
             held,
+            waiting: WaitingView::default(),
         }
     }
 }
@@ -265,7 +277,13 @@ async fn view(
     } else {
         0
     };
-    Ok(EndpointView::new(ep, held, with_secret, header_values))
+    let (deliveries, oldest) = state.store.waiting(&ep.workspace, &ep.id).await?;
+    let mut view = EndpointView::new(ep, held, with_secret, header_values);
+    view.waiting = WaitingView {
+        deliveries,
+        oldest: oldest.map(time::format_rfc3339_ms),
+    };
+    Ok(view)
 }
 
 /// Register an endpoint. The response carries its signing secret, once.

@@ -144,6 +144,9 @@ pub(crate) async fn run(args: &Args, backlog: bool) -> anyhow::Result<serde_json
         // Waiting before hookd starts: an outage's backlog.
         burst(&mut burst_conn, args.events, &data).await?;
     }
+    // (In noisy-backlog the burst is all there is from the start: no quiet
+    // event is "alone".)
+    let backlog_start = epoch.elapsed();
     let (used_before, redis_cpu_before, _) = redis_usage(&mut nodes).await?;
     let (_, bench_cpu_before) = proc_stat(std::process::id());
     let daemon = Killed(
@@ -196,8 +199,7 @@ pub(crate) async fn run(args: &Args, backlog: bool) -> anyhow::Result<serde_json
     };
 
     let (burst_start, burst_written) = if backlog {
-        let now = epoch.elapsed();
-        (now, now)
+        (backlog_start, backlog_start)
     } else {
         tokio::time::sleep(Duration::from_secs_f64(args.quiet_lead_secs)).await;
         let start = epoch.elapsed();

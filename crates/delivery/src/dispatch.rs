@@ -35,6 +35,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::attempt::AttemptContext;
+use crate::metrics::Waiting;
 use crate::sender::Target;
 use crate::settle::{Settle, Settler, Unsettled};
 
@@ -144,6 +145,8 @@ pub(crate) struct Dispatch {
     released: Instant,
     /// When the configuration version was last asked for.
     checked: Instant,
+    /// Endpoints whose waiting deliveries the last report named.
+    reported: Vec<String>,
     tasks: JoinSet<()>,
 }
 
@@ -176,7 +179,7 @@ const DISCOVERY: Duration = Duration::from_secs(1);
 /// How often `lane_work` returns when nothing happened (to look again).
 const TICK: Duration = Duration::from_millis(100);
 /// How long the filler leaves the router alone while it is behind.
-const BEHIND_PAUSE: Duration = Duration::from_millis(5);
+const BEHIND_PAUSE: Duration = Duration::from_millis(2);
 
 /// Endpoints with deliveries waiting in their lanes, shared by the router
 /// (which puts deliveries there, and sends none of an endpoint's directly
@@ -432,6 +435,22 @@ impl LaneIndex {
         state.here.into_iter().collect()
     }
 
+    /// Per endpoint: (workspace, deliveries waiting here, the oldest's entry id).
+    fn waiting_here(&self) -> Vec<(String, String, usize, Option<String>)> {
+        self.lock()
+            .by_endpoint
+            .iter()
+            .map(|(ep, s)| {
+                (
+                    ep.clone(),
+                    s.workspace.clone(),
+                    s.here.len(),
+                    s.here.front().map(|h| h.id.clone()),
+                )
+            })
+            .collect()
+    }
+
     fn snapshot(&self) -> Vec<(String, String)> {
         self.lock()
             .by_endpoint
@@ -504,6 +523,7 @@ impl Dispatch {
             discovered: Instant::now() - DISCOVERY,
             released: Instant::now(),
             checked: Instant::now(),
+            reported: Vec::new(),
             tasks: JoinSet::new(),
         }
     }
@@ -929,6 +949,7 @@ impl Dispatch {
                     self.index.written(&workspace, &endpoint);
                 }
             }
+            self.report_waiting().await?;
             // Lanes may be all that moves: the cache is checked here too.
             let version = self.store.config_version(&self.partition).await?;
             if self.config.version != Some(version) {
@@ -1095,6 +1116,51 @@ impl Dispatch {
                 return Ok(());
             }
         }
+    }
+
+    /// Sets the waiting gauges: what waits here, and in the partition's
+    /// Redis lanes, per workspace, with the oldest's age.
+    async fn report_waiting(&mut self) -> Result<(), StoreError> {
+        let now = time::now_ms();
+        let age = |entry: Option<&str>| {
+            entry
+                .and_then(hookd_core::delivery::entry_time_ms)
+                .map_or(0.0, |ms| (now - ms).max(0) as f64 / 1000.0)
+        };
+        let mut by_ws: HashMap<String, Waiting> = HashMap::new();
+        let mut reports = Vec::new();
+        for (ep, ws, here, oldest) in self.index.waiting_here() {
+            let w = by_ws.entry(ws).or_default();
+            w.here += here as u64;
+            w.oldest_seconds = w.oldest_seconds.max(age(oldest.as_deref()));
+            if here > 0 {
+                let since = oldest
+                    .as_deref()
+                    .and_then(hookd_core::delivery::entry_time_ms)
+                    .unwrap_or(now);
+                reports.push((ep, here as u64, since));
+            }
+        }
+        // (For the endpoint view: what waits here, told to Redis.)
+        let gone: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|ep| !reports.iter().any(|(r, _, _)| r == *ep))
+            .cloned()
+            .collect();
+        self.store
+            .report_here(&self.partition, &self.settings.consumer, &reports, &gone)
+            .await?;
+        self.reported = reports.into_iter().map(|(ep, _, _)| ep).collect();
+        for (_, ws, len, head) in self.store.lanes_waiting(&self.partition).await? {
+            let w = by_ws.entry(ws).or_default();
+            w.in_redis += len;
+            w.oldest_seconds = w.oldest_seconds.max(age(head.as_deref()));
+        }
+        self.ctx
+            .metrics
+            .waiting(self.partition.index, by_ws.into_iter().collect());
+        Ok(())
     }
 
     /// How many deliveries `endpoint`'s lane may send now from here (a

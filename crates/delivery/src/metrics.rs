@@ -42,6 +42,25 @@ pub const DEAD_LETTER_REASONS: [&str; 14] = [
 /// The label for series past the cap.
 const OTHER: &str = "_other";
 
+/// What waits in lanes for one workspace.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Waiting {
+    /// Deliveries waiting here, in the daemon's memory.
+    pub here: u64,
+    /// Deliveries waiting in Redis lanes.
+    pub in_redis: u64,
+    /// Age of the oldest waiting delivery, in seconds.
+    pub oldest_seconds: f64,
+}
+
+impl Waiting {
+    pub(crate) fn add(&mut self, other: &Waiting) {
+        self.here += other.here;
+        self.in_redis += other.in_redis;
+        self.oldest_seconds = self.oldest_seconds.max(other.oldest_seconds);
+    }
+}
+
 /// Cheap to share behind an `Arc`; every metric lives in `registry`.
 pub struct Metrics {
     pub registry: Registry,
@@ -54,6 +73,10 @@ pub struct Metrics {
     forwarded: IntCounter,
     fenced: IntCounterVec,
     pending_trimmed: IntCounter,
+    waiting: IntGaugeVec,
+    waiting_oldest: prometheus::GaugeVec,
+    /// Each partition's last report of what waits in its lanes.
+    waiting_by_partition: Mutex<std::collections::HashMap<u32, Vec<(String, Waiting)>>>,
     results: IntCounterVec,
     first_attempt_delay: Histogram,
     /// Endpoints with series of their own, at most `endpoint_series`.
@@ -122,6 +145,20 @@ impl Metrics {
             "hookd_pending_entries_trimmed_total",
             "Entries pending in the consumer group (read, not yet settled) whose stream entry was trimmed away before anyone settled it: nothing was left to deliver.",
         )?;
+        let waiting = IntGaugeVec::new(
+            Opts::new(
+                "hookd_waiting_deliveries",
+                "First attempts waiting in lanes for a slot, by workspace (the 50 with the most; the rest under _other) and part: here (in this daemon, entries pending in the group; sum over daemons) or redis (in Redis lanes; the same on every daemon, take the max).",
+            ),
+            &["workspace", "part"],
+        )?;
+        let waiting_oldest = prometheus::GaugeVec::new(
+            Opts::new(
+                "hookd_waiting_oldest_seconds",
+                "How long the oldest first attempt waiting in a lane has waited (since its event was published), by workspace (as hookd_waiting_deliveries).",
+            ),
+            &["workspace"],
+        )?;
         let results = IntCounterVec::new(
             Opts::new(
                 "hookd_attempt_results_total",
@@ -158,6 +195,8 @@ impl Metrics {
         registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(fenced.clone()))?;
         registry.register(Box::new(pending_trimmed.clone()))?;
+        registry.register(Box::new(waiting.clone()))?;
+        registry.register(Box::new(waiting_oldest.clone()))?;
         registry.register(Box::new(breaker_trips.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
@@ -175,6 +214,9 @@ impl Metrics {
             forwarded,
             fenced,
             pending_trimmed,
+            waiting,
+            waiting_oldest,
+            waiting_by_partition: Mutex::new(Default::default()),
             results,
             first_attempt_delay,
             labelled: Mutex::new(HashSet::new()),
@@ -194,6 +236,63 @@ impl Metrics {
     /// Records not written because the work was taken over by another daemon.
     pub(crate) fn fenced(&self, step: &str, count: usize) {
         self.fenced.with_label_values(&[step]).inc_by(count as u64);
+    }
+
+    /// What waits in one partition's lanes now, per workspace. Only the 50
+    /// workspaces with the most (over all partitions) get series of their own.
+    pub(crate) fn waiting(&self, partition: u32, report: Vec<(String, Waiting)>) {
+        const SERIES: usize = 50;
+        let Ok(mut reports) = self.waiting_by_partition.lock() else {
+            return;
+        };
+        reports.insert(partition, report);
+        let mut merged: std::collections::HashMap<String, Waiting> = Default::default();
+        for (ws, w) in reports.values().flatten() {
+            merged.entry(ws.clone()).or_default().add(w);
+        }
+        drop(reports);
+        let mut by_workspace: Vec<(String, Waiting)> = merged.into_iter().collect();
+        by_workspace.sort_by_key(|(_, w)| std::cmp::Reverse(w.here + w.in_redis));
+        self.waiting.reset();
+        self.waiting_oldest.reset();
+        let (mut rest_here, mut rest_redis, mut rest_oldest) = (0u64, 0u64, 0f64);
+        for (
+            i,
+            (
+                ws,
+                Waiting {
+                    here,
+                    in_redis: redis,
+                    oldest_seconds: oldest,
+                },
+            ),
+        ) in by_workspace.into_iter().enumerate()
+        {
+            if i < SERIES {
+                self.waiting
+                    .with_label_values(&[&ws, "here"])
+                    .set(here as i64);
+                self.waiting
+                    .with_label_values(&[&ws, "redis"])
+                    .set(redis as i64);
+                self.waiting_oldest.with_label_values(&[&ws]).set(oldest);
+            } else {
+                rest_here += here;
+                rest_redis += redis;
+                rest_oldest = rest_oldest.max(oldest);
+            }
+        }
+        if rest_here + rest_redis > 0 {
+            self.waiting
+                .with_label_values(&[OTHER, "here"])
+                .set(rest_here as i64);
+            self.waiting
+                .with_label_values(&[OTHER, "redis"])
+                .set(rest_redis as i64);
+            self.waiting_oldest
+                .with_label_values(&[OTHER])
+                .set(rest_oldest);
+        }
     }
 
     pub(crate) fn pending_trimmed(&self, count: usize) {

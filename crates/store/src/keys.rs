@@ -24,6 +24,7 @@
 //! | `P:lane:<endpoint>` | list | first attempts waiting for a slot, oldest first: each item is the delivery's pending log member (`<entry id>_[event id, type, "pending"]`), so its stream entry and its history are found from it (see `lua/settle.lua`, `lua/take.lua`) |
 //! | `P:taken:<endpoint>` | zset | items taken from the lane for their attempts, scored by the take's lease end (the take's token); a dead daemon's go back to the lane |
 //! | `P:lanes` | hash | endpoint id -> workspace, for every endpoint with a lane or taken items |
+//! | `P:here` | hash | `<endpoint>\|<consumer>` -> `<waiting> <oldest entry ms> <written ms>`: what waits in each daemon's memory for an endpoint (its lane's first part), written every second by that daemon; older than a few seconds, it is a stopped daemon's and ignored |
 //! | `P:reclaims` | string | incremented before a daemon takes entries over from another; a settle that saw it unchanged since its entries were read knows they are still its own (see `lua/settle.lua`) |
 //! | `P:ws:<ws>:lease` | zset | the workspace's deliveries in flight over all its endpoints, scored by lease expiry: its concurrency, across all daemons |
 //! | `P:ep:<endpoint>:log` | zset | the endpoint's history: one member per delivery (a compact record of it and its first attempt, see `log.rs`), scored by creation time (ms) |
@@ -301,6 +302,7 @@ kinds! {
     TAKEN = "taken", ":taken:", Plain, "";
     LANES = "lanes", ":lanes", None, "";
     RECLAIMS = "reclaims", ":reclaims", None, "";
+    HERE = "here", ":here", None, "";
     READY = "ready", ":ready", None, "";
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
@@ -405,6 +407,10 @@ impl PartitionKeys {
     /// Endpoint id -> workspace, for every endpoint with a lane (or items taken from it).
     pub fn lanes(&self) -> String {
         self.key(&LANES, "")
+    }
+    /// What waits in each daemon's memory, per endpoint (see `lanes.rs`).
+    pub fn here(&self) -> String {
+        self.key(&HERE, "")
     }
     /// Counts the times a daemon took entries over from another (see `lua/settle.lua`).
     pub fn reclaims(&self) -> String {

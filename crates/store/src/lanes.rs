@@ -189,6 +189,106 @@ impl Store {
         Ok(v.unwrap_or(0))
     }
 
+    /// Every lane of the partition in Redis: (endpoint, workspace, waiting
+    /// (taken ones included), the oldest's entry id).
+    pub async fn lanes_waiting(
+        &self,
+        p: &PartitionKeys,
+    ) -> Result<Vec<(String, String, u64, Option<String>)>> {
+        let lanes: Vec<(String, String)> = self.lanes(p).await?.into_iter().collect();
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (ep, _) in &lanes {
+            pipe.llen(p.lane(ep))
+                .zcard(p.taken(ep))
+                .cmd("LINDEX")
+                .arg(p.lane(ep))
+                .arg(0);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(lanes
+            .into_iter()
+            .zip(replies.chunks_exact(3))
+            .map(|((ep, ws), r)| {
+                let n =
+                    crate::value::int(&r[0]).unwrap_or(0) + crate::value::int(&r[1]).unwrap_or(0);
+                (ep, ws, n.max(0) as u64, string(&r[2]).ok())
+            })
+            .collect())
+    }
+
+    /// Reports what waits in `consumer`'s memory for each endpoint
+    /// (`(endpoint, waiting, oldest entry's ms)`), and that nothing does any
+    /// more for `gone` (endpoints reported before).
+    pub async fn report_here(
+        &self,
+        p: &PartitionKeys,
+        consumer: &str,
+        waiting: &[(String, u64, i64)],
+        gone: &[String],
+    ) -> Result<()> {
+        if waiting.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let now = hookd_core::time::now_ms();
+        let mut pipe = redis::pipe();
+        for (ep, n, oldest) in waiting {
+            pipe.hset(
+                p.here(),
+                format!("{ep}|{consumer}"),
+                format!("{n} {oldest} {now}"),
+            )
+            .ignore();
+        }
+        for ep in gone {
+            pipe.hdel(p.here(), format!("{ep}|{consumer}")).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// What waits for `endpoint` (of `workspace`), in every daemon's memory
+    /// and in its Redis lane: (deliveries, the oldest's entry time in ms).
+    pub async fn waiting(&self, workspace: &str, endpoint: &str) -> Result<(u64, Option<i64>)> {
+        let p = self.keys.partition_of(workspace);
+        let (here, lane, taken, head): (HashMap<String, String>, u64, u64, Option<String>) =
+            redis::pipe()
+                .hgetall(p.here())
+                .llen(p.lane(endpoint))
+                .zcard(p.taken(endpoint))
+                .cmd("LINDEX")
+                .arg(p.lane(endpoint))
+                .arg(0)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        let now = hookd_core::time::now_ms();
+        let prefix = format!("{endpoint}|");
+        let mut count = lane + taken;
+        let mut oldest = head
+            .as_deref()
+            .and_then(hookd_core::delivery::entry_time_ms);
+        for (field, value) in &here {
+            if !field.starts_with(&prefix) {
+                continue;
+            }
+            let mut parts = value.split(' ').map(|v| v.parse::<i64>().ok());
+            let (Some(Some(n)), Some(Some(since)), Some(Some(written))) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            // A report not renewed for a while is a stopped daemon's.
+            if now - written > 5_000 {
+                continue;
+            }
+            count += n.max(0) as u64;
+            oldest = Some(oldest.map_or(since, |o| o.min(since)));
+        }
+        Ok((count, oldest))
+    }
+
     /// How many deliveries wait in `endpoint`'s lane (taken ones included).
     pub async fn lane_len(&self, p: &PartitionKeys, endpoint: &str) -> Result<u64> {
         let (waiting, taken): (u64, u64) = redis::pipe()
