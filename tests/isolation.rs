@@ -130,6 +130,41 @@ async fn deliveries_waiting_in_a_lane_survive_a_killed_daemon() {
     assert!(extra <= 64, "{extra} deliveries sent twice");
 }
 
+/// A daemon stopped gracefully (a rolling deploy) hands what waits in its
+/// lanes to the next at once: not after `reclaim_idle` (a minute here), and
+/// without counting as a failed read (`max_deliveries = 1` here: one more
+/// count would dead-letter them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_daemon_hands_what_waits_to_the_next_at_once() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.retain(|(k, _)| k != "HOOKD__INGEST__RECLAIM_IDLE");
+    env.push(("HOOKD__INGEST__RECLAIM_IDLE".into(), "60s".into()));
+    env.push(("HOOKD__INGEST__MAX_DELIVERIES".into(), "1".into()));
+    let slow = Receiver::slow(Duration::from_millis(100)).await;
+    create_endpoint(&env, "ws", &slow.url(), &[]);
+    let mut first = Daemon::ready(&env).await;
+    publish(&redis, "ws", "e", 3000).await;
+    slow.wait_for(100, WAIT).await;
+    assert!(first.terminate(), "the first daemon stops cleanly");
+    let handed_over = slow.count();
+    assert!(handed_over < 2500, "{handed_over} sent before the stop");
+    let _second = Daemon::ready(&env).await;
+    // The rest takes about 9 s at 32 × 100 ms; without the hand-back
+    // nothing would move for a minute.
+    eventually(Duration::from_secs(40), "every event delivered", || async {
+        let ids: std::collections::HashSet<String> = event_ids(&slow).into_iter().collect();
+        (ids.len() == 3000).then_some(())
+    })
+    .await;
+    let dead: u64 = redis::cmd("XLEN")
+        .arg("hookd:events:dead")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "entries handed back were dead-lettered");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_endpoint_holds_its_lane_and_resume_sends_it() {
     let redis = Redis::start();

@@ -1,19 +1,25 @@
-//! First attempts. For each batch of events read, one call to Redis
-//! accepts them (idempotency, configuration version, slots), and every
-//! delivery whose endpoint has a free slot here is sent at once; its entry
-//! stays pending in the consumer group until the settler records its
-//! deliveries and acknowledges it. A delivery whose endpoint has no free
-//! slot goes to the endpoint's lane (`hookd_store::lanes`): its entry is
-//! acknowledged, and it waits there, costing Redis an item of tens of
-//! bytes, not in the stream in front of every other workspace's events.
-//! Deliveries that cannot go now for other reasons (endpoint paused: held;
-//! rate-limited or unreadable: the due queue) are settled without an
-//! attempt, and the scheduler takes them from there.
+//! First attempts. A reader task reads the partition's stream ahead of
+//! the router; for each batch read, one call to Redis accepts its events
+//! (idempotency, configuration version, slots), and every delivery whose
+//! endpoint has a free slot here (and nothing waiting) is sent at once;
+//! its entry stays pending in the consumer group until the settler records
+//! its deliveries and acknowledges it. A delivery whose endpoint has no
+//! free slot goes to the endpoint's lane (see [`LaneIndex`]): first here,
+//! its entry id in memory and its entry still pending; past
+//! [`HELD_HERE`] per partition, in the endpoint's lane in Redis
+//! (`hookd_store::lanes`). Either way it no longer stands in the stream in
+//! front of every other workspace's events. Deliveries that cannot go now
+//! for other reasons (endpoint paused: held; rate-limited or unreadable:
+//! the due queue) are settled without an attempt, and the scheduler takes
+//! them from there.
 //!
-//! Lanes are emptied into slots as they come free, fairly: deficit round
-//! robin between the workspaces with deliveries waiting (weighted), then
-//! round robin between a workspace's endpoints; and work-conserving (a
-//! workspace alone gets every slot it can use).
+//! The lane filler, a task of its own, empties lanes into slots as they
+//! come free, fairly: deficit round robin between the workspaces with
+//! deliveries waiting (`[delivery] workspace_weights`), then round robin
+//! between a workspace's endpoints; and work-conserving (a workspace alone
+//! gets every slot it can use). While the router is behind the stream the
+//! filler yields to it, since finding other workspaces' events comes
+//! before draining one workspace's backlog.
 //!
 //! The configuration (who subscribes to what, endpoint documents, pause
 //! flags, limits) is cached here and checked against the partition's

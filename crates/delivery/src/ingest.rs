@@ -297,11 +297,17 @@ impl Reader {
         let batch = self.settings.batch.max(1);
         // Behind (the last read was full): read bigger batches, fewer round trips.
         let mut count = batch;
+        // The last reclaim took a full batch and did not finish its scan of
+        // the pending list: take over the rest now, not a batch per
+        // half `reclaim_idle` (a dead daemon may have left many thousands).
+        let mut more_to_reclaim = false;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let read = if last_reclaim.elapsed() >= self.settings.reclaim_idle / 2 {
+            let reclaiming =
+                more_to_reclaim || last_reclaim.elapsed() >= self.settings.reclaim_idle / 2;
+            let read = if reclaiming {
                 last_reclaim = Instant::now();
                 self.store
                     .reclaim(
@@ -340,6 +346,9 @@ impl Reader {
             self.heartbeat.beat(time::now_ms());
             if let Some(next) = &taken.cursor {
                 cursor.clone_from(next);
+            }
+            if reclaiming {
+                more_to_reclaim = !taken.entries.is_empty() && cursor != "0-0";
             }
             if !taken.trimmed.is_empty() {
                 self.metrics.pending_trimmed(taken.trimmed.len());

@@ -97,9 +97,10 @@ pub async fn run(
         spans: telemetry.spans.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
+    let mut settlers = Vec::new();
     for partition in store.keys().all_partitions() {
         let wake = Arc::new(Notify::new());
-        let settler = settle::Settler::start(
+        let (settler, settling) = settle::Settler::start(
             store.clone(),
             partition.clone(),
             settle::SettlerSettings {
@@ -111,6 +112,7 @@ pub async fn run(
             telemetry.metrics.clone(),
             wake.clone(),
         );
+        settlers.push(settling);
         let dispatch_settings = dispatch::DispatchSettings {
             consumer: settings.ingest.consumer.clone(),
             limits: settings.schedule.limits,
@@ -182,6 +184,21 @@ pub async fn run(
     ));
     tracing::info!(partitions = store.keys().partitions(), consumer = %settings.ingest.consumer, "hookd running");
     while tasks.join_next().await.is_some() {}
+    // The settlers write what was answered and hand back the rest (their
+    // senders are gone now); a Redis that does not answer leaves it pending.
+    let settled = async {
+        for s in settlers {
+            let _ = s.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "settling at shutdown did not finish in 10 s; what is left stays pending, to be taken over"
+        );
+    }
     tracing::info!("hookd stopped");
     Ok(())
 }

@@ -59,14 +59,16 @@ pub(crate) struct SettlerSettings {
 }
 
 impl Settler {
-    /// Starts the task; `due` is woken when deliveries went to the due queue.
+    /// Starts the task; `due` is woken when deliveries went to the due
+    /// queue. The task ends, its last records written and what it could not
+    /// settle handed back, once every `Settler` is dropped.
     pub fn start(
         store: Store,
         partition: PartitionKeys,
         settings: SettlerSettings,
         metrics: Arc<crate::Metrics>,
         due: Arc<Notify>,
-    ) -> Self {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(BATCH * 8);
         let task = Task {
             store,
@@ -78,8 +80,7 @@ impl Settler {
             touched: Instant::now(),
             reclaims: None,
         };
-        tokio::spawn(task.run(rx));
-        Self { tx }
+        (Self { tx }, tokio::spawn(task.run(rx)))
     }
 
     pub async fn send(&self, s: Settle) {
@@ -180,6 +181,7 @@ impl Task {
                 _ = tokio::time::sleep(touch_every) => 0,
             };
             if n == 0 && rx.is_closed() && received.is_empty() {
+                self.hand_back().await;
                 return;
             }
             if n > 0 && received.len() < BATCH && !rx.is_closed() {
@@ -303,6 +305,36 @@ impl Task {
                     tracing::warn!(error = %e, "could not keep in-flight entries claimed");
                     return;
                 }
+            }
+        }
+    }
+}
+
+impl Task {
+    /// The daemon stops: every entry it still has pending (deliveries that
+    /// waited here for a slot, entries read ahead, attempts the shutdown
+    /// grace cut short) is handed back, for another daemon (or this one
+    /// restarted) to take over at once rather than after `reclaim_idle`,
+    /// without counting as a failed read.
+    async fn hand_back(&mut self) {
+        // Idle far past any reclaim_idle: the next reclaim takes them.
+        let idle = (self.settings.reclaim_idle * 100).max(Duration::from_secs(3600));
+        match self
+            .store
+            .hand_back(
+                &self.partition,
+                &self.settings.group,
+                &self.settings.consumer,
+                idle,
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, stream = %self.partition.stream, "entries not yet settled handed back for another daemon to take over")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand entries back; they are taken over after reclaim_idle")
             }
         }
     }

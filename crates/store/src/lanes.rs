@@ -1,9 +1,11 @@
 //! Lanes: first attempts waiting for a slot, per endpoint, in Redis.
 //!
-//! When an endpoint has no free slot here (or already has deliveries
-//! waiting), its new deliveries do not wait in the stream, where they would
-//! hold up every other workspace's events behind them, nor get durable
-//! state: each goes to the endpoint's lane, a list of stream entry ids, and
+//! The second part of an endpoint's lane (the first waits in the daemon's
+//! memory, `hookd_delivery::dispatch`): when a daemon already keeps its
+//! most deliveries waiting, an endpoint's further deliveries do not wait in
+//! the stream, where they would hold up every other workspace's events
+//! behind them, nor get durable state: each goes to the endpoint's lane in
+//! Redis, a list of stream entry ids, and
 //! its entry is acknowledged in the same step ([`Store::enter_lanes`]: one
 //! MULTI of plain commands, about 20 bytes of Redis per delivery). Nothing
 //! else is written for it then, not even its idempotency marker: routing a

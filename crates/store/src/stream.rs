@@ -367,6 +367,35 @@ impl Store {
         Ok(call.invoke_async(&mut self.conn.clone()).await?)
     }
 
+    /// Hands back every entry `consumer` still has pending as it stops
+    /// (`lua/hand_back.lua`, 1,000 a call): each looks abandoned at once
+    /// (idle `idle`), for the next reclaim to take over, and its delivery
+    /// count is set back by one. Returns how many it handed back.
+    pub async fn hand_back(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        idle: Duration,
+    ) -> Result<u64> {
+        let mut after = "-".to_string();
+        let mut handed = 0;
+        loop {
+            let mut call = self.scripts.hand_back.key(&p.stream);
+            call.arg(group)
+                .arg(consumer)
+                .arg(idle.as_millis() as u64)
+                .arg(&after)
+                .arg(1000);
+            let (n, last): (u64, String) = call.invoke_async(&mut self.conn.clone()).await?;
+            handed += n;
+            if last.is_empty() {
+                return Ok(handed);
+            }
+            after = last;
+        }
+    }
+
     /// Moves a bad entry to the dead-letter stream with a reason, then acks it.
     /// (Two commands, in this order: a crash in between dead-letters it twice, never zero times.)
     pub async fn dead_letter(
