@@ -130,6 +130,44 @@ async fn deliveries_waiting_in_a_lane_survive_a_killed_daemon() {
     assert!(extra <= 64, "{extra} deliveries sent twice");
 }
 
+/// An event fanned out to several endpoints whose lanes are busy is sent to
+/// each once, and a producer's repeat of it (same event id) to none: its
+/// idempotency marker is checked once for all its deliveries waiting here.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fanned_out_event_waiting_in_lanes_goes_once_to_each_endpoint() {
+    let redis = Redis::start();
+    let env = test_env(&redis);
+    let receivers = [
+        Receiver::slow(Duration::from_millis(20)).await,
+        Receiver::slow(Duration::from_millis(20)).await,
+        Receiver::slow(Duration::from_millis(20)).await,
+    ];
+    for r in &receivers {
+        create_endpoint(&env, "ws", &r.url(), &[]);
+    }
+    let _daemon = Daemon::ready(&env).await;
+    publish(&redis, "ws", "e", 1500).await;
+    // The producer publishes the same events again while most still wait.
+    publish(&redis, "ws", "e", 1500).await;
+    for r in &receivers {
+        eventually(WAIT, "every event at every endpoint", || async {
+            let ids: std::collections::HashSet<String> = event_ids(r).into_iter().collect();
+            (ids.len() == 1500).then_some(())
+        })
+        .await;
+    }
+    // Nothing more comes: the repeats were dropped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in &receivers {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for id in event_ids(r) {
+            *seen.entry(id).or_default() += 1;
+        }
+        let twice = seen.values().filter(|n| **n > 1).count();
+        assert_eq!(twice, 0, "{twice} events sent twice to one endpoint");
+    }
+}
+
 /// A daemon stopped gracefully (a rolling deploy) hands what waits in its
 /// lanes to the next at once: not after `reclaim_idle` (a minute here), and
 /// without counting as a failed read (`max_deliveries = 1` here: one more

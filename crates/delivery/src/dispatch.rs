@@ -210,6 +210,9 @@ pub(crate) struct LaneIndex {
     /// the filler then leaves it most of the time (see `Dispatch::lane_work`),
     /// since finding other workspaces' events comes before draining a backlog.
     behind: std::sync::atomic::AtomicBool,
+    /// Bytes of the entries kept with deliveries waiting here (see
+    /// [`HeldEntry`]), counted down as the last of an entry's goes.
+    kept: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -217,18 +220,54 @@ struct Lanes {
     by_endpoint: HashMap<String, LaneState>,
     /// Deliveries waiting here, over every endpoint.
     here: usize,
-    /// Bytes of the entries kept with them (see [`Held`]).
-    kept: usize,
 }
 
-/// A delivery waiting here: its entry id, and the entry itself while the
-/// partition keeps fewer than [`KEEP_BYTES`] of them (it is read again
-/// when taken otherwise).
+/// A delivery waiting here: its entry id, and what its entry's deliveries
+/// waiting here share.
 pub(crate) struct Held {
     pub id: String,
-    pub body: Option<Body>,
+    pub entry: Arc<HeldEntry>,
     /// The reclaim count when its entry was read (see `Settled::epoch`).
     pub epoch: u64,
+}
+
+/// What the deliveries of one entry waiting here share (one per entry, not
+/// per delivery: a fan-out to ten endpoints keeps its entry once and checks
+/// its idempotency marker once): the entry itself while the partition keeps
+/// fewer than [`KEEP_BYTES`] of them (it is read again when taken
+/// otherwise), and whether its event was accepted.
+pub(crate) struct HeldEntry {
+    pub body: Option<Body>,
+    /// The event's idempotency marker: [`MARKER_UNKNOWN`] (routed on
+    /// workspace and type alone: checked at the first take),
+    /// [`MARKER_NEW`] or [`MARKER_DUPLICATE`].
+    marker: std::sync::atomic::AtomicU8,
+    bytes: usize,
+    kept: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const MARKER_UNKNOWN: u8 = 0;
+const MARKER_NEW: u8 = 1;
+const MARKER_DUPLICATE: u8 = 2;
+
+impl HeldEntry {
+    fn marker(&self) -> u8 {
+        self.marker.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_marker(&self, new: bool) {
+        let m = if new { MARKER_NEW } else { MARKER_DUPLICATE };
+        self.marker.store(m, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for HeldEntry {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.kept
+                .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// What is kept of a held delivery's entry: as read (routed on workspace
@@ -298,36 +337,57 @@ impl LaneIndex {
         self.lock().by_endpoint.contains_key(endpoint)
     }
 
+    /// What an entry's deliveries waiting here will share: `body` is kept
+    /// while the bytes kept allow; `accepted`: its event's marker is set.
+    fn held_entry(&self, body: Body, accepted: bool) -> Arc<HeldEntry> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = body.bytes();
+        let keep = self.kept.load(Relaxed) + bytes <= KEEP_BYTES;
+        if keep {
+            self.kept.fetch_add(bytes, Relaxed);
+        }
+        Arc::new(HeldEntry {
+            body: keep.then_some(body),
+            marker: std::sync::atomic::AtomicU8::new(if accepted {
+                MARKER_NEW
+            } else {
+                MARKER_UNKNOWN
+            }),
+            bytes: if keep { bytes } else { 0 },
+            kept: self.kept.clone(),
+        })
+    }
+
     /// Puts the delivery of `entry` in `endpoint`'s lane: here while there
-    /// is room and nothing waits in Redis (with its body while the bytes
-    /// kept allow), else in Redis (the caller writes it).
+    /// is room and nothing waits in Redis, else in Redis (the caller writes it).
     fn hold(
         &self,
         workspace: &str,
         endpoint: &str,
         entry: &str,
-        body: Option<&Body>,
+        shared: &Arc<HeldEntry>,
         epoch: u64,
     ) -> LanePart {
         let mut lanes = self.lock();
         let full = lanes.here >= HELD_HERE;
-        let keep = body
-            .filter(|b| lanes.kept + b.bytes() <= KEEP_BYTES)
-            .cloned();
-        let state = lanes
-            .by_endpoint
-            .entry(endpoint.to_string())
-            .or_insert_with(|| LaneState::new(workspace));
+        // (Looked up before inserting: no key copied per delivery.)
+        if !lanes.by_endpoint.contains_key(endpoint) {
+            lanes
+                .by_endpoint
+                .insert(endpoint.to_string(), LaneState::new(workspace));
+        }
+        let Some(state) = lanes.by_endpoint.get_mut(endpoint) else {
+            return LanePart::Redis;
+        };
         if state.in_redis || full {
             return LanePart::Redis;
         }
         state.here.push_back(Held {
             id: entry.to_string(),
-            body: keep.clone(),
+            entry: Arc::clone(shared),
             epoch,
         });
         lanes.here += 1;
-        lanes.kept += keep.map_or(0, |b| b.bytes());
         LanePart::Here
     }
 
@@ -369,10 +429,6 @@ impl LaneIndex {
             lanes.by_endpoint.remove(endpoint);
         }
         lanes.here -= n;
-        lanes.kept -= held
-            .iter()
-            .map(|h| h.body.as_ref().map_or(0, Body::bytes))
-            .sum::<usize>();
         held
     }
 
@@ -380,12 +436,7 @@ impl LaneIndex {
     /// (their entries could not be read): first again.
     fn put_back(&self, workspace: &str, endpoint: &str, held: Vec<Held>) {
         let mut lanes = self.lock();
-        let (n, bytes) = (
-            held.len(),
-            held.iter()
-                .map(|h| h.body.as_ref().map_or(0, Body::bytes))
-                .sum::<usize>(),
-        );
+        let n = held.len();
         let state = lanes
             .by_endpoint
             .entry(endpoint.to_string())
@@ -394,7 +445,6 @@ impl LaneIndex {
             state.here.push_front(h);
         }
         lanes.here += n;
-        lanes.kept += bytes;
     }
 
     /// (Deliveries waiting here, whether more wait in Redis, and how many
@@ -433,11 +483,6 @@ impl LaneIndex {
             return Vec::new();
         };
         lanes.here -= state.here.len();
-        lanes.kept -= state
-            .here
-            .iter()
-            .map(|h| h.body.as_ref().map_or(0, Body::bytes))
-            .sum::<usize>();
         state.here.into_iter().collect()
     }
 
@@ -575,7 +620,7 @@ impl Dispatch {
         let lane_count = lane_only.len() as u64;
         for (raw, workspace, event_type) in lane_only {
             let entry = &raw.id.clone();
-            let body = Body::Entry(raw);
+            let shared = self.index.held_entry(Body::Entry(raw), false);
             let subs = self
                 .config
                 .subscribers(&workspace, &event_type)
@@ -583,7 +628,7 @@ impl Dispatch {
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             let mut here = 0;
             for ep in subs.iter() {
-                match self.index.hold(&workspace, ep, entry, Some(&body), epoch) {
+                match self.index.hold(&workspace, ep, entry, &shared, epoch) {
                     LanePart::Here => here += 1,
                     LanePart::Redis => to_redis
                         .entry(ep.clone())
@@ -641,14 +686,17 @@ impl Dispatch {
                 .cloned()
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             let mut routes = Vec::with_capacity(subscribers.len());
-            let mut body: Option<Body> = None;
+            let mut shared: Option<Arc<HeldEntry>> = None;
             for endpoint_id in subscribers.iter() {
                 let route = match self.route(endpoint_id) {
                     Route::Lane => match self.index.hold(
                         &event.workspace,
                         endpoint_id,
                         &entry,
-                        Some(body.get_or_insert_with(|| Body::Event(Arc::new(event.clone())))),
+                        shared.get_or_insert_with(|| {
+                            self.index
+                                .held_entry(Body::Event(Arc::new(event.clone())), true)
+                        }),
                         epoch,
                     ) {
                         LanePart::Here => Route::Here,
@@ -1230,7 +1278,7 @@ impl Dispatch {
         // Read again only the entries not kept with them.
         let unread: Vec<String> = held
             .iter()
-            .filter(|h| h.body.is_none())
+            .filter(|h| h.entry.body.is_none())
             .map(|h| h.id.clone())
             .collect();
         let mut read = match self.store.entries(&self.partition, &unread).await {
@@ -1242,18 +1290,30 @@ impl Dispatch {
                 return Err(e);
             }
         };
+        // (id, event, epoch, what its entry's deliveries share, whether its
+        // marker is still to be checked)
         let mut events = Vec::with_capacity(held.len());
         for h in held {
-            let epoch = h.epoch;
-            let entry = match h.body {
+            let Held {
+                id,
+                entry: shared,
+                epoch,
+            } = h;
+            let entry = match &shared.body {
                 Some(Body::Event(event)) => {
-                    events.push((h.id, Arc::unwrap_or_clone(event), epoch));
+                    let unchecked = shared.marker() == MARKER_UNKNOWN;
+                    events.push((id, Event::clone(event), epoch, shared, unchecked));
                     continue;
                 }
-                Some(Body::Entry(entry)) => Some(Arc::unwrap_or_clone(entry)),
-                None => read.next().flatten(),
+                Some(Body::Entry(entry)) => Some(Arc::clone(entry)),
+                None => read.next().flatten().map(Arc::new),
             };
-            let id = h.id;
+            if shared.marker() == MARKER_DUPLICATE {
+                // Another endpoint's take found the event a duplicate.
+                self.ctx.metrics.ingested(0, 1);
+                self.settler.send(Settle::Skip(id)).await;
+                continue;
+            }
             let Some(entry) = entry else {
                 self.ctx.metrics.pending_trimmed(1);
                 tracing::warn!(entry = %id, endpoint, "a delivery waiting in its lane lost its stream entry (trimmed); nothing is left to send");
@@ -1261,7 +1321,10 @@ impl Dispatch {
                 continue;
             };
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
-                Ok(event) => events.push((id, event, epoch)),
+                Ok(event) => {
+                    let unchecked = shared.marker() == MARKER_UNKNOWN;
+                    events.push((id, event, epoch, shared, unchecked));
+                }
                 Err(rejection) => {
                     // Routed without being read whole (see `dispatch`): refused now.
                     self.ctx.metrics.dead_letter(rejection.code);
@@ -1283,25 +1346,38 @@ impl Dispatch {
         if events.is_empty() {
             return Ok(());
         }
-        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, e, _)| (id.as_str(), e)).collect();
-        let accepted = self
-            .store
-            .accept(
-                &self.partition,
-                &self.settings.consumer,
-                &refs,
-                &[],
-                self.settings.slot_lease,
-            )
-            .await?;
-        if !accepted.seen.is_empty() {
-            self.settler.send(Settle::Seen(accepted.seen)).await;
+        // Idempotency markers, once per entry: those its other deliveries'
+        // takes (or routing) have not checked yet.
+        let unchecked: Vec<(&str, &Event)> = events
+            .iter()
+            .filter(|e| e.4)
+            .map(|(id, e, ..)| (id.as_str(), e))
+            .collect();
+        if !unchecked.is_empty() {
+            let accepted = self
+                .store
+                .accept(
+                    &self.partition,
+                    &self.settings.consumer,
+                    &unchecked,
+                    &[],
+                    self.settings.slot_lease,
+                )
+                .await?;
+            if !accepted.seen.is_empty() {
+                self.settler.send(Settle::Seen(accepted.seen)).await;
+            }
+            let mut answers = accepted.accepted.into_iter();
+            for e in events.iter().filter(|e| e.4) {
+                // (No answer cannot happen; sending is the safe side of it.)
+                e.3.set_marker(answers.next().unwrap_or(true));
+            }
         }
         let target = cached
             .as_ref()
             .and_then(|c| Some((c.endpoint.clone()?, c.target.clone()?)));
-        for ((id, event, epoch), ok) in events.into_iter().zip(accepted.accepted) {
-            if !ok {
+        for (id, event, epoch, shared, _) in events {
+            if shared.marker() == MARKER_DUPLICATE {
                 self.ctx.metrics.ingested(0, 1);
                 self.settler.send(Settle::Skip(id)).await;
                 continue;

@@ -217,9 +217,14 @@ impl Ingest {
         let mut events = Vec::with_capacity(entries.len());
         let mut lane_only = Vec::new();
         let mut refused = Vec::new();
-        for (n, (entry, (workspace, event_type))) in entries.iter().zip(&keys).enumerate() {
+        for (n, (entry, (workspace, event_type))) in entries.iter().zip(&mut keys).enumerate() {
             if self.dispatch.lane_only(workspace, event_type) {
-                lane_only.push((Arc::clone(entry), workspace.clone(), event_type.clone()));
+                // (Moved, not copied: the keys are not needed again.)
+                lane_only.push((
+                    Arc::clone(entry),
+                    std::mem::take(workspace),
+                    std::mem::take(event_type),
+                ));
                 continue;
             }
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits) {
