@@ -79,6 +79,8 @@ impl Settler {
             open: HashMap::new(),
             touched: Instant::now(),
             reclaims: None,
+            seen: Vec::new(),
+            seen_counted: Instant::now(),
         };
         (Self { tx }, tokio::spawn(task.run(rx)))
     }
@@ -159,7 +161,13 @@ struct Task {
     touched: Instant,
     /// The partition's reclaim count at the last touch (`None`: unknown).
     reclaims: Option<u64>,
+    /// Event types seen since they were last counted.
+    seen: Vec<Sighting>,
+    seen_counted: Instant,
 }
+
+/// How often event types seen are counted (one call, not one per write).
+const SIGHTINGS_EVERY: Duration = Duration::from_millis(500);
 
 /// One thing to write: a delivery's record, or an entry's acknowledgement
 /// (placed after the last of its deliveries, so a split batch writes it
@@ -174,6 +182,7 @@ enum Item {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Settle>) {
         let mut received = Vec::with_capacity(BATCH);
+
         let touch_every = self.touch_every();
         loop {
             let n = tokio::select! {
@@ -181,6 +190,7 @@ impl Task {
                 _ = tokio::time::sleep(touch_every) => 0,
             };
             if n == 0 && rx.is_closed() && received.is_empty() {
+                self.count_sightings().await;
                 self.hand_back().await;
                 return;
             }
@@ -192,7 +202,6 @@ impl Task {
                 }
             }
             let mut items = Vec::with_capacity(received.len());
-            let mut seen = Vec::new();
             for s in received.drain(..) {
                 match s {
                     Settle::Expect(entry, 0) => items.push(Item::Ack(entry)),
@@ -227,7 +236,16 @@ impl Task {
                             items.push(Item::Ack(entry));
                         }
                     }
-                    Settle::Seen(s) => seen.extend(s),
+                    Settle::Seen(s) => {
+                        for s in s {
+                            match self.seen.iter_mut().find(|m| {
+                                m.workspace == s.workspace && m.event_type == s.event_type
+                            }) {
+                                Some(m) => m.count += s.count,
+                                None => self.seen.push(s),
+                            }
+                        }
+                    }
                     Settle::Skip(entry) => {
                         let closes = match self.open.get_mut(&entry) {
                             Some((left, _)) => {
@@ -243,9 +261,8 @@ impl Task {
                     }
                 }
             }
-            // Discovery counts: once, best effort (a retried write would count them twice).
-            if let Err(e) = self.store.count_sightings(&self.partition, &seen).await {
-                tracing::warn!(error = %e, "could not count event types seen");
+            if !self.seen.is_empty() && (n == 0 || self.seen_counted.elapsed() >= SIGHTINGS_EVERY) {
+                self.count_sightings().await;
             }
             writer::write_all(&mut self, items, "recording first attempts").await;
             if self.touched.elapsed() >= touch_every {
@@ -311,6 +328,16 @@ impl Task {
 }
 
 impl Task {
+    /// Discovery counts, gathered over [`SIGHTINGS_EVERY`]: once, best
+    /// effort (a retried write would count them twice).
+    async fn count_sightings(&mut self) {
+        self.seen_counted = Instant::now();
+        let seen = std::mem::take(&mut self.seen);
+        if let Err(e) = self.store.count_sightings(&self.partition, &seen).await {
+            tracing::warn!(error = %e, "could not count event types seen");
+        }
+    }
+
     /// The daemon stops: every entry it still has pending (deliveries that
     /// waited here for a slot, entries read ahead, attempts the shutdown
     /// grace cut short) is handed back, for another daemon (or this one
