@@ -175,8 +175,6 @@ enum Route {
     Due,
 }
 
-/// How soon an endpoint whose last grant fell short asks for more slots.
-const ASK_AGAIN: Duration = Duration::from_millis(100);
 /// Most items taken from one lane in one call.
 const TAKE_MAX: usize = 256;
 /// Deliveries a workspace may take from lanes per turn, times its weight.
@@ -1740,11 +1738,6 @@ impl Dispatch {
             slots.share = share;
             slots.ceiling = slots.ceiling.min(share);
             let mut wanted = share.min(slots.held.max(slots.in_use().saturating_add(n)));
-            if slots.renewed.elapsed() < ASK_AGAIN {
-                // Held back a moment ago (another holder has the rest):
-                // not asked again at every batch or turn.
-                wanted = wanted.min(slots.ceiling.max(slots.held));
-            }
             let renew = slots.renewed.elapsed() >= renew_after;
             if renew && slots.ceiling < share {
                 // Held back last time: ask for the whole share again, to see if it came free.
