@@ -1011,3 +1011,45 @@ async fn an_endpoint_rate_limit_spreads_attempts_over_seconds() {
     assert!(per_second.values().all(|n| *n <= 5), "{per_second:?}");
     assert!(per_second.len() >= 3, "{per_second:?}");
 }
+
+/// A recovery job whose scan meets an error ends `failed` with the reason,
+/// never left `scanning` (here the endpoint's history log holds another
+/// type, as a damaged or hand-edited Redis would).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_job_that_meets_an_error_ends_failed_with_the_reason() {
+    let (redis, _env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let base = "/api/v1/workspaces/ws_a/endpoints";
+    let r = api
+        .call("POST", base, Some(json!({ "url": receiver.url() })))
+        .await;
+    let ep = r.body["id"].as_str().unwrap().to_string();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{hookd:events}}:ep:{ep}:log"))
+        .arg("not a sorted set")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let since = hookd_core_time_minus(Duration::from_secs(3600));
+    let r = api
+        .call(
+            "POST",
+            &format!("{base}/{ep}/recover"),
+            Some(json!({ "since": since })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let job = format!(
+        "/api/v1/workspaces/ws_a/jobs/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let failed = eventually(WAIT, "the recovery job ends failed", || async {
+        let j = api.call("GET", &job, None).await.body;
+        (j["state"] == "failed").then_some(j)
+    })
+    .await;
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+}
