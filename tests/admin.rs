@@ -622,9 +622,13 @@ async fn recover_and_redeliver(pg: Option<Postgres>) {
     );
     assert!(!stderr.contains('\r'), "{stderr:?}");
     assert!(stderr.contains("/s, ETA"), "{stderr}");
-    let types = cli_json(&env, &["event-types", "--workspace", "ws_a"]);
+    // (Types seen are counted within half a second of being settled.)
+    let types = eventually(WAIT, "the type seen 5 times", || async {
+        let types = cli_json(&env, &["event-types", "--workspace", "ws_a"]);
+        (types["data"][0]["count"] == 5).then_some(types)
+    })
+    .await;
     assert_eq!(types["data"][0]["name"], "card.created");
-    assert_eq!(types["data"][0]["count"], 5);
 }
 
 /// RFC 3339 of now minus `d` (via `date`, to avoid a date crate in tests).

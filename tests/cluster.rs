@@ -199,8 +199,12 @@ async fn the_admin_api_and_cli_work_on_a_cluster() {
     cli_json(&env, &["endpoints", "pause", &id]);
     let resumed = cli_json(&env, &["endpoints", "resume", &id]);
     assert_eq!(resumed["endpoint"]["paused"], false);
-    let types = api.call("GET", "/api/v1/event-types", None).await;
-    assert_eq!(types.body["data"][0]["name"], "card.created");
+    // (Types seen are counted within half a second of being settled.)
+    eventually(WAIT, "the event type is listed", || async {
+        let types = api.call("GET", "/api/v1/event-types", None).await;
+        (types.body["data"][0]["name"] == "card.created").then_some(())
+    })
+    .await;
     let keys = cli_json(&env, &["keys", "list", "--workspace", "ws_c"]);
     assert_eq!(keys["data"].as_array().unwrap().len(), 1);
     let jobs = cli_json(&env, &["jobs", "list", "--workspace", "ws_c"]);

@@ -187,7 +187,12 @@ impl Task {
         loop {
             let n = tokio::select! {
                 n = rx.recv_many(&mut received, BATCH) => n,
-                _ = tokio::time::sleep(touch_every) => 0,
+                // (Sooner while event types seen wait to be counted.)
+                _ = tokio::time::sleep(if self.seen.is_empty() {
+                    touch_every
+                } else {
+                    touch_every.min(SIGHTINGS_EVERY)
+                }) => 0,
             };
             if n == 0 && rx.is_closed() && received.is_empty() {
                 self.count_sightings().await;
