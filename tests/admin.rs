@@ -516,19 +516,7 @@ async fn recover_and_redeliver(pg: Option<Postgres>) {
         );
     }
 
-    let since = hookd_core_time_minus(Duration::from_secs(3600));
-    let r = api
-        .call(
-            "POST",
-            &format!("{base}/{ep}/recover"),
-            Some(json!({ "since": since })),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let job = format!(
-        "/api/v1/workspaces/ws_a/jobs/{}",
-        r.body["id"].as_str().unwrap()
-    );
+    let job = start_recovery(&api, &ep).await;
     let done = eventually(WAIT, "the recovery job completes", || async {
         let j = api.call("GET", &job, None).await.body;
         (j["state"] == "completed").then_some(j)
@@ -629,6 +617,23 @@ async fn recover_and_redeliver(pg: Option<Postgres>) {
     })
     .await;
     assert_eq!(types["data"][0]["name"], "card.created");
+}
+
+/// Starts a recovery job over the last hour of `ep` (of ws_a); returns the job's path.
+async fn start_recovery(api: &Api, ep: &str) -> String {
+    let since = hookd_core_time_minus(Duration::from_secs(3600));
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/ws_a/endpoints/{ep}/recover"),
+            Some(json!({ "since": since })),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    format!(
+        "/api/v1/workspaces/ws_a/jobs/{}",
+        r.body["id"].as_str().unwrap()
+    )
 }
 
 /// RFC 3339 of now minus `d` (via `date`, to avoid a date crate in tests).
@@ -1034,19 +1039,7 @@ async fn a_recovery_job_that_meets_an_error_ends_failed_with_the_reason() {
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
-    let since = hookd_core_time_minus(Duration::from_secs(3600));
-    let r = api
-        .call(
-            "POST",
-            &format!("{base}/{ep}/recover"),
-            Some(json!({ "since": since })),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let job = format!(
-        "/api/v1/workspaces/ws_a/jobs/{}",
-        r.body["id"].as_str().unwrap()
-    );
+    let job = start_recovery(&api, &ep).await;
     let failed = eventually(WAIT, "the recovery job ends failed", || async {
         let j = api.call("GET", &job, None).await.body;
         (j["state"] == "failed").then_some(j)

@@ -272,7 +272,6 @@ impl Drop for HeldEntry {
 
 /// What is kept of a held delivery's entry: as read (routed on workspace
 /// and type alone), or the event already read whole.
-#[derive(Clone)]
 pub(crate) enum Body {
     Entry(Arc<Entry>),
     Event(Arc<Event>),
@@ -1408,31 +1407,55 @@ impl Dispatch {
             if let Some(slots) = self.slots.get_mut(endpoint) {
                 slots.last_used = Instant::now();
             }
-            let settled = self.settled(
+            self.send_taken(
                 &id,
-                &event,
+                event,
                 endpoint,
-                DeliveryStatus::Succeeded,
+                (ep, target),
+                permits,
                 Lane::Direct,
                 epoch,
             );
-            let claimed = Claimed {
-                delivery_id: hookd_core::delivery::delivery_id(&id, endpoint),
-                endpoint: ep.clone(),
-                attempts_made: 0,
-                created_at_ms: hookd_core::delivery::entry_time_ms(&id)
-                    .unwrap_or(event.created_at_ms),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                envelope: Bytes::from(event.envelope),
-                manual: false,
-                trace: event.trace.map(Arc::new),
-                lease: String::new(),
-                job: None,
-            };
-            self.spawn_attempt(claimed, target.clone(), permits, settled);
         }
         Ok(())
+    }
+
+    /// Starts the first attempt of a delivery taken from a lane (waiting
+    /// here, or in Redis: `lane`).
+    #[allow(clippy::too_many_arguments)]
+    fn send_taken(
+        &mut self,
+        entry: &str,
+        event: Event,
+        endpoint: &str,
+        (ep, target): (&Arc<Endpoint>, &Arc<Target>),
+        permits: [OwnedSemaphorePermit; 2],
+        lane: Lane,
+        epoch: u64,
+    ) {
+        let settled = self.settled(
+            entry,
+            &event,
+            endpoint,
+            DeliveryStatus::Succeeded,
+            lane,
+            epoch,
+        );
+        let claimed = Claimed {
+            delivery_id: hookd_core::delivery::delivery_id(entry, endpoint),
+            endpoint: ep.clone(),
+            attempts_made: 0,
+            created_at_ms: hookd_core::delivery::entry_time_ms(entry)
+                .unwrap_or(event.created_at_ms),
+            event_id: event.id,
+            event_type: event.event_type,
+            envelope: Bytes::from(event.envelope),
+            manual: false,
+            trace: event.trace.map(Arc::new),
+            lease: String::new(),
+            job: None,
+        };
+        self.spawn_attempt(claimed, target.clone(), permits, settled);
     }
 
     /// Takes up to `max` deliveries from `endpoint`'s lane and starts their
@@ -1531,22 +1554,7 @@ impl Dispatch {
             if let Some(slots) = self.slots.get_mut(endpoint) {
                 slots.last_used = Instant::now();
             }
-            let settled = self.settled(&item, &event, endpoint, DeliveryStatus::Succeeded, lane, 0);
-            let claimed = Claimed {
-                delivery_id: hookd_core::delivery::delivery_id(&item, endpoint),
-                endpoint: ep.clone(),
-                attempts_made: 0,
-                created_at_ms: hookd_core::delivery::entry_time_ms(&item)
-                    .unwrap_or(event.created_at_ms),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                envelope: Bytes::from(event.envelope),
-                manual: false,
-                trace: event.trace.map(Arc::new),
-                lease: String::new(),
-                job: None,
-            };
-            self.spawn_attempt(claimed, target.clone(), permits, settled);
+            self.send_taken(&item, event, endpoint, (&ep, &target), permits, lane, 0);
         }
         if !duplicates.is_empty() {
             self.ctx.metrics.ingested(0, duplicates.len() as u64);

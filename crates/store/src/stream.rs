@@ -154,19 +154,7 @@ impl Store {
         count: usize,
         limits: &EventLimits,
     ) -> Result<Taken> {
-        let reader = self.reader(p);
-        let read = reader
-            .read_new(
-                group,
-                consumer,
-                &p.stream,
-                &p.reclaims(),
-                count,
-                None,
-                limits,
-            )
-            .await;
-        self.taken(p, group, read).await
+        self.read_new(p, group, consumer, count, None, limits).await
     }
 
     /// Waits up to the configured block time for new entries (taking at
@@ -181,6 +169,20 @@ impl Store {
         limits: &EventLimits,
     ) -> Result<Taken> {
         let block = self.settings.read_block;
+        self.read_new(p, group, consumer, count, Some(block), limits)
+            .await
+    }
+
+    /// New entries for `consumer`, waiting up to `block` for them.
+    async fn read_new(
+        &self,
+        p: &PartitionKeys,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+        limits: &EventLimits,
+    ) -> Result<Taken> {
         let read = self
             .reader(p)
             .read_new(
@@ -189,7 +191,7 @@ impl Store {
                 &p.stream,
                 &p.reclaims(),
                 count,
-                Some(block),
+                block,
                 limits,
             )
             .await;

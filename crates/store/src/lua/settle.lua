@@ -146,6 +146,14 @@ local streak, tripped = {}, {}
 local logged, due, held, untaken = {}, {}, {}, {}
 local envelopes = {}
 local ep_exists = {}
+-- A delivery that cannot be recorded (its keys hold other types) goes to
+-- the dead-letter stream with what names it.
+local function set_aside_one(entry, why, ...)
+  set_aside = set_aside + 1
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', dead_cap, '*', 'reason', 'unrecordable',
+    'message', 'the delivery could not be recorded: ' .. why, 'entry_id', entry,
+    'stream', stream, ...)
+end
 -- The short ones: first attempts from the stream that succeeded.
 for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
   local entry, e, created, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
@@ -153,10 +161,7 @@ for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
   if not mine[i] then
     skipped = skipped + 1
   elseif refused[i] then
-    set_aside = set_aside + 1
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', dead_cap, '*', 'reason', 'unrecordable',
-      'message', 'the delivery could not be recorded: ' .. refused[i], 'entry_id', entry,
-      'stream', stream, 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
+    set_aside_one(entry, refused[i], 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
   else
     push(logged, e, created, member)
     if ship_cap > 0 then
@@ -179,11 +184,8 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   if not mine[i] then
     skipped = skipped + 1
   elseif refused[i] then
-    set_aside = set_aside + 1
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', dead_cap, '*', 'reason', 'unrecordable',
-      'message', 'the delivery could not be recorded: ' .. refused[i], 'entry_id', entry,
-      'stream', stream, 'delivery', id, 'endpoint', ep, 'workspace', ws, 'event_id', evid,
-      'status', status)
+    set_aside_one(entry, refused[i], 'delivery', id, 'endpoint', ep, 'workspace', ws,
+      'event_id', evid, 'status', status)
     if is_taken(lane) then push(untaken, e, item) end
   else
     local epkey = ep_key(e, 1)
