@@ -321,7 +321,7 @@ pub(crate) async fn redis_top_commands(
     stats.sort_by_key(|s| std::cmp::Reverse(s.2));
     Ok(stats
         .into_iter()
-        .take(6)
+        .take(16)
         .map(|(name, calls, usec)| {
             json!({ "command": name, "calls": calls, "ms": usec / 1000, "us_per_call": usec as f64 / calls.max(1) as f64 })
         })

@@ -201,7 +201,6 @@ const BEHIND_PAUSE: Duration = Duration::from_millis(2);
 /// so do the endpoint's later deliveries until that part runs dry, so the
 /// order is kept. The Redis part counts the router's writes: a lane
 /// written to while the filler found it empty is never taken for dry.
-#[derive(Default)]
 pub(crate) struct LaneIndex {
     lanes: std::sync::Mutex<Lanes>,
     /// Woken when the router put deliveries in a lane.
@@ -211,7 +210,8 @@ pub(crate) struct LaneIndex {
     /// since finding other workspaces' events comes before draining a backlog.
     behind: std::sync::atomic::AtomicBool,
     /// Bytes of the entries kept with deliveries waiting here (see
-    /// [`HeldEntry`]), counted down as the last of an entry's goes.
+    /// [`HeldEntry`]), counted down as the last of an entry's goes; shared
+    /// by every partition's index.
     kept: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -293,8 +293,11 @@ impl Body {
     }
 }
 
-/// Most bytes of entries a partition keeps with its held deliveries.
-const KEEP_BYTES: usize = 24 << 20;
+/// Most bytes of entries the daemon keeps with its held deliveries (every
+/// partition's together): an entry kept is not read again when taken,
+/// which makes a burst cost Redis and the daemon what it did before lanes
+/// (measured in BENCHMARKS.md; past it, entries are read again in ranges).
+const KEEP_BYTES: usize = 128 << 20;
 
 struct LaneState {
     workspace: String,
@@ -328,6 +331,17 @@ enum LanePart {
 }
 
 impl LaneIndex {
+    /// An empty index; `kept` counts the bytes of entries kept, shared by
+    /// every partition (see [`KEEP_BYTES`]).
+    pub fn new(kept: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        Self {
+            lanes: Default::default(),
+            written: Notify::new(),
+            behind: Default::default(),
+            kept,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -1280,7 +1294,11 @@ impl Dispatch {
             .filter(|h| h.entry.body.is_none())
             .map(|h| h.id.clone())
             .collect();
-        let mut read = match self.store.entries(&self.partition, &unread).await {
+        let mut read = match self
+            .store
+            .entries(&self.partition, &unread, &self.settings.limits_events)
+            .await
+        {
             Ok(entries) => entries.into_iter(),
             Err(e) => {
                 if cached.is_some() {

@@ -98,6 +98,8 @@ pub async fn run(
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut settlers = Vec::new();
+    // Bytes of entries kept with deliveries waiting in lanes, every partition's.
+    let kept = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for partition in store.keys().all_partitions() {
         let wake = Arc::new(Notify::new());
         let (settler, settling) = settle::Settler::start(
@@ -125,7 +127,7 @@ pub async fn run(
         // The router and the lane filler share the lanes they know of and
         // the partition's window of first attempts; each holds slots of
         // its own (the filler's under a holder name of its own).
-        let lanes = Arc::new(dispatch::LaneIndex::default());
+        let lanes = Arc::new(dispatch::LaneIndex::new(kept.clone()));
         let window = Arc::new(tokio::sync::Semaphore::new(
             settings.schedule.concurrency.max(1),
         ));

@@ -304,12 +304,21 @@ impl Store {
                 && d.attempt.is_some()
                 && d.pause_reason.is_none()
         };
-        let short: Vec<&&Settled> = deliveries.iter().filter(is_short).collect();
-        let full: Vec<&&Settled> = deliveries.iter().filter(|d| !is_short(d)).collect();
+        // Grouped by endpoint (in order of first appearance), each group's
+        // (created, member) pairs as ZADD takes them.
+        let mut groups: Vec<Vec<&Settled>> = vec![Vec::new(); endpoints.len()];
+        let mut full: Vec<&&Settled> = Vec::new();
+        for d in deliveries {
+            if is_short(&d) {
+                groups[index[d.endpoint.as_str()] - 1].push(d);
+            } else {
+                full.push(d);
+            }
+        }
         call.arg(endpoints.len())
             .arg(full.len())
             .arg(self.settings.dead_letter_max_len.max(1))
-            .arg(short.len())
+            .arg(groups.iter().filter(|g| !g.is_empty()).count())
             .arg(
                 deliveries
                     .iter()
@@ -321,11 +330,12 @@ impl Store {
         for (ep, ws) in &endpoints {
             call.arg(*ep).arg(*ws);
         }
-        for d in &short {
-            call.arg(&d.entry_id)
-                .arg(index[d.endpoint.as_str()])
-                .arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
-                .arg(self.log_member(d));
+        for (e, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
+            call.arg(e + 1).arg(group.len());
+            for d in group {
+                call.arg(hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms))
+                    .arg(self.log_member(d));
+            }
         }
         for d in full {
             let created = hookd_core::delivery::entry_time_ms(&d.entry_id).unwrap_or(now_ms);

@@ -90,24 +90,29 @@ impl Store {
     /// (`None`: trimmed away). One range read covers them (a lane's ids
     /// are mostly neighbours in the stream; a few others' entries between
     /// them are read and dropped); ids it did not reach are read one by one.
-    pub async fn entries(&self, p: &PartitionKeys, ids: &[String]) -> Result<Vec<Option<Entry>>> {
+    pub async fn entries(
+        &self,
+        p: &PartitionKeys,
+        ids: &[String],
+        limits: &hookd_core::EventLimits,
+    ) -> Result<Vec<Option<Entry>>> {
         let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
             return Ok(Vec::new());
         };
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(&p.stream)
-            .arg(first)
-            .arg(last)
-            .arg("COUNT")
-            .arg(ids.len() * 2 + 64)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let read = raw_entries(&reply)?;
-        let reached = read.last().and_then(|(id, _)| crate::stream::stream_id(id));
-        let mut found: HashMap<String, Entry> = read
-            .into_iter()
-            .map(|(id, fields)| (id.clone(), Entry { id, fields }))
-            .collect();
+        // (The filler's own connection, parsed as it arrives: a burst's
+        // entries are read again at about what reading them first cost.)
+        let reader = &self.lane_readers[p.index as usize % self.lane_readers.len()];
+        let read = match reader
+            .range(&p.stream, first, last, ids.len() * 2 + 64, limits)
+            .await
+        {
+            Ok(read) => read.entries,
+            Err(crate::reader::ReadError::Server(e)) => return Err(crate::StoreError::Reply(e)),
+            Err(crate::reader::ReadError::Store(e)) => return Err(e),
+        };
+        let reached = read.last().and_then(|e| crate::stream::stream_id(&e.id));
+        let mut found: HashMap<String, Entry> =
+            read.into_iter().map(|e| (e.id.clone(), e)).collect();
         let beyond: Vec<&String> = ids
             .iter()
             .filter(|id| {

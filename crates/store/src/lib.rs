@@ -189,6 +189,8 @@ pub struct Store {
     pub(crate) conn: connection::Connection,
     /// Per partition, for its stream reads.
     pub(crate) readers: std::sync::Arc<Vec<reader::EntryReader>>,
+    /// Per partition, for reading again entries waiting in lanes (`lanes.rs`).
+    pub(crate) lane_readers: std::sync::Arc<Vec<reader::EntryReader>>,
     pub(crate) keys: Keys,
     pub(crate) settings: StoreSettings,
     pub(crate) scripts: std::sync::Arc<scripts::Scripts>,
@@ -222,17 +224,17 @@ impl Store {
         let keys = Keys::new(&settings.stream, &settings.key_prefix, settings.partitions)
             .with_operational(&settings.operational_stream)
             .for_cluster(settings.cluster);
-        let readers = keys
-            .all_partitions()
-            .map(|p| {
+        let readers = || {
+            let all = keys.all_partitions().map(|p| {
                 reader::EntryReader::new(
                     client.get_connection_info().clone(),
                     conn.clone(),
                     p.stream,
                 )
-            })
-            .collect::<Vec<_>>();
-        let readers = std::sync::Arc::new(readers);
+            });
+            std::sync::Arc::new(all.collect::<Vec<_>>())
+        };
+        let (readers, lane_readers) = (readers(), readers());
         // (On a cluster every node answers; any one tells the version.)
         let info: redis::Value = redis::cmd("INFO")
             .arg("server")
@@ -242,6 +244,7 @@ impl Store {
         Ok(Self {
             conn,
             readers,
+            lane_readers,
             keys,
             settings,
             scripts: Default::default(),

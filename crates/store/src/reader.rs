@@ -9,8 +9,10 @@
 //! same read made from a Lua script (the script copies every entry into Lua
 //! and back).
 //!
-//! One connection per partition, used by that partition's ingest loop only
-//! (reads are never concurrent). It speaks RESP2, authenticates and selects
+//! One connection per partition for the ingest loop's reads, and one for
+//! its lane filler's (`XRANGE` of entries waiting in lanes): reads on one
+//! connection are never concurrent, and the filler never waits behind a
+//! blocking read. It speaks RESP2, authenticates and selects
 //! the database as the URL says, and is dropped on any error or cancelled
 //! read and made again by the next one.
 
@@ -165,6 +167,27 @@ impl EntryReader {
             .await
     }
 
+    /// `XRANGE <stream> <first> <last> COUNT <count>`: entries read again
+    /// (those waiting in lanes, `lanes.rs`), parsed as they arrive, as
+    /// first reads are.
+    pub(crate) async fn range(
+        &self,
+        stream: &str,
+        first: &str,
+        last: &str,
+        count: usize,
+        limits: &EventLimits,
+    ) -> ReadResult<Read> {
+        let cmd = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(first)
+            .arg(last)
+            .arg("COUNT")
+            .arg(count)
+            .get_packed_command();
+        self.exchange(&cmd, SLACK, Shape::Range, limits).await
+    }
+
     /// Sends one command and parses its reply (of `shape`), on the
     /// connection (made if there is none). Any failure, timeout or
     /// cancellation drops the connection: it may be mid-reply.
@@ -222,6 +245,8 @@ enum Shape {
     EpochThenRead,
     /// XAUTOCLAIM: `[next cursor, entries, deleted ids]` (Redis 7).
     AutoClaim,
+    /// XRANGE: `entries`.
+    Range,
 }
 
 impl Shape {
@@ -262,6 +287,7 @@ impl Shape {
                     drain_value(conn).await?;
                 }
             }
+            Shape::Range => entries(conn, limits, &mut read).await?,
         }
         Ok(read)
     }

@@ -11,7 +11,6 @@ use redis::Script;
 /// see `keys::lua_prelude`).
 pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("SETTLE_FIELDS", SETTLE_FIELDS),
-    ("SETTLE_SHORT_FIELDS", SETTLE_SHORT_FIELDS),
     ("SETTLE_ENDPOINT_KEYS", 6),
     ("SETTLE_DURABLE_KEYS", 3),
     ("RECORD_FIELDS", RECORD_FIELDS),
@@ -29,8 +28,6 @@ pub(crate) const CLAIM_FIELDS: usize = 11;
 
 /// Values per delivery of `lua/settle.lua`.
 pub(crate) const SETTLE_FIELDS: usize = 17;
-/// Values per short delivery (succeeded, from the stream) of `lua/settle.lua`.
-pub(crate) const SETTLE_SHORT_FIELDS: usize = 4;
 /// Values per attempt of `lua/record.lua`.
 pub(crate) const RECORD_FIELDS: usize = 12;
 

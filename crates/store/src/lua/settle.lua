@@ -36,11 +36,13 @@
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
 -- ARGV[7] = endpoints, ARGV[8] = deliveries (full), ARGV[9] = the dead-letter stream's cap,
--- ARGV[10] = short deliveries, ARGV[11] = the reclaim count when the oldest
--- of the entries was read, then per endpoint: id, workspace;
--- then SETTLE_SHORT_FIELDS per short delivery (a first attempt from the
---   stream that succeeded, the common case, told in few arguments): entry
---   id, endpoint (1-based), created (ms), log member;
+-- ARGV[10] = groups of short deliveries, ARGV[11] = the reclaim count when
+-- the oldest of the entries was read, then per endpoint: id, workspace;
+-- then the short deliveries (first attempts from the stream that
+--   succeeded, the common case, told in few arguments), grouped by
+--   endpoint: endpoint (1-based), n, then n pairs (created (ms), log
+--   member), in the order ZADD takes them (a member starts with its
+--   entry id and `_`);
 -- then SETTLE_FIELDS per delivery: entry id, endpoint (1-based, in the list
 --   above), delivery id, event id, event type, created (ms), log member,
 --   status, attempt JSON ('' when none was made, '-' when it succeeded),
@@ -58,9 +60,15 @@ local stream, ready, lanes = KEYS[1], KEYS[2], KEYS[7]
 local group, consumer, retention, now = ARGV[1], ARGV[2], ARGV[3], clock_ms()
 local trip_after, trip_window = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ship_cap, n_eps, count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local dead_cap, short = ARGV[9], tonumber(ARGV[10])
-local first_short = 12 + 2 * n_eps
-local first_delivery = first_short + SETTLE_SHORT_FIELDS * short
+local dead_cap, n_groups = ARGV[9], tonumber(ARGV[10])
+-- The groups of short deliveries: endpoint, count, where their pairs start.
+local groups = {}
+local first_delivery = 12 + 2 * n_eps
+for g = 1, n_groups do
+  local n = tonumber(ARGV[first_delivery + 1])
+  groups[g] = { e = tonumber(ARGV[first_delivery]), n = n, at = first_delivery + 2 }
+  first_delivery = first_delivery + 2 + 2 * n
+end
 local first_ack = first_delivery + SETTLE_FIELDS * count
 
 -- Which entries this consumer still owns (asked once per entry). Unless
@@ -104,13 +112,11 @@ local ep_bad, ep_queues_bad = {}, {}
 expect_type(stream, 'stream')
 expect_type(KEYS[6], 'stream')
 expect_type(lanes, 'hash')
-for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
-  local e = tonumber(ARGV[i + 1])
+for _, g in ipairs(groups) do
+  local e = g.e
   if ep_bad[e] == nil then
     ep_bad[e] = wrong_type({ { ep_key(e, 1), 'hash' }, { ep_key(e, 2), 'zset' }, { ep_key(e, 6), 'zset' } }) or false
   end
-  mine[i] = owns(ARGV[i])
-  if mine[i] and ep_bad[e] then refused[i] = ep_bad[e] end
 end
 for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local e, status, lane = tonumber(ARGV[i + 1]), ARGV[i + 7], ARGV[i + 15]
@@ -154,21 +160,40 @@ local function set_aside_one(entry, why, ...)
     'message', 'the delivery could not be recorded: ' .. why, 'entry_id', entry,
     'stream', stream, ...)
 end
--- The short ones: first attempts from the stream that succeeded.
-for i = first_short, first_delivery - 1, SETTLE_SHORT_FIELDS do
-  local entry, e, created, member = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+-- The short ones: first attempts from the stream that succeeded. In the
+-- common case (entries all still ours, the endpoint's keys sound) a
+-- group is one ZADD of its arguments as they came, with nothing done per
+-- delivery here; else one by one.
+for _, g in ipairs(groups) do
+  local e, n, at = g.e, g.n, g.at
   local ep, ws = ARGV[10 + 2 * e], ARGV[11 + 2 * e]
-  if not mine[i] then
-    skipped = skipped + 1
-  elseif refused[i] then
-    set_aside_one(entry, refused[i], 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
-  else
-    push(logged, e, created, member)
+  if not taken_over and not ep_bad[e] and n > 0 then
+    if not logged[e] then logged[e] = {} end
+    redis.call('ZADD', ep_key(e, 2), unpack(ARGV, at, at + 2 * n - 1))
     if ship_cap > 0 then
-      table.insert(shipped, 'l' .. ep .. ' ' .. ws)
-      table.insert(shipped, member)
+      for k = 0, n - 1 do
+        table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+        table.insert(shipped, ARGV[at + 2 * k + 1])
+      end
     end
     tally(streak, ep, true, '')
+  else
+    for k = 0, n - 1 do
+      local created, member = ARGV[at + 2 * k], ARGV[at + 2 * k + 1]
+      local entry = string.match(member, '^[^_]*')
+      if not owns(entry) then
+        skipped = skipped + 1
+      elseif ep_bad[e] then
+        set_aside_one(entry, ep_bad[e], 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
+      else
+        push(logged, e, created, member)
+        if ship_cap > 0 then
+          table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+          table.insert(shipped, member)
+        end
+        tally(streak, ep, true, '')
+      end
+    end
   end
 end
 durable = 0
@@ -237,7 +262,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
 end
 for e, members in pairs(logged) do
   local log = ep_key(e, 2)
-  redis.call('ZADD', log, unpack(members))
+  if #members > 0 then redis.call('ZADD', log, unpack(members)) end
   -- The log lives a retention past its newest delivery (a deleted endpoint's goes then).
   redis.call('EXPIRE', log, retention)
   redis.call('HSET', KEYS[4], ARGV[10 + 2 * e], ARGV[11 + 2 * e])
@@ -260,12 +285,19 @@ end
 if #shipped > 0 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ship_cap, '*', unpack(shipped))
 end
-local acks = {}
-for i = first_ack, #ARGV do
-  if owns(ARGV[i]) then acks[#acks + 1] = ARGV[i] end
-end
-if #acks > 0 then
-  redis.call('XACK', stream, group, unpack(acks))
+if not taken_over then
+  -- (In slices: unpack has a limit.)
+  for i = first_ack, #ARGV, 4000 do
+    redis.call('XACK', stream, group, unpack(ARGV, i, math.min(#ARGV, i + 3999)))
+  end
+else
+  local acks = {}
+  for i = first_ack, #ARGV do
+    if owns(ARGV[i]) then acks[#acks + 1] = ARGV[i] end
+  end
+  if #acks > 0 then
+    redis.call('XACK', stream, group, unpack(acks))
+  end
 end
 breaker(ep_hash, streak, now, trip_after, trip_window, tripped, KEYS[3])
 return { tripped, skipped, set_aside }
