@@ -271,9 +271,9 @@ impl Drop for HeldEntry {
 }
 
 /// What is kept of a held delivery's entry: as read (routed on workspace
-/// and type alone), or the event already read whole.
+/// and type alone), packed, or the event already read whole.
 pub(crate) enum Body {
-    Entry(Arc<Entry>),
+    Packed(PackedEntry),
     Event(Arc<Event>),
 }
 
@@ -281,14 +281,77 @@ impl Body {
     fn bytes(&self) -> usize {
         match self {
             // (With what each allocation costs beside its bytes.)
-            Body::Entry(e) => {
-                e.fields
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 64)
-                    .sum::<usize>()
-                    + 96
-            }
+            Body::Packed(p) => p.bytes.len() + p.ends.len() * 4 + 96,
             Body::Event(e) => e.envelope.len() + e.id.len() + e.workspace.len() + 256,
+        }
+    }
+}
+
+/// A stream entry kept while its deliveries wait here, in two allocations
+/// (as read it is about ten: its id, and each field's name and value), so
+/// a burst held in memory takes about half the room and the reader's
+/// buffers are reused instead of the heap growing.
+pub(crate) struct PackedEntry {
+    /// The id, then each field's name and value, back to back.
+    bytes: Box<[u8]>,
+    /// Where the id ends, then where each name and each value ends.
+    ends: Box<[u32]>,
+}
+
+impl PackedEntry {
+    fn pack(entry: &Entry) -> Self {
+        let size = entry.id.len()
+            + entry
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let mut bytes = Vec::with_capacity(size);
+        let mut ends = Vec::with_capacity(1 + 2 * entry.fields.len());
+        bytes.extend_from_slice(entry.id.as_bytes());
+        ends.push(bytes.len() as u32);
+        for (k, v) in &entry.fields {
+            bytes.extend_from_slice(k.as_bytes());
+            ends.push(bytes.len() as u32);
+            bytes.extend_from_slice(v);
+            ends.push(bytes.len() as u32);
+        }
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+
+    /// (Packed from text: the id and names are UTF-8.)
+    fn text(&self, i: usize) -> &str {
+        std::str::from_utf8(self.part(i)).unwrap_or_default()
+    }
+
+    fn fields(&self) -> Vec<(&str, &[u8])> {
+        (1..self.ends.len())
+            .step_by(2)
+            .map(|i| (self.text(i), self.part(i + 1)))
+            .collect()
+    }
+
+    /// Its event, read whole now.
+    fn event(&self, limits: EventLimits) -> Result<Event, hookd_core::event::Rejection> {
+        Event::from_entry(self.text(0), &self.fields(), limits)
+    }
+
+    fn unpack(&self) -> Entry {
+        Entry {
+            id: self.text(0).to_string(),
+            fields: self
+                .fields()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
         }
     }
 }
@@ -633,7 +696,9 @@ impl Dispatch {
         let lane_count = lane_only.len() as u64;
         for (raw, workspace, event_type) in lane_only {
             let entry = &raw.id.clone();
-            let shared = self.index.held_entry(Body::Entry(raw), false);
+            let shared = self
+                .index
+                .held_entry(Body::Packed(PackedEntry::pack(&raw)), false);
             let subs = self
                 .config
                 .subscribers(&workspace, &event_type)
@@ -1322,7 +1387,19 @@ impl Dispatch {
                     events.push((id, Event::clone(event), epoch, shared, unchecked));
                     continue;
                 }
-                Some(Body::Entry(entry)) => Some(Arc::clone(entry)),
+                Some(Body::Packed(packed)) => {
+                    match (shared.marker() != MARKER_DUPLICATE)
+                        .then(|| packed.event(self.settings.limits_events))
+                    {
+                        Some(Ok(event)) => {
+                            let unchecked = shared.marker() == MARKER_UNKNOWN;
+                            events.push((id, event, epoch, shared, unchecked));
+                            continue;
+                        }
+                        // A duplicate, or refused: as below.
+                        _ => Some(Arc::new(packed.unpack())),
+                    }
+                }
                 None => read.next().flatten().map(Arc::new),
             };
             if shared.marker() == MARKER_DUPLICATE {
@@ -1862,5 +1939,39 @@ impl Dispatch {
         if let Err(e) = self.give_back(all).await {
             tracing::warn!(error = %e, "could not give slots back; they lapse with their lease");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_entry_reads_as_the_entry_it_was_packed_from() {
+        let entry = Entry {
+            id: "1733000000000-7".to_string(),
+            fields: vec![
+                ("type".to_string(), b"card.moved".to_vec()),
+                ("workspace".to_string(), b"ws_1".to_vec()),
+                ("data".to_string(), br#"{"card":42}"#.to_vec()),
+                ("empty".to_string(), Vec::new()),
+            ],
+        };
+        let packed = PackedEntry::pack(&entry);
+        let back = packed.unpack();
+        assert_eq!(
+            (back.id, back.fields),
+            (entry.id.clone(), entry.fields.clone())
+        );
+        let limits = EventLimits::default();
+        let event = packed.event(limits).map_err(|r| r.message);
+        let direct = Event::from_entry(&entry.id, &entry.fields, limits).map_err(|r| r.message);
+        assert_eq!(event.map(|e| e.envelope), direct.map(|e| e.envelope));
+        let none = PackedEntry::pack(&Entry {
+            id: "1-0".to_string(),
+            fields: Vec::new(),
+        });
+        assert_eq!(none.fields(), Vec::<(&str, &[u8])>::new());
+        assert_eq!(none.text(0), "1-0");
     }
 }
