@@ -286,6 +286,60 @@ async fn the_stream_is_never_trimmed_past_unread_or_pending_entries() {
 
 /// Each script's field shapes are the ones the Rust side writes: a prelude
 /// that runs, with the statuses and shapes it names.
+/// Entries waiting in lanes are read again by id, in one range read on
+/// the filler's own connection: the ids asked for come back in their
+/// order with their fields, others' entries between them are dropped, an
+/// id past the range's count is read on its own, and a deleted one is `None`.
+#[tokio::test]
+async fn entries_are_read_again_by_id_in_one_range() {
+    let redis = Redis::start();
+    let store = store(&redis).await;
+    let p = store.keys().partition(0);
+    let mut conn = redis.conn().await;
+    for seq in 1..=300 {
+        let _: String = redis::cmd("XADD")
+            .arg(&p.stream)
+            .arg(format!("1000-{seq}"))
+            .arg("type")
+            .arg("x")
+            .arg("n")
+            .arg(seq.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _: u64 = redis::cmd("XDEL")
+        .arg(&p.stream)
+        .arg("1000-5")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // (The count read in range is twice the ids asked for and 64 more:
+    // 1000-300 lies past it.)
+    let ids: Vec<String> = ["1000-2", "1000-5", "1000-9", "1000-300"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let limits = hookd_core::EventLimits::default();
+    for _ in 0..2 {
+        let read = store.entries(&p, &ids, &limits).await.unwrap();
+        let got: Vec<Option<(String, Vec<u8>)>> = read
+            .into_iter()
+            .map(|e| e.map(|e| (e.id, e.fields[1].1.clone())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(("1000-2".to_string(), b"2".to_vec())),
+                None,
+                Some(("1000-9".to_string(), b"9".to_vec())),
+                Some(("1000-300".to_string(), b"300".to_vec())),
+            ]
+        );
+    }
+    assert!(store.entries(&p, &[], &limits).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn the_lua_prelude_runs_and_names_statuses_and_shapes() {
     let redis = Redis::start();
