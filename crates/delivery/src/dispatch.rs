@@ -242,6 +242,10 @@ pub(crate) struct HeldEntry {
     /// workspace and type alone: checked at the first take),
     /// [`MARKER_NEW`] or [`MARKER_DUPLICATE`].
     marker: std::sync::atomic::AtomicU8,
+    /// A packed entry's event, read whole by the first take while other
+    /// deliveries of it still wait (a fan-out reads it once, not once per
+    /// endpoint); counted in the bytes kept.
+    event: std::sync::OnceLock<Arc<Event>>,
     bytes: usize,
     kept: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -259,13 +263,31 @@ impl HeldEntry {
         let m = if new { MARKER_NEW } else { MARKER_DUPLICATE };
         self.marker.store(m, std::sync::atomic::Ordering::Relaxed);
     }
+
+    /// Keeps `event` for the entry's other deliveries, while the bytes
+    /// kept allow.
+    fn keep_event(&self, event: &Event) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = event_bytes(event);
+        if self.kept.load(Relaxed) + bytes > KEEP_BYTES {
+            return;
+        }
+        if self.event.set(Arc::new(event.clone())).is_ok() {
+            self.kept.fetch_add(bytes, Relaxed);
+        }
+    }
+}
+
+fn event_bytes(e: &Event) -> usize {
+    e.envelope.len() + e.id.len() + e.workspace.len() + 256
 }
 
 impl Drop for HeldEntry {
     fn drop(&mut self) {
-        if self.bytes > 0 {
+        let bytes = self.bytes + self.event.get().map_or(0, |e| event_bytes(e));
+        if bytes > 0 {
             self.kept
-                .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -282,7 +304,7 @@ impl Body {
         match self {
             // (With what each allocation costs beside its bytes.)
             Body::Packed(p) => p.bytes.len() + p.ends.len() * 4 + 96,
-            Body::Event(e) => e.envelope.len() + e.id.len() + e.workspace.len() + 256,
+            Body::Event(e) => event_bytes(e),
         }
     }
 }
@@ -429,6 +451,7 @@ impl LaneIndex {
             } else {
                 MARKER_UNKNOWN
             }),
+            event: std::sync::OnceLock::new(),
             bytes: if keep { bytes } else { 0 },
             kept: self.kept.clone(),
         })
@@ -1388,9 +1411,21 @@ impl Dispatch {
                     continue;
                 }
                 Some(Body::Packed(packed)) => {
-                    match (shared.marker() != MARKER_DUPLICATE)
-                        .then(|| packed.event(self.settings.limits_events))
-                    {
+                    let read = match shared.event.get() {
+                        _ if shared.marker() == MARKER_DUPLICATE => None,
+                        Some(event) => Some(Ok(Event::clone(event))),
+                        None => {
+                            let read = packed.event(self.settings.limits_events);
+                            if let Ok(event) = &read
+                                && Arc::strong_count(&shared) > 1
+                            {
+                                // Other deliveries of it wait (a fan-out).
+                                shared.keep_event(event);
+                            }
+                            Some(read)
+                        }
+                    };
+                    match read {
                         Some(Ok(event)) => {
                             let unchecked = shared.marker() == MARKER_UNKNOWN;
                             events.push((id, event, epoch, shared, unchecked));
