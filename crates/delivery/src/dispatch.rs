@@ -245,7 +245,7 @@ pub(crate) struct HeldEntry {
     /// A packed entry's event, read whole by the first take while other
     /// deliveries of it still wait (a fan-out reads it once, not once per
     /// endpoint); counted in the bytes kept.
-    event: std::sync::OnceLock<Arc<Event>>,
+    event: std::sync::OnceLock<Ready>,
     bytes: usize,
     kept: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -266,25 +266,34 @@ impl HeldEntry {
 
     /// Keeps `event` for the entry's other deliveries, while the bytes
     /// kept allow.
-    fn keep_event(&self, event: &Event) {
+    fn keep_event(&self, event: &Ready) {
         use std::sync::atomic::Ordering::Relaxed;
-        let bytes = event_bytes(event);
+        let bytes = ready_bytes(event);
         if self.kept.load(Relaxed) + bytes > KEEP_BYTES {
             return;
         }
-        if self.event.set(Arc::new(event.clone())).is_ok() {
+        if self.event.set(event.clone()).is_ok() {
             self.kept.fetch_add(bytes, Relaxed);
         }
     }
 }
 
-fn event_bytes(e: &Event) -> usize {
-    e.envelope.len() + e.id.len() + e.workspace.len() + 256
+/// An event ready to send: its fields (the envelope moved out) and its
+/// envelope, both shared by every delivery of it (no copy per delivery).
+pub(crate) type Ready = (Arc<Event>, Bytes);
+
+fn ready(mut event: Event) -> Ready {
+    let envelope = Bytes::from(std::mem::take(&mut event.envelope));
+    (Arc::new(event), envelope)
+}
+
+fn ready_bytes((e, envelope): &Ready) -> usize {
+    envelope.len() + e.id.len() + e.workspace.len() + 256
 }
 
 impl Drop for HeldEntry {
     fn drop(&mut self) {
-        let bytes = self.bytes + self.event.get().map_or(0, |e| event_bytes(e));
+        let bytes = self.bytes + self.event.get().map_or(0, ready_bytes);
         if bytes > 0 {
             self.kept
                 .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
@@ -296,7 +305,7 @@ impl Drop for HeldEntry {
 /// and type alone), packed, or the event already read whole.
 pub(crate) enum Body {
     Packed(PackedEntry),
-    Event(Arc<Event>),
+    Event(Ready),
 }
 
 impl Body {
@@ -304,7 +313,7 @@ impl Body {
         match self {
             // (With what each allocation costs beside its bytes.)
             Body::Packed(p) => p.bytes.len() + p.ends.len() * 4 + 96,
-            Body::Event(e) => event_bytes(e),
+            Body::Event(e) => ready_bytes(e),
         }
     }
 }
@@ -796,7 +805,7 @@ impl Dispatch {
                         &entry,
                         shared.get_or_insert_with(|| {
                             self.index
-                                .held_entry(Body::Event(Arc::new(event.clone())), true)
+                                .held_entry(Body::Event(ready(event.clone())), true)
                         }),
                         epoch,
                     ) {
@@ -923,7 +932,7 @@ impl Dispatch {
     fn settled(
         &self,
         entry: &str,
-        event: &Event,
+        (event, envelope): &Ready,
         endpoint: &str,
         status: DeliveryStatus,
         lane: Lane,
@@ -939,7 +948,7 @@ impl Dispatch {
             attempt: None,
             next_at_ms: Some(time::now_ms()),
             pause_reason: None,
-            envelope: Some(Bytes::from(event.envelope.clone())),
+            envelope: Some(envelope.clone()),
             trace: event.trace.clone().map(Arc::new),
             lane,
             epoch,
@@ -1407,15 +1416,16 @@ impl Dispatch {
             let entry = match &shared.body {
                 Some(Body::Event(event)) => {
                     let unchecked = shared.marker() == MARKER_UNKNOWN;
-                    events.push((id, Event::clone(event), epoch, shared, unchecked));
+                    let event = event.clone();
+                    events.push((id, event, epoch, shared, unchecked));
                     continue;
                 }
                 Some(Body::Packed(packed)) => {
                     let read = match shared.event.get() {
                         _ if shared.marker() == MARKER_DUPLICATE => None,
-                        Some(event) => Some(Ok(Event::clone(event))),
+                        Some(event) => Some(Ok(event.clone())),
                         None => {
-                            let read = packed.event(self.settings.limits_events);
+                            let read = packed.event(self.settings.limits_events).map(ready);
                             if let Ok(event) = &read
                                 && Arc::strong_count(&shared) > 1
                             {
@@ -1452,7 +1462,7 @@ impl Dispatch {
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
                 Ok(event) => {
                     let unchecked = shared.marker() == MARKER_UNKNOWN;
-                    events.push((id, event, epoch, shared, unchecked));
+                    events.push((id, ready(event), epoch, shared, unchecked));
                 }
                 Err(rejection) => {
                     // Routed without being read whole (see `dispatch`): refused now.
@@ -1480,7 +1490,7 @@ impl Dispatch {
         let unchecked: Vec<(&str, &Event)> = events
             .iter()
             .filter(|e| e.4)
-            .map(|(id, e, ..)| (id.as_str(), e))
+            .map(|(id, e, ..)| (id.as_str(), &*e.0))
             .collect();
         if !unchecked.is_empty() {
             let accepted = self
@@ -1556,7 +1566,7 @@ impl Dispatch {
     fn send_taken(
         &mut self,
         entry: &str,
-        event: Event,
+        ready: Ready,
         endpoint: &str,
         (ep, target): (&Arc<Endpoint>, &Arc<Target>),
         permits: [OwnedSemaphorePermit; 2],
@@ -1565,23 +1575,24 @@ impl Dispatch {
     ) {
         let settled = self.settled(
             entry,
-            &event,
+            &ready,
             endpoint,
             DeliveryStatus::Succeeded,
             lane,
             epoch,
         );
+        let (event, envelope) = ready;
         let claimed = Claimed {
             delivery_id: hookd_core::delivery::delivery_id(entry, endpoint),
             endpoint: ep.clone(),
             attempts_made: 0,
             created_at_ms: hookd_core::delivery::entry_time_ms(entry)
                 .unwrap_or(event.created_at_ms),
-            event_id: event.id,
-            event_type: event.event_type,
-            envelope: Bytes::from(event.envelope),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            envelope,
             manual: false,
-            trace: event.trace.map(Arc::new),
+            trace: event.trace.clone().map(Arc::new),
             lease: String::new(),
             job: None,
         };
@@ -1624,7 +1635,7 @@ impl Dispatch {
                 continue;
             };
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
-                Ok(event) => events.push((item, lane, event)),
+                Ok(event) => events.push((item, lane, ready(event))),
                 Err(rejection) => {
                     // Routed without being read whole (see `dispatch`): refused now.
                     self.ctx.metrics.dead_letter(rejection.code);
@@ -1648,7 +1659,10 @@ impl Dispatch {
             return Ok(count);
         }
         // The idempotency markers of events that were routed to lanes only.
-        let refs: Vec<(&str, &Event)> = events.iter().map(|(id, _, e)| (id.as_str(), e)).collect();
+        let refs: Vec<(&str, &Event)> = events
+            .iter()
+            .map(|(id, _, e)| (id.as_str(), &*e.0))
+            .collect();
         let accepted = self
             .store
             .accept(
