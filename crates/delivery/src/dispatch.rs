@@ -267,15 +267,22 @@ impl HeldEntry {
     /// Keeps `event` for the entry's other deliveries, while the bytes
     /// kept allow.
     fn keep_event(&self, event: &Ready) {
-        use std::sync::atomic::Ordering::Relaxed;
         let bytes = ready_bytes(event);
-        if self.kept.load(Relaxed) + bytes > KEEP_BYTES {
-            return;
-        }
-        if self.event.set(event.clone()).is_ok() {
-            self.kept.fetch_add(bytes, Relaxed);
+        if reserve(&self.kept, bytes) && self.event.set(event.clone()).is_err() {
+            self.kept
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
         }
     }
+}
+
+/// Counts `bytes` more of entries kept, if [`KEEP_BYTES`] allows.
+fn reserve(kept: &std::sync::atomic::AtomicUsize, bytes: usize) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    if kept.load(Relaxed) + bytes > KEEP_BYTES {
+        return false;
+    }
+    kept.fetch_add(bytes, Relaxed);
+    true
 }
 
 /// An event ready to send: its fields (the envelope moved out) and its
@@ -287,8 +294,13 @@ fn ready(mut event: Event) -> Ready {
     (Arc::new(event), envelope)
 }
 
+/// What keeping an event costs (with what each allocation costs beside its bytes).
+fn event_bytes(e: &Event, envelope: usize) -> usize {
+    envelope + e.id.len() + e.workspace.len() + 256
+}
+
 fn ready_bytes((e, envelope): &Ready) -> usize {
-    envelope.len() + e.id.len() + e.workspace.len() + 256
+    event_bytes(e, envelope.len())
 }
 
 impl Drop for HeldEntry {
@@ -308,16 +320,6 @@ pub(crate) enum Body {
     Event(Ready),
 }
 
-impl Body {
-    fn bytes(&self) -> usize {
-        match self {
-            // (With what each allocation costs beside its bytes.)
-            Body::Packed(p) => p.bytes.len() + p.ends.len() * 4 + 96,
-            Body::Event(e) => ready_bytes(e),
-        }
-    }
-}
-
 /// A stream entry kept while its deliveries wait here, in two allocations
 /// (as read it is about ten: its id, and each field's name and value), so
 /// a burst held in memory takes about half the room and the reader's
@@ -330,14 +332,24 @@ pub(crate) struct PackedEntry {
 }
 
 impl PackedEntry {
-    fn pack(entry: &Entry) -> Self {
-        let size = entry.id.len()
+    /// The id's and fields' bytes of `entry`.
+    fn content(entry: &Entry) -> usize {
+        entry.id.len()
             + entry
                 .fields
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
-        let mut bytes = Vec::with_capacity(size);
+                .sum::<usize>()
+    }
+
+    /// What keeping `entry` packed costs (with what each allocation costs
+    /// beside its bytes).
+    fn cost(entry: &Entry) -> usize {
+        Self::content(entry) + (1 + 2 * entry.fields.len()) * 4 + 96
+    }
+
+    fn pack(entry: &Entry) -> Self {
+        let mut bytes = Vec::with_capacity(Self::content(entry));
         let mut ends = Vec::with_capacity(1 + 2 * entry.fields.len());
         bytes.extend_from_slice(entry.id.as_bytes());
         ends.push(bytes.len() as u32);
@@ -444,17 +456,18 @@ impl LaneIndex {
         self.lock().by_endpoint.contains_key(endpoint)
     }
 
-    /// What an entry's deliveries waiting here will share: `body` is kept
-    /// while the bytes kept allow; `accepted`: its event's marker is set.
-    fn held_entry(&self, body: Body, accepted: bool) -> Arc<HeldEntry> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let bytes = body.bytes();
-        let keep = self.kept.load(Relaxed) + bytes <= KEEP_BYTES;
-        if keep {
-            self.kept.fetch_add(bytes, Relaxed);
-        }
+    /// What an entry's deliveries waiting here will share: its body (made
+    /// by `body`, costing `bytes`) is kept while the bytes kept allow, and
+    /// not made otherwise; `accepted`: its event's marker is set.
+    fn held_entry(
+        &self,
+        bytes: usize,
+        body: impl FnOnce() -> Body,
+        accepted: bool,
+    ) -> Arc<HeldEntry> {
+        let keep = reserve(&self.kept, bytes);
         Arc::new(HeldEntry {
-            body: keep.then_some(body),
+            body: keep.then(body),
             marker: std::sync::atomic::AtomicU8::new(if accepted {
                 MARKER_NEW
             } else {
@@ -728,9 +741,11 @@ impl Dispatch {
         let lane_count = lane_only.len() as u64;
         for (raw, workspace, event_type) in lane_only {
             let entry = &raw.id.clone();
-            let shared = self
-                .index
-                .held_entry(Body::Packed(PackedEntry::pack(&raw)), false);
+            let shared = self.index.held_entry(
+                PackedEntry::cost(&raw),
+                || Body::Packed(PackedEntry::pack(&raw)),
+                false,
+            );
             let subs = self
                 .config
                 .subscribers(&workspace, &event_type)
@@ -804,8 +819,11 @@ impl Dispatch {
                         endpoint_id,
                         &entry,
                         shared.get_or_insert_with(|| {
-                            self.index
-                                .held_entry(Body::Event(ready(event.clone())), true)
+                            self.index.held_entry(
+                                event_bytes(&event, event.envelope.len()),
+                                || Body::Event(ready(event.clone())),
+                                true,
+                            )
                         }),
                         epoch,
                     ) {
@@ -1416,8 +1434,7 @@ impl Dispatch {
             let entry = match &shared.body {
                 Some(Body::Event(event)) => {
                     let unchecked = shared.marker() == MARKER_UNKNOWN;
-                    let event = event.clone();
-                    events.push((id, event, epoch, shared, unchecked));
+                    events.push((id, event.clone(), epoch, shared, unchecked));
                     continue;
                 }
                 Some(Body::Packed(packed)) => {

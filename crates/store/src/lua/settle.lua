@@ -160,6 +160,13 @@ local function set_aside_one(entry, why, ...)
     'message', 'the delivery could not be recorded: ' .. why, 'entry_id', entry,
     'stream', stream, ...)
 end
+-- A recorded delivery's log member, to be shipped to the history (when it is).
+local function ship(ep, ws, member)
+  if ship_cap > 0 then
+    table.insert(shipped, 'l' .. ep .. ' ' .. ws)
+    table.insert(shipped, member)
+  end
+end
 -- The short ones: first attempts from the stream that succeeded. In the
 -- common case (entries all still ours, the endpoint's keys sound) a
 -- group is one ZADD of its arguments as they came, with nothing done per
@@ -171,10 +178,7 @@ for _, g in ipairs(groups) do
     if not logged[e] then logged[e] = {} end
     redis.call('ZADD', ep_key(e, 2), unpack(ARGV, at, at + 2 * n - 1))
     if ship_cap > 0 then
-      for k = 0, n - 1 do
-        table.insert(shipped, 'l' .. ep .. ' ' .. ws)
-        table.insert(shipped, ARGV[at + 2 * k + 1])
-      end
+      for k = 0, n - 1 do ship(ep, ws, ARGV[at + 2 * k + 1]) end
     end
     tally(streak, ep, true, '')
   else
@@ -187,10 +191,7 @@ for _, g in ipairs(groups) do
         set_aside_one(entry, ep_bad[e], 'endpoint', ep, 'workspace', ws, 'status', STATUS_SUCCEEDED)
       else
         push(logged, e, created, member)
-        if ship_cap > 0 then
-          table.insert(shipped, 'l' .. ep .. ' ' .. ws)
-          table.insert(shipped, member)
-        end
+        ship(ep, ws, member)
         tally(streak, ep, true, '')
       end
     end
@@ -226,10 +227,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
       status, reason = STATUS_FAILED, 'endpoint_deleted'
     end
     push(logged, e, created, member)
-    if ship_cap > 0 then
-      table.insert(shipped, 'l' .. ep .. ' ' .. ws)
-      table.insert(shipped, member)
-    end
+    ship(ep, ws, member)
     if attempt ~= '' then tally(streak, ep, status == STATUS_SUCCEEDED, err) end
     if declared and status ~= STATUS_SUCCEEDED then
       local dkey, akey, envkey = durable_key(durable, 1), durable_key(durable, 2), durable_key(durable, 3)
