@@ -14,13 +14,24 @@ use hookd_store::log::LogRecord;
 use hookd_store::schedule::{Breaker, ConcurrencyLimits};
 use hookd_store::{Store, StoreSettings};
 
-async fn store(redis: &Redis) -> Store {
-    Store::connect(StoreSettings {
+/// The store's settings as the built-in configuration gives them, on `redis`.
+fn settings(redis: &Redis) -> StoreSettings {
+    StoreSettings {
         url: redis.url(),
-        ..StoreSettings::default()
-    })
-    .await
-    .unwrap()
+        ..hookd::settings::Config::default().store()
+    }
+}
+
+/// The concurrency limits of the built-in configuration.
+fn limits() -> ConcurrencyLimits {
+    hookd::settings::Config::default()
+        .daemon(String::new())
+        .schedule
+        .limits
+}
+
+async fn store(redis: &Redis) -> Store {
+    Store::connect(settings(redis)).await.unwrap()
 }
 
 async fn endpoint(store: &Store, ws: &str) -> Endpoint {
@@ -143,7 +154,7 @@ async fn a_lease_is_judged_by_redis_clock_not_the_daemons() {
     let ep = endpoint(&store, "ws").await;
     assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
     let p = store.keys().partition_of("ws");
-    let limits = ConcurrencyLimits::default();
+    let limits = limits();
     let lease = Duration::from_secs(30);
     let first = store.claim_due(&p, lease, 10, &limits, "t1").await.unwrap();
     assert_eq!(first.len(), 1);
@@ -195,7 +206,7 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
-    let limits = ConcurrencyLimits::default();
+    let limits = limits();
     let mut calls = 0;
     loop {
         calls += 1;
@@ -522,7 +533,7 @@ async fn an_attempt_whose_claim_was_taken_over_records_nothing() {
     let ep = endpoint(&store, "ws").await;
     let p = store.keys().partition_of("ws");
     assert_eq!(settle(&store, "ws", 1, DeliveryStatus::Pending).await, 1);
-    let limits = ConcurrencyLimits::default();
+    let limits = limits();
     // A claim whose lease runs out while its request is slow...
     let slow = store
         .claim_due(&p, Duration::from_millis(1), 10, &limits, "slow")
@@ -824,9 +835,8 @@ async fn an_entry_with_a_field_name_that_is_not_utf8_is_dead_lettered_at_read() 
 async fn racing_creates_never_pass_the_workspace_limit() {
     let redis = Redis::start();
     let store = Store::connect(StoreSettings {
-        url: redis.url(),
         max_endpoints_per_workspace: 5,
-        ..StoreSettings::default()
+        ..settings(&redis)
     })
     .await
     .unwrap();
@@ -890,7 +900,7 @@ async fn first_attempt_slots_leave_a_quarter_to_retries_that_are_due() {
     assert_eq!(granted, [3]);
     // ... and the retry is claimed in it.
     let claimed = store
-        .claim_due(&p, lease, 10, &ConcurrencyLimits::default(), "t")
+        .claim_due(&p, lease, 10, &limits(), "t")
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -5,60 +5,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hookd_core::{Scope, time};
-use hookd_store::audit::AuditEntry;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use hookd_control::audit::{AuditPage, AuditView};
+use hookd_core::Scope;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::QueryParams;
-
-/// One change.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditView {
-    pub id: String,
-    pub at: String,
-    /// An API key's id, `cli` (the command line), or `hookd` (the circuit
-    /// breaker, a receiver's 410).
-    pub actor: String,
-    /// The key's name, when it has one.
-    pub actor_name: Option<String>,
-    /// `endpoint.created`, `endpoint.updated`, `endpoint.deleted`,
-    /// `endpoint.paused`, `endpoint.resumed`, `endpoint.secret_rotated`,
-    /// `delivery.redelivered`, `recovery.started`, `key.created`,
-    /// `key.revoked`, `catalog.changed`.
-    pub action: String,
-    /// The endpoint, delivery, job or key id, or the event type.
-    pub target: String,
-    /// The admin request that made the change (its `X-Request-Id`).
-    pub request_id: Option<String>,
-    /// A pause's reason, a rotation's grace, the settings an update changed.
-    pub detail: Option<String>,
-}
-
-impl From<AuditEntry> for AuditView {
-    fn from(e: AuditEntry) -> Self {
-        Self {
-            at: time::format_rfc3339_ms(e.at_ms),
-            id: e.id,
-            actor: e.actor.id,
-            actor_name: e.actor.name,
-            action: e.action,
-            target: e.target,
-            request_id: e.actor.request_id,
-            detail: e.detail,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    pub data: Vec<AuditView>,
-    /// Pass as `before` for the next page; `null` at the end.
-    pub next: Option<String>,
-}
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -15,8 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hookd_core::{ApiKey, Scope, api_key, time};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// The authenticated key of a request, and the request's id.
 #[derive(Debug, Clone)]

@@ -5,88 +5,16 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind, Scope, time};
+use hookd_control::deliveries::{self, DeliveryPage, DeliveryView};
+use hookd_core::{Delivery, DeliveryStatus, Scope};
 use hookd_store::history::{Cursor, DeliveryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
 use crate::extract::QueryParams;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
-    pub number: u32,
-    pub started_at: String,
-    pub duration_ms: u64,
-    pub succeeded: bool,
-    pub status_code: Option<u16>,
-    #[schema(value_type = Option<crate::schema::ErrorKindName>)]
-    pub error_kind: Option<ErrorKind>,
-    pub error: Option<String>,
-    pub response_excerpt: Option<String>,
-    /// `manual`: redeliver or recover.
-    #[schema(value_type = crate::schema::TriggerName)]
-    pub trigger: AttemptTrigger,
-}
-
-impl From<Attempt> for AttemptView {
-    fn from(a: Attempt) -> Self {
-        Self {
-            number: a.number,
-            started_at: time::format_rfc3339_ms(a.started_at_ms),
-            duration_ms: a.duration_ms,
-            succeeded: a.succeeded,
-            status_code: a.status_code,
-            error_kind: a.error_kind,
-            error: a.error,
-            response_excerpt: a.response_excerpt,
-            trigger: a.trigger,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryView {
-    pub id: String,
-    pub endpoint_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    #[schema(value_type = crate::schema::DeliveryStatusName)]
-    pub status: DeliveryStatus,
-    pub attempts_made: u32,
-    pub created_at: String,
-    pub next_attempt_at: Option<String>,
-    /// Every attempt, oldest first (only when reading one delivery).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<Vec<AttemptView>>,
-}
-
-impl DeliveryView {
-    pub fn new(d: Delivery, with_attempts: bool) -> Self {
-        Self {
-            attempts: with_attempts
-                .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),
-            id: d.id,
-            endpoint_id: d.endpoint_id,
-            event_id: d.event_id,
-            event_type: d.event_type,
-            status: d.status,
-            attempts_made: d.attempts_made,
-            created_at: time::format_rfc3339_ms(d.created_at_ms),
-            next_attempt_at: d.next_attempt_at_ms.map(time::format_rfc3339_ms),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryPage {
-    pub data: Vec<DeliveryView>,
-    /// Pass as `before` for the next page; `null` at the end of the history.
-    /// A page may hold fewer than `limit` deliveries and still have a next one.
-    pub next: Option<String>,
-}
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +23,7 @@ pub struct DeliveryQuery {
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub endpoint_id: Option<String>,
     #[serde(default, deserialize_with = "status")]
-    #[param(value_type = Option<crate::schema::DeliveryStatusName>)]
+    #[param(value_type = Option<hookd_control::schema::DeliveryStatusName>)]
     pub status: Option<DeliveryStatus>,
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_type: Option<String>,
@@ -219,15 +147,7 @@ pub async fn redeliver(
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    if !state.history.redeliver(&ws, &id, time::now_ms()).await? {
-        return Err(ApiError::conflict(
-            "this delivery cannot be attempted now: an attempt is in flight, or its endpoint was deleted",
-        ));
-    }
-    state
-        .store
-        .audit(&ws, &caller.actor(), "delivery.redelivered", &id, None)
-        .await;
+    deliveries::redeliver(&state.history, &caller.actor(), &ws, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(DeliveryView::new(owned(&state, &ws, &id).await?, false)),

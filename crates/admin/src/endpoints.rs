@@ -8,120 +8,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use std::time::Duration;
 
-use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, time};
+use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
+use hookd_control::recovery::{self, JobView, Recovery};
+use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
-use crate::actions::{self, EndpointChange, MapChange, NewEndpoint, Recovery};
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody, in_workspace};
 use crate::extract::{JsonBody, QueryParams, parse_time};
-use crate::jobs::JobView;
-
-/// An endpoint as the API shows it. `secret` appears only in the responses
-/// of create and rotate.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EndpointView {
-    pub id: String,
-    pub workspace: String,
-    pub url: String,
-    pub description: Option<String>,
-    /// `null`: every event type.
-    pub event_types: Option<Vec<String>>,
-    #[schema(value_type = crate::schema::SchemeName)]
-    pub scheme: SignatureScheme,
-    /// Extra request headers. Their values (often a receiver's credentials)
-    /// show only to keys that may write the endpoint; read keys see `***`.
-    pub headers: BTreeMap<String, String>,
-    pub max_concurrency: Option<u32>,
-    /// Attempts per second.
-    pub rate_limit: Option<u32>,
-    pub metadata: BTreeMap<String, String>,
-    pub created_at: String,
-    pub paused: bool,
-    pub paused_reason: Option<String>,
-    pub paused_at: Option<String>,
-    /// Set while its attempts fail in a row (the circuit breaker's count;
-    /// cleared by a success or a resume).
-    pub failing: Option<FailingView>,
-    /// Deliveries held while paused.
-    pub held: u64,
-    /// First attempts waiting for a slot in the endpoint's lane (behind its
-    /// backlog, not in front of other workspaces' events).
-    pub waiting: WaitingView,
-    /// Until when the previous secret still signs (during a rotation's grace window).
-    pub previous_secret_expires_at: Option<String>,
-    /// Signatures during a rotation's grace window: `all` (one per valid
-    /// secret) or `newest` (one); `null` takes the configured default.
-    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
-    pub rotation_signatures: Option<RotationSignatures>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-/// What waits in an endpoint's lane.
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct WaitingView {
-    pub deliveries: u64,
-    /// When the oldest of them was published.
-    pub oldest: Option<String>,
-}
-
-/// An endpoint's attempts failing in a row.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailingView {
-    pub consecutive_failures: u64,
-    pub since: String,
-    pub last_error: String,
-}
-
-impl EndpointView {
-    /// `header_values`: show custom header values (else `***`).
-    pub fn new(ep: Endpoint, held: u64, with_secret: bool, header_values: bool) -> Self {
-        let now = time::now_ms();
-        let headers = if header_values {
-            ep.headers
-        } else {
-            ep.headers
-                .into_keys()
-                .map(|k| (k, REDACTED.to_string()))
-                .collect()
-        };
-        Self {
-            previous_secret_expires_at: ep
-                .previous_secrets
-                .iter()
-                .map(|p| p.expires_at_ms)
-                .filter(|t| *t > now)
-                .max()
-                .map(time::format_rfc3339_ms),
-            secret: with_secret.then(|| ep.secret.clone()),
-            rotation_signatures: ep.rotation_signatures,
-            id: ep.id,
-            workspace: ep.workspace,
-            url: ep.url,
-            description: ep.description,
-            event_types: ep.event_types,
-            scheme: ep.scheme,
-            headers,
-            max_concurrency: ep.max_concurrency,
-            rate_limit: ep.rate_limit,
-            metadata: ep.metadata,
-            created_at: time::format_rfc3339_ms(ep.created_at_ms),
-            paused: ep.paused,
-            paused_reason: ep.paused_reason,
-            paused_at: ep.paused_at_ms.map(time::format_rfc3339_ms),
-            failing: ep.failing.clone().map(|f| FailingView {
-                consecutive_failures: f.consecutive,
-                since: time::format_rfc3339_ms(f.since_ms),
-                last_error: f.last_error,
-            }),
-            held,
-            waiting: WaitingView::default(),
-        }
-    }
-}
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +32,7 @@ pub struct CreateEndpoint {
     #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// Absent or `null`: every event type.
-    #[schema(value_type = Option<Vec<crate::schema::EventTypeName>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<hookd_control::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -149,11 +45,11 @@ pub struct CreateEndpoint {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     /// Default `sha256`.
-    #[schema(value_type = Option<crate::schema::SchemeName>)]
+    #[schema(value_type = Option<hookd_control::schema::SchemeName>)]
     pub scheme: Option<SignatureScheme>,
     /// Signatures during a rotation's grace window: `all` or `newest`;
     /// absent or `null` takes `[signing] rotation_signatures`.
-    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    #[schema(value_type = Option<hookd_control::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<RotationSignatures>,
 }
 
@@ -171,7 +67,7 @@ pub struct UpdateEndpoint {
     #[schema(value_type = Option<String>, max_length = 1024)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<crate::schema::EventTypeName>>, min_items = 1)]
+    #[schema(value_type = Option<Vec<hookd_control::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Option<Vec<String>>>,
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present_count")]
@@ -183,7 +79,7 @@ pub struct UpdateEndpoint {
     pub metadata: Option<BTreeMap<String, String>>,
     /// `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    #[schema(value_type = Option<hookd_control::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<Option<RotationSignatures>>,
 }
 
@@ -251,7 +147,7 @@ pub struct RecoverRequest {
     #[schema(format = DateTime)]
     pub until: Option<String>,
     /// Which deliveries to re-queue (default `failed`).
-    #[schema(value_type = Option<crate::schema::DeliveryStatusName>)]
+    #[schema(value_type = Option<hookd_control::schema::DeliveryStatusName>)]
     pub status: Option<DeliveryStatus>,
 }
 
@@ -261,10 +157,8 @@ pub(crate) async fn owned(state: &AppState, ws: &str, id: &str) -> ApiResult<End
     in_workspace(read, ws, |e| &e.workspace, format!("endpoint {id}"))
 }
 
-/// What a header value reads as to a key that may not write the endpoint.
-const REDACTED: &str = "***";
-
-/// The view for `caller` (`with_secret` only for create and rotate).
+/// The view for `caller` (`with_secret` only for create and rotate): header
+/// values only for keys that may write the endpoint.
 async fn view(
     state: &AppState,
     caller: &Caller,
@@ -272,18 +166,7 @@ async fn view(
     with_secret: bool,
 ) -> ApiResult<EndpointView> {
     let header_values = caller.may(&ep.workspace, Scope::Write);
-    let held = if ep.paused {
-        state.store.held_count(&ep).await?
-    } else {
-        0
-    };
-    let (deliveries, oldest) = state.store.waiting(&ep.workspace, &ep.id).await?;
-    let mut view = EndpointView::new(ep, held, with_secret, header_values);
-    view.waiting = WaitingView {
-        deliveries,
-        oldest: oldest.map(time::format_rfc3339_ms),
-    };
-    Ok(view)
+    Ok(endpoints::view(&state.store, ep, with_secret, header_values).await?)
 }
 
 /// Register an endpoint. The response carries its signing secret, once.
@@ -298,7 +181,7 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     caller.require(&ws, Scope::Write)?;
-    let ep = actions::create_endpoint(
+    let ep = endpoints::create(
         &state.store,
         &caller.actor(),
         &state.settings.endpoint_policy,
@@ -382,7 +265,7 @@ pub async fn update(
         rate_limit: req.rate_limit,
         rotation_signatures: req.rotation_signatures,
     };
-    let ep = actions::update_endpoint(
+    let ep = endpoints::update(
         &state.store,
         &caller.actor(),
         &state.settings.endpoint_policy,
@@ -404,11 +287,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    state.store.delete_endpoint(&id, time::now_ms()).await?;
-    state
-        .store
-        .audit(&ws, &caller.actor(), "endpoint.deleted", &id, None)
-        .await;
+    endpoints::delete(&state.store, &caller.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -428,7 +307,7 @@ pub async fn pause(
     let reason = req
         .reason
         .unwrap_or_else(|| "paused through the API".into());
-    let ep = actions::pause(&state.store, &caller.actor(), &id, &reason).await?;
+    let ep = endpoints::pause(&state.store, &caller.actor(), &id, &reason).await?;
     Ok(Json(view(&state, &caller, ep, false).await?))
 }
 
@@ -443,7 +322,7 @@ pub async fn resume(
 ) -> ApiResult<Json<Resumed>> {
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
-    let (released, ep) = actions::resume(&state.store, &caller.actor(), &id).await?;
+    let (released, ep) = endpoints::resume(&state.store, &caller.actor(), &id).await?;
     Ok(Json(Resumed {
         released,
         endpoint: view(&state, &caller, ep, false).await?,
@@ -465,7 +344,7 @@ pub async fn rotate_secret(
     caller.require(&ws, Scope::Write)?;
     owned(&state, &ws, &id).await?;
     let grace = Duration::from_secs(req.grace_seconds.unwrap_or(86_400));
-    let ep = actions::rotate_secret(&state.store, &caller.actor(), &id, grace).await?;
+    let ep = endpoints::rotate_secret(&state.store, &caller.actor(), &id, grace).await?;
     Ok(Json(view(&state, &caller, ep, true).await?))
 }
 
@@ -489,7 +368,7 @@ pub async fn recover(
         .as_deref()
         .map(|u| parse_time("/until", u))
         .transpose()?;
-    let job = actions::start_recovery(
+    let job = recovery::start(
         &state.history,
         &caller.actor(),
         Recovery {

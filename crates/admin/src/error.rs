@@ -109,12 +109,13 @@ impl ApiError {
     }
 }
 
-impl From<crate::actions::ActionError> for ApiError {
-    fn from(e: crate::actions::ActionError) -> Self {
-        use crate::actions::ActionError;
+impl From<hookd_control::ActionError> for ApiError {
+    fn from(e: hookd_control::ActionError) -> Self {
+        use hookd_control::ActionError;
         match e {
             ActionError::Invalid(issues) => Self::validation(issues),
             ActionError::Store(e) => e.into(),
+            ActionError::Conflict(why) => Self::conflict(why),
             ActionError::Randomness(why) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

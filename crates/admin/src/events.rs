@@ -6,17 +6,16 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use hookd_core::{Event, Scope, id, time};
-use serde::{Deserialize, Serialize};
+use hookd_control::events::{self, Member, NewEvent, Published};
+use hookd_core::{Scope, id};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
-use hookd_store::stream::Publication;
-
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::JsonBody;
 use crate::requests::RequestTrace;
+use crate::state::AppState;
 use hookd_core::trace::TraceParent;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -27,7 +26,7 @@ pub struct PublishEvent {
     #[schema(pattern = "^[!-~]{1,128}$")]
     pub id: Option<String>,
     #[serde(rename = "type")]
-    #[schema(value_type = crate::schema::EventTypeName)]
+    #[schema(value_type = hookd_control::schema::EventTypeName)]
     pub event_type: String,
     /// The payload.
     #[schema(value_type = Object)]
@@ -41,15 +40,6 @@ pub struct PublishEvent {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub fields: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Published {
-    pub event_id: String,
-    /// The stream entry id (for a repeat, the first one's).
-    pub entry_id: String,
-    /// The event id was published before: nothing was written this time.
-    pub repeat: bool,
 }
 
 /// Publish an event.
@@ -83,15 +73,6 @@ pub async fn publish(
         (Some(id), _) | (None, Some(id)) => id,
         (None, None) => id::new_id("evt_"),
     };
-    let mut fields = vec![
-        ("type".to_string(), req.event_type),
-        ("workspace".to_string(), ws.clone()),
-        ("data".to_string(), req.data.to_string()),
-        ("id".to_string(), event_id.clone()),
-    ];
-    if let Some(at) = req.occurred_at {
-        fields.push(("occurred_at".to_string(), at));
-    }
     // Trace context (never payload): the request's span when tracing is on,
     // so the attempts continue the trace under it; else the caller's own.
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -101,76 +82,34 @@ pub async fn publish(
             .filter(|tp| TraceParent::parse(tp, None).is_some())
             .map(str::to_string),
     };
-    if let Some(tp) = traceparent {
-        fields.push(("traceparent".to_string(), tp));
-        if let Some(state) = header("tracestate") {
-            fields.push(("tracestate".to_string(), state.to_string()));
-        }
-    }
-    let mut reserved = Vec::new();
-    for (k, v) in req.fields {
-        if hookd_core::event::RESERVED_FIELDS.contains(&k.as_str())
-            || k.starts_with(hookd_core::event::JSON_PREFIX)
-        {
-            reserved.push((
-                format!("/fields/{k}"),
-                "is a reserved member; use the top-level field (or a JSON value, not the json: prefix)"
-                    .to_string(),
-            ));
-            continue;
-        }
-        match v {
-            serde_json::Value::String(text) => fields.push((k, text)),
-            json => fields.push((
-                format!("{}{k}", hookd_core::event::JSON_PREFIX),
-                json.to_string(),
-            )),
-        }
-    }
-    if !reserved.is_empty() {
-        return Err(ApiError::validation(reserved));
-    }
-    Event::from_fields(&fields, state.settings.event_limits, time::now_ms()).map_err(|r| {
-        // The member of the request the stream entry's check is about.
-        let at = match r.code {
-            "invalid_type" => "/type",
-            "invalid_json" | "too_large" => "/data",
-            "invalid_occurred_at" => "/occurred_at",
-            "invalid_id" => "/id",
-            "invalid_workspace" => "/path/ws",
-            "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
-            _ => "",
-        };
-        ApiError::invalid(at, format!("{}: {}", r.code, r.message))
-    })?;
-    match state.store.publish(&ws, &event_id, &fields).await? {
-        Publication::New { entry_id } => Ok((
-            StatusCode::ACCEPTED,
-            HeaderMap::new(),
-            Json(Published {
-                event_id,
-                entry_id,
-                repeat: false,
-            }),
-        )),
-        Publication::Repeat {
-            same: Some(false),
-            entry_id,
-        } => Err(ApiError::conflict(format!(
-            "event {event_id} was published before (entry {entry_id}) with a different body; publish a changed event under a new id"
-        ))),
-        Publication::Repeat { entry_id, .. } => {
-            let mut headers = HeaderMap::new();
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok((
-                StatusCode::OK,
-                headers,
-                Json(Published {
-                    event_id,
-                    entry_id,
-                    repeat: true,
-                }),
-            ))
-        }
+    let tracestate = traceparent
+        .as_ref()
+        .and_then(|_| header("tracestate"))
+        .map(str::to_string);
+    let members = req
+        .fields
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(text) => (name, Member::Text(text)),
+            json => (name, Member::Json(json.to_string())),
+        })
+        .collect();
+    let new = NewEvent {
+        workspace: ws,
+        id: Some(event_id),
+        event_type: req.event_type,
+        data: req.data.to_string(),
+        occurred_at: req.occurred_at,
+        members,
+        traceparent,
+        tracestate,
+    };
+    let published = events::publish(&state.store, state.settings.event_limits, new).await?;
+    if published.repeat {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        Ok((StatusCode::OK, headers, Json(published)))
+    } else {
+        Ok((StatusCode::ACCEPTED, HeaderMap::new(), Json(published)))
     }
 }

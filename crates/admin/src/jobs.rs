@@ -3,65 +3,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use hookd_core::{DeliveryStatus, Scope, time};
-use hookd_store::recovery::Job;
-use serde::Serialize;
-use utoipa::ToSchema;
+use hookd_control::recovery::{JobList, JobView};
+use hookd_core::Scope;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody, in_workspace};
-
-/// A recovery job's progress.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    pub id: String,
-    pub endpoint_id: String,
-    pub since: String,
-    pub until: Option<String>,
-    /// The status re-queued.
-    #[schema(value_type = crate::schema::DeliveryStatusName)]
-    pub status: DeliveryStatus,
-    /// `scanning`, `delivering`, `completed` or `failed`.
-    pub state: String,
-    /// Why a `failed` job stopped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Deliveries in the window with that status.
-    pub matched: u64,
-    /// Of those, re-queued (the rest had an attempt in flight or had expired).
-    pub queued: u64,
-    /// Re-queued deliveries whose attempt has been made.
-    pub done: u64,
-    /// Of those, succeeded.
-    pub succeeded: u64,
-    pub created_at: String,
-}
-
-impl From<Job> for JobView {
-    fn from(j: Job) -> Self {
-        Self {
-            state: j.state().to_string(),
-            id: j.id,
-            endpoint_id: j.endpoint_id,
-            since: time::format_rfc3339_ms(j.since_ms),
-            until: j.until_ms.map(time::format_rfc3339_ms),
-            status: j.status,
-            matched: j.matched,
-            queued: j.queued,
-            done: j.done,
-            succeeded: j.succeeded,
-            created_at: time::format_rfc3339_ms(j.created_at_ms),
-            error: j.error,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    /// Newest first; jobs are kept for `[history] retention`.
-    pub data: Vec<JobView>,
-}
+use crate::state::AppState;
 
 /// The workspace's recovery jobs, newest first.
 #[utoipa::path(get, operation_id = "list_recovery_jobs", path = "/api/v1/workspaces/{ws}/jobs", tag = "deliveries",

@@ -4,73 +4,28 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::{ApiKey, Scope, time};
-use serde::{Deserialize, Serialize};
+use hookd_control::keys::{self, KeyList, KeyView, NewKey};
+use hookd_core::Scope;
+use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::actions::{self, NewKey};
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::JsonBody;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyView {
-    pub id: String,
-    pub workspace: String,
-    #[schema(value_type = crate::schema::ScopeName)]
-    pub scope: Scope,
-    #[schema(value_type = crate::schema::KeyEnvName)]
-    pub env: String,
-    pub name: Option<String>,
-    /// The key's first characters, to recognise it.
-    pub prefix: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-    /// After this the key gets 401 `key_expired`; `null`: never.
-    pub expires_at: Option<String>,
-    /// When a request last used the key (to about a minute); `null`: never.
-    pub last_used_at: Option<String>,
-    /// The key itself: only in the response that made it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-impl KeyView {
-    pub fn new(k: ApiKey, key: Option<String>) -> Self {
-        Self {
-            id: k.id,
-            workspace: k.workspace,
-            scope: k.scope,
-            env: k.env,
-            name: k.name,
-            prefix: k.prefix,
-            created_at: time::format_rfc3339_ms(k.created_at_ms),
-            revoked_at: k.revoked_at_ms.map(time::format_rfc3339_ms),
-            expires_at: k.expires_at_ms.map(time::format_rfc3339_ms),
-            last_used_at: k.last_used_at_ms.map(time::format_rfc3339_ms),
-            key,
-        }
-    }
-}
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(value_type = crate::schema::ScopeName)]
+    #[schema(value_type = hookd_control::schema::ScopeName)]
     pub scope: Scope,
     pub name: Option<String>,
     /// Default `live`.
-    #[schema(value_type = Option<crate::schema::KeyEnvName>)]
+    #[schema(value_type = Option<hookd_control::schema::KeyEnvName>)]
     pub env: Option<String>,
     /// When the key stops working (RFC 3339, in the future); default never.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeyList {
-    pub data: Vec<KeyView>,
 }
 
 /// Make an API key for the workspace (admin scope). The key is in this response only.
@@ -90,7 +45,7 @@ pub async fn create(
         .as_deref()
         .map(|t| crate::extract::parse_time("/expires_at", t))
         .transpose()?;
-    let (key, text) = actions::mint_key(
+    let (key, text) = keys::mint(
         &state.store,
         &caller.actor(),
         &state.settings.key_policy,
@@ -132,6 +87,6 @@ pub async fn revoke(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyView>> {
     caller.require(&ws, Scope::Admin)?;
-    let key = actions::revoke_key(&state.store, &caller.actor(), &id, Some(&ws)).await?;
+    let key = keys::revoke(&state.store, &caller.actor(), &id, Some(&ws)).await?;
     Ok(Json(KeyView::new(key, None)))
 }

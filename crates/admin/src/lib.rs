@@ -3,8 +3,8 @@
 //! - [`auth`]: bearer keys, scopes, workspaces, the per-key rate limit;
 //! - [`error`] and [`extract`]: the `{code, message, issues}` error shape and
 //!   extractors that fail in it;
-//! - [`actions`]: what an operator does (endpoints, keys, recovery), shared
-//!   with the `hookd` CLI; the handlers only translate HTTP;
+//! - [`state`]: what every handler can reach ([`AppState`]) and the typed
+//!   settings ([`AdminSettings`]);
 //! - [`endpoints`], [`deliveries`], [`jobs`], [`event_types`], [`events`],
 //!   [`keys`], [`workspaces`], [`audit`]: the resources under `/api/v1`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
@@ -14,12 +14,14 @@
 //!   kept for delivery);
 //! - [`console`]: the SRE console at `/console` (a page over `/api/v1`).
 //!
+//! What an operator does, and the views answered, are hookd-control's (the
+//! CLI calls the same functions): the handlers here only translate HTTP.
+//!
 //! Every `/api/v1` route is declared once, with its OpenAPI description
 //! (utoipa), and [`router`] serves exactly the routes [`openapi`] documents;
 //! `/openapi.json` and the reference pages at `/docs` and `/swagger` read
 //! the same document.
 
-pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod console;
@@ -36,88 +38,22 @@ pub mod ops;
 pub mod reference;
 pub mod requests;
 pub mod schema;
+pub mod state;
 pub mod workspaces;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use hookd_core::EventLimits;
-use hookd_core::heartbeat::Heartbeat;
-use hookd_store::Store;
 use tokio::sync::watch;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// An event type declared in configuration.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-pub struct CatalogEntry {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    /// JSON Schema of the event's `data`.
-    #[serde(default)]
-    pub schema: Option<serde_json::Value>,
-}
-
-/// Typed settings of the admin API (the binary reads them from `[admin]`).
-#[derive(Debug, Clone)]
-pub struct AdminSettings {
-    pub bind: SocketAddr,
-    /// Requests per key per `rate_window`.
-    pub rate_limit: u32,
-    pub rate_window: Duration,
-    /// Largest request body accepted (413 past it).
-    pub max_body_bytes: usize,
-    /// Longest a request may take before it is answered 503 `timeout`.
-    pub request_timeout: Duration,
-    /// Event types declared in configuration.
-    pub catalog: Vec<CatalogEntry>,
-    /// The consumer group, for lag and pending figures.
-    pub group: String,
-    /// What a published event must satisfy (the same limits ingest applies).
-    pub event_limits: EventLimits,
-    /// What an endpoint is held to (endpoints whose URL is a literal
-    /// internal IP are refused, 422).
-    pub endpoint_policy: actions::EndpointPolicy,
-    /// How new API keys are made (their prefix).
-    pub key_policy: actions::KeyPolicy,
-    /// The ingest loop must have reported within this for `/readyz`.
-    pub ready_within: Duration,
-    /// How often the queue figures `/metrics` shows are read from Redis.
-    pub stats_interval: Duration,
-    /// The signed requests' header prefix (`X-Hookd`), to show what an attempt sent.
-    pub header_prefix: String,
-    /// Connection timeouts and cap.
-    pub listener: listener::ListenerSettings,
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    /// Delivery history: Redis, and PostgreSQL when it is configured.
-    pub history: hookd_history::merged::HistoryReader,
-    /// Whether history ships to PostgreSQL (`None`: not configured), for `/readyz`.
-    pub shipping: Option<std::sync::Arc<hookd_history::shipper::ShipHealth>>,
-    pub settings: Arc<AdminSettings>,
-    /// Beaten by the ingest loop; `/readyz` checks it.
-    pub heartbeat: Heartbeat,
-    /// The daemon's counters and histograms, rendered by `/metrics`.
-    pub registry: prometheus::Registry,
-    /// Queue figures for `/metrics`, refreshed by [`serve`] on an interval.
-    pub figures: ops::QueueFigures,
-    /// When this daemon last wrote each key's `last_used_at`.
-    pub key_use: auth::KeyUse,
-    /// Request spans, when tracing is on.
-    pub spans: hookd_delivery::trace::Spans,
-}
+pub use state::{AdminSettings, AppState};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

@@ -33,16 +33,6 @@ pub struct ListenerSettings {
     pub idle_timeout: Duration,
 }
 
-impl Default for ListenerSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 512,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
 /// The connection cap: the setting, held under a quarter of the process's
 /// open-file limit when that is known.
 pub fn connection_cap(settings: &ListenerSettings) -> usize {
@@ -214,7 +204,8 @@ mod tests {
     fn the_cap_leaves_three_quarters_of_the_descriptors_to_delivery() {
         let settings = ListenerSettings {
             max_connections: usize::MAX,
-            ..ListenerSettings::default()
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         };
         let cap = connection_cap(&settings);
         if let Some(limit) = open_file_limit() {
@@ -222,7 +213,7 @@ mod tests {
         }
         let small = ListenerSettings {
             max_connections: 3,
-            ..ListenerSettings::default()
+            ..settings
         };
         assert_eq!(connection_cap(&small), 3);
     }

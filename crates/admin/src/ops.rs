@@ -14,7 +14,7 @@ use prometheus::{Encoder, Gauge, Registry, TextEncoder};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -17,7 +17,7 @@ use hookd_core::trace::TraceParent;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The request's id, for handlers that record it (audit entries).
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let parent = header("traceparent")
             .and_then(|tp| TraceParent::parse(tp, header("tracestate")))
-            .and_then(|tp| hookd_delivery::trace::remote(&tp))
+            .and_then(|tp| hookd_core::trace::remote(&tp))
             .unwrap_or_default();
         tracer
             .span_builder(format!("{method} {route}"))
@@ -65,7 +65,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
             .start_with_context(tracer, &parent)
     });
     if let Some(span) = &span {
-        let tp = hookd_delivery::trace::traceparent(span.span_context());
+        let tp = hookd_core::trace::traceparent(span.span_context());
         req.extensions_mut().insert(RequestTrace(tp));
     }
     req.extensions_mut().insert(RequestId(request_id.clone()));

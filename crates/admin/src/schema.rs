@@ -1,113 +1,10 @@
-//! OpenAPI-only descriptions of values whose Rust types live in other crates
-//! (enums of hookd-core), and the responses every `/api/v1` operation can give.
+//! The responses every `/api/v1` operation can give, added to the OpenAPI
+//! document once. (The descriptions of hookd-core's values are in
+//! `hookd_control::schema`.)
 
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{ContentBuilder, Ref};
-
-/// An event type name: `[a-z0-9_.-]{1,128}`.
-pub struct EventTypeName;
-
-impl utoipa::PartialSchema for EventTypeName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[a-z0-9_.-]{1,128}$"))
-            .description(Some("An event type, e.g. card.created"))
-            .into()
-    }
-}
-
-impl ToSchema for EventTypeName {}
-
-/// A JSON Schema document: an object or a boolean.
-pub struct JsonSchemaDoc;
-
-impl utoipa::PartialSchema for JsonSchemaDoc {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Object))
-            .item(ObjectBuilder::new().schema_type(Type::Boolean))
-            .description(Some("A JSON Schema of the event's data"))
-            .into()
-    }
-}
-
-impl ToSchema for JsonSchemaDoc {}
-
-/// Where a delivery stands.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatusName {
-    Pending,
-    Held,
-    Retrying,
-    Succeeded,
-    Failed,
-}
-
-/// How deliveries are signed.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SchemeName {
-    Sha256,
-    StandardWebhooks,
-}
-
-/// Signatures during a rotation's grace window: one per valid secret, or
-/// only the newest.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RotationSignaturesName {
-    All,
-    Newest,
-}
-
-/// What a key may do; each includes the ones before it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ScopeName {
-    Read,
-    Write,
-    Admin,
-}
-
-/// The `<env>` of a key.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyEnvName {
-    Live,
-    Stg,
-    Dev,
-    Test,
-}
-
-/// Why an attempt failed.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKindName {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    Status,
-    Blocked,
-    /// The receiver's answer was not readable HTTP (a head too large, a bad status line).
-    Response,
-    /// hookd failed the attempt itself (its task ended before an answer).
-    Internal,
-}
-
-/// What started an attempt.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerName {
-    Scheduled,
-    Manual,
-}
 
 /// Adds the error responses any `/api/v1` operation can give (bad JSON, body
 /// too large, not JSON, invalid input, rate limited, Redis unavailable or
@@ -172,5 +69,56 @@ pub fn add_common_responses(doc: &mut OpenApi) {
                     });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hookd_core::{
+        AttemptTrigger, DeliveryStatus, ErrorKind, RotationSignatures, Scope, SignatureScheme,
+        api_key,
+    };
+    use serde::Serialize;
+
+    /// The `enum` values the served document gives schema `name`.
+    fn documented(name: &str) -> Vec<String> {
+        let doc = serde_json::to_value(crate::openapi()).expect("the document serialises");
+        let values = doc["components"]["schemas"][name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} is documented as an enum"));
+        values
+            .iter()
+            .map(|v| v.as_str().expect("a string value").to_string())
+            .collect()
+    }
+
+    /// How the API writes each of `all` (the views serialise core's enums).
+    fn written<T: Serialize>(all: &[T]) -> Vec<String> {
+        all.iter()
+            .map(|v| match serde_json::to_value(v) {
+                Ok(serde_json::Value::String(s)) => s,
+                other => panic!("not a string: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The OpenAPI mirror enums (hookd_control::schema) name exactly the
+    /// values core's enums are written as: a variant added to one and not
+    /// the other fails here, not in a client generated from the document.
+    #[test]
+    fn the_documented_enums_are_core_s_enums() {
+        assert_eq!(
+            documented("DeliveryStatusName"),
+            written(&DeliveryStatus::ALL)
+        );
+        assert_eq!(documented("SchemeName"), written(&SignatureScheme::ALL));
+        assert_eq!(
+            documented("RotationSignaturesName"),
+            written(&RotationSignatures::ALL)
+        );
+        assert_eq!(documented("ScopeName"), written(&Scope::ALL));
+        assert_eq!(documented("KeyEnvName"), api_key::KEY_ENVS.to_vec());
+        assert_eq!(documented("ErrorKindName"), written(&ErrorKind::ALL));
+        assert_eq!(documented("TriggerName"), written(&AttemptTrigger::ALL));
     }
 }

@@ -7,9 +7,9 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceView {
@@ -17,7 +17,7 @@ pub struct WorkspaceView {
     /// Endpoints registered in the workspace.
     pub endpoints: u64,
     /// The calling key's scope there.
-    #[schema(value_type = crate::schema::ScopeName)]
+    #[schema(value_type = hookd_control::schema::ScopeName)]
     pub scope: hookd_core::Scope,
 }
 

@@ -16,6 +16,9 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, narrowest first.
+    pub const ALL: [Self; 3] = [Self::Read, Self::Write, Self::Admin];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Self::Read),

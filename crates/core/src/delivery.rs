@@ -62,6 +62,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::Timeout,
+        Self::Connect,
+        Self::Dns,
+        Self::Tls,
+        Self::Status,
+        Self::Blocked,
+        Self::Response,
+        Self::Internal,
+    ];
+
     /// The name the API, logs, metrics and spans use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +96,11 @@ pub enum AttemptTrigger {
     #[default]
     Scheduled,
     Manual,
+}
+
+impl AttemptTrigger {
+    /// Every trigger.
+    pub const ALL: [Self; 2] = [Self::Scheduled, Self::Manual];
 }
 
 /// One HTTP request of a delivery, as recorded in its history.

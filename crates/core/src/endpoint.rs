@@ -18,6 +18,9 @@ pub enum SignatureScheme {
 }
 
 impl SignatureScheme {
+    /// Every scheme.
+    pub const ALL: [Self; 2] = [Self::Sha256, Self::StandardWebhooks];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "sha256" => Some(Self::Sha256),
@@ -106,6 +109,9 @@ pub enum RotationSignatures {
 }
 
 impl RotationSignatures {
+    /// Every choice.
+    pub const ALL: [Self; 2] = [Self::All, Self::Newest];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "all" => Some(Self::All),

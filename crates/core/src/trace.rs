@@ -6,6 +6,19 @@
 //! An invalid `traceparent` is ignored, as the W3C recommendation says
 //! (the event starts a trace of its own); so is a `tracestate` without a
 //! valid `traceparent`, or one over 512 bytes.
+//!
+//! Also the bridge to OpenTelemetry both the delivery workers and the admin
+//! API use: the process's tracer, a span's `traceparent`, and a producer's
+//! context as a remote parent.
+
+use std::sync::Arc;
+
+use opentelemetry::Context;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+/// The tracer every span of this process comes from (`None`: tracing off).
+pub type Spans = Option<Arc<BoxedTracer>>;
 
 /// A valid `traceparent` (and the `tracestate` that came with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +75,33 @@ impl TraceParent {
     pub fn header(&self) -> String {
         format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
     }
+}
+
+/// The W3C `traceparent` of a span.
+pub fn traceparent(sc: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    )
+}
+
+/// The producer's span as a remote parent.
+pub fn remote(tp: &TraceParent) -> Option<Context> {
+    let state = tp
+        .tracestate
+        .as_deref()
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let sc = SpanContext::new(
+        TraceId::from_hex(&tp.trace_id).ok()?,
+        SpanId::from_hex(&tp.span_id).ok()?,
+        TraceFlags::new(tp.flags),
+        true,
+        state,
+    );
+    Some(Context::new().with_remote_span_context(sc))
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use hookd_store::schedule::{Claimed, Outcome, Record};
 use http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderName};
 
 use crate::sender::{Sender, Target};
-use crate::trace::{AttemptSpan, Spans};
+use crate::trace::AttemptSpan;
+use hookd_core::trace::Spans;
 
 /// The signed-request header names for a configured prefix (`X-Hookd` by default).
 #[derive(Debug, Clone)]

@@ -43,7 +43,7 @@ pub(crate) struct Ingest {
     /// Beaten on every read that reached Redis (for `/readyz`).
     pub heartbeat: Heartbeat,
     /// Ingest batch spans, when tracing is on.
-    pub spans: crate::trace::Spans,
+    pub spans: hookd_core::trace::Spans,
 }
 
 /// Batches read ahead of the routing, at most (the reader waits past it).

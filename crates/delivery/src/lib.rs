@@ -75,7 +75,7 @@ pub struct Telemetry {
     /// Beaten by every ingest loop turn that reached Redis.
     pub heartbeat: Heartbeat,
     /// Where spans go (`None`: tracing off).
-    pub spans: trace::Spans,
+    pub spans: hookd_core::trace::Spans,
 }
 
 /// Runs the daemon until `shutdown` turns true.

@@ -25,28 +25,19 @@ pub struct SenderSettings {
     pub request_timeout: Duration,
     /// Bytes of the response body kept for history.
     pub response_excerpt_bytes: usize,
-    pub user_agent: String,
-    /// Idle keep-alive connections kept per receiver host.
-    pub pool_idle_per_host: usize,
     /// Which addresses may be reached.
     pub network: NetworkPolicy,
     /// DNS servers to ask (empty: the system's configuration).
     pub nameservers: Vec<std::net::SocketAddr>,
 }
 
-impl Default for SenderSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            response_excerpt_bytes: 4096,
-            user_agent: concat!("hookd/", env!("CARGO_PKG_VERSION")).into(),
-            pool_idle_per_host: 32,
-            network: NetworkPolicy::default(),
-            nameservers: Vec::new(),
-        }
-    }
-}
+/// The `User-Agent` of every attempt.
+pub const USER_AGENT_VALUE: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
+
+/// Idle keep-alive connections kept per receiver host: enough for an
+/// endpoint's default concurrency (32), so a steady endpoint reconnects
+/// rarely; more would only hold descriptors for bursts.
+pub const POOL_IDLE_PER_HOST: usize = 32;
 
 /// What a receiver did with one request.
 #[derive(Debug, Clone)]
@@ -117,11 +108,10 @@ impl Sender {
             .wrap_connector(connector);
         // No proxy and no redirects: hyper's client follows neither.
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(settings.pool_idle_per_host)
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        let user_agent = HeaderValue::from_str(&settings.user_agent)
-            .map_err(|_| BuildError(format!("user agent {:?}", settings.user_agent)))?;
+        let user_agent = HeaderValue::from_static(USER_AGENT_VALUE);
         Ok(Self {
             client,
             settings,

@@ -12,22 +12,15 @@
 //! header; its attributes are never built.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use hookd_core::Attempt;
-use hookd_core::trace::TraceParent;
+use hookd_core::trace::{remote, traceparent};
 use http::HeaderValue;
+use opentelemetry::KeyValue;
 use opentelemetry::global::{BoxedSpan, BoxedTracer};
-use opentelemetry::trace::{
-    Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
-    Tracer,
-};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
 
 use hookd_store::schedule::Claimed;
-
-/// The tracer every span of this process comes from (`None`: tracing off).
-pub type Spans = Option<Arc<BoxedTracer>>;
 
 /// An attempt's span, open while the request is made.
 pub struct AttemptSpan {
@@ -114,33 +107,6 @@ pub fn ingest_batch(tracer: &BoxedTracer, stream: &str, entries: usize) -> Boxed
         ]);
     }
     span
-}
-
-/// The W3C `traceparent` of a span.
-pub fn traceparent(sc: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    )
-}
-
-/// The producer's span as a remote parent.
-pub fn remote(tp: &TraceParent) -> Option<Context> {
-    let state = tp
-        .tracestate
-        .as_deref()
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let sc = SpanContext::new(
-        TraceId::from_hex(&tp.trace_id).ok()?,
-        SpanId::from_hex(&tp.span_id).ok()?,
-        TraceFlags::new(tp.flags),
-        true,
-        state,
-    );
-    Some(Context::new().with_remote_span_context(sc))
 }
 
 /// The host of an endpoint URL, for the span (never its path or query).

@@ -47,25 +47,29 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Serve => done(serve::run(config).await),
-            cli::Command::Endpoints(cmd) => done(cli::endpoints(&config, cmd).await),
-            cli::Command::Publish(args) => done(cli::publish(&config, args).await),
-            cli::Command::Deliveries(cmd) => done(cli::deliveries(&config, cmd).await),
-            cli::Command::Keys(cmd) => done(cli::keys(&config, cmd).await),
-            cli::Command::Recover(args) => done(cli::recover(&config, args).await),
+            cli::Command::Endpoints(cmd) => done(cli::endpoints::run(&config, cmd).await),
+            cli::Command::Publish(args) => done(cli::events::publish(&config, args).await),
+            cli::Command::Deliveries(cmd) => done(cli::deliveries::run(&config, cmd).await),
+            cli::Command::Keys(cmd) => done(cli::keys::run(&config, cmd).await),
+            cli::Command::Recover(args) => done(cli::deliveries::recover(&config, args).await),
             cli::Command::EventTypes { workspace, out } => {
-                done(cli::event_types(&config, &workspace, out.json).await)
+                done(cli::events::event_types(&config, &workspace, out.json).await)
             }
-            cli::Command::Secrets(cmd) => done(cli::secrets(&config, cmd).await),
-            cli::Command::Job { id, out } => done(cli::job(&config, &id, out.json).await),
-            cli::Command::Jobs(cmd) => done(cli::jobs(&config, cmd).await),
+            cli::Command::Secrets(cmd) => done(cli::keys::secrets(&config, cmd).await),
+            cli::Command::Job { id, out } => {
+                done(cli::deliveries::job(&config, &id, out.json).await)
+            }
+            cli::Command::Jobs(cmd) => done(cli::deliveries::jobs(&config, cmd).await),
             cli::Command::Audit {
                 workspace,
                 limit,
                 before,
                 out,
-            } => done(cli::audit(&config, &workspace, limit, before.as_deref(), out.json).await),
-            cli::Command::Repartition(args) => done(cli::repartition(&config, args).await),
-            cli::Command::Migrate(args) => done(cli::migrate(&config, args).await),
+            } => done(
+                cli::upkeep::audit(&config, &workspace, limit, before.as_deref(), out.json).await,
+            ),
+            cli::Command::Repartition(args) => done(cli::upkeep::repartition(&config, args).await),
+            cli::Command::Migrate(args) => done(cli::upkeep::migrate(&config, args).await),
             cli::Command::Config { out } => done(output::config(&config, out.json)),
             // An invalid signature is an answer, not an error: exit 1 without "hookd:".
             cli::Command::Verify(args) => {

@@ -1,9 +1,9 @@
 //! How the CLI prints records: aligned text for people, one JSON object with `--json`.
 
-use hookd_admin::deliveries::{DeliveryPage, DeliveryView};
-use hookd_admin::endpoints::EndpointView;
-use hookd_admin::jobs::JobView;
-use hookd_admin::keys::KeyView;
+use hookd_control::deliveries::{DeliveryPage, DeliveryView};
+use hookd_control::endpoints::EndpointView;
+use hookd_control::keys::KeyView;
+use hookd_control::recovery::JobView;
 use hookd_core::{Delivery, Endpoint, time};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -211,7 +211,7 @@ pub fn audit(
     next: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use hookd_admin::audit::{AuditPage, AuditView};
+    use hookd_control::audit::{AuditPage, AuditView};
     let data: Vec<AuditView> = entries.into_iter().map(AuditView::from).collect();
     if json {
         return print_json(&serde_json::to_value(AuditPage { data, next })?);
@@ -490,7 +490,7 @@ pub fn jobs(jobs: &[hookd_store::recovery::Job], json: bool) -> anyhow::Result<(
 /// Event types as the API lists them: catalog entries (configuration, then
 /// the workspace's own) merged with the types seen.
 pub fn event_types(
-    list: &hookd_admin::event_types::EventTypeList,
+    list: &hookd_control::event_types::EventTypeList,
     json: bool,
 ) -> anyhow::Result<()> {
     if json {

@@ -85,26 +85,6 @@ pub struct StoreSettings {
     pub ship_backlog: u64,
 }
 
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".into(),
-            cluster: false,
-            stream: "hookd:events".into(),
-            key_prefix: "hookd".into(),
-            partitions: 1,
-            history_retention: Duration::from_secs(30 * 86_400),
-            read_block: Duration::from_secs(1),
-            operational_stream: "hookd:operational".into(),
-            sealer: None,
-            max_endpoints_per_workspace: 1000,
-            max_endpoint_concurrency: 128,
-            dead_letter_max_len: 100_000,
-            ship_backlog: 0,
-        }
-    }
-}
-
 /// What went wrong talking to Redis, or with what it held.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -115,16 +115,6 @@ pub struct ConcurrencyLimits {
     pub workspace: u32,
 }
 
-impl Default for ConcurrencyLimits {
-    fn default() -> Self {
-        Self {
-            endpoint_default: 32,
-            endpoint_max: 128,
-            workspace: 128,
-        }
-    }
-}
-
 impl Store {
     /// Claims up to `limit` due deliveries, leasing each for `lease`, with a
     /// fair share per endpoint and at most its max concurrency in flight

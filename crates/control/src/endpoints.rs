@@ -1,46 +1,17 @@
-//! What an operator does to endpoints, keys and recovery, once: the HTTP
-//! handlers and the `hookd` CLI both call these functions, so the two cannot
-//! drift apart. The handlers only translate HTTP (paths, bodies, scopes,
-//! views); the CLI only translates flags.
+//! Endpoints: create, update, delete, pause, resume, rotate a secret, and
+//! the view of one (what the API answers and the CLI prints).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hookd_core::network::NetworkPolicy;
-use hookd_core::{
-    ApiKey, DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme, api_key, id, time,
-};
-use hookd_history::merged::HistoryReader;
+use hookd_core::{Endpoint, RotationSignatures, SignatureScheme, id, time};
+use hookd_store::Store;
 use hookd_store::audit::Actor;
-use hookd_store::recovery::{Job, RecoveryRequest};
-use hookd_store::{Store, StoreError};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// Why an action was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    /// (field, why) for each problem; fields are JSON Pointers into the request.
-    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<(String, String)>),
-    /// (No `source`: the message carries it, and error chains print it once.)
-    #[error("{0}")]
-    Store(StoreError),
-    #[error("no randomness for a secret: {0}")]
-    Randomness(String),
-}
-
-impl From<StoreError> for ActionError {
-    fn from(e: StoreError) -> Self {
-        ActionError::Store(e)
-    }
-}
-
-impl ActionError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ActionError::Invalid(vec![(field.to_string(), message.into())])
-    }
-}
-
-pub type ActionResult<T> = Result<T, ActionError>;
+use crate::{ActionError, ActionResult, MAX_NAME_BYTES};
 
 /// The limits an endpoint is held to: the operator's network policy.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +56,7 @@ pub struct NewEndpoint {
 }
 
 /// Registers an endpoint; the returned endpoint carries its new secret.
-pub async fn create_endpoint(
+pub async fn create(
     store: &Store,
     actor: &Actor,
     policy: &EndpointPolicy,
@@ -169,7 +140,7 @@ impl EndpointChange {
 
 /// Applies `change` to the endpoint as stored when it is written (a rotation
 /// or another change that lands first is kept, not overwritten).
-pub async fn update_endpoint(
+pub async fn update(
     store: &Store,
     actor: &Actor,
     policy: &EndpointPolicy,
@@ -254,9 +225,6 @@ pub async fn rotate_secret(
     Ok(ep)
 }
 
-/// Longest pause reason or key name kept (they are shown and audited).
-pub const MAX_NAME_BYTES: usize = 1024;
-
 /// Pauses an endpoint: its deliveries are held from now on.
 pub async fn pause(store: &Store, actor: &Actor, id: &str, reason: &str) -> ActionResult<Endpoint> {
     if reason.len() > MAX_NAME_BYTES {
@@ -296,185 +264,142 @@ pub async fn resume(store: &Store, actor: &Actor, id: &str) -> ActionResult<(u64
     Ok((released, ep))
 }
 
-/// How new API keys are made.
-#[derive(Debug, Clone)]
-pub struct KeyPolicy {
-    /// The first part of every new key (`<prefix>_<env>_<secret>`); keys made
-    /// under an earlier prefix keep working.
-    pub prefix: String,
+/// Deletes an endpoint: its pending deliveries fail; its history stays
+/// until retention. Returns the endpoint as it was.
+pub async fn delete(store: &Store, actor: &Actor, id: &str) -> ActionResult<Endpoint> {
+    let deleted = store.delete_endpoint(id, time::now_ms()).await?;
+    store
+        .audit(&deleted.workspace, actor, "endpoint.deleted", id, None)
+        .await;
+    Ok(deleted)
 }
 
-impl Default for KeyPolicy {
-    fn default() -> Self {
-        Self {
-            prefix: api_key::DEFAULT_PREFIX.to_string(),
-        }
-    }
-}
-
-/// A new key's settings.
-#[derive(Debug, Clone)]
-pub struct NewKey {
+/// An endpoint as the API shows it. `secret` appears only in the responses
+/// of create and rotate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: String,
     pub workspace: String,
-    pub scope: Scope,
-    /// `live`, `stg`, `dev` or `test`.
-    pub env: String,
-    pub name: Option<String>,
-    /// After this the key gets 401 `key_expired`.
-    pub expires_at_ms: Option<i64>,
+    pub url: String,
+    pub description: Option<String>,
+    /// `null`: every event type.
+    pub event_types: Option<Vec<String>>,
+    #[schema(value_type = crate::schema::SchemeName)]
+    pub scheme: SignatureScheme,
+    /// Extra request headers. Their values (often a receiver's credentials)
+    /// show only to keys that may write the endpoint; read keys see `***`.
+    pub headers: BTreeMap<String, String>,
+    pub max_concurrency: Option<u32>,
+    /// Attempts per second.
+    pub rate_limit: Option<u32>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub paused: bool,
+    pub paused_reason: Option<String>,
+    pub paused_at: Option<String>,
+    /// Set while its attempts fail in a row (the circuit breaker's count;
+    /// cleared by a success or a resume).
+    pub failing: Option<FailingView>,
+    /// Deliveries held while paused.
+    pub held: u64,
+    /// First attempts waiting for a slot in the endpoint's lane (behind its
+    /// backlog, not in front of other workspaces' events).
+    pub waiting: WaitingView,
+    /// Until when the previous secret still signs (during a rotation's grace window).
+    pub previous_secret_expires_at: Option<String>,
+    /// Signatures during a rotation's grace window: `all` (one per valid
+    /// secret) or `newest` (one); `null` takes the configured default.
+    #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
+    pub rotation_signatures: Option<RotationSignatures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
-/// Makes and stores a key; returns its record and the key text (shown once).
-pub async fn mint_key(
-    store: &Store,
-    actor: &Actor,
-    policy: &KeyPolicy,
-    new: NewKey,
-) -> ActionResult<(ApiKey, String)> {
-    let mut problems = Vec::new();
-    if !api_key::KEY_ENVS.contains(&new.env.as_str()) {
-        problems.push((
-            "/env".to_string(),
-            "must be live, stg, dev or test".to_string(),
-        ));
-    }
-    if !hookd_core::event::is_valid_workspace(&new.workspace) {
-        problems.push((
-            "/workspace".to_string(),
-            "must be 1..128 characters without control characters".to_string(),
-        ));
-    }
-    if new.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
-        problems.push((
-            "/name".to_string(),
-            format!("must be at most {MAX_NAME_BYTES} bytes"),
-        ));
-    }
-    let now = time::now_ms();
-    if new.expires_at_ms.is_some_and(|t| t <= now) {
-        problems.push((
-            "/expires_at".to_string(),
-            "must be in the future".to_string(),
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(ActionError::Invalid(problems));
-    }
-    let (text, hash) = api_key::new_key(&policy.prefix, &new.env)
-        .map_err(|e| ActionError::Randomness(e.to_string()))?;
-    let key = ApiKey {
-        id: id::new_id("key_"),
-        workspace: new.workspace,
-        scope: new.scope,
-        prefix: text
-            .chars()
-            .take(policy.prefix.len() + new.env.len() + 2 + 4)
-            .collect(),
-        env: new.env,
-        name: new.name,
-        created_at_ms: now,
-        revoked_at_ms: None,
-        expires_at_ms: new.expires_at_ms,
-        last_used_at_ms: None,
-    };
-    store.create_api_key(&key, &hash).await?;
-    let detail = format!("scope {}", key.scope.as_str());
-    store
-        .audit(&key.workspace, actor, "key.created", &key.id, Some(&detail))
-        .await;
-    Ok((key, text))
+/// What waits in an endpoint's lane.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct WaitingView {
+    pub deliveries: u64,
+    /// When the oldest of them was published.
+    pub oldest: Option<String>,
 }
 
-/// Revokes a key (of `workspace`, when given): it gets 401 from now on.
-pub async fn revoke_key(
-    store: &Store,
-    actor: &Actor,
-    id: &str,
-    workspace: Option<&str>,
-) -> ActionResult<ApiKey> {
-    let key = store.revoke_api_key(id, workspace, time::now_ms()).await?;
-    store
-        .audit(&key.workspace, actor, "key.revoked", &key.id, None)
-        .await;
-    Ok(key)
+/// An endpoint's attempts failing in a row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailingView {
+    pub consecutive_failures: u64,
+    pub since: String,
+    pub last_error: String,
 }
 
-/// A recovery: an endpoint's deliveries created in a window with a status.
-#[derive(Debug, Clone)]
-pub struct Recovery {
-    pub endpoint: Endpoint,
-    pub since_ms: i64,
-    pub until_ms: Option<i64>,
-    pub status: DeliveryStatus,
-}
-
-/// Records a recovery job and runs its scan in the background (of the
-/// history in Redis, and of the shipped history where there is one).
-pub async fn start_recovery(
-    history: &HistoryReader,
-    actor: &Actor,
-    recovery: Recovery,
-) -> ActionResult<Job> {
-    let now = time::now_ms();
-    let Recovery {
-        endpoint,
-        since_ms,
-        until_ms,
-        status,
-    } = recovery;
-    if until_ms.is_some_and(|u| u < since_ms) {
-        return Err(ActionError::invalid("/until", "is before since"));
-    }
-    let job = Job {
-        id: id::new_id("job_"),
-        workspace: endpoint.workspace.clone(),
-        endpoint_id: endpoint.id.clone(),
-        since_ms,
-        until_ms,
-        status,
-        created_at_ms: now,
-        matched: 0,
-        queued: 0,
-        done: 0,
-        succeeded: 0,
-        scanned: false,
-        error: None,
-    };
-    history.store.create_job(&job).await?;
-    let detail = format!(
-        "endpoint {}, {} deliveries since {}",
-        job.endpoint_id,
-        job.status.as_str(),
-        time::format_rfc3339_ms(job.since_ms)
-    );
-    history
-        .store
-        .audit(
-            &job.workspace,
-            actor,
-            "recovery.started",
-            &job.id,
-            Some(&detail),
-        )
-        .await;
-    let request = RecoveryRequest {
-        endpoint,
-        since_ms,
-        until_ms: Some(until_ms.unwrap_or(now)),
-        status,
-    };
-    let (history, started) = (history.clone(), job.clone());
-    tokio::spawn(async move {
-        if let Err(e) = history
-            .run_recovery(&started, &request, time::now_ms())
-            .await
-        {
-            tracing::error!(job = %started.id, error = %e, "recovery job failed");
-            // Never left `scanning`: the job ends failed, with the reason.
-            if let Err(e2) = history.store.fail_job(&started, &e.to_string()).await {
-                tracing::error!(job = %started.id, error = %e2, "could not record the job's failure");
-            }
+impl EndpointView {
+    /// `header_values`: show custom header values (else `***`).
+    pub fn new(ep: Endpoint, held: u64, with_secret: bool, header_values: bool) -> Self {
+        let now = time::now_ms();
+        let headers = if header_values {
+            ep.headers
+        } else {
+            ep.headers
+                .into_keys()
+                .map(|k| (k, REDACTED.to_string()))
+                .collect()
+        };
+        Self {
+            previous_secret_expires_at: ep
+                .previous_secrets
+                .iter()
+                .map(|p| p.expires_at_ms)
+                .filter(|t| *t > now)
+                .max()
+                .map(time::format_rfc3339_ms),
+            secret: with_secret.then(|| ep.secret.clone()),
+            rotation_signatures: ep.rotation_signatures,
+            id: ep.id,
+            workspace: ep.workspace,
+            url: ep.url,
+            description: ep.description,
+            event_types: ep.event_types,
+            scheme: ep.scheme,
+            headers,
+            max_concurrency: ep.max_concurrency,
+            rate_limit: ep.rate_limit,
+            metadata: ep.metadata,
+            created_at: time::format_rfc3339_ms(ep.created_at_ms),
+            paused: ep.paused,
+            paused_reason: ep.paused_reason,
+            paused_at: ep.paused_at_ms.map(time::format_rfc3339_ms),
+            failing: ep.failing.clone().map(|f| FailingView {
+                consecutive_failures: f.consecutive,
+                since: time::format_rfc3339_ms(f.since_ms),
+                last_error: f.last_error,
+            }),
+            held,
+            waiting: WaitingView::default(),
         }
-    });
-    Ok(job)
+    }
+}
+
+/// What a header value reads as to a key that may not write the endpoint.
+const REDACTED: &str = "***";
+
+/// The view of `ep` with what is stored beside it: deliveries held while
+/// paused and deliveries waiting in its lane. `with_secret` only for create
+/// and rotate; `header_values` for callers that may write the endpoint.
+pub async fn view(
+    store: &Store,
+    ep: Endpoint,
+    with_secret: bool,
+    header_values: bool,
+) -> ActionResult<EndpointView> {
+    let held = if ep.paused {
+        store.held_count(&ep).await?
+    } else {
+        0
+    };
+    let (deliveries, oldest) = store.waiting(&ep.workspace, &ep.id).await?;
+    let mut view = EndpointView::new(ep, held, with_secret, header_values);
+    view.waiting = WaitingView {
+        deliveries,
+        oldest: oldest.map(time::format_rfc3339_ms),
+    };
+    Ok(view)
 }

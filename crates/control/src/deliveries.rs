@@ -1,0 +1,104 @@
+//! Deliveries: the views of one (with its attempts) and of a page, and a
+//! redelivery (a fresh attempt now, made by the scheduler).
+
+use hookd_core::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind, time};
+use hookd_history::merged::HistoryReader;
+use hookd_store::audit::Actor;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{ActionError, ActionResult};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub number: u32,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub succeeded: bool,
+    pub status_code: Option<u16>,
+    #[schema(value_type = Option<crate::schema::ErrorKindName>)]
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    /// `manual`: redeliver or recover.
+    #[schema(value_type = crate::schema::TriggerName)]
+    pub trigger: AttemptTrigger,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            number: a.number,
+            started_at: time::format_rfc3339_ms(a.started_at_ms),
+            duration_ms: a.duration_ms,
+            succeeded: a.succeeded,
+            status_code: a.status_code,
+            error_kind: a.error_kind,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
+            trigger: a.trigger,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    #[schema(value_type = crate::schema::DeliveryStatusName)]
+    pub status: DeliveryStatus,
+    pub attempts_made: u32,
+    pub created_at: String,
+    pub next_attempt_at: Option<String>,
+    /// Every attempt, oldest first (only when reading one delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+impl DeliveryView {
+    pub fn new(d: Delivery, with_attempts: bool) -> Self {
+        Self {
+            attempts: with_attempts
+                .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),
+            id: d.id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts_made: d.attempts_made,
+            created_at: time::format_rfc3339_ms(d.created_at_ms),
+            next_attempt_at: d.next_attempt_at_ms.map(time::format_rfc3339_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub data: Vec<DeliveryView>,
+    /// Pass as `before` for the next page; `null` at the end of the history.
+    /// A page may hold fewer than `limit` deliveries and still have a next one.
+    pub next: Option<String>,
+}
+
+/// Queues a fresh attempt of delivery `id` (of `workspace`) now, recorded
+/// as `manual`; refused while an attempt is in flight or when its endpoint
+/// was deleted.
+pub async fn redeliver(
+    history: &HistoryReader,
+    actor: &Actor,
+    workspace: &str,
+    id: &str,
+) -> ActionResult<()> {
+    if !history.redeliver(workspace, id, time::now_ms()).await? {
+        return Err(ActionError::Conflict(format!(
+            "delivery {id} cannot be attempted now: an attempt is in flight, or its endpoint was deleted"
+        )));
+    }
+    history
+        .store
+        .audit(workspace, actor, "delivery.redelivered", id, None)
+        .await;
+    Ok(())
+}

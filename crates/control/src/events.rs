@@ -1,0 +1,119 @@
+//! Publishing an event onto the stream, exactly as a producer's XADD would:
+//! refused here, with the same reason, when ingest would dead-letter it.
+
+use hookd_core::{Event, EventLimits, event, id, time};
+use hookd_store::Store;
+use hookd_store::stream::Publication;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{ActionError, ActionResult};
+
+/// An extra top-level member of the envelope.
+#[derive(Debug, Clone)]
+pub enum Member {
+    /// Stays a string.
+    Text(String),
+    /// Enters the envelope as this JSON value (on the stream as the field
+    /// `json:<name>`).
+    Json(String),
+}
+
+/// An event to publish.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub workspace: String,
+    /// The same id in the same workspace is delivered once; assigned when `None`.
+    pub id: Option<String>,
+    pub event_type: String,
+    /// The payload, JSON text.
+    pub data: String,
+    /// RFC 3339; default ingest time.
+    pub occurred_at: Option<String>,
+    /// Extra members (`boardId`, `cardId`, ...), by name.
+    pub members: Vec<(String, Member)>,
+    /// W3C trace context (never payload): the attempts continue this trace.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// What publishing wrote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    pub event_id: String,
+    /// The stream entry id (for a repeat, the first one's).
+    pub entry_id: String,
+    /// The event id was published before: nothing was written this time.
+    pub repeat: bool,
+}
+
+/// Adds `new` to the stream. A repeat of an id published before with the
+/// same body writes nothing and answers the first entry (`repeat`); with a
+/// different body it is a conflict.
+pub async fn publish(store: &Store, limits: EventLimits, new: NewEvent) -> ActionResult<Published> {
+    let event_id = new.id.unwrap_or_else(|| id::new_id("evt_"));
+    let mut fields = vec![
+        ("type".to_string(), new.event_type),
+        ("workspace".to_string(), new.workspace.clone()),
+        ("data".to_string(), new.data),
+        ("id".to_string(), event_id.clone()),
+    ];
+    if let Some(at) = new.occurred_at {
+        fields.push(("occurred_at".to_string(), at));
+    }
+    if let Some(tp) = new.traceparent {
+        fields.push(("traceparent".to_string(), tp));
+        if let Some(state) = new.tracestate {
+            fields.push(("tracestate".to_string(), state));
+        }
+    }
+    let mut reserved = Vec::new();
+    for (name, value) in new.members {
+        if event::RESERVED_FIELDS.contains(&name.as_str()) || name.starts_with(event::JSON_PREFIX) {
+            reserved.push((
+                format!("/fields/{name}"),
+                "is a reserved member; use the top-level field (or a JSON value, not the json: prefix)"
+                    .to_string(),
+            ));
+            continue;
+        }
+        match value {
+            Member::Text(text) => fields.push((name, text)),
+            Member::Json(json) => fields.push((format!("{}{name}", event::JSON_PREFIX), json)),
+        }
+    }
+    if !reserved.is_empty() {
+        return Err(ActionError::Invalid(reserved));
+    }
+    Event::from_fields(&fields, limits, time::now_ms()).map_err(|r| {
+        // The member of the request the stream entry's check is about.
+        let at = match r.code {
+            "invalid_type" => "/type",
+            "invalid_json" | "too_large" => "/data",
+            "invalid_occurred_at" => "/occurred_at",
+            "invalid_id" => "/id",
+            "invalid_workspace" => "/path/ws",
+            "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
+            _ => "",
+        };
+        ActionError::invalid(at, format!("{}: {}", r.code, r.message))
+    })?;
+    match store.publish(&new.workspace, &event_id, &fields).await? {
+        Publication::New { entry_id } => Ok(Published {
+            event_id,
+            entry_id,
+            repeat: false,
+        }),
+        Publication::Repeat {
+            same: Some(false),
+            entry_id,
+        } => Err(ActionError::Conflict(format!(
+            "event {event_id} was published before (entry {entry_id}) with a different body; publish a changed event under a new id"
+        ))),
+        Publication::Repeat { entry_id, .. } => Ok(Published {
+            event_id,
+            entry_id,
+            repeat: true,
+        }),
+    }
+}

@@ -1,0 +1,223 @@
+//! `hookd deliveries` (list, show, redeliver), `hookd recover` (a bulk
+//! recovery job, followed to its end) and `hookd jobs`.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hookd_control::deliveries;
+use hookd_control::recovery::{self, Recovery};
+use hookd_core::{DeliveryStatus, time};
+use hookd_store::audit::Actor;
+use hookd_store::history::{Cursor, DeliveryFilter};
+
+use super::{JsonFlag, connect, history_reader, parse_when};
+use crate::output;
+use crate::settings::Config;
+
+#[derive(Subcommand)]
+pub enum DeliveryCommand {
+    /// List deliveries, newest first.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// pending, held, retrying, succeeded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only deliveries of this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only deliveries of this event id.
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Created at or after: RFC 3339, unix ms, or a duration ago (`2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Created at or before: RFC 3339, unix ms, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// 1 to 500, as the API's `limit`.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: u16,
+        /// Continue after this cursor (printed as `next` by the previous
+        /// page), or only deliveries created before a time (RFC 3339 or unix seconds).
+        #[arg(long)]
+        before: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show a delivery and every attempt.
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Make a fresh attempt now (recorded as manual in the delivery's history).
+    Redeliver {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    #[arg(long)]
+    endpoint: String,
+    /// Start of the window: a duration back from now (`2h`, `30m`) or an RFC 3339 time.
+    #[arg(long)]
+    since: String,
+    /// End of the window (same forms); default now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Which deliveries to re-queue.
+    #[arg(long, default_value = "failed", value_parser = ["pending", "held", "retrying", "succeeded", "failed"])]
+    status: String,
+    /// Start the job and return without waiting for its attempts.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(flatten)]
+    out: JsonFlag,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Recovery jobs still within the history retention, newest first.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// One job's progress.
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let history = history_reader(config, &store);
+    match cmd {
+        DeliveryCommand::List {
+            workspace,
+            endpoint,
+            status,
+            event_type,
+            event_id,
+            since,
+            until,
+            limit,
+            before,
+            out,
+        } => {
+            // As the API: an endpoint that does not exist (or is another
+            // workspace's) is an error, not an empty page.
+            if let Some(id) = &endpoint {
+                let ep = store.endpoint_view(id).await?;
+                if workspace.as_ref().is_some_and(|ws| *ws != ep.workspace) {
+                    bail!("endpoint {id} not found in workspace {}", ep.workspace);
+                }
+            }
+            let now = time::now_ms();
+            let since_ms = since.map(|v| parse_when("--since", &v, now)).transpose()?;
+            let until_ms = until.map(|v| parse_when("--until", &v, now)).transpose()?;
+            let before = match before {
+                None => None,
+                Some(c) => Some(Cursor::parse_before(&c).with_context(|| {
+                    format!("--before {c:?} is not a cursor printed by an earlier page, an RFC 3339 time or unix seconds")
+                })?),
+            };
+            let status = match status {
+                None => None,
+                Some(s) => Some(DeliveryStatus::parse(&s).with_context(|| {
+                    format!(
+                        "--status {s:?} must be one of pending, held, retrying, succeeded, failed"
+                    )
+                })?),
+            };
+            let list = history
+                .deliveries(&DeliveryFilter {
+                    workspace,
+                    endpoint,
+                    status,
+                    event_type,
+                    event_id,
+                    since_ms,
+                    until_ms,
+                    before,
+                    limit: usize::from(limit),
+                })
+                .await?;
+            output::deliveries(&list.deliveries, list.next.as_ref(), out.json)
+        }
+        DeliveryCommand::Show { id, out } => {
+            output::delivery(&history.delivery(&id).await?, out.json)
+        }
+        DeliveryCommand::Redeliver { id, out } => {
+            let d = history.delivery(&id).await?;
+            deliveries::redeliver(&history, &Actor::cli(), &d.workspace, &id).await?;
+            output::delivery(&store.delivery(&id).await?, out.json)
+        }
+    }
+}
+
+pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let now = time::now_ms();
+    let since = parse_when("--since", &args.since, now)?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|u| parse_when("--until", u, now))
+        .transpose()?;
+    let status = DeliveryStatus::parse(&args.status).context("--status")?;
+    let endpoint = store.endpoint_view(&args.endpoint).await?;
+    let history = history_reader(config, &store);
+    let job = recovery::start(
+        &history,
+        &Actor::cli(),
+        Recovery {
+            endpoint,
+            since_ms: since,
+            until_ms: until,
+            status,
+        },
+    )
+    .await?;
+    // The id first, so an interrupted wait loses nothing: the job goes on.
+    eprintln!(
+        "recovery job {} started (`hookd jobs show {}` follows it)",
+        job.id, job.id
+    );
+    let mut progress = output::Progress::new();
+    loop {
+        let job = store.job(&job.id).await?;
+        let finished = job.scanned && (args.no_wait || job.done >= job.queued);
+        if !args.out.json {
+            progress.show(&job);
+        }
+        if finished {
+            progress.finish();
+            return output::job(&job, args.out.json);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn jobs(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobsCommand::List { workspace, out } => {
+            let store = connect(config).await?;
+            output::jobs(&store.jobs(workspace.as_deref()).await?, out.json)
+        }
+        JobsCommand::Show { id, out } => job(config, &id, out.json).await,
+    }
+}
+
+pub async fn job(config: &Config, id: &str, json: bool) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    output::job(&store.job(id).await?, json)
+}

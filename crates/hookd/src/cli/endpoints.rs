@@ -1,0 +1,302 @@
+//! `hookd endpoints`: create, list, show, update, pause, resume, rotate a
+//! secret, print secrets, delete.
+
+use anyhow::Context;
+use clap::Subcommand;
+use hookd_control::ActionError;
+use hookd_control::endpoints::{self, EndpointChange, MapChange, NewEndpoint};
+use hookd_core::{Endpoint, RotationSignatures, SignatureScheme};
+use hookd_store::Store;
+use hookd_store::audit::Actor;
+
+use super::{JsonFlag, connect};
+use crate::output;
+use crate::settings::Config;
+
+#[derive(Subcommand)]
+pub enum EndpointCommand {
+    /// Register an endpoint; prints its id and signing secret.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        /// Receiver URL (http or https).
+        #[arg(long)]
+        url: String,
+        /// Deliver only these event types (repeatable); all types when absent.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Extra request header, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Your own label, `key=value` (repeatable), as the API's `metadata`.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+        /// Most attempts in flight at once to this endpoint, across all daemons
+        /// (default: [delivery] endpoint_concurrency).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrency: Option<u32>,
+        /// Most attempts per second to this endpoint, across all daemons (default: no limit).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
+        /// How deliveries are signed: `sha256` (X-Hookd-Signature, the default)
+        /// or `standard-webhooks` (webhook-signature, whsec_ secret).
+        #[arg(long, default_value = "sha256", value_parser = ["sha256", "standard-webhooks"])]
+        scheme: String,
+        /// During a rotation's grace window: `all` (one signature per valid
+        /// secret) or `newest` (one); default: [signing] rotation_signatures.
+        #[arg(long, value_parser = ["all", "newest"])]
+        rotation_signatures: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List endpoints (of one workspace, or all).
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one endpoint (without its secrets).
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Print the secrets an endpoint signs with now: the current one, and
+    /// earlier ones still in a rotation's grace window.
+    Secret {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Pause: deliveries are held, not attempted, until resume.
+    Pause {
+        id: String,
+        #[arg(long, default_value = "paused by operator")]
+        reason: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Resume: held deliveries go out.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Rotate the signing secret: prints the new one. During the grace window
+    /// deliveries carry both signatures (new first), so receivers can switch
+    /// at their own pace; `--grace 0` switches at once.
+    RotateSecret {
+        id: String,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Change an endpoint's settings; flags not given stay as they are.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Deliver only these event types (repeatable); replaces the list.
+        #[arg(long = "event-type", conflicts_with = "all_types")]
+        event_types: Vec<String>,
+        /// Deliver every event type.
+        #[arg(long)]
+        all_types: bool,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrency: Option<u32>,
+        /// Attempts per second; 0 removes the limit.
+        #[arg(long)]
+        rate_limit: Option<u32>,
+        /// Set a request header, `Name: value`; `Name:` with no value removes
+        /// it (repeatable; other headers stay).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Set a metadata label, `key=value`; `key=` removes it (repeatable).
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+        /// `all`, `newest`, or `default` to follow [signing] rotation_signatures.
+        #[arg(long, value_parser = ["all", "newest", "default"])]
+        rotation_signatures: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete: pending deliveries fail; history stays until retention.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match cmd {
+        EndpointCommand::Create {
+            workspace,
+            url,
+            event_types,
+            description,
+            headers,
+            metadata,
+            max_concurrency,
+            rate_limit,
+            scheme,
+            rotation_signatures,
+            out,
+        } => {
+            let scheme = SignatureScheme::parse(&scheme).with_context(|| {
+                format!("--scheme {scheme:?} must be sha256 or standard-webhooks")
+            })?;
+            let ep = endpoints::create(
+                &store,
+                &Actor::cli(),
+                &config.endpoint_policy(),
+                NewEndpoint {
+                    workspace,
+                    url,
+                    description,
+                    event_types: (!event_types.is_empty()).then_some(event_types),
+                    headers: header_pairs(&headers)?.into_iter().collect(),
+                    metadata: metadata_pairs(&metadata)?.into_iter().collect(),
+                    max_concurrency,
+                    rate_limit,
+                    scheme,
+                    rotation_signatures: rotation_signatures
+                        .as_deref()
+                        .and_then(RotationSignatures::parse),
+                },
+            )
+            .await?;
+            output::endpoint_with_secret(&ep, out.json)
+        }
+        EndpointCommand::List { workspace, out } => {
+            let mut list = Vec::new();
+            for ep in store.endpoints(workspace.as_deref()).await? {
+                let held = held(&store, &ep).await?;
+                list.push((ep, held));
+            }
+            output::endpoints(&list, out.json)
+        }
+        EndpointCommand::Show { id, out } => {
+            let ep = store.endpoint_view(&id).await?;
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+        }
+        EndpointCommand::Secret { id, out } => {
+            output::secrets(&store.endpoint(&id).await?, out.json)
+        }
+        EndpointCommand::Pause { id, reason, out } => {
+            let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason).await?;
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+        }
+        EndpointCommand::Resume { id, out } => {
+            let (released, ep) = endpoints::resume(&store, &Actor::cli(), &id).await?;
+            output::resumed(&ep, released, out.json)
+        }
+        EndpointCommand::RotateSecret { id, grace, out } => {
+            let ep = endpoints::rotate_secret(&store, &Actor::cli(), &id, grace)
+                .await
+                .map_err(|e| match e {
+                    // Named as the flag, not as the API's field.
+                    ActionError::Invalid(_) if grace > endpoints::MAX_GRACE => anyhow::anyhow!(
+                        "--grace: must be at most 30 days (2592000 s), as the API's grace_seconds"
+                    ),
+                    e => e.into(),
+                })?;
+            output::endpoint_with_secret(&ep, out.json)
+        }
+        EndpointCommand::Update {
+            id,
+            url,
+            description,
+            event_types,
+            all_types,
+            max_concurrency,
+            rate_limit,
+            headers,
+            metadata,
+            rotation_signatures,
+            out,
+        } => {
+            let merge = |pairs: Vec<(String, String)>| {
+                MapChange::Merge(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, (!v.is_empty()).then_some(v)))
+                        .collect(),
+                )
+            };
+            let headers = header_pairs(&headers)?;
+            let metadata = metadata_pairs(&metadata)?;
+            let change = EndpointChange {
+                url,
+                description: description.map(Some),
+                event_types: if all_types {
+                    Some(None)
+                } else {
+                    (!event_types.is_empty()).then_some(Some(event_types))
+                },
+                headers: (!headers.is_empty()).then(|| merge(headers)),
+                metadata: (!metadata.is_empty()).then(|| merge(metadata)),
+                max_concurrency: max_concurrency.map(Some),
+                rate_limit: rate_limit.map(|r| (r > 0).then_some(r)),
+                rotation_signatures: rotation_signatures
+                    .as_deref()
+                    .map(RotationSignatures::parse),
+            };
+            let ep = endpoints::update(
+                &store,
+                &Actor::cli(),
+                &config.endpoint_policy(),
+                &id,
+                &change,
+            )
+            .await?;
+            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+        }
+        EndpointCommand::Delete { id, out } => {
+            let deleted = endpoints::delete(&store, &Actor::cli(), &id).await?;
+            output::deleted(&deleted, out.json)
+        }
+    }
+}
+
+/// How many deliveries a paused endpoint holds (0 when it is not paused), as the API shows.
+async fn held(store: &Store, ep: &Endpoint) -> anyhow::Result<u64> {
+    Ok(if ep.paused {
+        store.held_count(ep).await?
+    } else {
+        0
+    })
+}
+
+/// `Name: value` flags; a name with nothing after the colon has an empty value.
+fn header_pairs(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|h| {
+            let (k, v) = h
+                .split_once(':')
+                .with_context(|| format!("--header {h:?} must be `Name: value`"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `key=value` flags.
+fn metadata_pairs(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|m| {
+            let (k, v) = m
+                .split_once('=')
+                .with_context(|| format!("--metadata {m:?} must be `key=value`"))?;
+            Ok((k.trim().to_string(), v.to_string()))
+        })
+        .collect()
+}
