@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hookd_core::network::NetworkPolicy;
-use hookd_core::{Endpoint, RotationSignatures, SignatureScheme, id, time};
+use hookd_core::{Endpoint, RotationSignatures, SignatureScheme, time};
 use hookd_store::Store;
 use hookd_store::audit::Actor;
 use serde::Serialize;
@@ -208,7 +208,9 @@ pub async fn rotate_secret(
         ));
     }
     let scheme = store.endpoint_view(id).await?.scheme;
-    let secret = id::new_secret(scheme).map_err(|e| ActionError::Randomness(e.to_string()))?;
+    let secret = scheme
+        .new_secret()
+        .map_err(|e| ActionError::Randomness(e.to_string()))?;
     let ep = store
         .rotate_secret(id, secret, grace, time::now_ms())
         .await?;

@@ -21,6 +21,17 @@ impl SignatureScheme {
     /// Every scheme.
     pub const ALL: [Self; 2] = [Self::Sha256, Self::StandardWebhooks];
 
+    /// A new signing secret of 256 random bits: `hks_<hex>` for the
+    /// default scheme, `whsec_<base64>` for Standard Webhooks.
+    pub fn new_secret(self) -> Result<String, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        Ok(match self {
+            Self::Sha256 => format!("hks_{}", hex::encode(bytes)),
+            Self::StandardWebhooks => hookd_signature::standard::encode_secret(&bytes),
+        })
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "sha256" => Some(Self::Sha256),
@@ -194,7 +205,7 @@ impl Endpoint {
             url,
             description: None,
             event_types: None,
-            secret: crate::id::new_secret(scheme)?,
+            secret: scheme.new_secret()?,
             scheme,
             previous_secrets: Vec::new(),
             rotation_signatures: None,
@@ -460,6 +471,18 @@ mod tests {
         assert_eq!(
             ep.signing_secrets(3500, RotationSignatures::Newest),
             ["s5", "s4"]
+        );
+    }
+
+    #[test]
+    fn secrets_differ() {
+        let a = SignatureScheme::Sha256.new_secret().unwrap();
+        assert!(a.starts_with("hks_"));
+        assert_ne!(a, SignatureScheme::Sha256.new_secret().unwrap());
+        let w = SignatureScheme::StandardWebhooks.new_secret().unwrap();
+        assert_eq!(
+            hookd_signature::standard::decode_secret(&w).unwrap().len(),
+            32
         );
     }
 }

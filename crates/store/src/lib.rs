@@ -1,23 +1,37 @@
 //! hookd-store: everything hookd keeps in Redis, behind typed functions.
 //!
+//! Two sides, one folder each: [`pipeline`], what every event and attempt
+//! goes through (the hot path: stream reads, accepting and settling, lanes,
+//! the history log, claiming due deliveries, the shipping backlog), and
+//! [`control`], what operators and the admin API read and change
+//! (endpoints, keys, audit, event types, history pages, recovery,
+//! repartitioning, queue figures). Beside them, shared by both:
+//!
 //! - [`keys`]: the key layout (the only place key names are built);
+//! - `scripts`: every Lua script (the files in `lua/`), loaded once;
+//! - `connection`: the multiplexed connection (a node or a cluster).
+//!
+//! The pipeline:
+//!
 //! - [`stream`]: the consumer group, reading and reclaiming entries, dead letters;
 //! - [`ingest`]: accepting events for first attempts, the configuration the
 //!   daemon caches, settling deliveries together with the acks;
 //! - [`log`]: the history log's record of each delivery;
 //! - [`lanes`]: first attempts waiting for a slot, per endpoint;
-//! - [`endpoints`]: endpoint records and their subscription indexes;
 //! - [`schedule`]: claiming due deliveries and recording attempts;
+//! - [`ship`]: history records waiting to be shipped to PostgreSQL;
+//! - `reader`: the stream's own connection, parsing replies under the limits.
+//!
+//! The control plane:
+//!
+//! - [`endpoints`]: endpoint records and their subscription indexes;
 //! - [`history`]: reading deliveries and their attempts back, a page at a time;
 //! - [`recovery`]: redelivering one delivery, recovery jobs for many;
 //! - [`repartition`]: moving state and events to a new partition count;
 //! - [`api_keys`]: admin API keys (by hash) and their request counters;
 //! - [`audit`]: each workspace's log of changes and who made them;
 //! - [`event_types`]: types seen per workspace and the workspace catalog;
-//! - [`ship`]: history records waiting to be shipped to PostgreSQL;
-//! - [`stats`]: queue depths and stream lag, for metrics and readiness;
-//! - `scripts`: every Lua script (the files in `lua/`), loaded once;
-//! - `reader`: the stream's own connection, parsing replies under the limits.
+//! - [`stats`]: queue depths and stream lag, for metrics and readiness.
 //!
 //! Connections: one multiplexed connection (`connection.rs`: a node or a cluster) for ordinary
 //! commands, and one per partition for its stream reads (`reader.rs`: a
@@ -25,25 +39,19 @@
 //! replies are parsed under the event limits as they arrive). All reconnect
 //! on their own.
 
-pub mod api_keys;
-pub mod audit;
 mod connection;
-pub mod endpoints;
-pub mod event_types;
-pub mod history;
-pub mod ingest;
 pub mod keys;
-pub mod lanes;
-pub mod log;
-mod reader;
-pub mod recovery;
-pub mod repartition;
-pub mod schedule;
 mod scripts;
-pub mod ship;
-pub mod stats;
-pub mod stream;
 mod value;
+
+pub mod control;
+pub mod pipeline;
+
+// Each module is reached by its own name (`hookd_store::stream`,
+// `hookd_store::endpoints`): the folder says which side it is on.
+pub use control::{api_keys, audit, endpoints, event_types, history, recovery, repartition, stats};
+use pipeline::reader;
+pub use pipeline::{ingest, lanes, log, schedule, ship, stream};
 
 use std::time::Duration;
 

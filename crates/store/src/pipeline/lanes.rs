@@ -107,8 +107,10 @@ impl Store {
             .await
         {
             Ok(read) => read.entries,
-            Err(crate::reader::ReadError::Server(e)) => return Err(crate::StoreError::Reply(e)),
-            Err(crate::reader::ReadError::Store(e)) => return Err(e),
+            Err(crate::pipeline::reader::ReadError::Server(e)) => {
+                return Err(crate::StoreError::Reply(e));
+            }
+            Err(crate::pipeline::reader::ReadError::Store(e)) => return Err(e),
         };
         let reached = read.last().and_then(|e| crate::stream::stream_id(&e.id));
         let mut found: HashMap<String, Entry> =

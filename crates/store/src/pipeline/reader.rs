@@ -26,7 +26,13 @@ use hookd_core::EventLimits;
 
 use crate::StoreError;
 use crate::connection::Connection;
-use crate::stream::Entry;
+
+/// One stream entry as read: its id and its raw fields.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub fields: Vec<(String, Vec<u8>)>,
+}
 
 trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}

@@ -237,7 +237,6 @@ impl Store {
             .await?)
     }
 
-    /// Endpoints of one workspace, or of all workspaces; ordered by id (creation).
     /// Every endpoint's (id, workspace), from the index alone: for callers
     /// that need neither the document nor its (sealed) secrets.
     pub(crate) async fn endpoint_ids(&self) -> Result<Vec<(String, String)>> {
@@ -259,7 +258,8 @@ impl Store {
             .await?)
     }
 
-    /// Endpoints to show (signing secrets not opened, as [`Store::endpoint_view`]).
+    /// Endpoints of one workspace, or of all workspaces, ordered by id
+    /// (creation), to show: signing secrets not opened, as [`Store::endpoint_view`].
     pub async fn endpoints(&self, workspace: Option<&str>) -> Result<Vec<Endpoint>> {
         let ids = match workspace {
             Some(ws) => self.workspace_endpoint_ids(ws).await?,

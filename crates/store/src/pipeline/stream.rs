@@ -9,16 +9,10 @@ use redis::Value;
 use hookd_core::EventLimits;
 
 use crate::keys::PartitionKeys;
-use crate::reader::{EntryReader, Read, ReadError};
+pub use crate::pipeline::reader::Entry;
+use crate::pipeline::reader::{EntryReader, Read, ReadError};
 use crate::value::{bytes, int, items, pairs, string};
 use crate::{Result, Store, StoreError};
-
-/// One stream entry as read: its id and its raw fields.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub id: String,
-    pub fields: Vec<(String, Vec<u8>)>,
-}
 
 fn is_nogroup(e: &redis::RedisError) -> bool {
     // From a script, the code can arrive inside the message.
@@ -252,7 +246,7 @@ impl Store {
             let mut kept = Vec::with_capacity(r.entries.len());
             for (entry, n) in std::mem::take(&mut r.entries).into_iter().zip(counts) {
                 if n > max_deliveries {
-                    r.refused.push(crate::reader::Refused {
+                    r.refused.push(crate::pipeline::reader::Refused {
                         message: format!(
                             "read {n} times without being settled (over [ingest] max_deliveries = {max_deliveries}): each daemon that read it died or failed before settling it"
                         ),
