@@ -316,9 +316,7 @@ async fn rotation_signs_with_both_secrets_during_grace_only() {
     let (_redis, _env, _daemon, api) = setup(&[]).await;
     let receiver = Receiver::ok().await;
     let base = "/api/v1/workspaces/ws_a/endpoints";
-    let r = api
-        .call("POST", base, Some(json!({ "url": receiver.url() })))
-        .await;
+    let r = api.create_endpoint("ws_a", &receiver.url()).await;
     let (id, old) = (
         r.body["id"].as_str().unwrap().to_string(),
         r.body["secret"].as_str().unwrap().to_string(),
@@ -381,9 +379,7 @@ async fn pause_holds_and_resume_releases() {
     let (_redis, _env, _daemon, api) = setup(&[]).await;
     let receiver = Receiver::ok().await;
     let base = "/api/v1/workspaces/ws_a/endpoints";
-    let r = api
-        .call("POST", base, Some(json!({ "url": receiver.url() })))
-        .await;
+    let r = api.create_endpoint("ws_a", &receiver.url()).await;
     let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
     let r = api
         .call(
@@ -460,10 +456,7 @@ async fn recover_and_redeliver(pg: Option<Postgres>) {
     let (redis, env, _daemon, api) = setup(&extra).await;
     // The first 6 requests fail (3 events x 2 attempts), then everything succeeds.
     let receiver = Receiver::sequence(&[500; 6]).await;
-    let base = "/api/v1/workspaces/ws_a/endpoints";
-    let r = api
-        .call("POST", base, Some(json!({ "url": receiver.url() })))
-        .await;
+    let r = api.create_endpoint("ws_a", &receiver.url()).await;
     let ep = r.body["id"].as_str().unwrap().to_string();
     let deliveries = |status: &'static str| {
         let api = api.clone();
@@ -856,9 +849,7 @@ async fn the_circuit_breaker_pauses_an_endpoint_that_keeps_failing() {
     .await;
     let receiver = Receiver::with_plan(std::sync::Arc::new(|_| (500, vec![]))).await;
     let base = "/api/v1/workspaces/ws_a/endpoints";
-    let r = api
-        .call("POST", base, Some(json!({ "url": receiver.url() })))
-        .await;
+    let r = api.create_endpoint("ws_a", &receiver.url()).await;
     let one = format!("{base}/{}", r.body["id"].as_str().unwrap());
     publish(&api, "ws_a", "card.created").await;
     let ep = eventually(WAIT, "the breaker pauses the endpoint", || async {
@@ -1028,10 +1019,7 @@ async fn an_endpoint_rate_limit_spreads_attempts_over_seconds() {
 async fn a_recovery_job_that_meets_an_error_ends_failed_with_the_reason() {
     let (redis, _env, _daemon, api) = setup(&[]).await;
     let receiver = Receiver::ok().await;
-    let base = "/api/v1/workspaces/ws_a/endpoints";
-    let r = api
-        .call("POST", base, Some(json!({ "url": receiver.url() })))
-        .await;
+    let r = api.create_endpoint("ws_a", &receiver.url()).await;
     let ep = r.body["id"].as_str().unwrap().to_string();
     let _: () = redis::cmd("SET")
         .arg(format!("{{hookd:events}}:ep:{ep}:log"))

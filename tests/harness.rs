@@ -365,6 +365,35 @@ pub fn create_endpoint(
     )
 }
 
+/// Where most end-to-end tests start: a Redis of their own, the
+/// environment that points `hookd` at it, and one receiver with an
+/// endpoint (made through the CLI) of one workspace; the test starts its
+/// daemons when it is ready for them. In order: the Redis, the
+/// environment, the receiver, the endpoint's id and its signing secret, so
+/// a test names what it uses: `let Setup(redis, env, receiver, ..) = ...`.
+pub struct Setup(
+    pub Redis,
+    pub Vec<(String, String)>,
+    pub Receiver,
+    pub String,
+    pub String,
+);
+
+impl Setup {
+    /// `receiver` as an endpoint of workspace `ws` for every event type.
+    pub async fn new(receiver: Receiver) -> Self {
+        Self::for_types(receiver, "ws", &[]).await
+    }
+
+    /// `receiver` as an endpoint of `workspace` for `types` (all when empty).
+    pub async fn for_types(receiver: Receiver, workspace: &str, types: &[&str]) -> Self {
+        let redis = Redis::start();
+        let env = test_env(&redis);
+        let (endpoint, secret) = create_endpoint(&env, workspace, &receiver.url(), types);
+        Self(redis, env, receiver, endpoint, secret)
+    }
+}
+
 /// A `hookd serve` process, its admin API on a free port. Killed on drop.
 pub struct Daemon {
     child: Option<Child>,
@@ -717,6 +746,17 @@ impl Api {
 
     pub fn with_key(&self, key: &str) -> Self {
         Self::new(&self.base, key)
+    }
+
+    /// Registers `url` as an endpoint of `ws` for every event type (201
+    /// asserted); the reply carries its id and secret.
+    pub async fn create_endpoint(&self, ws: &str, url: &str) -> Reply {
+        let path = format!("/api/v1/workspaces/{ws}/endpoints");
+        let r = self
+            .call("POST", &path, Some(serde_json::json!({ "url": url })))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {

@@ -106,10 +106,8 @@ async fn a_quiet_workspace_is_not_held_up_behind_another_workspaces_backlog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_waiting_in_a_lane_survive_a_killed_daemon() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let slow = Receiver::slow(Duration::from_millis(50)).await;
-    create_endpoint(&env, "ws", &slow.url(), &[]);
+    let Setup(redis, env, slow, ..) =
+        Setup::new(Receiver::slow(Duration::from_millis(50)).await).await;
     let mut first = Daemon::ready(&env).await;
     publish(&redis, "ws", "e", 2000).await;
     slow.wait_for(100, WAIT).await;
@@ -205,10 +203,8 @@ async fn a_stopped_daemon_hands_what_waits_to_the_next_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_endpoint_holds_its_lane_and_resume_sends_it() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let slow = Receiver::slow(Duration::from_millis(100)).await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    let Setup(redis, env, slow, endpoint, ..) =
+        Setup::new(Receiver::slow(Duration::from_millis(100)).await).await;
     let _daemon = Daemon::ready(&env).await;
     publish(&redis, "ws", "e", 1000).await;
     slow.wait_for(32, WAIT).await;
@@ -235,10 +231,8 @@ async fn a_paused_endpoint_holds_its_lane_and_resume_sends_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_an_endpoint_fails_its_lane_unsent() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let slow = Receiver::slow(Duration::from_millis(200)).await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &slow.url(), &[]);
+    let Setup(redis, env, slow, endpoint, ..) =
+        Setup::new(Receiver::slow(Duration::from_millis(200)).await).await;
     let daemon = Daemon::ready(&env).await;
     let api = Api::new(&daemon.admin, &api_key(&env, "ws", "read"));
     publish(&redis, "ws", "e", 1000).await;

@@ -394,10 +394,7 @@ async fn the_dashboard_and_alerts_use_only_metrics_hookd_exports() {
         );
     }
 
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let ok = Receiver::ok().await;
-    create_endpoint(&env, "ws", &ok.url(), &[]);
+    let Setup(redis, env, ok, ..) = Setup::new(Receiver::ok().await).await;
     let daemon = Daemon::ready(&env).await;
     let scrape = || async {
         reqwest::get(format!("{}/metrics", daemon.admin))

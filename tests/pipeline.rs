@@ -137,10 +137,8 @@ async fn fan_out_signs_each_endpoint_with_its_own_secret_and_custom_prefix() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_attempts_are_retried_and_recorded() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::sequence(&[500, 500, 200]).await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, endpoint, ..) =
+        Setup::new(Receiver::sequence(&[500, 500, 200]).await).await;
     let _daemon = Daemon::start(&env);
     redis
         .xadd(&[
@@ -215,17 +213,17 @@ async fn a_receiver_that_is_down_gives_connect_failures_and_a_scheduled_retry() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_on_429_delays_the_next_attempt() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::with_plan(Arc::new(|n| {
-        if n == 0 {
-            (429, vec![("Retry-After".into(), "2".into())])
-        } else {
-            (200, vec![])
-        }
-    }))
+    let Setup(redis, env, receiver, ..) = Setup::new(
+        Receiver::with_plan(Arc::new(|n| {
+            if n == 0 {
+                (429, vec![("Retry-After".into(), "2".into())])
+            } else {
+                (200, vec![])
+            }
+        }))
+        .await,
+    )
     .await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
     let _daemon = Daemon::start(&env);
     redis
         .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
@@ -303,10 +301,7 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_stream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_endpoint_holds_deliveries_until_resumed() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, endpoint, ..) = Setup::new(Receiver::ok().await).await;
     let paused = cli_json(
         &env,
         &["endpoints", "pause", &endpoint, "--reason", "maintenance"],
@@ -358,10 +353,7 @@ fn distinct_events(r: &Receiver) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_mid_stream_loses_no_event() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let mut first = Daemon::start(&env);
     publish_many(&redis, 2000).await;
     receiver.wait_for(200, WAIT).await;
@@ -382,10 +374,7 @@ async fn a_daemon_killed_mid_stream_loses_no_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_restarted_empty_does_not_wedge_the_daemon() {
-    let mut redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(mut redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
     redis
         .xadd(&[
@@ -418,10 +407,7 @@ async fn redis_restarted_empty_does_not_wedge_the_daemon() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_share_the_stream_without_duplicates() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let _a = Daemon::start(&env);
     let _b = Daemon::start(&env);
     publish_many(&redis, 1000).await;
@@ -439,10 +425,7 @@ async fn two_daemons_share_the_stream_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_event_id_is_delivered_once() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
     for _ in 0..3 {
         redis
@@ -493,10 +476,7 @@ async fn the_same_event_id_is_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn entries_left_pending_by_a_dead_consumer_are_reclaimed() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     // A consumer reads an entry and dies before acknowledging it.
     let mut conn = redis.conn().await;
     redis.create_group().await;
@@ -746,10 +726,7 @@ async fn a_history_retention_shorter_than_the_retry_window_is_refused_at_start()
 /// would send anything released.
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_paused_endpoint_sends_nothing_it_held() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, endpoint, ..) = Setup::new(Receiver::ok().await).await;
     cli_json(
         &env,
         &["endpoints", "pause", &endpoint, "--reason", "gone soon"],

@@ -151,10 +151,7 @@ fn the_python_and_node_examples_pass_every_vector() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_and_node_examples_verify_a_live_delivery() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    let (_, secret) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, _, secret) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
     redis
         .xadd(&[
@@ -200,10 +197,7 @@ fn hookd_output(env: &[(String, String)], args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hookd_verify_explains_a_captured_request() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    let (_, secret) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, _, secret) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
     redis
         .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", r#"{"n":1}"#)])
@@ -472,10 +466,7 @@ fn verifies_everywhere(secret: &str, r: &Received) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn during_a_rotation_either_secret_verifies_in_every_language_and_after_it_only_the_new() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    let (id, old) = create_endpoint(&env, "ws", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, id, old) = Setup::new(Receiver::ok().await).await;
     let rotated = cli_json(&env, &["endpoints", "rotate-secret", &id, "--grace", "1h"]);
     let new = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(new, old);

@@ -335,10 +335,7 @@ async fn xadd_huge(redis: &Redis, bytes: usize) {
 
 #[tokio::test]
 async fn hostile_entries_are_dead_lettered_without_stalling_or_exhausting_memory() {
-    let redis = Redis::start();
-    let env = test_env(&redis);
-    let receiver = Receiver::ok().await;
-    create_endpoint(&env, "ws_a", &receiver.url(), &[]);
+    let Setup(redis, env, receiver, ..) = Setup::for_types(Receiver::ok().await, "ws_a", &[]).await;
     redis.create_group().await;
     // A daemon that died holding a 50 MB entry and one with 300,000 fields:
     // every daemon that reclaims them would read them again.

@@ -55,18 +55,14 @@ async fn read_events(store: &Store, ws: &str, n: usize) -> Vec<(String, Event)> 
     let mut conn = store_conn(store).await;
     let mut events = Vec::new();
     for i in 0..n {
+        let id = format!("e{i}");
         let fields = [
-            ("type", "card.created".to_string()),
-            ("workspace", ws.to_string()),
-            ("data", "{}".to_string()),
-            ("id", format!("e{i}")),
+            ("type", "card.created"),
+            ("workspace", ws),
+            ("data", "{}"),
+            ("id", &id),
         ];
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&p.stream).arg("*");
-        for (k, v) in &fields {
-            cmd.arg(*k).arg(v);
-        }
-        let entry: String = cmd.query_async(&mut conn).await.unwrap();
+        let entry = xadd(&mut conn, &p.stream, "*", &fields).await;
         let event = Event::from_entry(&entry, &fields, EventLimits::default()).unwrap();
         events.push((entry, event));
     }
@@ -83,6 +79,39 @@ async fn read_events(store: &Store, ws: &str, n: usize) -> Vec<(String, Event)> 
         .await
         .unwrap();
     events
+}
+
+/// What "me" takes over from the start of the pending list: entries idle
+/// over a minute, ten at most, dead-lettered past ten reads.
+async fn reclaim_idle(store: &Store, p: &hookd_store::PartitionKeys) -> hookd_store::stream::Taken {
+    store
+        .reclaim(
+            p,
+            "hookd",
+            "me",
+            Duration::from_secs(60),
+            "0-0",
+            10,
+            &EventLimits::default(),
+            10,
+        )
+        .await
+        .unwrap()
+}
+
+/// XADDs one entry of `fields` to `stream` under `id` (`*`: Redis picks).
+async fn xadd(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    id: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg(id);
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(conn).await.unwrap()
 }
 
 /// A connection to the store's Redis (the tests' own, one node).
@@ -261,14 +290,13 @@ async fn the_stream_is_never_trimmed_past_unread_or_pending_entries() {
     // approximate trim could drop whole nodes): one read and left pending,
     // the rest never read.
     for seq in 1..=250 {
-        let _: String = redis::cmd("XADD")
-            .arg(&p.stream)
-            .arg(format!("1000-{seq}"))
-            .arg("type")
-            .arg("x")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        xadd(
+            &mut conn,
+            &p.stream,
+            &format!("1000-{seq}"),
+            &[("type", "x")],
+        )
+        .await;
     }
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
@@ -295,8 +323,6 @@ async fn the_stream_is_never_trimmed_past_unread_or_pending_entries() {
     assert_eq!(len, 250, "nothing unread or pending was trimmed");
 }
 
-/// Each script's field shapes are the ones the Rust side writes: a prelude
-/// that runs, with the statuses and shapes it names.
 /// Entries waiting in lanes are read again by id, in one range read on
 /// the filler's own connection: the ids asked for come back in their
 /// order with their fields, others' entries between them are dropped, an
@@ -308,16 +334,14 @@ async fn entries_are_read_again_by_id_in_one_range() {
     let p = store.keys().partition(0);
     let mut conn = redis.conn().await;
     for seq in 1..=300 {
-        let _: String = redis::cmd("XADD")
-            .arg(&p.stream)
-            .arg(format!("1000-{seq}"))
-            .arg("type")
-            .arg("x")
-            .arg("n")
-            .arg(seq.to_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let n = seq.to_string();
+        xadd(
+            &mut conn,
+            &p.stream,
+            &format!("1000-{seq}"),
+            &[("type", "x"), ("n", &n)],
+        )
+        .await;
     }
     let _: u64 = redis::cmd("XDEL")
         .arg(&p.stream)
@@ -741,19 +765,7 @@ async fn an_entry_read_too_many_times_is_dead_lettered_not_read_again() {
     let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
     own_idle(&store, "ws", "dead", &ids[..1], 120_000, 10).await;
     own_idle(&store, "ws", "dead", &ids[1..], 120_000, 2).await;
-    let taken = store
-        .reclaim(
-            &p,
-            "hookd",
-            "me",
-            Duration::from_secs(60),
-            "0-0",
-            10,
-            &EventLimits::default(),
-            10,
-        )
-        .await
-        .unwrap();
+    let taken = reclaim_idle(&store, &p).await;
     // XAUTOCLAIM counts this read too: 11 reads for the first, 3 for the second.
     assert_eq!(taken.dead_lettered, ["redelivered_too_often"]);
     assert_eq!(
@@ -785,19 +797,7 @@ async fn pending_entries_trimmed_away_are_reported() {
         .query_async(&mut store_conn(&store).await)
         .await
         .unwrap();
-    let taken = store
-        .reclaim(
-            &p,
-            "hookd",
-            "me",
-            Duration::from_secs(60),
-            "0-0",
-            10,
-            &EventLimits::default(),
-            10,
-        )
-        .await
-        .unwrap();
+    let taken = reclaim_idle(&store, &p).await;
     assert_eq!(taken.trimmed, ids[..1]);
     assert_eq!(taken.entries.len(), 2);
 }
@@ -916,20 +916,14 @@ async fn a_reclaim_fences_the_old_owners_settle_even_on_its_fast_path() {
     let _ = read_events(&store, "ws", 0).await;
     let mut conn = store_conn(&store).await;
     for i in 0..2 {
-        let _: String = redis::cmd("XADD")
-            .arg(&p.stream)
-            .arg("*")
-            .arg("type")
-            .arg("card.created")
-            .arg("workspace")
-            .arg("ws")
-            .arg("data")
-            .arg("{}")
-            .arg("id")
-            .arg(format!("e{i}"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let id = format!("e{i}");
+        let fields = [
+            ("type", "card.created"),
+            ("workspace", "ws"),
+            ("data", "{}"),
+            ("id", &id),
+        ];
+        xadd(&mut conn, &p.stream, "*", &fields).await;
     }
     // Read by "me" as a daemon reads (the reclaim count comes with them)...
     let limits = EventLimits::default();

@@ -1,8 +1,11 @@
 //! OpenAPI descriptions of values whose Rust types live in hookd-core (its
 //! enums, event type names, JSON Schema documents), for the views and the
-//! admin API's requests. A test in the admin crate holds each mirror enum to
-//! the core enum it describes.
+//! admin API's requests. The enums are read off core's own (`ALL`), not
+//! written again.
 
+use hookd_core::{
+    AttemptTrigger, DeliveryStatus, ErrorKind, RotationSignatures, Scope, SignatureScheme, api_key,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,73 +40,71 @@ impl utoipa::PartialSchema for JsonSchemaDoc {
 
 impl ToSchema for JsonSchemaDoc {}
 
-/// Where a delivery stands.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatusName {
-    Pending,
-    Held,
-    Retrying,
-    Succeeded,
-    Failed,
+/// The strings the API writes `all` as (how the views serialise them).
+fn written<T: Serialize>(all: &[T]) -> Vec<String> {
+    all.iter()
+        .filter_map(|v| match serde_json::to_value(v) {
+            Ok(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
 
-/// How deliveries are signed.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SchemeName {
-    Sha256,
-    StandardWebhooks,
+/// Declares an OpenAPI string enum whose values are read off a core enum's
+/// `ALL` (as the API writes them), so the document cannot drift from the
+/// type: a variant added to core is documented with it.
+macro_rules! derived_enum {
+    ($(#[doc = $doc:literal])+ $name:ident = $values:expr) => {
+        $(#[doc = $doc])+
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some($values))
+                    .description(Some(concat!($($doc),+).trim()))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
 
-/// Signatures during a rotation's grace window: one per valid secret, or
-/// only the newest.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RotationSignaturesName {
-    All,
-    Newest,
+derived_enum! {
+    /// Where a delivery stands.
+    DeliveryStatusName = written(&DeliveryStatus::ALL)
 }
 
-/// What a key may do; each includes the ones before it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ScopeName {
-    Read,
-    Write,
-    Admin,
+derived_enum! {
+    /// How deliveries are signed.
+    SchemeName = written(&SignatureScheme::ALL)
 }
 
-/// The `<env>` of a key.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyEnvName {
-    Live,
-    Stg,
-    Dev,
-    Test,
+derived_enum! {
+    /// Signatures during a rotation's grace window: one per valid secret, or
+    /// only the newest.
+    RotationSignaturesName = written(&RotationSignatures::ALL)
 }
 
-/// Why an attempt failed.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKindName {
-    Timeout,
-    Connect,
-    Dns,
-    Tls,
-    Status,
-    Blocked,
-    /// The receiver's answer was not readable HTTP (a head too large, a bad status line).
-    Response,
-    /// hookd failed the attempt itself (its task ended before an answer).
-    Internal,
+derived_enum! {
+    /// What a key may do; each includes the ones before it.
+    ScopeName = written(&Scope::ALL)
 }
 
-/// What started an attempt.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerName {
-    Scheduled,
-    Manual,
+derived_enum! {
+    /// The `<env>` of a key.
+    KeyEnvName = api_key::KEY_ENVS
+}
+
+derived_enum! {
+    /// Why an attempt failed.
+    ErrorKindName = written(&ErrorKind::ALL)
+}
+
+derived_enum! {
+    /// What started an attempt.
+    TriggerName = written(&AttemptTrigger::ALL)
 }

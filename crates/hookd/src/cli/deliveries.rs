@@ -9,7 +9,7 @@ use hookd_core::{DeliveryStatus, time};
 use hookd_store::audit::Actor;
 use hookd_store::history::{Cursor, DeliveryFilter};
 
-use super::{JsonFlag, connect, history_reader, parse_when};
+use super::{JsonFlag, Listing, One, connect, history_reader, parse_when};
 use crate::output;
 use crate::settings::Config;
 
@@ -47,17 +47,9 @@ pub enum DeliveryCommand {
         out: JsonFlag,
     },
     /// Show a delivery and every attempt.
-    Show {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Show(One),
     /// Make a fresh attempt now (recorded as manual in the delivery's history).
-    Redeliver {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Redeliver(One),
 }
 
 #[derive(Args)]
@@ -83,18 +75,9 @@ pub struct RecoverArgs {
 #[derive(Subcommand)]
 pub enum JobsCommand {
     /// Recovery jobs still within the history retention, newest first.
-    List {
-        #[arg(long)]
-        workspace: Option<String>,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    List(Listing),
     /// One job's progress.
-    Show {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Show(One),
 }
 
 pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
@@ -153,10 +136,10 @@ pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
                 .await?;
             output::deliveries(&list.deliveries, list.next.as_ref(), out.json)
         }
-        DeliveryCommand::Show { id, out } => {
+        DeliveryCommand::Show(One { id, out }) => {
             output::delivery(&history.delivery(&id).await?, out.json)
         }
-        DeliveryCommand::Redeliver { id, out } => {
+        DeliveryCommand::Redeliver(One { id, out }) => {
             let d = history.delivery(&id).await?;
             deliveries::redeliver(&history, &Actor::cli(), &d.workspace, &id).await?;
             output::delivery(&store.delivery(&id).await?, out.json)
@@ -209,11 +192,11 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
 
 pub async fn jobs(config: &Config, cmd: JobsCommand) -> anyhow::Result<()> {
     match cmd {
-        JobsCommand::List { workspace, out } => {
+        JobsCommand::List(Listing { workspace, out }) => {
             let store = connect(config).await?;
             output::jobs(&store.jobs(workspace.as_deref()).await?, out.json)
         }
-        JobsCommand::Show { id, out } => job(config, &id, out.json).await,
+        JobsCommand::Show(One { id, out }) => job(config, &id, out.json).await,
     }
 }
 

@@ -9,7 +9,7 @@ use hookd_core::{Endpoint, RotationSignatures, SignatureScheme};
 use hookd_store::Store;
 use hookd_store::audit::Actor;
 
-use super::{JsonFlag, connect};
+use super::{JsonFlag, Listing, One, connect};
 use crate::output;
 use crate::settings::Config;
 
@@ -52,25 +52,12 @@ pub enum EndpointCommand {
         out: JsonFlag,
     },
     /// List endpoints (of one workspace, or all).
-    List {
-        #[arg(long)]
-        workspace: Option<String>,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    List(Listing),
     /// Show one endpoint (without its secrets).
-    Show {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Show(One),
     /// Print the secrets an endpoint signs with now: the current one, and
     /// earlier ones still in a rotation's grace window.
-    Secret {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Secret(One),
     /// Pause: deliveries are held, not attempted, until resume.
     Pause {
         id: String,
@@ -80,11 +67,7 @@ pub enum EndpointCommand {
         out: JsonFlag,
     },
     /// Resume: held deliveries go out.
-    Resume {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Resume(One),
     /// Rotate the signing secret: prints the new one. During the grace window
     /// deliveries carry both signatures (new first), so receivers can switch
     /// at their own pace; `--grace 0` switches at once.
@@ -127,11 +110,7 @@ pub enum EndpointCommand {
         out: JsonFlag,
     },
     /// Delete: pending deliveries fail; history stays until retention.
-    Delete {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Delete(One),
 }
 
 pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
@@ -175,7 +154,7 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             .await?;
             output::endpoint_with_secret(&ep, out.json)
         }
-        EndpointCommand::List { workspace, out } => {
+        EndpointCommand::List(Listing { workspace, out }) => {
             let mut list = Vec::new();
             for ep in store.endpoints(workspace.as_deref()).await? {
                 let held = held(&store, &ep).await?;
@@ -183,18 +162,18 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             }
             output::endpoints(&list, out.json)
         }
-        EndpointCommand::Show { id, out } => {
+        EndpointCommand::Show(One { id, out }) => {
             let ep = store.endpoint_view(&id).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
-        EndpointCommand::Secret { id, out } => {
+        EndpointCommand::Secret(One { id, out }) => {
             output::secrets(&store.endpoint(&id).await?, out.json)
         }
         EndpointCommand::Pause { id, reason, out } => {
             let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
-        EndpointCommand::Resume { id, out } => {
+        EndpointCommand::Resume(One { id, out }) => {
             let (released, ep) = endpoints::resume(&store, &Actor::cli(), &id).await?;
             output::resumed(&ep, released, out.json)
         }
@@ -259,7 +238,7 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             .await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
-        EndpointCommand::Delete { id, out } => {
+        EndpointCommand::Delete(One { id, out }) => {
             let deleted = endpoints::delete(&store, &Actor::cli(), &id).await?;
             output::deleted(&deleted, out.json)
         }

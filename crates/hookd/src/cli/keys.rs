@@ -7,7 +7,7 @@ use hookd_control::keys::{self, NewKey};
 use hookd_core::{Scope, time};
 use hookd_store::audit::Actor;
 
-use super::{JsonFlag, connect, parse_until};
+use super::{JsonFlag, Listing, One, connect, parse_until};
 use crate::output;
 use crate::settings::Config;
 
@@ -32,18 +32,9 @@ pub enum KeyCommand {
         out: JsonFlag,
     },
     /// List keys (of one workspace, or all), revoked ones included.
-    List {
-        #[arg(long)]
-        workspace: Option<String>,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    List(Listing),
     /// Revoke a key by id: it gets 401 from now on.
-    Revoke {
-        id: String,
-        #[command(flatten)]
-        out: JsonFlag,
-    },
+    Revoke(One),
 }
 
 #[derive(Subcommand)]
@@ -91,10 +82,10 @@ pub async fn run(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             }
             output::api_key(&key, Some(&text), out.json)
         }
-        KeyCommand::List { workspace, out } => {
+        KeyCommand::List(Listing { workspace, out }) => {
             output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
         }
-        KeyCommand::Revoke { id, out } => output::api_key(
+        KeyCommand::Revoke(One { id, out }) => output::api_key(
             &keys::revoke(&store, &Actor::cli(), &id, None).await?,
             None,
             out.json,

@@ -105,6 +105,23 @@ pub enum Command {
     Listen(crate::receive::ListenArgs),
 }
 
+/// A command on one record: its id, and `--json`.
+#[derive(Args)]
+pub struct One {
+    pub id: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// A listing of one workspace's records, or of all: `--workspace`, `--json`.
+#[derive(Args)]
+pub struct Listing {
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 #[derive(Args)]
 pub struct JsonFlag {
     /// Print the result as one JSON object.
