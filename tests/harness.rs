@@ -257,6 +257,14 @@ impl Redis {
         }
         cmd.query_async(&mut self.conn().await).await.expect("XADD")
     }
+
+    /// Publishes an `a.b` event of workspace `ws` with `data` (and the
+    /// event id `id`, when given), as a producer would; returns the entry id.
+    pub async fn publish(&self, data: &str, id: Option<&str>) -> String {
+        let mut fields = vec![("type", "a.b"), ("workspace", "ws"), ("data", data)];
+        fields.extend(id.map(|id| ("id", id)));
+        self.xadd(&fields).await
+    }
 }
 
 impl Drop for Redis {

@@ -140,14 +140,7 @@ async fn failed_attempts_are_retried_and_recorded() {
     let Setup(redis, env, receiver, endpoint, ..) =
         Setup::new(Receiver::sequence(&[500, 500, 200]).await).await;
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "{}"),
-            ("id", "evt_r"),
-        ])
-        .await;
+    redis.publish("{}", Some("evt_r")).await;
 
     let got = receiver.wait_for(3, WAIT).await;
     assert_eq!(got.len(), 3);
@@ -192,9 +185,7 @@ async fn a_receiver_that_is_down_gives_connect_failures_and_a_scheduled_retry() 
     let closed = format!("http://127.0.0.1:{}/hook", free_port());
     let (endpoint, _) = create_endpoint(&env, "ws", &closed, &[]);
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
-        .await;
+    redis.publish("1", None).await;
 
     let d = eventually(WAIT, "a recorded connect failure", || async {
         let list = delivery_list(&env, &["--endpoint", &endpoint]);
@@ -225,9 +216,7 @@ async fn retry_after_on_429_delays_the_next_attempt() {
     )
     .await;
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
-        .await;
+    redis.publish("1", None).await;
     let got = receiver.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;
     assert!(
@@ -246,20 +235,9 @@ async fn malformed_entries_are_dead_lettered_and_do_not_block_the_stream() {
     let _daemon = Daemon::start(&env);
     let big = format!("\"{}\"", "x".repeat(2000));
     redis.xadd(&[("workspace", "ws"), ("data", "1")]).await;
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "{not json")])
-        .await;
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", &big)])
-        .await;
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "1"),
-            ("id", "evt_good"),
-        ])
-        .await;
+    redis.publish("{not json", None).await;
+    redis.publish(&big, None).await;
+    redis.publish("1", Some("evt_good")).await;
 
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].header("X-Hookd-Event-Id"), Some("evt_good"));
@@ -376,14 +354,7 @@ async fn a_daemon_killed_mid_stream_loses_no_event() {
 async fn redis_restarted_empty_does_not_wedge_the_daemon() {
     let Setup(mut redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "1"),
-            ("id", "before"),
-        ])
-        .await;
+    redis.publish("1", Some("before")).await;
     receiver.wait_for(1, WAIT).await;
 
     redis.restart_empty();
@@ -391,14 +362,7 @@ async fn redis_restarted_empty_does_not_wedge_the_daemon() {
     create_endpoint(&env, "ws", &receiver.url(), &[]);
     eventually(WAIT, "the event after the restart delivered", || async {
         // Keep publishing until the daemon has recreated its group and reads again.
-        redis
-            .xadd(&[
-                ("type", "a.b"),
-                ("workspace", "ws"),
-                ("data", "2"),
-                ("id", "after"),
-            ])
-            .await;
+        redis.publish("2", Some("after")).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         distinct_events(&receiver).contains("after").then_some(())
     })
@@ -428,14 +392,7 @@ async fn the_same_event_id_is_delivered_once() {
     let Setup(redis, env, receiver, ..) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
     for _ in 0..3 {
-        redis
-            .xadd(&[
-                ("type", "a.b"),
-                ("workspace", "ws"),
-                ("data", "1"),
-                ("id", "evt_once"),
-            ])
-            .await;
+        redis.publish("1", Some("evt_once")).await;
     }
     redis
         .xadd(&[
@@ -445,14 +402,7 @@ async fn the_same_event_id_is_delivered_once() {
             ("id", "evt_once"),
         ])
         .await;
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "1"),
-            ("id", "evt_next"),
-        ])
-        .await;
+    redis.publish("1", Some("evt_next")).await;
     // Entries are persisted in stream order: once evt_next is in, the repeats were seen.
     receiver.wait_for(2, WAIT).await;
     let deliveries = delivery_list(&env, &[]);
@@ -480,14 +430,7 @@ async fn entries_left_pending_by_a_dead_consumer_are_reclaimed() {
     // A consumer reads an entry and dies before acknowledging it.
     let mut conn = redis.conn().await;
     redis.create_group().await;
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "1"),
-            ("id", "evt_orphan"),
-        ])
-        .await;
+    redis.publish("1", Some("evt_orphan")).await;
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("hookd")
@@ -517,9 +460,7 @@ async fn a_delivery_fails_after_its_last_attempt() {
     let receiver = Receiver::with_plan(Arc::new(|_| (500, vec![]))).await;
     let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &[]);
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
-        .await;
+    redis.publish("1", None).await;
     let failed = eventually(WAIT, "the delivery marked failed", || async {
         let list = delivery_list(&env, &["--endpoint", &endpoint, "--status", "failed"]);
         list.first().cloned()
@@ -613,9 +554,7 @@ async fn consumers_of_stopped_daemons_are_forgotten() {
     ));
     let mut first = Daemon::start(&env);
     // Redis registers a consumer when it first reads an entry.
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "1")])
-        .await;
+    redis.publish("1", None).await;
     let gone = eventually(WAIT, "the first daemon's consumer", || async {
         let names = consumer_names(&redis).await;
         (names.len() == 1).then(|| names[0].clone())
@@ -623,9 +562,7 @@ async fn consumers_of_stopped_daemons_are_forgotten() {
     .await;
     first.kill9();
     let _second = Daemon::start(&env);
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", "2")])
-        .await;
+    redis.publish("2", None).await;
     eventually(
         WAIT,
         "the second daemon's consumer beside the first",

@@ -199,9 +199,7 @@ fn hookd_output(env: &[(String, String)], args: &[&str]) -> (bool, String) {
 async fn hookd_verify_explains_a_captured_request() {
     let Setup(redis, env, receiver, _, secret) = Setup::new(Receiver::ok().await).await;
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[("type", "a.b"), ("workspace", "ws"), ("data", r#"{"n":1}"#)])
-        .await;
+    redis.publish(r#"{"n":1}"#, None).await;
     let r = receiver.wait_for(1, WAIT).await.remove(0);
 
     let dir = std::env::temp_dir().join(format!("hookd-verify-{}", free_port()));
@@ -397,14 +395,7 @@ async fn a_receiver_built_on_the_axum_extractor_takes_real_deliveries_and_refuse
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let _daemon = Daemon::start(&env);
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "{}"),
-            ("id", "evt_axum"),
-        ])
-        .await;
+    redis.publish("{}", Some("evt_axum")).await;
     eventually(WAIT, "the extractor to accept the delivery", || async {
         accepted
             .lock()
@@ -472,14 +463,7 @@ async fn during_a_rotation_either_secret_verifies_in_every_language_and_after_it
     assert_ne!(new, old);
     let _daemon = Daemon::start(&env);
 
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "1"),
-            ("id", "during"),
-        ])
-        .await;
+    redis.publish("1", Some("during")).await;
     let r = receiver.wait_for(1, WAIT).await.remove(0);
     let signature = r.header("X-Hookd-Signature").unwrap();
     assert_eq!(
@@ -509,14 +493,7 @@ async fn during_a_rotation_either_secret_verifies_in_every_language_and_after_it
         .as_str()
         .unwrap()
         .to_string();
-    redis
-        .xadd(&[
-            ("type", "a.b"),
-            ("workspace", "ws"),
-            ("data", "2"),
-            ("id", "after"),
-        ])
-        .await;
+    redis.publish("2", Some("after")).await;
     let r = receiver.wait_for(2, WAIT).await.remove(1);
     assert_eq!(r.header("X-Hookd-Event-Id"), Some("after"));
     assert_eq!(r.header("X-Hookd-Signature").unwrap().split(',').count(), 1);

@@ -250,18 +250,16 @@ impl Ingest {
         entry: &Entry,
         rejection: hookd_core::event::Rejection,
     ) -> Result<(), StoreError> {
-        self.metrics.dead_letter(rejection.code);
-        tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
-        self.store
-            .dead_letter(
-                &self.partition,
-                &self.settings.group,
-                entry,
-                rejection.code,
-                &rejection.message,
-                &self.settings.limits,
-            )
-            .await
+        let at = (&self.partition, self.settings.group.as_str());
+        dead_letter(
+            &self.store,
+            &self.metrics,
+            at,
+            entry,
+            &rejection,
+            &self.settings.limits,
+        )
+        .await
     }
 }
 
@@ -390,4 +388,29 @@ fn static_code(reason: &str) -> &'static str {
         "redelivered_too_often" => "redelivered_too_often",
         _ => "other",
     }
+}
+
+/// Moves a bad entry of partition `at.0` (group `at.1`) to the dead-letter
+/// stream with its reason, counted and logged: ingest's refusals, and the
+/// lane filler's of entries routed before they were read whole.
+pub(crate) async fn dead_letter(
+    store: &Store,
+    metrics: &Metrics,
+    at: (&PartitionKeys, &str),
+    entry: &Entry,
+    rejection: &hookd_core::event::Rejection,
+    limits: &hookd_core::EventLimits,
+) -> Result<(), StoreError> {
+    metrics.dead_letter(rejection.code);
+    tracing::warn!(entry = %entry.id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
+    store
+        .dead_letter(
+            at.0,
+            at.1,
+            entry,
+            rejection.code,
+            &rejection.message,
+            limits,
+        )
+        .await
 }

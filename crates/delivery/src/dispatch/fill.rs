@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookd_core::{DeliveryStatus, Endpoint, Event, time};
+use hookd_core::{DeliveryStatus, Endpoint, Event, Rejection, time};
 use hookd_store::StoreError;
 use hookd_store::ingest::{Lane, Settled};
 use hookd_store::schedule::Claimed;
+use hookd_store::stream::Entry;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::lanes::{Body, Held, MARKER_DUPLICATE, MARKER_UNKNOWN, Ready, ready};
@@ -136,16 +137,7 @@ impl Dispatch {
             .collect();
         let requests = self.slot_requests(needed);
         if !requests.is_empty() {
-            let granted = self
-                .store
-                .hold_slots(
-                    &self.partition,
-                    &self.settings.consumer,
-                    &requests,
-                    self.settings.slot_lease,
-                )
-                .await?;
-            self.apply_grants(&requests, &granted);
+            self.request_slots(requests).await?;
         }
         // Turns of deficit round robin while anything was taken.
         loop {
@@ -410,19 +402,7 @@ impl Dispatch {
                     events.push((id, ready(event), epoch, shared, unchecked));
                 }
                 Err(rejection) => {
-                    // Routed without being read whole (see `dispatch`): refused now.
-                    self.ctx.metrics.dead_letter(rejection.code);
-                    tracing::warn!(entry = %id, reason = rejection.code, message = %rejection.message, "bad stream entry dead-lettered");
-                    self.store
-                        .dead_letter(
-                            &self.partition,
-                            &self.settings.group,
-                            &entry,
-                            rejection.code,
-                            &rejection.message,
-                            &self.settings.limits_events,
-                        )
-                        .await?;
+                    self.refuse(&entry, &rejection).await?;
                     self.settler.send(Settle::Skip(id)).await;
                 }
             }
@@ -582,18 +562,7 @@ impl Dispatch {
             match Event::from_entry(&entry.id, &entry.fields, self.settings.limits_events) {
                 Ok(event) => events.push((item, lane, ready(event))),
                 Err(rejection) => {
-                    // Routed without being read whole (see `dispatch`): refused now.
-                    self.ctx.metrics.dead_letter(rejection.code);
-                    self.store
-                        .dead_letter(
-                            &self.partition,
-                            &self.settings.group,
-                            &entry,
-                            rejection.code,
-                            &rejection.message,
-                            &self.settings.limits_events,
-                        )
-                        .await?;
+                    self.refuse(&entry, &rejection).await?;
                     self.store
                         .untake(&self.partition, endpoint, std::slice::from_ref(&item))
                         .await?;
@@ -682,5 +651,14 @@ impl Dispatch {
                 epoch: 0,
             }))
             .await;
+    }
+
+    /// Dead-letters an entry routed without being read whole (see
+    /// `dispatch`) that its read whole refuses.
+    async fn refuse(&self, entry: &Entry, rejection: &Rejection) -> Result<(), StoreError> {
+        let at = (&self.partition, self.settings.group.as_str());
+        let limits = &self.settings.limits_events;
+        crate::ingest::dead_letter(&self.store, &self.ctx.metrics, at, entry, rejection, limits)
+            .await
     }
 }

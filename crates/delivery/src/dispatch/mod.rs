@@ -399,7 +399,7 @@ impl Dispatch {
         if requests.is_empty() {
             return Ok(());
         }
-        self.give_back(requests).await
+        self.request_slots(requests).await
     }
 
     /// Loads the subscribers of these (workspace, event type) pairs into
@@ -833,10 +833,12 @@ impl Dispatch {
         self.slots
             .retain(|_, s| s.held > 0 || s.in_use() > 0 || s.renewed.elapsed() < IDLE);
         let requests = self.idle_releases(&[]);
-        self.give_back(requests).await
+        self.request_slots(requests).await
     }
 
-    async fn give_back(&mut self, requests: Vec<SlotRequest>) -> Result<(), StoreError> {
+    /// Asks Redis for the slots `requests` say (more, fewer, none) and
+    /// keeps what it grants.
+    async fn request_slots(&mut self, requests: Vec<SlotRequest>) -> Result<(), StoreError> {
         let granted = self
             .store
             .hold_slots(
@@ -866,7 +868,7 @@ impl Dispatch {
             self.tasks.abort_all();
         }
         let all: Vec<SlotRequest> = self.slots.iter().map(|(id, s)| s.give_back(id)).collect();
-        if let Err(e) = self.give_back(all).await {
+        if let Err(e) = self.request_slots(all).await {
             tracing::warn!(error = %e, "could not give slots back; they lapse with their lease");
         }
     }
