@@ -26,6 +26,7 @@ pub struct HeaderNames {
 }
 
 impl HeaderNames {
+    /// The header names under `prefix` (`X-Hookd`); an error when they are not valid header names.
     pub fn new(prefix: &str) -> Result<Self, InvalidHeaderName> {
         let name = |suffix: &str| HeaderName::from_bytes(format!("{prefix}-{suffix}").as_bytes());
         Ok(Self {
@@ -41,9 +42,13 @@ impl HeaderNames {
 /// What every attempt needs besides the delivery itself.
 #[derive(Clone)]
 pub struct AttemptContext {
+    /// Makes the HTTP requests.
     pub sender: Sender,
+    /// The signed headers' names.
     pub headers: HeaderNames,
+    /// When a failed attempt is tried again, and when it is given up.
     pub retry: RetryPolicy,
+    /// Counters and histograms of attempts.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// For endpoints that do not say (`[signing] rotation_signatures`).
     pub rotation_signatures: RotationSignatures,

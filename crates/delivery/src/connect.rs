@@ -28,12 +28,16 @@ pub enum ConnectError {
     /// to (that would let a tenant map internal DNS).
     #[error("blocked by network policy: {0}")]
     Blocked(String),
+    /// The host name did not resolve.
     #[error("could not resolve {0}")]
     Dns(String),
+    /// No address of the host accepted a connection.
     #[error("could not connect: {0}")]
     Connect(#[source] std::io::Error),
+    /// No address answered within the connect timeout.
     #[error("connect timed out")]
     Timeout,
+    /// The URL names no host to connect to.
     #[error("the URL has no host")]
     NoHost,
 }

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 /// Typed ingest settings.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
+    /// The consumer group every daemon reads the stream in.
     pub group: String,
     /// This process's consumer name in the group (unique per process).
     pub consumer: String,
@@ -31,6 +32,7 @@ pub struct IngestSettings {
     pub reclaim_idle: Duration,
     /// An entry taken over after this many reads goes to the dead-letter stream.
     pub max_deliveries: u64,
+    /// What an entry must satisfy; past it, it is dead-lettered.
     pub limits: EventLimits,
 }
 

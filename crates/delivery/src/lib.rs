@@ -17,6 +17,8 @@
 //! plus housekeeping (trimming the stream and history indexes), and returns
 //! when `shutdown` turns true and everything has stopped.
 
+#![warn(missing_docs)]
+
 pub mod attempt;
 mod backoff;
 pub mod connect;
@@ -47,9 +49,13 @@ pub use sender::{Sender, SenderSettings};
 /// Everything the daemon needs besides the store, typed.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
+    /// Reading the stream.
     pub ingest: IngestSettings,
+    /// Claiming due deliveries and first attempts' slots.
     pub schedule: ScheduleSettings,
+    /// Making the HTTP requests.
     pub sender: SenderSettings,
+    /// Retries of failed attempts.
     pub retry: RetryPolicy,
     /// `X-Hookd` by default.
     pub header_prefix: String,
@@ -57,13 +63,17 @@ pub struct DaemonSettings {
     pub rotation_signatures: hookd_core::RotationSignatures,
     /// Stream entries older than this are trimmed.
     pub stream_retention: Duration,
+    /// How often the stream and the history indexes are trimmed.
     pub housekeeping_interval: Duration,
 }
 
+/// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The HTTP client could not be built (TLS roots, DNS resolver).
     #[error(transparent)]
     Client(#[from] sender::BuildError),
+    /// `[signing] header_prefix` does not make valid header names.
     #[error("invalid [signing] header_prefix: {0}")]
     HeaderPrefix(String),
 }
@@ -71,6 +81,7 @@ pub enum DaemonError {
 /// What the daemon reports while it runs, for the admin API.
 #[derive(Clone)]
 pub struct Telemetry {
+    /// Counters and histograms, registered for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Beaten by every ingest loop turn that reached Redis.
     pub heartbeat: Heartbeat,

@@ -63,6 +63,7 @@ impl Waiting {
 
 /// Cheap to share behind an `Arc`; every metric lives in `registry`.
 pub struct Metrics {
+    /// Every series, rendered by `/metrics`.
     pub registry: Registry,
     events: IntCounter,
     duplicates: IntCounter,
@@ -90,6 +91,7 @@ impl Metrics {
         Self::with_endpoint_series(100)
     }
 
+    /// The daemon's metrics, with per-endpoint series for at most `endpoint_series` endpoints (the rest are counted under `_other`).
     pub fn with_endpoint_series(endpoint_series: usize) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let events = IntCounter::new(

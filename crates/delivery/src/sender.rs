@@ -20,6 +20,7 @@ use crate::connect::{ConnectError, PolicyConnector};
 /// How requests are made.
 #[derive(Debug, Clone)]
 pub struct SenderSettings {
+    /// Longest a connection may take to open.
     pub connect_timeout: Duration,
     /// The whole request, connect to last byte of the (capped) response.
     pub request_timeout: Duration,
@@ -42,7 +43,9 @@ pub const POOL_IDLE_PER_HOST: usize = 32;
 /// What a receiver did with one request.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// From the first byte sent to the answer (or the failure).
     pub duration: Duration,
+    /// The receiver's answer, or why there was none.
     pub result: Result<Answered, Failure>,
 }
 
@@ -59,18 +62,24 @@ impl Response {
 /// The receiver answered (any status).
 #[derive(Debug, Clone)]
 pub struct Answered {
+    /// The HTTP status.
     pub status: u16,
+    /// `Retry-After`, when a 429 or 503 carried one.
     pub retry_after: Option<Duration>,
+    /// The start of the response body, kept for history.
     pub excerpt: String,
 }
 
 /// No usable answer.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// What kind of failure (timeout, DNS, TLS, ...).
     pub kind: ErrorKind,
+    /// What happened, for the delivery's history.
     pub message: String,
 }
 
+/// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
 pub struct BuildError(String);
@@ -86,6 +95,7 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// A client with its own connection pool, under `settings`.
     pub fn new(settings: SenderSettings) -> Result<Self, BuildError> {
         use rustls_platform_verifier::BuilderVerifierExt;
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -28,6 +28,7 @@ pub struct AttemptSpan {
 }
 
 impl AttemptSpan {
+    /// Opens the span of claimed delivery `c`'s attempt, a child of its producer's span when it has one.
     pub fn start(tracer: &BoxedTracer, c: &Claimed) -> Self {
         let parent = c.trace.as_deref().and_then(remote).unwrap_or_default();
         let span = tracer

@@ -77,6 +77,7 @@ impl Archive {
         connect(&self.settings.url).await
     }
 
+    /// What this archive was made with.
     pub fn settings(&self) -> &ArchiveSettings {
         &self.settings
     }

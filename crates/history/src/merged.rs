@@ -19,7 +19,9 @@ use crate::{Archive, HistoryError};
 /// Where history is read from: Redis alone, or Redis and PostgreSQL.
 #[derive(Clone)]
 pub struct HistoryReader {
+    /// The hot window, in Redis.
     pub store: Store,
+    /// The long history in PostgreSQL, when `[history] postgres_url` is set.
     pub archive: Option<Archive>,
 }
 

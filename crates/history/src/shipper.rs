@@ -84,6 +84,7 @@ pub struct ShipMetrics {
 }
 
 impl ShipMetrics {
+    /// The shipping metrics, registered in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let shipped = IntCounter::new(
             "hookd_history_shipped_records_total",
@@ -129,10 +130,15 @@ impl ShipMetrics {
 /// The shipping loops of one daemon.
 #[derive(Clone)]
 pub struct Shipper {
+    /// Where the backlogs are.
     pub store: Store,
+    /// Where the records go.
     pub archive: Archive,
+    /// The consumer group, batch size and take-over time.
     pub settings: ShipperSettings,
+    /// Shipped records, errors and lag.
     pub metrics: Arc<ShipMetrics>,
+    /// Whether shipping works, for `/readyz`.
     pub health: Arc<ShipHealth>,
 }
 

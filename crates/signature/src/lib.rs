@@ -72,6 +72,8 @@
 //! refuses timestamps outside a tolerance (default five minutes, both ways), so
 //! a captured request cannot be replayed later.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod standard;
@@ -95,29 +97,43 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// Why a delivery did not verify. Each variant says what the receiver should look at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// A header the scheme needs is not in the request.
     #[error("missing header: the request has no {0} header")]
     MissingHeader(&'static str),
+    /// The timestamp header is not Unix seconds.
     #[error("malformed timestamp header: expected unix seconds, got {0:?}")]
     MalformedTimestamp(String),
+    /// The signature header is not in the scheme's form.
     #[error(
         "malformed signature header: expected `sha256=<64 hex>` (comma-separated when several), or `v1,<base64>` (space-separated) for Standard Webhooks"
     )]
     MalformedSignature,
+    /// The request was signed longer ago than the tolerance.
     #[error(
         "timestamp too old: signed {age_secs}s ago, tolerance is {tolerance_secs}s (replayed or delayed request)"
     )]
-    TimestampTooOld { age_secs: u64, tolerance_secs: u64 },
+    TimestampTooOld {
+        /// How long ago it was signed.
+        age_secs: u64,
+        /// How old a signature may be.
+        tolerance_secs: u64,
+    },
+    /// The request was signed further ahead of this clock than the tolerance.
     #[error(
         "timestamp in the future: signed {ahead_secs}s ahead of this clock, tolerance is {tolerance_secs}s (check clock sync)"
     )]
     TimestampInFuture {
+        /// How far ahead of this clock it was signed.
         ahead_secs: u64,
+        /// How far ahead a signature may be.
         tolerance_secs: u64,
     },
+    /// No signature in the header is the body's under this secret.
     #[error(
         "no signature matches: wrong secret, or the body was changed (verify the raw bytes, not re-serialized JSON)"
     )]
     NoMatch,
+    /// The secret is not in the scheme's form.
     #[error("malformed secret: a Standard Webhooks secret is `whsec_` followed by base64")]
     MalformedSecret,
 }
@@ -196,6 +212,7 @@ pub(crate) fn unix_now() -> i64 {
 
 /// A request's headers, looked up by name without regard to case.
 pub trait Headers {
+    /// The value of header `name` (any case), if present.
     fn header(&self, name: &str) -> Option<&str>;
 }
 

@@ -89,6 +89,7 @@ impl Verifier {
         })
     }
 
+    /// Accepts timestamps this far from now (default five minutes).
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = tolerance;
         self
