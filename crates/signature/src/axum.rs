@@ -28,6 +28,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct VerifiedWebhook {
     /// `<prefix>-Event-Id`: the idempotency key (delivery is at least once).
     pub event_id: Option<String>,
+    /// Every header of the request, the signature headers included.
     pub headers: HeaderMap,
     /// The raw body, exactly as signed: parse it with `serde_json::from_slice`.
     pub body: Bytes,
