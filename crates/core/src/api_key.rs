@@ -10,8 +10,11 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
+    /// Read anything of the workspace.
     Read,
+    /// Also change endpoints, publish, redeliver and recover.
     Write,
+    /// Also manage the workspace's keys and catalog, and read its audit log.
     Admin,
 }
 
@@ -19,6 +22,7 @@ impl Scope {
     /// Every scope, narrowest first.
     pub const ALL: [Self; 3] = [Self::Read, Self::Write, Self::Admin];
 
+    /// `read`, `write` or `admin`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Self::Read),
@@ -28,6 +32,7 @@ impl Scope {
         }
     }
 
+    /// The name the API and the CLI use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -48,15 +53,22 @@ pub const KEY_ENVS: [&str; 4] = ["live", "stg", "dev", "test"];
 /// A key as stored: everything but the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
+    /// `key_...`.
     pub id: String,
+    /// The workspace it may act on.
     pub workspace: String,
+    /// What it may do there.
     pub scope: Scope,
+    /// The `<env>` in its text: `live`, `stg`, `dev` or `test`.
     pub env: String,
+    /// A name for people to recognise it by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The first characters of the key (`hookd_live_ab12`), to recognise it in lists.
     pub prefix: String,
+    /// When it was made (Unix ms).
     pub created_at_ms: i64,
+    /// When it was revoked (Unix ms); it gets 401 since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<i64>,
     /// After this the key is refused (401 `key_expired`); `None`: never.

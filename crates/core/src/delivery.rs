@@ -12,6 +12,7 @@ pub enum DeliveryStatus {
     Held,
     /// At least one attempt failed; another is scheduled.
     Retrying,
+    /// An attempt got a 2xx answer.
     Succeeded,
     /// No attempt left (max attempts or max age), or its endpoint is gone.
     Failed,
@@ -27,6 +28,7 @@ impl DeliveryStatus {
         Self::Failed,
     ];
 
+    /// The name the API, the CLI and Redis use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -37,6 +39,7 @@ impl DeliveryStatus {
         }
     }
 
+    /// The status named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
@@ -46,9 +49,13 @@ impl DeliveryStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
+    /// No answer within the request timeout.
     Timeout,
+    /// The connection could not be made (refused, reset, unreachable).
     Connect,
+    /// The host name did not resolve.
     Dns,
+    /// The TLS handshake failed (certificate, protocol).
     Tls,
     /// The receiver answered, but not 2xx.
     Status,
@@ -93,8 +100,10 @@ impl ErrorKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptTrigger {
+    /// By the scheduler: a first attempt or a retry.
     #[default]
     Scheduled,
+    /// By an operator: a redelivery or a recovery job.
     Manual,
 }
 
@@ -108,18 +117,25 @@ impl AttemptTrigger {
 pub struct Attempt {
     /// 1-based.
     pub number: u32,
+    /// When the request started (Unix ms).
     pub started_at_ms: i64,
+    /// How long until the answer, or the failure.
     pub duration_ms: u64,
+    /// A 2xx answer.
     pub succeeded: bool,
+    /// The answer's status, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
+    /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
+    /// What went wrong, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The first few KiB of the response body (lossy UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_excerpt: Option<String>,
+    /// What started it.
     #[serde(default)]
     pub trigger: AttemptTrigger,
 }
@@ -127,16 +143,26 @@ pub struct Attempt {
 /// A delivery with its history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// `dlv_...`: the same for every attempt of it.
     pub id: String,
+    /// The endpoint it goes to.
     pub endpoint_id: String,
+    /// The workspace of its event and endpoint.
     pub workspace: String,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
+    /// Where it stands.
     pub status: DeliveryStatus,
+    /// Attempts made so far.
     pub attempts_made: u32,
+    /// When it was created (Unix ms): when its event was accepted.
     pub created_at_ms: i64,
+    /// When the next attempt is due, while one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at_ms: Option<i64>,
+    /// Every attempt, oldest first.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
 }

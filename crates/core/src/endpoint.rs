@@ -32,6 +32,7 @@ impl SignatureScheme {
         })
     }
 
+    /// `sha256` or `standard-webhooks`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "sha256" => Some(Self::Sha256),
@@ -55,9 +56,13 @@ pub struct Failing {
 /// A receiver URL registered by a workspace. Its `Debug` leaves the secrets out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// `ep_...`.
     pub id: String,
+    /// The workspace whose events it receives.
     pub workspace: String,
+    /// Where deliveries are sent (http or https).
     pub url: String,
+    /// A name for people; shown in place of the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Event types delivered; `None` means every type.
@@ -65,6 +70,7 @@ pub struct Endpoint {
     pub event_types: Option<Vec<String>>,
     /// Signing secret (HMAC key). Shown when the endpoint is created.
     pub secret: String,
+    /// How its deliveries are signed.
     #[serde(default)]
     pub scheme: SignatureScheme,
     /// Secrets replaced by a rotation that still sign until their grace ends.
@@ -87,11 +93,15 @@ pub struct Endpoint {
     /// Free-form labels kept for the workspace (never sent to the receiver).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// When it was registered (Unix ms).
     pub created_at_ms: i64,
+    /// Deliveries are held, not attempted, until it is resumed.
     #[serde(default)]
     pub paused: bool,
+    /// Why it was paused (an operator's reason, or the circuit breaker's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_reason: Option<String>,
+    /// When it was paused (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at_ms: Option<i64>,
     /// Its attempts failing in a row now (kept beside the document, by the
@@ -123,6 +133,7 @@ impl RotationSignatures {
     /// Every choice.
     pub const ALL: [Self; 2] = [Self::All, Self::Newest];
 
+    /// `all` or `newest`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "all" => Some(Self::All),
@@ -131,6 +142,7 @@ impl RotationSignatures {
         }
     }
 
+    /// The name configuration and the API use.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::All => "all",
@@ -142,7 +154,9 @@ impl RotationSignatures {
 /// A rotated-out secret, valid until `expires_at_ms`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousSecret {
+    /// The secret itself.
     pub secret: String,
+    /// After this (Unix ms) it no longer signs.
     pub expires_at_ms: i64,
 }
 
@@ -283,9 +297,10 @@ const RESERVED_HEADERS: [&str; 17] = [
     "user-agent",
 ];
 
-/// Most custom headers an endpoint may have, and their total size (names
-/// and values): they are sent with every delivery.
+/// Most custom headers an endpoint may have: they are sent with every
+/// delivery.
 pub const MAX_HEADERS: usize = 32;
+/// Most bytes of an endpoint's custom headers, names and values together.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 impl Endpoint {

@@ -113,7 +113,9 @@ fn entry_bytes<K: AsRef<str>, V: AsRef<[u8]>>(fields: &[(K, V)]) -> usize {
 pub struct Event {
     /// The producer's id, or one hookd assigned (`evt_...`).
     pub id: String,
+    /// `card.created`, ...: what endpoints subscribe to.
     pub event_type: String,
+    /// The tenant it belongs to.
     pub workspace: String,
     /// When it happened (unix ms): `occurred_at`, else ingest time.
     pub created_at_ms: i64,
@@ -127,7 +129,9 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Rejection {
+    /// Stable, for programs: `invalid_json`, `too_large`, ...
     pub code: &'static str,
+    /// What to fix, for people.
     pub message: String,
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub struct Heartbeat(Arc<AtomicI64>);
 
 impl Heartbeat {
+    /// Records that the loop ran at `now_ms`.
     pub fn beat(&self, now_ms: i64) {
         self.0.store(now_ms, Ordering::Relaxed);
     }

@@ -11,6 +11,8 @@
 //! - [`trace`]: W3C trace context an event carries (not payload);
 //! - [`id`] and [`time`]: identifiers and RFC 3339 timestamps.
 
+#![warn(missing_docs)]
+
 pub mod api_key;
 pub mod delivery;
 pub mod endpoint;

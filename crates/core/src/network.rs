@@ -44,6 +44,7 @@ impl std::fmt::Display for Cidr {
 }
 
 impl Cidr {
+    /// Whether `ip` is in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -115,6 +116,7 @@ pub struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
+    /// Whether deliveries may connect to `ip`: public, or internal and allowed.
     pub fn permits(&self, ip: IpAddr) -> bool {
         !is_internal(ip) || self.allow.iter().any(|c| c.contains(ip))
     }

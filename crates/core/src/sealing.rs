@@ -19,14 +19,19 @@ const PREFIX: &str = "enc:";
 /// Why a sealing key or a sealed value is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
+    /// A configured key is not `<id>:<base64 of 32 bytes>`.
     #[error("secret key {0:?}: expected <id>:<base64 of 32 bytes>")]
     BadKey(String),
+    /// `[secrets] current` names no configured key.
     #[error("the current secret key {0:?} is not among the configured keys")]
     NoCurrentKey(String),
+    /// A value was sealed with a key no longer configured.
     #[error("a secret is sealed with key {0:?}, which is not configured")]
     UnknownKey(String),
+    /// A value does not open under the key it names.
     #[error("a sealed secret is corrupt or was sealed with another key of the same id")]
     Corrupt,
+    /// The system had no randomness for a nonce.
     #[error("no randomness for a nonce")]
     Random,
 }
@@ -77,6 +82,7 @@ impl Sealer {
         })
     }
 
+    /// The id of the key new values are sealed with.
     pub fn current_key_id(&self) -> &str {
         &self.current
     }

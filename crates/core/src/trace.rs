@@ -29,6 +29,7 @@ pub struct TraceParent {
     pub span_id: String,
     /// The flags byte (bit 0: sampled).
     pub flags: u8,
+    /// The producer's `tracestate`, kept only with a valid `traceparent`.
     pub tracestate: Option<String>,
 }
 
