@@ -24,6 +24,7 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
+/// `/console`: the page.
 pub async fn page() -> impl IntoResponse {
     asset(
         "text/html; charset=utf-8",
@@ -31,6 +32,7 @@ pub async fn page() -> impl IntoResponse {
     )
 }
 
+/// `/console/app.js`: the page's script.
 pub async fn script() -> impl IntoResponse {
     asset(
         "text/javascript; charset=utf-8",
@@ -38,6 +40,7 @@ pub async fn script() -> impl IntoResponse {
     )
 }
 
+/// `/console/console.css`: its style sheet.
 pub async fn style() -> impl IntoResponse {
     asset(
         "text/css; charset=utf-8",

@@ -16,17 +16,22 @@ use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
 use crate::extract::QueryParams;
 use crate::state::AppState;
 
+/// The delivery history's filters and page.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// Only deliveries to this endpoint (of the workspace).
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub endpoint_id: Option<String>,
+    /// Only deliveries with this status.
     #[serde(default, deserialize_with = "status")]
     #[param(value_type = Option<hookd_control::schema::DeliveryStatusName>)]
     pub status: Option<DeliveryStatus>,
+    /// Only deliveries of this event type.
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_type: Option<String>,
+    /// Only deliveries of this event.
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_id: Option<String>,
     /// Created at or after (RFC 3339).
@@ -157,11 +162,13 @@ pub async fn redeliver(
 /// One header of the request an attempt sends.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SentHeader {
+    /// The header's name.
     pub name: String,
     /// `null` for the signature: it is not stored (an HMAC of the
     /// timestamp and body with the secrets in force when the attempt was
     /// signed; `note` says so).
     pub value: Option<String>,
+    /// Why the value is not shown, where it is not.
     pub note: Option<String>,
 }
 
@@ -171,6 +178,7 @@ pub struct SentRequest {
     /// The attempt the headers are of (0: no attempt yet; they are then the
     /// first attempt's).
     pub attempt: u32,
+    /// Every header, in the order sent.
     pub headers: Vec<SentHeader>,
     /// The envelope, the same bytes on every attempt; `null` once neither
     /// Redis nor the history database holds it.

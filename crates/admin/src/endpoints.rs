@@ -19,6 +19,7 @@ use crate::error::{ApiResult, ErrorBody, in_workspace};
 use crate::extract::{JsonBody, QueryParams, parse_time};
 use crate::state::AppState;
 
+/// A new endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
@@ -29,19 +30,24 @@ pub struct CreateEndpoint {
         max_length = 2048
     )]
     pub url: String,
+    /// A name for people; shown in place of the id.
     #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// Absent or `null`: every event type.
     #[schema(value_type = Option<Vec<hookd_control::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
+    /// Extra request headers sent with every delivery (not hookd's own).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Most attempts in flight at once; default `[delivery] endpoint_concurrency`.
     #[serde(default, deserialize_with = "crate::extract::whole")]
     #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrency: Option<u32>,
+    /// Most attempts per second; default no limit.
     #[serde(default, deserialize_with = "crate::extract::whole")]
     #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<u32>,
+    /// Your own labels.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     /// Default `sha256`.
@@ -58,24 +64,31 @@ pub struct CreateEndpoint {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
+    /// A new URL (http or https).
     #[schema(
         pattern = r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,5})?(/[!-~]*)?$",
         max_length = 2048
     )]
     pub url: Option<String>,
+    /// A new name; `null` removes it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 1024)]
     pub description: Option<Option<String>>,
+    /// Event types to deliver; `null`: every type.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<hookd_control::schema::EventTypeName>>, min_items = 1)]
     pub event_types: Option<Option<Vec<String>>>,
+    /// The whole set of extra headers (replaces it).
     pub headers: Option<BTreeMap<String, String>>,
+    /// `null` returns to the configured default.
     #[serde(default, deserialize_with = "present_count")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 100000)]
     pub max_concurrency: Option<Option<u32>>,
+    /// `null` removes the limit.
     #[serde(default, deserialize_with = "present_count")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<Option<u32>>,
+    /// The whole set of labels (replaces it).
     pub metadata: Option<BTreeMap<String, String>>,
     /// `null` returns to the configured default.
     #[serde(default, deserialize_with = "present")]
@@ -95,13 +108,16 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A page of a workspace's endpoints, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointList {
+    /// The endpoints of this page.
     pub data: Vec<EndpointView>,
     /// Pass as `after` for the next page; `null` at the end.
     pub next: Option<String>,
 }
 
+/// The endpoint list's page.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -115,19 +131,24 @@ pub struct EndpointQuery {
     pub after: Option<String>,
 }
 
+/// A pause.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
+    /// Why (shown and audited); default `paused through the API`.
     pub reason: Option<String>,
 }
 
+/// What a resume did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Resumed {
     /// Held deliveries released to the due queue.
     pub released: u64,
+    /// The endpoint, resumed.
     pub endpoint: EndpointView,
 }
 
+/// How the old secret is retired.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
@@ -137,6 +158,7 @@ pub struct RotateRequest {
     pub grace_seconds: Option<u64>,
 }
 
+/// Which deliveries a recovery job queues again.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {

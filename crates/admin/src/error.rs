@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 /// (`url`, `event_types/0`, `query.limit`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Issue {
+    /// A JSON Pointer to the bad value.
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -24,24 +26,32 @@ pub struct ErrorBody {
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`,
     /// `conflict`, `store_unavailable`, `timeout`, `internal`.
     pub code: String,
+    /// What went wrong, for people.
     pub message: String,
+    /// One per bad value (validation errors); else empty.
     pub issues: Vec<Issue>,
 }
 
 /// An error a handler returns; renders as [`ErrorBody`].
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// `ErrorBody::code`.
     pub code: &'static str,
+    /// `ErrorBody::message`.
     pub message: String,
+    /// `ErrorBody::issues`.
     pub issues: Vec<Issue>,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
 }
 
+/// What handlers return.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    /// An error with no issues.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -52,14 +62,17 @@ impl ApiError {
         }
     }
 
+    /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 404 `not_found`: `what` does not exist (in this workspace).
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -68,6 +81,7 @@ impl ApiError {
         )
     }
 
+    /// 409 `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
@@ -104,6 +118,7 @@ impl ApiError {
         }
     }
 
+    /// 422 with one issue at `path`.
     pub fn invalid(path: &str, message: impl Into<String>) -> Self {
         Self::validation(vec![(path.to_string(), message.into())])
     }

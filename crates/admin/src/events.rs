@@ -18,6 +18,7 @@ use crate::requests::RequestTrace;
 use crate::state::AppState;
 use hookd_core::trace::TraceParent;
 
+/// An event to publish.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishEvent {
@@ -25,6 +26,7 @@ pub struct PublishEvent {
     /// `Idempotency-Key` header may give it instead; assigned when neither does.
     #[schema(pattern = "^[!-~]{1,128}$")]
     pub id: Option<String>,
+    /// What endpoints subscribe to (`card.created`).
     #[serde(rename = "type")]
     #[schema(value_type = hookd_control::schema::EventTypeName)]
     pub event_type: String,

@@ -14,11 +14,14 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
+/// A new API key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// What it may do in the workspace.
     #[schema(value_type = hookd_control::schema::ScopeName)]
     pub scope: Scope,
+    /// A name for people to recognise it by.
     pub name: Option<String>,
     /// Default `live`.
     #[schema(value_type = Option<hookd_control::schema::KeyEnvName>)]

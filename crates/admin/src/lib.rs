@@ -22,6 +22,8 @@
 //! `/openapi.json` and the reference pages at `/docs` and `/swagger` read
 //! the same document.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod auth;
 pub mod console;

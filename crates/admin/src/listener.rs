@@ -28,8 +28,11 @@ use tower::ServiceExt;
 /// How the listener treats connections (`[admin]` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
+    /// Most connections served at once (held under a quarter of the open-file limit).
     pub max_connections: usize,
+    /// Longest a client may take to send a request's head.
     pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may sit idle.
     pub idle_timeout: Duration,
 }
 

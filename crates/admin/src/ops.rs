@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use crate::state::AppState;
 
+/// What `/healthz` and `/readyz` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, `ready`, `degraded` (delivering, but history is not reaching

@@ -82,6 +82,7 @@ pub async fn docs() -> impl IntoResponse {
     page(DOCS)
 }
 
+/// The vendored Scalar script of `/docs`.
 pub async fn scalar_script() -> impl IntoResponse {
     gzipped(
         "text/javascript; charset=utf-8",
@@ -94,6 +95,7 @@ pub async fn swagger() -> impl IntoResponse {
     page(SWAGGER)
 }
 
+/// The vendored Swagger UI bundle of `/swagger`.
 pub async fn swagger_script() -> impl IntoResponse {
     gzipped(
         "text/javascript; charset=utf-8",
@@ -101,6 +103,7 @@ pub async fn swagger_script() -> impl IntoResponse {
     )
 }
 
+/// The script that points Swagger UI at `/openapi.json`.
 pub async fn swagger_init() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
@@ -108,6 +111,7 @@ pub async fn swagger_init() -> impl IntoResponse {
     )
 }
 
+/// The vendored Swagger UI style sheet.
 pub async fn swagger_css() -> impl IntoResponse {
     gzipped(
         "text/css; charset=utf-8",

@@ -31,7 +31,9 @@ pub struct RequestTrace(pub String);
 /// Who called, put on the response by the key check for the log line.
 #[derive(Debug, Clone)]
 pub struct CallerInfo {
+    /// The calling key's id.
     pub key_id: String,
+    /// The calling key's workspace.
     pub workspace: String,
 }
 
@@ -41,6 +43,8 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_string())
 }
 
+/// Gives every request an id (`X-Request-Id`, kept when the client sent a
+/// sane one), a span when tracing is on, and one log line when it is answered.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req

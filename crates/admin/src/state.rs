@@ -15,9 +15,11 @@ use hookd_store::Store;
 /// Typed settings of the admin API (the binary reads them from `[admin]`).
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
+    /// Where the API listens.
     pub bind: SocketAddr,
     /// Requests per key per `rate_window`.
     pub rate_limit: u32,
+    /// The window `rate_limit` counts in.
     pub rate_window: Duration,
     /// Largest request body accepted (413 past it).
     pub max_body_bytes: usize,
@@ -47,11 +49,13 @@ pub struct AdminSettings {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// Redis.
     pub store: Store,
     /// Delivery history: Redis, and PostgreSQL when it is configured.
     pub history: hookd_history::merged::HistoryReader,
     /// Whether history ships to PostgreSQL (`None`: not configured), for `/readyz`.
     pub shipping: Option<std::sync::Arc<hookd_history::shipper::ShipHealth>>,
+    /// The typed `[admin]` settings.
     pub settings: Arc<AdminSettings>,
     /// Beaten by the ingest loop; `/readyz` checks it.
     pub heartbeat: Heartbeat,

@@ -11,8 +11,10 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
+/// A workspace the calling key can access.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceView {
+    /// The workspace id.
     pub id: String,
     /// Endpoints registered in the workspace.
     pub endpoints: u64,
@@ -21,8 +23,10 @@ pub struct WorkspaceView {
     pub scope: hookd_core::Scope,
 }
 
+/// The workspaces the calling key can access.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceList {
+    /// The workspaces.
     pub data: Vec<WorkspaceView>,
 }
 

@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 /// One change.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditView {
+    /// `aud_...`.
     pub id: String,
+    /// When the change was made.
     pub at: String,
     /// An API key's id, `cli` (the command line), or `hookd` (the circuit
     /// breaker, a receiver's 410).
@@ -43,8 +45,10 @@ impl From<AuditEntry> for AuditView {
     }
 }
 
+/// A page of the audit log, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
+    /// The entries of this page.
     pub data: Vec<AuditView>,
     /// Pass as `before` for the next page; `null` at the end.
     pub next: Option<String>,

@@ -9,16 +9,25 @@ use utoipa::ToSchema;
 
 use crate::{ActionError, ActionResult};
 
+/// One HTTP request of a delivery.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
+    /// 1 for the first attempt.
     pub number: u32,
+    /// When the request started.
     pub started_at: String,
+    /// How long until the answer, or the failure.
     pub duration_ms: u64,
+    /// The receiver answered 2xx.
     pub succeeded: bool,
+    /// The answer's HTTP status, when there was one.
     pub status_code: Option<u16>,
+    /// Why it failed, when it did.
     #[schema(value_type = Option<crate::schema::ErrorKindName>)]
     pub error_kind: Option<ErrorKind>,
+    /// What went wrong.
     pub error: Option<String>,
+    /// The start of the response body.
     pub response_excerpt: Option<String>,
     /// `manual`: redeliver or recover.
     #[schema(value_type = crate::schema::TriggerName)]
@@ -41,16 +50,25 @@ impl From<Attempt> for AttemptView {
     }
 }
 
+/// One event's delivery to one endpoint.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
+    /// `dlv_...`.
     pub id: String,
+    /// The endpoint it goes to.
     pub endpoint_id: String,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
+    /// Where it stands.
     #[schema(value_type = crate::schema::DeliveryStatusName)]
     pub status: DeliveryStatus,
+    /// Attempts made so far.
     pub attempts_made: u32,
+    /// When its event was accepted.
     pub created_at: String,
+    /// When the next attempt is due, while one is.
     pub next_attempt_at: Option<String>,
     /// Every attempt, oldest first (only when reading one delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +76,7 @@ pub struct DeliveryView {
 }
 
 impl DeliveryView {
+    /// The view of `d`; its attempts only when `with_attempts`.
     pub fn new(d: Delivery, with_attempts: bool) -> Self {
         Self {
             attempts: with_attempts
@@ -74,8 +93,10 @@ impl DeliveryView {
     }
 }
 
+/// A page of deliveries, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryPage {
+    /// The deliveries of this page.
     pub data: Vec<DeliveryView>,
     /// Pass as `before` for the next page; `null` at the end of the history.
     /// A page may hold fewer than `limit` deliveries and still have a next one.

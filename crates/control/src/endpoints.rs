@@ -16,6 +16,7 @@ use crate::{ActionError, ActionResult, MAX_NAME_BYTES};
 /// The limits an endpoint is held to: the operator's network policy.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointPolicy {
+    /// Which addresses endpoints may point at.
     pub network: NetworkPolicy,
 }
 
@@ -42,16 +43,25 @@ impl EndpointPolicy {
 /// A new endpoint's settings.
 #[derive(Debug, Clone, Default)]
 pub struct NewEndpoint {
+    /// The workspace whose events it receives.
     pub workspace: String,
+    /// Where deliveries go (http or https).
     pub url: String,
+    /// A name for people.
     pub description: Option<String>,
     /// `None`: every event type.
     pub event_types: Option<Vec<String>>,
+    /// Extra request headers sent with every delivery.
     pub headers: BTreeMap<String, String>,
+    /// The operator's own labels.
     pub metadata: BTreeMap<String, String>,
+    /// Most attempts in flight at once (`None`: the configured default).
     pub max_concurrency: Option<u32>,
+    /// Most attempts per second (`None`: no limit).
     pub rate_limit: Option<u32>,
+    /// How deliveries are signed.
     pub scheme: SignatureScheme,
+    /// Signatures during a rotation (`None`: the configured default).
     pub rotation_signatures: Option<RotationSignatures>,
 }
 
@@ -108,14 +118,21 @@ impl MapChange {
 /// clears an optional one.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointChange {
+    /// A new URL.
     pub url: Option<String>,
+    /// A new name; `Some(None)` removes it.
     pub description: Option<Option<String>>,
     /// `Some(None)`: every event type.
     pub event_types: Option<Option<Vec<String>>>,
+    /// Headers replaced or changed.
     pub headers: Option<MapChange>,
+    /// Labels replaced or changed.
     pub metadata: Option<MapChange>,
+    /// A new concurrency limit; `Some(None)` returns to the default.
     pub max_concurrency: Option<Option<u32>>,
+    /// A new rate limit; `Some(None)` removes it.
     pub rate_limit: Option<Option<u32>>,
+    /// A rotation setting; `Some(None)` returns to the default.
     pub rotation_signatures: Option<Option<RotationSignatures>>,
 }
 
@@ -280,24 +297,35 @@ pub async fn delete(store: &Store, actor: &Actor, id: &str) -> ActionResult<Endp
 /// of create and rotate.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
+    /// `ep_...`.
     pub id: String,
+    /// The workspace whose events it receives.
     pub workspace: String,
+    /// Where deliveries go.
     pub url: String,
+    /// A name for people; shown in place of the id.
     pub description: Option<String>,
     /// `null`: every event type.
     pub event_types: Option<Vec<String>>,
+    /// How deliveries are signed.
     #[schema(value_type = crate::schema::SchemeName)]
     pub scheme: SignatureScheme,
     /// Extra request headers. Their values (often a receiver's credentials)
     /// show only to keys that may write the endpoint; read keys see `***`.
     pub headers: BTreeMap<String, String>,
+    /// Most attempts in flight at once (`null`: the configured default).
     pub max_concurrency: Option<u32>,
     /// Attempts per second.
     pub rate_limit: Option<u32>,
+    /// The operator's own labels.
     pub metadata: BTreeMap<String, String>,
+    /// When it was registered.
     pub created_at: String,
+    /// Deliveries are held, not attempted, until it is resumed.
     pub paused: bool,
+    /// Why it was paused (by an operator, or by the circuit breaker).
     pub paused_reason: Option<String>,
+    /// When it was paused.
     pub paused_at: Option<String>,
     /// Set while its attempts fail in a row (the circuit breaker's count;
     /// cleared by a success or a resume).
@@ -313,6 +341,7 @@ pub struct EndpointView {
     /// secret) or `newest` (one); `null` takes the configured default.
     #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<RotationSignatures>,
+    /// Its signing secret: only in the answers of create and rotate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -320,6 +349,7 @@ pub struct EndpointView {
 /// What waits in an endpoint's lane.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct WaitingView {
+    /// How many.
     pub deliveries: u64,
     /// When the oldest of them was published.
     pub oldest: Option<String>,
@@ -328,8 +358,11 @@ pub struct WaitingView {
 /// An endpoint's attempts failing in a row.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailingView {
+    /// Failed attempts in a row.
     pub consecutive_failures: u64,
+    /// When the first of them was made.
     pub since: String,
+    /// The last one's error.
     pub last_error: String,
 }
 

@@ -15,7 +15,9 @@ use crate::{ActionError, ActionResult};
 /// An event type declared in configuration.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct CatalogEntry {
+    /// The event type (`card.created`).
     pub name: String,
+    /// What the event means, for receivers.
     #[serde(default)]
     pub description: Option<String>,
     /// JSON Schema of the event's `data`.
@@ -23,9 +25,11 @@ pub struct CatalogEntry {
     pub schema: Option<serde_json::Value>,
 }
 
+/// A catalog entry as the API takes it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogEntryBody {
+    /// What the event means, for receivers.
     pub description: Option<String>,
     /// JSON Schema of the event's `data` (an object or a boolean).
     /// Documentation only: hookd stores and serves it for receivers and SDK
@@ -34,21 +38,28 @@ pub struct CatalogEntryBody {
     pub schema: Option<serde_json::Value>,
 }
 
+/// An event type of a workspace: declared, seen, or both.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventTypeView {
+    /// The event type (`card.created`).
     pub name: String,
+    /// What the event means, from the catalog.
     pub description: Option<String>,
+    /// JSON Schema of its `data`, from the catalog.
     #[schema(value_type = Option<crate::schema::JsonSchemaDoc>)]
     pub schema: Option<serde_json::Value>,
     /// Declared in configuration or through the API.
     pub in_catalog: bool,
     /// Events of this type ingested for the workspace (within retention of the counter).
     pub count: u64,
+    /// When an event of this type was last ingested.
     pub last_seen: Option<String>,
 }
 
+/// A workspace's event types, by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventTypeList {
+    /// The types.
     pub data: Vec<EventTypeView>,
 }
 

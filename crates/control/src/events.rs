@@ -22,9 +22,11 @@ pub enum Member {
 /// An event to publish.
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
+    /// The workspace it belongs to.
     pub workspace: String,
     /// The same id in the same workspace is delivered once; assigned when `None`.
     pub id: Option<String>,
+    /// `card.created`, ...: what endpoints subscribe to.
     pub event_type: String,
     /// The payload, JSON text.
     pub data: String,
@@ -34,12 +36,14 @@ pub struct NewEvent {
     pub members: Vec<(String, Member)>,
     /// W3C trace context (never payload): the attempts continue this trace.
     pub traceparent: Option<String>,
+    /// The producer's `tracestate`, kept only with a `traceparent`.
     pub tracestate: Option<String>,
 }
 
 /// What publishing wrote.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Published {
+    /// The event id (the producer's, or one assigned).
     pub event_id: String,
     /// The stream entry id (for a repeat, the first one's).
     pub entry_id: String,

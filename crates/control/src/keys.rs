@@ -28,10 +28,13 @@ impl Default for KeyPolicy {
 /// A new key's settings.
 #[derive(Debug, Clone)]
 pub struct NewKey {
+    /// The workspace it may act on.
     pub workspace: String,
+    /// What it may do there.
     pub scope: Scope,
     /// `live`, `stg`, `dev` or `test`.
     pub env: String,
+    /// A name for people to recognise it by.
     pub name: Option<String>,
     /// After this the key gets 401 `key_expired`.
     pub expires_at_ms: Option<i64>,
@@ -112,18 +115,26 @@ pub async fn revoke(
     Ok(key)
 }
 
+/// An API key as the API shows it (never its hash).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
+    /// `key_...`.
     pub id: String,
+    /// The workspace it may act on.
     pub workspace: String,
+    /// What it may do there.
     #[schema(value_type = crate::schema::ScopeName)]
     pub scope: Scope,
+    /// The `<env>` in its text.
     #[schema(value_type = crate::schema::KeyEnvName)]
     pub env: String,
+    /// A name for people to recognise it by.
     pub name: Option<String>,
     /// The key's first characters, to recognise it.
     pub prefix: String,
+    /// When it was made.
     pub created_at: String,
+    /// When it was revoked; it gets 401 since.
     pub revoked_at: Option<String>,
     /// After this the key gets 401 `key_expired`; `null`: never.
     pub expires_at: Option<String>,
@@ -135,6 +146,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
+    /// The view of `k`; `key` is its text, only when it was just made.
     pub fn new(k: ApiKey, key: Option<String>) -> Self {
         Self {
             id: k.id,
@@ -152,7 +164,9 @@ impl KeyView {
     }
 }
 
+/// A workspace's keys, revoked ones included.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
+    /// The keys.
     pub data: Vec<KeyView>,
 }

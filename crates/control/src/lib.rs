@@ -16,6 +16,8 @@
 //! Every change an action makes is written to the audit log here, under the
 //! same action name whoever asked.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
@@ -40,6 +42,7 @@ pub enum ActionError {
     /// another body, a delivery that cannot be attempted now).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The system had no randomness for a secret or a key.
     #[error("no randomness for a secret: {0}")]
     Randomness(String),
 }
@@ -56,6 +59,7 @@ impl ActionError {
     }
 }
 
+/// What the actions return.
 pub type ActionResult<T> = Result<T, ActionError>;
 
 /// Longest pause reason or key name kept (they are shown and audited).

@@ -13,9 +13,13 @@ use crate::{ActionError, ActionResult};
 /// A recovery: an endpoint's deliveries created in a window with a status.
 #[derive(Debug, Clone)]
 pub struct Recovery {
+    /// The endpoint whose deliveries are queued again.
     pub endpoint: Endpoint,
+    /// Deliveries created at or after this (Unix ms).
     pub since_ms: i64,
+    /// Created at or before this (Unix ms); `None`: now.
     pub until_ms: Option<i64>,
+    /// The status of the deliveries queued again.
     pub status: DeliveryStatus,
 }
 
@@ -93,9 +97,13 @@ pub async fn start(
 /// A recovery job's progress.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
+    /// `job_...`.
     pub id: String,
+    /// The endpoint whose deliveries it queues.
     pub endpoint_id: String,
+    /// Deliveries created at or after this.
     pub since: String,
+    /// Created at or before this.
     pub until: Option<String>,
     /// The status re-queued.
     #[schema(value_type = crate::schema::DeliveryStatusName)]
@@ -113,6 +121,7 @@ pub struct JobView {
     pub done: u64,
     /// Of those, succeeded.
     pub succeeded: u64,
+    /// When the job was started.
     pub created_at: String,
 }
 
@@ -135,6 +144,7 @@ impl From<Job> for JobView {
     }
 }
 
+/// A workspace's recovery jobs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobList {
     /// Newest first; jobs are kept for `[history] retention`.

@@ -76,6 +76,7 @@ pub struct Keys {
 /// The keys of one partition.
 #[derive(Debug, Clone)]
 pub struct PartitionKeys {
+    /// Its number, 0 to the partition count - 1.
     pub index: u32,
     /// The partition's stream.
     pub stream: String,
@@ -84,6 +85,7 @@ pub struct PartitionKeys {
 }
 
 impl Keys {
+    /// The layout for `stream` and `prefix` over `partitions` partitions (at least one).
     pub fn new(stream: &str, prefix: &str, partitions: u32) -> Self {
         Self {
             stream: stream.to_string(),
@@ -110,6 +112,7 @@ impl Keys {
         self
     }
 
+    /// How many partitions the stream is spread over.
     pub fn partitions(&self) -> u32 {
         self.partitions
     }
@@ -201,6 +204,7 @@ impl Keys {
         format!("{}:rate:{key_id}:{window}", self.prefix)
     }
 
+    /// The keys of partition `index`.
     pub fn partition(&self, index: u32) -> PartitionKeys {
         let stream = if self.partitions == 1 {
             self.stream.clone()
@@ -246,6 +250,7 @@ impl Keys {
             .collect()
     }
 
+    /// Every partition's keys, in order.
     pub fn all_partitions(&self) -> impl Iterator<Item = PartitionKeys> + '_ {
         (0..self.partitions).map(|i| self.partition(i))
     }
@@ -329,6 +334,7 @@ impl PartitionKeys {
         )
     }
 
+    /// The endpoint's hash: its document and the state the scripts read.
     pub fn endpoint(&self, id: &str) -> String {
         self.key(&ENDPOINT, id)
     }
@@ -349,12 +355,15 @@ impl PartitionKeys {
     pub fn endpoint_rate(&self, id: &str, second: i64) -> String {
         self.key(&ENDPOINT_RATE, &format!("{id}:{second}"))
     }
+    /// The workspace's endpoint ids.
     pub fn workspace_endpoints(&self, workspace: &str) -> String {
         self.key(&WORKSPACE_ENDPOINTS, workspace)
     }
+    /// Endpoints of the workspace subscribed to `event_type`.
     pub fn type_subscribers(&self, workspace: &str, event_type: &str) -> String {
         format!("{}:ws:{}:type:{event_type}", self.tag, ws(workspace))
     }
+    /// Endpoints of the workspace subscribed to every type.
     pub fn all_subscribers(&self, workspace: &str) -> String {
         format!("{}:ws:{}:all", self.tag, ws(workspace))
     }
@@ -371,15 +380,19 @@ impl PartitionKeys {
     pub fn envelope(&self, workspace: &str, event_id: &str) -> String {
         self.item_key(&ENVELOPE, workspace, event_id)
     }
+    /// A delivery's durable state (made once it outlives its first attempt).
     pub fn delivery(&self, id: &str) -> String {
         self.key(&DELIVERY, id)
     }
+    /// A delivery's attempt records.
     pub fn attempts(&self, delivery: &str) -> String {
         self.key(&ATTEMPTS, delivery)
     }
+    /// The endpoint's deliveries to attempt, by due time.
     pub fn due(&self, endpoint: &str) -> String {
         self.key(&DUE, endpoint)
     }
+    /// The endpoint's deliveries in flight and slots held, by lease expiry.
     pub fn leases(&self, endpoint: &str) -> String {
         self.key(&LEASES, endpoint)
     }
@@ -387,12 +400,15 @@ impl PartitionKeys {
     pub fn ship(&self) -> String {
         self.key(&SHIP, "")
     }
+    /// Endpoints, by when they next have a delivery to attempt.
     pub fn ready(&self) -> String {
         self.key(&READY, "")
     }
+    /// The workspace's deliveries in flight over all its endpoints.
     pub fn workspace_leases(&self, workspace: &str) -> String {
         self.key(&WORKSPACE_LEASES, workspace)
     }
+    /// Deliveries held while the endpoint is paused.
     pub fn held(&self, endpoint: &str) -> String {
         self.key(&HELD, endpoint)
     }
@@ -416,15 +432,19 @@ impl PartitionKeys {
     pub fn reclaims(&self) -> String {
         self.key(&RECLAIMS, "")
     }
+    /// Event types seen in the workspace, with counts and last-seen times.
     pub fn types_seen(&self, workspace: &str) -> String {
         self.key(&TYPES_SEEN, workspace)
     }
+    /// The workspace's own catalog entries.
     pub fn catalog(&self, workspace: &str) -> String {
         self.key(&CATALOG, workspace)
     }
+    /// The workspace's audit log (a stream).
     pub fn audit(&self, workspace: &str) -> String {
         self.key(&AUDIT, workspace)
     }
+    /// A recovery job's progress.
     pub fn job(&self, id: &str) -> String {
         self.key(&JOB, id)
     }

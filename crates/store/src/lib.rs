@@ -39,6 +39,8 @@
 //! replies are parsed under the event limits as they arrive). All reconnect
 //! on their own.
 
+#![warn(missing_docs)]
+
 mod connection;
 pub mod keys;
 mod scripts;
@@ -70,6 +72,7 @@ pub struct StoreSettings {
     pub stream: String,
     /// Prefix of keys outside the partitions.
     pub key_prefix: String,
+    /// How many partitions the stream is spread over.
     pub partitions: u32,
     /// How long delivery history and envelopes are kept. Also the window in
     /// which a repeated (workspace, event id) is recognised as a duplicate.
@@ -100,10 +103,13 @@ pub enum StoreError {
     /// error chain would print it again.)
     #[error("redis: {0}")]
     Redis(redis::RedisError),
+    /// Redis answered something this code does not expect.
     #[error("unexpected reply from redis: {0}")]
     Reply(String),
+    /// A stored record does not read back as written.
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// The record named does not exist.
     #[error("{0} not found")]
     NotFound(String),
     /// A write the operator's limits refuse: (field, why).
@@ -169,6 +175,7 @@ impl From<hookd_core::sealing::SealError> for StoreError {
     }
 }
 
+/// What the store's functions return.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// A handle on hookd's Redis. Cheap to clone.
@@ -240,10 +247,12 @@ impl Store {
         })
     }
 
+    /// The key layout.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// What the store was made with.
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
     }

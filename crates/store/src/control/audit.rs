@@ -47,11 +47,15 @@ impl Actor {
 pub struct AuditEntry {
     /// The stream entry id (the page cursor).
     pub id: String,
+    /// When the change was made (Unix ms).
     pub at_ms: i64,
+    /// Who made it.
     pub actor: Actor,
+    /// What was done: `endpoint.created`, `key.revoked`, ...
     pub action: String,
     /// What was changed: an endpoint, key, delivery or job id, or an event type.
     pub target: String,
+    /// More about it: a pause's reason, the settings an update changed, ...
     pub detail: Option<String>,
 }
 

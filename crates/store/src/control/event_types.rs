@@ -9,7 +9,9 @@ use crate::{Result, Store};
 /// An event type seen on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeSeen {
+    /// Events of the type ingested for the workspace.
     pub count: u64,
+    /// When the last of them was ingested (Unix ms).
     pub last_seen_ms: i64,
 }
 

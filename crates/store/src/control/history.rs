@@ -17,9 +17,13 @@ use crate::{Result, Store, StoreError};
 pub struct DeliveryFilter {
     /// Only this workspace's deliveries (reads the logs of its endpoints).
     pub workspace: Option<String>,
+    /// Only this endpoint's deliveries (reads its log alone).
     pub endpoint: Option<String>,
+    /// Only deliveries with this status.
     pub status: Option<DeliveryStatus>,
+    /// Only deliveries of this event type.
     pub event_type: Option<String>,
+    /// Only deliveries of this event.
     pub event_id: Option<String>,
     /// Created at or after (ms).
     pub since_ms: Option<i64>,
@@ -35,7 +39,9 @@ pub struct DeliveryFilter {
 /// both descending). Written as `<ms>.<delivery id>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
+    /// The delivery's creation time (ms).
     pub created_ms: i64,
+    /// The delivery's id.
     pub id: String,
 }
 
@@ -58,6 +64,7 @@ impl Cursor {
         }
     }
 
+    /// A cursor written as `<ms>.<delivery id>`.
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, id) = s.split_once('.')?;
         Some(Self {
@@ -76,6 +83,7 @@ impl std::fmt::Display for Cursor {
 /// One page of history.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
+    /// Newest first.
     pub deliveries: Vec<Delivery>,
     /// Where the next page starts; `None` when the history ends here. A page
     /// can hold fewer than `limit` deliveries and still have a next one: one

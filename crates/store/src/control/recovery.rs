@@ -26,21 +26,32 @@ use crate::{Result, Store, StoreError};
 /// What a recovery job re-queues.
 #[derive(Debug, Clone)]
 pub struct RecoveryRequest {
+    /// The endpoint whose deliveries are queued again.
     pub endpoint: Endpoint,
+    /// Created at or after (ms).
     pub since_ms: i64,
+    /// Created at or before (ms); `None`: no end.
     pub until_ms: Option<i64>,
+    /// The status of the deliveries queued again.
     pub status: DeliveryStatus,
 }
 
 /// A recovery job and its progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
+    /// `job_...`.
     pub id: String,
+    /// The workspace of its endpoint.
     pub workspace: String,
+    /// The endpoint whose deliveries it queues.
     pub endpoint_id: String,
+    /// Created at or after (ms).
     pub since_ms: i64,
+    /// Created at or before (ms).
     pub until_ms: Option<i64>,
+    /// The status of the deliveries it queues.
     pub status: DeliveryStatus,
+    /// When the job was started (Unix ms).
     pub created_at_ms: i64,
     /// Deliveries in the window with the wanted status.
     pub matched: u64,
@@ -508,6 +519,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records that the job's scan is over: every matching delivery was queued or counted.
     pub async fn finish_scan(&self, job: &Job) -> Result<()> {
         let _: i64 = redis::cmd("HSET")
             .arg(self.keys.partition_of(&job.workspace).job(&job.id))

@@ -46,10 +46,13 @@ const CHUNK: usize = 500;
 /// What a run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Report {
+    /// The partition count before.
     pub from: u32,
+    /// The partition count after.
     pub to: u32,
     /// Workspaces whose state moved to another partition.
     pub workspaces_moved: usize,
+    /// Keys moved with them.
     pub keys_moved: u64,
     /// Envelopes copied out of old stream entries (deliveries that succeeded).
     pub envelopes_copied: u64,

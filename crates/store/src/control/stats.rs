@@ -20,7 +20,9 @@ pub struct QueueStats {
     pub due: u64,
     /// Deliveries held by paused endpoints.
     pub held: u64,
+    /// Endpoints registered.
     pub endpoints: u64,
+    /// Of those, paused.
     pub paused_endpoints: u64,
     /// Entries in the dead-letter stream.
     pub dead_letters: u64,
@@ -51,6 +53,7 @@ impl Store {
             .map(|v| v.trim() == "1"))
     }
 
+    /// Queue depths, endpoint counts and the consumer group's lag, over every partition.
     pub async fn queue_stats(&self, group: &str) -> Result<QueueStats> {
         let mut stats = QueueStats::default();
         let mut conn = self.conn.clone();

@@ -21,7 +21,9 @@ use crate::{Result, Store, StoreError};
 /// Slots for first attempts to one endpoint that this daemon asks to hold.
 #[derive(Debug, Clone)]
 pub struct SlotRequest {
+    /// The endpoint.
     pub endpoint: String,
+    /// Its workspace (for the workspace's limit).
     pub workspace: String,
     /// The endpoint's concurrency limit, across every daemon.
     pub cap: u32,
@@ -50,21 +52,30 @@ pub struct Accepted {
 /// Events of one type seen in a workspace, to be counted for discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
+    /// The workspace.
     pub workspace: String,
+    /// The event type.
     pub event_type: String,
+    /// Events of it in the batch.
     pub count: u64,
 }
 
 /// One delivery settled after its first attempt (or without one), to be recorded.
 #[derive(Debug, Clone)]
 pub struct Settled {
+    /// Its stream entry.
     pub entry_id: String,
+    /// The endpoint it went to.
     pub endpoint: String,
+    /// Its workspace.
     pub workspace: String,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
     /// `succeeded` ends it; any other status makes its durable state.
     pub status: DeliveryStatus,
+    /// The first attempt, when one was made.
     pub attempt: Option<Attempt>,
     /// When it is due next (retrying, pending).
     pub next_at_ms: Option<i64>,
@@ -90,10 +101,16 @@ pub enum Lane {
     Direct,
     /// Taken from its endpoint's lane (`Store::take_lane`) with `lease`
     /// (fenced by it): `item` is its entry id.
-    Taken { item: String, lease: String },
+    Taken {
+        /// The item's entry id.
+        item: String,
+        /// The take's lease token.
+        lease: String,
+    },
 }
 
 impl Settled {
+    /// The delivery's id, from its entry and endpoint.
     pub fn delivery_id(&self) -> String {
         hookd_core::delivery::delivery_id(&self.entry_id, &self.endpoint)
     }
@@ -103,7 +120,9 @@ impl Settled {
 /// deliveries are all recorded (now or before) to acknowledge.
 #[derive(Debug, Default)]
 pub struct SettleBatch<'a> {
+    /// Deliveries to record.
     pub deliveries: Vec<&'a Settled>,
+    /// Entries to acknowledge.
     pub acks: Vec<&'a str>,
 }
 
@@ -124,6 +143,7 @@ pub struct SettleReply {
 }
 
 impl SettleBatch<'_> {
+    /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.deliveries.is_empty() && self.acks.is_empty()
     }
@@ -133,9 +153,13 @@ impl SettleBatch<'_> {
 /// read here (its deliveries wait in the due queue, where claims skip it).
 #[derive(Debug, Clone)]
 pub struct EndpointState {
+    /// The endpoint id.
     pub id: String,
+    /// Its workspace.
     pub workspace: String,
+    /// Its document, when it reads.
     pub endpoint: Option<Endpoint>,
+    /// Its deliveries are held.
     pub paused: bool,
 }
 

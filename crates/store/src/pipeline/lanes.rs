@@ -35,7 +35,9 @@ use crate::{Result, Store};
 /// entry (`None`: trimmed from the stream meanwhile).
 #[derive(Debug, Default)]
 pub struct TakenItems {
+    /// The take's lease token (settling the items needs it).
     pub lease: String,
+    /// Each item taken (its entry id) with its stream entry, `None` once trimmed away.
     pub items: Vec<(String, Option<Entry>)>,
 }
 

@@ -18,15 +18,20 @@ use serde_json::Value;
 /// One delivery as its log member records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogRecord {
+    /// The delivery's stream entry.
     pub entry_id: String,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
+    /// Its status when the member was written.
     pub status: DeliveryStatus,
     /// The first attempt, when one was made before the delivery settled.
     pub attempt: Option<Attempt>,
 }
 
 impl LogRecord {
+    /// The member's text: `<entry id>_<JSON array>`.
     pub fn encode(&self) -> String {
         let mut v = vec![
             Value::from(self.event_id.as_str()),
@@ -55,6 +60,7 @@ impl LogRecord {
         format!("{}_{}", self.entry_id, Value::Array(v))
     }
 
+    /// The record a member holds, if it is one.
     pub fn decode(member: &str) -> Option<Self> {
         let (entry_id, json) = member.split_once('_')?;
         let Value::Array(v) = serde_json::from_str(json).ok()? else {

@@ -30,7 +30,9 @@ use crate::connection::Connection;
 /// One stream entry as read: its id and its raw fields.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The entry id (`<ms>-<seq>`).
     pub id: String,
+    /// Its fields, names and raw values, in order.
     pub fields: Vec<(String, Vec<u8>)>,
 }
 

@@ -16,8 +16,11 @@ use crate::{Result, Store, StoreError};
 /// One finished attempt, to be recorded.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The delivery attempted.
     pub delivery_id: String,
+    /// Its endpoint.
     pub endpoint: String,
+    /// Its workspace.
     pub workspace: String,
     /// The claim's lease token: the record is written only while it is the
     /// delivery's latest claim.
@@ -26,7 +29,9 @@ pub struct Record {
     pub job: Option<String>,
     /// When the delivery was made: its attempts expire with it, a retention later.
     pub delivery_created_ms: i64,
+    /// The attempt made.
     pub attempt: Attempt,
+    /// What it leaves the delivery in.
     pub outcome: Outcome,
     /// Pauses the endpoint too (a `410 Gone`).
     pub pause_reason: Option<String>,
@@ -43,12 +48,17 @@ const CHUNK: usize = 500;
 /// A delivery claimed for one attempt, with what is needed to make it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The delivery to attempt.
     pub delivery_id: String,
     /// Shared by every delivery of the endpoint claimed in the same batch.
     pub endpoint: Arc<Endpoint>,
+    /// Attempts made before this one.
     pub attempts_made: u32,
+    /// When the delivery was made (Unix ms).
     pub created_at_ms: i64,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
     /// Shared by every delivery of the event claimed in the same batch.
     pub envelope: Bytes,
@@ -67,24 +77,31 @@ pub struct Claimed {
 /// consecutive failed attempts (0: never) spanning at least `trip_window`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Breaker {
+    /// Failures in a row that trip it (0: never).
     pub trip_after: u32,
+    /// How long the failures must span at least.
     pub trip_window: Duration,
 }
 
 /// An endpoint the circuit breaker, or a receiver's `410 Gone`, just paused.
 #[derive(Debug, Clone)]
 pub struct Tripped {
+    /// The endpoint, as paused.
     pub endpoint: Endpoint,
     /// A `410 Gone` paused it (`failures` is then 0, `last_error` the reason).
     pub gone: bool,
+    /// Failed attempts in a row.
     pub failures: u64,
+    /// When the first of them was made (Unix ms).
     pub failing_since_ms: i64,
+    /// The last one's error.
     pub last_error: String,
 }
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
+    /// Written.
     Stored,
     /// The delivery no longer exists (it expired).
     Expired,
@@ -98,8 +115,11 @@ pub enum Recorded {
 /// The state an attempt leaves its delivery in.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
+    /// Done: the receiver took it.
     Succeeded,
+    /// Another attempt at this time (Unix ms).
     RetryAt(i64),
+    /// No attempt left.
     Failed,
 }
 

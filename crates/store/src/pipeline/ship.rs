@@ -25,14 +25,23 @@ use hookd_core::{Attempt, DeliveryStatus};
 /// recorded (if any).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShipRecord {
+    /// The delivery.
     pub delivery_id: String,
+    /// Its endpoint.
     pub endpoint_id: String,
+    /// Its workspace.
     pub workspace: String,
+    /// Its event's id.
     pub event_id: String,
+    /// Its event's type.
     pub event_type: String,
+    /// When it was made (its entry's time, ms).
     pub created_ms: i64,
+    /// Its status after the write.
     pub status: DeliveryStatus,
+    /// Attempts made so far.
     pub attempts_made: u32,
+    /// The attempt the write recorded, if any.
     pub attempt: Option<Attempt>,
     /// When the record was written (its entry's time, ms).
     pub recorded_ms: i64,
@@ -47,15 +56,20 @@ pub struct ShipRecord {
 pub struct ShippedEnvelope {
     /// The event's stream entry time (its deliveries' creation time), ms.
     pub created_ms: i64,
+    /// The event's workspace.
     pub workspace: String,
+    /// The event's id.
     pub event_id: String,
+    /// The envelope, as delivered.
     pub envelope: Vec<u8>,
 }
 
 /// One backlog entry: its id and records.
 #[derive(Debug, Clone)]
 pub struct Shipment {
+    /// The backlog entry's id (acknowledged once stored).
     pub entry_id: String,
+    /// Its records.
     pub records: Vec<ShipRecord>,
 }
 

@@ -23,12 +23,17 @@ fn is_nogroup(e: &redis::RedisError) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
     /// A new stream entry.
-    New { entry_id: String },
+    New {
+        /// The entry's id.
+        entry_id: String,
+    },
     /// The event id was published before: nothing written. `same` says
     /// whether the event was the same apart from its id (`None` when the
     /// first came from a producer's XADD, which left nothing to compare).
     Repeat {
+        /// The first entry's id.
         entry_id: String,
+        /// The same event (`None`: not known).
         same: Option<bool>,
     },
 }
@@ -38,7 +43,9 @@ pub enum Publication {
 /// field name that is not UTF-8, taken over too many times).
 #[derive(Debug, Default)]
 pub struct Taken {
+    /// The entries read.
     pub entries: Vec<Entry>,
+    /// The reasons of the entries dead-lettered unread, one each.
     pub dead_lettered: Vec<String>,
     /// A reclaim: where the next one starts in the pending list (`0-0`:
     /// from the start again).
