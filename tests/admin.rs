@@ -42,6 +42,8 @@ async fn unauthenticated_is_401_and_unauthorized_is_403() {
     let malformed = admin.with_key("not-a-key");
     let r = malformed.call("GET", path, None).await;
     assert_eq!((r.status, code(&r)), (401, "unauthorized"));
+    // The scheme it wants, as RFC 9110 asks of a 401.
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"hookd\""));
     let unknown = admin.with_key(&format!("hookd_live_{}", "ab".repeat(24)));
     assert_eq!(unknown.call("GET", path, None).await.status, 401);
 
@@ -1037,4 +1039,51 @@ async fn a_recovery_job_that_meets_an_error_ends_failed_with_the_reason() {
         failed["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{failed}"
     );
+}
+
+/// What a delivery sent, as the API shows it: the endpoint's own headers
+/// (their values only to keys that may write the endpoint), the
+/// `User-Agent` and content type the receiver got, and hookd's headers.
+#[tokio::test]
+async fn a_delivery_s_request_shows_every_header_it_sent() {
+    let (redis, env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/endpoints",
+            Some(json!({ "url": receiver.url(), "headers": { "X-Team": "t-123" } })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    redis
+        .xadd(&[("type", "a.b"), ("workspace", "ws_a"), ("data", "{}")])
+        .await;
+    let got = receiver.wait_for(1, WAIT).await.remove(0);
+    let id = got.header("X-Hookd-Delivery-Id").unwrap().to_string();
+    let path = format!("/api/v1/workspaces/ws_a/deliveries/{id}/request");
+    let sent = eventually(WAIT, "the attempt recorded", || async {
+        let r = api.call("GET", &path, None).await;
+        (r.body["attempt"] == 1).then_some(r.body)
+    })
+    .await;
+    let value = |body: &Value, name: &str| {
+        body["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .map(|h| h["value"].clone())
+    };
+    assert_eq!(value(&sent, "X-Team"), Some(json!("t-123")), "{sent}");
+    for name in ["User-Agent", "Content-Type", "X-Team"] {
+        assert_eq!(
+            value(&sent, name).as_ref().and_then(Value::as_str),
+            got.header(name),
+            "{name}: what the API shows is what the receiver got"
+        );
+    }
+    let reader = api.with_key(&api_key(&env, "ws_a", "read"));
+    let masked = reader.call("GET", &path, None).await.body;
+    assert_eq!(value(&masked, "X-Team"), Some(json!("***")), "{masked}");
 }

@@ -742,6 +742,22 @@ async fn every_change_is_in_the_workspace_audit_log_and_no_secret_is_logged() {
     // (the daemon ran at debug level).
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("admin request"), "the log was captured");
+    // Tracing is off here: no empty trace ids on the request lines, and
+    // their durations are rounded to hundredths of a millisecond.
+    for line in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let f = &line["fields"];
+        if f["message"] == "admin request" {
+            assert!(
+                f.get("trace_id").is_none() && f.get("span_id").is_none(),
+                "{line}"
+            );
+            let ms = f["duration_ms"].as_f64().unwrap();
+            assert_eq!((ms * 100.0).round() / 100.0, ms, "{line}");
+        }
+    }
     let audit_text = audit.to_string();
     for secret in [
         first_secret.as_str(),

@@ -181,10 +181,13 @@ async fn failed_attempts_are_retried_and_recorded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_receiver_that_is_down_gives_connect_failures_and_a_scheduled_retry() {
     let redis = Redis::start();
-    let env = test_env(&redis);
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__LOG__FORMAT".into(), "json".into()));
+    env.push(("HOOKD__LOG__LEVEL".into(), "info".into()));
     let closed = format!("http://127.0.0.1:{}/hook", free_port());
     let (endpoint, _) = create_endpoint(&env, "ws", &closed, &[]);
-    let _daemon = Daemon::start(&env);
+    let log = std::env::temp_dir().join(format!("hookd-connect-{}.log", free_port()));
+    let _daemon = Daemon::ready_logging_to(&env, &log).await;
     redis.publish("1", None).await;
 
     let d = eventually(WAIT, "a recorded connect failure", || async {
@@ -200,6 +203,20 @@ async fn a_receiver_that_is_down_gives_connect_failures_and_a_scheduled_retry() 
     assert!(
         d["next_attempt_at"].as_str().unwrap() > d["attempts"][0]["started_at"].as_str().unwrap()
     );
+    // Its log line names the kind and leaves out what there is not: no
+    // `status` (nothing answered), no trace ids (tracing is off).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|l: &serde_json::Value| l["fields"]["message"] == "attempt failed; retry scheduled")
+        .expect("the failure's log line");
+    let f = &line["fields"];
+    assert_eq!(f["error_kind"], "connect", "{line}");
+    for absent in ["status", "trace_id", "span_id"] {
+        assert!(f.get(absent).is_none(), "{absent} in {line}");
+    }
+    let _ = std::fs::remove_file(&log);
 }
 
 #[tokio::test(flavor = "multi_thread")]

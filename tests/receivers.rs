@@ -461,6 +461,34 @@ async fn during_a_rotation_either_secret_verifies_in_every_language_and_after_it
     let rotated = cli_json(&env, &["endpoints", "rotate-secret", &id, "--grace", "1h"]);
     let new = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(new, old);
+    // `endpoints secret` says which secrets sign: both now; under `newest`
+    // the old one is kept for its grace but signs nothing.
+    let shown = cli_json(&env, &["endpoints", "secret", &id]);
+    assert_eq!(shown["previous_secrets"][0]["secret"], old.as_str());
+    assert_eq!(shown["previous_secrets"][0]["signing"], true, "{shown}");
+    cli(
+        &env,
+        &[
+            "endpoints",
+            "update",
+            &id,
+            "--rotation-signatures",
+            "newest",
+        ],
+    );
+    let shown = cli_json(&env, &["endpoints", "secret", &id]);
+    assert_eq!(shown["rotation_signatures"], "newest");
+    assert_eq!(shown["previous_secrets"][0]["signing"], false, "{shown}");
+    cli(
+        &env,
+        &[
+            "endpoints",
+            "update",
+            &id,
+            "--rotation-signatures",
+            "default",
+        ],
+    );
     let _daemon = Daemon::start(&env);
 
     redis.publish("1", Some("during")).await;

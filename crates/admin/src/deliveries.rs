@@ -186,8 +186,9 @@ pub struct SentRequest {
     pub body: Option<Box<serde_json::value::RawValue>>,
 }
 
-/// The request the delivery's latest attempt sent: signature headers (the
-/// signature itself is not stored) and the envelope.
+/// The request the delivery's latest attempt sent: the endpoint's own
+/// headers (values `***` to read keys), hookd's headers (the signature
+/// itself is not stored) and the envelope.
 #[utoipa::path(get, operation_id = "get_delivery_request", path = "/api/v1/workspaces/{ws}/deliveries/{id}/request", tag = "deliveries",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
     responses((status = 200, description = "OK", body = SentRequest), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody)))]
@@ -204,13 +205,12 @@ pub async fn request(
         .await?
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| serde_json::value::RawValue::from_string(text).ok());
-    // The endpoint's scheme names the headers (a deleted endpoint: the default's).
-    let scheme = state
-        .store
-        .endpoint_view(&d.endpoint_id)
-        .await
-        .map(|ep| ep.scheme)
-        .unwrap_or(hookd_core::SignatureScheme::Sha256);
+    // The endpoint's scheme names the headers (a deleted endpoint: the
+    // default's, and no custom headers).
+    let endpoint = state.store.endpoint_view(&d.endpoint_id).await.ok();
+    let scheme = endpoint
+        .as_ref()
+        .map_or(hookd_core::SignatureScheme::Sha256, |ep| ep.scheme);
     let last = d.attempts.last();
     let number = last.map_or(0, |a| a.number);
     let timestamp = last.map(|a| (a.started_at_ms / 1000).to_string());
@@ -221,12 +221,25 @@ pub async fn request(
     };
     let not_stored = "not stored: an HMAC-SHA256 of the timestamp and body with the secret(s) in force when the attempt was signed";
     let p = &state.settings.header_prefix;
-    let mut headers = vec![
+    // In the order sent: the endpoint's own headers (their values, often a
+    // receiver's credentials, only to keys that may write the endpoint),
+    // then hookd's.
+    let values = caller.may(&ws, Scope::Write);
+    let mut headers: Vec<SentHeader> = endpoint
+        .iter()
+        .flat_map(|ep| ep.headers.iter())
+        .map(|(name, value)| {
+            let value = if values { value.clone() } else { "***".into() };
+            header(name.clone(), Some(value))
+        })
+        .collect();
+    headers.extend([
         header("Content-Type".into(), Some("application/json".into())),
+        header("User-Agent".into(), Some(hookd_core::USER_AGENT.into())),
         header(format!("{p}-Event-Id"), Some(d.event_id.clone())),
         header(format!("{p}-Delivery-Id"), Some(d.id.clone())),
         header(format!("{p}-Attempt"), Some(number.max(1).to_string())),
-    ];
+    ]);
     match scheme {
         hookd_core::SignatureScheme::Sha256 => {
             headers.push(header(format!("{p}-Timestamp"), timestamp));

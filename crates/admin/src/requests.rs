@@ -82,11 +82,15 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let (key_id, workspace) = caller
         .as_ref()
         .map_or(("", ""), |c| (c.key_id.as_str(), c.workspace.as_str()));
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (trace_id, span_id) = span.as_ref().map_or((String::new(), String::new()), |s| {
+    // Two decimals (`1.13`, not `1.1309989999999999`).
+    let duration_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    // Only when tracing is on: no empty ids in the log line otherwise.
+    let ids = span.as_ref().map(|s| {
         let sc = s.span_context();
         (sc.trace_id().to_string(), sc.span_id().to_string())
     });
+    let trace_id = ids.as_ref().map(|(t, _)| t.as_str());
+    let span_id = ids.as_ref().map(|(_, s)| s.as_str());
     if let Some(span) = span.as_mut() {
         if span.is_recording() {
             span.set_attributes([
@@ -115,8 +119,8 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
                 workspace,
                 duration_ms,
                 request_id = %request_id,
-                trace_id = %trace_id,
-                span_id = %span_id,
+                trace_id,
+                span_id,
                 "admin request"
             )
         };

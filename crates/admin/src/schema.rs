@@ -6,9 +6,14 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{ContentBuilder, Ref};
 
+/// The responses about a request's body: not JSON, too large, not
+/// `application/json`.
+const BODY_ERRORS: [&str; 3] = ["400", "413", "415"];
+
 /// Adds the error responses any `/api/v1` operation can give (bad JSON, body
-/// too large, not JSON, invalid input, rate limited, Redis unavailable or
-/// timeout) where the operation does not describe them itself.
+/// too large, not JSON: only where there is a body; invalid input, rate
+/// limited, Redis unavailable or timeout) where the operation does not
+/// describe them itself.
 pub fn add_common_responses(doc: &mut OpenApi) {
     let common = [
         ("400", "The body is not valid JSON (`invalid_json`)."),
@@ -41,17 +46,19 @@ pub fn add_common_responses(doc: &mut OpenApi) {
         if !path.starts_with("/api/v1") {
             continue;
         }
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (op, has_body) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.patch, true),
+            (&mut item.delete, false),
+        ] {
+            let Some(op) = op else { continue };
             for (status, description) in common {
+                // Errors about a request body only where there is one.
+                if !has_body && BODY_ERRORS.contains(&status) {
+                    continue;
+                }
                 op.responses
                     .responses
                     .entry(status.to_string())

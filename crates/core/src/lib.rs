@@ -30,3 +30,6 @@ pub use delivery::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind}
 pub use endpoint::{Endpoint, PreviousSecret, RotationSignatures, SignatureScheme};
 pub use event::{Event, EventLimits, Rejection};
 pub use retry::{RetryDecision, RetryPolicy};
+
+/// The `User-Agent` of every attempt (and what the admin API shows it sent).
+pub const USER_AGENT: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));

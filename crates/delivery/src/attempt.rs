@@ -273,11 +273,14 @@ fn log_failure(
     pause_reason: Option<&str>,
     ids: Option<&(String, String)>,
 ) {
-    let kind = attempt.error_kind.map_or("", ErrorKind::as_str);
-    let status = attempt.status_code.map_or(0, i64::from);
+    // Fields without a value are left out of the line (no `status=0` for a
+    // DNS failure, no empty trace ids when tracing is off).
+    let kind = attempt.error_kind.map(ErrorKind::as_str);
+    let status = attempt.status_code;
     let error = attempt.error.as_deref().unwrap_or_default();
     let host = crate::trace::url_host(&c.endpoint.url).unwrap_or_default();
-    let (trace_id, span_id) = ids.map_or(("", ""), |(t, s)| (t.as_str(), s.as_str()));
+    let trace_id = ids.map(|(t, _)| t.as_str());
+    let span_id = ids.map(|(_, s)| s.as_str());
     macro_rules! line {
         ($level:ident, $($rest:tt)*) => {
             tracing::$level!(

@@ -32,9 +32,6 @@ pub struct SenderSettings {
     pub nameservers: Vec<std::net::SocketAddr>,
 }
 
-/// The `User-Agent` of every attempt.
-pub const USER_AGENT_VALUE: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
-
 /// Idle keep-alive connections kept per receiver host: enough for an
 /// endpoint's default concurrency (32), so a steady endpoint reconnects
 /// rarely; more would only hold descriptors for bursts.
@@ -121,7 +118,7 @@ impl Sender {
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        let user_agent = HeaderValue::from_static(USER_AGENT_VALUE);
+        let user_agent = HeaderValue::from_static(hookd_core::USER_AGENT);
         Ok(Self {
             client,
             settings,

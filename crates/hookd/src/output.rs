@@ -63,29 +63,52 @@ pub fn deleted(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
 
 /// The secrets an endpoint signs with now: current, then those in a
 /// rotation's grace window (`endpoints secret ID`, asked for explicitly).
-pub fn secrets(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+pub fn secrets(
+    ep: &Endpoint,
+    default: hookd_core::RotationSignatures,
+    json: bool,
+) -> anyhow::Result<()> {
     let now = time::now_ms();
+    let rotation = ep.rotation_signatures.unwrap_or(default);
+    // Under `newest` an old secret is kept for its grace but signs nothing:
+    // a receiver still on it fails until it has the new one.
+    let signing = ep.signing_secrets(now, default);
     let previous: Vec<_> = ep
         .previous_secrets
         .iter()
         .filter(|p| p.expires_at_ms > now)
+        .map(|p| (p, signing.contains(&p.secret.as_str())))
         .collect();
     if json {
         let previous: Vec<Value> = previous
             .iter()
-            .map(|p| json!({ "secret": p.secret, "expires_at": time::format_rfc3339_ms(p.expires_at_ms) }))
+            .map(|(p, signs)| {
+                json!({
+                    "secret": p.secret,
+                    "expires_at": time::format_rfc3339_ms(p.expires_at_ms),
+                    "signing": signs,
+                })
+            })
             .collect();
-        return print_json(
-            &json!({ "id": ep.id, "secret": ep.secret, "previous_secrets": previous }),
-        );
+        return print_json(&json!({
+            "id": ep.id,
+            "secret": ep.secret,
+            "rotation_signatures": rotation.as_str(),
+            "previous_secrets": previous,
+        }));
     }
     println!("secret:      {}", ep.secret);
-    for p in previous {
-        println!(
-            "old secret:  {} (signs until {})",
-            p.secret,
-            time::format_rfc3339_ms(p.expires_at_ms)
-        );
+    for (p, signs) in previous {
+        let until = time::format_rfc3339_ms(p.expires_at_ms);
+        if signs {
+            println!("old secret:  {} (signs until {until})", p.secret);
+        } else {
+            println!(
+                "old secret:  {} (kept until {until}, not signing: rotation_signatures = {})",
+                p.secret,
+                rotation.as_str()
+            );
+        }
     }
     Ok(())
 }

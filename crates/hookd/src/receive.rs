@@ -138,6 +138,7 @@ pub fn verify(args: VerifyArgs, default_prefix: &str) -> anyhow::Result<bool> {
 
 #[derive(Args)]
 pub struct ListenArgs {
+    /// The loopback port to listen on.
     #[arg(long, default_value_t = 9000)]
     port: u16,
     /// Address to listen on.

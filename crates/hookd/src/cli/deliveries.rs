@@ -17,8 +17,10 @@ use crate::settings::Config;
 pub enum DeliveryCommand {
     /// List deliveries, newest first.
     List {
+        /// Only this workspace's deliveries.
         #[arg(long)]
         workspace: Option<String>,
+        /// Only deliveries to this endpoint (its id).
         #[arg(long)]
         endpoint: Option<String>,
         /// pending, held, retrying, succeeded or failed.
@@ -54,6 +56,7 @@ pub enum DeliveryCommand {
 
 #[derive(Args)]
 pub struct RecoverArgs {
+    /// The endpoint whose deliveries are queued again (its id).
     #[arg(long)]
     endpoint: String,
     /// Start of the window: a duration back from now (`2h`, `30m`) or an RFC 3339 time.

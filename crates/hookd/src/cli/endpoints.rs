@@ -17,6 +17,7 @@ use crate::settings::Config;
 pub enum EndpointCommand {
     /// Register an endpoint; prints its id and signing secret.
     Create {
+        /// The workspace whose events it receives.
         #[arg(long)]
         workspace: String,
         /// Receiver URL (http or https).
@@ -25,6 +26,7 @@ pub enum EndpointCommand {
         /// Deliver only these event types (repeatable); all types when absent.
         #[arg(long = "event-type")]
         event_types: Vec<String>,
+        /// A name for people, shown in place of the id.
         #[arg(long)]
         description: Option<String>,
         /// Extra request header, `Name: value` (repeatable).
@@ -60,7 +62,9 @@ pub enum EndpointCommand {
     Secret(One),
     /// Pause: deliveries are held, not attempted, until resume.
     Pause {
+        /// The endpoint's id.
         id: String,
+        /// Why (shown on the endpoint and in the audit log).
         #[arg(long, default_value = "paused by operator")]
         reason: String,
         #[command(flatten)]
@@ -72,6 +76,7 @@ pub enum EndpointCommand {
     /// deliveries carry both signatures (new first), so receivers can switch
     /// at their own pace; `--grace 0` switches at once.
     RotateSecret {
+        /// The endpoint's id.
         id: String,
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
@@ -80,9 +85,12 @@ pub enum EndpointCommand {
     },
     /// Change an endpoint's settings; flags not given stay as they are.
     Update {
+        /// The endpoint's id.
         id: String,
+        /// A new receiver URL (http or https).
         #[arg(long)]
         url: Option<String>,
+        /// A new name for people.
         #[arg(long)]
         description: Option<String>,
         /// Deliver only these event types (repeatable); replaces the list.
@@ -91,6 +99,7 @@ pub enum EndpointCommand {
         /// Deliver every event type.
         #[arg(long)]
         all_types: bool,
+        /// Most attempts in flight at once, across all daemons.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrency: Option<u32>,
         /// Attempts per second; 0 removes the limit.
@@ -166,9 +175,11 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             let ep = store.endpoint_view(&id).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
-        EndpointCommand::Secret(One { id, out }) => {
-            output::secrets(&store.endpoint(&id).await?, out.json)
-        }
+        EndpointCommand::Secret(One { id, out }) => output::secrets(
+            &store.endpoint(&id).await?,
+            config.rotation_signatures(),
+            out.json,
+        ),
         EndpointCommand::Pause { id, reason, out } => {
             let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason).await?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)

@@ -12,6 +12,7 @@ use crate::settings::Config;
 
 #[derive(Args)]
 pub struct PublishArgs {
+    /// The workspace the event belongs to.
     #[arg(long)]
     workspace: String,
     /// Event type, e.g. card.created.

@@ -15,11 +15,13 @@ use crate::settings::Config;
 pub enum KeyCommand {
     /// Make a key; prints it once (only its hash is stored).
     Create {
+        /// The workspace the key may act on.
         #[arg(long)]
         workspace: String,
         /// read, write or admin (each includes the ones before it).
         #[arg(long, value_parser = ["read", "write", "admin"])]
         scope: String,
+        /// A name to recognise the key by (shown in lists and the audit log).
         #[arg(long)]
         name: Option<String>,
         /// The <env> in <prefix>_<env>_<secret>.

@@ -59,6 +59,7 @@ pub enum Command {
     Secrets(keys::SecretsCommand),
     /// Event types of a workspace: counts and last seen, from the stream.
     EventTypes {
+        /// The workspace.
         #[arg(long)]
         workspace: String,
         #[command(flatten)]
@@ -69,6 +70,7 @@ pub enum Command {
     Jobs(deliveries::JobsCommand),
     /// A workspace's audit log, newest first: who changed what, when.
     Audit {
+        /// The workspace.
         #[arg(long)]
         workspace: String,
         /// Entries per page (1 to 500).
@@ -108,6 +110,7 @@ pub enum Command {
 /// A command on one record: its id, and `--json`.
 #[derive(Args)]
 pub struct One {
+    /// The id (`ep_...`, `dlv_...`, `key_...`, `job_...`).
     pub id: String,
     #[command(flatten)]
     pub out: JsonFlag,
@@ -116,6 +119,7 @@ pub struct One {
 /// A listing of one workspace's records, or of all: `--workspace`, `--json`.
 #[derive(Args)]
 pub struct Listing {
+    /// Only this workspace's (default: every workspace).
     #[arg(long)]
     pub workspace: Option<String>,
     #[command(flatten)]

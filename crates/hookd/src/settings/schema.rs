@@ -61,7 +61,8 @@ pub struct Secrets {
     pub current: String,
 }
 
-/// A list, or one comma-separated string (as environment variables give it).
+/// A list; from an environment variable, a JSON array or the items
+/// separated by commas.
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -71,6 +72,15 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     }
     let items = match List::deserialize(d)? {
         List::Items(items) => items,
+        // From the environment: a JSON array (`["a","b"]`), or the items
+        // separated by commas (`a,b`).
+        List::Text(text) if text.trim_start().starts_with('[') => {
+            serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a JSON array of strings ({e}); write the items as [\"a\",\"b\"] or a,b"
+                ))
+            })?
+        }
         List::Text(text) => text.split(',').map(str::to_string).collect(),
     };
     Ok(items
@@ -290,4 +300,26 @@ pub struct Log {
     pub format: String,
     /// A tracing filter (`info`, `hookd=debug,info`); `RUST_LOG` wins when set.
     pub level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list-valued key from the environment: a JSON array, or the items
+    /// separated by commas, read alike; a broken array is an error that
+    /// says both forms.
+    #[test]
+    fn lists_from_the_environment_take_both_forms() {
+        let keys = |text: &str| {
+            serde_json::from_value::<Secrets>(serde_json::json!({ "keys": text, "current": "a" }))
+                .map(|s| s.keys)
+                .map_err(|e| e.to_string())
+        };
+        let both = Ok(vec!["a:x".to_string(), "b:y".to_string()]);
+        assert_eq!(keys(r#"["a:x", "b:y"]"#), both);
+        assert_eq!(keys("a:x, b:y"), both);
+        let broken = keys(r#"["a:x", 1]"#).unwrap_err();
+        assert!(broken.contains("JSON array"), "{broken}");
+    }
 }
