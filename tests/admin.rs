@@ -769,8 +769,21 @@ async fn openapi_documents_exactly_the_routes_served() {
             r.body
         );
     }
-    let docs = api.call("GET", "/docs", None).await;
-    assert_eq!(docs.status, 200);
+    // The pages, with or without a trailing slash, and the icon.
+    for page in [
+        "/docs",
+        "/docs/",
+        "/swagger",
+        "/swagger/",
+        "/console",
+        "/console/",
+    ] {
+        let r = api.call("GET", page, None).await;
+        assert_eq!(r.status, 200, "{page}");
+    }
+    let icon = api.call("GET", "/favicon.ico", None).await;
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
     let metrics = api.call("GET", "/metrics", None).await;
     let text = metrics.body.as_str().unwrap().to_string();
     for name in [

@@ -47,3 +47,8 @@ pub async fn style() -> impl IntoResponse {
         include_str!("../console/console.css"),
     )
 }
+
+/// `/console/favicon.svg` (and `/favicon.ico`): the console's icon.
+pub async fn icon() -> impl IntoResponse {
+    asset("image/svg+xml", include_str!("../console/favicon.svg"))
+}

@@ -145,11 +145,16 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ops)
         .route("/console", get(console::page))
+        .route("/console/", get(console::page))
         .route("/console/app.js", get(console::script))
         .route("/console/console.css", get(console::style))
+        .route("/console/favicon.svg", get(console::icon))
+        .route("/favicon.ico", get(console::icon))
         .route("/docs", get(reference::docs))
+        .route("/docs/", get(reference::docs))
         .route("/docs/scalar.js", get(reference::scalar_script))
         .route("/swagger", get(reference::swagger))
+        .route("/swagger/", get(reference::swagger))
         .route(
             "/swagger/swagger-ui-bundle.js",
             get(reference::swagger_script),
