@@ -1100,3 +1100,49 @@ async fn a_delivery_s_request_shows_every_header_it_sent() {
     let masked = reader.call("GET", &path, None).await.body;
     assert_eq!(value(&masked, "X-Team"), Some(json!("***")), "{masked}");
 }
+
+/// `since`, `until` and `before` read the same forms in the API and the CLI
+/// (RFC 3339, Unix seconds, a duration ago); milliseconds given for seconds,
+/// or a zero, are refused with the range instead of matching everything.
+#[tokio::test]
+async fn times_read_the_same_everywhere_and_mistakes_are_refused() {
+    let (_redis, env, _daemon, api) = setup(&[]).await;
+    let list = |q: &str| format!("/api/v1/workspaces/ws_a/deliveries?{q}");
+    for q in [
+        "since=2h",
+        "until=1763826733",
+        "since=2025-11-22T15:52:13Z",
+        "before=30m",
+    ] {
+        let r = api.call("GET", &list(q), None).await;
+        assert_eq!(r.status, 200, "{q}: {:?}", r.body);
+    }
+    for q in ["since=0", "until=1763826733000", "before=0"] {
+        let r = api.call("GET", &list(q), None).await;
+        assert_eq!(r.status, 422, "{q}: {:?}", r.body);
+        let message = r.body["issues"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("between 2000-01-01"), "{q}: {message}");
+    }
+    let seconds = cli_json(
+        &env,
+        &[
+            "deliveries",
+            "list",
+            "--workspace",
+            "ws_a",
+            "--since",
+            "1763826733",
+        ],
+    );
+    assert!(seconds["data"].is_array(), "{seconds}");
+    let out = hookd_command(&env)
+        .args(["deliveries", "list", "--since", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--since") && err.contains("between 2000-01-01"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hookd_control::deliveries::{self, DeliveryPage, DeliveryView};
+use hookd_core::time::Direction;
 use hookd_core::{Delivery, DeliveryStatus, Scope};
 use hookd_store::history::{Cursor, DeliveryFilter};
 use serde::{Deserialize, Serialize};
@@ -34,18 +35,17 @@ pub struct DeliveryQuery {
     /// Only deliveries of this event.
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub event_id: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[param(format = DateTime)]
+    /// Created at or after: an RFC 3339 time, Unix seconds, or a duration
+    /// ago (`2h`, `30m`, `7d`).
     pub since: Option<String>,
-    /// Created at or before (RFC 3339).
-    #[param(format = DateTime)]
+    /// Created at or before: the same forms as `since`.
     pub until: Option<String>,
     /// Page size: 1 to 500 (default 50).
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// Only deliveries before this: the `next` of the previous page (an
-    /// opaque cursor), or a time, RFC 3339 or unix seconds (created before it).
+    /// opaque cursor), or a time in the forms of `since` (created before it).
     #[serde(default, deserialize_with = "crate::extract::non_empty")]
     pub before: Option<String>,
 }
@@ -77,12 +77,10 @@ pub async fn list(
     let limit = crate::extract::page_limit(q.limit, 50)?;
     let before = match &q.before {
         None => None,
-        Some(c) => Some(Cursor::parse_before(c).ok_or_else(|| {
-            ApiError::invalid(
-                "/query/before",
-                "is not a cursor from an earlier page, an RFC 3339 time or unix seconds",
-            )
-        })?),
+        Some(c) => Some(
+            Cursor::parse_before(c, hookd_core::time::now_ms())
+                .map_err(|why| ApiError::invalid("/query/before", why))?,
+        ),
     };
     if let Some(ep) = &q.endpoint_id {
         crate::endpoints::owned(&state, &ws, ep).await?;
@@ -98,12 +96,12 @@ pub async fn list(
             since_ms: q
                 .since
                 .as_deref()
-                .map(|s| crate::extract::parse_time("/query/since", s))
+                .map(|s| crate::extract::parse_time("/query/since", s, Direction::Ago))
                 .transpose()?,
             until_ms: q
                 .until
                 .as_deref()
-                .map(|s| crate::extract::parse_time("/query/until", s))
+                .map(|s| crate::extract::parse_time("/query/until", s, Direction::Ago))
                 .transpose()?,
             before,
             limit,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
 use hookd_control::recovery::{self, JobView, Recovery};
+use hookd_core::time::Direction;
 use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -162,11 +163,10 @@ pub struct RotateRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
-    /// Deliveries created at or after (RFC 3339).
-    #[schema(format = DateTime)]
+    /// Deliveries created at or after: an RFC 3339 time, Unix seconds, or a
+    /// duration ago (`2h`, `30m`, `7d`).
     pub since: String,
-    /// Created at or before (RFC 3339); default now.
-    #[schema(format = DateTime)]
+    /// Created at or before, in the same forms; default now.
     pub until: Option<String>,
     /// Which deliveries to re-queue (default `failed`).
     #[schema(value_type = Option<hookd_control::schema::DeliveryStatusName>)]
@@ -384,11 +384,11 @@ pub async fn recover(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     caller.require(&ws, Scope::Write)?;
     let endpoint = owned(&state, &ws, &id).await?;
-    let since_ms = parse_time("/since", &req.since)?;
+    let since_ms = parse_time("/since", &req.since, Direction::Ago)?;
     let until_ms = req
         .until
         .as_deref()
-        .map(|u| parse_time("/until", u))
+        .map(|u| parse_time("/until", u, Direction::Ago))
         .transpose()?;
     let job = recovery::start(
         &state.history,

@@ -225,18 +225,15 @@ where
     }
 }
 
-/// Reads a time given as RFC 3339 or unix milliseconds.
-pub(crate) fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .or_else(|| hookd_core::time::parse_rfc3339_ms(value))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{value:?} is not an RFC 3339 time (or unix ms)"),
-            )
-        })
+/// Reads a time in any of `hookd_core::time::WHEN_FORMS` (422 at `field`,
+/// with the forms or the range, when it is none of them).
+pub(crate) fn parse_time(
+    field: &str,
+    value: &str,
+    direction: hookd_core::time::Direction,
+) -> Result<i64, ApiError> {
+    hookd_core::time::parse_when(value, hookd_core::time::now_ms(), direction)
+        .map_err(|why| ApiError::invalid(field, why))
 }
 
 /// A page size from `?limit=` (`default` when absent): 1 to 500, else 422

@@ -26,8 +26,8 @@ pub struct CreateKey {
     /// Default `live`.
     #[schema(value_type = Option<hookd_control::schema::KeyEnvName>)]
     pub env: Option<String>,
-    /// When the key stops working (RFC 3339, in the future); default never.
-    #[schema(format = DateTime)]
+    /// When the key stops working: an RFC 3339 time, Unix seconds, or a
+    /// duration from now (`90d`); in the future. Default never.
     pub expires_at: Option<String>,
 }
 
@@ -46,7 +46,7 @@ pub async fn create(
     let expires_at_ms = req
         .expires_at
         .as_deref()
-        .map(|t| crate::extract::parse_time("/expires_at", t))
+        .map(|t| crate::extract::parse_time("/expires_at", t, hookd_core::time::Direction::Ahead))
         .transpose()?;
     let (key, text) = keys::mint(
         &state.store,

@@ -110,6 +110,88 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some(secs * 1000 + frac_ms)
 }
 
+/// The forms a time takes in the API's queries and bodies and in the CLI's
+/// flags, said once for both (help texts and the OpenAPI document quote it).
+pub const WHEN_FORMS: &str = "an RFC 3339 time (2025-11-22T15:52:13Z), Unix seconds (1763826733), or a duration like 2h, 30m or 7d";
+
+/// The earliest time accepted (2000-01-01): an earlier one is a mistake
+/// (Unix milliseconds read as seconds, a zero), not a wish to match
+/// everything.
+pub const EARLIEST_MS: i64 = 946_684_800_000;
+
+/// How far ahead of now a time may be: ten years.
+pub const LATEST_AHEAD_MS: i64 = 10 * 365 * 86_400_000;
+
+/// Which way a duration counts from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `2h` is two hours ago (`since`, `until`, `before`).
+    Ago,
+    /// `90d` is ninety days from now (a key's expiry).
+    Ahead,
+}
+
+/// Reads a time written in any of [`WHEN_FORMS`] into Unix ms: RFC 3339; a
+/// whole number is Unix **seconds**; a duration counts from `now_ms` the
+/// way `direction` says. Outside 2000-01-01 ..= ten years from now it is
+/// refused, with the range in the message.
+pub fn parse_when(text: &str, now_ms: i64, direction: Direction) -> Result<i64, String> {
+    let text = text.trim();
+    let ms = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<i64>()
+            .ok()
+            .and_then(|s| s.checked_mul(1000))
+            .ok_or_else(|| format!("{text:?} is too large for Unix seconds"))?
+    } else if let Some(ms) = parse_rfc3339_ms(text) {
+        ms
+    } else if let Some(d) = parse_duration_ms(text) {
+        match direction {
+            Direction::Ago => now_ms.saturating_sub(d),
+            Direction::Ahead => now_ms.saturating_add(d),
+        }
+    } else {
+        return Err(format!("{text:?} is not {WHEN_FORMS}"));
+    };
+    let latest = now_ms.saturating_add(LATEST_AHEAD_MS);
+    if !(EARLIEST_MS..=latest).contains(&ms) {
+        return Err(format!(
+            "{text:?} is {}: must be between 2000-01-01 and ten years from now (a number is Unix seconds, not milliseconds)",
+            format_rfc3339_ms(ms)
+        ));
+    }
+    Ok(ms)
+}
+
+/// `2h`, `30m`, `1h30m`, `7d`, `2w`, `500ms`, `45s` in milliseconds.
+fn parse_duration_ms(text: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit: i64 = match &rest[..letters] {
+            "ms" => 1,
+            "s" | "sec" => 1000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            _ => return None,
+        };
+        rest = rest[letters..].trim_start();
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +236,26 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_time_reads_the_same_in_every_form_and_a_mistake_says_the_range() {
+        let now = 1_763_826_733_000;
+        let ago = |t: &str| parse_when(t, now, Direction::Ago);
+        assert_eq!(ago("2025-11-22T15:52:13Z"), Ok(now));
+        assert_eq!(ago("1763826733"), Ok(now));
+        assert_eq!(ago("2h"), Ok(now - 7_200_000));
+        assert_eq!(ago("1h30m"), Ok(now - 5_400_000));
+        assert_eq!(
+            parse_when("90d", now, Direction::Ahead),
+            Ok(now + 90 * 86_400_000)
+        );
+        // Unix milliseconds read as seconds land far in the future: refused.
+        let ms = ago("1763826733000").unwrap_err();
+        assert!(ms.contains("between 2000-01-01"), "{ms}");
+        assert!(ago("0").unwrap_err().contains("1970"), "zero is 1970");
+        assert!(ago("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(ago("").is_err());
+        assert!(ago("2x").is_err());
     }
 }

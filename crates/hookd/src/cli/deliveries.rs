@@ -32,17 +32,18 @@ pub enum DeliveryCommand {
         /// Only deliveries of this event id.
         #[arg(long)]
         event_id: Option<String>,
-        /// Created at or after: RFC 3339, unix ms, or a duration ago (`2h`).
+        /// Created at or after: an RFC 3339 time, Unix seconds, or a duration
+        /// ago (`2h`, `30m`, `7d`), as the API's `since`.
         #[arg(long)]
         since: Option<String>,
-        /// Created at or before: RFC 3339, unix ms, or a duration ago.
+        /// Created at or before, in the same forms, as the API's `until`.
         #[arg(long)]
         until: Option<String>,
         /// 1 to 500, as the API's `limit`.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
         limit: u16,
         /// Continue after this cursor (printed as `next` by the previous
-        /// page), or only deliveries created before a time (RFC 3339 or unix seconds).
+        /// page), or only deliveries created before a time (the forms of `--since`).
         #[arg(long)]
         before: Option<String>,
         #[command(flatten)]
@@ -59,7 +60,8 @@ pub struct RecoverArgs {
     /// The endpoint whose deliveries are queued again (its id).
     #[arg(long)]
     endpoint: String,
-    /// Start of the window: a duration back from now (`2h`, `30m`) or an RFC 3339 time.
+    /// Start of the window: an RFC 3339 time, Unix seconds, or a duration
+    /// ago (`2h`, `30m`, `7d`).
     #[arg(long)]
     since: String,
     /// End of the window (same forms); default now.
@@ -112,9 +114,10 @@ pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
             let until_ms = until.map(|v| parse_when("--until", &v, now)).transpose()?;
             let before = match before {
                 None => None,
-                Some(c) => Some(Cursor::parse_before(&c).with_context(|| {
-                    format!("--before {c:?} is not a cursor printed by an earlier page, an RFC 3339 time or unix seconds")
-                })?),
+                Some(c) => Some(
+                    Cursor::parse_before(&c, now)
+                        .map_err(|why| anyhow::anyhow!("--before: {why}"))?,
+                ),
             };
             let status = match status {
                 None => None,

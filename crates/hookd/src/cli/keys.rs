@@ -27,7 +27,8 @@ pub enum KeyCommand {
         /// The <env> in <prefix>_<env>_<secret>.
         #[arg(long, default_value = "live", value_parser = ["live", "stg", "dev", "test"])]
         env: String,
-        /// The key stops working then: RFC 3339, or a duration from now (`90d`).
+        /// The key stops working then: an RFC 3339 time, Unix seconds, or a
+        /// duration from now (`90d`).
         #[arg(long)]
         expires: Option<String>,
         #[command(flatten)]

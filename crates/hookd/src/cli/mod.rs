@@ -160,26 +160,16 @@ pub(crate) fn history_reader(
     }
 }
 
-/// `2h` back from now, or an RFC 3339 time.
+/// A time given to `flag`: RFC 3339, Unix seconds, or a duration back from
+/// now (`2h`), read exactly as the API reads `since` and `until`.
 pub(crate) fn parse_when(flag: &str, value: &str, now: i64) -> anyhow::Result<i64> {
-    if let Ok(d) = humantime::parse_duration(value) {
-        return Ok(now - d.as_millis() as i64);
-    }
-    time::parse_rfc3339_ms(value).with_context(|| {
-        format!("{flag} {value:?} must be a duration back from now (2h) or an RFC 3339 time")
-    })
+    time::parse_when(value, now, time::Direction::Ago)
+        .map_err(|why| anyhow::anyhow!("{flag}: {why}"))
 }
 
-/// A time ahead: RFC 3339, unix ms, or a duration from now (`90d`).
+/// A time ahead given to `flag`: RFC 3339, Unix seconds, or a duration
+/// from now (`90d`), as the API reads a key's `expires_at`.
 pub(crate) fn parse_until(flag: &str, value: &str, now: i64) -> anyhow::Result<i64> {
-    if let Ok(d) = humantime::parse_duration(value) {
-        return Ok(now + d.as_millis() as i64);
-    }
-    value
-        .parse::<i64>()
-        .ok()
-        .or_else(|| time::parse_rfc3339_ms(value))
-        .with_context(|| {
-            format!("{flag} {value:?}: expected RFC 3339, unix ms, or a duration like 90d")
-        })
+    time::parse_when(value, now, time::Direction::Ahead)
+        .map_err(|why| anyhow::anyhow!("{flag}: {why}"))
 }

@@ -47,21 +47,20 @@ pub struct Cursor {
 
 impl Cursor {
     /// What a client may pass as `before`: a cursor from an earlier page's
-    /// `next`, or a time (RFC 3339, or unix seconds) meaning "created before".
-    pub fn parse_before(s: &str) -> Option<Self> {
-        let time_ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            s.parse::<i64>().ok()?.checked_mul(1000)
-        } else {
-            hookd_core::time::parse_rfc3339_ms(s)
-        };
-        match time_ms {
-            // No id sorts below the empty one: exactly the deliveries created before.
-            Some(created_ms) => Some(Self {
+    /// `next`, or a time in any of `hookd_core::time::WHEN_FORMS` meaning
+    /// "created before" (a duration counts back from `now_ms`). Why not,
+    /// when it is neither.
+    pub fn parse_before(s: &str, now_ms: i64) -> std::result::Result<Self, String> {
+        if let Some(cursor) = Self::parse(s) {
+            return Ok(cursor);
+        }
+        // No id sorts below the empty one: exactly the deliveries created before.
+        hookd_core::time::parse_when(s, now_ms, hookd_core::time::Direction::Ago)
+            .map(|created_ms| Self {
                 created_ms,
                 id: String::new(),
-            }),
-            None => Self::parse(s),
-        }
+            })
+            .map_err(|why| format!("{why}; or a cursor from an earlier page's next"))
     }
 
     /// A cursor written as `<ms>.<delivery id>`.
