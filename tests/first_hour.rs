@@ -529,7 +529,23 @@ async fn the_cli_json_is_the_api_json() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("30 days"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--grace") && err.contains("30 days"), "{err}");
+    // The CLI names the flag where the API names the member.
+    let out = hookd_command(&env)
+        .args([
+            "endpoints",
+            "update",
+            &id,
+            "--header",
+            "Content-Type: text/plain",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--header Content-Type"), "{err}");
+    assert!(!err.contains("/headers/"), "{err}");
     let r = api
         .call(
             "POST",

@@ -9,7 +9,7 @@ use hookd_core::{DeliveryStatus, time};
 use hookd_store::audit::Actor;
 use hookd_store::history::{Cursor, DeliveryFilter};
 
-use super::{JsonFlag, Listing, One, connect, history_reader, parse_when};
+use super::{JsonFlag, Listing, One, connect, history_reader, parse_when, refused};
 use crate::output;
 use crate::settings::Config;
 
@@ -147,7 +147,9 @@ pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
         }
         DeliveryCommand::Redeliver(One { id, out }) => {
             let d = history.delivery(&id).await?;
-            deliveries::redeliver(&history, &Actor::cli(), &d.workspace, &id).await?;
+            deliveries::redeliver(&history, &Actor::cli(), &d.workspace, &id)
+                .await
+                .map_err(refused)?;
             output::delivery(&store.delivery(&id).await?, out.json)
         }
     }
@@ -175,7 +177,8 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
             status,
         },
     )
-    .await?;
+    .await
+    .map_err(refused)?;
     // The id first, so an interrupted wait loses nothing: the job goes on.
     eprintln!(
         "recovery job {} started (`hookd jobs show {}` follows it)",

@@ -3,13 +3,12 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use hookd_control::ActionError;
 use hookd_control::endpoints::{self, EndpointChange, MapChange, NewEndpoint};
 use hookd_core::{Endpoint, RotationSignatures, SignatureScheme};
 use hookd_store::Store;
 use hookd_store::audit::Actor;
 
-use super::{JsonFlag, Listing, One, connect};
+use super::{JsonFlag, Listing, One, connect, refused};
 use crate::output;
 use crate::settings::Config;
 
@@ -160,7 +159,8 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
                         .and_then(RotationSignatures::parse),
                 },
             )
-            .await?;
+            .await
+            .map_err(refused)?;
             output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::List(Listing { workspace, out }) => {
@@ -181,23 +181,21 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             out.json,
         ),
         EndpointCommand::Pause { id, reason, out } => {
-            let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason).await?;
+            let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason)
+                .await
+                .map_err(refused)?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Resume(One { id, out }) => {
-            let (released, ep) = endpoints::resume(&store, &Actor::cli(), &id).await?;
+            let (released, ep) = endpoints::resume(&store, &Actor::cli(), &id)
+                .await
+                .map_err(refused)?;
             output::resumed(&ep, released, out.json)
         }
         EndpointCommand::RotateSecret { id, grace, out } => {
             let ep = endpoints::rotate_secret(&store, &Actor::cli(), &id, grace)
                 .await
-                .map_err(|e| match e {
-                    // Named as the flag, not as the API's field.
-                    ActionError::Invalid(_) if grace > endpoints::MAX_GRACE => anyhow::anyhow!(
-                        "--grace: must be at most 30 days (2592000 s), as the API's grace_seconds"
-                    ),
-                    e => e.into(),
-                })?;
+                .map_err(refused)?;
             output::endpoint_with_secret(&ep, out.json)
         }
         EndpointCommand::Update {
@@ -246,11 +244,14 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
                 &id,
                 &change,
             )
-            .await?;
+            .await
+            .map_err(refused)?;
             output::endpoint(&ep, held(&store, &ep).await?, out.json)
         }
         EndpointCommand::Delete(One { id, out }) => {
-            let deleted = endpoints::delete(&store, &Actor::cli(), &id).await?;
+            let deleted = endpoints::delete(&store, &Actor::cli(), &id)
+                .await
+                .map_err(refused)?;
             output::deleted(&deleted, out.json)
         }
     }

@@ -6,7 +6,7 @@ use clap::Args;
 use hookd_control::event_types;
 use hookd_control::events::{self, Member, NewEvent};
 
-use super::{JsonFlag, connect};
+use super::{JsonFlag, connect, refused};
 use crate::output;
 use crate::settings::Config;
 
@@ -59,7 +59,9 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
         ..NewEvent::default()
     };
     let store = connect(config).await?;
-    let published = events::publish(&store, config.limits(), new).await?;
+    let published = events::publish(&store, config.limits(), new)
+        .await
+        .map_err(refused)?;
     output::object(
         args.out.json,
         &[

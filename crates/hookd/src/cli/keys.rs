@@ -7,7 +7,7 @@ use hookd_control::keys::{self, NewKey};
 use hookd_core::{Scope, time};
 use hookd_store::audit::Actor;
 
-use super::{JsonFlag, Listing, One, connect, parse_until};
+use super::{JsonFlag, Listing, One, connect, parse_until, refused};
 use crate::output;
 use crate::settings::Config;
 
@@ -79,7 +79,8 @@ pub async fn run(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
                     expires_at_ms,
                 },
             )
-            .await?;
+            .await
+            .map_err(refused)?;
             if !out.json {
                 eprintln!("Store this key now: it is not shown again.");
             }
@@ -89,7 +90,9 @@ pub async fn run(config: &Config, cmd: KeyCommand) -> anyhow::Result<()> {
             output::api_keys(&store.api_keys(workspace.as_deref()).await?, out.json)
         }
         KeyCommand::Revoke(One { id, out }) => output::api_key(
-            &keys::revoke(&store, &Actor::cli(), &id, None).await?,
+            &keys::revoke(&store, &Actor::cli(), &id, None)
+                .await
+                .map_err(refused)?,
             None,
             out.json,
         ),

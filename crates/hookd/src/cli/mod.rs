@@ -173,3 +173,59 @@ pub(crate) fn parse_until(flag: &str, value: &str, now: i64) -> anyhow::Result<i
     time::parse_when(value, now, time::Direction::Ahead)
         .map_err(|why| anyhow::anyhow!("{flag}: {why}"))
 }
+
+/// An action's refusal as the CLI says it: each field named by the flag
+/// that sets it (`--url`, `--header X-Team`), not by the API's JSON Pointer.
+pub(crate) fn refused(e: hookd_control::ActionError) -> anyhow::Error {
+    match e {
+        hookd_control::ActionError::Invalid(issues) => anyhow::anyhow!(
+            "{}",
+            issues
+                .iter()
+                .map(|(pointer, message)| format!("{}: {message}", flag_of(pointer)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
+    }
+}
+
+/// The flag that sets the request member `pointer` names.
+fn flag_of(pointer: &str) -> String {
+    let mut parts = pointer.trim_start_matches('/').splitn(2, '/');
+    let field = parts.next().unwrap_or_default();
+    let rest = parts.next();
+    let flag = match field {
+        "" => return "the input".into(),
+        "path" => return "--workspace".into(),
+        "fields" => "--field",
+        "event_types" => "--event-type",
+        "headers" => "--header",
+        "metadata" => "--metadata",
+        "expires_at" => "--expires",
+        "grace_seconds" => "--grace",
+        other => return format!("--{}", other.replace('_', "-")),
+    };
+    match rest {
+        // A member of a map: name it (`--header X-Team`); an item of a list
+        // is the flag's value.
+        Some(name) if field != "event_types" => format!("{flag} {name}"),
+        _ => flag.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flag_of;
+
+    #[test]
+    fn a_field_is_named_by_its_flag() {
+        assert_eq!(flag_of("/url"), "--url");
+        assert_eq!(flag_of("/max_concurrency"), "--max-concurrency");
+        assert_eq!(flag_of("/headers/X-Team"), "--header X-Team");
+        assert_eq!(flag_of("/fields/type"), "--field type");
+        assert_eq!(flag_of("/event_types/0"), "--event-type");
+        assert_eq!(flag_of("/grace_seconds"), "--grace");
+        assert_eq!(flag_of("/path/ws"), "--workspace");
+    }
+}
