@@ -253,6 +253,22 @@ async fn hookd_verify_explains_a_captured_request() {
             "verify",
             "--secret",
             "hks_wrong",
+            "--request",
+            &p(&request),
+            "--json",
+        ],
+    );
+    let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        !ok && verdict["valid"] == false && verdict["code"] == "no_match",
+        "{out}"
+    );
+    let (ok, out) = hookd_output(
+        &env,
+        &[
+            "verify",
+            "--secret",
+            "hks_wrong",
             "--secret",
             &secret,
             "--request",
@@ -333,9 +349,22 @@ async fn hookd_listen_prints_real_deliveries_and_rehearses_retries() {
         s.contains("answered 204").then_some(s)
     })
     .await;
+    // A request whose signature does not verify gets 401, as a real
+    // receiver would answer it (unless --accept-bad-signatures).
+    let refused = raw_post(
+        port,
+        "X-Hookd-Timestamp: 1\r\nX-Hookd-Signature: sha256=00\r\n",
+        "{}",
+    )
+    .await;
+    assert!(refused.contains("401"), "{refused}");
     let _ = listen.kill();
     let _ = listen.wait();
     assert!(out.contains("event evt_listen  type card.created"), "{out}");
+    assert!(
+        out.contains("x-hookd-event-id: evt_listen"),
+        "every header: {out}"
+    );
     assert!(
         out.contains("attempt 1") && out.contains("attempt 2"),
         "{out}"
@@ -345,7 +374,10 @@ async fn hookd_listen_prints_real_deliveries_and_rehearses_retries() {
         "--fail-first 1 fails the first: {out}"
     );
     assert!(out.contains("signature ok (sha256)"), "{out}");
-    assert!(out.contains("\"title\": \"x\""), "pretty body: {out}");
+    assert!(
+        out.contains(r#""data":{"title":"x"}"#),
+        "the body byte for byte: {out}"
+    );
 }
 
 /// POSTs a raw request to `port`; returns the response's status line.

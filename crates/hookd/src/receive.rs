@@ -37,6 +37,9 @@ pub struct VerifyArgs {
     /// Accept timestamps this far from now (e.g. `5m`, or `100y` to check an old capture).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     tolerance: Duration,
+    /// Print the verdict as one JSON object (`valid`, `scheme` or `code` and `message`).
+    #[arg(long)]
+    json: bool,
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -121,7 +124,20 @@ pub fn verify(args: VerifyArgs, default_prefix: &str) -> anyhow::Result<bool> {
         _ => bail!("give --request FILE, or --headers FILE and --body FILE"),
     };
     let prefix = args.prefix.as_deref().unwrap_or(default_prefix);
-    match verify_request(&args.secrets, &headers, &body, prefix, args.tolerance) {
+    let verdict = verify_request(&args.secrets, &headers, &body, prefix, args.tolerance);
+    if args.json {
+        let out = match &verdict {
+            Ok(scheme) => {
+                serde_json::json!({ "valid": true, "scheme": scheme, "body_bytes": body.len() })
+            }
+            Err(e) => {
+                serde_json::json!({ "valid": false, "code": e.code(), "message": e.to_string() })
+            }
+        };
+        println!("{out}");
+        return Ok(verdict.is_ok());
+    }
+    match verdict {
         Ok(scheme) => {
             println!(
                 "valid: the {scheme} signature matches ({} body bytes)",
@@ -156,6 +172,10 @@ pub struct ListenArgs {
     /// Header prefix of the sha256 scheme (default: [signing] header_prefix).
     #[arg(long)]
     prefix: Option<String>,
+    /// Answer as usual even when a signature does not verify (by default
+    /// such a request gets 401, as a real receiver would answer it).
+    #[arg(long)]
+    accept_bad_signatures: bool,
 }
 
 pub async fn listen(args: ListenArgs, default_prefix: &str) -> anyhow::Result<()> {
@@ -176,7 +196,8 @@ pub async fn listen(args: ListenArgs, default_prefix: &str) -> anyhow::Result<()
         let (args, seen, prefix) = (args.clone(), seen.clone(), prefix.clone());
         async move {
             let n = seen.fetch_add(1, Ordering::SeqCst);
-            let headers: Headers = headers
+            // As received, in order, for the printout; by lowercase name to verify.
+            let wire: Vec<(String, String)> = headers
                 .iter()
                 .map(|(k, v)| {
                     (
@@ -185,8 +206,10 @@ pub async fn listen(args: ListenArgs, default_prefix: &str) -> anyhow::Result<()
                     )
                 })
                 .collect();
-            print_delivery(&headers, &body, &args.secrets, &prefix);
+            let by_name: Headers = wire.iter().cloned().collect();
+            let verified = print_delivery(&wire, &by_name, &body, &args.secrets, &prefix);
             let status = match (args.status, n < args.fail_first) {
+                _ if verified == Some(false) && !args.accept_bad_signatures => 401,
                 (Some(s), true) => s,
                 (None, true) => 500,
                 (Some(s), false) if args.fail_first == 0 => s,
@@ -204,7 +227,17 @@ pub async fn listen(args: ListenArgs, default_prefix: &str) -> anyhow::Result<()
     Ok(())
 }
 
-fn print_delivery(headers: &Headers, body: &[u8], secrets: &[String], prefix: &str) {
+/// Prints one delivery: its summary, the signature check, every header
+/// as received and the body byte for byte (in wire order: a receiver
+/// verifies these bytes, not a re-serialised copy). `Some(valid)` when
+/// secrets were given to check the signature with.
+fn print_delivery(
+    wire: &[(String, String)],
+    headers: &Headers,
+    body: &[u8],
+    secrets: &[String],
+    prefix: &str,
+) -> Option<bool> {
     let get = |name: &str| {
         headers
             .get(&name.to_ascii_lowercase())
@@ -226,8 +259,9 @@ fn print_delivery(headers: &Headers, body: &[u8], secrets: &[String], prefix: &s
         get(&format!("{prefix}-Delivery-Id")),
         get(&format!("{prefix}-Attempt"))
     );
-    if secrets.is_empty() {
+    let verified = if secrets.is_empty() {
         println!("  signature: not checked (give --secret)");
+        None
     } else {
         match verify_request(
             secrets,
@@ -236,14 +270,21 @@ fn print_delivery(headers: &Headers, body: &[u8], secrets: &[String], prefix: &s
             prefix,
             hookd_signature::DEFAULT_TOLERANCE,
         ) {
-            Ok(scheme) => println!("  signature ok ({scheme})"),
-            Err(e) => println!("  signature FAILED ({}): {e}", e.code()),
+            Ok(scheme) => {
+                println!("  signature ok ({scheme})");
+                Some(true)
+            }
+            Err(e) => {
+                println!("  signature FAILED ({}): {e}", e.code());
+                Some(false)
+            }
         }
+    };
+    for (name, value) in wire {
+        println!("  {name}: {value}");
     }
-    match parsed.and_then(|v| serde_json::to_string_pretty(&v).ok()) {
-        Some(pretty) => println!("{pretty}"),
-        None => println!("{}", String::from_utf8_lossy(body)),
-    }
+    println!("{}", String::from_utf8_lossy(body));
+    verified
 }
 
 #[cfg(test)]
