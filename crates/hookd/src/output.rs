@@ -178,16 +178,17 @@ pub fn endpoints(list: &[(Endpoint, u64)], json: bool) -> anyhow::Result<()> {
         // The API's page shape; the CLI lists every endpoint at once.
         return print_json(&json!({ "data": data, "next": null }));
     }
-    println!("{:<36}  {:<16}  {:<6}  URL", "ID", "WORKSPACE", "PAUSED");
-    for (ep, _) in list {
-        println!(
-            "{:<36}  {:<16}  {:<6}  {}",
-            ep.id,
-            ep.workspace,
-            if ep.paused { "yes" } else { "no" },
-            ep.url
-        );
-    }
+    let rows = list.iter().map(|(ep, _)| {
+        vec![
+            ep.id.clone(),
+            ep.workspace.clone(),
+            ep.description.clone().unwrap_or_else(|| "-".into()),
+            (if ep.paused { "yes" } else { "no" }).into(),
+            ep.url.clone(),
+        ]
+    });
+    table(&["ID", "WORKSPACE", "NAME", "PAUSED", "URL"], rows);
+    println!("{}", count(list.len(), "endpoint", "endpoints"));
     Ok(())
 }
 
@@ -239,24 +240,21 @@ pub fn audit(
     if json {
         return print_json(&serde_json::to_value(AuditPage { data, next })?);
     }
-    println!(
-        "{:<24}  {:<24}  {:<24}  {:<40}  DETAIL",
-        "AT", "ACTOR", "ACTION", "TARGET"
-    );
-    for e in &data {
+    let rows = data.iter().map(|e| {
         let actor = match &e.actor_name {
             Some(name) => format!("{} ({name})", e.actor),
             None => e.actor.clone(),
         };
-        println!(
-            "{:<24}  {:<24}  {:<24}  {:<40}  {}",
-            e.at,
+        vec![
+            e.at.clone(),
             actor,
-            e.action,
-            e.target,
-            e.detail.as_deref().unwrap_or("")
-        );
-    }
+            e.action.clone(),
+            e.target.clone(),
+            e.detail.clone().unwrap_or_default(),
+        ]
+    });
+    table(&["AT", "ACTOR", "ACTION", "TARGET", "DETAIL"], rows);
+    println!("{}", count(data.len(), "entry", "entries"));
     if let Some(next) = next {
         println!("more: --before {next}");
     }
@@ -276,21 +274,28 @@ pub fn deliveries(
             .collect();
         return print_json(&serde_json::to_value(DeliveryPage { data, next })?);
     }
-    println!(
-        "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  CREATED",
-        "ID", "ENDPOINT", "EVENT TYPE", "STATUS", "ATTEMPTS"
+    let rows = list.iter().map(|d| {
+        vec![
+            d.id.clone(),
+            d.endpoint_id.clone(),
+            d.event_type.clone(),
+            d.status.as_str().into(),
+            d.attempts_made.to_string(),
+            time::format_rfc3339_ms(d.created_at_ms),
+        ]
+    });
+    table(
+        &[
+            "ID",
+            "ENDPOINT",
+            "EVENT TYPE",
+            "STATUS",
+            "ATTEMPTS",
+            "CREATED",
+        ],
+        rows,
     );
-    for d in list {
-        println!(
-            "{:<40}  {:<36}  {:<20}  {:<9}  {:>8}  {}",
-            d.id,
-            d.endpoint_id,
-            d.event_type,
-            d.status.as_str(),
-            d.attempts_made,
-            time::format_rfc3339_ms(d.created_at_ms)
-        );
-    }
+    println!("{}", count(list.len(), "delivery", "deliveries"));
     if let Some(next) = next {
         println!("more: --before {next}");
     }
@@ -362,13 +367,9 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
         let data: Vec<KeyView> = keys.iter().map(|k| KeyView::new(k.clone(), None)).collect();
         return print_json(&json!({ "data": data }));
     }
-    println!(
-        "{:<36}  {:<20}  {:<20}  {:<6}  {:<22}  {:<24}  {:<24}  STATE",
-        "ID", "WORKSPACE", "NAME", "SCOPE", "PREFIX", "LAST USED", "EXPIRES"
-    );
     let now = time::now_ms();
     let at = |t: Option<i64>| t.map_or("-".to_string(), time::format_rfc3339_ms);
-    for k in keys {
+    let rows = keys.iter().map(|k| {
         let state = if k.revoked_at_ms.is_some() {
             "revoked"
         } else if k.expires_at_ms.is_some_and(|t| t <= now) {
@@ -376,17 +377,31 @@ pub fn api_keys(keys: &[hookd_core::ApiKey], json: bool) -> anyhow::Result<()> {
         } else {
             "active"
         };
-        println!(
-            "{:<36}  {:<20}  {:<20}  {:<6}  {:<22}  {:<24}  {:<24}  {state}",
-            k.id,
-            k.workspace,
-            k.name.as_deref().unwrap_or("-"),
-            k.scope.as_str(),
-            k.prefix,
+        vec![
+            k.id.clone(),
+            k.workspace.clone(),
+            k.name.clone().unwrap_or_else(|| "-".into()),
+            k.scope.as_str().into(),
+            k.prefix.clone(),
             at(k.last_used_at_ms),
-            at(k.expires_at_ms)
-        );
-    }
+            at(k.expires_at_ms),
+            state.into(),
+        ]
+    });
+    table(
+        &[
+            "ID",
+            "WORKSPACE",
+            "NAME",
+            "SCOPE",
+            "PREFIX",
+            "LAST USED",
+            "EXPIRES",
+            "STATE",
+        ],
+        rows,
+    );
+    println!("{}", count(keys.len(), "key", "keys"));
     Ok(())
 }
 
@@ -493,20 +508,17 @@ pub fn jobs(jobs: &[hookd_store::recovery::Job], json: bool) -> anyhow::Result<(
     if json {
         return print_json(&json!({ "data": views }));
     }
-    println!(
-        "{:<36}  {:<36}  {:<10}  {:>12}  CREATED",
-        "ID", "ENDPOINT", "STATE", "DONE/QUEUED"
-    );
-    for j in &views {
-        println!(
-            "{:<36}  {:<36}  {:<10}  {:>12}  {}",
-            j.id,
-            j.endpoint_id,
-            j.state,
+    let rows = views.iter().map(|j| {
+        vec![
+            j.id.clone(),
+            j.endpoint_id.clone(),
+            j.state.clone(),
             format!("{}/{}", j.done, j.queued),
-            j.created_at
-        );
-    }
+            j.created_at.clone(),
+        ]
+    });
+    table(&["ID", "ENDPOINT", "STATE", "DONE/QUEUED", "CREATED"], rows);
+    println!("{}", count(views.len(), "job", "jobs"));
     Ok(())
 }
 
@@ -519,26 +531,16 @@ pub fn event_types(
     if json {
         return print_json(&serde_json::to_value(list)?);
     }
-    let width = list
-        .data
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(0)
-        .max("TYPE".len());
-    println!(
-        "{:<width$}  {:>10}  {:<24}  CATALOG",
-        "TYPE", "COUNT", "LAST SEEN"
-    );
-    for t in &list.data {
-        println!(
-            "{:<width$}  {:>10}  {:<24}  {}",
-            t.name,
-            t.count,
-            t.last_seen.as_deref().unwrap_or("-"),
-            if t.in_catalog { "yes" } else { "no" }
-        );
-    }
+    let rows = list.data.iter().map(|t| {
+        vec![
+            t.name.clone(),
+            t.count.to_string(),
+            t.last_seen.clone().unwrap_or_else(|| "-".into()),
+            (if t.in_catalog { "yes" } else { "no" }).into(),
+        ]
+    });
+    table(&["TYPE", "COUNT", "LAST SEEN", "CATALOG"], rows);
+    println!("{}", count(list.data.len(), "event type", "event types"));
     Ok(())
 }
 
@@ -571,4 +573,48 @@ pub fn config(config: &crate::settings::Config, json: bool) -> anyhow::Result<()
         line?;
     }
     Ok(())
+}
+
+/// A table whose columns are as wide as their widest cell (the last is not
+/// padded), two spaces apart; columns of figures are right-aligned.
+fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.into_iter().collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let figures: Vec<bool> = (0..header.len())
+        .map(|i| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(i).is_some_and(|c| {
+                        !c.is_empty() && c.chars().all(|ch| ch.is_ascii_digit() || ch == '/')
+                    })
+                })
+        })
+        .collect();
+    let last = header.len().saturating_sub(1);
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match (i == last, figures[i]) {
+                (_, true) => format!("{c:>w$}", w = widths[i]),
+                (true, false) => (*c).to_string(),
+                (false, false) => format!("{c:<w$}", w = widths[i]),
+            })
+            .collect();
+        println!("{}", text.join("  "));
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `1 delivery`, `2 deliveries`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
