@@ -16,7 +16,7 @@ fi
 if redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1; then
   aof=$(redis-cli -h "$host" -p "$port" info persistence 2>/dev/null | tr -d '\r' | sed -n 's/^aof_enabled://p')
   if [ "$aof" = 0 ]; then
-    echo "Redis answers at $host:$port (already running, not started here), WITHOUT its append-only file: fine to try hookd, not to keep events (see README, Reliability)" >&2
+    echo "Redis answers at $host:$port (already running, not started here), WITHOUT its append-only file: fine to try hookd, not to keep events (see docs/operations.md, Reliability)" >&2
   else
     echo "Redis answers at $host:$port (already running, not started here)" >&2
   fi

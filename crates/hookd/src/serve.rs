@@ -134,7 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     store.check_partitions().await?;
     if let Ok(Some(false)) = store.aof_enabled().await {
         tracing::warn!(
-            "Redis runs without its append-only file (appendonly no): if Redis stops, events published since its last snapshot and delivery state are lost. Run it with appendonly yes and appendfsync everysec (README, Reliability); `make run` does when it starts Redis itself"
+            "Redis runs without its append-only file (appendonly no): if Redis stops, events published since its last snapshot and delivery state are lost. Run it with appendonly yes and appendfsync everysec (docs/operations.md, Reliability); `make run` does when it starts Redis itself"
         );
     }
     if config.secrets.keys.is_empty() {

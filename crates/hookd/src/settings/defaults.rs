@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     /// The keys where `config/default.toml` (what `make run` uses) differs
-    /// from the built-in defaults, as the README's "Configuration" says.
+    /// from the built-in defaults, as docs/operations.md ("Configuration") says.
     const DOCUMENTED: &[&str] = &["delivery.allow_networks", "secrets.keys", "secrets.current"];
 
     #[test]
