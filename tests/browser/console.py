@@ -76,6 +76,8 @@ with sync_playwright() as p:
     row = page.locator("#endpoints tbody tr", has_text=endpoint)
     expect(row).to_contain_text("3 in a row")
     expect(row).to_contain_text("receiver answered 500")
+    # Failing now: its status says so, not a green "active".
+    expect(row.locator(".badge")).to_have_text("failing")
     assert unlabelled(page) == [], unlabelled(page)
     shot(page, "1-endpoints")
 
@@ -117,12 +119,19 @@ with sync_playwright() as p:
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#endpoint-status")).to_contain_text("paused")
     expect(page.locator("#endpoint-status")).to_contain_text("receiver maintenance")
-    page.reload()
+    # The page is true after each action, without a reload: Resume replaces
+    # Pause, and back.
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
     page.get_by_role("button", name="Resume").click()
-    expect(page.locator("#released")).to_contain_text("held deliveries released")
+    expect(page.locator("#released")).to_contain_text("released")
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+    expect(page.locator("#endpoint-status")).not_to_contain_text("paused")
+    expect(page.locator("#held")).to_have_text("0")
     # The recovered deliveries succeeded: nothing is failing any more.
     page.reload()
     expect(page.locator("#failing")).to_have_text("no")
+    expect(page.locator("#endpoint-status .badge")).to_have_text("active")
     shot(page, "6-paused-and-resumed")
 
     # 6. Rotate: the new secret shows once; a reload does not show it again.

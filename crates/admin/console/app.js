@@ -41,7 +41,18 @@ const canWrite = () => session && (session.scope === "write" || session.scope ==
 const isAdmin = () => session && session.scope === "admin";
 const wsPath = (rest) => `/workspaces/${encodeURIComponent(session.ws)}${rest}`;
 const badge = (text, cls) => h("span", { class: `badge ${cls || text}` }, text);
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+/** A time as the CLI and the logs write it (UTC), with how long ago beside it. */
+const when = (iso) => (iso ? `${iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC")} (${relative(iso)})` : "");
+function relative(iso) {
+  const secs = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+  const abs = Math.abs(secs);
+  const [n, unit] = abs < 60 ? [abs, "s"] : abs < 3600 ? [Math.round(abs / 60), "min"]
+    : abs < 86400 ? [Math.round(abs / 3600), "h"] : [Math.round(abs / 86400), "d"];
+  // Non-breaking spaces: "3 s ago" never splits across lines.
+  return secs >= 0 ? `${n}\u00a0${unit}\u00a0ago` : `in\u00a0${n}\u00a0${unit}`;
+}
+/** What people call an endpoint: its description, else its id. */
+const nameOf = (ep) => ep.description || ep.id;
 const ago = (ms) => new Date(Date.now() - ms).toISOString();
 
 class ApiError extends Error {
@@ -126,18 +137,22 @@ function failing(ep) {
 }
 
 function endpointState(ep) {
-  if (!ep.paused) return badge("active");
-  const tripped = (ep.paused_reason || "").includes("circuit breaker");
+  // Not a green "active" while its attempts fail in a row.
+  if (!ep.paused) return ep.failing ? badge("failing", "failed") : badge("active");
+  const tripped = (ep.paused_reason || "").startsWith("circuit breaker");
+  // A tripped endpoint's reason is its failing streak, shown under "Failing
+  // now": said once, there.
   return h("span", {},
     badge(tripped ? "tripped" : "paused", tripped ? "tripped" : "paused"),
-    " ", ep.paused_reason || "", ep.paused_at ? ` (since ${when(ep.paused_at)})` : "");
+    " ", tripped ? "" : ep.paused_reason || "", ep.paused_at ? ` (since ${when(ep.paused_at)})` : "");
 }
 
 async function endpointsView(params) {
   const page = await api("GET", wsPath(`/endpoints${query({ limit: 50, after: params.after })}`));
   const rows = page.data.map((ep) =>
     h("tr", {},
-      h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, ep.id)),
+      h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, nameOf(ep)),
+        ep.description ? h("div", { class: "muted" }, ep.id) : null),
       h("td", {}, ep.url),
       h("td", {}, endpointState(ep)),
       h("td", {}, failing(ep)),
@@ -147,7 +162,7 @@ async function endpointsView(params) {
     h("h1", {}, `Endpoints of ${session.ws}`),
     h("table", { id: "endpoints" },
       h("caption", { class: "muted" }, `${session.endpoints} endpoint${session.endpoints === 1 ? "" : "s"}, oldest first, 50 a page`),
-      h("thead", {}, h("tr", {}, ["Id", "URL", "Status", "Failing now", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Endpoint", "URL", "Status", "Failing now", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
 }
@@ -183,12 +198,13 @@ async function endpointView(id) {
   const ep = await api("GET", wsPath(`/endpoints/${encodeURIComponent(id)}`));
   const stats = await lastHour(id);
   const out = h("section", {},
-    h("h1", {}, `Endpoint ${ep.id}`),
+    h("h1", {}, `Endpoint ${nameOf(ep)}`),
     h("dl", {},
+      ep.description ? [h("dt", {}, "Id"), h("dd", {}, ep.id)] : null,
       h("dt", {}, "URL"), h("dd", {}, ep.url),
       h("dt", {}, "Status"), h("dd", { id: "endpoint-status" }, endpointState(ep)),
       h("dt", {}, "Failing now"), h("dd", { id: "failing" }, failing(ep)),
-      h("dt", {}, "Held"), h("dd", {}, String(ep.held)),
+      h("dt", {}, "Held"), h("dd", { id: "held" }, String(ep.held)),
       h("dt", {}, "Waiting for a slot"), h("dd", { id: "waiting" },
         ep.waiting && ep.waiting.deliveries > 0
           ? `${ep.waiting.deliveries} in its lane, the oldest since ${when(ep.waiting.oldest)}`
@@ -214,18 +230,19 @@ function endpointActions(ep) {
   const base = wsPath(`/endpoints/${encodeURIComponent(ep.id)}`);
   const result = h("div", { id: "action-result", role: "status", "aria-live": "polite" });
   const reason = h("input", { id: "pause-reason", placeholder: "receiver maintenance" });
+  // After pausing or resuming the whole page is drawn again, so its buttons,
+  // status and held count are true; the answer is said under Actions.
   const pause = ep.paused
     ? h("form", { "aria-label": "Resume", onsubmit: async (e) => {
         e.preventDefault();
         const r = await api("POST", `${base}/resume`);
-        result.replaceChildren(h("p", { id: "released" }, `Resumed: ${r.released} held deliveries released.`));
-        refreshStatus(r.endpoint);
+        const n = r.released;
+        await redraw(ep.id, h("p", { id: "released" }, `Resumed: ${n} held ${n === 1 ? "delivery" : "deliveries"} released.`));
       } }, h("button", { type: "submit", "data-write": "" }, "Resume"))
     : h("form", { "aria-label": "Pause", onsubmit: async (e) => {
         e.preventDefault();
         const r = await api("POST", `${base}/pause`, { reason: reason.value || undefined });
-        result.replaceChildren(h("p", {}, `Paused: ${r.paused_reason || ""}`));
-        refreshStatus(r);
+        await redraw(ep.id, h("p", { id: "paused" }, `Paused: ${r.paused_reason || ""}`));
       } }, h("label", { for: "pause-reason" }, "Reason", reason), h("button", { type: "submit", "data-write": "" }, "Pause"));
   const grace = h("select", { id: "rotate-grace" },
     [["86400", "1 day"], ["3600", "1 hour"], ["604800", "7 days"], ["0", "none: switch now"]].map(([v, t]) => h("option", { value: v }, t)));
@@ -249,9 +266,11 @@ function endpointActions(ep) {
   return h("section", { "aria-label": "Actions" }, h("h2", {}, "Actions"), pause, rotate, recover, result);
 }
 
-function refreshStatus(ep) {
-  const el = document.getElementById("endpoint-status");
-  if (el) el.replaceChildren(endpointState(ep));
+/** Draws endpoint `id`'s page again and says `message` under its actions. */
+async function redraw(id, message) {
+  show(await endpointView(id));
+  const result = document.getElementById("action-result");
+  if (result) result.replaceChildren(message);
 }
 
 /** A recovery job's progress, polled until it completes. */
