@@ -25,6 +25,11 @@ blocked = []
 TIMEOUT = 20000
 
 
+def overflows(page):
+    """Whether the page is wider than the window (a horizontal scroll bar)."""
+    return page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+
+
 def shot(page, name):
     page.screenshot(path=os.path.join(shots, f"{name}.png"), full_page=True)
 
@@ -152,7 +157,24 @@ with sync_playwright() as p:
     page.get_by_role("link", name="Audit log").click()
     expect(page.locator("table")).to_contain_text("endpoint.secret_rotated")
     expect(page.locator("table")).to_contain_text("recovery.started")
+    assert not overflows(page), "the audit log fits the window"
     shot(page, "8-audit")
+    # On a phone (375 px): no page wider than the window.
+    page.set_viewport_size({"width": 375, "height": 800})
+    for view, heading in [
+        ("#/endpoints", "Endpoints of ws"),
+        (f"#/endpoint/{endpoint}", f"Endpoint {endpoint}"),
+        ("#/deliveries", "Deliveries"),
+        ("#/audit", "Audit log"),
+    ]:
+        page.goto(f"{base}/console{view}")
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        assert not overflows(page), f"{view} is wider than 375 px"
+    shot(page, "8b-audit-phone")
+    page.goto(f"{base}/console#/endpoint/{endpoint}")
+    expect(page.get_by_role("heading", name=f"Endpoint {endpoint}")).to_be_visible()
+    shot(page, "8c-endpoint-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
     sign_out(page)
 
     # 8. A read-scoped key sees the pages and no control that writes.

@@ -302,8 +302,8 @@ async function deliveriesView(params) {
       ["", "failed", "retrying", "succeeded", "pending", "held"].map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")))],
     ["endpoint_id", "Endpoint", h("input", { id: "f-endpoint_id", name: "endpoint_id", value: params.endpoint_id || "" })],
     ["event_type", "Event type", h("input", { id: "f-event_type", name: "event_type", value: params.event_type || "" })],
-    ["since", "Created since (RFC 3339, Unix seconds or 2h ago)", h("input", { id: "f-since", name: "since", value: params.since || "" })],
-    ["until", "Created until", h("input", { id: "f-until", name: "until", value: params.until || "" })],
+    ["since", "Created since", h("input", { id: "f-since", name: "since", value: params.since || "", placeholder: "2h, RFC 3339 or Unix s" })],
+    ["until", "Created until", h("input", { id: "f-until", name: "until", value: params.until || "", placeholder: "same forms" })],
   ];
   const filter = h("form", { "aria-label": "Filter deliveries", onsubmit: (e) => {
     e.preventDefault();
