@@ -98,6 +98,13 @@ with sync_playwright() as p:
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(3)
     shot(page, "3-failed-deliveries")
+    # One event's delivery, by its id.
+    page.get_by_label("Event id").fill("o-1")
+    page.get_by_role("button", name="Show").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("failed")
+    page.go_back()
+    expect(rows).to_have_count(3)
     rows.first.get_by_role("link").first.click()
     expect(page.locator("#attempts tbody tr")).to_have_count(1)
     # What was sent: the envelope and the signature headers.

@@ -302,6 +302,7 @@ async function deliveriesView(params) {
       ["", "failed", "retrying", "succeeded", "pending", "held"].map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")))],
     ["endpoint_id", "Endpoint", h("input", { id: "f-endpoint_id", name: "endpoint_id", value: params.endpoint_id || "" })],
     ["event_type", "Event type", h("input", { id: "f-event_type", name: "event_type", value: params.event_type || "" })],
+    ["event_id", "Event id", h("input", { id: "f-event_id", name: "event_id", value: params.event_id || "" })],
     ["since", "Created since", h("input", { id: "f-since", name: "since", value: params.since || "", placeholder: "2h, RFC 3339 or Unix s" })],
     ["until", "Created until", h("input", { id: "f-until", name: "until", value: params.until || "", placeholder: "same forms" })],
   ];
@@ -312,18 +313,20 @@ async function deliveriesView(params) {
   } }, fields.map(([k, label, el]) => h("label", { for: el.id }, label, el)), h("button", { type: "submit" }, "Show"));
   const page = await api("GET", wsPath(`/deliveries${query({ ...params, limit: 50 })}`));
   const rows = page.data.map((d) => h("tr", {},
-    h("td", {}, h("a", { href: `#/delivery/${encodeURIComponent(d.id)}` }, d.id)),
+    // The delivery id without its endpoint part (the next column shows it).
+    h("td", {}, h("a", { href: `#/delivery/${encodeURIComponent(d.id)}`, title: d.id }, d.id.split("_ep_")[0])),
     h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
     h("td", {}, d.event_type),
     h("td", {}, badge(d.status)),
     h("td", {}, String(d.attempts_made)),
+    h("td", {}, d.next_attempt_at ? when(d.next_attempt_at) : h("span", { class: "muted" }, "—")),
     h("td", {}, when(d.created_at))));
   const next = page.next ? `#/deliveries${query({ ...params, before: page.next })}` : null;
   return h("section", {},
     h("h1", {}, "Deliveries"),
     filter,
     h("table", {},
-      h("thead", {}, h("tr", {}, ["Id", "Endpoint", "Event type", "Status", "Attempts", "Created"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Delivery", "Endpoint", "Event type", "Status", "Attempts", "Next attempt", "Created"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     page.data.length ? null : h("p", { class: "muted" }, "No deliveries match."),
     pager(params.before ? `#/deliveries${query({ ...params, before: "" })}` : null, next));
