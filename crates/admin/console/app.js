@@ -160,11 +160,45 @@ async function endpointsView(params) {
       h("td", {}, ep.event_types ? ep.event_types.join(", ") : h("span", { class: "muted" }, "every type"))));
   return h("section", {},
     h("h1", {}, `Endpoints of ${session.ws}`),
+    canWrite() ? registerForm() : null,
     h("table", { id: "endpoints" },
       h("caption", { class: "muted" }, `${session.endpoints} endpoint${session.endpoints === 1 ? "" : "s"}, oldest first, 50 a page`),
       h("thead", {}, h("tr", {}, ["Endpoint", "URL", "Status", "Failing now", "Held", "Event types"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
+}
+
+/** The settings people set on an endpoint, as form fields (`ep`: current values). */
+function endpointFields(ep, prefix) {
+  const field = (name, label, value, attrs = {}) => {
+    const input = h("input", { id: `${prefix}-${name}`, name, value: value || "", ...attrs });
+    return [h("label", { for: input.id }, label, input), input];
+  };
+  const [urlLabel, url] = field("url", "URL", ep && ep.url, { required: "", placeholder: "https://hooks.example.com/in" });
+  const [descLabel, description] = field("description", "Description", ep && ep.description, { placeholder: "what people call it" });
+  const [typesLabel, types] = field("event_types", "Event types", ep && ep.event_types ? ep.event_types.join(", ") : "",
+    { placeholder: "every type" });
+  const value = () => {
+    const list = types.value.split(",").map((t) => t.trim()).filter(Boolean);
+    return { url: url.value.trim(), description: description.value.trim() || null, event_types: list.length ? list : null };
+  };
+  return { labels: [urlLabel, descLabel, typesLabel], value };
+}
+
+/** Registers an endpoint; its secret is shown once, here. */
+function registerForm() {
+  const fields = endpointFields(null, "new");
+  const result = h("div", { role: "status", "aria-live": "polite" });
+  const form = h("form", { "aria-label": "Register an endpoint", onsubmit: async (e) => {
+    e.preventDefault();
+    const body = fields.value();
+    const ep = await api("POST", wsPath("/endpoints"), { ...body, description: body.description || undefined, event_types: body.event_types || undefined });
+    result.replaceChildren(h("div", { class: "secret" },
+      h("p", {}, `Registered ${nameOf(ep)}. Its signing secret, shown this once: copy it to the receiver now.`),
+      h("code", { id: "new-endpoint-secret" }, ep.secret), " ",
+      h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, "Open it")));
+  } }, fields.labels, h("button", { type: "submit", "data-write": "" }, "Register"));
+  return h("div", {}, form, result);
 }
 
 function pager(prev, next) {
@@ -263,7 +297,21 @@ function endpointActions(ep) {
     const job = await api("POST", `${base}/recover`, { since: ago(Number(since.value)), status: "failed" });
     result.replaceChildren(jobProgress(job));
   } }, h("label", { for: "recover-since" }, "Re-send failed deliveries of", since), h("button", { type: "submit", "data-write": "" }, "Recover"));
-  return h("section", { "aria-label": "Actions" }, h("h2", {}, "Actions"), pause, rotate, recover, result);
+  const fields = endpointFields(ep, "edit");
+  const edit = h("form", { "aria-label": "Edit the endpoint", onsubmit: async (e) => {
+    e.preventDefault();
+    await api("PATCH", base, fields.value());
+    await redraw(ep.id, h("p", { id: "saved" }, "Saved."));
+  } }, fields.labels, h("button", { type: "submit", "data-write": "" }, "Save"));
+  const remove = h("form", { "aria-label": "Delete the endpoint", onsubmit: async (e) => {
+    e.preventDefault();
+    if (!confirm(`Delete ${nameOf(ep)}? Its pending deliveries fail; its history stays until retention.`)) return;
+    await api("DELETE", base);
+    say(`Deleted ${nameOf(ep)}.`);
+    location.hash = "#/endpoints";
+  } }, h("button", { type: "submit", class: "secondary", "data-write": "" }, "Delete endpoint"));
+  return h("section", { "aria-label": "Actions" }, h("h2", {}, "Actions"), pause, rotate, recover, result,
+    h("h2", {}, "Settings"), edit, remove);
 }
 
 /** Draws endpoint `id`'s page again and says `message` under its actions. */
