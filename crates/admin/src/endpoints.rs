@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use std::time::Duration;
 
+use hookd_control::activity::{self, Activity, Window};
 use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
+use hookd_control::probes::{self, TestEvent, TestResult};
 use hookd_control::recovery::{self, JobView, Recovery};
 use hookd_core::time::Direction;
 use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme};
@@ -16,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody, in_workspace};
+use crate::error::{ApiError, ApiResult, ErrorBody, in_workspace};
 use crate::extract::{JsonBody, QueryParams, parse_time};
 use crate::state::AppState;
 
@@ -368,6 +370,84 @@ pub async fn rotate_secret(
     let grace = Duration::from_secs(req.grace_seconds.unwrap_or(86_400));
     let ep = endpoints::rotate_secret(&state.store, &caller.actor(), &id, grace).await?;
     Ok(Json(view(&state, &caller, ep, true).await?))
+}
+
+/// The window of an endpoint's activity.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityQuery {
+    /// `1h` (by minute, the default) or `1d` (by 15 minutes).
+    #[param(pattern = "^(1h|1d|24h)$")]
+    pub window: Option<String>,
+}
+
+/// An endpoint's attempts by outcome and their latency (p50, p99), per
+/// interval over the last hour or day, from the delivery history in Redis.
+#[utoipa::path(get, operation_id = "endpoint_activity", path = "/api/v1/workspaces/{ws}/endpoints/{id}/activity", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id"), ActivityQuery),
+    responses((status = 200, description = "OK", body = Activity), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
+pub async fn activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    QueryParams(q): QueryParams<ActivityQuery>,
+) -> ApiResult<Json<Activity>> {
+    caller.require(&ws, Scope::Read)?;
+    owned(&state, &ws, &id).await?;
+    let window = match q.window.as_deref() {
+        None => Window::Hour,
+        Some(w) => {
+            Window::parse(w).ok_or_else(|| ApiError::invalid("/window", "must be 1h or 1d"))?
+        }
+    };
+    Ok(Json(
+        activity::of_endpoint(&state.store, &id, window).await?,
+    ))
+}
+
+/// A test event to send.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// Its type (the endpoint need not subscribe to it).
+    #[schema(example = "card.created")]
+    pub event_type: String,
+    /// Its `data`; default `{"test": true}`.
+    #[schema(value_type = Option<Object>, example = json!({"test": true}))]
+    pub data: Option<serde_json::Value>,
+}
+
+/// Send a test event of a chosen type to this endpoint now (paused or not),
+/// signed and sent as a delivery is, and answer what was sent and what came
+/// back. Nothing is queued, retried or kept in the delivery history; the
+/// audit log records it.
+#[utoipa::path(post, operation_id = "test_endpoint", path = "/api/v1/workspaces/{ws}/endpoints/{id}/test", tag = "endpoints",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Endpoint id")),
+    request_body = TestRequest,
+    responses((status = 200, description = "Sent (or refused by the network policy); `succeeded` says whether the receiver answered 2xx", body = TestResult), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 422, description = "Validation failed: one issue per bad field (`validation_failed`)", body = ErrorBody)))]
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<TestRequest>,
+) -> ApiResult<Json<TestResult>> {
+    caller.require(&ws, Scope::Write)?;
+    let ep = owned(&state, &ws, &id).await?;
+    let test = TestEvent {
+        event_type: req.event_type,
+        data: req.data.map(|d| d.to_string()),
+    };
+    let result = probes::send(
+        &state.store,
+        &state.prober,
+        state.settings.event_limits,
+        &caller.actor(),
+        &ep,
+        test,
+    )
+    .await?;
+    Ok(Json(result))
 }
 
 /// Start a job that re-queues the endpoint's deliveries created in a window

@@ -105,6 +105,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(endpoints::resume))
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(endpoints::recover))
+        .routes(routes!(endpoints::test))
+        .routes(routes!(endpoints::activity))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::redeliver))

@@ -67,4 +67,6 @@ pub struct AppState {
     pub key_use: crate::auth::KeyUse,
     /// Request spans, when tracing is on.
     pub spans: hookd_core::trace::Spans,
+    /// Sends test events (the delivery client's settings and policy).
+    pub prober: hookd_control::probes::Prober,
 }

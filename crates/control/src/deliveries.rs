@@ -70,6 +70,11 @@ pub struct DeliveryView {
     pub created_at: String,
     /// When the next attempt is due, while one is.
     pub next_attempt_at: Option<String>,
+    /// The last attempt's HTTP status, when it had an answer.
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed, when it did.
+    #[schema(value_type = Option<crate::schema::ErrorKindName>)]
+    pub last_error_kind: Option<ErrorKind>,
     /// Every attempt, oldest first (only when reading one delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
@@ -78,7 +83,10 @@ pub struct DeliveryView {
 impl DeliveryView {
     /// The view of `d`; its attempts only when `with_attempts`.
     pub fn new(d: Delivery, with_attempts: bool) -> Self {
+        let last = d.attempts.last();
         Self {
+            last_status_code: last.and_then(|a| a.status_code),
+            last_error_kind: last.and_then(|a| a.error_kind),
             attempts: with_attempts
                 .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),
             id: d.id,

@@ -89,19 +89,7 @@ pub async fn publish(store: &Store, limits: EventLimits, new: NewEvent) -> Actio
     if !reserved.is_empty() {
         return Err(ActionError::Invalid(reserved));
     }
-    Event::from_fields(&fields, limits, time::now_ms()).map_err(|r| {
-        // The member of the request the stream entry's check is about.
-        let at = match r.code {
-            "invalid_type" => "/type",
-            "invalid_json" | "too_large" => "/data",
-            "invalid_occurred_at" => "/occurred_at",
-            "invalid_id" => "/id",
-            "invalid_workspace" => "/path/ws",
-            "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
-            _ => "",
-        };
-        ActionError::invalid(at, format!("{}: {}", r.code, r.message))
-    })?;
+    Event::from_fields(&fields, limits, time::now_ms()).map_err(refused)?;
     match store.publish(&new.workspace, &event_id, &fields).await? {
         Publication::New { entry_id } => Ok(Published {
             event_id,
@@ -120,4 +108,19 @@ pub async fn publish(store: &Store, limits: EventLimits, new: NewEvent) -> Actio
             repeat: true,
         }),
     }
+}
+
+/// An entry's refusal as the API's: the member of the request the stream
+/// entry's check is about, and the check's code and message.
+pub(crate) fn refused(r: event::Rejection) -> ActionError {
+    let at = match r.code {
+        "invalid_type" => "/type",
+        "invalid_json" | "too_large" => "/data",
+        "invalid_occurred_at" => "/occurred_at",
+        "invalid_id" => "/id",
+        "invalid_workspace" => "/path/ws",
+        "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
+        _ => "",
+    };
+    ActionError::invalid(at, format!("{}: {}", r.code, r.message))
 }

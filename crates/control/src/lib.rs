@@ -9,8 +9,10 @@
 //! - [`deliveries`]: redeliver, and the delivery views;
 //! - [`recovery`]: bulk recovery jobs and their view;
 //! - [`keys`]: API keys made and revoked;
+//! - [`probes`]: a test event sent to one endpoint now, with its answer;
 //! - [`event_types`]: the catalog merged with the types seen;
 //! - [`audit`]: the audit log's view;
+//! - [`activity`]: an endpoint's attempts and latency over an hour or a day;
 //! - [`schema`]: OpenAPI descriptions of hookd-core's values the views carry.
 //!
 //! Every change an action makes is written to the audit log here, under the
@@ -18,12 +20,14 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod audit;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;
 pub mod events;
 pub mod keys;
+pub mod probes;
 pub mod recovery;
 pub mod schema;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hookd_core::{
-    Attempt, AttemptTrigger, ErrorKind, RetryDecision, RetryPolicy, RotationSignatures,
+    Attempt, AttemptTrigger, Endpoint, ErrorKind, RetryDecision, RetryPolicy, RotationSignatures,
     SignatureScheme, time,
 };
 use hookd_signature::standard;
@@ -60,73 +60,85 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-impl AttemptContext {
-    /// The headers of one attempt (the endpoint's fixed ones are in its [`Target`]).
-    fn request_headers(&self, c: &Claimed, number: u32, now_ms: i64) -> HeaderMap {
-        let timestamp = now_ms / 1000;
-        let mut h = HeaderMap::with_capacity(6);
-        h.insert(self.headers.event_id.clone(), header_value(&c.event_id));
-        h.insert(
-            self.headers.delivery_id.clone(),
-            header_value(&c.delivery_id),
-        );
-        h.insert(self.headers.attempt.clone(), HeaderValue::from(number));
-        // During a rotation's grace window: one signature per valid secret, newest
-        // first, or the newest alone (`rotation_signatures`). Grace windows end to
-        // the millisecond, not at the signed (whole-second) timestamp.
-        let secrets = c.endpoint.signing_secrets(now_ms, self.rotation_signatures);
-        match c.endpoint.scheme {
-            SignatureScheme::Sha256 => {
-                h.insert(self.headers.timestamp.clone(), HeaderValue::from(timestamp));
-                let signature = hookd_signature::signature_header(&secrets, timestamp, &c.envelope);
-                h.insert(self.headers.signature.clone(), header_value(&signature));
-            }
-            SignatureScheme::StandardWebhooks => {
-                // Secrets of this scheme are made by hookd as whsec_<base64>;
-                // one that does not decode is left out (`signing_problem`
-                // refuses to send when none is left).
-                let keys: Vec<Vec<u8>> = secrets
-                    .iter()
-                    .filter_map(|s| standard::decode_secret(s).ok())
-                    .collect();
-                let signature =
-                    standard::signature_header(&keys, &c.event_id, timestamp, &c.envelope);
-                h.insert(
-                    HeaderName::from_static("webhook-id"),
-                    header_value(&c.event_id),
-                );
-                h.insert(
-                    HeaderName::from_static("webhook-timestamp"),
-                    HeaderValue::from(timestamp),
-                );
-                h.insert(
-                    HeaderName::from_static("webhook-signature"),
-                    header_value(&signature),
-                );
-            }
+/// The signed headers of one request of `envelope` (event `event_id`,
+/// delivery `delivery_id`, attempt `number`) to `endpoint`, at `now_ms`; the
+/// endpoint's fixed headers are in its [`Target`].
+#[allow(clippy::too_many_arguments)]
+pub fn signed_headers(
+    names: &HeaderNames,
+    rotation: RotationSignatures,
+    endpoint: &Endpoint,
+    event_id: &str,
+    delivery_id: &str,
+    number: u32,
+    envelope: &[u8],
+    now_ms: i64,
+) -> HeaderMap {
+    let timestamp = now_ms / 1000;
+    let mut h = HeaderMap::with_capacity(6);
+    h.insert(names.event_id.clone(), header_value(event_id));
+    h.insert(names.delivery_id.clone(), header_value(delivery_id));
+    h.insert(names.attempt.clone(), HeaderValue::from(number));
+    // During a rotation's grace window: one signature per valid secret, newest
+    // first, or the newest alone (`rotation_signatures`). Grace windows end to
+    // the millisecond, not at the signed (whole-second) timestamp.
+    let secrets = endpoint.signing_secrets(now_ms, rotation);
+    match endpoint.scheme {
+        SignatureScheme::Sha256 => {
+            h.insert(names.timestamp.clone(), HeaderValue::from(timestamp));
+            let signature = hookd_signature::signature_header(&secrets, timestamp, envelope);
+            h.insert(names.signature.clone(), header_value(&signature));
         }
-        h
+        SignatureScheme::StandardWebhooks => {
+            // Secrets of this scheme are made by hookd as whsec_<base64>;
+            // one that does not decode is left out (`signing_problem`
+            // refuses to send when none is left).
+            let keys: Vec<Vec<u8>> = secrets
+                .iter()
+                .filter_map(|s| standard::decode_secret(s).ok())
+                .collect();
+            let signature = standard::signature_header(&keys, event_id, timestamp, envelope);
+            h.insert(
+                HeaderName::from_static("webhook-id"),
+                header_value(event_id),
+            );
+            h.insert(
+                HeaderName::from_static("webhook-timestamp"),
+                HeaderValue::from(timestamp),
+            );
+            h.insert(
+                HeaderName::from_static("webhook-signature"),
+                header_value(&signature),
+            );
+        }
     }
+    h
+}
 
+/// Why no request can be signed for `endpoint` now: a Standard Webhooks
+/// secret that is not a valid `whsec_` secret (signing with its raw bytes
+/// would send a signature no receiver can check).
+pub fn signing_problem(
+    endpoint: &Endpoint,
+    rotation: RotationSignatures,
+    now_ms: i64,
+) -> Option<String> {
+    if endpoint.scheme != SignatureScheme::StandardWebhooks {
+        return None;
+    }
+    let secrets = endpoint.signing_secrets(now_ms, rotation);
+    let current = secrets.first()?;
+    standard::decode_secret(current).err().map(|e| {
+        format!(
+            "the endpoint's signing secret is not a valid whsec_ secret ({e}); rotate it: nothing was sent"
+        )
+    })
+}
+
+impl AttemptContext {
     /// Where a claimed delivery's endpoint is sent, prepared once per batch.
     pub fn target(&self, c: &Claimed) -> Target {
         self.sender.target(&c.endpoint.url, &c.endpoint.headers)
-    }
-
-    /// Why no request can be signed for this endpoint now: a Standard
-    /// Webhooks secret that is not a valid `whsec_` secret (signing with its
-    /// raw bytes would send a signature no receiver can check).
-    fn signing_problem(&self, c: &Claimed, now_ms: i64) -> Option<String> {
-        if c.endpoint.scheme != SignatureScheme::StandardWebhooks {
-            return None;
-        }
-        let secrets = c.endpoint.signing_secrets(now_ms, self.rotation_signatures);
-        let current = secrets.first()?;
-        standard::decode_secret(current).err().map(|e| {
-            format!(
-                "the endpoint's signing secret is not a valid whsec_ secret ({e}); rotate it: nothing was sent"
-            )
-        })
     }
 
     /// Makes one attempt of a claimed delivery to its endpoint's `target`; returns what to record.
@@ -137,7 +149,16 @@ impl AttemptContext {
             self.metrics
                 .first_attempt((started_at_ms - c.created_at_ms) as f64 / 1000.0);
         }
-        let mut headers = self.request_headers(&c, number, started_at_ms);
+        let mut headers = signed_headers(
+            &self.headers,
+            self.rotation_signatures,
+            &c.endpoint,
+            &c.event_id,
+            &c.delivery_id,
+            number,
+            &c.envelope,
+            started_at_ms,
+        );
         let span = self.spans.as_deref().map(|t| AttemptSpan::start(t, &c));
         if let Some(span) = &span {
             headers.insert(HeaderName::from_static("traceparent"), span.traceparent());
@@ -145,7 +166,7 @@ impl AttemptContext {
                 headers.insert(HeaderName::from_static("tracestate"), state);
             }
         }
-        let response = match self.signing_problem(&c, started_at_ms) {
+        let response = match signing_problem(&c.endpoint, self.rotation_signatures, started_at_ms) {
             None => self.sender.send(target, headers, c.envelope.clone()).await,
             Some(problem) => crate::sender::Response::failed(ErrorKind::Internal, problem),
         };

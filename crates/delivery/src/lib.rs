@@ -25,6 +25,7 @@ pub mod connect;
 mod dispatch;
 pub mod ingest;
 pub mod metrics;
+pub mod probe;
 mod recorder;
 pub mod schedule;
 pub mod sender;

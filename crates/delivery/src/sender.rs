@@ -65,6 +65,9 @@ pub struct Answered {
     pub retry_after: Option<Duration>,
     /// The start of the response body, kept for history.
     pub excerpt: String,
+    /// The response's headers (moved out of the response, not copied; only
+    /// a probe shows them).
+    pub headers: HeaderMap,
 }
 
 /// No usable answer.
@@ -210,15 +213,15 @@ impl Sender {
             })?;
         *request.headers_mut() = headers;
         let response = self.client.request(request).await.map_err(classify)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
+        let (parts, mut body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let retry_after = parts
+            .headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let cap = self.settings.response_excerpt_bytes;
         let mut kept = Vec::with_capacity(cap.min(1024));
-        let mut body = response.into_body();
         // Read at most `cap` bytes; the rest of a huge body is never buffered.
         while kept.len() < cap {
             match body.frame().await {
@@ -235,6 +238,7 @@ impl Sender {
             status,
             retry_after,
             excerpt: String::from_utf8_lossy(&kept).into_owned(),
+            headers: parts.headers,
         })
     }
 }
@@ -246,6 +250,14 @@ pub struct Target {
     /// The parsed URL, or why no request can be made to it.
     uri: Result<Uri, Failure>,
     headers: HeaderMap,
+}
+
+impl Target {
+    /// The headers every request to it carries (its custom ones,
+    /// `Content-Type`, `User-Agent`).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
 }
 
 /// `Retry-After` in delta-seconds (HTTP dates are ignored: the backoff applies).

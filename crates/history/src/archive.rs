@@ -240,13 +240,17 @@ impl Archive {
     pub async fn page(&self, filter: &DeliveryFilter) -> Result<(Vec<Delivery>, Option<Cursor>)> {
         let client = self.client().await?;
         let mut sql = String::from(
-            "SELECT created_ms, id, workspace, endpoint_id, event_id, event_type, status, attempts_made
-               FROM hookd_deliveries WHERE true",
+            "SELECT d.created_ms, d.id, d.workspace, d.endpoint_id, d.event_id, d.event_type,
+                    d.status, d.attempts_made,
+                    (SELECT a.attempt FROM hookd_attempts a
+                      WHERE a.created_ms = d.created_ms AND a.delivery_id = d.id
+                      ORDER BY a.number DESC LIMIT 1)
+               FROM hookd_deliveries d WHERE true",
         );
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let mut cond = |sql: &mut String, column: &str, value: Box<dyn ToSql + Sync + Send>| {
             params.push(value);
-            sql.push_str(&format!(" AND {column} ${}", params.len()));
+            sql.push_str(&format!(" AND d.{column} ${}", params.len()));
         };
         if let Some(ws) = &filter.workspace {
             cond(&mut sql, "workspace =", Box::new(ws.clone()));
@@ -273,14 +277,14 @@ impl Archive {
             params.push(Box::new(c.created_ms));
             params.push(Box::new(c.id.clone()));
             sql.push_str(&format!(
-                " AND (created_ms, id) < (${}, ${})",
+                " AND (d.created_ms, d.id) < (${}, ${})",
                 params.len() - 1,
                 params.len()
             ));
         }
         params.push(Box::new((filter.limit + 1) as i64));
         sql.push_str(&format!(
-            " ORDER BY created_ms DESC, id DESC LIMIT ${}",
+            " ORDER BY d.created_ms DESC, d.id DESC LIMIT ${}",
             params.len()
         ));
         let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -303,7 +307,12 @@ impl Archive {
                         .ok_or_else(|| HistoryError::Corrupt(format!("status {status}")))?,
                     attempts_made: row.get::<_, i32>(7) as u32,
                     next_attempt_at_ms: None,
-                    attempts: Vec::new(),
+                    // The last attempt only (a list's result column).
+                    attempts: row
+                        .get::<_, Option<&str>>(8)
+                        .and_then(|a| serde_json::from_str::<Attempt>(a).ok())
+                        .into_iter()
+                        .collect(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -53,7 +53,7 @@ impl HistoryReader {
         }
     }
 
-    /// A page of deliveries, newest first, without their attempts.
+    /// A page of deliveries, newest first, each with its last attempt only.
     pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Page, StoreError> {
         let hot = self.store.deliveries(filter).await?;
         let Some(archive) = &self.archive else {

@@ -169,6 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             figures: Default::default(),
             key_use: Default::default(),
             spans: telemetry.spans.clone(),
+            prober: config.prober()?,
         };
         Some(tokio::spawn(hookd_admin::serve(
             listener,

@@ -115,6 +115,30 @@ impl Config {
         }
     }
 
+    /// How deliveries (and test events) are sent.
+    fn sender(&self) -> SenderSettings {
+        let d = &self.delivery;
+        SenderSettings {
+            connect_timeout: d.connect_timeout,
+            request_timeout: d.request_timeout,
+            response_excerpt_bytes: d.response_excerpt_bytes,
+            network: self.network(),
+            nameservers: d.nameservers.clone(),
+        }
+    }
+
+    /// What sends the admin API's test events: a client of its own, under
+    /// the same settings and network policy as deliveries.
+    pub fn prober(&self) -> anyhow::Result<hookd_control::probes::Prober> {
+        let names = hookd_delivery::HeaderNames::new(&self.signing.header_prefix)
+            .map_err(|_| anyhow::anyhow!("[signing] header_prefix is not a valid header name"))?;
+        Ok(hookd_control::probes::Prober::new(
+            self.sender(),
+            names,
+            self.rotation_signatures(),
+        )?)
+    }
+
     pub fn daemon(&self, consumer: String) -> DaemonSettings {
         let d = &self.delivery;
         DaemonSettings {
@@ -143,13 +167,7 @@ impl Config {
                 },
                 weights: d.workspace_weights.clone(),
             },
-            sender: SenderSettings {
-                connect_timeout: d.connect_timeout,
-                request_timeout: d.request_timeout,
-                response_excerpt_bytes: d.response_excerpt_bytes,
-                network: self.network(),
-                nameservers: d.nameservers.clone(),
-            },
+            sender: self.sender(),
             retry: self.retry_policy(),
             header_prefix: self.signing.header_prefix.clone(),
             rotation_signatures: self.rotation_signatures(),

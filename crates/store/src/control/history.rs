@@ -254,7 +254,8 @@ impl Store {
         Ok(out)
     }
 
-    /// A page of deliveries, newest first, without their attempts.
+    /// A page of deliveries, newest first, each with its last attempt
+    /// (when one was made) in place of them all.
     pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Page> {
         let logs = self.logs_for(filter).await?;
         let mut found = Vec::new();
@@ -335,16 +336,18 @@ impl Store {
                         .is_none_or(|c| *ms < c.created_ms || (*ms == c.created_ms && d.id < c.id))
                 })
                 .collect();
+            // Durable state, where there is some, and its last attempt.
             let mut pipe = redis::pipe();
             for (d, _) in &rows {
-                pipe.hgetall(log.p.delivery(&d.id));
+                pipe.hgetall(log.p.delivery(&d.id))
+                    .lindex(log.p.attempts(&d.id), -1);
             }
-            let hashes: Vec<HashMap<String, String>> = if rows.is_empty() {
+            let states: Vec<(HashMap<String, String>, Option<String>)> = if rows.is_empty() {
                 Vec::new()
             } else {
                 pipe.query_async(&mut conn).await?
             };
-            for ((record, ms), h) in rows.into_iter().zip(hashes) {
+            for ((record, ms), (h, last)) in rows.into_iter().zip(states) {
                 scanned += 1;
                 let at = Cursor {
                     created_ms: ms,
@@ -354,13 +357,17 @@ impl Store {
                     let d = if h.is_empty() {
                         record
                     } else {
-                        from_hash(&record.id, &h)?
+                        let mut d = from_hash(&record.id, &h)?;
+                        // (One that does not parse is left out of a list.)
+                        d.attempts = last
+                            .and_then(|a| serde_json::from_str::<Attempt>(&a).ok())
+                            .into_iter()
+                            .collect();
+                        d
                     };
                     if filter.matches(&d) {
-                        out.push(Delivery {
-                            attempts: Vec::new(),
-                            ..d
-                        });
+                        // Its last attempt only (a list's result column).
+                        out.push(d);
                         if out.len() > filter.limit {
                             return Ok((out, None));
                         }
@@ -372,6 +379,78 @@ impl Store {
             }
             if last_page {
                 return Ok((out, None));
+            }
+        }
+    }
+
+    /// The attempts of `endpoint`'s deliveries created in `[since_ms,
+    /// until_ms]`, for its activity charts: from the newest delivery back,
+    /// at most `cap` deliveries; `true` when the cap stopped the scan.
+    pub async fn attempts_of(
+        &self,
+        endpoint: &str,
+        since_ms: i64,
+        until_ms: i64,
+        cap: usize,
+    ) -> Result<(Vec<Attempt>, bool)> {
+        const PAGE: usize = 2_000;
+        let Some(log) = self.log_of(endpoint).await? else {
+            return Ok((Vec::new(), false));
+        };
+        let mut conn = self.conn.clone();
+        let key = log.p.log(endpoint);
+        let (mut out, mut offset) = (Vec::new(), 0);
+        loop {
+            let take = PAGE.min(cap - offset);
+            let members: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(until_ms)
+                .arg(since_ms)
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(take)
+                .query_async(&mut conn)
+                .await?;
+            offset += members.len();
+            let records: Vec<LogRecord> = members
+                .iter()
+                .filter_map(|m| LogRecord::decode(m))
+                .collect();
+            // A delivery that outlived its first attempt keeps every attempt
+            // in its durable state while it has one.
+            let mut pipe = redis::pipe();
+            let outlived: Vec<&LogRecord> = records
+                .iter()
+                .filter(|r| r.status != DeliveryStatus::Succeeded)
+                .collect();
+            for r in &outlived {
+                pipe.lrange(log.p.attempts(&delivery_id(&r.entry_id, endpoint)), 0, -1);
+            }
+            let lists: Vec<Vec<String>> = if outlived.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut conn).await?
+            };
+            let mut full = HashMap::new();
+            for (r, list) in outlived.iter().zip(lists) {
+                if !list.is_empty() {
+                    full.insert(r.entry_id.as_str(), list);
+                }
+            }
+            for r in &records {
+                match full.get(r.entry_id.as_str()) {
+                    Some(list) => out.extend(
+                        list.iter()
+                            .filter_map(|a| serde_json::from_str::<Attempt>(a).ok()),
+                    ),
+                    None => out.extend(r.attempt.clone()),
+                }
+            }
+            if members.len() < take {
+                return Ok((out, false));
+            }
+            if offset >= cap {
+                return Ok((out, true));
             }
         }
     }
