@@ -74,8 +74,9 @@ async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_consol
         "screenshots": screenshots,
     });
     browse("console.py", cfg).await;
-    // The receiver got the redelivery and the two recovered deliveries.
-    assert_eq!(receiver.count(), 6);
+    // The receiver got the redelivery, the one retried from the list, the
+    // one the recovery job re-sent, and the test event.
+    assert_eq!(receiver.count(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -90,6 +90,13 @@ with sync_playwright() as p:
     page.get_by_role("link", name=endpoint).click()
     expect(page.locator("#last-error")).to_contain_text("receiver answered 500")
     expect(page.locator("#success-rate")).to_have_text("0%")
+    # Its activity: three attempts answered 500, drawn as bars, with latency.
+    expect(page.locator("#activity-total")).to_contain_text("3 attempts: 0 2xx, 3 other status, 0 no answer")
+    expect(page.locator("#activity-total")).to_contain_text("p99")
+    assert page.locator("#activity svg rect.bar-status").count() >= 1
+    page.get_by_role("button", name="Last day").click()
+    expect(page.get_by_role("button", name="Last day")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#activity-total")).to_contain_text("3 attempts")
     assert unlabelled(page) == [], unlabelled(page)
     shot(page, "2-failing-endpoint")
 
@@ -97,6 +104,8 @@ with sync_playwright() as p:
     page.get_by_role("link", name="Failed deliveries of this endpoint").click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(3)
+    # Each row says how its last attempt ended.
+    expect(rows.first.locator("td").nth(5)).to_have_text("500")
     shot(page, "3-failed-deliveries")
     # One event's delivery, by its id.
     page.get_by_label("Event id").fill("o-1")
@@ -118,13 +127,35 @@ with sync_playwright() as p:
     expect(page.locator("#delivery-status")).to_have_text("succeeded")
     shot(page, "4-redelivered")
 
-    # 4. Recover the rest and watch the job reach completed.
+    # 4. Retry one selected from the list, then all matching the filter as
+    # a recovery job, and watch the job reach completed.
+    page.goto(f"{base}/console#/deliveries?status=failed&endpoint_id={endpoint}")
+    expect(rows).to_have_count(2)
+    rows.first.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Retry selected").click()
+    expect(page.locator("#retry-result")).to_contain_text("1 of 1 queued for a fresh attempt.")
+    page.reload()
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name="Retry all matching (recovery job)").click()
+    expect(page.locator("#job-state")).to_contain_text("completed", timeout=30000)
+    expect(page.locator("#job-state")).to_contain_text("1 of 1 re-sent (1 matched), 1 succeeded")
+    shot(page, "5-recovered")
     page.goto(f"{base}/console#/endpoint/{endpoint}")
     page.get_by_label("Re-send failed deliveries of").select_option(label="the last hour")
     page.get_by_role("button", name="Recover").click()
     expect(page.locator("#job-state")).to_contain_text("completed", timeout=30000)
-    expect(page.locator("#job-state")).to_contain_text("2 of 2 re-sent (2 matched), 2 succeeded")
-    shot(page, "5-recovered")
+    expect(page.locator("#job-state")).to_contain_text("0 of 0 re-sent (0 matched)")
+
+    # A test event: what was sent (signed) and what the receiver answered.
+    page.get_by_label("Event type", exact=True).fill("order.created")
+    page.get_by_label("Data (JSON)").fill('{"hello": "test"}')
+    page.get_by_role("button", name="Send test event").click()
+    expect(page.locator("#test-outcome")).to_contain_text("succeeded")
+    expect(page.locator("#test-result")).to_contain_text("x-hookd-signature")
+    expect(page.locator("#test-result")).to_contain_text('"hello": "test"')
+    expect(page.locator("#test-result")).to_contain_text("Response: 200")
+    expect(page.locator("#test-result")).to_contain_text("content-length")
+    shot(page, "5b-test-event")
 
     # 5. Pause with a reason, then resume and see how many were released.
     page.get_by_label("Reason").fill("receiver maintenance")
@@ -186,21 +217,39 @@ with sync_playwright() as p:
     # Register an endpoint, edit it and delete it, all from the console.
     page.goto(f"{base}/console#/endpoints")
     expect(page.get_by_role("heading", name=re.compile("Endpoints of"))).to_be_visible()
+    page.get_by_text("Register an endpoint").click()
     page.get_by_label("URL").fill("http://127.0.0.1:9/billing")
     page.get_by_label("Description").fill("Billing sync")
     page.get_by_label("Event types").fill("order.created, order.paid")
-    page.get_by_role("button", name="Register").click()
+    page.get_by_label("Most in flight").fill("4")
+    page.get_by_label("Metadata").fill("team: billing")
+    page.get_by_role("button", name="Add header").click()
+    page.get_by_label("Header name").fill("Authorization")
+    page.get_by_label("Value of header").fill("Bearer s3cret")
+    assert page.get_by_label("Value of header").get_attribute("type") == "password"
+    page.get_by_role("button", name="Register", exact=True).click()
     expect(page.locator("#new-endpoint-secret")).to_contain_text("hks_")
     assert unlabelled(page) == [], unlabelled(page)
     page.get_by_role("link", name="Open it").click()
     expect(page.get_by_role("heading", name="Endpoint Billing sync")).to_be_visible()
     expect(page.get_by_label("Event types")).to_have_value("order.created, order.paid")
+    # Every setting shows; header values stay masked.
+    expect(page.locator("#max-concurrency")).to_have_text("4")
+    expect(page.locator("#metadata")).to_have_text("team: billing")
+    expect(page.locator("#headers")).to_contain_text("Authorization")
+    expect(page.locator("#headers")).not_to_contain_text("s3cret")
+    expect(page.locator("#scheme")).to_contain_text("sha256")
     page.get_by_label("Description").fill("Billing sync v2")
     page.get_by_label("Event types").fill("")
+    page.get_by_label("Attempts per second").fill("10")
+    page.get_by_label("Most in flight").fill("")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="Endpoint Billing sync v2")).to_be_visible()
     expect(page.locator("#saved")).to_have_text("Saved.")
     expect(page.locator("dl").first).to_contain_text("every type")
+    expect(page.locator("#rate-limit")).to_have_text("10 attempts/s")
+    expect(page.locator("#max-concurrency")).to_have_text("configured default")
+    expect(page.locator("#headers")).to_contain_text("Authorization")
     shot(page, "8d-edited-endpoint")
     page.get_by_role("button", name="Delete endpoint").click()
     expect(page.get_by_role("heading", name=re.compile("Endpoints of"))).to_be_visible()

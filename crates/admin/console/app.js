@@ -168,21 +168,89 @@ async function endpointsView(params) {
     pager(params.after ? "#/endpoints" : null, page.next ? `#/endpoints?after=${encodeURIComponent(page.next)}` : null));
 }
 
-/** The settings people set on an endpoint, as form fields (`ep`: current values). */
+/** "name: value" lines as an object (for metadata). */
+function parseLines(text) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    const at = line.indexOf(":");
+    if (at > 0) out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return out;
+}
+
+/** Rows of header name and value; values masked (shown on request). */
+function headerRows(prefix, headers) {
+  const rows = h("div", { id: `${prefix}-headers`, class: "header-rows" });
+  const add = (name = "", value = "") => {
+    const n = rows.children.length;
+    const nameInput = h("input", { id: `${prefix}-header-name-${n}`, value: name, placeholder: "Authorization", "aria-label": "Header name" });
+    const valueInput = h("input", { id: `${prefix}-header-value-${n}`, type: "password", autocomplete: "off", value, placeholder: "value", "aria-label": `Value of header ${name || n + 1}` });
+    const row = h("div", { class: "header-row" }, nameInput, valueInput,
+      h("button", { type: "button", class: "secondary", "aria-label": "Remove this header", onclick: () => row.remove() }, "Remove"));
+    rows.append(row);
+  };
+  for (const [k, v] of Object.entries(headers || {})) add(k, v);
+  const reveal = h("input", { type: "checkbox", id: `${prefix}-show-headers`, onchange: () => {
+    for (const i of rows.querySelectorAll("input[type=password], input[data-masked]")) {
+      i.type = reveal.checked ? "text" : "password";
+      i.toggleAttribute("data-masked", true);
+    }
+  } });
+  const box = h("fieldset", { class: "headers" }, h("legend", {}, "Custom headers (sent with every request)"), rows,
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", id: `${prefix}-add-header`, onclick: () => add() }, "Add header"),
+      h("label", { class: "inline", for: reveal.id }, reveal, "Show values")));
+  const value = () => {
+    const out = {};
+    for (const row of rows.children) {
+      const [n, v] = row.querySelectorAll("input");
+      if (n.value.trim()) out[n.value.trim()] = v.value;
+    }
+    return out;
+  };
+  return { box, value };
+}
+
+/** The settings people set on an endpoint, as form fields (`ep`: current
+ * values; none for a new one, which also chooses its signature scheme). */
 function endpointFields(ep, prefix) {
   const field = (name, label, value, attrs = {}) => {
-    const input = h("input", { id: `${prefix}-${name}`, name, value: value || "", ...attrs });
+    const input = h("input", { id: `${prefix}-${name}`, name, value: value ?? "", ...attrs });
     return [h("label", { for: input.id }, label, input), input];
   };
-  const [urlLabel, url] = field("url", "URL", ep && ep.url, { required: "", placeholder: "https://hooks.example.com/in" });
+  const [urlLabel, url] = field("url", "URL", ep && ep.url, { required: "", placeholder: "https://hooks.example.com/in", size: 40 });
   const [descLabel, description] = field("description", "Description", ep && ep.description, { placeholder: "what people call it" });
   const [typesLabel, types] = field("event_types", "Event types", ep && ep.event_types ? ep.event_types.join(", ") : "",
     { placeholder: "every type" });
+  const [concLabel, concurrency] = field("max_concurrency", "Most in flight", ep && ep.max_concurrency,
+    { type: "number", min: 1, max: 100000, placeholder: "default" });
+  const [rateLabel, rate] = field("rate_limit", "Attempts per second", ep && ep.rate_limit,
+    { type: "number", min: 1, max: 1000000, placeholder: "no limit" });
+  const rotation = h("select", { id: `${prefix}-rotation_signatures` },
+    [["", "configured default"], ["all", "all: one per valid secret"], ["newest", "newest only"]]
+      .map(([v, t]) => h("option", { value: v, selected: ((ep && ep.rotation_signatures) || "") === v }, t)));
+  const scheme = ep ? null : h("select", { id: `${prefix}-scheme` },
+    [["sha256", "hookd (sha256=, X-Hookd-*)"], ["standard_webhooks", "Standard Webhooks (webhook-*)"]].map(([v, t]) => h("option", { value: v }, t)));
+  const metadata = h("textarea", { id: `${prefix}-metadata`, rows: 2, cols: 30, placeholder: "team: payments" },
+    Object.entries((ep && ep.metadata) || {}).map(([k, v]) => `${k}: ${v}`).join("\n"));
+  const headers = headerRows(prefix, ep && ep.headers);
+  const count = (input) => (input.value.trim() ? Number(input.value) : null);
   const value = () => {
     const list = types.value.split(",").map((t) => t.trim()).filter(Boolean);
-    return { url: url.value.trim(), description: description.value.trim() || null, event_types: list.length ? list : null };
+    const out = {
+      url: url.value.trim(), description: description.value.trim() || null, event_types: list.length ? list : null,
+      headers: headers.value(), metadata: parseLines(metadata.value),
+      max_concurrency: count(concurrency), rate_limit: count(rate), rotation_signatures: rotation.value || null,
+    };
+    if (scheme) out.scheme = scheme.value;
+    return out;
   };
-  return { labels: [urlLabel, descLabel, typesLabel], value };
+  const labels = [urlLabel, descLabel, typesLabel, concLabel, rateLabel,
+    h("label", { for: rotation.id }, "Signatures while rotating", rotation),
+    scheme ? h("label", { for: scheme.id }, "Signature scheme", scheme) : null,
+    h("label", { for: metadata.id }, "Metadata (name: value lines)", metadata),
+    headers.box];
+  return { labels, value };
 }
 
 /** Registers an endpoint; its secret is shown once, here. */
@@ -191,14 +259,15 @@ function registerForm() {
   const result = h("div", { role: "status", "aria-live": "polite" });
   const form = h("form", { "aria-label": "Register an endpoint", onsubmit: async (e) => {
     e.preventDefault();
-    const body = fields.value();
-    const ep = await api("POST", wsPath("/endpoints"), { ...body, description: body.description || undefined, event_types: body.event_types || undefined });
+    // A new endpoint: settings left empty are not sent (their defaults apply).
+    const body = Object.fromEntries(Object.entries(fields.value()).filter(([, v]) => v !== null));
+    const ep = await api("POST", wsPath("/endpoints"), body);
     result.replaceChildren(h("div", { class: "secret" },
       h("p", {}, `Registered ${nameOf(ep)}. Its signing secret, shown this once: copy it to the receiver now.`),
       h("code", { id: "new-endpoint-secret" }, ep.secret), " ",
       h("a", { href: `#/endpoint/${encodeURIComponent(ep.id)}` }, "Open it")));
   } }, fields.labels, h("button", { type: "submit", "data-write": "" }, "Register"));
-  return h("div", {}, form, result);
+  return h("details", { id: "register" }, h("summary", {}, "Register an endpoint"), form, result);
 }
 
 function pager(prev, next) {
@@ -244,6 +313,15 @@ async function endpointView(id) {
           ? `${ep.waiting.deliveries} in its lane, the oldest since ${when(ep.waiting.oldest)}`
           : "none"),
       h("dt", {}, "Event types"), h("dd", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
+      h("dt", {}, "Signature scheme"), h("dd", { id: "scheme" }, ep.scheme === "standard_webhooks" ? "Standard Webhooks (webhook-signature)" : "hookd (X-Hookd-Signature: sha256=...)"),
+      h("dt", {}, "Signatures while rotating"), h("dd", {}, ep.rotation_signatures || "configured default"),
+      h("dt", {}, "Most in flight"), h("dd", { id: "max-concurrency" }, ep.max_concurrency ? String(ep.max_concurrency) : "configured default"),
+      h("dt", {}, "Rate limit"), h("dd", { id: "rate-limit" }, ep.rate_limit ? `${ep.rate_limit} attempts/s` : "none"),
+      h("dt", {}, "Custom headers"), h("dd", { id: "headers" }, Object.keys(ep.headers).length
+        ? Object.entries(ep.headers).map(([k, v]) => h("div", {}, h("code", {}, k), ": ", h("code", {}, v === "***" ? v : "•".repeat(8))))
+        : "none"),
+      h("dt", {}, "Metadata"), h("dd", { id: "metadata" }, Object.keys(ep.metadata).length
+        ? Object.entries(ep.metadata).map(([k, v]) => h("div", {}, `${k}: ${v}`)) : "none"),
       h("dt", {}, "Created"), h("dd", {}, when(ep.created_at)),
       ep.previous_secret_expires_at ? [h("dt", {}, "Previous secret valid until"), h("dd", {}, when(ep.previous_secret_expires_at))] : null),
     h("h2", {}, "Last hour"),
@@ -255,9 +333,117 @@ async function endpointView(id) {
         ? [stats.lastError.text, " ", h("span", { class: "muted" }, `at ${when(stats.lastError.at)}, `), h("a", { href: `#/delivery/${encodeURIComponent(stats.lastError.delivery)}` }, stats.lastError.delivery)]
         : "none")),
     h("p", {}, h("a", { href: `#/deliveries${query({ endpoint_id: ep.id, status: "failed" })}` }, "Failed deliveries of this endpoint"),
-      " · ", h("a", { href: `#/deliveries${query({ endpoint_id: ep.id })}` }, "All its deliveries")));
-  if (canWrite()) out.append(endpointActions(ep));
+      " · ", h("a", { href: `#/deliveries${query({ endpoint_id: ep.id })}` }, "All its deliveries")),
+    await activitySection(ep.id, "1h"));
+  if (canWrite()) out.append(endpointActions(ep), await testEventForm(ep));
   return out;
+}
+
+// ---- charts (SVG drawn here: no library) -------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+/** An SVG element, as h() makes HTML ones. */
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) el.setAttribute(k, String(v));
+  for (const c of children.flat()) if (c) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+const OUTCOMES = [["succeeded", "2xx", "bar-ok"], ["failed_status", "other status", "bar-status"], ["failed_other", "no answer", "bar-error"]];
+
+/** Bars of attempts per interval, stacked by outcome; each bar's title says its figures. */
+function attemptsChart(a) {
+  const W = 600, H = 140, n = a.intervals.length, bw = W / n;
+  const top = Math.max(1, ...a.intervals.map((i) => i.succeeded + i.failed_status + i.failed_other));
+  const bars = a.intervals.flatMap((iv, x) => {
+    let y = H;
+    return OUTCOMES.map(([k, , cls]) => {
+      const hgt = (iv[k] / top) * (H - 10);
+      y -= hgt;
+      return iv[k] ? svg("rect", { x: x * bw + 0.5, y, width: Math.max(1, bw - 1), height: hgt, class: cls },
+        svg("title", {}, `${iv.start}: ${iv.succeeded} 2xx, ${iv.failed_status} other status, ${iv.failed_other} no answer`)) : null;
+    });
+  });
+  return svg("svg", { viewBox: `0 0 ${W} ${H + 16}`, class: "chart", role: "img", "aria-label": `Attempts per ${a.interval_seconds / 60} min, most ${top}` },
+    svg("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" }),
+    svg("text", { x: 2, y: 10, class: "tick" }, String(top)),
+    svg("text", { x: 2, y: H + 13, class: "tick" }, a.intervals[0].start.slice(11, 16)),
+    svg("text", { x: W - 2, y: H + 13, class: "tick end" }, "now"),
+    bars);
+}
+
+/** Lines of p50 and p99 latency per interval (gaps where nothing was sent). */
+function latencyChart(a) {
+  const W = 600, H = 140, n = a.intervals.length, bw = W / n;
+  const top = Math.max(1, ...a.intervals.map((i) => i.p99_ms || 0));
+  // A line through the intervals that had attempts, and a dot on each (one
+  // busy interval alone is still seen).
+  const line = (key, cls) => {
+    let d = "";
+    const dots = [];
+    a.intervals.forEach((iv, x) => {
+      if (iv[key] === null || iv[key] === undefined) return;
+      const px = x * bw + bw / 2, py = H - (iv[key] / top) * (H - 10);
+      d += `${d ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`;
+      dots.push(svg("circle", { cx: px.toFixed(1), cy: py.toFixed(1), r: 2.5, class: `dot ${cls}` },
+        svg("title", {}, `${iv.start}: ${key.replace("_ms", "")} ${iv[key]} ms`)));
+    });
+    return d ? [svg("path", { d, class: cls }), dots] : null;
+  };
+  return svg("svg", { viewBox: `0 0 ${W} ${H + 16}`, class: "chart", role: "img", "aria-label": `Latency p50 and p99, most ${top} ms` },
+    svg("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" }),
+    svg("text", { x: 2, y: 10, class: "tick" }, `${top} ms`),
+    line("p99_ms", "line-p99"), line("p50_ms", "line-p50"));
+}
+
+/** An endpoint's attempts by outcome and latency over the last hour or day. */
+async function activitySection(id, window) {
+  const a = await api("GET", wsPath(`/endpoints/${encodeURIComponent(id)}/activity?window=${window}`));
+  const t = a.total;
+  const box = h("section", { id: "activity", "aria-label": "Activity" });
+  const choose = (w, label) => h("button", { type: "button", class: w === window ? "" : "secondary", "aria-pressed": String(w === window),
+    onclick: async () => box.replaceWith(await activitySection(id, w)) }, label);
+  const per = a.interval_seconds === 60 ? "minute" : `${a.interval_seconds / 60} minutes`;
+  box.append(
+    h("h2", {}, "Activity"),
+    h("div", { class: "row" }, choose("1h", "Last hour"), choose("1d", "Last day")),
+    h("p", { id: "activity-total" }, `${t.succeeded + t.failed_status + t.failed_other} attempts: ${t.succeeded} 2xx, ${t.failed_status} other status, ${t.failed_other} no answer`,
+      t.p50_ms !== null ? ` · p50 ${t.p50_ms} ms, p99 ${t.p99_ms} ms` : "", a.partial ? " (the newest deliveries only)" : ""),
+    h("div", { class: "charts" },
+      h("figure", {}, attemptsChart(a), h("figcaption", {}, `Attempts per ${per}: `,
+        OUTCOMES.map(([, label, cls]) => h("span", { class: `key ${cls}` }, label)))),
+      h("figure", {}, latencyChart(a), h("figcaption", {}, "Latency: ", h("span", { class: "key line-p50" }, "p50"), h("span", { class: "key line-p99" }, "p99")))));
+  return box;
+}
+
+/** Sends a test event of a chosen type now and shows the request and the response. */
+async function testEventForm(ep) {
+  const known = (await api("GET", wsPath("/event-types"))).data.map((t) => t.name);
+  const options = [...new Set([...(ep.event_types || []), ...known])];
+  const type = h("input", { id: "test-type", list: "test-types", required: "", value: options[0] || "", placeholder: "card.created" });
+  const data = h("textarea", { id: "test-data", rows: 3, cols: 40 }, '{"test": true}');
+  const out = h("div", { id: "test-result", role: "status", "aria-live": "polite" });
+  const pairs = (list) => h("table", {}, h("tbody", {}, list.map((x) => h("tr", {}, h("td", {}, h("code", {}, x.name)), h("td", {}, h("code", {}, x.value))))));
+  const form = h("form", { "aria-label": "Send a test event", onsubmit: async (e) => {
+    e.preventDefault();
+    let parsed;
+    try { parsed = JSON.parse(data.value); } catch (err) { out.replaceChildren(h("p", { class: "error", role: "alert" }, `The data is not JSON: ${err.message}`)); return; }
+    out.replaceChildren(h("p", {}, "Sending..."));
+    const r = await api("POST", wsPath(`/endpoints/${encodeURIComponent(ep.id)}/test`), { event_type: type.value.trim(), data: parsed });
+    out.replaceChildren(
+      h("p", { id: "test-outcome" }, r.succeeded ? badge("succeeded") : badge(r.response ? String(r.response.status_code) : r.error_kind, "failed"),
+        ` in ${r.duration_ms} ms`, r.error ? ` · ${r.error}` : ""),
+      h("div", { class: "charts" },
+        h("div", {}, h("h3", {}, `Request: POST ${r.request.url}`), pairs(r.request.headers), h("pre", {}, JSON.stringify(r.request.body, null, 2))),
+        h("div", {}, h("h3", {}, r.response ? `Response: ${r.response.status_code}` : "No response"),
+          r.response ? [pairs(r.response.headers), h("pre", { id: "test-response-body" }, r.response.body_excerpt || "(empty body)")] : null)));
+  } },
+    h("label", { for: type.id }, "Event type", type), h("datalist", { id: "test-types" }, options.map((t) => h("option", { value: t }))),
+    h("label", { for: data.id }, "Data (JSON)", data),
+    h("button", { type: "submit", "data-write": "" }, "Send test event"));
+  return h("section", { "aria-label": "Test event" }, h("h2", {}, "Send a test event"),
+    h("p", { class: "muted" }, "Signed and sent now, as a delivery is (paused or not); not kept in the delivery history."), form, out);
 }
 
 function endpointActions(ep) {
@@ -360,12 +546,19 @@ async function deliveriesView(params) {
     location.hash = `#/deliveries${query(values)}`;
   } }, fields.map(([k, label, el]) => h("label", { for: el.id }, label, el)), h("button", { type: "submit" }, "Show"));
   const page = await api("GET", wsPath(`/deliveries${query({ ...params, limit: 50 })}`));
+  const picks = [];
   const rows = page.data.map((d) => h("tr", {},
+    canWrite() ? h("td", { class: "pick" }, (() => {
+      const box = h("input", { type: "checkbox", "aria-label": `Select ${d.id}`, value: d.id });
+      picks.push(box);
+      return box;
+    })()) : null,
     // The delivery id without its endpoint part (the next column shows it).
     h("td", {}, h("a", { href: `#/delivery/${encodeURIComponent(d.id)}`, title: d.id }, d.id.split("_ep_")[0])),
     h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
     h("td", {}, d.event_type),
     h("td", {}, badge(d.status)),
+    h("td", {}, lastResult(d)),
     h("td", {}, String(d.attempts_made)),
     h("td", {}, d.next_attempt_at ? when(d.next_attempt_at) : h("span", { class: "muted" }, "—")),
     h("td", {}, when(d.created_at))));
@@ -373,11 +566,69 @@ async function deliveriesView(params) {
   return h("section", {},
     h("h1", {}, "Deliveries"),
     filter,
-    h("table", {},
-      h("thead", {}, h("tr", {}, ["Delivery", "Endpoint", "Event type", "Status", "Attempts", "Next attempt", "Created"].map((t) => h("th", { scope: "col" }, t)))),
+    canWrite() ? retryForm(params, picks) : null,
+    h("table", { id: "deliveries" },
+      h("thead", {}, h("tr", {}, [canWrite() ? "" : null, "Delivery", "Endpoint", "Event type", "Status", "Last result", "Attempts", "Next attempt", "Created"]
+        .filter((t) => t !== null).map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, rows)),
     page.data.length ? null : h("p", { class: "muted" }, "No deliveries match."),
     pager(params.before ? `#/deliveries${query({ ...params, before: "" })}` : null, next));
+}
+
+/** A delivery's last attempt as a list shows it: its status code, or why it had none. */
+function lastResult(d) {
+  if (d.last_status_code) return badge(String(d.last_status_code), d.last_status_code < 300 ? "succeeded" : "failed");
+  if (d.last_error_kind) return badge(d.last_error_kind, "failed");
+  return h("span", { class: "muted" }, "—");
+}
+
+/** Retry the selected deliveries (a redelivery each), or all matching the
+ * filter (a recovery job of the filtered endpoint, with its progress). */
+function retryForm(params, picks) {
+  const out = h("div", { id: "retry-result", role: "status", "aria-live": "polite" });
+  const selected = h("button", { type: "button", "data-write": "", id: "retry-selected", onclick: async () => {
+    const ids = picks.filter((p) => p.checked).map((p) => p.value);
+    if (!ids.length) { out.replaceChildren(h("p", { class: "error" }, "Select deliveries first.")); return; }
+    const bar = h("progress", { max: String(ids.length), value: "0", "aria-label": "Redeliveries queued" });
+    const text = h("span", {});
+    out.replaceChildren(h("p", {}, text), bar);
+    const refused = [];
+    for (const [i, id] of ids.entries()) {
+      try { await api("POST", wsPath(`/deliveries/${encodeURIComponent(id)}/redeliver`)); } catch (err) { refused.push(`${id}: ${err.message}`); }
+      bar.value = i + 1;
+      text.textContent = `${i + 1} of ${ids.length} queued for a fresh attempt`;
+    }
+    text.textContent = `${ids.length - refused.length} of ${ids.length} queued for a fresh attempt` + (refused.length ? `; refused: ${refused.join("; ")}` : ".");
+  } }, "Retry selected");
+  const all = h("button", { type: "button", class: "secondary", "data-write": "", id: "retry-matching", disabled: !params.endpoint_id,
+    title: params.endpoint_id ? "" : "Filter by an endpoint first: a recovery job covers one endpoint",
+    onclick: async () => {
+      const status = params.status || "failed";
+      if (!["failed", "succeeded"].includes(status)) { out.replaceChildren(h("p", { class: "error" }, "A recovery job re-sends failed or succeeded deliveries.")); return; }
+      const body = { status, since: params.since || ago(7 * 86400e3) };
+      if (params.until) body.until = params.until;
+      if (!confirm(`Re-send every ${status} delivery of ${params.endpoint_id} created ${params.since ? `since ${params.since}` : "in the last 7 days"}?`)) return;
+      const job = await api("POST", wsPath(`/endpoints/${encodeURIComponent(params.endpoint_id)}/recover`), body);
+      out.replaceChildren(jobProgress(job));
+    } }, "Retry all matching (recovery job)");
+  return h("div", { class: "row" }, selected, all, out);
+}
+
+/** "Redeliver now": a fresh attempt, then the page drawn again with it. */
+function redeliverForm(d) {
+  return h("form", { "aria-label": "Redeliver", onsubmit: async (e) => {
+    e.preventDefault();
+    await api("POST", wsPath(`/deliveries/${encodeURIComponent(d.id)}/redeliver`));
+    say("Redelivery queued; waiting for the attempt...");
+    const before = d.attempts.length;
+    for (let i = 0; i < 60; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = await api("GET", wsPath(`/deliveries/${encodeURIComponent(d.id)}`));
+      if (now.attempts.length > before) break;
+    }
+    say("");
+    render();
+  } }, h("button", { type: "submit", "data-write": "" }, "Redeliver now"));
 }
 
 async function deliveryView(id) {
@@ -393,6 +644,7 @@ async function deliveryView(id) {
   const sent = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}/request`));
   const out = h("section", {},
     h("h1", {}, `Delivery ${d.id}`),
+    canWrite() ? redeliverForm(d) : null,
     h("dl", {},
       h("dt", {}, "Status"), h("dd", { id: "delivery-status" }, badge(d.status)),
       h("dt", {}, "Endpoint"), h("dd", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
@@ -410,21 +662,6 @@ async function deliveryView(id) {
         h("td", {}, x.value !== null ? h("code", {}, x.value) : h("span", { class: "muted" }, x.note || "")))))),
     h("h3", {}, "Body (the envelope)"),
     h("pre", { id: "envelope" }, sent.body === null ? "no longer kept" : JSON.stringify(sent.body, null, 2)));
-  if (canWrite()) {
-    out.append(h("form", { "aria-label": "Redeliver", onsubmit: async (e) => {
-      e.preventDefault();
-      await api("POST", wsPath(`/deliveries/${encodeURIComponent(d.id)}/redeliver`));
-      say("Redelivery queued; waiting for the attempt...");
-      const before = d.attempts.length;
-      for (let i = 0; i < 60; i++) {
-        await new Promise((r) => setTimeout(r, 500));
-        const now = await api("GET", wsPath(`/deliveries/${encodeURIComponent(d.id)}`));
-        if (now.attempts.length > before) break;
-      }
-      say("");
-      render();
-    } }, h("button", { type: "submit", "data-write": "" }, "Redeliver now")));
-  }
   return out;
 }
 
