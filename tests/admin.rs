@@ -706,6 +706,8 @@ const ROUTES: &[(&str, &str)] = &[
         "/api/v1/workspaces/{ws}/endpoints/{id}/secret/rotate",
     ),
     ("post", "/api/v1/workspaces/{ws}/endpoints/{id}/recover"),
+    ("post", "/api/v1/workspaces/{ws}/endpoints/{id}/test"),
+    ("get", "/api/v1/workspaces/{ws}/endpoints/{id}/activity"),
     ("get", "/api/v1/workspaces/{ws}/deliveries"),
     ("get", "/api/v1/workspaces/{ws}/deliveries/{id}"),
     ("post", "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver"),
@@ -1145,4 +1147,174 @@ async fn times_read_the_same_everywhere_and_mistakes_are_refused() {
         err.contains("--since") && err.contains("between 2000-01-01"),
         "{err}"
     );
+}
+
+/// A test event is signed and sent now as a delivery is, answers what was
+/// sent and what came back, and leaves no delivery behind.
+#[tokio::test]
+async fn a_test_event_is_signed_sent_now_and_kept_nowhere_but_the_audit_log() {
+    let (_redis, env, _daemon, api) = setup(&[]).await;
+    let receiver = Receiver::ok().await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/workspaces/ws_a/endpoints",
+            Some(json!({ "url": receiver.url(), "headers": { "X-Team": "t-123" }, "event_types": ["x.y"] })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let (ep, secret) = (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["secret"].as_str().unwrap().to_string(),
+    );
+    let test = format!("/api/v1/workspaces/ws_a/endpoints/{ep}/test");
+    // A type the endpoint does not subscribe to is sent all the same.
+    let r = api
+        .call(
+            "POST",
+            &test,
+            Some(json!({ "event_type": "card.created", "data": { "n": 7 } })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let got = receiver.wait_for(1, WAIT).await.remove(0);
+    assert!(
+        Verifier::new(&secret)
+            .verify(&got.headers, &got.body)
+            .is_ok()
+    );
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(
+        body, r.body["request"]["body"],
+        "the body shown is the body sent"
+    );
+    assert_eq!(body["data"], json!({ "n": 7 }));
+    assert_eq!(body["type"], "card.created");
+    assert_eq!(r.body["succeeded"], true);
+    assert_eq!(r.body["response"]["status_code"], 200);
+    let sent = |name: &str| {
+        r.body["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .map(|h| h["value"].as_str().unwrap().to_string())
+    };
+    for name in [
+        "x-hookd-signature",
+        "x-hookd-timestamp",
+        "x-team",
+        "user-agent",
+    ] {
+        assert_eq!(sent(name).as_deref(), got.header(name), "{name} as sent");
+    }
+    let answered: Vec<&str> = r.body["response"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(answered.contains(&"content-length"), "{answered:?}");
+    // Nothing queued or kept as a delivery; the audit log has it.
+    let list = api
+        .call(
+            "GET",
+            &format!("/api/v1/workspaces/ws_a/deliveries?endpoint_id={ep}"),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["data"], json!([]), "{:?}", list.body);
+    let audit = api.call("GET", "/api/v1/workspaces/ws_a/audit", None).await;
+    assert!(
+        audit.body.to_string().contains("endpoint.tested"),
+        "{:?}",
+        audit.body
+    );
+    // Refusals: a bad type (at the request's member), a read key, no answer.
+    let r = api
+        .call("POST", &test, Some(json!({ "event_type": "Not A Type" })))
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(issue_paths(&r), ["/event_type"]);
+    let reader = api.with_key(&api_key(&env, "ws_a", "read"));
+    let r = reader
+        .call("POST", &test, Some(json!({ "event_type": "a.b" })))
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nobody = api
+        .create_endpoint("ws_a", &format!("http://{closed}/"))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let test = format!("/api/v1/workspaces/ws_a/endpoints/{nobody}/test");
+    let r = api
+        .call("POST", &test, Some(json!({ "event_type": "a.b" })))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["succeeded"], false);
+    assert_eq!(r.body["response"], Value::Null);
+    assert_eq!(r.body["error_kind"], "connect", "{:?}", r.body);
+}
+
+/// An endpoint's activity counts its attempts by outcome with their
+/// latency, and a delivery list says how each delivery's last attempt ended.
+#[tokio::test]
+async fn activity_and_lists_show_how_attempts_ended() {
+    let (redis, _env, _daemon, api) = setup(&[("HOOKD__RETRY__MAX_ATTEMPTS", "1")]).await;
+    let receiver = Receiver::sequence(&[503, 200]).await;
+    let ep = api.create_endpoint("ws_a", &receiver.url()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        redis
+            .xadd(&[("type", "a.b"), ("workspace", "ws_a"), ("data", "{}")])
+            .await;
+    }
+    receiver.wait_for(2, WAIT).await;
+    let list = format!("/api/v1/workspaces/ws_a/deliveries?endpoint_id={ep}");
+    let page = eventually(WAIT, "both settled", || async {
+        let r = api.call("GET", &list, None).await;
+        let data = r.body["data"].as_array().unwrap().clone();
+        (data.len() == 2 && data.iter().all(|d| d["status"] != "pending")).then_some(data)
+    })
+    .await;
+    let mut ended: Vec<(Value, Value)> = page
+        .iter()
+        .map(|d| (d["last_status_code"].clone(), d["last_error_kind"].clone()))
+        .collect();
+    ended.sort_by_key(|e| e.0.to_string());
+    assert_eq!(
+        ended,
+        [(json!(200), Value::Null), (json!(503), json!("status"))]
+    );
+    let activity = format!("/api/v1/workspaces/ws_a/endpoints/{ep}/activity");
+    for window in ["", "?window=1h", "?window=1d"] {
+        let r = api.call("GET", &format!("{activity}{window}"), None).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let total = &r.body["total"];
+        assert_eq!(
+            (
+                &total["succeeded"],
+                &total["failed_status"],
+                &total["failed_other"]
+            ),
+            (&json!(1), &json!(1), &json!(0)),
+            "{window}: {total}"
+        );
+        assert!(total["p99_ms"].is_u64(), "{total}");
+        let n = r.body["intervals"].as_array().unwrap().len();
+        assert_eq!(n, if window.contains("1d") { 96 } else { 60 });
+    }
+    let r = api
+        .call("GET", &format!("{activity}?window=2h"), None)
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(issue_paths(&r), ["/window"]);
 }

@@ -11,8 +11,8 @@ use hookd_store::audit::Actor;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ActionResult;
 use crate::events::refused;
+use crate::{ActionError, ActionResult};
 
 /// The payload of a test event when the caller gives none.
 pub const DEFAULT_DATA: &str = r#"{"test":true}"#;
@@ -106,7 +106,19 @@ pub async fn send(
         ("data", data.as_str()),
         ("id", event_id.as_str()),
     ];
-    let event = Event::from_fields(&fields, limits, time::now_ms()).map_err(refused)?;
+    // (The request names the type `event_type`.)
+    let event =
+        Event::from_fields(&fields, limits, time::now_ms()).map_err(|r| match refused(r) {
+            ActionError::Invalid(mut issues) => {
+                for (at, _) in &mut issues {
+                    if at == "/type" {
+                        *at = "/event_type".to_string();
+                    }
+                }
+                ActionError::Invalid(issues)
+            }
+            other => other,
+        })?;
     let probe = prober
         .send(
             endpoint,
