@@ -412,7 +412,9 @@ async fn a_repeated_event_id_is_a_repeat_or_a_conflict_never_a_silent_drop() {
 /// The CLI's `--json` is the API's JSON: the same members, names, times and
 /// list shape, for endpoints, deliveries and keys; and the CLI refuses what
 /// the API refuses (a missing endpoint's history, a grace over 30 days).
-#[tokio::test]
+/// (Two worker threads: the receiver answers the CLI's test event while the
+/// test waits for the CLI.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_json_is_the_api_json() {
     let redis = Redis::start();
     let env = test_env(&redis);
@@ -501,6 +503,34 @@ async fn the_cli_json_is_the_api_json() {
         .body,
         "deliveries show",
     );
+    // A test event from the CLI: the API's answer, and readable as text.
+    let tested = cli_json(
+        &env,
+        &[
+            "endpoints",
+            "test",
+            &id,
+            "--type",
+            "card.created",
+            "--data",
+            r#"{"n":1}"#,
+        ],
+    );
+    assert_eq!(tested["succeeded"], true, "{tested}");
+    assert_eq!(
+        tested["request"]["body"]["data"],
+        serde_json::json!({"n": 1})
+    );
+    assert_eq!(tested["response"]["status_code"], 200);
+    let out = hookd_command(&env)
+        .args(["endpoints", "test", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("succeeded:   200"), "{text}");
+    assert!(text.contains("> x-hookd-signature: sha256="), "{text}");
+    assert!(text.contains(r#""type": "hookd.test""#), "{text}");
     same(
         cli_json(&env, &["keys", "list", "--workspace", "ws_a"]),
         api.call("GET", "/api/v1/workspaces/ws_a/keys", None)

@@ -13,50 +13,36 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An endpoint as JSON: exactly the API's view of it (`EndpointView`). The
-/// signing secret only when `with_secret` (create and rotate, as in the
-/// API); earlier secrets never (`endpoints secret`).
-fn endpoint_json(ep: &Endpoint, held: u64, with_secret: bool) -> anyhow::Result<Value> {
-    Ok(serde_json::to_value(EndpointView::new(
-        ep.clone(),
-        held,
-        with_secret,
-        true,
-    ))?)
-}
-
-/// An endpoint, without its secrets; `held`: its held deliveries.
-pub fn endpoint(ep: &Endpoint, held: u64, json: bool) -> anyhow::Result<()> {
-    print_endpoint(ep, held, json, false)
-}
-
-/// An endpoint just made or rotated, with its (new) signing secret.
-pub fn endpoint_with_secret(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
-    print_endpoint(ep, 0, json, true)
+/// An endpoint, as the API shows it (its secret only when the view carries
+/// one: create and rotate).
+pub fn endpoint(ep: &EndpointView, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(ep)?);
+    }
+    print_endpoint(ep);
+    Ok(())
 }
 
 /// A resumed endpoint and how many held deliveries it released (the API's `Resumed`).
-pub fn resumed(ep: &Endpoint, released: u64, json: bool) -> anyhow::Result<()> {
+pub fn resumed(ep: &EndpointView, released: u64, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(
-            &json!({ "released": released, "endpoint": endpoint_json(ep, 0, false)? }),
-        );
+        return print_json(&json!({ "released": released, "endpoint": ep }));
     }
-    print_endpoint(ep, 0, false, false)?;
+    print_endpoint(ep);
     println!("released:    {released} held deliveries");
     Ok(())
 }
 
 /// A deleted endpoint (the API answers 204 without a body; the CLI shows what went).
-pub fn deleted(ep: &Endpoint, json: bool) -> anyhow::Result<()> {
+pub fn deleted(ep: &EndpointView, json: bool) -> anyhow::Result<()> {
     if json {
-        let mut v = endpoint_json(ep, 0, false)?;
+        let mut v = serde_json::to_value(ep)?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("deleted".into(), true.into());
         }
         return print_json(&v);
     }
-    print_endpoint(ep, 0, false, false)?;
+    print_endpoint(ep);
     println!("deleted:     yes");
     Ok(())
 }
@@ -113,18 +99,15 @@ pub fn secrets(
     Ok(())
 }
 
-fn print_endpoint(ep: &Endpoint, held: u64, json: bool, with_secret: bool) -> anyhow::Result<()> {
-    if json {
-        return print_json(&endpoint_json(ep, held, with_secret)?);
-    }
+fn print_endpoint(ep: &EndpointView) {
     println!("id:          {}", ep.id);
     println!("workspace:   {}", ep.workspace);
     println!("url:         {}", ep.url);
-    if with_secret {
-        println!("secret:      {}", ep.secret);
-    } else if !ep.previous_secrets.is_empty() {
+    if let Some(secret) = &ep.secret {
+        println!("secret:      {secret}");
+    } else if let Some(until) = &ep.previous_secret_expires_at {
         println!(
-            "rotation:    earlier secrets still sign (`hookd endpoints secret {}`)",
+            "rotation:    earlier secrets still sign until {until} (`hookd endpoints secret {}`)",
             ep.id
         );
     }
@@ -147,13 +130,17 @@ fn print_endpoint(ep: &Endpoint, held: u64, json: bool, with_secret: bool) -> an
     if ep.paused {
         println!(
             "paused:      since {} ({})",
-            ep.paused_at_ms
-                .map(time::format_rfc3339_ms)
-                .unwrap_or_default(),
+            ep.paused_at.as_deref().unwrap_or_default(),
             ep.paused_reason.as_deref().unwrap_or("no reason given")
         );
     } else {
         println!("paused:      no");
+    }
+    if let Some(f) = &ep.failing {
+        println!(
+            "failing:     {} in a row since {}: {}",
+            f.consecutive_failures, f.since, f.last_error
+        );
     }
     if let Some(n) = ep.rate_limit {
         println!("rate limit:  {n} attempts/s");
@@ -161,24 +148,26 @@ fn print_endpoint(ep: &Endpoint, held: u64, json: bool, with_secret: bool) -> an
     for (k, v) in &ep.metadata {
         println!("metadata:    {k} = {v}");
     }
-    if held > 0 {
-        println!("held:        {held} deliveries");
+    if ep.held > 0 {
+        println!("held:        {} deliveries", ep.held);
     }
-    println!("created:     {}", time::format_rfc3339_ms(ep.created_at_ms));
-    Ok(())
+    if ep.waiting.deliveries > 0 {
+        println!(
+            "waiting:     {} in its lane, the oldest since {}",
+            ep.waiting.deliveries,
+            ep.waiting.oldest.as_deref().unwrap_or_default()
+        );
+    }
+    println!("created:     {}", ep.created_at);
 }
 
-/// Endpoints with their held counts, as the API lists them (`{"data": [...]}`).
-pub fn endpoints(list: &[(Endpoint, u64)], json: bool) -> anyhow::Result<()> {
+/// Endpoints, as the API lists them (`{"data": [...]}`).
+pub fn endpoints(list: &[EndpointView], json: bool) -> anyhow::Result<()> {
     if json {
-        let data = list
-            .iter()
-            .map(|(ep, held)| endpoint_json(ep, *held, false))
-            .collect::<anyhow::Result<Vec<_>>>()?;
         // The API's page shape; the CLI lists every endpoint at once.
-        return print_json(&json!({ "data": data, "next": null }));
+        return print_json(&json!({ "data": list, "next": null }));
     }
-    let rows = list.iter().map(|(ep, _)| {
+    let rows = list.iter().map(|ep| {
         vec![
             ep.id.clone(),
             ep.workspace.clone(),
@@ -189,6 +178,35 @@ pub fn endpoints(list: &[(Endpoint, u64)], json: bool) -> anyhow::Result<()> {
     });
     table(&["ID", "WORKSPACE", "NAME", "PAUSED", "URL"], rows);
     println!("{}", count(list.len(), "endpoint", "endpoints"));
+    Ok(())
+}
+
+/// A test event's request and response.
+pub fn test_result(r: &hookd_control::probes::TestResult, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(r)?);
+    }
+    match (&r.response, &r.error) {
+        (Some(resp), _) if r.succeeded => {
+            println!("succeeded:   {} in {} ms", resp.status_code, r.duration_ms)
+        }
+        (_, Some(e)) => println!("failed:      {e} (after {} ms)", r.duration_ms),
+        _ => println!("failed:      no answer"),
+    }
+    println!("\n> POST {}", r.request.url);
+    for h in &r.request.headers {
+        println!("> {}: {}", h.name, h.value);
+    }
+    println!("{}", serde_json::to_string_pretty(&r.request.body)?);
+    if let Some(resp) = &r.response {
+        println!("\n< {}", resp.status_code);
+        for h in &resp.headers {
+            println!("< {}: {}", h.name, h.value);
+        }
+        if let Some(body) = &resp.body_excerpt {
+            println!("{body}");
+        }
+    }
     Ok(())
 }
 
@@ -280,6 +298,7 @@ pub fn deliveries(
             d.endpoint_id.clone(),
             d.event_type.clone(),
             d.status.as_str().into(),
+            last_result(d),
             d.attempts_made.to_string(),
             time::format_rfc3339_ms(d.created_at_ms),
         ]
@@ -290,6 +309,7 @@ pub fn deliveries(
             "ENDPOINT",
             "EVENT TYPE",
             "STATUS",
+            "LAST RESULT",
             "ATTEMPTS",
             "CREATED",
         ],
@@ -300,6 +320,18 @@ pub fn deliveries(
         println!("more: --before {next}");
     }
     Ok(())
+}
+
+/// How a delivery's last attempt ended: its status code, or the error kind.
+fn last_result(d: &Delivery) -> String {
+    match d.attempts.last() {
+        Some(a) => match (a.status_code, a.error_kind) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(kind)) => kind.as_str().to_string(),
+            (None, None) => "-".into(),
+        },
+        None => "-".into(),
+    }
 }
 
 pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {

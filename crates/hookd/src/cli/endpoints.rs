@@ -1,9 +1,10 @@
 //! `hookd endpoints`: create, list, show, update, pause, resume, rotate a
-//! secret, print secrets, delete.
+//! secret, print secrets, send a test event, delete.
 
 use anyhow::Context;
 use clap::Subcommand;
-use hookd_control::endpoints::{self, EndpointChange, MapChange, NewEndpoint};
+use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
+use hookd_control::probes::{self, TestEvent};
 use hookd_core::{Endpoint, RotationSignatures, SignatureScheme};
 use hookd_store::Store;
 use hookd_store::audit::Actor;
@@ -119,6 +120,20 @@ pub enum EndpointCommand {
     },
     /// Delete: pending deliveries fail; history stays until retention.
     Delete(One),
+    /// Send a test event now, signed as a delivery is (paused or not), and
+    /// print the request and the response; nothing is kept as a delivery.
+    Test {
+        /// The endpoint's id.
+        id: String,
+        /// The event's type (the endpoint need not subscribe to it).
+        #[arg(long = "type", default_value = "hookd.test")]
+        event_type: String,
+        /// The event's `data`, JSON (default `{"test":true}`).
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
@@ -161,19 +176,18 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             )
             .await
             .map_err(refused)?;
-            output::endpoint_with_secret(&ep, out.json)
+            output::endpoint(&view(&store, ep, true).await?, out.json)
         }
         EndpointCommand::List(Listing { workspace, out }) => {
             let mut list = Vec::new();
             for ep in store.endpoints(workspace.as_deref()).await? {
-                let held = held(&store, &ep).await?;
-                list.push((ep, held));
+                list.push(view(&store, ep, false).await?);
             }
             output::endpoints(&list, out.json)
         }
         EndpointCommand::Show(One { id, out }) => {
             let ep = store.endpoint_view(&id).await?;
-            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+            output::endpoint(&view(&store, ep, false).await?, out.json)
         }
         EndpointCommand::Secret(One { id, out }) => output::secrets(
             &store.endpoint(&id).await?,
@@ -184,19 +198,19 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             let ep = endpoints::pause(&store, &Actor::cli(), &id, &reason)
                 .await
                 .map_err(refused)?;
-            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+            output::endpoint(&view(&store, ep, false).await?, out.json)
         }
         EndpointCommand::Resume(One { id, out }) => {
             let (released, ep) = endpoints::resume(&store, &Actor::cli(), &id)
                 .await
                 .map_err(refused)?;
-            output::resumed(&ep, released, out.json)
+            output::resumed(&view(&store, ep, false).await?, released, out.json)
         }
         EndpointCommand::RotateSecret { id, grace, out } => {
             let ep = endpoints::rotate_secret(&store, &Actor::cli(), &id, grace)
                 .await
                 .map_err(refused)?;
-            output::endpoint_with_secret(&ep, out.json)
+            output::endpoint(&view(&store, ep, true).await?, out.json)
         }
         EndpointCommand::Update {
             id,
@@ -246,24 +260,42 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             )
             .await
             .map_err(refused)?;
-            output::endpoint(&ep, held(&store, &ep).await?, out.json)
+            output::endpoint(&view(&store, ep, false).await?, out.json)
+        }
+        EndpointCommand::Test {
+            id,
+            event_type,
+            data,
+            out,
+        } => {
+            let ep = store.endpoint(&id).await?;
+            let result = probes::send(
+                &store,
+                &config.prober()?,
+                config.limits(),
+                &Actor::cli(),
+                &ep,
+                TestEvent { event_type, data },
+            )
+            .await
+            .map_err(refused)?;
+            output::test_result(&result, out.json)
         }
         EndpointCommand::Delete(One { id, out }) => {
             let deleted = endpoints::delete(&store, &Actor::cli(), &id)
                 .await
                 .map_err(refused)?;
-            output::deleted(&deleted, out.json)
+            output::deleted(&view(&store, deleted, false).await?, out.json)
         }
     }
 }
 
-/// How many deliveries a paused endpoint holds (0 when it is not paused), as the API shows.
-async fn held(store: &Store, ep: &Endpoint) -> anyhow::Result<u64> {
-    Ok(if ep.paused {
-        store.held_count(ep).await?
-    } else {
-        0
-    })
+/// The API's view of `ep` (held and waiting counts included; header values
+/// shown: the CLI holds the Redis credentials anyway).
+async fn view(store: &Store, ep: Endpoint, with_secret: bool) -> anyhow::Result<EndpointView> {
+    endpoints::view(store, ep, with_secret, true)
+        .await
+        .map_err(refused)
 }
 
 /// `Name: value` flags; a name with nothing after the colon has an empty value.
