@@ -57,8 +57,12 @@ const ago = (ms) => new Date(Date.now() - ms).toISOString();
 
 class ApiError extends Error {
   constructor(status, body) {
-    super(body && body.message ? `${body.message} (${status})` : `HTTP ${status}`);
+    // The message, and each issue where there are several (one is the message).
+    const issues = body && Array.isArray(body.issues) && body.issues.length > 1
+      ? `: ${body.issues.map((i) => `${i.path || "the body"} ${i.message}`).join("; ")}` : "";
+    super(body && body.message ? `${body.message}${issues} (${status})` : `HTTP ${status}`);
     this.status = status;
+    this.issues = (body && body.issues) || [];
   }
 }
 

@@ -397,9 +397,8 @@ pub async fn activity(
     owned(&state, &ws, &id).await?;
     let window = match q.window.as_deref() {
         None => Window::Hour,
-        Some(w) => {
-            Window::parse(w).ok_or_else(|| ApiError::invalid("/window", "must be 1h or 1d"))?
-        }
+        Some(w) => Window::parse(w)
+            .ok_or_else(|| ApiError::invalid("/query/window", "must be 1h or 1d"))?,
     };
     Ok(Json(
         activity::of_endpoint(&state.store, &id, window).await?,

@@ -99,7 +99,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => at,
         };
-        issues.push((member.clone(), message));
+        issues.push((member.clone(), unknown_said_once(message, "member")));
         if !take_out(&mut doc, &member) {
             break;
         }
@@ -146,6 +146,20 @@ fn take_out(doc: &mut Value, at: &str) -> bool {
     }
 }
 
+/// serde's ``unknown field `x`, expected one of ...`` without the name the
+/// issue's path already carries: ``is not a known member; expected one of ...``.
+fn unknown_said_once(message: String, what: &str) -> String {
+    match message.strip_prefix("unknown field `") {
+        Some(rest) => match rest.split_once('`') {
+            Some((_, expected)) => {
+                format!("is not a known {what}{}", expected.replacen(",", ";", 1))
+            }
+            None => message,
+        },
+        None => message,
+    }
+}
+
 fn strip_position(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
@@ -182,7 +196,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
                 .or_else(|| named(&message, "missing field `"))
                 .map(str::to_string)
                 .unwrap_or_else(|| pointer(err.path()).trim_start_matches('/').to_string());
-            issues.push((format!("/query/{}", escape(&name)), message));
+            issues.push((
+                format!("/query/{}", escape(&name)),
+                unknown_said_once(message, "parameter"),
+            ));
             let before = pairs.len();
             pairs.retain(|(k, _)| *k != name);
             if pairs.len() == before {

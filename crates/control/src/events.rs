@@ -122,5 +122,10 @@ pub(crate) fn refused(r: event::Rejection) -> ActionError {
         "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
         _ => "",
     };
-    ActionError::invalid(at, format!("{}: {}", r.code, r.message))
+    // (The path names the member: the check's message does not again.)
+    let message = match r.message.strip_prefix('`').and_then(|m| m.split_once("` ")) {
+        Some((_, rest)) if !at.is_empty() => rest.to_string(),
+        _ => r.message,
+    };
+    ActionError::invalid(at, format!("{}: {message}", r.code))
 }
