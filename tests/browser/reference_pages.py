@@ -36,6 +36,11 @@ with sync_playwright() as p:
         # (an inline script, eval) is reported on the console.
         page.on("console", lambda m: refused.append(m.text)
                 if "Content Security Policy" in m.text else None)
+        # Scalar checks the document as it loads and warns of each schema
+        # it cannot read ("document validation errors").
+        invalid = []
+        page.on("console", lambda m: invalid.append(m.text)
+                if m.type == "warning" and "validation error" in m.text else None)
         page.goto(base + path, wait_until="networkidle")
         title = page.title()
         # Polled from here (evaluating a string in the page is what the
@@ -47,10 +52,11 @@ with sync_playwright() as p:
             time.sleep(0.1)
         outside = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                    and urlparse(u).netloc != host]
-        ok = not outside and bool(title) and not refused
+        ok = not outside and bool(title) and not refused and not invalid
         failed |= not ok
         print(json.dumps({"page": path, "title": title, "requests": len(requests),
-                          "outside": outside, "refused_by_csp": refused, "ok": ok}))
+                          "outside": outside, "refused_by_csp": refused,
+                          "schema_warnings": invalid, "ok": ok}))
         page.close()
     browser.close()
 sys.exit(1 if failed else 0)

@@ -125,15 +125,6 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (api, ops)
 }
 
-/// The complete OpenAPI document.
-pub fn openapi() -> OpenApi {
-    let (api, ops) = routers();
-    let mut doc = api.split_for_parts().1;
-    doc.merge(ops.split_for_parts().1);
-    schema::add_common_responses(&mut doc);
-    doc
-}
-
 /// The whole admin HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, ops) = routers();
@@ -163,7 +154,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/swagger/swagger-ui.css", get(reference::swagger_css))
         .route("/swagger/init.js", get(reference::swagger_init))
-        .layer(axum::Extension(Arc::new(doc)))
+        .layer(axum::Extension(Arc::new(schema::published(&doc))))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,6 +1,6 @@
 //! The responses every `/api/v1` operation can give, added to the OpenAPI
-//! document once. (The descriptions of hookd-core's values are in
-//! `hookd_control::schema`.)
+//! document once, and the document as served (`/openapi.json`). (The
+//! descriptions of hookd-core's values are in `hookd_control::schema`.)
 
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::response::ResponseBuilder;
@@ -76,5 +76,112 @@ pub fn add_common_responses(doc: &mut OpenApi) {
                     });
             }
         }
+    }
+}
+
+/// The document as `/openapi.json` serves it: `doc` with each nullable
+/// reference among its schemas (`oneOf: [{$ref}, {type: null}]`, how utoipa
+/// writes an `Option` of a named schema) written out in place as that schema with
+/// `null` among its types (and its values, for an enum). Both mean the
+/// same; the API reference page's validator (Scalar) refuses the first in
+/// most objects, and generators read the second as plainly.
+pub fn published(doc: &OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    let schemas = value
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or_default();
+    // (In the components only: an optional request body stays a reference,
+    // which client generators turn into their model class.)
+    if let Some(components) = value.pointer_mut("/components/schemas") {
+        inline_nullable_refs(components, &schemas);
+    }
+    value
+}
+
+fn inline_nullable_refs(v: &mut serde_json::Value, schemas: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(members) => {
+            if let Some(inlined) = nullable_ref(members, schemas) {
+                *v = inlined;
+                return;
+            }
+            for member in members.values_mut() {
+                inline_nullable_refs(member, schemas);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                inline_nullable_refs(item, schemas);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `{oneOf: [{$ref: X, description?}, {type: null}]}` as X's schema
+/// admitting `null`, with the reference's description.
+fn nullable_ref(
+    members: &serde_json::Map<String, serde_json::Value>,
+    schemas: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let [first, second] = members.get("oneOf")?.as_array()?.as_slice() else {
+        return None;
+    };
+    if second != &serde_json::json!({"type": "null"}) {
+        return None;
+    }
+    let name = first
+        .get("$ref")?
+        .as_str()?
+        .strip_prefix("#/components/schemas/")?;
+    let mut schema = schemas.get(name)?.as_object()?.clone();
+    let types = match schema.get("type")? {
+        Value::String(t) => vec![Value::from(t.as_str()), Value::from("null")],
+        Value::Array(ts) => ts.iter().cloned().chain([Value::from("null")]).collect(),
+        _ => return None,
+    };
+    schema.insert("type".into(), Value::Array(types));
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        values.push(Value::Null);
+    }
+    for (k, v) in members.iter().chain(first.as_object()?.iter()) {
+        if k == "description" {
+            schema.insert(k.clone(), v.clone());
+        }
+    }
+    Some(Value::Object(schema))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_nullable_reference_is_its_schema_admitting_null() {
+        let schemas = json!({
+            "Kind": {"type": "string", "enum": ["a", "b"], "description": "A kind."},
+            "Box": {"type": "object", "properties": {"n": {"type": "integer"}}}
+        });
+        let mut doc = json!({"properties": {
+            "kind": {"oneOf": [{"$ref": "#/components/schemas/Kind", "description": "Its kind."}, {"type": "null"}]},
+            "box": {"oneOf": [{"$ref": "#/components/schemas/Box"}, {"type": "null"}]},
+            "plain": {"$ref": "#/components/schemas/Box"}
+        }});
+        super::inline_nullable_refs(&mut doc, &schemas);
+        assert_eq!(
+            doc["properties"]["kind"],
+            json!({"type": ["string", "null"], "enum": ["a", "b", null], "description": "Its kind."})
+        );
+        assert_eq!(
+            doc["properties"]["box"],
+            json!({"type": ["object", "null"], "properties": {"n": {"type": "integer"}}})
+        );
+        assert_eq!(
+            doc["properties"]["plain"],
+            json!({"$ref": "#/components/schemas/Box"})
+        );
     }
 }

@@ -52,6 +52,25 @@ impl From<Attempt> for AttemptView {
 
 /// One event's delivery to one endpoint.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "dlv_1796412064944-0_ep_01a2428230d17446b67c772f6e858e64",
+    "endpoint_id": "ep_01a2428230d17446b67c772f6e858e64",
+    "event_id": "evt_card_42_moved_7",
+    "event_type": "card.moved",
+    "status": "succeeded",
+    "attempts_made": 2,
+    "created_at": "2026-12-04T19:21:04.944Z",
+    "next_attempt_at": null,
+    "last_status_code": 204,
+    "last_error_kind": null,
+    "attempts": [
+        {"number": 1, "started_at": "2026-12-04T19:21:04.948Z", "duration_ms": 5002, "succeeded": false,
+         "status_code": null, "error_kind": "timeout", "error": "no complete answer within 5000 ms",
+         "response_excerpt": null, "trigger": "scheduled"},
+        {"number": 2, "started_at": "2026-12-04T19:21:14.102Z", "duration_ms": 38, "succeeded": true,
+         "status_code": 204, "error_kind": null, "error": null, "response_excerpt": null, "trigger": "scheduled"}
+    ]
+}))]
 pub struct DeliveryView {
     /// `dlv_...`.
     pub id: String,

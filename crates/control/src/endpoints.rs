@@ -296,6 +296,27 @@ pub async fn delete(store: &Store, actor: &Actor, id: &str) -> ActionResult<Endp
 /// An endpoint as the API shows it. `secret` appears only in the responses
 /// of create and rotate.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "ep_01a2428230d17446b67c772f6e858e64",
+    "workspace": "ws_kanera_acme",
+    "url": "https://hooks.acme.example/kanera",
+    "description": "Acme board sync",
+    "event_types": ["card.created", "card.moved"],
+    "scheme": "sha256",
+    "headers": {"Authorization": "Bearer acme-77f1"},
+    "max_concurrency": 8,
+    "rate_limit": null,
+    "metadata": {"team": "boards"},
+    "created_at": "2026-12-04T09:12:44.120Z",
+    "paused": false,
+    "paused_reason": null,
+    "paused_at": null,
+    "failing": {"consecutive_failures": 3, "since": "2026-12-04T19:22:38.511Z", "last_error": "receiver answered 500"},
+    "held": 0,
+    "waiting": {"deliveries": 0, "oldest": null},
+    "previous_secret_expires_at": null,
+    "rotation_signatures": null
+}))]
 pub struct EndpointView {
     /// `ep_...`.
     pub id: String,

@@ -29,10 +29,9 @@ pub struct JsonSchemaDoc;
 
 impl utoipa::PartialSchema for JsonSchemaDoc {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Object))
-            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::Object, Type::Boolean]))
             .description(Some("A JSON Schema of the event's data"))
             .into()
     }
