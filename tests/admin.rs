@@ -1273,7 +1273,17 @@ async fn a_test_event_is_signed_sent_now_and_kept_nowhere_but_the_audit_log() {
 #[tokio::test]
 async fn activity_and_lists_show_how_attempts_ended() {
     let (redis, _env, _daemon, api) = setup(&[("HOOKD__RETRY__MAX_ATTEMPTS", "1")]).await;
-    let receiver = Receiver::sequence(&[503, 200]).await;
+    let receiver = Receiver::with_plan(std::sync::Arc::new(|n| match n {
+        0 => (
+            503,
+            vec![
+                ("Retry-After".into(), "120".into()),
+                ("X-Request-Id".into(), "req-7".into()),
+            ],
+        ),
+        _ => (200, vec![]),
+    }))
+    .await;
     let ep = api.create_endpoint("ws_a", &receiver.url()).await.body["id"]
         .as_str()
         .unwrap()
@@ -1300,6 +1310,43 @@ async fn activity_and_lists_show_how_attempts_ended() {
         ended,
         [(json!(200), Value::Null), (json!(503), json!("status"))]
     );
+    // A failed attempt keeps the response's headers (a success does not).
+    for d in &page {
+        let one = api
+            .call(
+                "GET",
+                &format!(
+                    "/api/v1/workspaces/ws_a/deliveries/{}",
+                    d["id"].as_str().unwrap()
+                ),
+                None,
+            )
+            .await
+            .body;
+        let headers: Vec<(String, String)> = one["attempts"][0]["response_headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().into(),
+                    h["value"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        if d["last_status_code"] == 503 {
+            assert!(
+                headers.contains(&("retry-after".into(), "120".into())),
+                "{one}"
+            );
+            assert!(
+                headers.contains(&("x-request-id".into(), "req-7".into())),
+                "{one}"
+            );
+        } else {
+            assert!(headers.is_empty(), "{one}");
+        }
+    }
     let activity = format!("/api/v1/workspaces/ws_a/endpoints/{ep}/activity");
     for window in ["", "?window=1h", "?window=1d"] {
         let r = api.call("GET", &format!("{activity}{window}"), None).await;

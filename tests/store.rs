@@ -426,6 +426,7 @@ fn attempt(number: u32, succeeded: bool) -> hookd_core::Attempt {
         error_kind: (!succeeded).then_some(hookd_core::ErrorKind::Status),
         error: (!succeeded).then(|| "receiver answered 500".to_string()),
         response_excerpt: None,
+        response_headers: Vec::new(),
         trigger: hookd_core::AttemptTrigger::Scheduled,
     }
 }

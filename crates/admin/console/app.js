@@ -643,7 +643,11 @@ async function deliveryView(id) {
     h("td", {}, `${a.duration_ms} ms`),
     h("td", {}, a.succeeded ? badge("succeeded") : badge(a.status_code ? String(a.status_code) : a.error_kind, "failed")),
     h("td", {}, a.error || ""),
-    h("td", {}, a.response_excerpt ? h("pre", {}, a.response_excerpt) : ""),
+    h("td", { class: "response" }, a.response_headers.length
+      ? h("details", {}, h("summary", {}, `${a.response_headers.length} response header${a.response_headers.length === 1 ? "" : "s"}`),
+        h("pre", {}, a.response_headers.map((x) => `${x.name}: ${x.value}`).join("\n")))
+      : null,
+      a.response_excerpt ? h("pre", {}, a.response_excerpt) : ""),
     h("td", {}, a.trigger)));
   const sent = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}/request`));
   const out = h("section", {},

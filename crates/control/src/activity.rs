@@ -185,6 +185,7 @@ mod tests {
             error_kind: kind,
             error: None,
             response_excerpt: None,
+            response_headers: Vec::new(),
             trigger: AttemptTrigger::Scheduled,
         }
     }

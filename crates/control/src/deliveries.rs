@@ -9,6 +9,15 @@ use utoipa::ToSchema;
 
 use crate::{ActionError, ActionResult};
 
+/// One header, as sent or received.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeaderPair {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
 /// One HTTP request of a delivery.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
@@ -29,6 +38,9 @@ pub struct AttemptView {
     pub error: Option<String>,
     /// The start of the response body.
     pub response_excerpt: Option<String>,
+    /// The response's headers, for attempts answered with a status other
+    /// than 2xx (the first 2 KiB of them).
+    pub response_headers: Vec<HeaderPair>,
     /// `manual`: redeliver or recover.
     #[schema(value_type = crate::schema::TriggerName)]
     pub trigger: AttemptTrigger,
@@ -45,6 +57,11 @@ impl From<Attempt> for AttemptView {
             error_kind: a.error_kind,
             error: a.error,
             response_excerpt: a.response_excerpt,
+            response_headers: a
+                .response_headers
+                .into_iter()
+                .map(|(name, value)| HeaderPair { name, value })
+                .collect(),
             trigger: a.trigger,
         }
     }
@@ -66,9 +83,10 @@ impl From<Attempt> for AttemptView {
     "attempts": [
         {"number": 1, "started_at": "2026-12-04T19:21:04.948Z", "duration_ms": 5002, "succeeded": false,
          "status_code": null, "error_kind": "timeout", "error": "no complete answer within 5000 ms",
-         "response_excerpt": null, "trigger": "scheduled"},
+         "response_excerpt": null, "response_headers": [], "trigger": "scheduled"},
         {"number": 2, "started_at": "2026-12-04T19:21:14.102Z", "duration_ms": 38, "succeeded": true,
-         "status_code": 204, "error_kind": null, "error": null, "response_excerpt": null, "trigger": "scheduled"}
+         "status_code": 204, "error_kind": null, "error": null, "response_excerpt": null,
+         "response_headers": [], "trigger": "scheduled"}
     ]
 }))]
 pub struct DeliveryView {

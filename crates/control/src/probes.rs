@@ -11,6 +11,7 @@ use hookd_store::audit::Actor;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::deliveries::HeaderPair;
 use crate::events::refused;
 use crate::{ActionError, ActionResult};
 
@@ -24,15 +25,6 @@ pub struct TestEvent {
     pub event_type: String,
     /// Its `data`, JSON text; [`DEFAULT_DATA`] when `None`.
     pub data: Option<String>,
-}
-
-/// One header, as sent or received.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HeaderPair {
-    /// Its name, lower case.
-    pub name: String,
-    /// Its value.
-    pub value: String,
 }
 
 /// What a test event's request carried.

@@ -112,6 +112,10 @@ impl AttemptTrigger {
     pub const ALL: [Self; 2] = [Self::Scheduled, Self::Manual];
 }
 
+/// Most bytes of response headers kept with an attempt (names and values;
+/// the headers past it are left off).
+pub const RESPONSE_HEADERS_KEPT: usize = 2048;
+
 /// One HTTP request of a delivery, as recorded in its history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -135,6 +139,11 @@ pub struct Attempt {
     /// The first few KiB of the response body (lossy UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_excerpt: Option<String>,
+    /// The response's headers, (name, value) in the order received: kept for
+    /// attempts answered with a status other than 2xx (what a receiver's
+    /// `Retry-After` or error id says), up to [`RESPONSE_HEADERS_KEPT`] bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<(String, String)>,
     /// What started it.
     #[serde(default)]
     pub trigger: AttemptTrigger,

@@ -145,6 +145,7 @@ impl Drop for Unsettled {
             error_kind: Some(hookd_core::ErrorKind::Internal),
             error: Some("hookd's attempt ended without an answer (its task panicked)".into()),
             response_excerpt: None,
+            response_headers: Vec::new(),
             trigger: hookd_core::AttemptTrigger::Scheduled,
         });
         let settler = self.settler.clone();

@@ -7,7 +7,7 @@
 //!
 //! A member is the stream entry id, `_`, then a compact JSON array:
 //! `[event id, event type, status, started ms, duration ms, status code,
-//! error kind, error, response excerpt]`, the attempt's fields left off when
+//! error kind, error, response excerpt, response headers]`, the attempt's fields left off when
 //! no attempt was made (and trailing empty ones omitted). Starting with
 //! `<entry id>_`, members of the same creation time sort as their delivery
 //! ids (`dlv_<entry id>_<endpoint>`) do, which history pages rely on.
@@ -53,6 +53,14 @@ impl LogRecord {
                     .as_deref()
                     .map_or(Value::Null, Value::from),
             );
+            if !a.response_headers.is_empty() {
+                v.push(Value::Array(
+                    a.response_headers
+                        .iter()
+                        .map(|(k, v)| Value::from(vec![k.as_str(), v.as_str()]))
+                        .collect(),
+                ));
+            }
             while v.last() == Some(&Value::Null) {
                 v.pop();
             }
@@ -84,6 +92,20 @@ impl LogRecord {
                     error_kind,
                     error: text(7),
                     response_excerpt: text(8),
+                    response_headers: optional(9)
+                        .and_then(Value::as_array)
+                        .map(|pairs| {
+                            pairs
+                                .iter()
+                                .filter_map(|p| {
+                                    Some((
+                                        p.get(0)?.as_str()?.to_string(),
+                                        p.get(1)?.as_str()?.to_string(),
+                                    ))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     trigger: AttemptTrigger::Scheduled,
                 })
             }
@@ -118,6 +140,7 @@ mod tests {
                 error_kind: None,
                 error: None,
                 response_excerpt: None,
+                response_headers: Vec::new(),
                 trigger: AttemptTrigger::Scheduled,
             }),
         };
@@ -133,6 +156,13 @@ mod tests {
             status_code: None,
             error_kind: Some(ErrorKind::Connect),
             error: Some("refused".into()),
+            ..a
+        });
+        assert_eq!(LogRecord::decode(&r.encode()), Some(r.clone()));
+        r.attempt = r.attempt.map(|a| Attempt {
+            status_code: Some(503),
+            error_kind: Some(ErrorKind::Status),
+            response_headers: vec![("retry-after".into(), "30".into())],
             ..a
         });
         assert_eq!(LogRecord::decode(&r.encode()), Some(r.clone()));
