@@ -53,6 +53,17 @@ function relative(iso) {
 }
 /** What people call an endpoint: its description, else its id. */
 const nameOf = (ep) => ep.description || ep.id;
+/** Endpoint names by id, read once per sign-in (a deleted one keeps its id). */
+let names = new Map();
+async function namesOf(ids) {
+  const missing = [...new Set(ids)].filter((id) => !names.has(id));
+  await Promise.all(missing.map(async (id) => {
+    try { names.set(id, nameOf(await api("GET", wsPath(`/endpoints/${encodeURIComponent(id)}`)))); }
+    catch { names.set(id, id); }
+  }));
+}
+/** A link to an endpoint, by its name (its id in the title). */
+const endpointLink = (id) => h("a", { href: `#/endpoint/${encodeURIComponent(id)}`, title: id }, names.get(id) || id);
 const ago = (ms) => new Date(Date.now() - ms).toISOString();
 
 class ApiError extends Error {
@@ -99,6 +110,7 @@ async function signIn(key) {
   const list = await api("GET", "/workspaces");
   const ws = list.data[0];
   session = { key, ws: ws.id, scope: ws.scope, endpoints: ws.endpoints };
+  names = new Map();
   sessionStorage.setItem(KEY, key);
 }
 
@@ -491,6 +503,7 @@ function endpointActions(ep) {
   const edit = h("form", { "aria-label": "Edit the endpoint", onsubmit: async (e) => {
     e.preventDefault();
     await api("PATCH", base, fields.value());
+    names.delete(ep.id);
     await redraw(ep.id, h("p", { id: "saved" }, "Saved."));
   } }, fields.labels, h("button", { type: "submit", "data-write": "" }, "Save"));
   const remove = h("form", { "aria-label": "Delete the endpoint", onsubmit: async (e) => {
@@ -550,6 +563,7 @@ async function deliveriesView(params) {
     location.hash = `#/deliveries${query(values)}`;
   } }, fields.map(([k, label, el]) => h("label", { for: el.id }, label, el)), h("button", { type: "submit" }, "Show"));
   const page = await api("GET", wsPath(`/deliveries${query({ ...params, limit: 50 })}`));
+  await namesOf(page.data.map((d) => d.endpoint_id));
   const picks = [];
   const rows = page.data.map((d) => h("tr", {},
     canWrite() ? h("td", { class: "pick" }, (() => {
@@ -559,7 +573,7 @@ async function deliveriesView(params) {
     })()) : null,
     // The delivery id without its endpoint part (the next column shows it).
     h("td", {}, h("a", { href: `#/delivery/${encodeURIComponent(d.id)}`, title: d.id }, d.id.split("_ep_")[0])),
-    h("td", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
+    h("td", {}, endpointLink(d.endpoint_id)),
     h("td", {}, d.event_type),
     h("td", {}, badge(d.status)),
     h("td", {}, lastResult(d)),
@@ -637,6 +651,7 @@ function redeliverForm(d) {
 
 async function deliveryView(id) {
   const d = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}`));
+  await namesOf([d.endpoint_id]);
   const attempts = d.attempts.map((a) => h("tr", {},
     h("td", {}, String(a.number)),
     h("td", {}, when(a.started_at)),
@@ -655,7 +670,7 @@ async function deliveryView(id) {
     canWrite() ? redeliverForm(d) : null,
     h("dl", {},
       h("dt", {}, "Status"), h("dd", { id: "delivery-status" }, badge(d.status)),
-      h("dt", {}, "Endpoint"), h("dd", {}, h("a", { href: `#/endpoint/${encodeURIComponent(d.endpoint_id)}` }, d.endpoint_id)),
+      h("dt", {}, "Endpoint"), h("dd", {}, endpointLink(d.endpoint_id)),
       h("dt", {}, "Event"), h("dd", {}, `${d.event_id} (${d.event_type})`),
       h("dt", {}, "Created"), h("dd", {}, when(d.created_at)),
       d.next_attempt_at ? [h("dt", {}, "Next attempt"), h("dd", {}, when(d.next_attempt_at))] : null),
