@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hookd_core::{AttemptTrigger, DeliveryStatus, Endpoint, Event, EventLimits, time};
 use hookd_store::ingest::{EndpointState, Lane, Settled, SlotRequest};
 use hookd_store::schedule::{Claimed, ConcurrencyLimits, Outcome};
@@ -501,37 +500,19 @@ impl Dispatch {
             return;
         }
         let created_ms = hookd_core::delivery::entry_time_ms(&entry).unwrap_or(event.created_at_ms);
-        let envelope = Bytes::from(event.envelope);
-        let trace = event.trace.map(Arc::new);
+        let ready = ready(event);
+        let trace = ready.0.trace.clone().map(Arc::new);
         for (endpoint_id, route) in routes {
-            let settled = |status: DeliveryStatus| Settled {
-                entry_id: entry.clone(),
-                endpoint: endpoint_id.clone(),
-                workspace: event.workspace.clone(),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                status,
-                attempt: None,
-                next_at_ms: Some(time::now_ms()),
-                pause_reason: None,
-                envelope: Some(envelope.clone()),
-                trace: trace.clone(),
-                lane: Lane::Direct,
-                epoch,
+            let status = match route {
+                Route::Lane | Route::Here | Route::Redis => continue,
+                Route::Hold => DeliveryStatus::Held,
+                Route::Due => DeliveryStatus::Pending,
+                Route::Send(..) => DeliveryStatus::Succeeded,
             };
+            let settled = self.settled(&entry, &ready, &endpoint_id, status, Lane::Direct, epoch);
             match route {
-                Route::Lane | Route::Here | Route::Redis => {}
-                Route::Hold => {
-                    self.settler
-                        .send(Settle::Done(settled(DeliveryStatus::Held)))
-                        .await;
-                }
-                Route::Due => {
-                    self.settler
-                        .send(Settle::Done(settled(DeliveryStatus::Pending)))
-                        .await;
-                }
                 Route::Send(endpoint, target, permits) => {
+                    let (event, envelope) = &ready;
                     let claimed = Claimed {
                         delivery_id: hookd_core::delivery::delivery_id(&entry, &endpoint_id),
                         endpoint,
@@ -545,13 +526,10 @@ impl Dispatch {
                         lease: String::new(),
                         job: None,
                     };
-                    self.spawn_attempt(
-                        claimed,
-                        target,
-                        permits,
-                        settled(DeliveryStatus::Succeeded),
-                    );
+                    self.spawn_attempt(claimed, target, permits, settled);
                 }
+                // Held or due: settled now, without an attempt.
+                _ => self.settler.send(Settle::Done(settled)).await,
             }
         }
     }
