@@ -1371,3 +1371,77 @@ async fn activity_and_lists_show_how_attempts_ended() {
     assert_eq!(r.status, 422, "{:?}", r.body);
     assert_eq!(issue_paths(&r), ["/query/window"]);
 }
+
+/// A recovery job of selected deliveries re-sends those and no others, and
+/// refuses ids that are not the endpoint's deliveries.
+#[tokio::test]
+async fn a_recovery_job_of_selected_deliveries_re_sends_only_those() {
+    let (redis, _env, _daemon, api) = setup(&[("HOOKD__RETRY__MAX_ATTEMPTS", "1")]).await;
+    let receiver = Receiver::sequence(&[500, 500, 500]).await;
+    let ep = api.create_endpoint("ws_a", &receiver.url()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        redis
+            .xadd(&[("type", "a.b"), ("workspace", "ws_a"), ("data", "{}")])
+            .await;
+    }
+    receiver.wait_for(3, WAIT).await;
+    let failed = format!("/api/v1/workspaces/ws_a/deliveries?endpoint_id={ep}&status=failed");
+    let ids: Vec<String> = eventually(WAIT, "three failed", || async {
+        let data = api.call("GET", &failed, None).await.body["data"].clone();
+        let ids: Vec<String> = data
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect();
+        (ids.len() == 3).then_some(ids)
+    })
+    .await;
+    let recover = format!("/api/v1/workspaces/ws_a/endpoints/{ep}/recover");
+    let r = api
+        .call("POST", &recover, Some(json!({ "delivery_ids": [ids[1]] })))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let job = format!(
+        "/api/v1/workspaces/ws_a/jobs/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let done = eventually(WAIT, "the job completed", || async {
+        let j = api.call("GET", &job, None).await.body;
+        (j["state"] == "completed").then_some(j)
+    })
+    .await;
+    assert_eq!(
+        (&done["matched"], &done["succeeded"]),
+        (&json!(1), &json!(1)),
+        "{done}"
+    );
+    assert_eq!(receiver.count(), 4, "only the selected one was sent again");
+    let still: Vec<Value> = api.call("GET", &failed, None).await.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].clone())
+        .collect();
+    assert_eq!(still, [json!(ids[0]), json!(ids[2])]);
+    // Another endpoint's delivery, a made-up id, and neither window nor ids.
+    let other = api.create_endpoint("ws_a", &receiver.url()).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/workspaces/ws_a/endpoints/{other}/recover"),
+            Some(json!({ "delivery_ids": [ids[0], "dlv_nope"] })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(issue_paths(&r), ["/delivery_ids/0", "/delivery_ids/1"]);
+    let r = api.call("POST", &recover, Some(json!({}))).await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(issue_paths(&r), ["/since"]);
+}

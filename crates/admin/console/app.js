@@ -526,9 +526,10 @@ async function redraw(id, message) {
 
 /** A recovery job's progress, polled until it completes. */
 function jobProgress(job) {
-  const bar = h("progress", { id: "job-progress", max: "1", value: "0", "aria-label": "Recovery progress" });
-  const text = h("span", { id: "job-state" });
-  const box = h("div", { id: "job" }, h("p", {}, `Recovery job ${job.id}: `, text), bar);
+  // (Classes, not ids: a selection may start a job per endpoint.)
+  const bar = h("progress", { class: "job-progress", max: "1", value: "0", "aria-label": `Progress of ${job.id}` });
+  const text = h("span", { class: "job-state" });
+  const box = h("div", { class: "job", "data-job": job.id }, h("p", {}, `Recovery job ${job.id}: `, text), bar);
   const update = (j) => {
     text.textContent = `${j.state}: ${j.done} of ${j.queued} re-sent (${j.matched} matched), ${j.succeeded} succeeded`;
     bar.max = Math.max(1, j.queued);
@@ -568,7 +569,7 @@ async function deliveriesView(params) {
   const rows = page.data.map((d) => h("tr", {},
     canWrite() ? h("td", { class: "pick" }, (() => {
       const box = h("input", { type: "checkbox", "aria-label": `Select ${d.id}`, value: d.id });
-      picks.push(box);
+      picks.push({ box, d });
       return box;
     })()) : null,
     // The delivery id without its endpoint part (the next column shows it).
@@ -600,23 +601,26 @@ function lastResult(d) {
   return h("span", { class: "muted" }, "—");
 }
 
-/** Retry the selected deliveries (a redelivery each), or all matching the
- * filter (a recovery job of the filtered endpoint, with its progress). */
+/** Retry the selected deliveries, or all matching the filter: a recovery
+ * job (per endpoint and status of those selected), with its progress. */
 function retryForm(params, picks) {
   const out = h("div", { id: "retry-result", role: "status", "aria-live": "polite" });
   const selected = h("button", { type: "button", "data-write": "", id: "retry-selected", onclick: async () => {
-    const ids = picks.filter((p) => p.checked).map((p) => p.value);
-    if (!ids.length) { out.replaceChildren(h("p", { class: "error" }, "Select deliveries first.")); return; }
-    const bar = h("progress", { max: String(ids.length), value: "0", "aria-label": "Redeliveries queued" });
-    const text = h("span", {});
-    out.replaceChildren(h("p", {}, text), bar);
-    const refused = [];
-    for (const [i, id] of ids.entries()) {
-      try { await api("POST", wsPath(`/deliveries/${encodeURIComponent(id)}/redeliver`)); } catch (err) { refused.push(`${id}: ${err.message}`); }
-      bar.value = i + 1;
-      text.textContent = `${i + 1} of ${ids.length} queued for a fresh attempt`;
+    const chosen = picks.filter((p) => p.box.checked).map((p) => p.d);
+    if (!chosen.length) { out.replaceChildren(h("p", { class: "error" }, "Select deliveries first.")); return; }
+    const groups = new Map();
+    for (const d of chosen) {
+      const key = `${d.endpoint_id} ${d.status}`;
+      if (!groups.has(key)) groups.set(key, { endpoint: d.endpoint_id, status: d.status, ids: [] });
+      groups.get(key).ids.push(d.id);
     }
-    text.textContent = `${ids.length - refused.length} of ${ids.length} queued for a fresh attempt` + (refused.length ? `; refused: ${refused.join("; ")}` : ".");
+    const jobs = [];
+    for (const g of groups.values()) {
+      const job = await api("POST", wsPath(`/endpoints/${encodeURIComponent(g.endpoint)}/recover`),
+        { delivery_ids: g.ids, status: g.status });
+      jobs.push(jobProgress(job));
+    }
+    out.replaceChildren(...jobs);
   } }, "Retry selected");
   const all = h("button", { type: "button", class: "secondary", "data-write": "", id: "retry-matching", disabled: !params.endpoint_id,
     title: params.endpoint_id ? "" : "Filter by an endpoint first: a recovery job covers one endpoint",

@@ -166,8 +166,13 @@ pub struct RotateRequest {
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// Deliveries created at or after: an RFC 3339 time, Unix seconds, or a
-    /// duration ago (`2h`, `30m`, `7d`).
-    pub since: String,
+    /// duration ago (`2h`, `30m`, `7d`). Required unless `delivery_ids`
+    /// names the deliveries (their window is then the default).
+    pub since: Option<String>,
+    /// Only these deliveries of the endpoint (as selected in a list), of
+    /// those the window and `status` match.
+    #[schema(max_items = 1000, min_items = 1)]
+    pub delivery_ids: Option<Vec<String>>,
     /// Created at or before, in the same forms; default now.
     pub until: Option<String>,
     /// Which deliveries to re-queue (default `failed`).
@@ -463,7 +468,11 @@ pub async fn recover(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     caller.require(&ws, Scope::Write)?;
     let endpoint = owned(&state, &ws, &id).await?;
-    let since_ms = parse_time("/since", &req.since, Direction::Ago)?;
+    let since_ms = req
+        .since
+        .as_deref()
+        .map(|s| parse_time("/since", s, Direction::Ago))
+        .transpose()?;
     let until_ms = req
         .until
         .as_deref()
@@ -477,6 +486,7 @@ pub async fn recover(
             since_ms,
             until_ms,
             status: req.status.unwrap_or(DeliveryStatus::Failed),
+            only: req.delivery_ids,
         },
     )
     .await?;

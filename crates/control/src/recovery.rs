@@ -1,7 +1,7 @@
 //! Bulk recovery: an endpoint's deliveries of a window and a status queued
 //! again as one job, scanned in the background; and the job's view.
 
-use hookd_core::{DeliveryStatus, Endpoint, id, time};
+use hookd_core::{DeliveryStatus, Endpoint, delivery, id, time};
 use hookd_history::merged::HistoryReader;
 use hookd_store::audit::Actor;
 use hookd_store::recovery::{Job, RecoveryRequest};
@@ -15,13 +15,20 @@ use crate::{ActionError, ActionResult};
 pub struct Recovery {
     /// The endpoint whose deliveries are queued again.
     pub endpoint: Endpoint,
-    /// Deliveries created at or after this (Unix ms).
-    pub since_ms: i64,
+    /// Deliveries created at or after this (Unix ms); `None` only with
+    /// `only` (the window is then the selected deliveries').
+    pub since_ms: Option<i64>,
     /// Created at or before this (Unix ms); `None`: now.
     pub until_ms: Option<i64>,
     /// The status of the deliveries queued again.
     pub status: DeliveryStatus,
+    /// Only these deliveries of the endpoint (ids; at most
+    /// [`MAX_SELECTED`]); the window is theirs when `since_ms` is `None`.
+    pub only: Option<Vec<String>>,
 }
+
+/// Most deliveries one job may name.
+pub const MAX_SELECTED: usize = 1000;
 
 /// Records a recovery job and runs its scan in the background (of the
 /// history in Redis, and of the shipped history where there is one).
@@ -36,7 +43,21 @@ pub async fn start(
         since_ms,
         until_ms,
         status,
+        only,
     } = recovery;
+    let (since_ms, until_ms) = match (&only, since_ms) {
+        (Some(ids), since) => {
+            let (first, last) = selection_window(&endpoint, ids)?;
+            (since.unwrap_or(first), until_ms.or(Some(last)))
+        }
+        (None, Some(since)) => (since, until_ms),
+        (None, None) => {
+            return Err(ActionError::invalid(
+                "/since",
+                "is required (or name delivery_ids)",
+            ));
+        }
+    };
     if until_ms.is_some_and(|u| u < since_ms) {
         return Err(ActionError::invalid("/until", "is before since"));
     }
@@ -56,12 +77,20 @@ pub async fn start(
         error: None,
     };
     history.store.create_job(&job).await?;
-    let detail = format!(
-        "endpoint {}, {} deliveries since {}",
-        job.endpoint_id,
-        job.status.as_str(),
-        time::format_rfc3339_ms(job.since_ms)
-    );
+    let detail = match &only {
+        Some(ids) => format!(
+            "endpoint {}, {} selected {} deliveries",
+            job.endpoint_id,
+            ids.len(),
+            job.status.as_str()
+        ),
+        None => format!(
+            "endpoint {}, {} deliveries since {}",
+            job.endpoint_id,
+            job.status.as_str(),
+            time::format_rfc3339_ms(job.since_ms)
+        ),
+    };
     history
         .store
         .audit(
@@ -77,6 +106,7 @@ pub async fn start(
         since_ms,
         until_ms: Some(until_ms.unwrap_or(now)),
         status,
+        only: only.map(|ids| ids.into_iter().collect()),
     };
     let (history, started) = (history.clone(), job.clone());
     tokio::spawn(async move {
@@ -92,6 +122,35 @@ pub async fn start(
         }
     });
     Ok(job)
+}
+
+/// The creation times of the first and last of `ids`, each checked to be a
+/// delivery of `endpoint` (422 at `/delivery_ids/<i>` otherwise).
+fn selection_window(endpoint: &Endpoint, ids: &[String]) -> ActionResult<(i64, i64)> {
+    if ids.is_empty() || ids.len() > MAX_SELECTED {
+        return Err(ActionError::invalid(
+            "/delivery_ids",
+            format!("must name 1 to {MAX_SELECTED} deliveries"),
+        ));
+    }
+    let mut bad = Vec::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for (i, id) in ids.iter().enumerate() {
+        match delivery::parse_delivery_id(id)
+            .filter(|(_, ep)| *ep == endpoint.id)
+            .and_then(|(entry, _)| delivery::entry_time_ms(entry))
+        {
+            Some(at) => (first, last) = (first.min(at), last.max(at)),
+            None => bad.push((
+                format!("/delivery_ids/{i}"),
+                "is not a delivery of this endpoint".to_string(),
+            )),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ActionError::Invalid(bad));
+    }
+    Ok((first, last))
 }
 
 /// A recovery job's progress.

@@ -162,7 +162,10 @@ impl HistoryReader {
         };
         let mut matched = scan.matched;
         loop {
-            let (page, next) = archive.page(&filter).await.map_err(unavailable)?;
+            let (mut page, next) = archive.page(&filter).await.map_err(unavailable)?;
+            if let Some(only) = &req.only {
+                page.retain(|d| only.contains(&d.id));
+            }
             let ids: Vec<String> = page.iter().map(|d| d.id.clone()).collect();
             let held = self.store.statuses(&ep.workspace, &ids).await?;
             // Redis's state, where it has some, is newer than the shipped copy.

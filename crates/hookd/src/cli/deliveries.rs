@@ -172,9 +172,10 @@ pub async fn recover(config: &Config, args: RecoverArgs) -> anyhow::Result<()> {
         &Actor::cli(),
         Recovery {
             endpoint,
-            since_ms: since,
+            since_ms: Some(since),
             until_ms: until,
             status,
+            only: None,
         },
     )
     .await

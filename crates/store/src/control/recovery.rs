@@ -34,6 +34,9 @@ pub struct RecoveryRequest {
     pub until_ms: Option<i64>,
     /// The status of the deliveries queued again.
     pub status: DeliveryStatus,
+    /// Only these deliveries (by id) of those the window and status match:
+    /// a selection; `None`: all of them.
+    pub only: Option<std::collections::HashSet<String>>,
 }
 
 /// A recovery job and its progress.
@@ -426,6 +429,9 @@ impl Store {
             let mut due = Vec::new();
             let mut seen = std::collections::HashSet::new();
             for ((id, r), status) in ids.iter().zip(&records).zip(statuses) {
+                if req.only.as_ref().is_some_and(|only| !only.contains(id)) {
+                    continue;
+                }
                 if status.unwrap_or(r.status) == req.status && seen.insert(id.clone()) {
                     if status.is_none()
                         && let Err(e) = self.materialize(&p, &ep.id, &ep.workspace, r).await
