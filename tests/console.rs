@@ -40,6 +40,16 @@ async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_consol
     // Broken for the first three requests, then fixed.
     let receiver = Receiver::sequence(&[500, 500, 500]).await;
     let (endpoint, _) = create_endpoint(&env, "ws", &receiver.url(), &["order.created"]);
+    cli_json(
+        &env,
+        &[
+            "endpoints",
+            "update",
+            &endpoint,
+            "--description",
+            "Orders sync",
+        ],
+    );
     let daemon = Daemon::ready(&env).await;
     redis
         .xadd_events(
@@ -71,6 +81,7 @@ async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_consol
         "read_key": api_key(&env, "ws", "read"),
         "other_key": api_key(&env, "other", "admin"),
         "endpoint": endpoint,
+        "name": "Orders sync",
         "screenshots": screenshots,
     });
     browse("console.py", cfg).await;

@@ -2,7 +2,8 @@
 through Playwright for Python), as an SRE would during an incident, with
 every request to any host but hookd's blocked. tests/console.rs sets up
 hookd, Redis and the receivers, and passes what it made as JSON in argv[1]:
-{base, admin_key, read_key, other_key, endpoint, screenshots}.
+{base, admin_key, read_key, other_key, endpoint, name, screenshots}
+(`name`: the endpoint's description, which the console calls it by).
 
 Each step asserts what the page shows; a screenshot of each is saved under
 `screenshots` (target/console/, not committed). Exits non-zero on failure.
@@ -21,6 +22,7 @@ host = urlparse(base).netloc
 shots = cfg["screenshots"]
 os.makedirs(shots, exist_ok=True)
 endpoint = cfg["endpoint"]
+name = cfg["name"]
 blocked = []
 TIMEOUT = 20000
 
@@ -77,7 +79,7 @@ with sync_playwright() as p:
 
     # 1. Sign in: the endpoints, one of them failing (3 in a row, and why).
     sign_in(page, cfg["admin_key"])
-    expect(page.get_by_role("link", name=endpoint)).to_be_visible()
+    expect(page.get_by_role("link", name=name)).to_be_visible()
     row = page.locator("#endpoints tbody tr", has_text=endpoint)
     expect(row).to_contain_text("3 in a row")
     expect(row).to_contain_text("receiver answered 500")
@@ -87,7 +89,8 @@ with sync_playwright() as p:
     shot(page, "1-endpoints")
 
     # 2. The failing endpoint: its failures and the last error.
-    page.get_by_role("link", name=endpoint).click()
+    page.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", name=f"Endpoint {name}")).to_be_visible()
     expect(page.locator("#last-error")).to_contain_text("receiver answered 500")
     expect(page.locator("#success-rate")).to_have_text("0%")
     # Its activity: three attempts answered 500, drawn as bars, with latency.
@@ -104,8 +107,9 @@ with sync_playwright() as p:
     page.get_by_role("link", name="Failed deliveries of this endpoint").click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(3)
-    # Each row says how its last attempt ended.
+    # Each row says how its last attempt ended, and names its endpoint.
     expect(rows.first.locator("td").nth(5)).to_have_text("500")
+    expect(rows.first.locator("td").nth(2)).to_have_text(name)
     shot(page, "3-failed-deliveries")
     # One event's delivery, by its id.
     page.get_by_label("Event id").fill("o-1")
@@ -121,6 +125,10 @@ with sync_playwright() as p:
     expect(page.locator("#envelope")).to_contain_text('"type": "order.created"')
     expect(page.locator("#sent-headers")).to_contain_text("X-Hookd-Signature")
     expect(page.locator("#sent-headers")).to_contain_text("X-Hookd-Delivery-Id")
+    # The failed attempt keeps the receiver's response headers.
+    expect(page.locator("#attempts")).to_contain_text("response headers")
+    page.locator("#attempts summary").first.click()
+    expect(page.locator("#attempts")).to_contain_text("content-length: ")
     page.get_by_role("button", name="Redeliver now").click()
     expect(page.locator("#attempts tbody tr")).to_have_count(2)
     expect(page.locator("#attempts tbody tr").nth(1)).to_contain_text("manual")
@@ -187,7 +195,7 @@ with sync_playwright() as p:
     value = secret.text_content()
     shot(page, "7-rotated")
     page.reload()
-    expect(page.get_by_role("heading", name=f"Endpoint {endpoint}")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Endpoint {name}")).to_be_visible()
     assert page.locator("#new-secret").count() == 0
     assert value not in page.content(), "the secret shows again after a reload"
 
@@ -203,7 +211,7 @@ with sync_playwright() as p:
     page.set_viewport_size({"width": 375, "height": 800})
     for view, heading in [
         ("#/endpoints", "Endpoints of ws"),
-        (f"#/endpoint/{endpoint}", f"Endpoint {endpoint}"),
+        (f"#/endpoint/{endpoint}", f"Endpoint {name}"),
         ("#/deliveries", "Deliveries"),
         ("#/audit", "Audit log"),
     ]:
@@ -212,7 +220,7 @@ with sync_playwright() as p:
         assert not overflows(page), f"{view} is wider than 375 px"
     shot(page, "8b-audit-phone")
     page.goto(f"{base}/console#/endpoint/{endpoint}")
-    expect(page.get_by_role("heading", name=f"Endpoint {endpoint}")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Endpoint {name}")).to_be_visible()
     shot(page, "8c-endpoint-phone")
     page.set_viewport_size({"width": 1280, "height": 800})
 
@@ -260,7 +268,7 @@ with sync_playwright() as p:
 
     # 8. A read-scoped key sees the pages and no control that writes.
     sign_in(page, cfg["read_key"])
-    page.get_by_role("link", name=endpoint).click()
+    page.get_by_role("link", name=name).click()
     expect(page.locator("#last-error")).to_be_visible()
     assert page.locator("[data-write]").count() == 0
     assert page.get_by_role("button", name="Pause").count() == 0
@@ -274,7 +282,7 @@ with sync_playwright() as p:
 
     # 9. A key of another workspace sees nothing of this one.
     sign_in(page, cfg["other_key"])
-    assert page.get_by_role("link", name=endpoint).count() == 0
+    assert page.get_by_role("link", name=name).count() == 0
     page.goto(f"{base}/console#/endpoint/{endpoint}")
     expect(page.get_by_role("heading", name="Cannot show this")).to_be_visible()
     page.goto(f"{base}/console#/deliveries")
