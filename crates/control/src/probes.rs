@@ -29,7 +29,7 @@ pub struct TestEvent {
 
 /// What a test event's request carried.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SentRequest {
+pub struct TestEventRequest {
     /// Where it went.
     pub url: String,
     /// Every header, signature included.
@@ -41,7 +41,7 @@ pub struct SentRequest {
 
 /// What the receiver answered.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ReceivedResponse {
+pub struct TestEventResponse {
     /// The HTTP status.
     pub status_code: u16,
     /// Its headers.
@@ -67,9 +67,9 @@ pub struct TestResult {
     /// What went wrong.
     pub error: Option<String>,
     /// What was sent.
-    pub request: SentRequest,
+    pub request: TestEventRequest,
     /// What came back (`null`: no answer).
-    pub response: Option<ReceivedResponse>,
+    pub response: Option<TestEventResponse>,
 }
 
 fn headers(pairs: Vec<(String, String)>) -> Vec<HeaderPair> {
@@ -145,12 +145,12 @@ pub async fn send(
         duration_ms: probe.duration_ms,
         error_kind: probe.error_kind,
         error: probe.error,
-        request: SentRequest {
+        request: TestEventRequest {
             url: endpoint.url.clone(),
             headers: headers(probe.request_headers),
             body: serde_json::from_slice(&probe.body).unwrap_or(serde_json::Value::Null),
         },
-        response: probe.status_code.map(|status_code| ReceivedResponse {
+        response: probe.status_code.map(|status_code| TestEventResponse {
             status_code,
             headers: headers(probe.response_headers),
             body_excerpt: probe.response_excerpt,
