@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{free_port, test_env_for};
+use crate::harness::test_env_for;
 
 /// The partitions the cluster tests spread the stream over.
 pub const PARTITIONS: u32 = 6;
@@ -62,25 +62,23 @@ pub struct Cluster {
 impl Cluster {
     /// `masters` masters with one replica each.
     pub fn start(masters: usize) -> Self {
-        let ports: Vec<u16> = (0..masters * 2).map(|_| free_port()).collect();
         let dir = std::env::temp_dir().join(format!(
             "hookd-test-cluster-{}-{}",
-            ports[0],
-            std::process::id()
+            std::process::id(),
+            fastrand::u32(..)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let nodes = ports.iter().map(|port| Some(spawn(&dir, *port))).collect();
-        let cluster = Cluster { ports, nodes, dir };
-        for port in &cluster.ports {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server did not start on {port}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        // Made first, so a node that cannot start leaves none running.
+        let mut cluster = Cluster {
+            ports: Vec::new(),
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..masters * 2 {
+            let (port, node) = start_node(&cluster.dir);
+            cluster.ports.push(port);
+            cluster.nodes.push(Some(node));
         }
         let addrs: Vec<String> = cluster
             .ports
@@ -258,11 +256,44 @@ impl Cluster {
     }
 }
 
+/// A port for a cluster node whose cluster bus port (+10000) is free too.
+/// Node ports are taken from 20000..22768, below the kernel's ephemeral
+/// range (32768..60999), so bus ports (30000..32768) are too: the kernel
+/// hands neither to another test's node or socket, and no node's port is
+/// another node's bus port (two clusters starting at once collided so).
+fn cluster_port() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    loop {
+        let port = fastrand::u16(20_000..22_768);
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+/// A new node on a port found free; another port when it cannot start
+/// there (taken between the check and the start).
+fn start_node(dir: &std::path::Path) -> (u16, Child) {
+    for _ in 0..10 {
+        let port = cluster_port();
+        if let Some(node) = try_spawn(dir, port) {
+            return (port, node);
+        }
+    }
+    panic!("no cluster node could start on ten free ports");
+}
+
 /// A cluster-mode redis-server on `port`, its files under `dir/<port>`.
 fn spawn(dir: &std::path::Path, port: u16) -> Child {
+    try_spawn(dir, port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+}
+
+/// [`spawn`], or `None` (the process stopped) when it exits or does not
+/// answer within 10 s.
+fn try_spawn(dir: &std::path::Path, port: u16) -> Option<Child> {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).unwrap();
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
         .args(["--save", "", "--appendonly", "no"])
@@ -274,13 +305,15 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         .expect("redis-server must be installed (make test installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start on {port}"
-        );
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if exited || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    Some(child)
 }
 
 impl Drop for Cluster {
