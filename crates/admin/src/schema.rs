@@ -159,6 +159,57 @@ fn nullable_ref(
 mod tests {
     use serde_json::json;
 
+    /// The names of the types deriving `ToSchema` in the crates whose types
+    /// the document describes, with the file of each.
+    fn schema_names() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out = Vec::new();
+        let mut dirs = vec![root.join("admin/src"), root.join("control/src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut deriving = false;
+                for line in text.lines().map(str::trim) {
+                    if line.starts_with("#[derive(") && line.contains("ToSchema") {
+                        deriving = true;
+                    }
+                    let item = line
+                        .strip_prefix("pub struct ")
+                        .or_else(|| line.strip_prefix("pub enum "));
+                    if let (true, Some(item)) = (deriving, item) {
+                        let name: String = item
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        out.push((name, path.display().to_string()));
+                        deriving = false;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// utoipa keeps one schema per name: a second type of the same name
+    /// silently replaces the first's in the document (a test event's
+    /// answer was once described as a delivery's request that way).
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        let names = schema_names();
+        assert!(names.len() > 30, "the scan finds the views: {names:?}");
+        let mut seen = std::collections::HashMap::new();
+        for (name, file) in &names {
+            if let Some(other) = seen.insert(name, file) {
+                panic!("schema {name} is defined in {other} and in {file}");
+            }
+        }
+    }
+
     #[test]
     fn a_nullable_reference_is_its_schema_admitting_null() {
         let schemas = json!({
