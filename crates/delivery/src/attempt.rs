@@ -194,7 +194,10 @@ impl AttemptContext {
                 } else {
                     attempt.error_kind = Some(ErrorKind::Status);
                     attempt.error = Some(format!("receiver answered {}", answer.status));
-                    attempt.response_headers = kept_headers(&answer.headers);
+                    attempt.response_headers = crate::sender::header_pairs(
+                        &answer.headers,
+                        hookd_core::delivery::RESPONSE_HEADERS_KEPT,
+                    );
                     if matches!(answer.status, 429 | 503) {
                         retry_after = answer.retry_after;
                     }
@@ -267,25 +270,6 @@ impl AttemptContext {
             pause_reason,
         }
     }
-}
-
-/// The response headers kept with a failed attempt: in the order received,
-/// up to [`hookd_core::delivery::RESPONSE_HEADERS_KEPT`] bytes.
-fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    let mut budget = hookd_core::delivery::RESPONSE_HEADERS_KEPT;
-    let mut kept = Vec::new();
-    for (name, value) in headers {
-        let size = name.as_str().len() + value.len();
-        if size > budget {
-            break;
-        }
-        budget -= size;
-        kept.push((
-            name.to_string(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        ));
-    }
-    kept
 }
 
 /// The `result` label of an attempt: success, the status class, or the error kind.

@@ -5,10 +5,9 @@
 
 use bytes::Bytes;
 use hookd_core::{Endpoint, ErrorKind, RotationSignatures, time};
-use http::HeaderMap;
 
 use crate::attempt::{HeaderNames, signed_headers, signing_problem};
-use crate::sender::{BuildError, Sender, SenderSettings};
+use crate::sender::{BuildError, Sender, SenderSettings, header_pairs};
 
 /// Sends probes. Cheap to clone (its connection pool is shared).
 #[derive(Clone)]
@@ -37,18 +36,6 @@ pub struct Probe {
     pub error_kind: Option<ErrorKind>,
     /// What went wrong.
     pub error: Option<String>,
-}
-
-fn pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }
 
 impl Prober {
@@ -90,7 +77,7 @@ impl Prober {
         let mut sent = target.headers().clone();
         sent.extend(signed.clone());
         let mut probe = Probe {
-            request_headers: pairs(&sent),
+            request_headers: header_pairs(&sent, usize::MAX),
             body: envelope.clone(),
             duration_ms: 0,
             status_code: None,
@@ -109,7 +96,7 @@ impl Prober {
         match response.result {
             Ok(answer) => {
                 probe.status_code = Some(answer.status);
-                probe.response_headers = pairs(&answer.headers);
+                probe.response_headers = header_pairs(&answer.headers, usize::MAX);
                 probe.response_excerpt = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
                 if !(200..300).contains(&answer.status) {
                     probe.error_kind = Some(ErrorKind::Status);

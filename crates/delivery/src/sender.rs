@@ -243,6 +243,25 @@ impl Sender {
     }
 }
 
+/// `headers` as (name, value) text pairs in their order, up to `budget`
+/// bytes of names and values (the headers past it are left off).
+pub fn header_pairs(headers: &HeaderMap, budget: usize) -> Vec<(String, String)> {
+    let mut left = budget;
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let size = name.as_str().len() + value.len();
+        if size > left {
+            break;
+        }
+        left -= size;
+        out.push((
+            name.to_string(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    }
+    out
+}
+
 /// Where an endpoint's requests go, and the headers every one of them
 /// carries: prepared once per endpoint and claimed batch (see [`Sender::target`]).
 #[derive(Debug)]
