@@ -342,7 +342,7 @@ async function endpointView(id) {
       ep.previous_secret_expires_at ? [h("dt", {}, "Previous secret valid until"), h("dd", {}, when(ep.previous_secret_expires_at))] : null),
     h("h2", {}, "Last hour"),
     h("dl", { id: "last-hour" },
-      h("dt", {}, "Deliveries"), h("dd", {}, `${stats.n}${stats.more ? "+" : ""}: ` + Object.entries(stats.counts).map(([s, n]) => `${n} ${s}`).join(", ")),
+      h("dt", {}, "Deliveries"), h("dd", {}, `${stats.n}${stats.more ? "+" : ""}` + (stats.n ? ": " + Object.entries(stats.counts).map(([s, n]) => `${n} ${s}`).join(", ") : "")),
       h("dt", {}, "Success rate"), h("dd", { id: "success-rate" }, stats.rate),
       h("dt", {}, "Attempts"), h("dd", {}, String(stats.attempts)),
       h("dt", {}, "Last error"), h("dd", { id: "last-error" }, stats.lastError
