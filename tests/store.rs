@@ -160,6 +160,7 @@ async fn settle(store: &Store, ws: &str, n: usize, status: DeliveryStatus) -> u6
                     trace: None,
                     lane: Lane::Direct,
                     epoch: 0,
+                    ordering_key: None,
                 })
             })
             .collect();
@@ -185,12 +186,18 @@ async fn a_lease_is_judged_by_redis_clock_not_the_daemons() {
     let p = store.keys().partition_of("ws");
     let limits = limits();
     let lease = Duration::from_secs(30);
-    let first = store.claim_due(&p, lease, 10, &limits, "t1").await.unwrap();
+    let first = store
+        .claim_due(&p, lease, 10, &limits, "t1", "hookd")
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].endpoint.id, ep.id);
     // The claim takes no time from the daemon (whose clock may run ahead):
     // Redis's clock sees the lease as live.
-    let second = store.claim_due(&p, lease, 10, &limits, "t2").await.unwrap();
+    let second = store
+        .claim_due(&p, lease, 10, &limits, "t2", "hookd")
+        .await
+        .unwrap();
     assert!(second.is_empty(), "a live lease was taken over: {second:?}");
 }
 
@@ -240,7 +247,7 @@ async fn a_deleted_endpoints_queue_is_failed_in_chunks() {
     loop {
         calls += 1;
         let claimed = store
-            .claim_due(&p, Duration::from_secs(30), 100, &limits, "t")
+            .claim_due(&p, Duration::from_secs(30), 100, &limits, "t", "hookd")
             .await
             .unwrap();
         assert!(claimed.is_empty());
@@ -413,6 +420,7 @@ fn settled_delivery(
         trace: None,
         lane: Lane::Direct,
         epoch: 0,
+        ordering_key: None,
     }
 }
 
@@ -561,14 +569,14 @@ async fn an_attempt_whose_claim_was_taken_over_records_nothing() {
     let limits = limits();
     // A claim whose lease runs out while its request is slow...
     let slow = store
-        .claim_due(&p, Duration::from_millis(1), 10, &limits, "slow")
+        .claim_due(&p, Duration::from_millis(1), 10, &limits, "slow", "hookd")
         .await
         .unwrap();
     assert_eq!(slow.len(), 1);
     tokio::time::sleep(Duration::from_millis(20)).await;
     // ... so another daemon claims the delivery again.
     let fresh = store
-        .claim_due(&p, Duration::from_secs(30), 10, &limits, "fresh")
+        .claim_due(&p, Duration::from_secs(30), 10, &limits, "fresh", "hookd")
         .await
         .unwrap();
     assert_eq!(fresh.len(), 1);
@@ -578,6 +586,7 @@ async fn an_attempt_whose_claim_was_taken_over_records_nothing() {
         workspace: "ws".into(),
         lease: c.lease.clone(),
         job: None,
+        ordering_key: None,
         delivery_created_ms: c.created_at_ms,
         attempt: attempt(1, succeeded),
         outcome: if succeeded {
@@ -901,7 +910,7 @@ async fn first_attempt_slots_leave_a_quarter_to_retries_that_are_due() {
     assert_eq!(granted, [3]);
     // ... and the retry is claimed in it.
     let claimed = store
-        .claim_due(&p, lease, 10, &limits(), "t")
+        .claim_due(&p, lease, 10, &limits(), "t", "hookd")
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -12,6 +12,7 @@ use hookd_control::activity::{self, Activity, Window};
 use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
 use hookd_control::probes::{self, TestEvent, TestResult};
 use hookd_control::recovery::{self, JobView, Recovery};
+use hookd_core::endpoint::{OnGiveUp, Ordering};
 use hookd_core::time::Direction;
 use hookd_core::{DeliveryStatus, Endpoint, RotationSignatures, Scope, SignatureScheme};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -60,6 +61,16 @@ pub struct CreateEndpoint {
     /// absent or `null` takes `[signing] rotation_signatures`.
     #[schema(value_type = Option<hookd_control::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<RotationSignatures>,
+    /// `key`: events of one `ordering_key` arrive one at a time, in
+    /// publish order (each once the one before succeeded or was given up;
+    /// events without a key and other keys go in parallel). Default `none`.
+    #[schema(value_type = Option<hookd_control::schema::OrderingName>)]
+    pub ordering: Option<Ordering>,
+    /// With `ordering: key`: `continue` (default: a given-up delivery is
+    /// failed and its key goes on) or `hold` (its key waits until it is
+    /// redelivered or skipped).
+    #[schema(value_type = Option<hookd_control::schema::OnGiveUpName>)]
+    pub ordering_on_give_up: Option<OnGiveUp>,
 }
 
 /// Absent fields stay as they are; `null` clears the optional ones
@@ -97,6 +108,12 @@ pub struct UpdateEndpoint {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<hookd_control::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<Option<RotationSignatures>>,
+    /// `key` or `none`.
+    #[schema(value_type = Option<hookd_control::schema::OrderingName>)]
+    pub ordering: Option<Ordering>,
+    /// `continue` or `hold`.
+    #[schema(value_type = Option<hookd_control::schema::OnGiveUpName>)]
+    pub ordering_on_give_up: Option<OnGiveUp>,
 }
 
 /// [`present`] for counts (`3.0` is 3).
@@ -225,6 +242,8 @@ pub async fn create(
             rate_limit: req.rate_limit,
             scheme: req.scheme.unwrap_or_default(),
             rotation_signatures: req.rotation_signatures,
+            ordering: req.ordering.unwrap_or_default(),
+            ordering_on_give_up: req.ordering_on_give_up.unwrap_or_default(),
         },
     )
     .await?;
@@ -293,6 +312,8 @@ pub async fn update(
         max_concurrency: req.max_concurrency,
         rate_limit: req.rate_limit,
         rotation_signatures: req.rotation_signatures,
+        ordering: req.ordering,
+        ordering_on_give_up: req.ordering_on_give_up,
     };
     let ep = endpoints::update(
         &state.store,

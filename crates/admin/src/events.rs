@@ -42,6 +42,11 @@ pub struct PublishEvent {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub fields: BTreeMap<String, serde_json::Value>,
+    /// Events of the workspace with the same key (an order or card id)
+    /// reach endpoints with `ordering: key` one at a time, in publish
+    /// order. Not payload: it never enters the envelope.
+    #[schema(min_length = 1, max_length = 256)]
+    pub ordering_key: Option<String>,
 }
 
 /// Publish an event.
@@ -105,6 +110,7 @@ pub async fn publish(
         members,
         traceparent,
         tracestate,
+        ordering_key: req.ordering_key,
     };
     let published = events::publish(&state.store, state.settings.event_limits, new).await?;
     if published.repeat {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hookd_core::endpoint::{OnGiveUp, Ordering};
 use hookd_core::network::NetworkPolicy;
 use hookd_core::{Endpoint, RotationSignatures, SignatureScheme, time};
 use hookd_store::Store;
@@ -63,6 +64,10 @@ pub struct NewEndpoint {
     pub scheme: SignatureScheme,
     /// Signatures during a rotation (`None`: the configured default).
     pub rotation_signatures: Option<RotationSignatures>,
+    /// Whether events of one ordering key arrive one at a time, in order.
+    pub ordering: Ordering,
+    /// With ordering by key: what a given-up head does to its key.
+    pub ordering_on_give_up: OnGiveUp,
 }
 
 /// Registers an endpoint; the returned endpoint carries its new secret.
@@ -81,6 +86,8 @@ pub async fn create(
     ep.max_concurrency = new.max_concurrency;
     ep.rate_limit = new.rate_limit;
     ep.rotation_signatures = new.rotation_signatures;
+    ep.ordering = new.ordering;
+    ep.ordering_on_give_up = new.ordering_on_give_up;
     policy.check(&ep)?;
     store.create_endpoint(&ep).await?;
     store
@@ -134,6 +141,10 @@ pub struct EndpointChange {
     pub rate_limit: Option<Option<u32>>,
     /// A rotation setting; `Some(None)` returns to the default.
     pub rotation_signatures: Option<Option<RotationSignatures>>,
+    /// Ordering by key on or off.
+    pub ordering: Option<Ordering>,
+    /// What a given-up head does to its key.
+    pub ordering_on_give_up: Option<OnGiveUp>,
 }
 
 impl EndpointChange {
@@ -148,6 +159,8 @@ impl EndpointChange {
             ("max_concurrency", self.max_concurrency.is_some()),
             ("rate_limit", self.rate_limit.is_some()),
             ("rotation_signatures", self.rotation_signatures.is_some()),
+            ("ordering", self.ordering.is_some()),
+            ("ordering_on_give_up", self.ordering_on_give_up.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -189,6 +202,12 @@ pub async fn update(
             }
             if let Some(r) = change.rotation_signatures {
                 ep.rotation_signatures = r;
+            }
+            if let Some(o) = change.ordering {
+                ep.ordering = o;
+            }
+            if let Some(o) = change.ordering_on_give_up {
+                ep.ordering_on_give_up = o;
             }
             policy.check(ep)
         })
@@ -362,6 +381,16 @@ pub struct EndpointView {
     /// secret) or `newest` (one); `null` takes the configured default.
     #[schema(value_type = Option<crate::schema::RotationSignaturesName>)]
     pub rotation_signatures: Option<RotationSignatures>,
+    /// `key`: events of one `ordering_key` arrive one at a time, in publish
+    /// order (the next once the one before succeeded or was given up);
+    /// `none`: in parallel.
+    #[schema(value_type = crate::schema::OrderingName)]
+    pub ordering: Ordering,
+    /// With `ordering: key`, what a given-up delivery does to its key:
+    /// `continue` (the next goes) or `hold` (the key waits until the
+    /// delivery is redelivered or skipped).
+    #[schema(value_type = crate::schema::OnGiveUpName)]
+    pub ordering_on_give_up: OnGiveUp,
     /// Its signing secret: only in the answers of create and rotate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -409,6 +438,8 @@ impl EndpointView {
                 .map(time::format_rfc3339_ms),
             secret: with_secret.then(|| ep.secret.clone()),
             rotation_signatures: ep.rotation_signatures,
+            ordering: ep.ordering,
+            ordering_on_give_up: ep.ordering_on_give_up,
             id: ep.id,
             workspace: ep.workspace,
             url: ep.url,

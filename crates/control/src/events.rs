@@ -38,6 +38,9 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
     /// The producer's `tracestate`, kept only with a `traceparent`.
     pub tracestate: Option<String>,
+    /// Events with the same key reach endpoints with `ordering: key` in
+    /// publish order (never payload).
+    pub ordering_key: Option<String>,
 }
 
 /// What publishing wrote.
@@ -70,6 +73,9 @@ pub async fn publish(store: &Store, limits: EventLimits, new: NewEvent) -> Actio
         if let Some(state) = new.tracestate {
             fields.push(("tracestate".to_string(), state));
         }
+    }
+    if let Some(key) = new.ordering_key {
+        fields.push(("ordering_key".to_string(), key));
     }
     let mut reserved = Vec::new();
     for (name, value) in new.members {
@@ -118,6 +124,7 @@ pub(crate) fn refused(r: event::Rejection) -> ActionError {
         "invalid_json" | "too_large" => "/data",
         "invalid_occurred_at" => "/occurred_at",
         "invalid_id" => "/id",
+        "invalid_ordering_key" => "/ordering_key",
         "invalid_workspace" => "/path/ws",
         "too_many_fields" | "duplicate_field" | "reserved_field" => "/fields",
         _ => "",

@@ -3,6 +3,7 @@
 //! admin API's requests. The enums are read off core's own (`ALL`), not
 //! written again.
 
+use hookd_core::endpoint::{OnGiveUp, Ordering};
 use hookd_core::{
     AttemptTrigger, DeliveryStatus, ErrorKind, RotationSignatures, Scope, SignatureScheme, api_key,
 };
@@ -86,6 +87,18 @@ derived_enum! {
     /// Signatures during a rotation's grace window: one per valid secret, or
     /// only the newest.
     RotationSignaturesName = written(&RotationSignatures::ALL)
+}
+
+derived_enum! {
+    /// `key`: events of one `ordering_key` arrive one at a time, in publish
+    /// order; `none`: in parallel.
+    OrderingName = written(&Ordering::ALL)
+}
+
+derived_enum! {
+    /// What a given-up head does to its key: `continue` (the next goes) or
+    /// `hold` (the key waits for an operator's redeliver or skip).
+    OnGiveUpName = written(&OnGiveUp::ALL)
 }
 
 derived_enum! {

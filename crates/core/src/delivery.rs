@@ -16,16 +16,20 @@ pub enum DeliveryStatus {
     Succeeded,
     /// No attempt left (max attempts or max age), or its endpoint is gone.
     Failed,
+    /// Behind an earlier delivery of its ordering key (an endpoint with
+    /// `ordering: key`); it goes once that one has succeeded or was given up.
+    Waiting,
 }
 
 impl DeliveryStatus {
     /// Every status (the Lua scripts get a constant for each).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Pending,
         Self::Held,
         Self::Retrying,
         Self::Succeeded,
         Self::Failed,
+        Self::Waiting,
     ];
 
     /// The name the API, the CLI and Redis use.
@@ -36,6 +40,7 @@ impl DeliveryStatus {
             Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Waiting => "waiting",
         }
     }
 

@@ -42,6 +42,66 @@ impl SignatureScheme {
     }
 }
 
+/// Whether an endpoint's deliveries keep their events' order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// Deliveries go in parallel and retry independently.
+    #[default]
+    None,
+    /// Events of one `ordering_key` are delivered one at a time, in publish
+    /// order: the next starts once the one before has succeeded or been
+    /// given up. Events without a key are unordered.
+    Key,
+}
+
+/// What an ordered endpoint does with a key whose head delivery is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnGiveUp {
+    /// It is recorded as failed and the key goes on.
+    #[default]
+    Continue,
+    /// The key stops until an operator redelivers or skips the head.
+    Hold,
+}
+
+impl Ordering {
+    /// Every choice.
+    pub const ALL: [Self; 2] = [Self::None, Self::Key];
+
+    /// `none` or `key`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "key" => Some(Self::Key),
+            _ => None,
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+impl OnGiveUp {
+    /// Every choice.
+    pub const ALL: [Self; 2] = [Self::Continue, Self::Hold];
+
+    /// `continue` or `hold`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "continue" => Some(Self::Continue),
+            "hold" => Some(Self::Hold),
+            _ => None,
+        }
+    }
+
+    fn is_continue(&self) -> bool {
+        *self == Self::Continue
+    }
+}
+
 /// An endpoint whose attempts are failing in a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failing {
@@ -90,6 +150,12 @@ pub struct Endpoint {
     /// Most attempts per second to this endpoint, across all daemons; `None`: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// `key`: events of one `ordering_key` arrive one at a time, in order.
+    #[serde(default, skip_serializing_if = "Ordering::is_none")]
+    pub ordering: Ordering,
+    /// With `ordering: key`, what a given-up head does to its key.
+    #[serde(default, skip_serializing_if = "OnGiveUp::is_continue")]
+    pub ordering_on_give_up: OnGiveUp,
     /// Free-form labels kept for the workspace (never sent to the receiver).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -186,6 +252,11 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
+    /// Whether deliveries of an event with this key are ordered here.
+    pub fn orders(&self, ordering_key: Option<&str>) -> bool {
+        self.ordering == Ordering::Key && ordering_key.is_some()
+    }
+
     /// Applies `f` to the current and every previous secret, and to the
     /// custom header values (often a receiver's `Authorization`): sealing for
     /// storage, opening after reading.
@@ -226,6 +297,8 @@ impl Endpoint {
             headers: BTreeMap::new(),
             max_concurrency: None,
             rate_limit: None,
+            ordering: Ordering::None,
+            ordering_on_give_up: OnGiveUp::Continue,
             metadata: BTreeMap::new(),
             created_at_ms,
             paused: false,

@@ -13,7 +13,7 @@ use crate::{id, time};
 const RESERVED: [&str; 5] = ["id", "type", "workspaceId", "createdAt", "data"];
 /// Stream fields with a meaning of their own (everything else is passed through).
 /// `traceparent` and `tracestate` are trace context, never payload.
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     "id",
     "type",
     "workspace",
@@ -21,7 +21,10 @@ const KNOWN: [&str; 7] = [
     "occurred_at",
     "traceparent",
     "tracestate",
+    "ordering_key",
 ];
+/// Longest `ordering_key`, in bytes.
+pub const MAX_ORDERING_KEY: usize = 256;
 /// An extra field named `json:<name>` holds JSON, and enters the envelope as
 /// member `<name>` with that JSON value (validated like `data`); any other
 /// extra field enters it as a string.
@@ -123,6 +126,9 @@ pub struct Event {
     pub envelope: Vec<u8>,
     /// The producer's trace context, when it sent a valid one.
     pub trace: Option<crate::trace::TraceParent>,
+    /// `ordering_key`: events of a workspace with the same key reach an
+    /// endpoint with `ordering: key` in publish order.
+    pub ordering_key: Option<String>,
 }
 
 /// Why an entry was refused. `code` is stable; `message` says what to fix.
@@ -354,6 +360,19 @@ impl Event {
                 let state = get("tracestate").and_then(|v| std::str::from_utf8(v).ok());
                 crate::trace::TraceParent::parse(tp, state)
             });
+        let ordering_key = match get("ordering_key") {
+            None => None,
+            Some(v) => {
+                let v = text("ordering_key", v)?;
+                if v.is_empty() || v.len() > MAX_ORDERING_KEY {
+                    return Err(reject(
+                        "invalid_ordering_key",
+                        format!("`ordering_key` must be 1..{MAX_ORDERING_KEY} bytes"),
+                    ));
+                }
+                Some(v.to_string())
+            }
+        };
         Ok(Event {
             id,
             event_type: event_type.to_string(),
@@ -361,6 +380,7 @@ impl Event {
             created_at_ms,
             envelope,
             trace,
+            ordering_key,
         })
     }
 }
@@ -403,7 +423,7 @@ pub fn fingerprint(fields: &[(String, String)]) -> String {
 
 /// The entry fields with a meaning of their own; a publisher's extra fields
 /// may not use these names.
-pub const RESERVED_FIELDS: [&str; 7] = [
+pub const RESERVED_FIELDS: [&str; 8] = [
     "type",
     "workspace",
     "data",
@@ -411,6 +431,7 @@ pub const RESERVED_FIELDS: [&str; 7] = [
     "occurred_at",
     "traceparent",
     "tracestate",
+    "ordering_key",
 ];
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub struct HeaderNames {
     attempt: HeaderName,
     timestamp: HeaderName,
     signature: HeaderName,
+    sequence: HeaderName,
 }
 
 impl HeaderNames {
@@ -35,6 +36,7 @@ impl HeaderNames {
             attempt: name("Attempt")?,
             timestamp: name("Timestamp")?,
             signature: name("Signature")?,
+            sequence: name("Sequence")?,
         })
     }
 }
@@ -159,6 +161,14 @@ impl AttemptContext {
             &c.envelope,
             started_at_ms,
         );
+        if let Some(sequence) = c.sequence {
+            // An ordered endpoint's delivery: its place in its key's order.
+            let value = HeaderValue::from(sequence);
+            if c.endpoint.scheme == SignatureScheme::StandardWebhooks {
+                headers.insert(HeaderName::from_static("webhook-sequence"), value.clone());
+            }
+            headers.insert(self.headers.sequence.clone(), value);
+        }
         let span = self.spans.as_deref().map(|t| AttemptSpan::start(t, &c));
         if let Some(span) = &span {
             headers.insert(HeaderName::from_static("traceparent"), span.traceparent());
@@ -263,6 +273,7 @@ impl AttemptContext {
             workspace: c.endpoint.workspace.clone(),
             lease: c.lease,
             job: c.job,
+            ordering_key: c.ordering_key,
             delivery_id: c.delivery_id,
             delivery_created_ms: c.created_at_ms,
             attempt,

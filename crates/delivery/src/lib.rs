@@ -180,6 +180,7 @@ pub async fn run(
             settings: settings.schedule.clone(),
             wake,
             consumer: settings.ingest.consumer.clone(),
+            group: settings.ingest.group.clone(),
         };
         let (ingest_stop, schedule_stop) = (shutdown.clone(), shutdown.clone());
         let grace = settings.schedule.shutdown_grace;

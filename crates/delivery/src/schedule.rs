@@ -46,6 +46,9 @@ pub(crate) struct Scheduler {
     pub wake: Arc<Notify>,
     /// This daemon's consumer name: the claims' lease tokens start with it.
     pub consumer: String,
+    /// The consumer group (a key's head starts only once no earlier entry
+    /// of the key is pending there unordered).
+    pub group: String,
 }
 
 impl Scheduler {
@@ -86,6 +89,7 @@ impl Scheduler {
                     free.min(self.settings.claim_batch),
                     &self.settings.limits,
                     &token,
+                    &self.group,
                 )
                 .await;
             match claimed {

@@ -470,6 +470,7 @@ mod tests {
             trace: None,
             lane: hookd_store::ingest::Lane::Direct,
             epoch: 0,
+            ordering_key: None,
         }
     }
 

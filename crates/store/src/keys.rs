@@ -35,6 +35,10 @@
 //! | `P:ws:<ws>:audit` | stream | the workspace's audit log: one entry per change (who, what, which, request id), trimmed to the history retention (see `audit.rs`) |
 //! | `P:rl:<endpoint>:<second>` | string | attempts claimed in that second, for the endpoint's rate limit (expires after 2 s) |
 //! | `P:job:<job>` | hash | a recovery job's progress (`matched`, `queued`, `done`, ...) |
+//! | `P:ordered` | set | endpoints with `ordering: key`: while it has a member, reads go through `lua/read.lua` |
+//! | `P:ws:<ws>:ok:<key>` | list | keyed entries read and not yet ordered, in stream order (`lua/read.lua` adds, `lua/settle.lua` removes); a later delivery of the key waits while an earlier entry is here |
+//! | `P:ord:<endpoint>:<key>` | zset | an ordered endpoint's deliveries of one key (members `<ms>-<seq padded to 10>`, of their entry ids), first = the head being attempted, the rest `waiting` |
+//! | `P:ep:<endpoint>:seq` | hash | ordering key -> the last `X-Hookd-Sequence` given there |
 //! | `P:ship` | stream | with `[history] postgres_url`: history records not yet shipped to PostgreSQL, written in the step that writes them to Redis (see `ship.rs`) |
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
@@ -312,6 +316,9 @@ kinds! {
     LOGS = "logs", ":logs", None, "";
     CONFIG = "config", ":cfg", None, "";
     SHIP = "ship", ":ship", None, "";
+    ORDERED = "ordered", ":ordered", None, "";
+    ORDER = "order", ":ord:", Plain, "";
+    SEQUENCES = "sequences", ":ep:", Plain, ":seq";
 }
 
 impl PartitionKeys {
@@ -448,6 +455,34 @@ impl PartitionKeys {
     pub fn job(&self, id: &str) -> String {
         self.key(&JOB, id)
     }
+    /// Endpoints with `ordering: key` (while there is one, reads note keyed entries).
+    pub fn ordered(&self) -> String {
+        self.key(&ORDERED, "")
+    }
+    /// Keyed entries of (workspace, ordering key) read and not yet ordered,
+    /// in stream order (written by `lua/read.lua`).
+    pub fn order_reads(&self, workspace: &str, key: &str) -> String {
+        let (before, after) = self.order_reads_affixes();
+        format!("{before}{}{after}{key}", ws(workspace))
+    }
+    /// What `lua/read.lua` puts around `<byte length>:<workspace>` and
+    /// after which it writes the key, to name a read list.
+    pub fn order_reads_affixes(&self) -> (String, &'static str) {
+        (format!("{}:ws:", self.tag), ":ok:")
+    }
+    /// An ordered endpoint's deliveries of one key, in stream order: the
+    /// first is the key's head there, the rest wait behind it.
+    pub fn order(&self, endpoint: &str, key: &str) -> String {
+        self.key(&ORDER, &format!("{endpoint}:{key}"))
+    }
+    /// What every order zset's name starts with (then `<endpoint>:<key>`).
+    pub fn order_prefix(&self) -> String {
+        format!("{}{}", self.tag, ORDER.prefix)
+    }
+    /// An ordered endpoint's sequence counters, one field per key.
+    pub fn sequences(&self, endpoint: &str) -> String {
+        self.key(&SEQUENCES, endpoint)
+    }
 }
 
 /// Whose state a key of a partition holds: what `hookd repartition` needs
@@ -476,12 +511,14 @@ impl PartitionKeys {
         };
         let first = |id: &str| id.split(':').next().map(str::to_string);
         Some(match kind {
-            "ready" | "logs" | "cfg" | "dead" | "ship" | "lanes" if id.is_empty() => {
+            "ready" | "logs" | "cfg" | "dead" | "ship" | "lanes" | "ordered" if id.is_empty() => {
                 Owner::Partition
             }
             "rl" => Owner::Ephemeral,
             "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
-            "ep" | "due" | "lease" | "held" | "lane" | "taken" => Owner::Endpoint(first(id)?),
+            "ep" | "due" | "lease" | "held" | "lane" | "taken" | "ord" => {
+                Owner::Endpoint(first(id)?)
+            }
             "dlv" => {
                 let delivery = id.strip_suffix(":attempts").unwrap_or(id);
                 let (_, endpoint) = hookd_core::delivery::parse_delivery_id(delivery)?;
@@ -641,6 +678,7 @@ mod tests {
             include_str!("lua/sightings.lua"),
             include_str!("lua/ready.lua"),
             include_str!("lua/take.lua"),
+            include_str!("lua/read.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {
@@ -668,7 +706,7 @@ mod tests {
         }
         let prelude = lua_prelude();
         assert!(prelude.contains("local STATUS_HELD = 'held'"));
-        assert!(prelude.contains("local SETTLE_FIELDS = 17"));
+        assert!(prelude.contains("local SETTLE_FIELDS = 18"));
     }
 
     /// The shared vectors producers in other languages check against

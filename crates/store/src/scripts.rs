@@ -12,22 +12,22 @@ use redis::Script;
 pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("SETTLE_FIELDS", SETTLE_FIELDS),
     ("SETTLE_ENDPOINT_KEYS", 6),
-    ("SETTLE_DURABLE_KEYS", 3),
+    ("SETTLE_DURABLE_KEYS", 5),
     ("RECORD_FIELDS", RECORD_FIELDS),
     ("RECORD_ENDPOINT_KEYS", 4),
-    ("RECORD_KEYS", 3),
+    ("RECORD_KEYS", 4),
     ("CLAIM_FIELDS", CLAIM_FIELDS),
-    ("CLAIM_ENDPOINT_KEYS", 6),
+    ("CLAIM_ENDPOINT_KEYS", 7),
     ("CLAIM_DELIVERY_KEYS", 2),
     ("REQUEUE_KEYS", 5),
     ("SLOT_KEYS", 3),
 ];
 
 /// Values per claimed delivery in the reply of `lua/claim.lua`.
-pub(crate) const CLAIM_FIELDS: usize = 11;
+pub(crate) const CLAIM_FIELDS: usize = 13;
 
 /// Values per delivery of `lua/settle.lua`.
-pub(crate) const SETTLE_FIELDS: usize = 17;
+pub(crate) const SETTLE_FIELDS: usize = 18;
 /// Values per attempt of `lua/record.lua`.
 pub(crate) const RECORD_FIELDS: usize = 12;
 

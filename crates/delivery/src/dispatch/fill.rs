@@ -520,6 +520,8 @@ impl Dispatch {
             trace: event.trace.clone().map(Arc::new),
             lease: String::new(),
             job: None,
+            ordering_key: None,
+            sequence: None,
         };
         self.spawn_attempt(claimed, target.clone(), permits, settled);
     }
@@ -649,6 +651,7 @@ impl Dispatch {
                 trace: None,
                 lane,
                 epoch: 0,
+                ordering_key: None,
             }))
             .await;
     }

@@ -186,6 +186,9 @@ enum Route {
     /// The due queue (rate-limited, unreadable or deleted endpoint): the
     /// scheduler's claims take it.
     Due,
+    /// Its endpoint orders by key and its event has one: into the key's
+    /// order (the due queue when it is the key's head), never sent from here.
+    Ordered,
 }
 
 impl Dispatch {
@@ -316,7 +319,7 @@ impl Dispatch {
             let mut routes = Vec::with_capacity(subscribers.len());
             let mut shared: Option<Arc<HeldEntry>> = None;
             for endpoint_id in subscribers.iter() {
-                let route = match self.route(endpoint_id) {
+                let route = match self.route(endpoint_id, event.ordering_key.as_deref()) {
                     Route::Lane => match self.index.hold(
                         &event.workspace,
                         endpoint_id,
@@ -417,10 +420,22 @@ impl Dispatch {
 
     /// Whether every delivery of an event of this type goes to a lane now
     /// (it has subscribers, each with deliveries waiting in its lane).
+    /// (Never when one orders by key: its keyed deliveries must not enter a lane.)
     pub fn lane_only(&self, workspace: &str, event_type: &str) -> bool {
         self.config
             .subscribers(workspace, event_type)
-            .is_some_and(|subs| !subs.is_empty() && subs.iter().all(|ep| self.backlogged(ep)))
+            .is_some_and(|subs| {
+                !subs.is_empty()
+                    && subs
+                        .iter()
+                        .all(|ep| self.backlogged(ep) && !self.ordered(ep))
+            })
+    }
+
+    /// Whether `endpoint` orders its deliveries by key (as cached).
+    fn ordered(&self, endpoint: &str) -> bool {
+        matches!(self.config.endpoints.get(endpoint), Some(Some(c))
+            if c.endpoint.as_ref().is_some_and(|ep| ep.ordering == hookd_core::endpoint::Ordering::Key))
     }
 
     /// Drops the cache when the partition's configuration changed; asked at
@@ -473,6 +488,7 @@ impl Dispatch {
             trace: event.trace.clone().map(Arc::new),
             lane,
             epoch,
+            ordering_key: None,
         }
     }
 
@@ -507,9 +523,14 @@ impl Dispatch {
                 Route::Lane | Route::Here | Route::Redis => continue,
                 Route::Hold => DeliveryStatus::Held,
                 Route::Due => DeliveryStatus::Pending,
+                Route::Ordered => DeliveryStatus::Waiting,
                 Route::Send(..) => DeliveryStatus::Succeeded,
             };
-            let settled = self.settled(&entry, &ready, &endpoint_id, status, Lane::Direct, epoch);
+            let mut settled =
+                self.settled(&entry, &ready, &endpoint_id, status, Lane::Direct, epoch);
+            if status == DeliveryStatus::Waiting {
+                settled.ordering_key = ready.0.ordering_key.as_deref().map(Arc::from);
+            }
             match route {
                 Route::Send(endpoint, target, permits) => {
                     let (event, envelope) = &ready;
@@ -525,6 +546,8 @@ impl Dispatch {
                         trace: trace.clone(),
                         lease: String::new(),
                         job: None,
+                        ordering_key: None,
+                        sequence: None,
                     };
                     self.spawn_attempt(claimed, target, permits, settled);
                 }
@@ -565,12 +588,19 @@ impl Dispatch {
         });
     }
 
-    /// Where one delivery goes now.
-    fn route(&mut self, endpoint_id: &str) -> Route {
+    /// Where one delivery goes now (of an event with `ordering_key`).
+    fn route(&mut self, endpoint_id: &str, ordering_key: Option<&str>) -> Route {
         let Some(Some(cached)) = self.config.endpoints.get(endpoint_id) else {
             // Deleted since: settling fails it (`endpoint_deleted`).
             return Route::Due;
         };
+        if cached
+            .endpoint
+            .as_ref()
+            .is_some_and(|ep| ep.orders(ordering_key))
+        {
+            return Route::Ordered;
+        }
         if cached.state.paused {
             return Route::Hold;
         }

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use hookd_control::endpoints::{self, EndpointChange, EndpointView, MapChange, NewEndpoint};
 use hookd_control::probes::{self, TestEvent};
+use hookd_core::endpoint::{OnGiveUp, Ordering};
 use hookd_core::{Endpoint, RotationSignatures, SignatureScheme};
 use hookd_store::Store;
 use hookd_store::audit::Actor;
@@ -50,6 +51,15 @@ pub enum EndpointCommand {
         /// secret) or `newest` (one); default: [signing] rotation_signatures.
         #[arg(long, value_parser = ["all", "newest"])]
         rotation_signatures: Option<String>,
+        /// `key`: events of one ordering key arrive one at a time, in publish
+        /// order; `none` (default): in parallel.
+        #[arg(long, value_parser = ["none", "key"])]
+        ordering: Option<String>,
+        /// With `--ordering key`: `continue` (default: a given-up delivery is
+        /// failed and its key goes on) or `hold` (the key waits until it is
+        /// redelivered or skipped).
+        #[arg(long, value_parser = ["continue", "hold"])]
+        ordering_on_give_up: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -115,6 +125,15 @@ pub enum EndpointCommand {
         /// `all`, `newest`, or `default` to follow [signing] rotation_signatures.
         #[arg(long, value_parser = ["all", "newest", "default"])]
         rotation_signatures: Option<String>,
+        /// `key`: events of one ordering key arrive one at a time, in publish
+        /// order; `none` (default): in parallel.
+        #[arg(long, value_parser = ["none", "key"])]
+        ordering: Option<String>,
+        /// With `--ordering key`: `continue` (default: a given-up delivery is
+        /// failed and its key goes on) or `hold` (the key waits until it is
+        /// redelivered or skipped).
+        #[arg(long, value_parser = ["continue", "hold"])]
+        ordering_on_give_up: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -150,6 +169,8 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             rate_limit,
             scheme,
             rotation_signatures,
+            ordering,
+            ordering_on_give_up,
             out,
         } => {
             let scheme = SignatureScheme::parse(&scheme).with_context(|| {
@@ -172,6 +193,14 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
                     rotation_signatures: rotation_signatures
                         .as_deref()
                         .and_then(RotationSignatures::parse),
+                    ordering: ordering
+                        .as_deref()
+                        .and_then(Ordering::parse)
+                        .unwrap_or_default(),
+                    ordering_on_give_up: ordering_on_give_up
+                        .as_deref()
+                        .and_then(OnGiveUp::parse)
+                        .unwrap_or_default(),
                 },
             )
             .await
@@ -223,6 +252,8 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
             headers,
             metadata,
             rotation_signatures,
+            ordering,
+            ordering_on_give_up,
             out,
         } => {
             let merge = |pairs: Vec<(String, String)>| {
@@ -250,6 +281,8 @@ pub async fn run(config: &Config, cmd: EndpointCommand) -> anyhow::Result<()> {
                 rotation_signatures: rotation_signatures
                     .as_deref()
                     .map(RotationSignatures::parse),
+                ordering: ordering.as_deref().and_then(Ordering::parse),
+                ordering_on_give_up: ordering_on_give_up.as_deref().and_then(OnGiveUp::parse),
             };
             let ep = endpoints::update(
                 &store,

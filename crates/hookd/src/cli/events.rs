@@ -31,6 +31,10 @@ pub struct PublishArgs {
     /// on the stream as the field `json:<name>`).
     #[arg(long = "json-field")]
     json_fields: Vec<String>,
+    /// Events with the same key reach endpoints with `--ordering key` in
+    /// publish order (up to 256 bytes; never payload).
+    #[arg(long)]
+    ordering_key: Option<String>,
     #[command(flatten)]
     out: JsonFlag,
 }
@@ -56,6 +60,7 @@ pub async fn publish(config: &Config, args: PublishArgs) -> anyhow::Result<()> {
         event_type: args.event_type,
         data: args.data,
         members,
+        ordering_key: args.ordering_key,
         ..NewEvent::default()
     };
     let store = connect(config).await?;

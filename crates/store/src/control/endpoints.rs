@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use hookd_core::Endpoint;
+use hookd_core::endpoint::{OnGiveUp, Ordering};
 use hookd_core::sealing::SealError;
 
 use crate::keys::PartitionKeys;
@@ -104,24 +105,37 @@ fn read_doc(id: &str, doc: &[u8]) -> Result<Endpoint> {
 
 /// What the claim script reads from the endpoint hash beside the document:
 /// its limits ('' = none) and its workspace.
-fn limits(ep: &Endpoint) -> [(&'static str, String); 3] {
+/// and, for record.lua, its ordering ('', `key`, or `hold`: a given-up head
+/// holds its key).
+fn limits(ep: &Endpoint) -> [(&'static str, String); 4] {
     let text = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    let ordering = match (ep.ordering, ep.ordering_on_give_up) {
+        (Ordering::None, _) => "",
+        (Ordering::Key, OnGiveUp::Continue) => "key",
+        (Ordering::Key, OnGiveUp::Hold) => "hold",
+    };
     [
         ("max_concurrency", text(ep.max_concurrency)),
         ("rate_limit", text(ep.rate_limit)),
         ("ws", ep.workspace.clone()),
+        ("ordering", ordering.to_string()),
     ]
 }
 
-/// The sets an endpoint id is a member of for its event types.
+/// The sets an endpoint id is a member of for its event types (and the
+/// partition's ordered endpoints, when it is one).
 fn subscriptions(p: &PartitionKeys, ep: &Endpoint) -> Vec<String> {
-    match &ep.event_types {
+    let mut sets = match &ep.event_types {
         None => vec![p.all_subscribers(&ep.workspace)],
         Some(types) => types
             .iter()
             .map(|t| p.type_subscribers(&ep.workspace, t))
             .collect(),
+    };
+    if ep.ordering == Ordering::Key {
+        sets.push(p.ordered());
     }
+    sets
 }
 
 /// How often a compare-and-set write re-reads and re-applies its change

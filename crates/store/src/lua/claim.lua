@@ -11,21 +11,32 @@
 -- keys of those candidates; this step checks each is still due and writes.
 -- (`refresh` comes from queues.lua, prepended when the script is loaded.)
 --
--- KEYS[1] = ready zset, then CLAIM_ENDPOINT_KEYS per endpoint (hash, due,
---   leases, held, workspace leases, this second's rate counter), then
---   CLAIM_DELIVERY_KEYS per candidate (delivery hash, envelope)
+-- An ordered endpoint's key head comes due with status `waiting`: it is
+-- started (status `pending`, its sequence number given) only once no
+-- earlier entry of its key is still unordered (in the key's read list, and
+-- pending in the group: an entry acknowledged without being ordered is
+-- dropped from the list); else it is looked at again 50 ms later.
+--
+-- KEYS[1] = ready zset, KEYS[2] = stream, then CLAIM_ENDPOINT_KEYS per
+--   endpoint (hash, due, leases, held, workspace leases, this second's rate
+--   counter, sequences), then CLAIM_DELIVERY_KEYS per candidate (delivery
+--   hash, envelope)
 -- ARGV[1] = lease (ms), ARGV[2] = limit, ARGV[3] = default max concurrency per
 -- endpoint, ARGV[4] = the most any endpoint may have in flight, ARGV[5] = the
 -- most a workspace may have in flight (over all its endpoints, counted by its
 -- own lease set), ARGV[6] = the lease token (written into each claimed
 -- delivery's hash and required by record.lua, so only the latest claim of a
--- delivery records it), ARGV[7] = endpoints, then per endpoint: id, candidates;
+-- delivery records it), ARGV[7] = group, ARGV[8], ARGV[9] = a key's read
+-- list name around `<byte length>:<workspace>` (see read.lua),
+-- ARGV[10] = the prefix of order zsets (`<prefix><endpoint>:<key>`),
+-- ARGV[11] = endpoints, then per endpoint: id, candidates;
 -- then the candidates' ids, endpoint by endpoint.
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
 -- count, then CLAIM_FIELDS per delivery: id, attempts so far, created (ms), event id,
 -- event type, envelope key, envelope (nil when an earlier delivery of this reply
 -- carried the same event's), manual ('1' when an operator asked for this attempt),
--- traceparent, tracestate, recovery job ('' for none).
+-- traceparent, tracestate, recovery job ('' for none), ordering key ('' for
+-- none), sequence number ('' for none).
 -- The doc and each envelope travel once per reply, not once per delivery.
 local ready = KEYS[1]
 -- Lease expiry is judged by Redis's clock, not the calling daemon's: a daemon
@@ -33,7 +44,9 @@ local ready = KEYS[1]
 local now = clock_ms()
 local lease, limit, default_cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_cap, ws_cap, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local n_eps = tonumber(ARGV[7])
+local stream, group, reads_before, reads_after = KEYS[2], ARGV[7], ARGV[8], ARGV[9]
+local order_prefix = ARGV[10]
+local n_eps = tonumber(ARGV[11])
 -- Per workspace lease key of this call: attempts in flight now.
 local ws_used = {}
 local out = {}
@@ -42,8 +55,8 @@ local sent = {}
 -- Formatted once: a number argument costs Redis a printf per use.
 local leased_until = string.format('%d', now + lease)
 local share = math.max(1, math.ceil(limit / math.max(1, n_eps)))
-local function ep_key(e, k) return KEYS[1 + (e - 1) * CLAIM_ENDPOINT_KEYS + k] end
-local base = 1 + n_eps * CLAIM_ENDPOINT_KEYS
+local function ep_key(e, k) return KEYS[2 + (e - 1) * CLAIM_ENDPOINT_KEYS + k] end
+local base = 2 + n_eps * CLAIM_ENDPOINT_KEYS
 local function dl_key(c, k) return KEYS[base + (c - 1) * CLAIM_DELIVERY_KEYS + k] end
 
 -- Whether candidate `id` is still in the due queue, due now.
@@ -52,12 +65,30 @@ local function still_due(duekey, id)
   return score and tonumber(score) <= now
 end
 
+-- Whether the head `id` (of endpoint `ep`, key `okey`, workspace `ws`) may
+-- start: it is still its key's head (an earlier entry ordered since takes
+-- its place; it comes due again when that one ends: 'gone'), and no earlier
+-- entry of its key still waits to be ordered (false: look again shortly).
+local function may_start(ep, ws, okey, id)
+  local entry = string.match(id, '^dlv_([^_]+)_')
+  if redis.call('ZRANGE', order_prefix .. ep .. ':' .. okey, 0, 0)[1] ~= order_member(entry) then
+    return 'gone'
+  end
+  local reads = reads_before .. #ws .. ':' .. ws .. reads_after .. okey
+  while true do
+    local first = redis.call('LINDEX', reads, 0)
+    if not first or not entry_before(first, entry) then return true end
+    if #redis.call('XPENDING', stream, group, first, first, 1) > 0 then return false end
+    redis.call('LPOP', reads)
+  end
+end
+
 local c = 0
-local at = 8 + 2 * n_eps
+local at = 12 + 2 * n_eps
 for e = 1, n_eps do
-  local ep, count = ARGV[6 + 2 * e], tonumber(ARGV[7 + 2 * e])
-  local epkey, duekey, leasekey, heldkey, wskey, rlkey =
-    ep_key(e, 1), ep_key(e, 2), ep_key(e, 3), ep_key(e, 4), ep_key(e, 5), ep_key(e, 6)
+  local ep, count = ARGV[10 + 2 * e], tonumber(ARGV[11 + 2 * e])
+  local epkey, duekey, leasekey, heldkey, wskey, rlkey, seqkey =
+    ep_key(e, 1), ep_key(e, 2), ep_key(e, 3), ep_key(e, 4), ep_key(e, 5), ep_key(e, 6), ep_key(e, 7)
   local first_c = c
   c = c + count
   local ids = {}
@@ -110,17 +141,30 @@ for e = 1, n_eps do
       if claimed >= take then break end
       if still_due(duekey, id) then
         local dkey, evkey = dl_key(first_c + i, 1), dl_key(first_c + i, 2)
-        local d = redis.call('HMGET', dkey, 'workspace', 'attempts', 'created', 'event_id', 'type', 'manual', 'tp', 'ts', 'job')
+        local d = redis.call('HMGET', dkey, 'workspace', 'attempts', 'created', 'event_id', 'type', 'manual',
+          'tp', 'ts', 'job', 'status', 'okey', 'seq')
         local envelope = false
-        if d[1] and not sent[evkey] then
+        local start = true
+        if d[1] and d[10] == STATUS_WAITING and d[11] then start = may_start(ep, d[1], d[11], id) end
+        if d[1] and not sent[evkey] and start == true then
           envelope = redis.call('GET', evkey)
         end
-        if not d[1] then
+        if start == 'gone' then
+          redis.call('ZREM', duekey, id)
+          redis.call('HDEL', dkey, 'next_at')
+        elseif not start then
+          redis.call('ZADD', duekey, now + 50, id)
+        elseif not d[1] then
           redis.call('ZREM', duekey, id)
         elseif not envelope and not sent[evkey] then
           redis.call('ZREM', duekey, id)
           redis.call('HSET', dkey, 'status', STATUS_FAILED, 'reason', 'event_expired')
         else
+          if d[11] and not d[12] then
+            d[12] = tostring(redis.call('HINCRBY', seqkey, d[11], 1))
+            redis.call('HSET', dkey, 'seq', d[12])
+          end
+          if d[10] == STATUS_WAITING then redis.call('HSET', dkey, 'status', STATUS_PENDING) end
           sent[evkey] = true
           leased[#leased + 1] = leased_until
           leased[#leased + 1] = id
@@ -141,6 +185,8 @@ for e = 1, n_eps do
           out[#out + 1] = d[7] or ''
           out[#out + 1] = d[8] or ''
           out[#out + 1] = d[9] or ''
+          out[#out + 1] = d[11] or ''
+          out[#out + 1] = d[12] or ''
           redis.call('HSET', dkey, 'lease', token)
         end
       end

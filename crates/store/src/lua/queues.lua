@@ -115,3 +115,45 @@ local function pause_gone(epkey, ep, reason, now, config, tripped)
     table.insert(tripped, reason)
   end
 end
+
+-- Ordered delivery (endpoints with `ordering: key`). An ordered endpoint's
+-- deliveries of one key are members of its order zset (all scored 0, so
+-- ordered by member): `<ms>-<seq padded to 10 digits>` of their entry ids,
+-- which sorts as the stream does. The first is the key's head: it alone is
+-- in the due queue (status `waiting` until a claim starts it, see
+-- claim.lua); the others wait behind it.
+local function order_member(entry)
+  local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%010d', tonumber(seq))
+end
+local function member_entry(member)
+  local ms, seq = string.match(member, '^(%d+)-(%d+)$')
+  return ms .. '-' .. tonumber(seq)
+end
+-- Whether entry id `a` comes before `b` in the stream.
+local function entry_before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not am or not bm then return false end
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
+end
+-- Puts the head of an order zset into the due queue, due now: the next
+-- delivery of the key goes. `dlv` is the prefix of delivery hashes, `ep`
+-- the endpoint; returns the head's delivery id, or nil when the key has
+-- none left. A head whose state expired is dropped and the next taken.
+local function order_next(order, dlv, ep, due, now)
+  while true do
+    local head = redis.call('ZRANGE', order, 0, 0)[1]
+    if not head then return nil end
+    local id = 'dlv_' .. member_entry(head) .. '_' .. ep
+    if redis.call('EXISTS', dlv .. id) == 1 then
+      local at = string.format('%d', now)
+      redis.call('HSET', dlv .. id, 'next_at', at)
+      redis.call('ZADD', due, at, id)
+      return id
+    end
+    redis.call('ZREM', order, head)
+  end
+end

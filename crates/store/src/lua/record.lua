@@ -10,10 +10,13 @@
 --
 -- KEYS[1] = ready zset, KEYS[2] = configuration version, KEYS[3] = shipping backlog,
 -- then RECORD_ENDPOINT_KEYS per endpoint (hash, leases, due, workspace leases),
--- then RECORD_KEYS per attempt (delivery hash, attempts list, its recovery job's hash).
+-- then RECORD_KEYS per attempt (delivery hash, attempts list, its recovery
+-- job's hash, its key's order zset (ordered deliveries; others name an unused key)).
 -- ARGV[1] = trip_after (0: no breaker), ARGV[2] = trip_window (ms),
 -- ARGV[3] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
--- ARGV[4] = endpoints, then their ids,
+-- ARGV[4] = the prefix of delivery hashes (the next head of an ordered key
+-- is named from it and its entry, see queues.lua),
+-- ARGV[5] = endpoints, then their ids,
 -- then RECORD_FIELDS per attempt: endpoint (1-based, in the list above),
 --   delivery id, lease token, attempt JSON, attempt number,
 --   new status (succeeded | retrying | failed), retry in (ms from now, for retrying),
@@ -29,13 +32,13 @@
 local ready, config = KEYS[1], KEYS[2]
 local now = clock_ms()
 local trip_after, trip_window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ship_cap, n_eps = tonumber(ARGV[3]), tonumber(ARGV[4])
-local first = 5 + n_eps
+local ship_cap, dlv, n_eps = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local first = 6 + n_eps
 local function ep_key(e, k) return KEYS[3 + (e - 1) * RECORD_ENDPOINT_KEYS + k] end
 local base = 3 + n_eps * RECORD_ENDPOINT_KEYS
 local function key(n, k) return KEYS[base + (n - 1) * RECORD_KEYS + k] end
 local ep_hash = {}
-for e = 1, n_eps do ep_hash[ARGV[4 + e]] = ep_key(e, 1) end
+for e = 1, n_eps do ep_hash[ARGV[5 + e]] = ep_key(e, 1) end
 
 -- First pass: which claims still hold, and key types, before any write. An
 -- attempt with a key of the wrong type is refused: its delivery ends
@@ -91,11 +94,11 @@ for i = first, #ARGV, RECORD_FIELDS do
   local e, id, json, number, status = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local retry_in, pause, err = tonumber(ARGV[i + 6]), ARGV[i + 7], ARGV[i + 8]
   local is_manual, expires_at, job = ARGV[i + 9] == '1', ARGV[i + 10], ARGV[i + 11]
-  local ep = ARGV[4 + e]
+  local ep = ARGV[5 + e]
   out[n] = live[n]
   if live[n] == 1 then
     local dkey, akey = key(n, 1), key(n, 2)
-    local d = redis.call('HMGET', dkey, 'workspace', 'event_id', 'type', 'created')
+    local d = redis.call('HMGET', dkey, 'workspace', 'event_id', 'type', 'created', 'okey')
     push(unlease, e, id)
     -- The attempts expire with their delivery (set when the list is made).
     if redis.call('RPUSH', akey, json) == 1 then
@@ -120,6 +123,23 @@ for i = first, #ARGV, RECORD_FIELDS do
         redis.call('HINCRBY', jkey, 'done', 1)
         -- (The job's count of succeeded deliveries is the field named after the status.)
         if status == STATUS_SUCCEEDED then redis.call('HINCRBY', jkey, STATUS_SUCCEEDED, 1) end
+      end
+    end
+    -- An ordered delivery that ended (succeeded, or given up unless its
+    -- endpoint holds the key then) leaves its key's order; when it was the
+    -- head, the next delivery of the key is due now.
+    if d[5] and status ~= STATUS_RETRYING then
+      local order = key(n, 4)
+      local hold = status == STATUS_FAILED
+        and redis.call('HGET', ep_key(e, 1), 'ordering') == 'hold'
+      if hold then
+        redis.call('HSET', dkey, 'holding', '1')
+      else
+        local m = order_member(string.match(id, '^dlv_([^_]+)_'))
+        local head = redis.call('ZRANGE', order, 0, 0)[1]
+        if redis.call('ZREM', order, m) == 1 and head == m then
+          order_next(order, dlv, ep, ep_key(e, 3), now)
+        end
       end
     end
     tally(streak, ep, status == STATUS_SUCCEEDED, err)
@@ -149,6 +169,6 @@ end
 breaker(ep_hash, streak, now, trip_after, trip_window, tripped, config)
 -- A slot was freed or a retry scheduled: the endpoint is ready at its earliest due delivery.
 for e in pairs(touched) do
-  refresh(ready, ep_key(e, 3), ARGV[4 + e])
+  refresh(ready, ep_key(e, 3), ARGV[5 + e])
 end
 return {out, tripped}

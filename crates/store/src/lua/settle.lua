@@ -30,8 +30,9 @@
 -- KEYS[7] = lanes hash, KEYS[8] = the partition's reclaim count,
 -- then SETTLE_ENDPOINT_KEYS per endpoint (hash, log, due, held, lane, taken),
 -- then SETTLE_DURABLE_KEYS per delivery that gets durable state (status
---   not succeeded): delivery hash, attempts list, envelope; in the order
---   of the deliveries.
+--   not succeeded): delivery hash, attempts list, envelope, its key's
+--   order zset and read list (ordered deliveries only; others name unused
+--   keys); in the order of the deliveries.
 -- ARGV[1] = group, ARGV[2] = consumer, ARGV[3] = retention (s),
 -- ARGV[4] = trip_after (0: no breaker), ARGV[5] = trip_window (ms),
 -- ARGV[6] = the shipping backlog's cap (0: history is not shipped; see ship.rs),
@@ -51,7 +52,9 @@
 --   envelope ('' when the delivery ends here), traceparent and tracestate
 --   ('' for none: kept in durable state, so later attempts continue the
 --   producer's trace), lane ('', or the lease it was taken with), its lane
---   item ('' unless taken from a lane);
+--   item ('' unless taken from a lane), ordering key ('' unless `waiting`:
+--   an ordered delivery, which joins its key's order zset and leaves its
+--   read list here, and is due now only if it is the key's head);
 -- then the ids of the entries to acknowledge.
 -- Returns {tripped, skipped, set aside}: 5 values per endpoint the breaker
 -- or a 410 paused (see queues.lua), the deliveries skipped because another
@@ -203,6 +206,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
   local created, member, status, attempt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
   local due_in, pause, err, envelope = tonumber(ARGV[i + 9]), ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
   local traceparent, tracestate, lane, item = ARGV[i + 13], ARGV[i + 14], ARGV[i + 15], ARGV[i + 16]
+  local okey = ARGV[i + 17]
   local ep, ws = ARGV[10 + 2 * e], ARGV[11 + 2 * e]
   -- (Whether durable keys were declared for it, whatever it becomes below.)
   local declared = is_durable(status)
@@ -223,7 +227,7 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
     if is_taken(lane) then push(untaken, e, item) end
     -- Held, or waiting for a slot, on an endpoint deleted meanwhile: it ends here.
     local reason = nil
-    if not exists and (status == STATUS_HELD or status == STATUS_PENDING) then
+    if not exists and (status == STATUS_HELD or status == STATUS_PENDING or status == STATUS_WAITING) then
       status, reason = STATUS_FAILED, 'endpoint_deleted'
     end
     push(logged, e, created, member)
@@ -247,7 +251,19 @@ for i = first_delivery, first_ack - 1, SETTLE_FIELDS do
         redis.call('RPUSH', akey, attempt)
         redis.call('EXPIRE', akey, retention)
       end
-      if status == STATUS_HELD then
+      if status == STATUS_WAITING then
+        local order, reads = durable_key(durable, 4), durable_key(durable, 5)
+        local m = order_member(entry)
+        redis.call('HSET', dkey, 'okey', okey)
+        redis.call('LREM', reads, 1, entry)
+        redis.call('ZADD', order, 0, m)
+        redis.call('EXPIRE', order, retention)
+        if redis.call('ZRANGE', order, 0, 0)[1] == m then
+          local next_at = string.format('%d', now)
+          redis.call('HSET', dkey, 'next_at', next_at)
+          push(due, e, next_at, id)
+        end
+      elseif status == STATUS_HELD then
         push(held, e, id)
       elseif status == STATUS_RETRYING or status == STATUS_PENDING then
         local next_at = string.format('%d', now + math.max(0, due_in))

@@ -91,6 +91,9 @@ pub struct Settled {
     /// The partition's reclaim count when its entry was read (`Taken::epoch`;
     /// 0 when unknown: its ownership is then always asked).
     pub epoch: u64,
+    /// With status `waiting`: its event's ordering key (an ordered endpoint's
+    /// delivery, which joins its key's order).
+    pub ordering_key: Option<std::sync::Arc<str>>,
 }
 
 /// Where a settled delivery came from.
@@ -310,9 +313,12 @@ impl Store {
             .filter(|d| d.status != DeliveryStatus::Succeeded)
         {
             let id = d.delivery_id();
+            let key = d.ordering_key.as_deref().unwrap_or_default();
             call.key(p.delivery(&id))
                 .key(p.attempts(&id))
-                .key(p.envelope(&d.workspace, &d.event_id));
+                .key(p.envelope(&d.workspace, &d.event_id))
+                .key(p.order(&d.endpoint, key))
+                .key(p.order_reads(&d.workspace, key));
         }
         call.arg(group)
             .arg(consumer)
@@ -406,6 +412,7 @@ impl Store {
                 Lane::Direct => call.arg("").arg(""),
                 Lane::Taken { item, lease } => call.arg(lease).arg(item),
             };
+            call.arg(d.ordering_key.as_deref().unwrap_or_default());
         }
         for a in acks {
             call.arg(*a);

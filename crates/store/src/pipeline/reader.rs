@@ -16,6 +16,7 @@
 //! the database as the URL says, and is dropped on any error or cancelled
 //! read and made again by the next one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo};
@@ -64,6 +65,18 @@ pub(crate) struct Read {
     pub trimmed: Vec<String>,
     /// XREADGROUP: the partition's reclaim count, read just before.
     pub epoch: u64,
+    /// An ordered read that found nothing: the stream's last entry id.
+    pub last_id: Option<String>,
+}
+
+/// What an ordered read (`lua/read.lua`) needs besides the stream.
+pub(crate) struct OrderKeys {
+    /// The partition's set of ordered endpoints.
+    pub ordered: String,
+    /// The read lists' name around the workspace.
+    pub affixes: (String, &'static str),
+    /// How long a read list lives (s).
+    pub ttl: u64,
 }
 
 /// A read the server refused (its error line), apart from I/O failures.
@@ -88,11 +101,16 @@ pub(crate) struct EntryReader {
     cluster: Connection,
     stream: String,
     conn: Mutex<Option<Conn>>,
+    /// Whether the partition had an ordered endpoint at the last read.
+    ordered: AtomicBool,
 }
 
 /// Longest a read may take beyond its own blocking time (draining a large
 /// hostile entry included) before the connection is given up.
 const SLACK: Duration = Duration::from_secs(10);
+
+/// The ordered read (see [`EntryReader::read_new`]).
+const READ_SCRIPT: &str = include_str!("../lua/read.lua");
 
 impl EntryReader {
     pub(crate) fn new(info: ConnectionInfo, cluster: Connection, stream: String) -> Self {
@@ -101,6 +119,9 @@ impl EntryReader {
             cluster,
             stream,
             conn: Mutex::new(None),
+            // (Ordered until the first read says otherwise: an entry read
+            // before an ordered endpoint is known would not be noted.)
+            ordered: AtomicBool::new(true),
         }
     }
 
@@ -121,8 +142,11 @@ impl EntryReader {
         connect(&self.info).await
     }
 
-    /// `GET <epoch key>` then `XREADGROUP GROUP <group> <consumer> COUNT
-    /// <count> [BLOCK <ms>] STREAMS <stream> >`, in one write.
+    /// `GET <epoch key>`, `SCARD <ordered endpoints>`, then `XREADGROUP
+    /// GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream>
+    /// >`, in one write. While the partition has an ordered endpoint (as the
+    /// last read found), the read is `lua/read.lua` instead, and waiting is
+    /// an `XREAD BLOCK` after the stream's last entry, then that read again.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn read_new(
         &self,
@@ -130,11 +154,49 @@ impl EntryReader {
         consumer: &str,
         stream: &str,
         epoch_key: &str,
+        order: &OrderKeys,
         count: usize,
         block: Option<Duration>,
         limits: &EventLimits,
     ) -> ReadResult<Read> {
         let mut packed = redis::cmd("GET").arg(epoch_key).get_packed_command();
+        packed.extend(redis::cmd("SCARD").arg(&order.ordered).get_packed_command());
+        if self.ordered.load(Ordering::Relaxed) {
+            packed.extend(
+                redis::cmd("EVAL")
+                    .arg(READ_SCRIPT)
+                    .arg(1)
+                    .arg(stream)
+                    .arg(group)
+                    .arg(consumer)
+                    .arg(count)
+                    .arg(&order.affixes.0)
+                    .arg(order.affixes.1)
+                    .arg(hookd_core::event::MAX_ORDERING_KEY)
+                    .arg(order.ttl)
+                    .get_packed_command(),
+            );
+            let read = self
+                .exchange(&packed, SLACK, Shape::EpochThenRead, limits)
+                .await?;
+            let (Some(block), Some(last)) = (block, &read.last_id) else {
+                return Ok(read);
+            };
+            let wait = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(1)
+                .arg("BLOCK")
+                .arg(block.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(last)
+                .get_packed_command();
+            self.exchange(&wait, block + SLACK, Shape::Wait, limits)
+                .await?;
+            return self
+                .exchange(&packed, SLACK, Shape::EpochThenRead, limits)
+                .await;
+        }
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group)
@@ -219,7 +281,10 @@ impl EntryReader {
         match done {
             Ok(Ok(read)) => {
                 *slot = Some(conn);
-                Ok(read)
+                if let Some(ordered) = read.ordered {
+                    self.ordered.store(ordered, Ordering::Relaxed);
+                }
+                Ok(read.read)
             }
             // The server's refusal ends its reply: the connection is fine,
             // unless the slot is served elsewhere now (a failover, a resharding).
@@ -248,18 +313,28 @@ impl EntryReader {
 /// The replies read here.
 #[derive(Clone, Copy)]
 enum Shape {
-    /// GET (a number, or nil), then XREADGROUP: nil when nothing came, else
-    /// `[[stream, entries]]`.
+    /// GET (a number, or nil), SCARD, then XREADGROUP: nil when nothing
+    /// came, else `[[stream, entries]]` (or `lua/read.lua`: the same, or
+    /// `[[last id, []]]` when nothing came).
     EpochThenRead,
+    /// XREAD: only waited on (its entries are read with the group's read).
+    Wait,
     /// XAUTOCLAIM: `[next cursor, entries, deleted ids]` (Redis 7).
     AutoClaim,
     /// XRANGE: `entries`.
     Range,
 }
 
+/// A read, and whether the partition has an ordered endpoint (when asked).
+struct Parsed {
+    read: Read,
+    ordered: Option<bool>,
+}
+
 impl Shape {
-    async fn parse(self, conn: &mut Conn, limits: &EventLimits) -> ReadResult<Read> {
+    async fn parse(self, conn: &mut Conn, limits: &EventLimits) -> ReadResult<Parsed> {
         let mut read = Read::default();
+        let mut ordered = None;
         match self {
             Shape::EpochThenRead => {
                 read.epoch = match head(conn).await? {
@@ -271,14 +346,24 @@ impl Shape {
                     // (0 is the safe answer: a settle then asks about every entry.)
                     _ => 0,
                 };
+                ordered = match head(conn).await? {
+                    Head::Len(b':', n) => Some(n > 0),
+                    Head::Error(e) => return Err(ReadError::Server(e)),
+                    _ => return Err(reply("SCARD: not a number")),
+                };
                 if let Some(streams) = array(conn).await? {
                     for _ in 0..streams {
                         expect_array(conn, 2).await?;
-                        drain_value(conn).await?;
+                        let name = short_string(conn).await?;
+                        let before = read.entries.len() + read.refused.len();
                         entries(conn, limits, &mut read).await?;
+                        if read.entries.len() + read.refused.len() == before {
+                            read.last_id = Some(name);
+                        }
                     }
                 }
             }
+            Shape::Wait => drain_value(conn).await?,
             Shape::AutoClaim => {
                 let parts = array(conn).await?.unwrap_or(0);
                 if parts < 2 {
@@ -297,7 +382,7 @@ impl Shape {
             }
             Shape::Range => entries(conn, limits, &mut read).await?,
         }
-        Ok(read)
+        Ok(Parsed { read, ordered })
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Record {
     pub lease: String,
     /// The recovery job that queued this attempt, if any.
     pub job: Option<String>,
+    /// An ordered endpoint's delivery: its event's ordering key (once it
+    /// ends, the key's next delivery goes).
+    pub ordering_key: Option<String>,
     /// When the delivery was made: its attempts expire with it, a retention later.
     pub delivery_created_ms: i64,
     /// The attempt made.
@@ -71,6 +74,10 @@ pub struct Claimed {
     pub lease: String,
     /// The recovery job that queued this attempt, if any.
     pub job: Option<String>,
+    /// An ordered endpoint's delivery: its event's ordering key.
+    pub ordering_key: Option<String>,
+    /// Its `X-Hookd-Sequence` (an ordered endpoint's delivery).
+    pub sequence: Option<u64>,
 }
 
 /// When the circuit breaker pauses an endpoint: after `trip_after`
@@ -148,6 +155,7 @@ impl Store {
         limit: usize,
         limits: &ConcurrencyLimits,
         token: &str,
+        group: &str,
     ) -> Result<Vec<Claimed>> {
         let limit = limit.clamp(1, MAX_CLAIM);
         let mut conn = self.conn.clone();
@@ -238,13 +246,15 @@ impl Store {
         // 4. The claim itself, every key declared.
         let second = now.div_euclid(1000);
         let mut call = self.scripts.claim.key(p.ready());
+        call.key(&p.stream);
         for (ep, (workspace, _)) in endpoints.iter().zip(&found) {
             call.key(p.endpoint(ep))
                 .key(p.due(ep))
                 .key(p.leases(ep))
                 .key(p.held(ep))
                 .key(p.workspace_leases(workspace))
-                .key(p.endpoint_rate(ep, second));
+                .key(p.endpoint_rate(ep, second))
+                .key(p.sequences(ep));
         }
         for (id, event) in candidates.iter().zip(&events) {
             let envelope = match event {
@@ -264,6 +274,11 @@ impl Store {
                 limits.workspace
             })
             .arg(token)
+            .arg(group);
+        let (before, after) = p.order_reads_affixes();
+        call.arg(before)
+            .arg(after)
+            .arg(p.order_prefix())
             .arg(endpoints.len());
         for (ep, (_, ids)) in endpoints.iter().zip(&found) {
             call.arg(ep).arg(ids.len());
@@ -319,6 +334,8 @@ impl Store {
                 let traceparent = string(&next()?).unwrap_or_default();
                 let tracestate = string(&next()?).unwrap_or_default();
                 let job = string(&next()?).unwrap_or_default();
+                let ordering_key = string(&next()?).unwrap_or_default();
+                let sequence = string(&next()?).ok().and_then(|s| s.parse().ok());
                 let trace = (!traceparent.is_empty())
                     .then(|| {
                         let state = (!tracestate.is_empty()).then_some(tracestate.as_str());
@@ -339,6 +356,8 @@ impl Store {
                     trace,
                     lease: token.to_string(),
                     job: (!job.is_empty()).then_some(job),
+                    ordering_key: (!ordering_key.is_empty()).then_some(ordering_key),
+                    sequence,
                 });
             }
         }
@@ -378,11 +397,13 @@ impl Store {
         for r in records {
             call.key(p.delivery(&r.delivery_id))
                 .key(p.attempts(&r.delivery_id))
-                .key(p.job(r.job.as_deref().unwrap_or_default()));
+                .key(p.job(r.job.as_deref().unwrap_or_default()))
+                .key(p.order(&r.endpoint, r.ordering_key.as_deref().unwrap_or_default()));
         }
         call.arg(breaker.trip_after)
             .arg(breaker.trip_window.as_millis() as u64)
             .arg(self.settings.ship_backlog)
+            .arg(p.delivery(""))
             .arg(endpoints.len());
         for (ep, _) in &endpoints {
             call.arg(*ep);

@@ -10,7 +10,11 @@ use hookd_core::EventLimits;
 
 use crate::keys::PartitionKeys;
 pub use crate::pipeline::reader::Entry;
-use crate::pipeline::reader::{EntryReader, Read, ReadError};
+use crate::pipeline::reader::{EntryReader, OrderKeys, Read, ReadError};
+
+/// How long a read list of keyed entries lives past its last write (s): a
+/// list whose entries were never ordered (an entry dead-lettered) goes then.
+const ORDER_READS_TTL: u64 = 86_400;
 use crate::value::{bytes, int, items, pairs, string};
 use crate::{Result, Store, StoreError};
 
@@ -191,6 +195,11 @@ impl Store {
                 consumer,
                 &p.stream,
                 &p.reclaims(),
+                &OrderKeys {
+                    ordered: p.ordered(),
+                    affixes: p.order_reads_affixes(),
+                    ttl: ORDER_READS_TTL,
+                },
                 count,
                 block,
                 limits,
