@@ -717,6 +717,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/workspaces/{ws}/deliveries"),
     ("get", "/api/v1/workspaces/{ws}/deliveries/{id}"),
     ("post", "/api/v1/workspaces/{ws}/deliveries/{id}/redeliver"),
+    ("post", "/api/v1/workspaces/{ws}/deliveries/{id}/skip"),
     ("get", "/api/v1/workspaces/{ws}/deliveries/{id}/request"),
     ("get", "/api/v1/workspaces"),
     ("get", "/api/v1/workspaces/{ws}/jobs"),

@@ -42,15 +42,25 @@ fn hash(s: &str) -> u64 {
     })
 }
 
+/// Whether a request fails: (key, event number, attempt, a fixed roll of its delivery id).
+type FailRule = Arc<dyn Fn(&str, u64, u64, u64) -> bool + Send + Sync>;
+
 impl OrderReceiver {
     async fn start(fail_percent: u64) -> Self {
+        Self::failing(Arc::new(move |_, _, attempt, roll| {
+            attempt == 1 && (roll / 15) % 100 < fail_percent
+        }))
+        .await
+    }
+
+    async fn failing(rule: FailRule) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
         let log = seen.clone();
         let app =
             axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let log = log.clone();
+                let (log, rule) = (log.clone(), rule.clone());
                 async move {
                     let h = |name: &str| {
                         headers
@@ -66,13 +76,15 @@ impl OrderReceiver {
                     if roll.is_multiple_of(15) {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
-                    let succeeded = !(attempt == 1 && (roll / 15) % 100 < fail_percent);
+                    let key = envelope["data"]["key"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let n = envelope["data"]["n"].as_u64().unwrap_or(0);
+                    let succeeded = !rule(&key, n, attempt, roll);
                     log.lock().unwrap().push(Seen {
-                        key: envelope["data"]["key"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        n: envelope["data"]["n"].as_u64().unwrap_or(0),
+                        key,
+                        n,
                         sequence: h("x-hookd-sequence").parse().ok(),
                         attempt,
                         succeeded,
@@ -276,4 +288,83 @@ async fn a_paused_ordered_endpoint_releases_its_keys_in_order_on_resume() {
     })
     .await;
     assert_in_order(&receiver.seen(), 20, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_up_head_holds_its_key_until_skipped_or_lets_it_go_on() {
+    // Event 1 of every key always fails: it is given up after 2 attempts.
+    let receiver = OrderReceiver::failing(Arc::new(|_, n, _, _| n == 1)).await;
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "2".into()));
+    let held = create_endpoint_with(
+        &env,
+        "held",
+        &receiver.url(),
+        &["--ordering", "key", "--ordering-on-give-up", "hold"],
+    );
+    create_endpoint_with(&env, "goes-on", &receiver.url(), &["--ordering", "key"]);
+    let _d = Daemon::ready(&env).await;
+    publish_keyed(&redis, "held", 1, 3).await;
+    publish_keyed(&redis, "goes-on", 1, 3).await;
+    // `continue` (the default): events 2 and 3 follow the given-up event 1.
+    // (Both workspaces' events carry key k0 and the same data: told apart by count.)
+    eventually(WAIT, "the goes-on key's events 2 and 3", || async {
+        (receiver.successes() >= 2).then_some(())
+    })
+    .await;
+    // `hold`: event 2 waits behind the given-up event 1, in the history too.
+    let ep = held["id"].as_str().unwrap();
+    let list = cli_json(
+        &env,
+        &[
+            "deliveries",
+            "list",
+            "--workspace",
+            "held",
+            "--endpoint",
+            ep,
+        ],
+    );
+    let deliveries = list["data"].as_array().unwrap();
+    let head = deliveries
+        .iter()
+        .find(|d| d["status"] == "failed")
+        .expect("the given-up head")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting: Vec<&Value> = deliveries
+        .iter()
+        .filter(|d| d["status"] == "waiting")
+        .collect();
+    assert_eq!(waiting.len(), 2, "{deliveries:?}");
+    let second = waiting
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .min()
+        .unwrap()
+        .to_string();
+    let shown = cli_json(&env, &["deliveries", "show", &second]);
+    assert_eq!(shown["waiting_for"], head.as_str(), "{shown}");
+    assert_eq!(shown["ordering_key"], "k0");
+    assert_eq!(receiver.successes(), 2, "nothing of the held key went");
+    // Skipping the head lets the key go on, in order.
+    cli(&env, &["deliveries", "skip", &head]);
+    eventually(WAIT, "the held key's events 2 and 3", || async {
+        (receiver.successes() >= 4).then_some(())
+    })
+    .await;
+    let skipped = cli_json(&env, &["deliveries", "show", &head]);
+    assert_eq!(skipped["status"], "failed");
+    let seen = receiver.seen();
+    let after: Vec<u64> = seen.iter().filter(|s| s.succeeded).map(|s| s.n).collect();
+    assert_eq!(after, [2, 3, 2, 3], "each key's events 2 and 3, in order");
+    // Sequences go on from the given-up head's (1): 2 and 3, no gap hidden.
+    let sequences: Vec<Option<u64>> = seen
+        .iter()
+        .filter(|s| s.succeeded)
+        .map(|s| s.sequence)
+        .collect();
+    assert_eq!(sequences, [Some(2), Some(3), Some(2), Some(3)]);
 }

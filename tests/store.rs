@@ -396,7 +396,7 @@ async fn the_lua_prelude_runs_and_names_statuses_and_shapes() {
         .await
         .unwrap();
     let text: Vec<String> = v.iter().map(text).collect();
-    assert_eq!(text, ["retrying", "17", "12", "11", "1"]);
+    assert_eq!(text, ["retrying", "18", "12", "13", "1"]);
 }
 
 /// A delivery of `entry` to `ep`, settled after a first attempt with `status`.

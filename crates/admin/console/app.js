@@ -245,6 +245,12 @@ function endpointFields(ep, prefix) {
   const rotation = h("select", { id: `${prefix}-rotation_signatures` },
     [["", "configured default"], ["all", "all: one per valid secret"], ["newest", "newest only"]]
       .map(([v, t]) => h("option", { value: v, selected: ((ep && ep.rotation_signatures) || "") === v }, t)));
+  const ordering = h("select", { id: `${prefix}-ordering` },
+    [["none", "none: in parallel"], ["key", "by ordering key: one at a time, in order"]]
+      .map(([v, t]) => h("option", { value: v, selected: ((ep && ep.ordering) || "none") === v }, t)));
+  const onGiveUp = h("select", { id: `${prefix}-ordering_on_give_up` },
+    [["continue", "continue: the key goes on"], ["hold", "hold: the key waits for a redeliver or skip"]]
+      .map(([v, t]) => h("option", { value: v, selected: ((ep && ep.ordering_on_give_up) || "continue") === v }, t)));
   const scheme = ep ? null : h("select", { id: `${prefix}-scheme` },
     [["sha256", "hookd (sha256=, X-Hookd-*)"], ["standard_webhooks", "Standard Webhooks (webhook-*)"]].map(([v, t]) => h("option", { value: v }, t)));
   const metadata = h("textarea", { id: `${prefix}-metadata`, rows: 2, cols: 30, placeholder: "team: payments" },
@@ -257,12 +263,15 @@ function endpointFields(ep, prefix) {
       url: url.value.trim(), description: description.value.trim() || null, event_types: list.length ? list : null,
       headers: headers.value(), metadata: parseLines(metadata.value),
       max_concurrency: count(concurrency), rate_limit: count(rate), rotation_signatures: rotation.value || null,
+      ordering: ordering.value, ordering_on_give_up: onGiveUp.value,
     };
     if (scheme) out.scheme = scheme.value;
     return out;
   };
   const labels = [urlLabel, descLabel, typesLabel, concLabel, rateLabel,
     h("label", { for: rotation.id }, "Signatures while rotating", rotation),
+    h("label", { for: ordering.id }, "Ordering", ordering),
+    h("label", { for: onGiveUp.id }, "When an ordered delivery is given up", onGiveUp),
     scheme ? h("label", { for: scheme.id }, "Signature scheme", scheme) : null,
     h("label", { for: metadata.id }, "Metadata (name: value lines)", metadata),
     headers.box];
@@ -333,6 +342,9 @@ async function endpointView(id) {
       h("dt", {}, "Signatures while rotating"), h("dd", {}, ep.rotation_signatures || "configured default"),
       h("dt", {}, "Most in flight"), h("dd", { id: "max-concurrency" }, ep.max_concurrency ? String(ep.max_concurrency) : "configured default"),
       h("dt", {}, "Rate limit"), h("dd", { id: "rate-limit" }, ep.rate_limit ? `${ep.rate_limit} attempts/s` : "none"),
+      h("dt", {}, "Ordering"), h("dd", { id: "ordering" }, ep.ordering === "key"
+        ? `by ordering key; a given-up delivery ${ep.ordering_on_give_up === "hold" ? "holds its key" : "lets its key go on"}`
+        : "none (in parallel)"),
       h("dt", {}, "Custom headers"), h("dd", { id: "headers" }, Object.keys(ep.headers).length
         ? Object.entries(ep.headers).map(([k, v]) => h("div", {}, h("code", {}, k), ": ", h("code", {}, v === "***" ? v : "•".repeat(8))))
         : "none"),
@@ -551,7 +563,7 @@ function jobProgress(job) {
 async function deliveriesView(params) {
   const fields = [
     ["status", "Status", h("select", { id: "f-status", name: "status" },
-      ["", "failed", "retrying", "succeeded", "pending", "held"].map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")))],
+      ["", "failed", "retrying", "succeeded", "pending", "held", "waiting"].map((s) => h("option", { value: s, selected: s === (params.status || "") }, s || "any")))],
     ["endpoint_id", "Endpoint", h("input", { id: "f-endpoint_id", name: "endpoint_id", value: params.endpoint_id || "" })],
     ["event_type", "Event type", h("input", { id: "f-event_type", name: "event_type", value: params.event_type || "" })],
     ["event_id", "Event id", h("input", { id: "f-event_id", name: "event_id", value: params.event_id || "" })],
@@ -636,6 +648,16 @@ function retryForm(params, picks) {
   return h("div", { class: "row" }, selected, all, out);
 }
 
+/** "Skip": takes a delivery out of its ordered key; the key's next goes. */
+function skipForm(d) {
+  return h("form", { "aria-label": "Skip", onsubmit: async (e) => {
+    e.preventDefault();
+    if (!confirm(`Skip ${d.id}? It will not be sent, and the next delivery of key ${d.ordering_key} goes.`)) return;
+    await api("POST", wsPath(`/deliveries/${encodeURIComponent(d.id)}/skip`));
+    render();
+  } }, h("button", { type: "submit", class: "secondary", "data-write": "" }, "Skip (let its key go on)"));
+}
+
 /** "Redeliver now": a fresh attempt, then the page drawn again with it. */
 function redeliverForm(d) {
   return h("form", { "aria-label": "Redeliver", onsubmit: async (e) => {
@@ -671,9 +693,14 @@ async function deliveryView(id) {
   const sent = await api("GET", wsPath(`/deliveries/${encodeURIComponent(id)}/request`));
   const out = h("section", {},
     h("h1", {}, `Delivery ${d.id}`),
-    canWrite() ? redeliverForm(d) : null,
+    canWrite() ? h("div", { class: "row" }, redeliverForm(d),
+      d.ordering_key && d.status !== "succeeded" ? skipForm(d) : null) : null,
     h("dl", {},
-      h("dt", {}, "Status"), h("dd", { id: "delivery-status" }, badge(d.status)),
+      h("dt", {}, "Status"), h("dd", { id: "delivery-status" }, badge(d.status),
+        d.waiting_for ? [" behind ", h("a", { id: "waiting-for", href: `#/delivery/${encodeURIComponent(d.waiting_for)}` }, d.waiting_for.split("_ep_")[0]),
+          ", the head of its key"] : null),
+      d.ordering_key ? [h("dt", {}, "Ordering key"), h("dd", { id: "ordering-key" }, h("code", {}, d.ordering_key),
+        d.sequence ? ` (sequence ${d.sequence})` : "")] : null,
       h("dt", {}, "Endpoint"), h("dd", {}, endpointLink(d.endpoint_id)),
       h("dt", {}, "Event"), h("dd", {}, `${d.event_id} (${d.event_type})`),
       h("dt", {}, "Created"), h("dd", {}, when(d.created_at)),

@@ -157,6 +157,28 @@ pub async fn redeliver(
     ))
 }
 
+/// Take a delivery out of its ordered key (an endpoint with `ordering:
+/// key`): it ends `failed` (reason `skipped`), unsent from now, and when it
+/// was the key's head (held after it was given up under
+/// `ordering_on_give_up: hold`, or still retrying) the key's next delivery
+/// goes. 409 when it is not waiting in an ordered key.
+#[utoipa::path(post, operation_id = "skip_delivery", path = "/api/v1/workspaces/{ws}/deliveries/{id}/skip", tag = "deliveries",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "Delivery id")),
+    responses((status = 200, description = "OK", body = DeliveryView), (status = 401, description = "Missing, malformed, unknown, expired or revoked API key (`unauthorized`)", body = ErrorBody), (status = 403, description = "The key's workspace or scope does not allow this (`forbidden`)", body = ErrorBody), (status = 404, description = "No such resource in this workspace (`not_found`)", body = ErrorBody), (status = 409, description = "Conflicts with the resource's state (`conflict`)", body = ErrorBody)))]
+pub async fn skip(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<DeliveryView>> {
+    caller.require(&ws, Scope::Write)?;
+    owned(&state, &ws, &id).await?;
+    deliveries::skip(&state.store, &caller.actor(), &ws, &id).await?;
+    Ok(Json(DeliveryView::new(
+        owned(&state, &ws, &id).await?,
+        false,
+    )))
+}
+
 /// One header of the request an attempt sends.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SentHeader {

@@ -110,6 +110,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::get))
         .routes(routes!(deliveries::redeliver))
+        .routes(routes!(deliveries::skip))
         .routes(routes!(deliveries::request))
         .routes(routes!(jobs::job))
         .routes(routes!(jobs::jobs))

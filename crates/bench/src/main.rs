@@ -71,6 +71,13 @@ pub(crate) struct Args {
     /// noisy-neighbour and noisy-backlog: the quiet workspaces' events/s, in all.
     #[arg(long, default_value_t = 200)]
     quiet_rate: u64,
+    /// Give each event an `ordering_key`, one of this many (round robin); 0: none.
+    #[arg(long, default_value_t = 0)]
+    ordering_keys: usize,
+    /// Create the endpoints with `--ordering key` (each key's events one at
+    /// a time, in order).
+    #[arg(long)]
+    ordered: bool,
     /// noisy-neighbour: seconds of quiet traffic alone before the burst.
     #[arg(long, default_value_t = 2.0)]
     quiet_lead_secs: f64,
@@ -477,17 +484,20 @@ async fn main() -> anyhow::Result<()> {
         let (port, log) = receiver(epoch, args.events, delay, fail, failed_answers.clone()).await?;
         // The receiver is an endpoint of every workspace: each event reaches it once.
         for ws in &workspaces {
-            let out = hookd(&args, &env)
-                .args([
-                    "endpoints",
-                    "create",
-                    "--workspace",
-                    ws,
-                    "--url",
-                    &format!("http://127.0.0.1:{port}/hook"),
-                    "--json",
-                ])
-                .output()?;
+            let mut create = hookd(&args, &env);
+            create.args([
+                "endpoints",
+                "create",
+                "--workspace",
+                ws,
+                "--url",
+                &format!("http://127.0.0.1:{port}/hook"),
+                "--json",
+            ]);
+            if args.ordered {
+                create.args(["--ordering", "key"]);
+            }
+            let out = create.output()?;
             if !out.status.success() {
                 bail!(
                     "creating an endpoint failed: {}",
@@ -530,10 +540,10 @@ async fn main() -> anyhow::Result<()> {
         let mut pipes: std::collections::BTreeMap<String, redis::Pipeline> = Default::default();
         for i in sent..end {
             let ws = &workspaces[i % workspaces.len()];
-            pipes
+            let pipe = pipes
                 .entry(stream_of(ws, args.partitions))
-                .or_insert_with(redis::pipe)
-                .cmd("XADD")
+                .or_insert_with(redis::pipe);
+            pipe.cmd("XADD")
                 .arg(stream_of(ws, args.partitions))
                 .arg("*")
                 .arg("type")
@@ -543,8 +553,12 @@ async fn main() -> anyhow::Result<()> {
                 .arg("id")
                 .arg(i.to_string())
                 .arg("data")
-                .arg(&data)
-                .ignore();
+                .arg(&data);
+            if args.ordering_keys > 0 {
+                pipe.arg("ordering_key")
+                    .arg(format!("key-{}", i % args.ordering_keys));
+            }
+            pipe.ignore();
         }
         let at = epoch.elapsed();
         for pipe in pipes.values() {
@@ -647,6 +661,8 @@ async fn main() -> anyhow::Result<()> {
         "redis_top_commands": redis_commands,
         "slow_received": count(&slow),
         "fail_fraction": args.fail_fraction,
+        "ordering_keys": args.ordering_keys,
+        "ordered": args.ordered,
         "failed_answers": failed_answers.load(Ordering::Relaxed),
     });
     println!("{}", serde_json::to_string_pretty(&result)?);

@@ -3,6 +3,7 @@
 
 use hookd_core::{Attempt, AttemptTrigger, Delivery, DeliveryStatus, ErrorKind, time};
 use hookd_history::merged::HistoryReader;
+use hookd_store::Store;
 use hookd_store::audit::Actor;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -112,6 +113,16 @@ pub struct DeliveryView {
     /// Why the last attempt failed, when it did.
     #[schema(value_type = Option<crate::schema::ErrorKindName>)]
     pub last_error_kind: Option<ErrorKind>,
+    /// An ordered endpoint's delivery: its event's ordering key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    /// Its `X-Hookd-Sequence` (once it went; an ordered endpoint's delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// While `waiting` (only when reading one delivery): the delivery at
+    /// the head of its key, which must succeed or be given up first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// Every attempt, oldest first (only when reading one delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
@@ -126,6 +137,9 @@ impl DeliveryView {
             last_error_kind: last.and_then(|a| a.error_kind),
             attempts: with_attempts
                 .then(|| d.attempts.into_iter().map(AttemptView::from).collect()),
+            ordering_key: d.ordering_key,
+            sequence: d.sequence,
+            waiting_for: d.waiting_for,
             id: d.id,
             endpoint_id: d.endpoint_id,
             event_id: d.event_id,
@@ -146,6 +160,21 @@ pub struct DeliveryPage {
     /// Pass as `before` for the next page; `null` at the end of the history.
     /// A page may hold fewer than `limit` deliveries and still have a next one.
     pub next: Option<String>,
+}
+
+/// Takes a delivery out of its ordered key: it ends `failed` (`skipped`),
+/// unsent from now, and when it was the key's head (held after it was
+/// given up, or still being retried) the next delivery of the key goes.
+pub async fn skip(store: &Store, actor: &Actor, workspace: &str, id: &str) -> ActionResult<()> {
+    if !store.skip(workspace, id).await? {
+        return Err(ActionError::Conflict(format!(
+            "delivery {id} is not waiting in an ordered key (it ended, or its endpoint does not order by key)"
+        )));
+    }
+    store
+        .audit(workspace, actor, "delivery.skipped", id, None)
+        .await;
+    Ok(())
 }
 
 /// Queues a fresh attempt of delivery `id` (of `workspace`) now, recorded

@@ -179,6 +179,15 @@ pub struct Delivery {
     /// Every attempt, oldest first.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// An ordered endpoint's delivery: its event's ordering key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    /// Its `X-Hookd-Sequence` (given when it first goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// While `waiting`: the delivery at the head of its key, which goes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// The id of the delivery of the event in stream entry `entry_id` to

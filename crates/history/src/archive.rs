@@ -313,6 +313,9 @@ impl Archive {
                         .and_then(|a| serde_json::from_str::<Attempt>(a).ok())
                         .into_iter()
                         .collect(),
+                    ordering_key: None,
+                    sequence: None,
+                    waiting_for: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -271,6 +271,9 @@ mod tests {
             created_at_ms: ms,
             next_attempt_at_ms: None,
             attempts: Vec::new(),
+            ordering_key: None,
+            sequence: None,
+            waiting_for: None,
         }
     }
 

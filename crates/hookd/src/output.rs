@@ -342,7 +342,19 @@ pub fn delivery(d: &Delivery, json: bool) -> anyhow::Result<()> {
     println!("endpoint:   {}", d.endpoint_id);
     println!("event:      {} ({})", d.event_id, d.event_type);
     println!("workspace:  {}", d.workspace);
-    println!("status:     {}", d.status.as_str());
+    match &d.waiting_for {
+        Some(head) => println!(
+            "status:     {} (behind {head}, its key's head)",
+            d.status.as_str()
+        ),
+        None => println!("status:     {}", d.status.as_str()),
+    }
+    if let Some(key) = &d.ordering_key {
+        match d.sequence {
+            Some(n) => println!("key:        {key} (sequence {n})"),
+            None => println!("key:        {key}"),
+        }
+    }
     println!("created:    {}", time::format_rfc3339_ms(d.created_at_ms));
     if let Some(next) = d.next_attempt_at_ms {
         println!("next:       {}", time::format_rfc3339_ms(next));

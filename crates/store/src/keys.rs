@@ -679,6 +679,7 @@ mod tests {
             include_str!("lua/ready.lua"),
             include_str!("lua/take.lua"),
             include_str!("lua/read.lua"),
+            include_str!("lua/skip.lua"),
         ];
         for script in scripts {
             for line in script.lines().filter(|l| !l.trim_start().starts_with("--")) {

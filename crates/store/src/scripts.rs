@@ -52,6 +52,7 @@ pub(crate) struct Scripts {
     pub(crate) sightings: Script,
     pub(crate) ready: Script,
     pub(crate) take: Script,
+    pub(crate) skip: Script,
 }
 
 impl Default for Scripts {
@@ -86,6 +87,7 @@ impl Default for Scripts {
             sightings: plain(include_str!("lua/sightings.lua")),
             ready: plain(include_str!("lua/ready.lua")),
             take: plain(include_str!("lua/take.lua")),
+            skip: with_queues(include_str!("lua/skip.lua")),
         }
     }
 }

@@ -245,7 +245,17 @@ impl Dispatch {
         let mut redis_acks: Vec<String> = Vec::new();
         let mut expect: Vec<(String, usize)> = Vec::new();
         let lane_count = lane_only.len() as u64;
+        // Keyed entries none of whose deliveries is ordered: out of their
+        // keys' read lists (while reads note them), so nothing waits on them.
+        let reads_ordered = self.store.reads_ordered(&self.partition);
+        let mut unordered: Vec<(String, String, String)> = Vec::new();
         for (raw, workspace, event_type) in lane_only {
+            if reads_ordered {
+                let key = raw.fields.iter().find(|(k, _)| k == "ordering_key");
+                if let Some(key) = key.and_then(|(_, v)| std::str::from_utf8(v).ok()) {
+                    unordered.push((workspace.clone(), key.to_string(), raw.id.clone()));
+                }
+            }
             let entry = &raw.id.clone();
             let shared = self.index.held_entry(
                 PackedEntry::cost(&raw),
@@ -370,6 +380,21 @@ impl Dispatch {
             for (ep, (ws, _)) in &to_redis {
                 self.index.written(ws, ep);
             }
+        }
+        if reads_ordered {
+            for (entry, event, routes) in &plan {
+                let ordered = routes
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|(_, r)| matches!(r, Route::Ordered)));
+                if let (Some(key), false) = (&event.ordering_key, ordered) {
+                    unordered.push((event.workspace.clone(), key.clone(), entry.clone()));
+                }
+            }
+            let refs: Vec<(&str, &str, &str)> = unordered
+                .iter()
+                .map(|(w, k, e)| (w.as_str(), k.as_str(), e.as_str()))
+                .collect();
+            self.store.unorder(&self.partition, &refs).await?;
         }
         if !accepted.seen.is_empty() {
             self.settler.send(Settle::Seen(accepted.seen)).await;

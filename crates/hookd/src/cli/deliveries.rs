@@ -23,7 +23,7 @@ pub enum DeliveryCommand {
         /// Only deliveries to this endpoint (its id).
         #[arg(long)]
         endpoint: Option<String>,
-        /// pending, held, retrying, succeeded or failed.
+        /// pending, held, retrying, succeeded, failed or waiting.
         #[arg(long)]
         status: Option<String>,
         /// Only deliveries of this event type.
@@ -53,6 +53,10 @@ pub enum DeliveryCommand {
     Show(One),
     /// Make a fresh attempt now (recorded as manual in the delivery's history).
     Redeliver(One),
+    /// Take a delivery out of its ordered key: it ends failed (`skipped`),
+    /// unsent, and the key's next delivery goes (for a key held by a
+    /// given-up delivery under `--ordering-on-give-up hold`).
+    Skip(One),
 }
 
 #[derive(Args)]
@@ -123,7 +127,7 @@ pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
                 None => None,
                 Some(s) => Some(DeliveryStatus::parse(&s).with_context(|| {
                     format!(
-                        "--status {s:?} must be one of pending, held, retrying, succeeded, failed"
+                        "--status {s:?} must be one of pending, held, retrying, succeeded, failed, waiting"
                     )
                 })?),
             };
@@ -148,6 +152,13 @@ pub async fn run(config: &Config, cmd: DeliveryCommand) -> anyhow::Result<()> {
         DeliveryCommand::Redeliver(One { id, out }) => {
             let d = history.delivery(&id).await?;
             deliveries::redeliver(&history, &Actor::cli(), &d.workspace, &id)
+                .await
+                .map_err(refused)?;
+            output::delivery(&store.delivery(&id).await?, out.json)
+        }
+        DeliveryCommand::Skip(One { id, out }) => {
+            let d = history.delivery(&id).await?;
+            deliveries::skip(&store, &Actor::cli(), &d.workspace, &id)
                 .await
                 .map_err(refused)?;
             output::delivery(&store.delivery(&id).await?, out.json)

@@ -112,6 +112,9 @@ fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Delivery> {
         created_at_ms: field("created")?.parse().unwrap_or(0),
         next_attempt_at_ms: h.get("next_at").and_then(|t| t.parse().ok()),
         attempts: Vec::new(),
+        ordering_key: h.get("okey").cloned(),
+        sequence: h.get("seq").and_then(|s| s.parse().ok()),
+        waiting_for: None,
     })
 }
 
@@ -137,6 +140,9 @@ fn from_record(endpoint: &str, workspace: &str, created_ms: i64, r: LogRecord) -
         created_at_ms: created_ms,
         next_attempt_at_ms: None,
         attempts: r.attempt.into_iter().collect(),
+        ordering_key: None,
+        sequence: None,
+        waiting_for: None,
     }
 }
 
@@ -148,7 +154,28 @@ struct Log {
 }
 
 impl Store {
-    /// One delivery with every attempt.
+    /// The delivery at the head of an ordered endpoint's key.
+    async fn key_head(
+        &self,
+        p: &crate::PartitionKeys,
+        endpoint: &str,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let head: Vec<String> = redis::cmd("ZRANGE")
+            .arg(p.order(endpoint, key))
+            .arg(0)
+            .arg(0)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(head.first().and_then(|m| {
+            let (ms, seq) = m.split_once('-')?;
+            let seq: u64 = seq.parse().ok()?;
+            Some(delivery_id(&format!("{ms}-{seq}"), endpoint))
+        }))
+    }
+
+    /// One delivery with every attempt (and, while it waits behind its
+    /// ordered key's head, that head).
     pub async fn delivery(&self, id: &str) -> Result<Delivery> {
         let mut conn = self.conn.clone();
         let not_found = || StoreError::NotFound(format!("delivery {id}"));
@@ -163,6 +190,9 @@ impl Store {
                 continue;
             }
             let mut d = from_hash(id, &h)?;
+            if let (DeliveryStatus::Waiting, Some(key)) = (d.status, &d.ordering_key) {
+                d.waiting_for = self.key_head(&p, &d.endpoint_id, key).await?;
+            }
             d.attempts = attempts
                 .iter()
                 .map(|a| {

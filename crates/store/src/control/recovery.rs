@@ -99,6 +99,38 @@ impl Store {
         Ok(queued == 1)
     }
 
+    /// Takes a delivery out of its ordered key (`lua/skip.lua`): it ends
+    /// `failed` (`skipped`) and, when it was the key's head, the next
+    /// delivery of the key goes. `false` when it is not waiting in an order
+    /// (it ended, or its endpoint does not order by key).
+    pub async fn skip(&self, workspace: &str, id: &str) -> Result<bool> {
+        let p = self.keys.partition_of(workspace);
+        let Some((_, endpoint)) = hookd_core::delivery::parse_delivery_id(id) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn.clone();
+        let key: Option<String> = redis::cmd("HGET")
+            .arg(p.delivery(id))
+            .arg("okey")
+            .query_async(&mut conn)
+            .await?;
+        let Some(key) = key else { return Ok(false) };
+        let skipped: i64 = self
+            .scripts
+            .skip
+            .key(p.delivery(id))
+            .key(p.order(endpoint, &key))
+            .key(p.due(endpoint))
+            .key(p.held(endpoint))
+            .key(p.ready())
+            .arg(id)
+            .arg(endpoint)
+            .arg(p.delivery(""))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(skipped == 1)
+    }
+
     /// Gives a delivery known only by its log member durable state, as
     /// settle.lua would have made it, so it can be queued again. Does
     /// nothing when it has durable state already, or when its stream entry
@@ -125,6 +157,9 @@ impl Store {
             created_at_ms: hookd_core::delivery::entry_time_ms(&r.entry_id).unwrap_or(0),
             next_attempt_at_ms: None,
             attempts: r.attempt.iter().cloned().collect(),
+            ordering_key: None,
+            sequence: None,
+            waiting_for: None,
         };
         match self.delivery_envelope(&d).await? {
             Some(envelope) => self.write_state(p, &d, &envelope).await,

@@ -125,6 +125,11 @@ impl EntryReader {
         }
     }
 
+    /// Whether the partition had an ordered endpoint at the last read.
+    pub(crate) fn ordered(&self) -> bool {
+        self.ordered.load(Ordering::Relaxed)
+    }
+
     /// Connects to the node serving the stream: the URL's, or on a cluster
     /// the primary its slot is on now (asked anew after every failure, so a
     /// failover or a resharding is followed).

@@ -310,6 +310,32 @@ impl Store {
             .collect())
     }
 
+    /// Whether the partition's reads note keyed entries now (it had an
+    /// ordered endpoint at the last read).
+    pub fn reads_ordered(&self, p: &PartitionKeys) -> bool {
+        self.reader(p).ordered()
+    }
+
+    /// Takes keyed entries that have no ordered delivery (`(workspace, key,
+    /// entry id)`) out of their keys' read lists: nothing waits on them.
+    /// (An entry with an ordered delivery leaves its list when that delivery
+    /// joins its key's order, in `lua/settle.lua`.)
+    pub async fn unorder(&self, p: &PartitionKeys, entries: &[(&str, &str, &str)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (workspace, key, entry) in entries {
+            pipe.cmd("LREM")
+                .arg(p.order_reads(workspace, key))
+                .arg(1)
+                .arg(*entry)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     fn reader(&self, p: &PartitionKeys) -> &EntryReader {
         &self.readers[p.index as usize % self.readers.len()]
     }
