@@ -5,6 +5,7 @@
 //! Redis, real receivers on loopback. No assertion here is on a time.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod cluster_harness;
 mod harness;
 
 use std::collections::HashMap;
@@ -367,4 +368,91 @@ async fn a_given_up_head_holds_its_key_until_skipped_or_lets_it_go_on() {
         .map(|s| s.sequence)
         .collect();
     assert_eq!(sequences, [Some(2), Some(3), Some(2), Some(3)]);
+}
+
+/// Each key's first successful arrivals in publish order, and no event sent
+/// before the one before it first succeeded (a delivery sent again, same
+/// `X-Hookd-Delivery-Id`, is allowed: a new event overtaking an older one
+/// is not).
+fn assert_first_arrivals_in_order(seen: &[Seen], keys: usize, per_key: usize) {
+    let mut by_key: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for s in seen {
+        by_key.entry(&s.key).or_default().push(s);
+    }
+    assert_eq!(by_key.len(), keys, "every key arrived");
+    for (key, requests) in by_key {
+        let mut done = 0;
+        for r in &requests {
+            assert!(
+                r.n <= done + 1,
+                "key {key}: event {} was sent before {} succeeded: {requests:?}",
+                r.n,
+                done + 1
+            );
+            if r.succeeded && r.n == done + 1 {
+                done = r.n;
+            }
+        }
+        assert_eq!(done as usize, per_key, "key {key}: every event succeeded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_holds_on_a_cluster() {
+    let cluster = cluster_harness::Cluster::start(3);
+    let env = cluster_harness::cluster_env(&cluster);
+    let receiver = OrderReceiver::start(30).await;
+    create_endpoint_with(&env, "ws", &receiver.url(), &["--ordering", "key"]);
+    let _a = Daemon::ready(&env).await;
+    let _b = Daemon::ready(&env).await;
+    let (keys, per_key) = (10, 20);
+    let publish_env = env.clone();
+    let producer = std::thread::spawn(move || {
+        // Each event under its own id, published again until it is
+        // acknowledged (a repeat of a publish that did land is answered
+        // with the first).
+        for n in 1..=per_key {
+            for k in 0..keys {
+                let (id, data) = (
+                    format!("e-k{k}-{n}"),
+                    format!(r#"{{"key":"k{k}","n":{n}}}"#),
+                );
+                let key = format!("k{k}");
+                let args = [
+                    "publish",
+                    "--workspace",
+                    "ws",
+                    "--type",
+                    "card.moved",
+                    "--id",
+                    &id,
+                    "--data",
+                    &data,
+                    "--ordering-key",
+                    &key,
+                ];
+                while !hookd_command(&publish_env)
+                    .args(args)
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    });
+    producer.join().unwrap();
+    eventually(WAIT, "every event's first success", || async {
+        let seen = receiver.seen();
+        let firsts: std::collections::HashSet<(String, u64)> = seen
+            .iter()
+            .filter(|s| s.succeeded)
+            .map(|s| (s.key.clone(), s.n))
+            .collect();
+        (firsts.len() >= keys * per_key as usize).then_some(())
+    })
+    .await;
+    assert_first_arrivals_in_order(&receiver.seen(), keys, per_key as usize);
 }

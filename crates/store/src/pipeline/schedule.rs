@@ -183,7 +183,8 @@ impl Store {
             pipe.cmd("HMGET")
                 .arg(p.endpoint(ep))
                 .arg("ws")
-                .arg("paused");
+                .arg("paused")
+                .arg("max_concurrency");
             pipe.cmd("ZRANGEBYSCORE")
                 .arg(p.due(ep))
                 .arg("-inf")
@@ -191,17 +192,31 @@ impl Store {
                 .arg("LIMIT")
                 .arg(0)
                 .arg(per_endpoint);
+            pipe.cmd("ZCOUNT").arg(p.leases(ep)).arg(now).arg("+inf");
         }
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
         let mut found: Vec<(String, Vec<String>)> = Vec::new();
-        for (ep, pair) in endpoints.iter().zip(replies.chunks_exact(2)) {
-            let fields = items(&pair[0])?;
+        for (ep, reply) in endpoints.iter().zip(replies.chunks_exact(3)) {
+            let fields = items(&reply[0])?;
             let workspace = fields.first().and_then(|v| string(v).ok());
             let paused = fields.get(1).and_then(bytes) == Some(b"1");
-            let mut ids = items(&pair[1])?
+            let mut ids = items(&reply[1])?
                 .iter()
                 .map(string)
                 .collect::<Result<Vec<_>>>()?;
+            if workspace.is_some() && !paused {
+                // No more candidates than the endpoint has room for (and a
+                // few over, for candidates the claim finds not startable):
+                // each costs the claim its keys and a read.
+                let cap = fields
+                    .get(2)
+                    .and_then(|v| string(v).ok())
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(u64::from(limits.endpoint_default))
+                    .min(u64::from(limits.endpoint_max));
+                let free = cap.saturating_sub(int(&reply[2]).unwrap_or(0).max(0) as u64);
+                ids.truncate((free + free / 4 + 4) as usize);
+            }
             if (workspace.is_none() || paused) && ids.len() == per_endpoint {
                 // Deleted or paused: its queue moves a chunk at a time, not a share.
                 ids = redis::cmd("ZRANGEBYSCORE")

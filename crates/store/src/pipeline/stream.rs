@@ -229,7 +229,7 @@ impl Store {
     ) -> Result<Taken> {
         // Nothing idle long enough: nothing to take over (and the reclaim
         // count stays as it is, so settles keep their fast path).
-        let idle: Value = redis::cmd("XPENDING")
+        let idle: redis::RedisResult<Value> = redis::cmd("XPENDING")
             .arg(&p.stream)
             .arg(group)
             .arg("IDLE")
@@ -238,7 +238,21 @@ impl Store {
             .arg("+")
             .arg(1)
             .query_async(&mut self.conn.clone())
-            .await?;
+            .await;
+        let idle = match idle {
+            // The group is gone (Redis came back empty, a failover lost it):
+            // made again here too, or a daemon that reclaims before every
+            // read would never read again.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
+                self.ensure_group(p, group).await?;
+                return Ok(Taken {
+                    cursor: Some(cursor.to_string()),
+                    ..Taken::default()
+                });
+            }
+            other => other?,
+        };
         if items(&idle).map_or(true, <[Value]>::is_empty) {
             return Ok(Taken {
                 cursor: Some(cursor.to_string()),
