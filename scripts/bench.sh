@@ -17,7 +17,12 @@ run() { echo "running $1 ..." >&2; "$bench" --scenario "$@"; }
   run latency --events 30000 --rate 1000; echo ","
   run slow-baseline --events 30000; echo ","
   run slow-mixed --events 30000 --slow-endpoints 1 --slow-ms 2000; echo ","
-  run burst-cluster --events 200000 --cluster-masters 3 --partitions 6 --workspaces 12
+  run burst-cluster --events 200000 --cluster-masters 3 --partitions 6 --workspaces 12; echo ","
+  # Ordered delivery per key: the same keyed events, unordered then ordered,
+  # and one key alone (one delivery at a time by definition).
+  run keyed-unordered --events 200000 --ordering-keys 1000; echo ","
+  run ordered --events 200000 --ordering-keys 1000 --ordered --timeout-secs 300; echo ","
+  run ordered-one-key --events 10000 --ordering-keys 1 --ordered --timeout-secs 300
   echo "]"
 } > "$out.tmp"
 # Fairness: four quiet workspaces (50 events/s each) beside one that bursts,

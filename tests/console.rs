@@ -91,6 +91,58 @@ async fn an_sre_finds_the_failures_replays_them_pauses_and_rotates_in_the_consol
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_sre_skips_the_given_up_head_of_an_ordered_key_in_the_console() {
+    let redis = Redis::start();
+    let mut env = test_env(&redis);
+    env.push(("HOOKD__RETRY__MAX_ATTEMPTS".into(), "2".into()));
+    // The key's first event fails both its attempts; everything after succeeds.
+    let receiver = Receiver::sequence(&[500, 500]).await;
+    let ep = create_endpoint_with(
+        &env,
+        "ws",
+        &receiver.url(),
+        &["--ordering", "key", "--ordering-on-give-up", "hold"],
+    );
+    let endpoint = ep["id"].as_str().unwrap().to_string();
+    let daemon = Daemon::ready(&env).await;
+    for n in 1..=2 {
+        redis
+            .xadd(&[
+                ("type", "card.moved"),
+                ("workspace", "ws"),
+                ("data", &format!(r#"{{"n":{n}}}"#)),
+                ("ordering_key", "k0"),
+            ])
+            .await;
+    }
+    let (head, waiting) = eventually(Duration::from_secs(30), "a held key", || async {
+        let page = cli_json(&env, &["deliveries", "list", "--workspace", "ws"]);
+        let list = page["data"].as_array().unwrap().clone();
+        let id = |status: &str| {
+            list.iter()
+                .find(|d| d["status"] == status)
+                .and_then(|d| d["id"].as_str().map(str::to_string))
+        };
+        Some((id("failed")?, id("waiting")?))
+    })
+    .await;
+    let cfg = serde_json::json!({
+        "base": daemon.admin,
+        "admin_key": api_key(&env, "ws", "admin"),
+        "endpoint": endpoint,
+        "head": head,
+        "waiting": waiting,
+        "screenshots": concat!(env!("CARGO_MANIFEST_DIR"), "/../target/console"),
+    });
+    browse("ordering.py", cfg).await;
+    assert_eq!(
+        receiver.count(),
+        3,
+        "the head's two attempts, then the next event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_console_pages_a_workspace_of_1000_endpoints_and_100000_deliveries() {
     const ENDPOINTS: usize = 1000;
     const DELIVERIES: usize = 100_000;

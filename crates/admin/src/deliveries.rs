@@ -279,6 +279,13 @@ pub async fn request(
             });
         }
     }
+    // An ordered endpoint's delivery: its place in its key's order.
+    if let Some(n) = d.sequence {
+        headers.push(header(format!("{p}-Sequence"), Some(n.to_string())));
+        if scheme == hookd_core::SignatureScheme::StandardWebhooks {
+            headers.push(header("webhook-sequence".into(), Some(n.to_string())));
+        }
+    }
     Ok(Json(SentRequest {
         attempt: number,
         headers,

@@ -112,8 +112,9 @@ for i = first, #ARGV, RECORD_FIELDS do
     else
       push(undue, e, id)
       redis.call('HSET', dkey, 'attempts', number, 'status', status)
-      -- Only an earlier failed attempt or an operator's requeue leaves a next time.
-      if is_manual or tonumber(number) > 1 then redis.call('HDEL', dkey, 'next_at') end
+      -- Only an earlier failed attempt, an operator's requeue or an ordered
+      -- key's turn leaves a next time.
+      if is_manual or tonumber(number) > 1 or d[5] then redis.call('HDEL', dkey, 'next_at') end
     end
     -- An operator's attempt (redeliver, recover) is done: count it for its job.
     if is_manual then
