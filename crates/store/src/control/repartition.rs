@@ -335,6 +335,29 @@ impl Store {
                         .await?;
                 }
             }
+            // Ordered endpoints: their new partition reads in order.
+            let ordered: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(p.ordered())
+                .query_async(&mut conn)
+                .await?;
+            for endpoint in ordered {
+                let Some(ws) = endpoints.get(&endpoint) else {
+                    continue;
+                };
+                let target = new.partition_of(ws);
+                if target.tag != p.tag {
+                    let _: i64 = redis::cmd("SADD")
+                        .arg(target.ordered())
+                        .arg(&endpoint)
+                        .query_async(&mut conn)
+                        .await?;
+                    let _: i64 = redis::cmd("SREM")
+                        .arg(p.ordered())
+                        .arg(&endpoint)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
         }
         report.workspaces_moved = moved_workspaces.len();
         Ok(())
