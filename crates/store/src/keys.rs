@@ -38,7 +38,7 @@
 //! | `P:ordered` | set | endpoints with `ordering: key`: while it has a member, reads go through `lua/read.lua` |
 //! | `P:ws:<ws>:ok:<key>` | list | keyed entries read and not yet ordered, in stream order (`lua/read.lua` adds, `lua/settle.lua` removes); a later delivery of the key waits while an earlier entry is here |
 //! | `P:ord:<endpoint>:<key>` | zset | an ordered endpoint's deliveries of one key (members `<ms>-<seq padded to 10>`, of their entry ids), first = the head being attempted, the rest `waiting` |
-//! | `P:ep:<endpoint>:seq` | hash | ordering key -> the last `X-Hookd-Sequence` given there |
+//! | `P:seq:<endpoint>:<key>` | string | the last `X-Hookd-Sequence` an ordered endpoint gave for a key (expires a retention after; a key idle that long starts at 1 again) |
 //! | `P:ship` | stream | with `[history] postgres_url`: history records not yet shipped to PostgreSQL, written in the step that writes them to Redis (see `ship.rs`) |
 //!
 //! `<ws>` is written as `<byte length>:<workspace>` so that no workspace and
@@ -318,7 +318,7 @@ kinds! {
     SHIP = "ship", ":ship", None, "";
     ORDERED = "ordered", ":ordered", None, "";
     ORDER = "order", ":ord:", Plain, "";
-    SEQUENCES = "sequences", ":ep:", Plain, ":seq";
+    SEQUENCE = "sequence", ":seq:", Plain, "";
 }
 
 impl PartitionKeys {
@@ -479,9 +479,9 @@ impl PartitionKeys {
     pub fn order_prefix(&self) -> String {
         format!("{}{}", self.tag, ORDER.prefix)
     }
-    /// An ordered endpoint's sequence counters, one field per key.
-    pub fn sequences(&self, endpoint: &str) -> String {
-        self.key(&SEQUENCES, endpoint)
+    /// What every sequence counter's name starts with (then `<endpoint>:<key>`).
+    pub fn sequence_prefix(&self) -> String {
+        format!("{}{}", self.tag, SEQUENCE.prefix)
     }
 }
 
@@ -516,7 +516,7 @@ impl PartitionKeys {
             }
             "rl" => Owner::Ephemeral,
             "ws" | "evt" | "pub" | "env" => Owner::Workspace(workspace(id)?),
-            "ep" | "due" | "lease" | "held" | "lane" | "taken" | "ord" => {
+            "ep" | "due" | "lease" | "held" | "lane" | "taken" | "ord" | "seq" => {
                 Owner::Endpoint(first(id)?)
             }
             "dlv" => {

@@ -17,7 +17,7 @@ pub(crate) const SHAPES: &[(&str, usize)] = &[
     ("RECORD_ENDPOINT_KEYS", 4),
     ("RECORD_KEYS", 4),
     ("CLAIM_FIELDS", CLAIM_FIELDS),
-    ("CLAIM_ENDPOINT_KEYS", 7),
+    ("CLAIM_ENDPOINT_KEYS", 6),
     ("CLAIM_DELIVERY_KEYS", 2),
     ("REQUEUE_KEYS", 5),
     ("SLOT_KEYS", 3),

@@ -19,8 +19,8 @@
 --
 -- KEYS[1] = ready zset, KEYS[2] = stream, then CLAIM_ENDPOINT_KEYS per
 --   endpoint (hash, due, leases, held, workspace leases, this second's rate
---   counter, sequences), then CLAIM_DELIVERY_KEYS per candidate (delivery
---   hash, envelope)
+--   counter), then CLAIM_DELIVERY_KEYS per candidate (delivery hash,
+--   envelope)
 -- ARGV[1] = lease (ms), ARGV[2] = limit, ARGV[3] = default max concurrency per
 -- endpoint, ARGV[4] = the most any endpoint may have in flight, ARGV[5] = the
 -- most a workspace may have in flight (over all its endpoints, counted by its
@@ -29,7 +29,9 @@
 -- delivery records it), ARGV[7] = group, ARGV[8], ARGV[9] = a key's read
 -- list name around `<byte length>:<workspace>` (see read.lua),
 -- ARGV[10] = the prefix of order zsets (`<prefix><endpoint>:<key>`),
--- ARGV[11] = endpoints, then per endpoint: id, candidates;
+-- ARGV[11] = the prefix of sequence counters (`<prefix><endpoint>:<key>`),
+-- ARGV[12] = how long a counter lives past its last use (s),
+-- ARGV[13] = endpoints, then per endpoint: id, candidates;
 -- then the candidates' ids, endpoint by endpoint.
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
 -- count, then CLAIM_FIELDS per delivery: id, attempts so far, created (ms), event id,
@@ -45,8 +47,8 @@ local now = clock_ms()
 local lease, limit, default_cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_cap, ws_cap, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local stream, group, reads_before, reads_after = KEYS[2], ARGV[7], ARGV[8], ARGV[9]
-local order_prefix = ARGV[10]
-local n_eps = tonumber(ARGV[11])
+local order_prefix, seq_prefix, seq_ttl = ARGV[10], ARGV[11], ARGV[12]
+local n_eps = tonumber(ARGV[13])
 -- Per workspace lease key of this call: attempts in flight now.
 local ws_used = {}
 local out = {}
@@ -84,11 +86,11 @@ local function may_start(ep, ws, okey, id)
 end
 
 local c = 0
-local at = 12 + 2 * n_eps
+local at = 14 + 2 * n_eps
 for e = 1, n_eps do
-  local ep, count = ARGV[10 + 2 * e], tonumber(ARGV[11 + 2 * e])
-  local epkey, duekey, leasekey, heldkey, wskey, rlkey, seqkey =
-    ep_key(e, 1), ep_key(e, 2), ep_key(e, 3), ep_key(e, 4), ep_key(e, 5), ep_key(e, 6), ep_key(e, 7)
+  local ep, count = ARGV[12 + 2 * e], tonumber(ARGV[13 + 2 * e])
+  local epkey, duekey, leasekey, heldkey, wskey, rlkey =
+    ep_key(e, 1), ep_key(e, 2), ep_key(e, 3), ep_key(e, 4), ep_key(e, 5), ep_key(e, 6)
   local first_c = c
   c = c + count
   local ids = {}
@@ -161,7 +163,9 @@ for e = 1, n_eps do
           redis.call('HSET', dkey, 'status', STATUS_FAILED, 'reason', 'event_expired')
         else
           if d[11] and not d[12] then
-            d[12] = tostring(redis.call('HINCRBY', seqkey, d[11], 1))
+            local seqkey = seq_prefix .. ep .. ':' .. d[11]
+            d[12] = tostring(redis.call('INCR', seqkey))
+            redis.call('EXPIRE', seqkey, seq_ttl)
             redis.call('HSET', dkey, 'seq', d[12])
           end
           if d[10] == STATUS_WAITING then redis.call('HSET', dkey, 'status', STATUS_PENDING) end

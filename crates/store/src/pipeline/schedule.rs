@@ -268,8 +268,7 @@ impl Store {
                 .key(p.leases(ep))
                 .key(p.held(ep))
                 .key(p.workspace_leases(workspace))
-                .key(p.endpoint_rate(ep, second))
-                .key(p.sequences(ep));
+                .key(p.endpoint_rate(ep, second));
         }
         for (id, event) in candidates.iter().zip(&events) {
             let envelope = match event {
@@ -294,6 +293,8 @@ impl Store {
         call.arg(before)
             .arg(after)
             .arg(p.order_prefix())
+            .arg(p.sequence_prefix())
+            .arg(self.retention_secs())
             .arg(endpoints.len());
         for (ep, (_, ids)) in endpoints.iter().zip(&found) {
             call.arg(ep).arg(ids.len());
