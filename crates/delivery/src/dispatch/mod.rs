@@ -555,6 +555,8 @@ impl Dispatch {
                 self.settled(&entry, &ready, &endpoint_id, status, Lane::Direct, epoch);
             if status == DeliveryStatus::Waiting {
                 settled.ordering_key = ready.0.ordering_key.as_deref().map(Arc::from);
+                // Its payload stays in the stream entry (the claim reads it there).
+                settled.envelope = None;
             }
             match route {
                 Route::Send(endpoint, target, permits) => {

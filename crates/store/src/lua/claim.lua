@@ -36,7 +36,8 @@
 -- Returns a flat list, per endpoint with claimed deliveries: endpoint id, endpoint doc,
 -- count, then CLAIM_FIELDS per delivery: id, attempts so far, created (ms), event id,
 -- event type, envelope key, envelope (nil when an earlier delivery of this reply
--- carried the same event's), manual ('1' when an operator asked for this attempt),
+-- carried the same event's; an ordered delivery's, which keeps no copy, is
+-- its stream entry's fields), manual ('1' when an operator asked for this attempt),
 -- traceparent, tracestate, recovery job ('' for none), ordering key ('' for
 -- none), sequence number ('' for none).
 -- The doc and each envelope travel once per reply, not once per delivery.
@@ -150,6 +151,12 @@ for e = 1, n_eps do
         if d[1] and d[10] == STATUS_WAITING and d[11] then start = may_start(ep, d[1], d[11], id) end
         if d[1] and not sent[evkey] and start == true then
           envelope = redis.call('GET', evkey)
+          -- An ordered delivery keeps no copy: its event's stream entry
+          -- (returned as its fields; the caller builds the envelope).
+          if not envelope and d[11] then
+            local entry = redis.call('XRANGE', stream, string.match(id, '^dlv_([^_]+)_'), '+', 'COUNT', 1)[1]
+            if entry and entry[1] == string.match(id, '^dlv_([^_]+)_') then envelope = entry[2] end
+          end
         end
         if start == 'gone' then
           redis.call('ZREM', duekey, id)

@@ -342,6 +342,25 @@ impl Store {
                         envelopes.insert(event_key, b.clone());
                         b
                     }
+                    // An ordered delivery's: its stream entry's fields.
+                    Value::Array(fields) => {
+                        let pairs: Vec<(String, Vec<u8>)> = fields
+                            .chunks_exact(2)
+                            .filter_map(|f| Some((string(&f[0]).ok()?, bytes(&f[1])?.to_vec())))
+                            .collect();
+                        let entry = hookd_core::delivery::parse_delivery_id(&delivery_id)
+                            .map(|(entry, _)| entry)
+                            .unwrap_or_default();
+                        let b = crate::control::recovery::envelope_in(entry, &pairs, &event_id)
+                            .map(Bytes::from)
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "claim: the stream entry of {delivery_id} is not its event"
+                                ))
+                            })?;
+                        envelopes.insert(event_key, b.clone());
+                        b
+                    }
                     _ => envelopes.get(&event_key).cloned().ok_or_else(|| {
                         StoreError::Reply(format!("claim: no envelope for {delivery_id}"))
                     })?,
