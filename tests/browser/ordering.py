@@ -55,6 +55,13 @@ with sync_playwright() as p:
     expect(page.locator("#delivery-status")).to_contain_text("waiting", timeout=TIMEOUT)
     expect(page.locator("#ordering-key")).to_contain_text("k0")
     page.screenshot(path=os.path.join(shots, "ordered-waiting.png"), full_page=True)
+    # At phone width too: nothing wider than the window.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    expect(page.locator("#delivery-status")).to_contain_text("waiting", timeout=TIMEOUT)
+    page.screenshot(path=os.path.join(shots, "ordered-waiting-phone.png"), full_page=True)
+    assert not page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1"), "the waiting delivery is wider than a phone"
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.locator("#waiting-for").click()
     expect(page.get_by_role("heading", name=f"Delivery {cfg['head']}")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#delivery-status")).to_contain_text("failed")

@@ -390,11 +390,7 @@ impl Dispatch {
                     unordered.push((event.workspace.clone(), key.clone(), entry.clone()));
                 }
             }
-            let refs: Vec<(&str, &str, &str)> = unordered
-                .iter()
-                .map(|(w, k, e)| (w.as_str(), k.as_str(), e.as_str()))
-                .collect();
-            self.store.unorder(&self.partition, &refs).await?;
+            self.store.unorder(&self.partition, &unordered).await?;
         }
         if !accepted.seen.is_empty() {
             self.settler.send(Settle::Seen(accepted.seen)).await;

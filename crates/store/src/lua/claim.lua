@@ -154,8 +154,9 @@ for e = 1, n_eps do
           -- An ordered delivery keeps no copy: its event's stream entry
           -- (returned as its fields; the caller builds the envelope).
           if not envelope and d[11] then
-            local entry = redis.call('XRANGE', stream, string.match(id, '^dlv_([^_]+)_'), '+', 'COUNT', 1)[1]
-            if entry and entry[1] == string.match(id, '^dlv_([^_]+)_') then envelope = entry[2] end
+            local entry_id = string.match(id, '^dlv_([^_]+)_')
+            local entry = redis.call('XRANGE', stream, entry_id, entry_id)[1]
+            if entry then envelope = entry[2] end
           end
         end
         if start == 'gone' then

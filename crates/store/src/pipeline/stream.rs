@@ -244,8 +244,7 @@ impl Store {
             // made again here too, or a daemon that reclaims before every
             // read would never read again.
             Err(e) if e.code() == Some("NOGROUP") => {
-                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
-                self.ensure_group(p, group).await?;
+                self.recreate_group(p, group).await?;
                 return Ok(Taken {
                     cursor: Some(cursor.to_string()),
                     ..Taken::default()
@@ -334,7 +333,11 @@ impl Store {
     /// entry id)`) out of their keys' read lists: nothing waits on them.
     /// (An entry with an ordered delivery leaves its list when that delivery
     /// joins its key's order, in `lua/settle.lua`.)
-    pub async fn unorder(&self, p: &PartitionKeys, entries: &[(&str, &str, &str)]) -> Result<()> {
+    pub async fn unorder(
+        &self,
+        p: &PartitionKeys,
+        entries: &[(String, String, String)],
+    ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -343,7 +346,7 @@ impl Store {
             pipe.cmd("LREM")
                 .arg(p.order_reads(workspace, key))
                 .arg(1)
-                .arg(*entry)
+                .arg(entry)
                 .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
@@ -352,6 +355,12 @@ impl Store {
 
     fn reader(&self, p: &PartitionKeys) -> &EntryReader {
         &self.readers[p.index as usize % self.readers.len()]
+    }
+
+    /// Makes the consumer group again after a read or reclaim found it gone.
+    async fn recreate_group(&self, p: &PartitionKeys, group: &str) -> Result<()> {
+        tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
+        self.ensure_group(p, group).await
     }
 
     /// What a read took: the refused entries dead-lettered, a missing
@@ -365,8 +374,7 @@ impl Store {
         let read = match read {
             Ok(read) => read,
             Err(ReadError::Server(e)) if e.starts_with("NOGROUP") => {
-                tracing::warn!(stream = %p.stream, group, "consumer group missing (Redis restarted empty?); recreating it");
-                self.ensure_group(p, group).await?;
+                self.recreate_group(p, group).await?;
                 return Ok(Taken::default());
             }
             Err(ReadError::Server(e)) => return Err(StoreError::Reply(e)),
