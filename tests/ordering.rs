@@ -329,19 +329,29 @@ async fn a_given_up_head_holds_its_key_until_skipped_or_lets_it_go_on() {
         (receiver.successes() >= 2).then_some(())
     })
     .await;
-    // `hold`: event 2 waits behind the given-up event 1, in the history too.
+    // `hold`: event 2 waits behind the given-up event 1, in the history too
+    // (once its second attempt is recorded: the other key may finish first).
     let ep = held["id"].as_str().unwrap();
-    let list = cli_json(
-        &env,
-        &[
-            "deliveries",
-            "list",
-            "--workspace",
-            "held",
-            "--endpoint",
-            ep,
-        ],
-    );
+    let list = eventually(WAIT, "the held key's head given up", || async {
+        let list = cli_json(
+            &env,
+            &[
+                "deliveries",
+                "list",
+                "--workspace",
+                "held",
+                "--endpoint",
+                ep,
+            ],
+        );
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["status"] == "failed")
+            .then_some(list)
+    })
+    .await;
     let deliveries = list["data"].as_array().unwrap();
     let head = deliveries
         .iter()
